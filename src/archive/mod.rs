@@ -1,0 +1,11 @@
+//! archive-push and archive-get: the library side of `archive_command` and `restore_command`.
+//!
+//! Push checks a WAL file against its stanza, stores it, and succeeds only once it is durable;
+//! it never replaces an archived file. Get checks both checksums of the stored object and hands
+//! PostgreSQL nothing but the verified original bytes.
+
+pub mod get;
+pub mod push;
+
+pub use get::{GetOutcome, get_wal_file};
+pub use push::{PushOutcome, PushReport, push_wal_file};

@@ -1,0 +1,205 @@
+//! archive-push: read a WAL file once, checking it and compressing it as it is read, then store it.
+
+use std::fs::File;
+use std::io::{self, ErrorKind, Read};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::pg::WalFileName;
+use crate::pg::history::TimelineHistory;
+use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentDefect, SegmentKind};
+use crate::repo::Stanza;
+use crate::repo::object::{self, EncodedObject, ObjectEncoder};
+use crate::storage::PutOutcome;
+
+/// What happened to a pushed file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Newly stored and durable.
+    Stored,
+    /// The archive already held a byte-identical copy; nothing was written.
+    AlreadyArchived,
+}
+
+/// A successful push.
+#[derive(Clone, Debug)]
+pub struct PushReport {
+    pub name: WalFileName,
+    pub outcome: PushOutcome,
+    pub original_len: u64,
+    pub stored_len: u64,
+}
+
+/// Bytes read per call: a whole number of the largest WAL pages, so no page is ever split.
+const READ_CHUNK: usize = 16 * CHUNK_ALIGNMENT;
+
+/// Checks the WAL file at `path` against `stanza` and stores it.
+///
+/// Success means the file is durable in the repository, now or from an earlier push of the same
+/// bytes. A different file already archived under the same name is an error naming both
+/// checksums, and the archived one is left as it is.
+pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushReport> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("'{}' does not end in a file name", path.display()))?;
+    let name = WalFileName::parse(file_name)?;
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => anyhow::anyhow!(
+            "it does not exist: archive_command must pass %p, the path PostgreSQL gives relative to its data directory"
+        ),
+        _ => anyhow::Error::new(e).context("open it"),
+    })?;
+    let length = file.metadata().context("read its size")?.len();
+    let encoded = match name {
+        WalFileName::Segment(segment) | WalFileName::Partial(segment) => {
+            let kind = if matches!(name, WalFileName::Partial(_)) {
+                SegmentKind::Partial
+            } else {
+                SegmentKind::Complete
+            };
+            let mut checker = SegmentChecker::new(stanza.expected_cluster(), segment, kind)?;
+            checker.check_length(length)?;
+            let encoded = encode_checked(stanza, &mut file, length, |chunk| checker.feed(chunk))?;
+            checker.finish()?;
+            encoded
+        }
+        WalFileName::History(timeline) => {
+            let content = read_small(&mut file)?;
+            TimelineHistory::parse(timeline, &content)
+                .context("it is not a valid timeline history file")?;
+            encode_bytes(stanza, &content)?
+        }
+        WalFileName::BackupHistory { .. } => {
+            let content = read_small(&mut file)?;
+            let text = std::str::from_utf8(&content).ok();
+            if !text.is_some_and(|t| t.starts_with("START WAL LOCATION: ")) {
+                bail!(
+                    "it is not a backup history file: it does not start with 'START WAL LOCATION: '"
+                );
+            }
+            encode_bytes(stanza, &content)?
+        }
+    };
+    finish_push(stanza, name, path, encoded)
+}
+
+/// Reads the whole file once, passing each chunk to `check` and to the encoder.
+fn encode_checked(
+    stanza: &Stanza<'_>,
+    file: &mut File,
+    length: u64,
+    mut check: impl FnMut(&[u8]) -> Result<(), SegmentDefect>,
+) -> anyhow::Result<EncodedObject> {
+    let settings = stanza.repository().write_settings;
+    let mut encoder =
+        ObjectEncoder::new(settings.compression, settings.zstd_level, length as usize)?;
+    let mut buffer = vec![0u8; READ_CHUNK.min(length as usize)];
+    let mut total = 0u64;
+    loop {
+        let filled = read_full(file, &mut buffer).context("read it")?;
+        if filled == 0 {
+            break;
+        }
+        total += filled as u64;
+        if total > length {
+            bail!(
+                "it grew while being read: PostgreSQL never changes a file it hands to archive_command"
+            );
+        }
+        check(&buffer[..filled])?;
+        encoder.write(&buffer[..filled]).context("compress it")?;
+    }
+    encoder.finish().context("compress it")
+}
+
+fn encode_bytes(stanza: &Stanza<'_>, content: &[u8]) -> anyhow::Result<EncodedObject> {
+    let settings = stanza.repository().write_settings;
+    object::encode(settings.compression, settings.zstd_level, content).context("compress it")
+}
+
+/// History and backup history files are a few hundred bytes; anything huge is not one.
+fn read_small(file: &mut File) -> anyhow::Result<Vec<u8>> {
+    const LIMIT: u64 = 16 << 20;
+    let mut content = Vec::new();
+    file.take(LIMIT + 1)
+        .read_to_end(&mut content)
+        .context("read it")?;
+    if content.len() as u64 > LIMIT {
+        bail!("it is larger than 16 MiB, far more than any history file");
+    }
+    Ok(content)
+}
+
+/// Fills `buffer` unless the file ends first; returns the bytes read.
+fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn finish_push(
+    stanza: &Stanza<'_>,
+    name: WalFileName,
+    path: &Path,
+    encoded: EncodedObject,
+) -> anyhow::Result<PushReport> {
+    let report = |outcome| PushReport {
+        name,
+        outcome,
+        original_len: encoded.header.original_len,
+        stored_len: encoded.header.stored_len,
+    };
+    match stanza.put_wal(name, &encoded).context("store it")? {
+        PutOutcome::Created => Ok(report(PushOutcome::Stored)),
+        PutOutcome::AlreadyExists => {
+            confirm_identical(stanza, name, path, &encoded)?;
+            Ok(report(PushOutcome::AlreadyArchived))
+        }
+    }
+}
+
+/// Succeeds only if the archived copy of `name` holds exactly the bytes of the file at `path`.
+fn confirm_identical(
+    stanza: &Stanza<'_>,
+    name: WalFileName,
+    path: &Path,
+    new: &EncodedObject,
+) -> anyhow::Result<()> {
+    let key = stanza.wal_key(name);
+    let location = stanza.repository().storage().location();
+    let stored = stanza
+        .get_wal(name)
+        .context("read the archived copy")?
+        .with_context(|| format!("{key} vanished from {location} while being compared"))?;
+    let mut archived = Vec::new();
+    let header = object::decode_into(&stored, &mut archived).with_context(|| {
+        format!("it is already archived, but the archived copy {key} in {location} is damaged; it was not replaced")
+    })?;
+    let differs = |archived_crc: u32, archived_len: u64| {
+        anyhow::anyhow!(
+            "it is already archived with different content: archived copy CRC-32C {archived_crc:08x} ({archived_len} bytes), this file CRC-32C {:08x} ({} bytes); the archived copy is kept. Two clusters may be archiving to one stanza, or this file was damaged",
+            new.header.original_crc,
+            new.header.original_len
+        )
+    };
+    if header.original_crc != new.header.original_crc
+        || header.original_len != new.header.original_len
+    {
+        return Err(differs(header.original_crc, header.original_len));
+    }
+    // Equal checksums: compare every byte, so a CRC collision cannot pass as a duplicate.
+    let current = std::fs::read(path).context("read it again to compare")?;
+    if current != archived {
+        return Err(differs(header.original_crc, header.original_len));
+    }
+    Ok(())
+}

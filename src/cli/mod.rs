@@ -1,0 +1,91 @@
+//! The command line: the `tidemark` command and its subcommands, and the mains of the two
+//! binaries PostgreSQL runs. Each command is a thin layer over library calls.
+
+pub mod hot_path;
+pub mod info;
+pub mod logging;
+pub mod run;
+pub mod stanza_create;
+pub mod target;
+pub mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use info::OutputFormat;
+use run::Finished;
+use target::Target;
+
+/// Tidemark: PostgreSQL WAL archiving and point-in-time recovery.
+///
+/// PostgreSQL runs tidemark-archive as archive_command and tidemark-restore as
+/// restore_command; a DBA runs tidemark to create stanzas, inspect the repository and try it
+/// all out with `tidemark demo`. Configuration: docs/configuration.md.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: Target,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bind a stanza to the cluster in its pgdata (system identifier, version, segment size)
+    StanzaCreate,
+    /// Show what a stanza holds: its cluster and, per timeline, the archived WAL
+    Info {
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Push one WAL file into the repository (what tidemark-archive does)
+    ArchivePush {
+        /// The WAL file to archive (PostgreSQL's %p)
+        #[arg(value_name = "WAL_PATH")]
+        wal_path: PathBuf,
+    },
+    /// Fetch one WAL file from the repository (what tidemark-restore does); exit 1 if not archived
+    ArchiveGet {
+        /// The file name to fetch (PostgreSQL's %f)
+        #[arg(value_name = "WAL_FILE_NAME")]
+        wal_file_name: String,
+        /// Where to write it (PostgreSQL's %p)
+        #[arg(value_name = "DESTINATION")]
+        destination: PathBuf,
+    },
+    /// Run the whole cycle on a throwaway cluster: archive, base backup, restore to an instant, compare
+    Demo,
+}
+
+/// Main of the `tidemark` binary. Called as `tidemark-archive` or `tidemark-restore` (a link or
+/// copy), it is that binary, so one file can serve all three roles.
+pub fn tidemark_main() -> ExitCode {
+    match run::program_name("tidemark").as_str() {
+        "tidemark-archive" => return hot_path::archive_command_main(),
+        "tidemark-restore" => return hot_path::restore_command_main(),
+        _ => {}
+    }
+    let cli = match run::parse_args::<Cli>("tidemark") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    run::run("tidemark", || dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
+    match cli.command {
+        Command::StanzaCreate => stanza_create::stanza_create(&cli.target),
+        Command::Info { output } => info::info(&cli.target, output),
+        Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
+        Command::ArchiveGet {
+            wal_file_name,
+            destination,
+        } => hot_path::archive_get(&cli.target, &wal_file_name, &destination),
+        Command::Demo => crate::demo::run_demo().map(|()| Finished::Success),
+    }
+}

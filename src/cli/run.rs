@@ -1,0 +1,93 @@
+//! Runs a command the way every Tidemark binary must end: exit 0 on success, 1 on any failure or
+//! "not found", the error printed once as one line. Never a higher code, never a death by a
+//! panic's abort: PostgreSQL treats codes above 125 and signals from archive_command and
+//! restore_command as fatal.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+
+use super::logging;
+
+/// How a command ended when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Success,
+    /// The thing asked for does not exist; exit 1 without an error line.
+    NotFound,
+}
+
+/// The program name as invoked (`tidemark-archive`, `tidemark`, …).
+pub fn program_name(default: &str) -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg| {
+            std::path::Path::new(&arg)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Runs `command` with logging set up, and maps its result to an exit code.
+pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) -> ExitCode {
+    logging::init(program);
+    let name = program.to_owned();
+    panic::set_hook(Box::new(move |info| {
+        let message = info.to_string().replace('\n', " ");
+        eprintln!("{name}: ERROR: internal error, please report it: {message}");
+    }));
+    match panic::catch_unwind(AssertUnwindSafe(command)) {
+        Ok(Ok(Finished::Success)) => ExitCode::SUCCESS,
+        Ok(Ok(Finished::NotFound)) => ExitCode::from(1),
+        Ok(Err(error)) => {
+            tracing::error!("{}", one_line(&format!("{error:#}")));
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Joins the lines of a message so every error is exactly one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses arguments with clap, turning a usage error into one line and exit code 1 (clap's own
+/// code for it is 2, which PostgreSQL would also take as failure, but we promise 0 or 1).
+pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
+    match P::try_parse() {
+        Ok(parsed) => Ok(parsed),
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = error.print();
+                return Err(
+                    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    },
+                );
+            }
+            let rendered = error.render().to_string();
+            let message: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .filter(|line| {
+                    !line.is_empty()
+                        && !line.starts_with("Usage:")
+                        && !line.starts_with("For more information")
+                })
+                .collect();
+            let message = one_line(&message.join(" "));
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("{program}: ERROR: {message}; run '{program} --help' for usage");
+            Err(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `tidemark stanza-create`: bind a stanza to the cluster in its data directory.
+
+use anyhow::Context;
+
+use super::run::Finished;
+use super::target::Target;
+use crate::datadir;
+use crate::repo::stanza::STANZA_FORMAT;
+use crate::repo::{StanzaCreated, StanzaIdentity};
+
+pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let name = &selected.stanza_name;
+    let pgdata = selected.stanza.pgdata.as_ref().with_context(|| {
+        format!(
+            "stanza '{name}' has no pgdata in config file {}: add pgdata = \"/path/to/data\" to [stanza.{name}]",
+            selected.config_path.display()
+        )
+    })?;
+    let cluster = datadir::read_identity(pgdata)?;
+    let identity = StanzaIdentity {
+        format: STANZA_FORMAT,
+        stanza: name.clone(),
+        system_id: cluster.system_id,
+        pg_version: cluster.version.number(),
+        segment_size: cluster.segment_size.bytes(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let repo = selected.config.open_repository();
+    let described = format!(
+        "system identifier {}, PostgreSQL {}, {} MiB WAL segments",
+        identity.system_id,
+        identity.pg_version,
+        identity.segment_size >> 20
+    );
+    match repo.create_stanza(&identity)? {
+        StanzaCreated::Created => println!(
+            "stanza '{name}' created in {} for {described}",
+            repo.storage().location()
+        ),
+        StanzaCreated::AlreadyExisted => println!(
+            "stanza '{name}' already exists in {} for this cluster ({described}); nothing changed",
+            repo.storage().location()
+        ),
+    }
+    Ok(Finished::Success)
+}

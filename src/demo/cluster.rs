@@ -1,0 +1,638 @@
+//! A throwaway PostgreSQL cluster in a temporary directory, for the demo and the tests.
+//!
+//! Servers listen on a Unix socket inside their own temporary directory only, so
+//! they never clash with other clusters (or TCP ports) on the machine. PostgreSQL
+//! refuses to run as root, so when we are root every server program runs as the
+//! `postgres` OS user through `runuser`, and the directories it uses are handed to
+//! that user.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
+/// private socket directory per cluster, every cluster can use the same number.
+const PORT: u16 = 5432;
+
+/// The OS user that owns clusters when we run as root.
+const OWNER_WHEN_ROOT: &str = "postgres";
+
+/// Where the PostgreSQL server programs (`initdb`, `pg_ctl`, ...) live.
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    /// The directory holding the programs.
+    pub bindir: PathBuf,
+}
+
+impl PgBinaries {
+    /// `TIDEMARK_PG_BINDIR` if set, else `pg_config --bindir`; errors if `initdb` is
+    /// not there.
+    pub fn locate() -> Result<PgBinaries> {
+        const INSTALL_HINT: &str = "install the PostgreSQL server package \
+             (e.g. `apt-get install postgresql-15`) or set TIDEMARK_PG_BINDIR";
+        let bindir = match std::env::var_os("TIDEMARK_PG_BINDIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let output = Command::new("pg_config")
+                    .arg("--bindir")
+                    .stdin(Stdio::null())
+                    .output()
+                    .with_context(|| format!("run `pg_config --bindir`; {INSTALL_HINT}"))?;
+                if !output.status.success() {
+                    bail!(
+                        "`pg_config --bindir` failed ({}): {}; {INSTALL_HINT}",
+                        output.status,
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    );
+                }
+                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+            }
+        };
+        let bins = PgBinaries { bindir };
+        if !bins.path("initdb").is_file() {
+            bail!(
+                "PostgreSQL server programs not found: {} does not exist; {INSTALL_HINT}",
+                bins.path("initdb").display()
+            );
+        }
+        Ok(bins)
+    }
+
+    /// The full path of one of the programs, e.g. `path("pg_ctl")`.
+    pub fn path(&self, program: &str) -> PathBuf {
+        self.bindir.join(program)
+    }
+}
+
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The uid/gid of the `postgres` user, looked up once.
+fn owner_ids() -> Result<(u32, u32)> {
+    static IDS: OnceLock<std::result::Result<(u32, u32), String>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        let lookup = |flag: &str| -> std::result::Result<u32, String> {
+            let output = Command::new("id")
+                .args([flag, OWNER_WHEN_ROOT])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("run `id {flag} {OWNER_WHEN_ROOT}`: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "`id {flag} {OWNER_WHEN_ROOT}` failed ({}): {}; PostgreSQL refuses to run \
+                     as root, so the `{OWNER_WHEN_ROOT}` user must exist",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            let text = String::from_utf8_lossy(&output.stdout);
+            text.trim().parse().map_err(|e| {
+                format!("parse output of `id {flag} {OWNER_WHEN_ROOT}` ({text:?}): {e}")
+            })
+        };
+        Ok((lookup("-u")?, lookup("-g")?))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// Returns a `Command` that runs `program` as the cluster owner with `cwd` as its
+/// working directory (which the owner must be able to enter).
+pub fn owner_command(program: &Path, cwd: &Path) -> Command {
+    let mut command = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", OWNER_WHEN_ROOT, "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    // A developer's PGHOST, PGPORT, PGOPTIONS, PGDATA... must not redirect or alter
+    // what we run; every call passes its target explicitly.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            command.env_remove(key);
+        }
+    }
+    command.current_dir(cwd).stdin(Stdio::null());
+    command
+}
+
+/// Runs `program args` as the cluster owner in `cwd` and returns its stdout; fails,
+/// with the exit status and stderr, if it exits non-zero.
+pub fn run_as_owner(program: &Path, args: &[&OsStr], cwd: &Path) -> Result<String> {
+    let shown = || {
+        let mut s = program.display().to_string();
+        for arg in args {
+            s.push(' ');
+            s.push_str(&arg.to_string_lossy());
+        }
+        s
+    };
+    let output = owner_command(program, cwd)
+        .args(args)
+        .output()
+        .with_context(|| format!("spawn `{}`", shown()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // Some programs (pg_ctl) report failures on stdout only.
+        let detail = if stderr.trim().is_empty() {
+            stdout.trim()
+        } else {
+            stderr.trim()
+        };
+        bail!("`{}` failed ({}): {}", shown(), output.status, detail);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Chowns `path` (not recursively, not following a symlink) to the cluster owner;
+/// does nothing when not root, since then we already are the owner.
+pub fn give_to_owner(path: &Path) -> Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let (uid, gid) = owner_ids()?;
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {} to {OWNER_WHEN_ROOT}", path.display()))
+}
+
+fn give_to_owner_recursively(path: &Path) -> Result<()> {
+    give_to_owner(path)?;
+    let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).with_context(|| format!("list {}", path.display()))? {
+            let entry = entry.with_context(|| format!("list {}", path.display()))?;
+            give_to_owner_recursively(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn make_owned_dir(path: &Path, mode: u32) -> Result<()> {
+    fs::create_dir(path).with_context(|| format!("create directory {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("set mode {mode:o} on {}", path.display()))?;
+    give_to_owner(path)
+}
+
+/// A temporary directory that the cluster owner can read, write and enter; deleted
+/// on drop unless `TIDEMARK_KEEP_TMP` is set.
+#[derive(Debug)]
+pub struct SharedTempDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl SharedTempDir {
+    /// Creates the directory under `/tmp`, whose short path keeps socket paths under
+    /// the ~107-byte limit.
+    pub fn new(prefix: &str) -> Result<SharedTempDir> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .context("create temporary directory in /tmp")?;
+        let path = dir.path().to_path_buf();
+        // tempfile makes it 0700 for us; the owner (maybe another user) must get in.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("set mode 755 on {}", path.display()))?;
+        give_to_owner(&path)?;
+        Ok(SharedTempDir {
+            dir: Some(dir),
+            path,
+        })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates subdirectory `name` (mode 0755) owned by the cluster owner and returns
+    /// its path.
+    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
+        let path = self.path.join(name);
+        make_owned_dir(&path, 0o755)?;
+        Ok(path)
+    }
+}
+
+impl Drop for SharedTempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("TIDEMARK_KEEP_TMP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("TIDEMARK_KEEP_TMP is set: keeping {}", kept.display());
+        }
+    }
+}
+
+/// A PostgreSQL server in a temporary directory, reachable only through its own
+/// Unix socket directory; stopped (immediately) on drop if still running.
+#[derive(Debug)]
+pub struct ThrowawayCluster {
+    bins: PgBinaries,
+    /// Working directory for the programs we spawn: the owner can always enter it.
+    work_dir: PathBuf,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    log_file: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+impl ThrowawayCluster {
+    /// Runs `initdb` for a new cluster in `<dir>/<name>` with `wal_segment_mb` MiB WAL
+    /// segments, set up to listen on `<dir>/s<name>` only and to allow base backups.
+    pub fn init(
+        bins: &PgBinaries,
+        dir: &Path,
+        name: &str,
+        wal_segment_mb: u32,
+    ) -> Result<ThrowawayCluster> {
+        let cluster = Self::new(bins, dir, name, dir.join(name));
+        (|| -> Result<()> {
+            make_owned_dir(&cluster.socket_dir, 0o755)?;
+            let wal_segsize = format!("--wal-segsize={wal_segment_mb}");
+            let args: [&OsStr; 11] = [
+                "-D".as_ref(),
+                cluster.data_dir.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                // Locale and encoding from the caller's environment may be missing
+                // or odd; the tests want predictable behaviour.
+                "--locale=C".as_ref(),
+                "--encoding=UTF8".as_ref(),
+                "--no-sync".as_ref(),
+                "--no-instructions".as_ref(),
+                wal_segsize.as_ref(),
+            ];
+            run_as_owner(&bins.path("initdb"), &args, &cluster.work_dir)?;
+            let conf = format!(
+                "\n# Added by tidemark's throwaway cluster.\n\
+                 listen_addresses = ''\n\
+                 unix_socket_directories = {}\n\
+                 port = {}\n\
+                 wal_level = replica\n\
+                 max_wal_senders = 4\n",
+                quote(&cluster.socket_dir.to_string_lossy()),
+                cluster.port
+            );
+            append(&cluster.data_dir.join("postgresql.conf"), &conf)
+        })()
+        .with_context(|| {
+            format!(
+                "initialise PostgreSQL cluster in {}",
+                cluster.data_dir.display()
+            )
+        })?;
+        Ok(cluster)
+    }
+
+    /// Adopts an existing data directory (e.g. a restored base backup) so it can be
+    /// started here: points it at `<dir>/s<name>`, and fixes its ownership and mode.
+    pub fn adopt(
+        bins: &PgBinaries,
+        dir: &Path,
+        name: &str,
+        data_dir: PathBuf,
+    ) -> Result<ThrowawayCluster> {
+        let cluster = Self::new(bins, dir, name, data_dir);
+        (|| -> Result<()> {
+            if !cluster.data_dir.join("PG_VERSION").is_file() {
+                bail!("no PG_VERSION file: not a PostgreSQL data directory");
+            }
+            if !cluster.socket_dir.is_dir() {
+                make_owned_dir(&cluster.socket_dir, 0o755)?;
+            }
+            // postgresql.auto.conf is read last, so these override whatever socket
+            // settings the copied cluster had.
+            cluster.configure(&[
+                ("listen_addresses", ""),
+                (
+                    "unix_socket_directories",
+                    &cluster.socket_dir.to_string_lossy(),
+                ),
+                ("port", &cluster.port.to_string()),
+            ])?;
+            give_to_owner_recursively(&cluster.data_dir)?;
+            // The server refuses to start on a group/world-accessible data directory.
+            fs::set_permissions(&cluster.data_dir, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("set mode 700 on {}", cluster.data_dir.display()))
+        })()
+        .with_context(|| {
+            format!(
+                "adopt PostgreSQL data directory {}",
+                cluster.data_dir.display()
+            )
+        })?;
+        Ok(cluster)
+    }
+
+    fn new(bins: &PgBinaries, dir: &Path, name: &str, data_dir: PathBuf) -> ThrowawayCluster {
+        ThrowawayCluster {
+            bins: bins.clone(),
+            work_dir: dir.to_path_buf(),
+            data_dir,
+            socket_dir: dir.join(format!("s{name}")),
+            log_file: dir.join(format!("{name}.log")),
+            port: PORT,
+            running: false,
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The port number, which only names the socket file.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server log written by `pg_ctl -l`.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// A libpq conninfo string for this cluster.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// Appends `key = 'value'` lines to `postgresql.auto.conf`; they take effect at
+    /// the next start.
+    pub fn configure(&self, settings: &[(&str, &str)]) -> Result<()> {
+        let path = self.data_dir.join("postgresql.auto.conf");
+        let mut text = String::new();
+        for (key, value) in settings {
+            // Anything else could smuggle extra lines into the file.
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                bail!("invalid PostgreSQL setting name {key:?}");
+            }
+            if value.contains(['\n', '\r']) {
+                bail!("value of PostgreSQL setting {key} contains a line break");
+            }
+            text.push_str(&format!("{key} = {}\n", quote(value)));
+        }
+        append(&path, &text).with_context(|| {
+            format!(
+                "configure PostgreSQL cluster in {}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// Starts the server (`pg_ctl -w -t 120 start`), waiting until it accepts
+    /// connections; the error includes the end of the server log.
+    pub fn start(&mut self) -> Result<()> {
+        let args: [&OsStr; 8] = [
+            "-D".as_ref(),
+            self.data_dir.as_os_str(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "120".as_ref(),
+            "-l".as_ref(),
+            self.log_file.as_os_str(),
+            "start".as_ref(),
+        ];
+        match run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir) {
+            Ok(_) => {
+                self.running = true;
+                Ok(())
+            }
+            Err(e) => {
+                // pg_ctl may have given up waiting while the server runs on; make
+                // sure Drop still stops it.
+                self.running = self.data_dir.join("postmaster.pid").exists();
+                Err(anyhow::anyhow!(
+                    "{e:#}\nlast lines of {}:\n{}",
+                    self.log_file.display(),
+                    self.log_tail(20)
+                )
+                .context(format!(
+                    "start PostgreSQL cluster in {}",
+                    self.data_dir.display()
+                )))
+            }
+        }
+    }
+
+    /// Stops the server (`pg_ctl -w -m fast stop`); does nothing if it is not running.
+    pub fn stop(&mut self) -> Result<()> {
+        if !self.running {
+            return Ok(());
+        }
+        self.pg_ctl_stop("fast")
+            .with_context(|| format!("stop PostgreSQL cluster in {}", self.data_dir.display()))?;
+        self.running = false;
+        Ok(())
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> Result<String> {
+        let args: [&OsStr; 6] = [
+            "-D".as_ref(),
+            self.data_dir.as_os_str(),
+            "-w".as_ref(),
+            "-m".as_ref(),
+            mode.as_ref(),
+            "stop".as_ref(),
+        ];
+        run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir)
+    }
+
+    /// Runs `sql` with psql and returns its trimmed, unaligned, tuples-only output. Several
+    /// statements in `sql` run as one implicit transaction, as PostgreSQL runs one query string.
+    pub fn query(&self, sql: &str) -> Result<String> {
+        self.execute_each(&[sql])
+    }
+
+    /// Runs each statement as its own psql command (`-c` per statement), so each commits on its
+    /// own, all in one session; returns the trimmed output of them all.
+    pub fn execute_each(&self, statements: &[&str]) -> Result<String> {
+        let port = self.port.to_string();
+        let mut args: Vec<&OsStr> = vec![
+            "-X".as_ref(),
+            "-A".as_ref(),
+            "-t".as_ref(),
+            "-q".as_ref(),
+            // Never prompt for a password: there is no one to answer.
+            "-w".as_ref(),
+            "-v".as_ref(),
+            "ON_ERROR_STOP=1".as_ref(),
+            "-h".as_ref(),
+            self.socket_dir.as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "-d".as_ref(),
+            "postgres".as_ref(),
+        ];
+        for statement in statements {
+            args.push("-c".as_ref());
+            args.push(statement.as_ref());
+        }
+        let out = run_as_owner(&self.bins.path("psql"), &args, &self.work_dir)
+            .with_context(|| format!("query PostgreSQL cluster in {}", self.data_dir.display()))?;
+        Ok(out.trim().to_string())
+    }
+
+    /// Polls `query(sql)` every 100 ms until it returns `expected`; fails after
+    /// `timeout`, saying what was last seen.
+    pub fn wait_for(&self, sql: &str, expected: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.query(sql) {
+                Ok(got) if got == expected => return Ok(()),
+                Ok(got) => format!("{got:?}"),
+                Err(e) => format!("error: {e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "waited {timeout:?} for `{sql}` to return {expected:?} on PostgreSQL \
+                     cluster in {}; last saw {last}",
+                    self.data_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the server accepts connections and is out of recovery (e.g. a
+    /// restored cluster that promotes at the end of recovery); fails after `timeout`
+    /// or if the server exits, with the end of the server log.
+    pub fn wait_for_promotion(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let fail = |why: String| {
+            anyhow::anyhow!(
+                "wait for PostgreSQL cluster in {} to finish recovery: {why}; last lines of {}:\n{}",
+                self.data_dir.display(),
+                self.log_file.display(),
+                self.log_tail(20)
+            )
+        };
+        loop {
+            let last = match self.query("SELECT pg_is_in_recovery()") {
+                Ok(got) if got == "f" => return Ok(()),
+                Ok(got) => format!("pg_is_in_recovery() returned {got:?}"),
+                Err(e) => {
+                    // A server that stopped (recovery failure, or a `shutdown` target
+                    // action) will never promote: say so now rather than at timeout.
+                    if !self.data_dir.join("postmaster.pid").exists() {
+                        return Err(fail(format!("the server is not running ({e:#})")));
+                    }
+                    format!("{e:#}")
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(fail(format!(
+                    "timed out after {timeout:?}; last saw {last}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Takes a base backup into `dest` with `pg_basebackup -X none` (so restoring it
+    /// needs archived WAL); `dest` must not exist and its parent must be writable by
+    /// the cluster owner.
+    pub fn base_backup(&self, dest: &Path) -> Result<()> {
+        let port = self.port.to_string();
+        let args: [&OsStr; 14] = [
+            "-D".as_ref(),
+            dest.as_os_str(),
+            "-X".as_ref(),
+            "none".as_ref(),
+            "-c".as_ref(),
+            "fast".as_ref(),
+            "--no-sync".as_ref(),
+            "-w".as_ref(),
+            "-h".as_ref(),
+            self.socket_dir.as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+        ];
+        run_as_owner(&self.bins.path("pg_basebackup"), &args, &self.work_dir).with_context(
+            || {
+                format!(
+                    "take base backup of PostgreSQL cluster in {} into {}",
+                    self.data_dir.display(),
+                    dest.display()
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Whether the server is running, as tracked by `start` and `stop`.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> String {
+        match fs::read(&self.log_file) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            }
+            Err(e) => format!("(cannot read {}: {e})", self.log_file.display()),
+        }
+    }
+}
+
+impl Drop for ThrowawayCluster {
+    fn drop(&mut self) {
+        if self.running {
+            // Nothing to keep: an immediate stop is fastest, and errors cannot be
+            // reported from Drop anyway.
+            let _ = self.pg_ctl_stop("immediate");
+            self.running = false;
+        }
+    }
+}
+
+/// Quotes a configuration value for postgresql.conf: single quotes, embedded ones
+/// doubled.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    // Appending keeps the file's owner (the cluster owner) even when we are root.
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("open {} for appending", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("append to {}", path.display()))
+}

@@ -1,0 +1,14 @@
+//! Tidemark: a PostgreSQL WAL archiver and point-in-time-recovery engine.
+//!
+//! Modules, lowest first; each uses only those above it in this list:
+//! `pg` (PostgreSQL formats), `storage` (object stores), `repo` (the repository), `archive`
+//! (archive-push and archive-get), `config`, `cli`, and `demo`.
+
+pub mod archive;
+pub mod cli;
+pub mod config;
+pub mod datadir;
+pub mod demo;
+pub mod pg;
+pub mod repo;
+pub mod storage;

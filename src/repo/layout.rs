@@ -1,0 +1,102 @@
+//! Where each kind of object lives in the repository. Every key starts with the stanza name:
+//!
+//! ```text
+//! <stanza>/stanza.json                                  identity of the cluster the stanza serves
+//! <stanza>/wal/<TTTTTTTTLLLLLLLL>/<segment>             segments, .partial and .backup files,
+//!                                                       one directory per timeline and 4 GiB of WAL
+//! <stanza>/wal/history/<TTTTTTTT>.history               timeline history files
+//! ```
+
+use crate::pg::WalFileName;
+use crate::storage::ObjectKey;
+
+/// Why a string cannot name a stanza.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "'{0}' is not a valid stanza name: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+)]
+pub struct InvalidStanzaName(pub String);
+
+/// Checks a stanza name; it becomes a directory or key prefix, so it is kept plain.
+pub fn check_stanza_name(name: &str) -> Result<(), InvalidStanzaName> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidStanzaName(name.to_owned()))
+    }
+}
+
+fn key(text: String) -> ObjectKey {
+    ObjectKey::new(text).expect("layout builds keys from checked stanza names and WAL file names")
+}
+
+/// The stanza's identity object.
+pub fn stanza_identity(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/stanza.json"))
+}
+
+/// Everything archived from the stanza's WAL.
+pub fn wal_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/wal"))
+}
+
+/// The object holding one archived WAL file.
+pub fn wal_file(stanza: &str, name: WalFileName) -> ObjectKey {
+    match name.segment() {
+        Some(segment) => key(format!(
+            "{stanza}/wal/{:08X}{:08X}/{name}",
+            segment.timeline.0, segment.log
+        )),
+        None => key(format!("{stanza}/wal/history/{name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_wal_file_has_its_place() {
+        let cases = [
+            (
+                "000000020000000A000000FF",
+                "main/wal/000000020000000A/000000020000000A000000FF",
+            ),
+            (
+                "000000020000000A000000FF.partial",
+                "main/wal/000000020000000A/000000020000000A000000FF.partial",
+            ),
+            (
+                "000000010000000000000007.00000028.backup",
+                "main/wal/0000000100000000/000000010000000000000007.00000028.backup",
+            ),
+            ("00000002.history", "main/wal/history/00000002.history"),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                wal_file("main", WalFileName::parse(name).unwrap()).as_str(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn stanza_names_are_plain() {
+        for ok in ["main", "db-1", "Prod_2", "a"] {
+            assert!(check_stanza_name(ok).is_ok(), "{ok}");
+        }
+        let too_long = "x".repeat(65);
+        for bad in ["", "-x", "_x", "a/b", "a.b", "..", "a b", too_long.as_str()] {
+            assert!(check_stanza_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The repository: where each object lives (`layout`), how it is framed and checked (`object`,
+//! `compress`), and which cluster each stanza serves (`stanza`), over any [`Storage`].
+
+pub mod compress;
+pub mod layout;
+pub mod object;
+pub mod stanza;
+
+use anyhow::{Context, bail};
+
+use crate::pg::WalFileName;
+use crate::pg::segment_check::ExpectedCluster;
+use crate::storage::{ListedObject, ObjectKey, PutOutcome, Storage, StorageError};
+pub use compress::Compression;
+use object::{EncodedObject, HEADER_LEN, ObjectHeader};
+pub use stanza::StanzaIdentity;
+
+/// How new objects are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteSettings {
+    pub compression: Compression,
+    pub zstd_level: i32,
+}
+
+/// A repository over a storage backend.
+pub struct Repository {
+    storage: Box<dyn Storage>,
+    pub write_settings: WriteSettings,
+}
+
+/// What `create_stanza` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StanzaCreated {
+    Created,
+    /// The stanza already existed for the same cluster; nothing was written.
+    AlreadyExisted,
+}
+
+/// A stanza opened for reading and writing WAL.
+pub struct Stanza<'r> {
+    repo: &'r Repository,
+    identity: StanzaIdentity,
+    expected: ExpectedCluster,
+}
+
+impl Repository {
+    pub fn new(storage: Box<dyn Storage>, write_settings: WriteSettings) -> Repository {
+        Repository {
+            storage,
+            write_settings,
+        }
+    }
+
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
+    /// Records `identity` as a new stanza. Creating it again for the same cluster changes
+    /// nothing; for another cluster it is refused.
+    pub fn create_stanza(&self, identity: &StanzaIdentity) -> anyhow::Result<StanzaCreated> {
+        layout::check_stanza_name(&identity.stanza)?;
+        let key = layout::stanza_identity(&identity.stanza);
+        match self.storage.put_if_absent(&key, &[&identity.to_json()])? {
+            PutOutcome::Created => Ok(StanzaCreated::Created),
+            PutOutcome::AlreadyExists => {
+                let existing = self.open_stanza(&identity.stanza)?.identity;
+                if existing.same_cluster(identity) {
+                    Ok(StanzaCreated::AlreadyExisted)
+                } else {
+                    bail!(
+                        "stanza '{}' already exists in {} for another cluster (system identifier {}, PostgreSQL {}, {}-byte segments); this data directory has system identifier {}, PostgreSQL {}, {}-byte segments: use another stanza name",
+                        identity.stanza,
+                        self.storage.location(),
+                        existing.system_id,
+                        existing.pg_version,
+                        existing.segment_size,
+                        identity.system_id,
+                        identity.pg_version,
+                        identity.segment_size
+                    )
+                }
+            }
+        }
+    }
+
+    /// Opens an existing stanza.
+    pub fn open_stanza(&self, name: &str) -> anyhow::Result<Stanza<'_>> {
+        layout::check_stanza_name(name)?;
+        let key = layout::stanza_identity(name);
+        let bytes = match self.storage.get(&key) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => bail!(
+                "stanza '{name}' does not exist in repository {}: run 'tidemark stanza-create' for it first",
+                self.storage.location()
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let identity = StanzaIdentity::from_json(&bytes).with_context(|| {
+            format!("read stanza identity {key} in {}", self.storage.location())
+        })?;
+        if identity.stanza != name {
+            bail!(
+                "stanza identity {key} names stanza '{}', not '{name}': the repository was tampered with",
+                identity.stanza
+            );
+        }
+        let expected = identity.expected_cluster()?;
+        Ok(Stanza {
+            repo: self,
+            identity,
+            expected,
+        })
+    }
+}
+
+impl Stanza<'_> {
+    pub fn identity(&self) -> &StanzaIdentity {
+        &self.identity
+    }
+
+    pub fn name(&self) -> &str {
+        &self.identity.stanza
+    }
+
+    pub fn expected_cluster(&self) -> ExpectedCluster {
+        self.expected
+    }
+
+    pub fn repository(&self) -> &Repository {
+        self.repo
+    }
+
+    pub fn wal_key(&self, name: WalFileName) -> ObjectKey {
+        layout::wal_file(&self.identity.stanza, name)
+    }
+
+    /// Stores an archived WAL file unless one is already there.
+    pub fn put_wal(
+        &self,
+        name: WalFileName,
+        object: &EncodedObject,
+    ) -> Result<PutOutcome, StorageError> {
+        self.repo
+            .storage
+            .put_if_absent(&self.wal_key(name), &[&object.header_bytes(), &object.body])
+    }
+
+    /// The stored object of an archived WAL file, or `None` if it is not archived.
+    pub fn get_wal(&self, name: WalFileName) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.repo.storage.get(&self.wal_key(name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every archived WAL file with its object, in name order. Objects whose names are not WAL
+    /// file names are reported as errors: nothing else belongs there.
+    pub fn list_wal(&self) -> anyhow::Result<Vec<(WalFileName, ListedObject)>> {
+        let root = layout::wal_root(&self.identity.stanza);
+        let mut files = Vec::new();
+        for object in self.repo.storage.list(&root)? {
+            let name = WalFileName::parse(object.key.file_name()).with_context(|| {
+                format!(
+                    "unexpected object {} in {}",
+                    object.key,
+                    self.repo.storage.location()
+                )
+            })?;
+            if self.wal_key(name) != object.key {
+                bail!(
+                    "object {} is misplaced in {}: it belongs at {}",
+                    object.key,
+                    self.repo.storage.location(),
+                    self.wal_key(name)
+                );
+            }
+            files.push((name, object));
+        }
+        Ok(files)
+    }
+
+    /// Reads and checks the header of a stored object.
+    pub fn object_header(&self, key: &ObjectKey) -> anyhow::Result<ObjectHeader> {
+        let prefix = self.repo.storage.get_prefix(key, HEADER_LEN)?;
+        ObjectHeader::decode(&prefix).with_context(|| {
+            format!(
+                "object {key} in {} is damaged",
+                self.repo.storage.location()
+            )
+        })
+    }
+}
