@@ -158,7 +158,10 @@ fn finish_push(
         original_len: encoded.header.original_len,
         stored_len: encoded.header.stored_len,
     };
-    match stanza.put_wal(name, &encoded).context("store it")? {
+    match stanza
+        .put_wal(name, &encoded)
+        .context("store it in the repository")?
+    {
         PutOutcome::Created => Ok(report(PushOutcome::Stored)),
         PutOutcome::AlreadyExists => {
             confirm_identical(stanza, name, path, &encoded)?;

@@ -44,7 +44,7 @@ impl LocalDirectory {
             StorageError::PermissionDenied {
                 doing,
                 uid: rustix::process::geteuid().as_raw(),
-                source,
+                cause: source,
             }
         } else {
             StorageError::Io { doing, source }

@@ -84,8 +84,8 @@ pub enum StorageError {
     PermissionDenied {
         doing: String,
         uid: u32,
-        #[source]
-        source: std::io::Error,
+        /// Kept for callers that want it; not shown, the message already says it.
+        cause: std::io::Error,
     },
     #[error("{doing}: {source}")]
     Io {

@@ -1,0 +1,184 @@
+//! Shared by the integration tests: the real Tidemark binaries, a lab with a real PostgreSQL 15
+//! cluster whose WAL was archived by `cp` (so tests can feed real segments to the binaries), and
+//! small helpers to run a binary and to see whether a directory changed.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tidemark::demo::cluster::ThrowawayCluster;
+use tidemark::demo::lab::{Lab, TidemarkBinaries};
+
+/// The freshly built `tidemark`, `tidemark-archive` and `tidemark-restore`.
+///
+/// Cargo builds only this package's binary for its tests, so the other two come from
+/// `cargo build --workspace --bins` (which `.ci/run` runs first); a missing or stale one fails
+/// the test rather than testing old code.
+pub fn binaries() -> TidemarkBinaries {
+    let tidemark = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
+    let dir = tidemark.parent().expect("binaries live in a directory");
+    let library = fs::metadata(dir.join("libtidemark.rlib"))
+        .and_then(|m| m.modified())
+        .ok();
+    let find = |name: &str| {
+        let path = dir.join(name);
+        let built = fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
+            panic!("{} is missing: run `cargo build --workspace --bins` before `cargo test` (.ci/run does)", path.display())
+        });
+        if let Some(library) = library {
+            assert!(
+                built >= library,
+                "{} is older than the library it links: run `cargo build --workspace --bins` before `cargo test`",
+                path.display()
+            );
+        }
+        path
+    };
+    TidemarkBinaries {
+        archive: find("tidemark-archive"),
+        restore: find("tidemark-restore"),
+        tidemark,
+    }
+}
+
+/// What a program run ended with.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// The single stderr line, asserting there is exactly one.
+    pub fn only_line(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one stderr line, got: {:?}",
+            self.stderr
+        );
+        lines[0]
+    }
+}
+
+/// Runs one of the lab's programs as the cluster owner (as PostgreSQL would).
+pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let output = lab.run(program, &args).expect("spawn program");
+    Ran {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir` (temporary ones included) with its bytes, to prove nothing changed.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.insert(path.clone(), Vec::new());
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// A lab whose cluster (1 MiB segments) has archived real WAL into `raw` with `cp`, and whose
+/// stanza is created. The cluster is stopped again, so its data directory can serve
+/// `stanza-create` and its segments can be fed to the binaries by hand.
+pub struct WalLab {
+    /// Declared before `lab` so it is dropped (stopped) before the lab's directory goes.
+    pub cluster: ThrowawayCluster,
+    pub lab: Lab,
+    pub raw: PathBuf,
+    pub system_id: u64,
+}
+
+impl WalLab {
+    pub fn new(prefix: &str) -> WalLab {
+        let lab = Lab::new(prefix, &binaries()).expect("create lab");
+        let raw = lab.tmp.subdir("raw").expect("create raw archive dir");
+        let mut cluster =
+            ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).expect("initdb");
+        let archive_command = format!("cp %p {}/%f", raw.display());
+        cluster
+            .configure(&[
+                ("archive_mode", "on"),
+                ("archive_command", &archive_command),
+            ])
+            .unwrap();
+        cluster.start().expect("start cluster");
+        lab.write_config(cluster.data_dir(), "").unwrap();
+        lab.tidemark(&["stanza-create"]).expect("stanza-create");
+        cluster
+            .query("CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g")
+            .unwrap();
+        for _ in 0..3 {
+            cluster
+                .query("INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
+                .unwrap();
+            cluster.query("SELECT pg_switch_wal()").unwrap();
+        }
+        tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+        let system_id = cluster
+            .query("SELECT system_identifier FROM pg_control_system()")
+            .unwrap()
+            .parse()
+            .unwrap();
+        cluster.stop().unwrap();
+        WalLab {
+            cluster,
+            lab,
+            raw,
+            system_id,
+        }
+    }
+
+    /// Names of the archived segments, in order.
+    pub fn segments(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.raw)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.len() == 24)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A file the owner can read, holding `bytes`, under `name` in a fresh directory.
+    pub fn file_named(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = self
+            .lab
+            .tmp
+            .path()
+            .join(format!("in-{}", fastrand::u64(..)));
+        fs::create_dir(&dir).unwrap();
+        tidemark::demo::cluster::give_to_owner(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        tidemark::demo::cluster::give_to_owner(&path).unwrap();
+        path
+    }
+
+    pub fn config(&self) -> &str {
+        self.lab.config_path.to_str().unwrap()
+    }
+}
+
+/// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
+pub const PATIENCE: Duration = Duration::from_secs(120);
