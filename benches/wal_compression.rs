@@ -1,0 +1,251 @@
+//! Compression of real WAL and the cost of one synchronous push, per codec.
+//!
+//! Makes real PostgreSQL 15 WAL (16 MiB segments, pgbench) on a throwaway cluster, then for each
+//! codec measures in process the stored size
+//! and the compress and decompress throughput, and end to end the median wall time of one
+//! `tidemark-archive` call per segment (into a fresh local repository, fsync included) next to
+//! `cp` and `cp` + fsync of the same segments. Prints a table, writes
+//! `target/bench-results/wal_compression.json`. Run: `cargo bench --bench wal_compression`.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
+use tidemark::demo::lab::{Lab, TidemarkBinaries};
+use tidemark::repo::Compression;
+use tidemark::repo::object::{ObjectEncoder, decode_into};
+
+struct Codec {
+    label: &'static str,
+    compression: Compression,
+    level: i32,
+}
+
+const CODECS: [Codec; 5] = [
+    Codec {
+        label: "zstd-1",
+        compression: Compression::Zstd,
+        level: 1,
+    },
+    Codec {
+        label: "zstd-3",
+        compression: Compression::Zstd,
+        level: 3,
+    },
+    Codec {
+        label: "zstd-6",
+        compression: Compression::Zstd,
+        level: 6,
+    },
+    Codec {
+        label: "lz4",
+        compression: Compression::Lz4,
+        level: 0,
+    },
+    Codec {
+        label: "none",
+        compression: Compression::None,
+        level: 0,
+    },
+];
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn mib_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / time.as_secs_f64()
+}
+
+/// Real WAL: a cluster archives with `cp` while pgbench runs. Returns the archive directory and
+/// the (stopped) cluster's data directory, which `stanza-create` reads.
+fn make_wal(lab: &Lab) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let raw = lab.tmp.subdir("raw")?;
+    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "bench", 16)?;
+    let archive_command = format!("cp %p {}/%f", raw.display());
+    cluster.configure(&[
+        ("archive_mode", "on"),
+        ("archive_command", &archive_command),
+    ])?;
+    cluster.start()?;
+    let port = cluster.port().to_string();
+    let socket = cluster.socket_dir().as_os_str().to_owned();
+    let pgbench = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        all.extend([
+            OsStr::new("-h"),
+            &socket,
+            OsStr::new("-p"),
+            OsStr::new(&port),
+            OsStr::new("postgres"),
+        ]);
+        run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())?;
+        Ok(())
+    };
+    pgbench(&["-i", "-q", "-s", "20"])?;
+    pgbench(&["-n", "-T", "20", "-c", "2"])?;
+    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    cluster.stop()?;
+    Ok((raw, cluster.data_dir().to_path_buf()))
+}
+
+fn segments_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 24)
+    });
+    paths.sort();
+    Ok(paths)
+}
+
+fn time_command(mut command: std::process::Command) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = command.output()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(elapsed)
+}
+
+fn main() -> anyhow::Result<()> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
+    let binaries = TidemarkBinaries {
+        tidemark: exe.clone(),
+        archive: exe.clone(),
+        restore: exe,
+    };
+    let lab = Lab::new("tm-bench-", &binaries)?;
+    let (wal_dir, pgdata) = make_wal(&lab)?;
+    let segments = segments_in(&wal_dir)?;
+    anyhow::ensure!(
+        !segments.is_empty(),
+        "no WAL segments in {}",
+        wal_dir.display()
+    );
+    let contents: Vec<Vec<u8>> = segments.iter().map(fs::read).collect::<Result<_, _>>()?;
+    let original: u64 = contents.iter().map(|c| c.len() as u64).sum();
+    println!(
+        "{} real WAL segments, {:.0} MiB",
+        segments.len(),
+        original as f64 / (1 << 20) as f64
+    );
+    println!(
+        "{:<8} {:>8} {:>14} {:>16} {:>16}",
+        "codec", "stored", "compress MiB/s", "decompress MiB/s", "push ms median"
+    );
+
+    let mut results = Vec::new();
+    for codec in CODECS {
+        let mut stored = 0u64;
+        let mut compress = Duration::ZERO;
+        let mut decompress = Duration::ZERO;
+        for content in &contents {
+            let started = Instant::now();
+            let mut encoder =
+                ObjectEncoder::new(codec.compression, codec.level.max(1), content.len())?;
+            encoder.write(content)?;
+            let object = encoder.finish()?;
+            compress += started.elapsed();
+            stored += object.header.stored_len;
+            let bytes = [&object.header_bytes()[..], &object.body].concat();
+            let mut out = Vec::with_capacity(content.len());
+            let started = Instant::now();
+            decode_into(&bytes, &mut out)?;
+            decompress += started.elapsed();
+            assert_eq!(&out, content);
+        }
+
+        // End to end: one tidemark-archive process per segment into a fresh repository.
+        let repo_extra = match codec.compression {
+            Compression::Zstd => format!("compress = \"zstd\"\ncompress_level = {}", codec.level),
+            other => format!("compress = \"{}\"", other.name()),
+        };
+        let _ = fs::remove_dir_all(&lab.repo_path);
+        lab.write_config(&pgdata, &repo_extra)?;
+        lab.tidemark(&["stanza-create"])?;
+        let mut pushes = Vec::new();
+        for segment in &segments {
+            // Spawned directly, not through runuser, so only the call itself is timed.
+            let mut command = std::process::Command::new(lab.bin_dir.join("tidemark-archive"));
+            command.args([
+                OsStr::new("--config"),
+                lab.config_path.as_os_str(),
+                segment.as_os_str(),
+            ]);
+            pushes.push(time_command(command)?);
+        }
+        let push = median(pushes);
+        println!(
+            "{:<8} {:>7.1}% {:>14.0} {:>16.0} {:>16.1}",
+            codec.label,
+            stored as f64 * 100.0 / original as f64,
+            mib_per_s(original, compress),
+            mib_per_s(original, decompress),
+            push.as_secs_f64() * 1000.0
+        );
+        results.push(serde_json::json!({
+            "codec": codec.label,
+            "stored_percent": stored as f64 * 100.0 / original as f64,
+            "compress_mib_s": mib_per_s(original, compress),
+            "decompress_mib_s": mib_per_s(original, decompress),
+            "push_ms_median": push.as_secs_f64() * 1000.0,
+        }));
+    }
+
+    // Baselines on the same segments: the seeds' `cp`, and `cp` followed by fsync.
+    let copies = lab.tmp.subdir("copies")?;
+    for (label, sync) in [("cp", false), ("cp+fsync", true)] {
+        let mut times = Vec::new();
+        for segment in &segments {
+            let target = copies.join(format!(
+                "{label}-{}",
+                segment.file_name().unwrap().to_string_lossy()
+            ));
+            let mut command = std::process::Command::new("sh");
+            let script = if sync {
+                "cp \"$0\" \"$1\" && sync \"$1\""
+            } else {
+                "cp \"$0\" \"$1\""
+            };
+            command.args([
+                OsStr::new("-c"),
+                OsStr::new(script),
+                segment.as_os_str(),
+                target.as_os_str(),
+            ]);
+            times.push(time_command(command)?);
+        }
+        let time = median(times);
+        println!(
+            "{:<8} {:>8} {:>14} {:>16} {:>16.1}",
+            label,
+            "100.0%",
+            "-",
+            "-",
+            time.as_secs_f64() * 1000.0
+        );
+        results.push(
+            serde_json::json!({ "codec": label, "push_ms_median": time.as_secs_f64() * 1000.0 }),
+        );
+    }
+
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    fs::create_dir_all(&out_dir)?;
+    let json = serde_json::json!({ "segments": segments.len(), "original_bytes": original, "results": results });
+    fs::write(
+        out_dir.join("wal_compression.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("wrote {}", out_dir.join("wal_compression.json").display());
+    Ok(())
+}
