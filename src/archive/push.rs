@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
+use crate::pg::page::LONG_HEADER_LEN;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentDefect, SegmentKind};
 use crate::repo::Stanza;
 use crate::repo::object::{self, EncodedObject, ObjectEncoder};
@@ -60,7 +61,11 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                 SegmentKind::Complete
             };
             let mut checker = SegmentChecker::new(stanza.expected_cluster(), segment, kind)?;
-            checker.check_length(length)?;
+            if checker.check_length(length).is_err() {
+                let mut first_page = [0u8; LONG_HEADER_LEN];
+                let read = read_full(&mut file, &mut first_page).context("read it")?;
+                checker.diagnose_length(length, &first_page[..read])?;
+            }
             let encoded = encode_checked(stanza, &mut file, length, |chunk| checker.feed(chunk))?;
             checker.finish()?;
             encoded

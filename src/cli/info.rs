@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::run::Finished;
+use super::run::{self, Finished};
 use super::target::Target;
 use super::units;
 use crate::pg::{SegmentSize, WalFileName};
@@ -153,8 +153,10 @@ pub fn info(target: &Target, format: OutputFormat) -> anyhow::Result<Finished> {
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let info = collect(&stanza)?;
     match format {
-        OutputFormat::Text => print!("{}", render_text(&info)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        OutputFormat::Text => run::print_stdout(&render_text(&info))?,
+        OutputFormat::Json => {
+            run::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&info)?))?
+        }
     }
     Ok(Finished::Success)
 }

@@ -3,6 +3,7 @@
 //! panic's abort: PostgreSQL treats codes above 125 and signals from archive_command and
 //! restore_command as fatal.
 
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 
@@ -34,7 +35,11 @@ pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) ->
     let name = program.to_owned();
     panic::set_hook(Box::new(move |info| {
         let message = info.to_string().replace('\n', " ");
-        eprintln!("{name}: ERROR: internal error, please report it: {message}");
+        // Never eprintln! here: a failed write would panic inside the hook and abort.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{name}: ERROR: internal error, please report it: {message}"
+        );
     }));
     match panic::catch_unwind(AssertUnwindSafe(command)) {
         Ok(Ok(Finished::Success)) => ExitCode::SUCCESS,
@@ -45,6 +50,15 @@ pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) ->
         }
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// Writes a command's result to stdout. Unlike `print!`, a closed pipe (`tidemark info | head`)
+/// is an ordinary error, not a panic.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
 }
 
 /// Joins the lines of a message so every error is exactly one line.
@@ -86,7 +100,10 @@ pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
                 .collect();
             let message = one_line(&message.join(" "));
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("{program}: ERROR: {message}; run '{program} --help' for usage");
+            let _ = writeln!(
+                std::io::stderr(),
+                "{program}: ERROR: {message}; run '{program} --help' for usage"
+            );
             Err(ExitCode::from(1))
         }
     }

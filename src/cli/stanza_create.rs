@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::run::Finished;
+use super::run::{self, Finished};
 use super::target::Target;
 use crate::datadir;
 use crate::repo::stanza::STANZA_FORMAT;
@@ -33,15 +33,16 @@ pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
         identity.pg_version,
         identity.segment_size >> 20
     );
-    match repo.create_stanza(&identity)? {
-        StanzaCreated::Created => println!(
-            "stanza '{name}' created in {} for {described}",
+    let message = match repo.create_stanza(&identity)? {
+        StanzaCreated::Created => format!(
+            "stanza '{name}' created in {} for {described}\n",
             repo.storage().location()
         ),
-        StanzaCreated::AlreadyExisted => println!(
-            "stanza '{name}' already exists in {} for this cluster ({described}); nothing changed",
+        StanzaCreated::AlreadyExisted => format!(
+            "stanza '{name}' already exists in {} for this cluster ({described}); nothing changed\n",
             repo.storage().location()
         ),
-    }
+    };
+    run::print_stdout(&message)?;
     Ok(Finished::Success)
 }

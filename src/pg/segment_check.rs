@@ -158,6 +158,20 @@ impl SegmentChecker {
         Ok(())
     }
 
+    /// Explains a file of the wrong `length` by its first page when it can: a segment of another
+    /// cluster or segment size has the wrong length too, and saying so is more useful than
+    /// "truncated". `first_page` is the file's first bytes (at least a long header's worth).
+    pub fn diagnose_length(&mut self, length: u64, first_page: &[u8]) -> Result<(), SegmentDefect> {
+        let wrong_size = match self.check_length(length) {
+            Ok(()) => return Ok(()),
+            Err(defect) => defect,
+        };
+        if PageHeader::decode(first_page).is_some_and(|h| h.long.is_some()) {
+            self.check_first_page(first_page)?;
+        }
+        Err(wrong_size)
+    }
+
     /// Checks the next `chunk` of the file. Chunks are whole multiples of [`CHUNK_ALIGNMENT`],
     /// except the last one of the segment.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), SegmentDefect> {
@@ -499,6 +513,39 @@ pub(crate) mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn a_wrong_length_is_explained_by_the_first_page_when_it_can_be() {
+        let segment = synthetic_segment(1, 3, 2);
+        let mut checker =
+            SegmentChecker::new(cluster(), name(1, 3), SegmentKind::Complete).unwrap();
+        assert_eq!(
+            checker.diagnose_length(1 << 19, &segment[..40]),
+            Err(SegmentDefect::WrongSize {
+                actual: 1 << 19,
+                expected: 1 << 20
+            })
+        );
+        let mut bigger = segment.clone();
+        bigger[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        assert_eq!(
+            checker.diagnose_length(16 << 20, &bigger[..40]),
+            Err(SegmentDefect::OtherSegmentSize {
+                found: 16 << 20,
+                expected: 1 << 20
+            })
+        );
+        let mut foreign = segment.clone();
+        foreign[24..32].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(
+            checker.diagnose_length(100, &foreign[..40]),
+            Err(SegmentDefect::OtherCluster {
+                found: 9,
+                expected: SYSTEM_ID
+            })
+        );
+        assert!(checker.diagnose_length(1 << 20, &[]).is_ok());
     }
 
     #[test]
