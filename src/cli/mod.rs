@@ -59,6 +59,13 @@ pub enum Command {
         destination: PathBuf,
     },
     /// Run the whole cycle on a throwaway cluster: archive, base backup, restore to an instant, compare
+    ///
+    /// Needs the PostgreSQL server programs (found with `pg_config --bindir`, or in
+    /// TIDEMARK_PG_BINDIR). Everything happens in a temporary directory under /tmp, on a Unix
+    /// socket only (no TCP port), and is removed at the end unless TIDEMARK_KEEP_TMP is set.
+    /// Run as root, it runs PostgreSQL and the archive and restore commands as the postgres
+    /// user. Exits 1 if the restored rows differ from those committed at the chosen instant.
+    #[command(verbatim_doc_comment)]
     Demo,
 }
 

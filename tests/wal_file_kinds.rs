@@ -1,0 +1,95 @@
+//! Besides segments, PostgreSQL archives `.partial` segments (whose tail may hold stale pages
+//! recycled from older WAL) and backup history files; both are stored and restored byte for
+//! byte, and stale pages are accepted only in a `.partial`.
+
+mod common;
+
+use std::fs;
+
+use common::{WalLab, run};
+
+#[test]
+fn partial_and_backup_history_files_round_trip() {
+    let wal = WalLab::new("tm-kinds-");
+    let config = wal.config();
+    let segments = wal.segments();
+    let (older, newer) = (
+        fs::read(wal.raw.join(&segments[0])).unwrap(),
+        fs::read(wal.raw.join(&segments[2])).unwrap(),
+    );
+    // The newer segment's first half, then pages left over from an older segment.
+    let mut stale_tail = newer.clone();
+    stale_tail[newer.len() / 2..].copy_from_slice(&older[newer.len() / 2..]);
+
+    let as_segment = wal.file_named(&segments[2], &stale_tail);
+    let refused = run(
+        &wal.lab,
+        "tidemark-archive",
+        &["--config", config, as_segment.to_str().unwrap()],
+    );
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    // Stale pages right after real ones, or after the zeros that follow a switch.
+    let line = refused.only_line();
+    assert!(
+        line.contains("(renamed, recycled or copied over)")
+            || line.contains("after the zero-filled end of its WAL"),
+        "{refused:?}"
+    );
+
+    let partial_name = format!("{}.partial", segments[2]);
+    let backup_name = format!("{}.00000028.backup", segments[1]);
+    let backup_text = format!(
+        "START WAL LOCATION: 0/{0}000028 (file {1})\nSTOP WAL LOCATION: 0/{0}000138 (file {1})\nCHECKPOINT LOCATION: 0/{0}000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-21 13:46:24 UTC\nLABEL: test\nSTART TIMELINE: 1\nSTOP TIME: 2026-11-21 13:46:24 UTC\nSTOP TIMELINE: 1\n",
+        &segments[1][22..],
+        segments[1]
+    );
+    for (name, content) in [
+        (&partial_name, &stale_tail[..]),
+        (&backup_name, backup_text.as_bytes()),
+    ] {
+        let path = wal.file_named(name, content);
+        let pushed = run(
+            &wal.lab,
+            "tidemark-archive",
+            &["--config", config, path.to_str().unwrap()],
+        );
+        assert_eq!(pushed.code, Some(0), "{pushed:?}");
+        let destination = wal.lab.tmp.path().join(format!("restored-{name}"));
+        let restored = run(
+            &wal.lab,
+            "tidemark-restore",
+            &["--config", config, name, destination.to_str().unwrap()],
+        );
+        assert_eq!(restored.code, Some(0), "{restored:?}");
+        assert_eq!(fs::read(&destination).unwrap(), content, "{name}");
+    }
+    let info: serde_json::Value = serde_json::from_str(
+        &run(
+            &wal.lab,
+            "tidemark",
+            &["--config", config, "info", "--output", "json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(info["partial_files"], serde_json::json!([partial_name]));
+    assert_eq!(
+        info["backup_history_files"],
+        serde_json::json!([backup_name])
+    );
+
+    let not_backup = wal.file_named(&format!("{}.00000030.backup", segments[1]), b"LABEL: x\n");
+    let refused = run(
+        &wal.lab,
+        "tidemark-archive",
+        &["--config", config, not_backup.to_str().unwrap()],
+    );
+    assert_eq!(refused.code, Some(1));
+    assert_eq!(
+        refused.only_line(),
+        format!(
+            "tidemark-archive: ERROR: archive {}: it is not a backup history file: it does not start with 'START WAL LOCATION: '",
+            not_backup.display()
+        )
+    );
+}
