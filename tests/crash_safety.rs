@@ -2,7 +2,8 @@
 //! under the final name either no object or a complete one that `tidemark-restore` turns back
 //! into exactly the segment's bytes, never a partial one (at worst a temporary file whose name
 //! starts with `.`), and retrying the push succeeds: it stores the segment, or confirms the
-//! identical copy and leaves it untouched, and the segment then restores byte for byte.
+//! identical copy and leaves it untouched, the segment then restores byte for byte, and no
+//! temporary file of the killed push is left.
 //!
 //! Real 1 MiB WAL segments are pushed 80 times, each time into a fresh repository, by the
 //! binary itself (not through `runuser`, so the signal reaches Tidemark). Half of the kills come
@@ -393,8 +394,10 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
             ),
             Err(failed) => panic!("{moment}: restore after the retry: {failed}"),
         }
-        let (objects, _) = repo.wal_files();
+        // The retry also cleared what the killed push (now gone) left behind.
+        let (objects, temps) = repo.wal_files();
         assert_eq!(objects, std::slice::from_ref(&object), "{moment}");
+        assert!(temps.is_empty(), "{moment}: the retry left {temps:?}");
         iteration += 1;
     }
 

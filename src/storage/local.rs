@@ -4,7 +4,8 @@
 //! directory, which is fsynced and then renamed to its key without replacing anything
 //! (`renameat2(RENAME_NOREPLACE)`, or link-and-unlink where the file system lacks it), and the
 //! directory is fsynced. A crash at any moment leaves no file, or a complete one, under the key;
-//! at worst a temporary file (name starting with `.`) that no reader ever looks at.
+//! at worst a temporary file (name starting with `.`) that no reader ever looks at. The next put
+//! of the same key removes such leftovers once their writer is gone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
@@ -84,6 +85,59 @@ impl LocalDirectory {
     }
 }
 
+/// This machine's name, in temporary file names: a repository may be shared by several hosts,
+/// and a process ID says whether a writer is alive only on its own host.
+fn host_name() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if plain.is_empty() {
+        "host".to_owned()
+    } else {
+        plain
+    }
+}
+
+/// Removes temporary files of earlier writes of `name` in `dir` whose writer, a process on this
+/// host, no longer exists: what a killed push leaves behind. Best effort: a file that cannot be
+/// judged or removed is left, and no error is reported, since readers never look at them.
+fn remove_abandoned_temp_files(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.{}.", host_name());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .strip_suffix(".tmp")
+            .and_then(|r| r.split('.').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        if pid.as_raw_nonzero().get() as u32 != std::process::id()
+            && rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -113,8 +167,9 @@ impl Storage for LocalDirectory {
         self.create_dir_durably(dir)
             .map_err(|e| self.io_error(format!("create directory {}", dir.display()), e))?;
         let temp = dir.join(format!(
-            ".{}.{}.{}.tmp",
+            ".{}.{}.{}.{}.tmp",
             key.file_name(),
+            host_name(),
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -125,6 +180,9 @@ impl Storage for LocalDirectory {
                 rename_no_replace(&temp, &path)
                     .map_err(|e| self.io_error(format!("rename {} into place", temp.display()), e))
             });
+        if result.is_ok() {
+            remove_abandoned_temp_files(dir, key.file_name());
+        }
         match result {
             Ok(true) => {
                 fsync_dir(dir)
@@ -249,6 +307,38 @@ mod tests {
             leftovers.len(),
             1,
             "no temporary file is left: {leftovers:?}"
+        );
+    }
+
+    #[test]
+    fn a_put_removes_what_a_dead_writer_of_the_same_key_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirectory::new(dir.path());
+        let k = key("s/wal/a/000000010000000000000001");
+        let object_dir = dir.path().join("s/wal/a");
+        fs::create_dir_all(&object_dir).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = host_name();
+        let abandoned = object_dir.join(format!(".000000010000000000000001.{host}.{dead}.0.tmp"));
+        let alive = object_dir.join(format!(".000000010000000000000001.{host}.1.0.tmp"));
+        let other_host =
+            object_dir.join(format!(".000000010000000000000001.elsewhere.{dead}.0.tmp"));
+        let other_name = object_dir.join(format!(".000000010000000000000002.{host}.{dead}.0.tmp"));
+        for path in [&abandoned, &alive, &other_host, &other_name] {
+            fs::write(path, b"partial").unwrap();
+        }
+        store.put_if_absent(&k, &[b"whole"]).unwrap();
+        assert!(!abandoned.exists(), "the dead writer's leftover is removed");
+        assert!(alive.exists(), "pid 1 is alive: its file is kept");
+        assert!(
+            other_host.exists(),
+            "another host's writer cannot be judged: kept"
+        );
+        assert!(
+            other_name.exists(),
+            "only leftovers of the same key are touched"
         );
     }
 
