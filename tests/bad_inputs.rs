@@ -276,6 +276,20 @@ fn duplicates_succeed_only_with_identical_content() {
         )
     );
     assert!(snapshot(&wal.lab.repo_path) == before);
+    // `tidemark archive-push` is the same code.
+    let again = run(
+        &wal.lab,
+        "tidemark",
+        &["--config", config, "archive-push", s(&original)],
+    );
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(
+        again.only_line(),
+        format!(
+            "tidemark: WARN: {name} was already archived in stanza 'main' with identical content; nothing was written"
+        )
+    );
+    assert!(snapshot(&wal.lab.repo_path) == before);
 
     // Same cluster, valid headers, one byte of record data changed.
     let mut changed = fs::read(&original).unwrap();
@@ -386,6 +400,15 @@ fn restore_hands_over_only_verified_files() {
         &wal.lab,
         "tidemark-restore",
         &["--config", config, name, s(&destination)],
+    );
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(fs::read(&destination).unwrap(), original);
+    fs::remove_file(&destination).unwrap();
+    // `tidemark archive-get` is the same code.
+    let ran = run(
+        &wal.lab,
+        "tidemark",
+        &["--config", config, "archive-get", name, s(&destination)],
     );
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert_eq!(fs::read(&destination).unwrap(), original);
