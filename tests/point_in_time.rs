@@ -43,6 +43,25 @@ fn random_instant(rows: &[CommittedRow], from: usize) -> i64 {
     workload::instant_between(rows, index).unwrap()
 }
 
+/// Recovery asks for names that do not exist (the next timeline's history, `00000001.history`
+/// at promotion); those must be quiet "not archived" answers, never ERROR lines in the log.
+fn assert_no_tidemark_errors(cluster: &ThrowawayCluster) {
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "tidemark errors in {}: {errors:#?}",
+        cluster.log_file().display()
+    );
+    assert!(
+        log.contains("tidemark-restore: INFO: restored "),
+        "no segment came through tidemark-restore"
+    );
+}
+
 #[test]
 fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timelines() {
     let lab = Lab::new("tm-pitr-", &common::binaries()).unwrap();
@@ -100,6 +119,7 @@ fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timeli
     let rows_timeline_2 = workload::committed_rows(&restored).unwrap();
     assert_eq!(rows_timeline_2.len(), expected.len() + 40);
     switch_and_wait_for_archive(&restored).unwrap();
+    assert_no_tidemark_errors(&restored);
     drop(restored);
 
     let instant_2 = random_instant(&rows_timeline_2, expected.len() + 5);
@@ -122,6 +142,7 @@ fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timeli
             .unwrap(),
         "3"
     );
+    assert_no_tidemark_errors(&restored_2);
 
     // The repository shows both timelines, without gaps, and the history file.
     let info: serde_json::Value =

@@ -123,8 +123,6 @@ pub enum WalFileNameError {
     Malformed(String),
     #[error("'{0}' is not a WAL file name: timeline 0 does not exist")]
     TimelineZero(String),
-    #[error("'{0}' is not a WAL file name: timeline 1 never has a history file")]
-    FirstTimelineHistory(String),
 }
 
 fn is_upper_hex(text: &str) -> bool {
@@ -194,9 +192,6 @@ impl WalFileName {
         };
         if parsed.timeline().0 == 0 {
             return Err(WalFileNameError::TimelineZero(text.to_owned()));
-        }
-        if parsed == WalFileName::History(TimelineId(1)) {
-            return Err(WalFileNameError::FirstTimelineHistory(text.to_owned()));
         }
         Ok(parsed)
     }
@@ -290,7 +285,7 @@ mod tests {
             Err(lower("0000000a.history", "0000000A.history"))
         );
         type Expected = fn(String) -> WalFileNameError;
-        let cases: [(&str, Expected); 12] = [
+        let cases: [(&str, Expected); 11] = [
             ("000000010000000000000009.PARTIAL", Malformed),
             ("00000001000000000000000", Malformed),
             ("0000000100000000000000001", Malformed),
@@ -301,7 +296,6 @@ mod tests {
             ("000000010000000000000007.0000028.backup", Malformed),
             ("000000000000000000000001", TimelineZero),
             ("00000000.history", TimelineZero),
-            ("00000001.history", FirstTimelineHistory),
             ("../00000001000000000000001", Malformed),
         ];
         for (text, expected) in cases {
@@ -311,6 +305,16 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn timeline_1_history_is_a_name_postgresql_asks_for() {
+        // PostgreSQL never writes it, but asks restore_command for it at every promotion from
+        // timeline 1, which must get a quiet "not archived".
+        assert_eq!(
+            WalFileName::parse("00000001.history"),
+            Ok(WalFileName::History(TimelineId(1)))
+        );
     }
 
     #[test]
