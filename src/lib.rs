@@ -12,3 +12,4 @@ pub mod demo;
 pub mod pg;
 pub mod repo;
 pub mod storage;
+pub mod temp_files;

@@ -359,7 +359,7 @@ fn an_unwritable_repository_is_named() {
         "tidemark-archive",
         &["--config", config, s(&segment)],
         &format!(
-            "tidemark-archive: ERROR: archive {}: store it in the repository: create directory {}/wal/{}: permission denied; the repository must be writable by the user running this command (uid {})",
+            "tidemark-archive: ERROR: archive {}: store it in the repository: create directory {}/wal/{}: permission denied; the repository must be readable and writable by the user running this command (uid {})",
             segment.display(),
             stanza_dir.display(),
             &wal.segments()[1][..16],

@@ -56,7 +56,7 @@ fn stanza_create_is_idempotent_and_refuses_another_cluster() {
     assert_eq!(
         refused.only_line(),
         format!(
-            "tidemark: ERROR: stanza 'main' already exists in {} for another cluster (system identifier {}, PostgreSQL 15, 1048576-byte segments); this data directory has system identifier {other_id}, PostgreSQL 15, 1048576-byte segments: use another stanza name",
+            "tidemark: ERROR: stanza 'main' already exists in {} for another cluster (system identifier {}, PostgreSQL 15, 1 MiB WAL segments); this data directory has system identifier {other_id}, PostgreSQL 15, 1 MiB WAL segments: use another stanza name",
             wal.lab.repo_path.display(),
             wal.system_id
         )

@@ -1,8 +1,7 @@
 //! archive-get: fetch one archived WAL file, verify it, and put it where PostgreSQL asked.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -10,6 +9,7 @@ use anyhow::{Context, bail};
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
+use crate::temp_files;
 
 /// What archive-get did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,16 +55,13 @@ pub fn get_wal_file(
             destination.display()
         )
     })?;
-    let temp_path = destination.with_file_name(format!(
-        ".{}.tidemark.{}.tmp",
-        dest_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp_path)
+    let dest_dir = match destination.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let dest_name = dest_name.to_string_lossy();
+    let temp_path = temp_files::temp_path(dest_dir, &dest_name);
+    let file = temp_files::create(&temp_path, 0o600)
         .with_context(|| format!("create {}", temp_path.display()))?;
     let mut temp = TempFile(Some(temp_path));
     let mut writer = BufWriter::with_capacity(1 << 20, file);

@@ -33,7 +33,7 @@ pub struct ArchiveCommandArgs {
 ///
 /// Exits 0 when the verified file is at DESTINATION; 1 when the archive does not hold it
 /// (not an error: PostgreSQL asks for names that do not exist) or on any failure, which
-/// prints one error line. Written into the recovery settings by `tidemark restore`:
+/// prints one error line. Set in the recovery settings (postgresql.conf):
 ///   restore_command = 'tidemark-restore --config /etc/tidemark/tidemark.toml %f %p'
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]

@@ -64,7 +64,8 @@ pub enum Command {
     /// TIDEMARK_PG_BINDIR). Everything happens in a temporary directory under /tmp, on a Unix
     /// socket only (no TCP port), and is removed at the end unless TIDEMARK_KEEP_TMP is set.
     /// Run as root, it runs PostgreSQL and the archive and restore commands as the postgres
-    /// user. Exits 1 if the restored rows differ from those committed at the chosen instant.
+    /// user. It writes its own configuration, so --config and --stanza do not apply. Exits 1 if
+    /// the restored rows differ from those committed at the chosen instant.
     #[command(verbatim_doc_comment)]
     Demo,
 }

@@ -59,10 +59,14 @@ impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read config file {}: {e}; pass --config FILE or set TIDEMARK_CONFIG",
-                path.display()
-            )
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => "pass --config FILE or set TIDEMARK_CONFIG",
+                std::io::ErrorKind::PermissionDenied => {
+                    "it must be readable by the user running this command (for archive_command, PostgreSQL's)"
+                }
+                _ => "check the path given by --config or TIDEMARK_CONFIG",
+            };
+            anyhow::anyhow!("cannot read config file {}: {e}; {hint}", path.display())
         })?;
         Config::parse(&text).with_context(|| format!("config file {}", path.display()))
     }
@@ -75,7 +79,12 @@ impl Config {
                 .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
                 .map(|line| format!("line {line}: "))
                 .unwrap_or_default();
-            let message = e.message().trim().replace("unknown field", "unknown key");
+            let message = e
+                .message()
+                .trim()
+                .replace("unknown field", "unknown key")
+                .replace("missing field", "missing key")
+                .replace("expected i32", "expected an integer");
             anyhow::anyhow!("{line}{message}")
         })?;
         if !config.repo.path.is_absolute() {
@@ -84,10 +93,16 @@ impl Config {
                 config.repo.path.display()
             );
         }
-        if let Some(level) = config.repo.compress_level
-            && !(1..=19).contains(&level)
-        {
-            bail!("repo.compress_level {level} is out of range: use 1 to 19");
+        if let Some(level) = config.repo.compress_level {
+            if config.repo.compress != Compression::Zstd {
+                bail!(
+                    "repo.compress_level applies to zstd only, but compress = \"{}\": remove compress_level",
+                    config.repo.compress.name()
+                );
+            }
+            if !(1..=19).contains(&level) {
+                bail!("repo.compress_level {level} is out of range: use 1 to 19");
+            }
         }
         for name in config.stanza.keys() {
             check_stanza_name(name).context("in a [stanza.NAME] section")?;
@@ -208,6 +223,18 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
                 GOOD.replace("compress = \"lz4\"", "compress_level = 30"),
                 "repo.compress_level 30 is out of range",
             ),
+            (
+                GOOD.replace("compress = \"lz4\"", "compress_level = \"3\""),
+                "line 4: invalid type: string \"3\", expected an integer",
+            ),
+            (
+                GOOD.replace(
+                    "compress = \"lz4\"",
+                    "compress = \"lz4\"\ncompress_level = 3",
+                ),
+                "repo.compress_level applies to zstd only, but compress = \"lz4\": remove compress_level",
+            ),
+            ("[stanza.main]\n".to_owned(), "missing key `repo`"),
             (
                 GOOD.replace("stanza.main", "stanza.\"a/b\""),
                 "'a/b' is not a valid stanza name",

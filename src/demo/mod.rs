@@ -162,10 +162,18 @@ pub fn run_demo() -> anyhow::Result<()> {
     );
     drop(restored);
     drop(primary);
+    let cleanup = if std::env::var_os("TIDEMARK_KEEP_TMP").is_some() {
+        format!(
+            "kept in {} (TIDEMARK_KEEP_TMP is set)",
+            lab.tmp.path().display()
+        )
+    } else {
+        "the throwaway cluster and repository are removed".to_owned()
+    };
     step(
         7,
         &format!(
-            "done in {:.1} s; the throwaway cluster and repository are removed",
+            "done in {:.1} s; {cleanup}",
             started.elapsed().as_secs_f64()
         ),
     );

@@ -68,15 +68,15 @@ impl Repository {
                     Ok(StanzaCreated::AlreadyExisted)
                 } else {
                     bail!(
-                        "stanza '{}' already exists in {} for another cluster (system identifier {}, PostgreSQL {}, {}-byte segments); this data directory has system identifier {}, PostgreSQL {}, {}-byte segments: use another stanza name",
+                        "stanza '{}' already exists in {} for another cluster (system identifier {}, PostgreSQL {}, {} MiB WAL segments); this data directory has system identifier {}, PostgreSQL {}, {} MiB WAL segments: use another stanza name",
                         identity.stanza,
                         self.storage.location(),
                         existing.system_id,
                         existing.pg_version,
-                        existing.segment_size,
+                        existing.segment_size >> 20,
                         identity.system_id,
                         identity.pg_version,
-                        identity.segment_size
+                        identity.segment_size >> 20
                     )
                 }
             }

@@ -7,24 +7,21 @@
 //! at worst a temporary file (name starting with `.`) that no reader ever looks at. The next put
 //! of the same key removes such leftovers once their writer is gone.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
 use super::{ListedObject, ObjectKey, PutOutcome, Storage, StorageError};
+use crate::temp_files;
 
 /// A repository in a local directory.
 #[derive(Clone, Debug)]
 pub struct LocalDirectory {
     root: PathBuf,
 }
-
-/// Distinguishes temporary files of concurrent writes within one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl LocalDirectory {
     /// A store rooted at `root`, which is created on the first write if missing.
@@ -73,68 +70,11 @@ impl LocalDirectory {
     }
 
     fn write_temp(&self, temp: &Path, parts: &[&[u8]]) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(temp)?;
+        let mut file = temp_files::create(temp, 0o640)?;
         for part in parts {
             file.write_all(part)?;
         }
         file.sync_all()
-    }
-}
-
-/// This machine's name, in temporary file names: a repository may be shared by several hosts,
-/// and a process ID says whether a writer is alive only on its own host.
-fn host_name() -> String {
-    let name = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    let plain: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if plain.is_empty() {
-        "host".to_owned()
-    } else {
-        plain
-    }
-}
-
-/// Removes temporary files of earlier writes of `name` in `dir` whose writer, a process on this
-/// host, no longer exists: what a killed push leaves behind. Best effort: a file that cannot be
-/// judged or removed is left, and no error is reported, since readers never look at them.
-fn remove_abandoned_temp_files(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.{}.", host_name());
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Some(pid) = rest
-            .strip_suffix(".tmp")
-            .and_then(|r| r.split('.').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            continue;
-        };
-        if pid.as_raw_nonzero().get() as u32 != std::process::id()
-            && rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
-        {
-            let _ = fs::remove_file(entry.path());
-        }
     }
 }
 
@@ -166,13 +106,7 @@ impl Storage for LocalDirectory {
         let dir = path.parent().expect("an object path has a parent");
         self.create_dir_durably(dir)
             .map_err(|e| self.io_error(format!("create directory {}", dir.display()), e))?;
-        let temp = dir.join(format!(
-            ".{}.{}.{}.{}.tmp",
-            key.file_name(),
-            host_name(),
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = temp_files::temp_path(dir, key.file_name());
         let result = self
             .write_temp(&temp, parts)
             .map_err(|e| self.io_error(format!("write {}", temp.display()), e))
@@ -181,7 +115,7 @@ impl Storage for LocalDirectory {
                     .map_err(|e| self.io_error(format!("rename {} into place", temp.display()), e))
             });
         if result.is_ok() {
-            remove_abandoned_temp_files(dir, key.file_name());
+            temp_files::remove_abandoned(dir, key.file_name());
         }
         match result {
             Ok(true) => {
@@ -317,29 +251,19 @@ mod tests {
         let k = key("s/wal/a/000000010000000000000001");
         let object_dir = dir.path().join("s/wal/a");
         fs::create_dir_all(&object_dir).unwrap();
+        let leftover = crate::temp_files::temp_path(&object_dir, "000000010000000000000001");
+        fs::write(&leftover, b"partial").unwrap();
+        // Pretend it was another process: rename it to a PID that has exited.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        let host = host_name();
-        let abandoned = object_dir.join(format!(".000000010000000000000001.{host}.{dead}.0.tmp"));
-        let alive = object_dir.join(format!(".000000010000000000000001.{host}.1.0.tmp"));
-        let other_host =
-            object_dir.join(format!(".000000010000000000000001.elsewhere.{dead}.0.tmp"));
-        let other_name = object_dir.join(format!(".000000010000000000000002.{host}.{dead}.0.tmp"));
-        for path in [&abandoned, &alive, &other_host, &other_name] {
-            fs::write(path, b"partial").unwrap();
-        }
+        let name = leftover.file_name().unwrap().to_str().unwrap().to_owned();
+        let parts: Vec<&str> = name.split('.').collect();
+        let abandoned = object_dir.join(format!(".{}.{}.{dead}.0.tmp", parts[1], parts[2]));
+        fs::rename(&leftover, &abandoned).unwrap();
         store.put_if_absent(&k, &[b"whole"]).unwrap();
         assert!(!abandoned.exists(), "the dead writer's leftover is removed");
-        assert!(alive.exists(), "pid 1 is alive: its file is kept");
-        assert!(
-            other_host.exists(),
-            "another host's writer cannot be judged: kept"
-        );
-        assert!(
-            other_name.exists(),
-            "only leftovers of the same key are touched"
-        );
+        assert_eq!(store.get(&k).unwrap(), b"whole");
     }
 
     #[test]

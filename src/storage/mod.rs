@@ -79,7 +79,7 @@ pub enum StorageError {
     #[error("{key} does not exist in {location}")]
     NotFound { key: ObjectKey, location: String },
     #[error(
-        "{doing}: permission denied; the repository must be writable by the user running this command (uid {uid})"
+        "{doing}: permission denied; the repository must be readable and writable by the user running this command (uid {uid})"
     )]
     PermissionDenied {
         doing: String,
