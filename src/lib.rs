@@ -10,6 +10,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod pg;
+pub mod protocol;
 pub mod repo;
 pub mod storage;
 pub mod temp_files;

@@ -1,0 +1,334 @@
+//! One replication connection over TCP or a Unix socket: startup with `replication=true`,
+//! authentication, simple queries, and reading the messages of a running command.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::backend::{DataRowBody, Message};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::conninfo::{ConnectTarget, Endpoint};
+use super::server_error::ServerError;
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// How long to wait for the server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A result set of a simple query, every value as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// An authenticated replication connection.
+pub struct ReplicationConnection {
+    stream: Box<dyn Stream>,
+    read_buffer: BytesMut,
+    write_buffer: BytesMut,
+    /// `server_version_num` from the startup's parameter reports, e.g. 150018.
+    pub server_version_num: u32,
+}
+
+/// Values of one DataRow as text (NULL as `None`).
+pub fn row_values(row: &DataRowBody) -> anyhow::Result<Vec<Option<String>>> {
+    let buffer = row.buffer();
+    let mut values = Vec::new();
+    let mut ranges = row.ranges();
+    while let Some(range) = ranges.next().context("decode a data row")? {
+        values.push(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned()));
+    }
+    Ok(values)
+}
+
+impl ReplicationConnection {
+    /// Connects and authenticates as a physical replication client.
+    pub async fn connect(target: &ConnectTarget) -> anyhow::Result<ReplicationConnection> {
+        let connecting = async {
+            Ok::<Box<dyn Stream>, std::io::Error>(match &target.endpoint {
+                Endpoint::Tcp { host, port } => {
+                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    stream.set_nodelay(true)?;
+                    Box::new(stream)
+                }
+                Endpoint::Unix { dir, port } => Box::new(
+                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?,
+                ),
+            })
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "connect to {}: no answer in {} s",
+                    target.endpoint,
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(|| format!("connect to {}", target.endpoint))?;
+        let mut connection = ReplicationConnection {
+            stream,
+            read_buffer: BytesMut::with_capacity(256 * 1024),
+            write_buffer: BytesMut::new(),
+            server_version_num: 0,
+        };
+        connection
+            .start_up(target)
+            .await
+            .with_context(|| format!("log in to {} as {}", target.endpoint, target.user))?;
+        Ok(connection)
+    }
+
+    async fn send(&mut self) -> anyhow::Result<()> {
+        self.stream
+            .write_all(&self.write_buffer)
+            .await
+            .context("send to the server")?;
+        self.stream.flush().await.context("send to the server")?;
+        self.write_buffer.clear();
+        Ok(())
+    }
+
+    /// The next message from the server. An ErrorResponse becomes a [`ServerError`]; notices
+    /// are logged and skipped.
+    pub async fn next_message(&mut self) -> anyhow::Result<Message> {
+        loop {
+            if let Some(message) =
+                Message::parse(&mut self.read_buffer).context("decode a server message")?
+            {
+                match message {
+                    Message::ErrorResponse(body) => {
+                        return Err(ServerError::from_fields(body.fields()).into());
+                    }
+                    Message::NoticeResponse(body) => {
+                        let notice = ServerError::from_fields(body.fields());
+                        tracing::warn!(
+                            "server notice: {} (SQLSTATE {})",
+                            notice.message,
+                            notice.code
+                        );
+                    }
+                    Message::ParameterStatus(body) => {
+                        if body.name().ok() == Some("server_version") {
+                            self.server_version_num =
+                                parse_server_version(body.value().unwrap_or(""));
+                        }
+                    }
+                    message => return Ok(message),
+                }
+                continue;
+            }
+            if self.read_buffer.capacity() - self.read_buffer.len() < 64 * 1024 {
+                self.read_buffer.reserve(256 * 1024);
+            }
+            let read = self
+                .stream
+                .read_buf(&mut self.read_buffer)
+                .await
+                .context("read from the server")?;
+            if read == 0 {
+                bail!("the server closed the connection");
+            }
+        }
+    }
+
+    async fn start_up(&mut self, target: &ConnectTarget) -> anyhow::Result<()> {
+        let mut parameters = vec![
+            ("user", target.user.as_str()),
+            ("replication", "true"),
+            ("application_name", "tidemark"),
+        ];
+        if let Some(dbname) = &target.dbname {
+            parameters.push(("database", dbname));
+        }
+        frontend::startup_message(parameters, &mut self.write_buffer)?;
+        self.send().await?;
+        let password = || {
+            target
+                .password
+                .as_ref()
+                .map(|p| p.bytes().to_vec())
+                .context("the server asks for a password: put it in ~/.pgpass (or PGPASSWORD), not in argv")
+        };
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            match self.next_message().await? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    frontend::password_message(&password()?, &mut self.write_buffer)?;
+                    self.send().await?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let hashed = md5_hash(target.user.as_bytes(), &password()?, body.salt());
+                    frontend::password_message(hashed.as_bytes(), &mut self.write_buffer)?;
+                    self.send().await?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mechanisms: Vec<String> =
+                        body.mechanisms().map(|m| Ok(m.to_owned())).collect()?;
+                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                        bail!(
+                            "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 without TLS channel binding"
+                        );
+                    }
+                    // No TLS here, so no channel binding (SCRAM-SHA-256-PLUS needs it).
+                    let client = ScramSha256::new(&password()?, ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(
+                        SCRAM_SHA_256,
+                        client.message(),
+                        &mut self.write_buffer,
+                    )?;
+                    self.send().await?;
+                    scram = Some(client);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let client = scram
+                        .as_mut()
+                        .context("the server continued a SASL exchange that never started")?;
+                    client.update(body.data()).context("SCRAM exchange")?;
+                    frontend::sasl_response(client.message(), &mut self.write_buffer)?;
+                    self.send().await?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    scram
+                        .as_mut()
+                        .context("the server finished a SASL exchange that never started")?
+                        .finish(body.data())
+                        .context(
+                            "the server's SCRAM signature is wrong: it does not know the password",
+                        )?;
+                }
+                Message::BackendKeyData(_) => {}
+                Message::ReadyForQuery(_) => return Ok(()),
+                Message::AuthenticationGss
+                | Message::AuthenticationSspi
+                | Message::AuthenticationKerberosV5 => {
+                    bail!(
+                        "the server asks for GSSAPI/SSPI/Kerberos authentication, which Tidemark does not speak: use scram-sha-256 or md5 in pg_hba.conf"
+                    )
+                }
+                _ => bail!("unexpected message during login"),
+            }
+        }
+    }
+
+    /// Runs a simple query and returns its result sets.
+    pub async fn simple_query(&mut self, sql: &str) -> anyhow::Result<Vec<ResultSet>> {
+        frontend::query(sql, &mut self.write_buffer)?;
+        self.send().await?;
+        let mut sets = Vec::new();
+        let mut current: Option<ResultSet> = None;
+        let mut failure: Option<anyhow::Error> = None;
+        loop {
+            let message = match self.next_message().await {
+                Ok(message) => message,
+                // The server still ends the exchange with ReadyForQuery; wait for it so the
+                // connection stays usable.
+                Err(e) if e.downcast_ref::<ServerError>().is_some() => {
+                    failure = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match message {
+                Message::RowDescription(body) => {
+                    let columns = body.fields().map(|f| Ok(f.name().to_owned())).collect()?;
+                    current = Some(ResultSet {
+                        columns,
+                        rows: Vec::new(),
+                    });
+                }
+                Message::DataRow(body) => current
+                    .as_mut()
+                    .context("a data row came before its row description")?
+                    .rows
+                    .push(row_values(&body)?),
+                Message::CommandComplete(_) => sets.extend(current.take()),
+                Message::EmptyQueryResponse => {}
+                Message::ReadyForQuery(_) => break,
+                _ => bail!("unexpected message in the answer to {sql}"),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(sets),
+        }
+    }
+
+    /// Sends a query without waiting for its answer; the caller reads it with `next_message`.
+    pub async fn start_query(&mut self, sql: &str) -> anyhow::Result<()> {
+        frontend::query(sql, &mut self.write_buffer)?;
+        self.send().await
+    }
+
+    /// Says goodbye.
+    pub async fn close(mut self) {
+        frontend::terminate(&mut self.write_buffer);
+        let _ = self.send().await;
+    }
+}
+
+/// `server_version` ("15.18 (Debian 15.18-0+deb12u1)", "16beta1") as `server_version_num`.
+fn parse_server_version(text: &str) -> u32 {
+    let numeric: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = numeric.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    major * 10000 + minor
+}
+
+/// What IDENTIFY_SYSTEM says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemIdentity {
+    pub system_id: u64,
+    pub timeline: u32,
+    pub flush_lsn: crate::pg::Lsn,
+}
+
+impl ReplicationConnection {
+    /// IDENTIFY_SYSTEM.
+    pub async fn identify_system(&mut self) -> anyhow::Result<SystemIdentity> {
+        let sets = self
+            .simple_query("IDENTIFY_SYSTEM")
+            .await
+            .context("IDENTIFY_SYSTEM")?;
+        let row = sets
+            .first()
+            .and_then(|s| s.rows.first())
+            .context("IDENTIFY_SYSTEM returned no row")?;
+        let field = |i: usize| {
+            row.get(i)
+                .cloned()
+                .flatten()
+                .with_context(|| format!("IDENTIFY_SYSTEM column {i} is empty"))
+        };
+        Ok(SystemIdentity {
+            system_id: field(0)?.parse().context("IDENTIFY_SYSTEM systemid")?,
+            timeline: field(1)?.parse().context("IDENTIFY_SYSTEM timeline")?,
+            flush_lsn: field(2)?.parse()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_versions_become_numbers() {
+        assert_eq!(
+            super::parse_server_version("15.18 (Debian 15.18-0+deb12u1)"),
+            150018
+        );
+        assert_eq!(super::parse_server_version("16beta1"), 160000);
+        assert_eq!(super::parse_server_version("12.9"), 120009);
+    }
+}
