@@ -5,6 +5,7 @@
 //! (archive-push and archive-get), `config`, `cli`, and `demo`.
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod datadir;
@@ -14,3 +15,4 @@ pub mod protocol;
 pub mod repo;
 pub mod storage;
 pub mod temp_files;
+pub mod units;

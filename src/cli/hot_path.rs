@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use super::run::{self, Finished};
 use super::target::Target;
-use super::units;
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
+use crate::units;
 
 /// Push one WAL file into the repository (PostgreSQL's archive_command).
 ///

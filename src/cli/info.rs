@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use super::run::{self, Finished};
 use super::target::Target;
-use super::units;
 use crate::pg::{SegmentSize, WalFileName};
 use crate::repo::Stanza;
+use crate::units;
 
 /// Output format of reporting commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +29,27 @@ pub struct StanzaInfo {
     pub history_files: Vec<String>,
     pub partial_files: Vec<String>,
     pub backup_history_files: Vec<String>,
+    /// Complete backups, oldest first.
+    pub backups: Vec<BackupInfo>,
+}
+
+/// One complete backup.
+#[derive(Debug, Serialize)]
+pub struct BackupInfo {
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timeline: u32,
+    pub start_time: String,
+    pub stop_time: String,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// The WAL segments recovery needs to reach consistency, first and last.
+    pub wal_start: String,
+    pub wal_stop: String,
+    pub wal_included: bool,
+    pub sizes: crate::repo::catalog::BackupSizes,
+    pub duration_ms: u64,
 }
 
 /// The archived segments of one timeline.
@@ -58,6 +79,24 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
         history_files: Vec::new(),
         partial_files: Vec::new(),
         backup_history_files: Vec::new(),
+        backups: stanza
+            .list_backups()?
+            .into_iter()
+            .map(|b| BackupInfo {
+                label: b.label,
+                kind: b.kind,
+                timeline: b.timeline,
+                start_time: b.start_time,
+                stop_time: b.stop_time,
+                start_lsn: b.start_lsn,
+                stop_lsn: b.stop_lsn,
+                wal_start: b.wal_start,
+                wal_stop: b.wal_stop,
+                wal_included: b.wal_included,
+                sizes: b.sizes,
+                duration_ms: b.duration_ms,
+            })
+            .collect(),
     };
     let mut by_timeline: BTreeMap<u32, Vec<(WalFileName, u64, u64)>> = BTreeMap::new();
     for (name, object) in stanza.list_wal()? {
@@ -113,6 +152,33 @@ pub fn render_text(info: &StanzaInfo) -> String {
         info.pg_version,
         info.segment_size >> 20
     ));
+    if info.backups.is_empty() {
+        line("    backups: none".to_owned());
+    } else {
+        line("    backups:".to_owned());
+    }
+    for b in &info.backups {
+        line(format!(
+            "        {} ({}): {} .. {}, LSN {} .. {} on timeline {}, needs WAL {} .. {}{}",
+            b.label,
+            b.kind,
+            b.start_time,
+            b.stop_time,
+            b.start_lsn,
+            b.stop_lsn,
+            b.timeline,
+            b.wal_start,
+            b.wal_stop,
+            if b.wal_included { " (included)" } else { "" }
+        ));
+        line(format!(
+            "            {} files, {} original, {} stored, {} new",
+            b.sizes.files,
+            units::bytes(b.sizes.original),
+            units::bytes(b.sizes.stored),
+            units::bytes(b.sizes.new)
+        ));
+    }
     if info.timelines.is_empty() {
         line("    wal archive: empty".to_owned());
     } else {

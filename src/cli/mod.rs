@@ -1,13 +1,13 @@
 //! The command line: the `tidemark` command and its subcommands, and the mains of the two
 //! binaries PostgreSQL runs. Each command is a thin layer over library calls.
 
+pub mod backup;
 pub mod hot_path;
 pub mod info;
 pub mod logging;
 pub mod run;
 pub mod stanza_create;
 pub mod target;
-pub mod units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,26 @@ pub struct Cli {
 pub enum Command {
     /// Bind a stanza to the cluster in its pgdata (system identifier, version, segment size)
     StanzaCreate,
+    /// Take a base backup over the replication protocol (the stanza's conninfo) into the repository
+    ///
+    /// Streams BASE_BACKUP straight into the repository: files are split, checksummed,
+    /// compressed and stored on all cores, content already stored by an earlier backup is not
+    /// stored again, every file is checked against PostgreSQL's backup manifest, and the backup
+    /// exists only once the WAL it needs is in the archive (or inside it, with --include-wal).
+    /// The connecting role needs the REPLICATION attribute; its password comes from conninfo,
+    /// PGPASSWORD or ~/.pgpass.
+    #[command(verbatim_doc_comment)]
+    Backup {
+        /// Checkpoint to start the backup with: fast (immediate) or spread (paced by the server)
+        #[arg(long, value_enum, default_value = "fast")]
+        checkpoint: backup::Checkpoint,
+        /// Store the WAL the backup needs inside it, so it restores without the archive
+        #[arg(long)]
+        include_wal: bool,
+        /// Seconds to wait for the WAL the backup needs to reach the archive
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        archive_timeout: u64,
+    },
     /// Show what a stanza holds: its cluster and, per timeline, the archived WAL
     Info {
         /// Output format
@@ -88,6 +108,11 @@ pub fn tidemark_main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
     match cli.command {
         Command::StanzaCreate => stanza_create::stanza_create(&cli.target),
+        Command::Backup {
+            checkpoint,
+            include_wal,
+            archive_timeout,
+        } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
         Command::Info { output } => info::info(&cli.target, output),
         Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
         Command::ArchiveGet {

@@ -76,8 +76,26 @@ impl Lab {
     /// Writes the configuration file: the repository, and the stanza for `pgdata`.
     /// `repo_extra` is appended to the `[repo]` section as is.
     pub fn write_config(&self, pgdata: &Path, repo_extra: &str) -> anyhow::Result<()> {
+        self.write_config_with_conninfo(pgdata, repo_extra, None)
+    }
+
+    /// Like [`Lab::write_config`], with the stanza's `conninfo` for backups.
+    pub fn write_config_with_conninfo(
+        &self,
+        pgdata: &Path,
+        repo_extra: &str,
+        conninfo: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let conninfo_line = conninfo
+            .map(|c| {
+                format!(
+                    "conninfo = \"{}\"\n",
+                    c.replace('\\', "\\\\").replace('"', "\\\"")
+                )
+            })
+            .unwrap_or_default();
         let text = format!(
-            "[repo]\npath = \"{}\"\n{repo_extra}\n[stanza.{}]\npgdata = \"{}\"\n",
+            "[repo]\npath = \"{}\"\n{repo_extra}\n[stanza.{}]\npgdata = \"{}\"\n{conninfo_line}",
             self.repo_path.display(),
             self.stanza,
             pgdata.display()

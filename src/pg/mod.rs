@@ -5,6 +5,8 @@
 //! field is little-endian (the server's native order on every platform we support) and is read at
 //! its explicit offset, never by casting a `#[repr(C)]` struct.
 
+pub mod backup_label;
+pub mod backup_manifest;
 pub mod control;
 pub mod file_name;
 pub mod history;

@@ -69,6 +69,8 @@ pub struct TablespaceEntry {
     /// `None` for the base directory (always listed last).
     pub oid: Option<u32>,
     pub location: Option<String>,
+    /// Estimated size in KiB (sent with PROGRESS).
+    pub size_kib: Option<u64>,
 }
 
 /// What the server's answer says, in order.
@@ -185,6 +187,11 @@ impl BaseBackupDecoder {
                 self.tablespaces.push(TablespaceEntry {
                     oid,
                     location: values.get(1).cloned().flatten(),
+                    size_kib: values
+                        .get(2)
+                        .cloned()
+                        .flatten()
+                        .and_then(|s| s.parse().ok()),
                 });
             }
             (Phase::Tablespaces, Message::CommandComplete(_)) => {
@@ -393,10 +400,12 @@ mod tests {
         let ts = TablespaceEntry {
             oid: Some(16385),
             location: Some("/srv/ts1".into()),
+            size_kib: Some(8),
         };
         let base = TablespaceEntry {
             oid: None,
             location: None,
+            size_kib: Some(30000),
         };
         vec![
             BackupEvent::Started {

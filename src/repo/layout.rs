@@ -5,6 +5,9 @@
 //! <stanza>/wal/<TTTTTTTTLLLLLLLL>/<segment>             segments, .partial and .backup files,
 //!                                                       one directory per timeline and 4 GiB of WAL
 //! <stanza>/wal/history/<TTTTTTTT>.history               timeline history files
+//! <stanza>/backup/<label>/backup.json                    a complete backup's record (written last)
+//! <stanza>/backup/<label>/backup_manifest                PostgreSQL's manifest of that backup
+//! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
 //! ```
 
 use crate::pg::WalFileName;
@@ -58,6 +61,26 @@ pub fn wal_file(stanza: &str, name: WalFileName) -> ObjectKey {
         )),
         None => key(format!("{stanza}/wal/history/{name}")),
     }
+}
+
+/// Where all backups of a stanza are.
+pub fn backup_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/backup"))
+}
+
+/// A backup's record; its presence is what makes the backup exist.
+pub fn backup_record(stanza: &str, label: &str) -> ObjectKey {
+    key(format!("{stanza}/backup/{label}/backup.json"))
+}
+
+/// PostgreSQL's manifest of a backup.
+pub fn backup_manifest(stanza: &str, label: &str) -> ObjectKey {
+    key(format!("{stanza}/backup/{label}/backup_manifest"))
+}
+
+/// A chunk of file content, named by its SHA-256 (lower-case hex).
+pub fn blob(stanza: &str, sha256: &str) -> ObjectKey {
+    key(format!("{stanza}/blob/{}/{sha256}", &sha256[..2]))
 }
 
 #[cfg(test)]

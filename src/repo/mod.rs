@@ -1,6 +1,7 @@
 //! The repository: where each object lives (`layout`), how it is framed and checked (`object`,
 //! `compress`), and which cluster each stanza serves (`stanza`), over any [`Storage`].
 
+pub mod catalog;
 pub mod compress;
 pub mod layout;
 pub mod object;

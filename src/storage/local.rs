@@ -145,6 +145,15 @@ impl Storage for LocalDirectory {
         })
     }
 
+    fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StorageError> {
+        let path = self.path_of(key);
+        match fs::symlink_metadata(&path) {
+            Ok(metadata) => Ok(metadata.is_file().then_some(metadata.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error(format!("stat {}", path.display()), e)),
+        }
+    }
+
     fn get_prefix(&self, key: &ObjectKey, length: usize) -> Result<Vec<u8>, StorageError> {
         let path = self.path_of(key);
         let read = || -> io::Result<Vec<u8>> {

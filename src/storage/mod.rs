@@ -110,6 +110,9 @@ pub trait Storage: Send + Sync {
     /// Reads a whole object.
     fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StorageError>;
 
+    /// The size of the object under `key`, or `None` if there is none.
+    fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StorageError>;
+
     /// Reads the first `length` bytes of an object (fewer if it is shorter).
     fn get_prefix(&self, key: &ObjectKey, length: usize) -> Result<Vec<u8>, StorageError>;
 

@@ -1,0 +1,144 @@
+//! Splits one tar archive of the BASE_BACKUP stream into catalog entries and content chunks,
+//! as it arrives: no file is staged on local disk. Each chunk is hashed (SHA-256, its name in
+//! the repository) here, in stream order, and handed to the store pool.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind};
+
+/// Files are stored in chunks of at most this size: the unit of parallel compression and of
+/// sharing between backups (an unchanged 16 MiB of a 1 GiB table file is not stored again).
+pub const CHUNK_SIZE: usize = 16 << 20;
+
+/// A chunk to store under its SHA-256.
+pub struct ChunkJob {
+    pub sha256: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the bytes of one archive from the network side, for the synchronous tar reader.
+pub struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> ChannelReader {
+        ChannelReader {
+            receiver,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(bytes) => self.current = bytes,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads every member of the archive, prefixing paths with `prefix` (`""` for the base
+/// directory, `pg_tblspc/<oid>/` for a tablespace), sends each file's chunks to `jobs`, and
+/// returns the entries. `received` counts file bytes read, for progress.
+pub fn split_archive(
+    reader: impl Read,
+    prefix: &str,
+    jobs: &SyncSender<ChunkJob>,
+    received: &AtomicU64,
+) -> anyhow::Result<Vec<BackupEntry>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = Vec::new();
+    for member in archive.entries().context("read the tar stream")? {
+        let mut member = member.context("read the tar stream")?;
+        let header = member.header();
+        let raw_path = member
+            .path()
+            .context("tar member path")?
+            .to_string_lossy()
+            .into_owned();
+        // PostgreSQL writes one member as "./pg_wal/archive_status"; "." and empty components
+        // mean nothing, ".." would escape the data directory on restore.
+        let components: Vec<&str> = raw_path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if components.is_empty() || components.contains(&"..") {
+            bail!("the tar stream has an unsafe path {raw_path:?}");
+        }
+        let path = components.join("/");
+        let mode = header.mode().context("tar member mode")?;
+        let mtime = header.mtime().context("tar member time")?;
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Directory,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            other => bail!("the tar stream has {path} of unexpected type {other:?}"),
+        };
+        let link = match kind {
+            EntryKind::Symlink => Some(
+                member
+                    .link_name()
+                    .context("tar link target")?
+                    .context("a symbolic link without a target")?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            _ => None,
+        };
+        let mut entry = BackupEntry {
+            path: format!("{prefix}{path}"),
+            kind,
+            mode,
+            mtime,
+            size: 0,
+            crc32c: None,
+            chunks: Vec::new(),
+            link,
+        };
+        if kind == EntryKind::File {
+            let size = member.size();
+            let mut crc = 0u32;
+            let mut left = size;
+            while left > 0 {
+                let take = left.min(CHUNK_SIZE as u64) as usize;
+                let mut bytes = vec![0u8; take];
+                member
+                    .read_exact(&mut bytes)
+                    .with_context(|| format!("read {} from the tar stream", entry.path))?;
+                crc = crc32c::crc32c_append(crc, &bytes);
+                let sha256 = hex(&Sha256::digest(&bytes));
+                entry.chunks.push(ChunkRef {
+                    sha256: sha256.clone(),
+                    size: take as u64,
+                });
+                received.fetch_add(take as u64, Ordering::Relaxed);
+                jobs.send(ChunkJob { sha256, bytes })
+                    .map_err(|_| anyhow::anyhow!("the store workers stopped"))?;
+                left -= take as u64;
+            }
+            entry.size = size;
+            entry.crc32c = Some(crc);
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}

@@ -1,0 +1,63 @@
+//! `tidemark backup`: connect with the stanza's conninfo and take a base backup.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::run::{self, Finished};
+use super::target::Target;
+use crate::backup::{BackupOptions, take_backup};
+use crate::protocol::ConnectTarget;
+use crate::units;
+
+/// How the server checkpoints at the start of the backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Checkpoint {
+    Fast,
+    Spread,
+}
+
+pub fn backup(
+    target: &Target,
+    checkpoint: Checkpoint,
+    include_wal: bool,
+    archive_timeout: u64,
+) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let name = &selected.stanza_name;
+    let conninfo = selected.stanza.conninfo.as_deref().with_context(|| {
+        format!(
+            "stanza '{name}' has no conninfo in config file {}: add conninfo = \"host=… user=…\" to [stanza.{name}]",
+            selected.config_path.display()
+        )
+    })?;
+    let connect =
+        ConnectTarget::from_conninfo(conninfo).with_context(|| format!("stanza '{name}'"))?;
+    let repo = selected.config.open_repository();
+    let stanza = repo.open_stanza(name)?;
+    let options = BackupOptions {
+        fast_checkpoint: checkpoint == Checkpoint::Fast,
+        include_wal,
+        archive_timeout: Duration::from_secs(archive_timeout),
+    };
+    let record = take_backup(&stanza, &connect, &options).context("backup")?;
+    let sizes = record.sizes;
+    run::print_stdout(&format!(
+        "backup {} complete: {} files, {} original, {} stored ({} new, {} chunks reused), WAL {} .. {}{}, {:.1} s\n",
+        record.label,
+        sizes.files,
+        units::bytes(sizes.original),
+        units::bytes(sizes.stored),
+        units::bytes(sizes.new),
+        sizes.reused_chunks,
+        record.wal_start,
+        record.wal_stop,
+        if record.wal_included {
+            " (included)"
+        } else {
+            ""
+        },
+        record.duration_ms as f64 / 1000.0
+    ))?;
+    Ok(Finished::Success)
+}

@@ -1,0 +1,230 @@
+//! The backup catalog: what each complete backup holds, and the content blobs backups share.
+//!
+//! A backup exists only once its record (`backup.json`) is stored, and that is the last thing a
+//! backup writes, after every blob, PostgreSQL's manifest and the WAL it needs are durable. An
+//! interrupted backup therefore leaves at most blobs, which later backups reuse, and nothing
+//! `info` or `restore` would take for a backup.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::Stanza;
+use super::layout;
+use super::object::{self, EncodedObject};
+use crate::storage::PutOutcome;
+
+/// Version of the backup record format.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// What kind of entry a backed-up path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+}
+
+/// A piece of a file's content, stored once under its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One path of the backed-up cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    /// Relative to the data directory; tablespace contents under `pg_tblspc/<oid>/`.
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: u64,
+    pub size: u64,
+    /// CRC-32C of the whole file (files only).
+    pub crc32c: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
+    /// Target of a symbolic link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// A tablespace of the backed-up cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablespaceRecord {
+    pub oid: u32,
+    pub location: String,
+}
+
+/// Sizes of a backup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSizes {
+    /// Bytes of all files as PostgreSQL sent them.
+    pub original: u64,
+    /// Stored bytes of every blob the backup uses, its own and those shared with earlier ones.
+    pub stored: u64,
+    /// Stored bytes this backup added to the repository.
+    pub new: u64,
+    pub files: u64,
+    /// Chunks already in the repository, not stored again.
+    pub reused_chunks: u64,
+}
+
+/// The record of one complete backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRecord {
+    pub format: u32,
+    pub label: String,
+    /// `full`: every file is in the record (unchanged content is shared, not skipped).
+    pub kind: String,
+    pub system_id: u64,
+    pub pg_version: u32,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// RFC 3339, UTC.
+    pub start_time: String,
+    pub stop_time: String,
+    pub duration_ms: u64,
+    /// First and last WAL segment recovery needs to reach consistency.
+    pub wal_start: String,
+    pub wal_stop: String,
+    /// The WAL segments are inside the backup (`pg_wal/`), so it restores without the archive.
+    pub wal_included: bool,
+    pub sizes: BackupSizes,
+    pub tablespaces: Vec<TablespaceRecord>,
+    pub entries: Vec<BackupEntry>,
+}
+
+impl Stanza<'_> {
+    fn encode(&self, bytes: &[u8]) -> anyhow::Result<EncodedObject> {
+        let settings = self.repository().write_settings;
+        object::encode(settings.compression, settings.zstd_level, bytes).context("compress")
+    }
+
+    /// The stored size of a blob, or `None` if it is not stored.
+    pub fn blob_size(&self, sha256: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .repository()
+            .storage()
+            .size(&layout::blob(self.name(), sha256))?)
+    }
+
+    /// Stores a blob unless it is there; returns the stored size if this call stored it.
+    pub fn put_blob(&self, sha256: &str, object: &EncodedObject) -> anyhow::Result<Option<u64>> {
+        let key = layout::blob(self.name(), sha256);
+        let outcome = self
+            .repository()
+            .storage()
+            .put_if_absent(&key, &[&object.header_bytes(), &object.body])?;
+        Ok((outcome == PutOutcome::Created)
+            .then_some((object::HEADER_LEN + object.body.len()) as u64))
+    }
+
+    /// Reads a blob and checks it: its object checksums and its SHA-256.
+    pub fn get_blob(&self, sha256: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        use sha2::Digest;
+        let key = layout::blob(self.name(), sha256);
+        let location = self.repository().storage().location();
+        let stored = self
+            .repository()
+            .storage()
+            .get(&key)
+            .with_context(|| format!("read blob {key}"))?;
+        out.clear();
+        object::decode_into(&stored, out)
+            .with_context(|| format!("blob {key} in {location} is damaged"))?;
+        let actual: String = sha2::Sha256::digest(&out[..])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if actual != sha256 {
+            bail!("blob {key} in {location} is damaged: its content has SHA-256 {actual}");
+        }
+        Ok(())
+    }
+
+    /// Stores PostgreSQL's manifest of a backup.
+    pub fn put_backup_manifest(&self, label: &str, manifest: &[u8]) -> anyhow::Result<()> {
+        let key = layout::backup_manifest(self.name(), label);
+        let encoded = self.encode(manifest)?;
+        match self
+            .repository()
+            .storage()
+            .put_if_absent(&key, &[&encoded.header_bytes(), &encoded.body])?
+        {
+            PutOutcome::Created => Ok(()),
+            PutOutcome::AlreadyExists => {
+                bail!("backup {label} already has a manifest in the repository")
+            }
+        }
+    }
+
+    /// Reads PostgreSQL's manifest of a backup.
+    pub fn get_backup_manifest(&self, label: &str) -> anyhow::Result<Vec<u8>> {
+        let key = layout::backup_manifest(self.name(), label);
+        let stored = self.repository().storage().get(&key)?;
+        let mut manifest = Vec::new();
+        object::decode_into(&stored, &mut manifest).with_context(|| format!("{key} is damaged"))?;
+        Ok(manifest)
+    }
+
+    /// Stores a backup's record, which makes the backup exist. Never replaces one.
+    pub fn put_backup_record(&self, record: &BackupRecord) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(record)?;
+        let encoded = self.encode(&json)?;
+        let key = layout::backup_record(self.name(), &record.label);
+        match self
+            .repository()
+            .storage()
+            .put_if_absent(&key, &[&encoded.header_bytes(), &encoded.body])?
+        {
+            PutOutcome::Created => Ok(()),
+            PutOutcome::AlreadyExists => bail!("a backup labelled {} already exists", record.label),
+        }
+    }
+
+    /// Every complete backup, oldest first.
+    pub fn list_backups(&self) -> anyhow::Result<Vec<BackupRecord>> {
+        let storage = self.repository().storage();
+        let mut records = Vec::new();
+        for listed in storage.list(&layout::backup_root(self.name()))? {
+            if listed.key.file_name() != "backup.json" {
+                continue;
+            }
+            let stored = storage.get(&listed.key)?;
+            let mut json = Vec::new();
+            object::decode_into(&stored, &mut json)
+                .with_context(|| format!("backup record {} is damaged", listed.key))?;
+            let record: BackupRecord = serde_json::from_slice(&json)
+                .with_context(|| format!("backup record {} is not valid", listed.key))?;
+            if record.format != RECORD_FORMAT {
+                bail!(
+                    "backup record {} has format {}, which this Tidemark does not know; upgrade Tidemark",
+                    listed.key,
+                    record.format
+                );
+            }
+            records.push(record);
+        }
+        records.sort_by(|a, b| {
+            a.stop_lsn_value()
+                .cmp(&b.stop_lsn_value())
+                .then(a.label.cmp(&b.label))
+        });
+        Ok(records)
+    }
+}
+
+impl BackupRecord {
+    pub fn stop_lsn_value(&self) -> crate::pg::Lsn {
+        self.stop_lsn.parse().unwrap_or_default()
+    }
+
+    pub fn start_lsn_value(&self) -> crate::pg::Lsn {
+        self.start_lsn.parse().unwrap_or_default()
+    }
+}
