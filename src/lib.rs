@@ -13,6 +13,7 @@ pub mod demo;
 pub mod pg;
 pub mod protocol;
 pub mod repo;
+pub mod restore;
 pub mod storage;
 pub mod temp_files;
 pub mod units;

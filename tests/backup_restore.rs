@@ -103,3 +103,110 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
         new(0)
     );
 }
+
+/// Lines of the server log that are Tidemark errors.
+fn tidemark_errors(cluster: &ThrowawayCluster) -> Vec<String> {
+    fs::read_to_string(cluster.log_file())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
+    use std::time::Duration;
+    use tidemark::demo::cluster::run_as_owner;
+    use tidemark::demo::workload;
+
+    let lab = Lab::new("tm-restore-", &common::binaries()).unwrap();
+    let mut cluster = backed_up_cluster(&lab);
+    workload::create_table(&cluster).unwrap();
+    cluster
+        .query("CREATE INDEX ON tidemark_ledger (written)")
+        .unwrap();
+    workload::insert_rows(&cluster, 20, Duration::from_millis(10), "before the backup").unwrap();
+    let backup = lab.tidemark(&["backup"]).unwrap();
+    assert!(backup.starts_with("backup "), "{backup}");
+    workload::insert_rows(&cluster, 80, Duration::from_millis(30), "after the backup").unwrap();
+    let rows = workload::committed_rows(&cluster).unwrap();
+    let instant = workload::instant_between(&rows, 20 + fastrand::usize(5..70)).unwrap();
+    let expected = workload::ids_committed_by(&rows, instant);
+    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    cluster.stop().unwrap();
+
+    let pgdata = lab.tmp.path().join("restored");
+    let target_time = workload::format_instant(instant);
+    let restored = lab
+        .tidemark(&[
+            "restore",
+            "--pgdata",
+            pgdata.to_str().unwrap(),
+            "--target-time",
+            &target_time,
+        ])
+        .unwrap();
+    assert!(
+        restored.contains("chosen because it is the newest backup that ended"),
+        "{restored}"
+    );
+    assert!(pgdata.join("recovery.signal").exists());
+
+    // pg_verifybackup checks every file against the manifest and parses the backup's WAL.
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    let (wal_start, wal_stop) = (
+        info["backups"][0]["wal_start"].as_str().unwrap().to_owned(),
+        info["backups"][0]["wal_stop"].as_str().unwrap().to_owned(),
+    );
+    let wal_dir = lab.tmp.subdir("verify-wal").unwrap();
+    let first = u64::from_str_radix(&wal_start[16..], 16).unwrap();
+    let last = u64::from_str_radix(&wal_stop[16..], 16).unwrap();
+    for seg in first..=last {
+        let name = format!("{}{seg:08X}", &wal_start[..16]);
+        let dest = wal_dir.join(&name);
+        lab.tidemark(&["archive-get", &name, dest.to_str().unwrap()])
+            .unwrap();
+    }
+    let verified = run_as_owner(
+        &lab.pg.path("pg_verifybackup"),
+        &["-w".as_ref(), wal_dir.as_os_str(), pgdata.as_os_str()],
+        lab.tmp.path(),
+    )
+    .unwrap();
+    assert!(
+        verified.contains("backup successfully verified"),
+        "{verified}"
+    );
+
+    let mut recovered =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    recovered.start().unwrap();
+    recovered
+        .wait_for_promotion(Duration::from_secs(120))
+        .unwrap();
+    assert_eq!(
+        workload::present_ids(&recovered).unwrap(),
+        expected,
+        "recovery to {target_time}"
+    );
+    assert_eq!(tidemark_errors(&recovered), Vec::<String>::new());
+    let port = recovered.port().to_string();
+    run_as_owner(
+        &lab.pg.path("pg_amcheck"),
+        &[
+            "-h".as_ref(),
+            recovered.socket_dir().as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "--install-missing".as_ref(),
+            "--heapallindexed".as_ref(),
+            "postgres".as_ref(),
+        ],
+        lab.tmp.path(),
+    )
+    .expect("amcheck finds no damage");
+}

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod hot_path;
 pub mod info;
 pub mod logging;
+pub mod restore;
 pub mod run;
 pub mod stanza_create;
 pub mod target;
@@ -57,6 +58,15 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         archive_timeout: u64,
     },
+    /// Restore a backup into a data directory, ready to recover to a target
+    ///
+    /// Chooses the newest backup that ends before the target (or --backup), says why, writes
+    /// its files in parallel with every chunk's checksums verified, and writes recovery.signal
+    /// and the recovery settings (restore_command calling tidemark-restore by absolute path with
+    /// this configuration and stanza, and the target) into postgresql.auto.conf, so that
+    /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
+    #[command(verbatim_doc_comment)]
+    Restore(restore::RestoreArgs),
     /// Show what a stanza holds: its cluster and, per timeline, the archived WAL
     Info {
         /// Output format
@@ -113,6 +123,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             include_wal,
             archive_timeout,
         } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
+        Command::Restore(args) => restore::run_restore(&cli.target, &args),
         Command::Info { output } => info::info(&cli.target, output),
         Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
         Command::ArchiveGet {

@@ -1,0 +1,174 @@
+//! `tidemark restore`: choose a backup for the target, lay it out, write the recovery settings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::run::{self, Finished};
+use super::target::Target;
+use crate::pg::Lsn;
+use crate::restore::target::RecoveryTarget;
+use crate::restore::{ExistingData, RestoreOptions, restore};
+use crate::units;
+
+/// The restore options of the command line.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Data directory to restore into; must be empty or absent (see --delta, --force)
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: PathBuf,
+    /// Recover to this time: 'YYYY-MM-DD HH:MM:SS[.ffffff]+HH' (a numeric UTC offset is required)
+    #[arg(long, value_name = "TIME", group = "recovery_target")]
+    pub target_time: Option<String>,
+    /// Recover to this LSN (X/Y)
+    #[arg(long, value_name = "LSN", group = "recovery_target")]
+    pub target_lsn: Option<String>,
+    /// Recover to this transaction ID
+    #[arg(long, value_name = "XID", group = "recovery_target")]
+    pub target_xid: Option<String>,
+    /// Recover to this restore point (pg_create_restore_point)
+    #[arg(long, value_name = "NAME", group = "recovery_target")]
+    pub target_name: Option<String>,
+    /// 'immediate': stop as soon as the backup is consistent
+    #[arg(long, value_name = "immediate", group = "recovery_target")]
+    pub target: Option<String>,
+    /// What the server does at the target
+    #[arg(long, value_enum, default_value = "promote")]
+    pub target_action: TargetAction,
+    /// Timeline to recover along: a number, 'current' or 'latest' [PostgreSQL's default: latest]
+    #[arg(long, value_name = "TIMELINE")]
+    pub target_timeline: Option<String>,
+    /// Stop just before the target instead of just after it (recovery_target_inclusive = off)
+    #[arg(long)]
+    pub target_exclusive: bool,
+    /// Restore this backup instead of the one chosen for the target
+    #[arg(long, value_name = "LABEL")]
+    pub backup: Option<String>,
+    /// Restore tablespace OID into DIR instead of its original location (repeatable)
+    #[arg(long, value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// Restore into a non-empty directory: keep files that match the backup, remove the others
+    #[arg(long, conflicts_with = "force")]
+    pub delta: bool,
+    /// Restore into a non-empty directory, removing everything in it first
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetAction {
+    Promote,
+    Pause,
+    Shutdown,
+}
+
+fn recovery_target(args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
+    Ok(if let Some(time) = &args.target_time {
+        RecoveryTarget::time(time)?
+    } else if let Some(lsn) = &args.target_lsn {
+        RecoveryTarget::Lsn(lsn.parse::<Lsn>().context("--target-lsn")?)
+    } else if let Some(xid) = &args.target_xid {
+        if xid.parse::<u64>().is_err() {
+            bail!("--target-xid '{xid}' is not a transaction ID (a number)");
+        }
+        RecoveryTarget::Xid(xid.clone())
+    } else if let Some(name) = &args.target_name {
+        RecoveryTarget::Name(name.clone())
+    } else if let Some(target) = &args.target {
+        if target != "immediate" {
+            bail!("--target '{target}' is not known: the only value is 'immediate'");
+        }
+        RecoveryTarget::Immediate
+    } else {
+        RecoveryTarget::EndOfArchive
+    })
+}
+
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c))
+    {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The restore_command for the recovered server: `tidemark-restore` beside this program, by
+/// absolute path, else this program's `archive-get`, with the same configuration and stanza.
+fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("find this program's path")?;
+    let sibling = exe.with_file_name("tidemark-restore");
+    let config = config
+        .canonicalize()
+        .with_context(|| format!("find {}", config.display()))?;
+    let options = format!("--config {} --stanza {stanza}", shell_word(&config));
+    Ok(if sibling.is_file() {
+        format!("{} {options} %f %p", shell_word(&sibling))
+    } else {
+        format!("{} {options} archive-get %f %p", shell_word(&exe))
+    })
+}
+
+pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let recovery_target = recovery_target(args)?;
+    let mut tablespace_map = BTreeMap::new();
+    for mapping in &args.tablespace_map {
+        let (oid, dir) = mapping
+            .split_once('=')
+            .with_context(|| format!("--tablespace-map '{mapping}' is not OID=DIR"))?;
+        let oid: u32 = oid.parse().with_context(|| {
+            format!("--tablespace-map '{mapping}': '{oid}' is not a tablespace OID")
+        })?;
+        if !Path::new(dir).is_absolute() {
+            bail!("--tablespace-map '{mapping}': the directory must be an absolute path");
+        }
+        tablespace_map.insert(oid, PathBuf::from(dir));
+    }
+    let pgdata = std::path::absolute(&args.pgdata).context("--pgdata")?;
+    let repo = selected.config.open_repository();
+    let stanza = repo.open_stanza(&selected.stanza_name)?;
+    let options = RestoreOptions {
+        pgdata: pgdata.clone(),
+        target: recovery_target.clone(),
+        target_action: format!("{:?}", args.target_action).to_lowercase(),
+        target_timeline: args.target_timeline.clone(),
+        exclusive: args.target_exclusive,
+        backup_label: args.backup.clone(),
+        tablespace_map,
+        existing: if args.delta {
+            ExistingData::Delta
+        } else if args.force {
+            ExistingData::Force
+        } else {
+            ExistingData::Refuse
+        },
+        restore_command: restore_command(&selected.config_path, &selected.stanza_name)?,
+    };
+    let report = restore(&stanza, &options).context("restore")?;
+    let kept = if report.files_kept > 0 || report.removed > 0 {
+        format!(
+            " ({} files kept as they were, {} removed)",
+            report.files_kept, report.removed
+        )
+    } else {
+        String::new()
+    };
+    run::print_stdout(&format!(
+        "restored backup {} into {}: {}\n{} files, {} written{kept}, in {:.1} s\nrecovery settings written: start the server (pg_ctl -D {} start); it recovers through tidemark-restore to {} and then does '{}'\n",
+        report.label,
+        pgdata.display(),
+        format_args!("chosen because {}", report.why),
+        report.files_written,
+        units::bytes(report.bytes_written),
+        report.elapsed.as_secs_f64(),
+        pgdata.display(),
+        recovery_target.describe(),
+        options.target_action
+    ))?;
+    Ok(Finished::Success)
+}
