@@ -1,5 +1,10 @@
-//! `tidemark backup` against a real PostgreSQL 15 whose replication user logs in with
-//! SCRAM-SHA-256.
+//! `tidemark backup` and `tidemark restore` against a real PostgreSQL 15 whose replication user
+//! logs in with SCRAM-SHA-256: restore to a recorded instant gives exactly the rows committed by
+//! then (pg_verifybackup and pg_amcheck agree nothing is damaged), tablespaces survive and can
+//! move, a second backup of a barely changed database stores little, and every failure —
+//! wrong password, another cluster, no WAL senders, a killed backup, a lost connection, a target
+//! before the first backup, a non-empty data directory — is one clear line and leaves nothing
+//! that looks like a usable backup.
 
 mod common;
 
@@ -209,4 +214,284 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         lab.tmp.path(),
     )
     .expect("amcheck finds no damage");
+}
+
+/// Runs `tidemark <args>` as the cluster owner; returns (exit code, stderr).
+fn tidemark_fails(lab: &Lab, config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut full = vec!["--config", config.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let ran = common::run(lab, "tidemark", &full);
+    (ran.code, ran.stderr.trim_end().to_owned())
+}
+
+fn backup_count(lab: &Lab) -> usize {
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    info["backups"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
+    use std::time::Duration;
+    let lab = Lab::new("tm-tblspc-", &common::binaries()).unwrap();
+    let mut cluster = backed_up_cluster(&lab);
+    let location = lab.tmp.subdir("tablespace").unwrap();
+    cluster
+        .query(&format!(
+            "CREATE TABLESPACE outside LOCATION '{}'",
+            location.display()
+        ))
+        .unwrap();
+    cluster
+        .query("CREATE TABLE far (id int PRIMARY KEY, note text) TABLESPACE outside")
+        .unwrap();
+    cluster
+        .query("INSERT INTO far SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+        .unwrap();
+    let oid = cluster
+        .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
+        .unwrap();
+    let checksum = cluster
+        .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
+        .unwrap();
+    lab.tidemark(&["backup"]).unwrap();
+    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    cluster.stop().unwrap();
+
+    // Its original location is not empty (the cluster still uses it): restoring there is refused.
+    let pgdata = lab.tmp.path().join("restored");
+    let (code, error) = tidemark_fails(
+        &lab,
+        &lab.config_path,
+        &["restore", "--pgdata", pgdata.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        error,
+        format!(
+            "tidemark: ERROR: restore: {} is not empty: restore into an empty directory, or use --delta to keep the files that match the backup, or --force to overwrite it",
+            location.display()
+        )
+    );
+    assert!(
+        !pgdata.exists(),
+        "a refused restore created {}",
+        pgdata.display()
+    );
+
+    let moved = lab.tmp.path().join("tablespace-moved");
+    let mapping = format!("{oid}={}", moved.display());
+    lab.tidemark(&[
+        "restore",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--tablespace-map",
+        &mapping,
+    ])
+    .unwrap();
+    let mut restored =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    tidemark::demo::cluster::give_to_owner(&moved).unwrap();
+    restored.start().unwrap();
+    restored
+        .wait_for_promotion(Duration::from_secs(120))
+        .unwrap();
+    assert_eq!(
+        restored
+            .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
+            .unwrap(),
+        checksum
+    );
+    assert_eq!(
+        restored
+            .query(&format!("SELECT pg_tablespace_location({oid})"))
+            .unwrap(),
+        moved.to_str().unwrap()
+    );
+}
+
+#[test]
+fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behind() {
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new("tm-bfail-", &common::binaries()).unwrap();
+    let cluster = backed_up_cluster(&lab);
+    // Enough data that a backup takes a moment, to interrupt it.
+    cluster
+        .query("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS note FROM generate_series(1, 1500000) g")
+        .unwrap();
+    let config_text = fs::read_to_string(&lab.config_path).unwrap();
+    let write_config = |name: &str, text: String| {
+        let path = lab.tmp.path().join(name);
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let endpoint = format!(
+        "{}/.s.PGSQL.{}",
+        cluster.socket_dir().display(),
+        cluster.port()
+    );
+
+    let wrong_password = write_config(
+        "wrong.toml",
+        config_text.replace("backup secret", "wrong secret"),
+    );
+    let (code, error) = tidemark_fails(&lab, &wrong_password, &["backup"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        error,
+        format!(
+            "tidemark: ERROR: backup: log in to {endpoint} as backup: server says: password authentication failed for user \"backup\" (SQLSTATE 28P01)"
+        )
+    );
+    assert!(!error.contains("wrong secret"));
+
+    // Another cluster: first without WAL senders, then with them but the wrong identity.
+    let mut other = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "other", 1).unwrap();
+    other.configure(&[("max_wal_senders", "0")]).unwrap();
+    other.start().unwrap();
+    let other_endpoint = format!("{}/.s.PGSQL.{}", other.socket_dir().display(), other.port());
+    let other_config = write_config(
+        "other.toml",
+        config_text
+            .replace(
+                &format!("host={}", cluster.socket_dir().display()),
+                &format!("host={}", other.socket_dir().display()),
+            )
+            .replace(
+                &format!("port={}", cluster.port()),
+                &format!("port={}", other.port()),
+            )
+            .replace("user=backup password='backup secret'", "user=postgres"),
+    );
+    let (code, error) = tidemark_fails(&lab, &other_config, &["backup"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        error,
+        format!(
+            "tidemark: ERROR: backup: log in to {other_endpoint} as postgres: server says: number of requested standby connections exceeds max_wal_senders (currently 0) (SQLSTATE 53300)"
+        )
+    );
+    other.stop().unwrap();
+    other.configure(&[("max_wal_senders", "4")]).unwrap();
+    other.start().unwrap();
+    let other_id = other
+        .query("SELECT system_identifier FROM pg_control_system()")
+        .unwrap();
+    let own_id = cluster
+        .query("SELECT system_identifier FROM pg_control_system()")
+        .unwrap();
+    let (code, error) = tidemark_fails(&lab, &other_config, &["backup"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        error,
+        format!(
+            "tidemark: ERROR: backup: the server at {other_endpoint} has system identifier {other_id}, but stanza 'main' is bound to {own_id}: check conninfo for this stanza"
+        )
+    );
+    assert_eq!(backup_count(&lab), 0);
+
+    // A backup killed while it stores (SIGKILL to its whole process group).
+    let blob_dir = lab.repo_path.join("main/blob");
+    let mut killed =
+        tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+    killed
+        .args(["--config", lab.config_path.to_str().unwrap(), "backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    let mut child = killed.spawn().unwrap();
+    while fs::read_dir(&blob_dir).map(|d| d.count()).unwrap_or(0) < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+    assert_eq!(backup_count(&lab), 0, "a killed backup must not be listed");
+    let pgdata = lab.tmp.path().join("restored");
+    let (code, error) = tidemark_fails(
+        &lab,
+        &lab.config_path,
+        &["restore", "--pgdata", pgdata.to_str().unwrap()],
+    );
+    assert_eq!(
+        (code, error.as_str()),
+        (
+            Some(1),
+            "tidemark: ERROR: restore: the stanza has no backup yet: take one with 'tidemark backup'"
+        )
+    );
+
+    // A connection lost mid-stream.
+    let mut lost =
+        tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+    lost.args(["--config", lab.config_path.to_str().unwrap(), "backup"]);
+    let child = lost
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let terminated = loop {
+        let killed = cluster
+            .query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender' AND state = 'active'")
+            .unwrap();
+        if killed != "0" {
+            break true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(terminated);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("tidemark: ERROR: backup: BASE_BACKUP: "),
+        "{stderr}"
+    );
+    assert_eq!(backup_count(&lab), 0, "a failed backup must not be listed");
+
+    // Now a backup that completes; it reuses what the interrupted ones stored.
+    let done = lab.tidemark(&["backup"]).unwrap();
+    assert!(!done.contains(" 0 chunks reused"), "{done}");
+    assert_eq!(backup_count(&lab), 1);
+
+    // A target before the first backup, and a non-empty --pgdata.
+    let (code, error) = tidemark_fails(
+        &lab,
+        &lab.config_path,
+        &[
+            "restore",
+            "--pgdata",
+            pgdata.to_str().unwrap(),
+            "--target-time",
+            "2000-01-01 00:00:00+00",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        error.starts_with("tidemark: ERROR: restore: no backup ends before 2000-01-01 00:00:00+00: the earliest point a restore can reach is the end of backup "),
+        "{error}"
+    );
+    assert!(!pgdata.exists());
+    fs::create_dir(&pgdata).unwrap();
+    fs::write(pgdata.join("precious"), b"keep me").unwrap();
+    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    let (code, error) = tidemark_fails(
+        &lab,
+        &lab.config_path,
+        &["restore", "--pgdata", pgdata.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        error,
+        format!(
+            "tidemark: ERROR: restore: {} is not empty: restore into an empty directory, or use --delta to keep the files that match the backup, or --force to overwrite it",
+            pgdata.display()
+        )
+    );
+    assert_eq!(fs::read(pgdata.join("precious")).unwrap(), b"keep me");
 }
