@@ -93,3 +93,53 @@ fn partial_and_backup_history_files_round_trip() {
         )
     );
 }
+
+#[test]
+fn a_restore_clears_what_a_killed_restore_left_in_pg_wal() {
+    let wal = WalLab::new("tm-leftover-");
+    let config = wal.config();
+    let name = &wal.segments()[1];
+    let pushed = run(
+        &wal.lab,
+        "tidemark-archive",
+        &["--config", config, wal.raw.join(name).to_str().unwrap()],
+    );
+    assert_eq!(pushed.code, Some(0), "{pushed:?}");
+    let pg_wal = wal.lab.tmp.subdir("pg_wal").unwrap();
+    // What a tidemark-restore killed mid-write leaves: its temporary file, named for a process
+    // that no longer exists.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    // As temporary file names carry it: anything but letters, digits and '-' becomes '_'.
+    let host: String = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let leftover = pg_wal.join(format!(".RECOVERYXLOG.{host}.{dead}.0.tmp"));
+    fs::write(&leftover, b"half a segment").unwrap();
+    let destination = pg_wal.join("RECOVERYXLOG");
+    let restored = run(
+        &wal.lab,
+        "tidemark-restore",
+        &["--config", config, name, destination.to_str().unwrap()],
+    );
+    assert_eq!(restored.code, Some(0), "{restored:?}");
+    assert!(
+        !leftover.exists(),
+        "the killed restore's temporary file is still in pg_wal"
+    );
+    let names: Vec<_> = fs::read_dir(&pg_wal)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["RECOVERYXLOG"]);
+}

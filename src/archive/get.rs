@@ -97,5 +97,7 @@ pub fn get_wal_file(
             )
         });
     }
+    // What an earlier, killed call left beside the destination would stay there for good.
+    temp_files::remove_abandoned(dest_dir, &dest_name);
     Ok(GetOutcome::Restored(header))
 }

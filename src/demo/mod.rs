@@ -1,6 +1,7 @@
 //! `tidemark demo`: the whole cycle on a throwaway cluster — archive through `tidemark-archive`
-//! while a workload runs, take a base backup, restore to an instant in the middle through
-//! `tidemark-restore`, and show that the restored data is exactly what was committed then.
+//! while a workload runs, take a base backup with `tidemark backup`, restore it with `tidemark
+//! restore` to an instant in the middle (recovery fetching WAL through `tidemark-restore`), and
+//! show that the restored data is exactly what was committed then.
 //! The pieces are shared with the end-to-end tests.
 
 pub mod cluster;
@@ -15,7 +16,6 @@ use anyhow::{Context, bail};
 
 use cluster::{ThrowawayCluster, owner_command, run_as_owner};
 use lab::{Lab, TidemarkBinaries};
-use recovery::RecoveryTarget;
 
 /// Waits until PostgreSQL reports the segment holding the latest WAL as archived, after
 /// forcing a switch so that segment is complete.
@@ -54,7 +54,11 @@ pub fn run_demo() -> anyhow::Result<()> {
         ),
     );
     let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 16)?;
-    lab.write_config(primary.data_dir(), "compress = \"zstd\"")?;
+    lab.write_config_with_conninfo(
+        primary.data_dir(),
+        "compress = \"zstd\"",
+        Some(&primary.conninfo()),
+    )?;
     let archive_command = lab.archive_command();
     primary.configure(&[
         ("archive_mode", "on"),
@@ -69,7 +73,7 @@ pub fn run_demo() -> anyhow::Result<()> {
 
     step(
         3,
-        "loading pgbench data and taking a base backup (pg_basebackup)",
+        "loading pgbench data and taking a base backup (tidemark backup)",
     );
     let pgbench = lab.pg.path("pgbench");
     let socket = primary.socket_dir().as_os_str().to_owned();
@@ -88,8 +92,7 @@ pub fn run_demo() -> anyhow::Result<()> {
     init_args.push("postgres".as_ref());
     run_as_owner(&pgbench, &init_args, lab.tmp.path())?;
     workload::create_table(&primary)?;
-    let base_backup = lab.tmp.path().join("base");
-    primary.base_backup(&base_backup)?;
+    print!("      {}", lab.tidemark(&["backup"])?);
 
     step(
         4,
@@ -128,17 +131,24 @@ pub fn run_demo() -> anyhow::Result<()> {
 
     step(
         5,
-        &format!("restoring the base backup to {target_time} through tidemark-restore"),
+        &format!(
+            "restoring to {target_time} (tidemark restore, then recovery through tidemark-restore)"
+        ),
     );
-    let restored = recovery::recover_copy(
-        &lab,
-        &base_backup,
-        "restored",
-        &RecoveryTarget {
-            time: Some(target_time.clone()),
-            ..RecoveryTarget::default()
-        },
-    )?;
+    let pgdata = lab.tmp.path().join("restored");
+    let report = lab.tidemark(&[
+        "restore",
+        "--pgdata",
+        &pgdata.to_string_lossy(),
+        "--target-time",
+        &target_time,
+    ])?;
+    for line in report.lines() {
+        println!("      {line}");
+    }
+    let mut restored = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata)?;
+    restored.start()?;
+    restored.wait_for_promotion(Duration::from_secs(180))?;
 
     step(
         6,
