@@ -495,3 +495,52 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     );
     assert_eq!(fs::read(pgdata.join("precious")).unwrap(), b"keep me");
 }
+
+#[test]
+fn delta_keeps_matching_files_rewrites_changed_ones_and_removes_strays() {
+    let lab = Lab::new("tm-delta-", &common::binaries()).unwrap();
+    let cluster = backed_up_cluster(&lab);
+    cluster
+        .query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        .unwrap();
+    lab.tidemark(&["backup"]).unwrap();
+    let pgdata = lab.tmp.path().join("restored");
+    let pgdata_arg = pgdata.to_str().unwrap();
+    lab.tidemark(&["restore", "--pgdata", pgdata_arg]).unwrap();
+    let pg_version = fs::read(pgdata.join("PG_VERSION")).unwrap();
+
+    // Damage one file, add a stray one: --delta puts the first right and removes the second.
+    fs::write(pgdata.join("PG_VERSION"), b"99\n").unwrap();
+    fs::write(pgdata.join("base/stray"), b"not from the backup").unwrap();
+    let report = lab
+        .tidemark(&["restore", "--pgdata", pgdata_arg, "--delta"])
+        .unwrap();
+    assert!(report.contains("files kept as they were, "), "{report}");
+    let written: u64 = report
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(written < 10, "--delta rewrote {written} files: {report}");
+    assert_eq!(fs::read(pgdata.join("PG_VERSION")).unwrap(), pg_version);
+    assert!(!pgdata.join("base/stray").exists());
+    let settings = fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert_eq!(
+        settings.matches("restore_command").count(),
+        1,
+        "settings written once:\n{settings}"
+    );
+
+    // --force starts from nothing.
+    fs::write(pgdata.join("base/stray"), b"again").unwrap();
+    let report = lab
+        .tidemark(&["restore", "--pgdata", pgdata_arg, "--force"])
+        .unwrap();
+    assert!(!report.contains("kept as they were"), "{report}");
+    assert!(!pgdata.join("base/stray").exists());
+    assert!(pgdata.join("recovery.signal").exists());
+}

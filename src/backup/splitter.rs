@@ -142,3 +142,76 @@ pub fn split_archive(
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.mode(tar::HeaderMode::Deterministic);
+        for (path, content) in members {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *content).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn split(bytes: &[u8]) -> (Vec<BackupEntry>, Vec<ChunkJob>) {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1000);
+        let entries =
+            split_archive(bytes, "pg_tblspc/16385/", &sender, &AtomicU64::new(0)).unwrap();
+        drop(sender);
+        (entries, receiver.iter().collect())
+    }
+
+    #[test]
+    fn an_archive_without_its_closing_zero_blocks_reads_whole() {
+        let big = vec![7u8; CHUNK_SIZE + 10];
+        let tar = tar_of(&[
+            ("PG_15_1/1/1", b"hello"),
+            ("PG_15_1/1/2", &big),
+            ("PG_15_1/1/3", b""),
+        ]);
+        // PostgreSQL 13 and 14 leave the two 512-byte zero blocks out.
+        let (entries, jobs) = split(&tar[..tar.len() - 1024]);
+        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "pg_tblspc/16385/PG_15_1/1/1",
+                "pg_tblspc/16385/PG_15_1/1/2",
+                "pg_tblspc/16385/PG_15_1/1/3"
+            ]
+        );
+        assert_eq!(
+            entries[1].chunks.len(),
+            2,
+            "a file over 16 MiB is two chunks"
+        );
+        assert_eq!(entries[1].crc32c, Some(crc32c::crc32c(&big)));
+        assert!(entries[2].chunks.is_empty());
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[0].sha256, hex(&Sha256::digest(b"hello")));
+        assert_eq!(split(&tar).0, entries, "with or without the zero blocks");
+    }
+
+    #[test]
+    fn paths_that_would_escape_the_data_directory_are_refused() {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..6].copy_from_slice(b"../etc");
+        header.set_size(0);
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let (sender, _receiver) = std::sync::mpsc::sync_channel(10);
+        let error = split_archive(&tar[..], "", &sender, &AtomicU64::new(0)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the tar stream has an unsafe path \"../etc\""
+        );
+    }
+}
