@@ -101,7 +101,18 @@ fn matches(path: &Path, entry: &BackupEntry) -> bool {
     if !metadata.is_file() || metadata.len() != entry.size {
         return false;
     }
-    fs::read(path).is_ok_and(|bytes| Some(crc32c::crc32c(&bytes)) == entry.crc32c)
+    // Streamed: relation files run to 1 GiB.
+    let crc = File::open(path).and_then(|mut file| {
+        let mut crc = 0u32;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut file, &mut buffer)? {
+                0 => return Ok(crc),
+                n => crc = crc32c::crc32c_append(crc, &buffer[..n]),
+            }
+        }
+    });
+    crc.ok() == entry.crc32c
 }
 
 /// Writes one file from its chunks, checking each chunk and the whole file's CRC-32C.
