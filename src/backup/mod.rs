@@ -46,6 +46,7 @@ struct ReaderStopped;
 
 /// What the network side collected.
 struct Received {
+    server_version_num: u32,
     start: (Lsn, TimelineId),
     end: (Lsn, TimelineId),
     tablespaces: Vec<TablespaceRecord>,
@@ -213,8 +214,10 @@ pub fn take_backup(
                 }
             }
             progress.finish();
+            let server_version_num = connection.server_version_num;
             connection.close().await;
             Ok(Received {
+                server_version_num,
                 start: start.context("the server never said where the backup starts")?,
                 end: end.context("the server never said where the backup ends")?,
                 tablespaces,
@@ -248,9 +251,14 @@ pub fn take_backup(
         },
     )?;
 
-    let manifest =
-        BackupManifest::parse(&received.manifest).context("check PostgreSQL's backup manifest")?;
-    verify::check_against_manifest(&entries, &manifest)?;
+    let has_manifest = !received.manifest.is_empty();
+    if has_manifest {
+        let manifest = BackupManifest::parse(&received.manifest)
+            .context("check PostgreSQL's backup manifest")?;
+        verify::check_against_manifest(&entries, &manifest)?;
+    } else if received.server_version_num >= crate::protocol::base_backup::MANIFEST_FROM {
+        bail!("the server sent no backup manifest, though it was asked for one");
+    }
     let label_file = entries
         .iter()
         .find(|e| e.path == "backup_label")
@@ -295,7 +303,9 @@ pub fn take_backup(
         wait_for_wal(stanza, first, last, options.archive_timeout)?;
     }
 
-    stanza.put_backup_manifest(&label, &received.manifest)?;
+    if has_manifest {
+        stanza.put_backup_manifest(&label, &received.manifest)?;
+    }
     let original = entries.iter().map(|e| e.size).sum();
     let files = entries.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
     let record = BackupRecord {
@@ -313,6 +323,7 @@ pub fn take_backup(
         wal_start: first.to_string(),
         wal_stop: last.to_string(),
         wal_included: options.include_wal,
+        has_manifest,
         sizes: BackupSizes {
             original,
             stored: stats.stored.load(Ordering::Relaxed),

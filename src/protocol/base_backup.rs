@@ -36,9 +36,9 @@ fn quote(text: &str) -> String {
 impl BaseBackupOptions {
     /// The command for a server of `server_version_num`.
     pub fn command(&self, server_version_num: u32) -> anyhow::Result<String> {
-        if server_version_num < MANIFEST_FROM {
+        if server_version_num < 120000 {
             bail!(
-                "PostgreSQL {} has no backup manifest; Tidemark's backup needs PostgreSQL 13 or later",
+                "PostgreSQL {} is not supported: Tidemark supports PostgreSQL 12 to 17",
                 server_version_num / 10000
             );
         }
@@ -56,9 +56,13 @@ impl BaseBackupOptions {
         } else {
             let fast = if self.fast_checkpoint { " FAST" } else { "" };
             let wal = if self.include_wal { " WAL" } else { "" };
-            format!(
-                "BASE_BACKUP LABEL {label} PROGRESS{fast}{wal} TABLESPACE_MAP MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'"
-            )
+            // PostgreSQL 12 has no manifest; Tidemark's own CRC-32C of each file remains.
+            let manifest = if server_version_num >= MANIFEST_FROM {
+                " MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'"
+            } else {
+                ""
+            };
+            format!("BASE_BACKUP LABEL {label} PROGRESS{fast}{wal} TABLESPACE_MAP{manifest}")
         })
     }
 }
@@ -489,6 +493,10 @@ mod tests {
             options.command(140005).unwrap(),
             "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST TABLESPACE_MAP MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'"
         );
-        assert!(options.command(120010).is_err());
+        assert_eq!(
+            options.command(120010).unwrap(),
+            "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST TABLESPACE_MAP"
+        );
+        assert!(options.command(110022).is_err());
     }
 }

@@ -94,6 +94,9 @@ pub struct BackupRecord {
     pub wal_stop: String,
     /// The WAL segments are inside the backup (`pg_wal/`), so it restores without the archive.
     pub wal_included: bool,
+    /// PostgreSQL sent a backup manifest (13+) and every file was checked against it.
+    #[serde(default = "manifest_default")]
+    pub has_manifest: bool,
     pub sizes: BackupSizes,
     pub tablespaces: Vec<TablespaceRecord>,
     pub entries: Vec<BackupEntry>,
@@ -217,6 +220,10 @@ impl Stanza<'_> {
         });
         Ok(records)
     }
+}
+
+fn manifest_default() -> bool {
+    true
 }
 
 impl BackupRecord {

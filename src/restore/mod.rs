@@ -298,10 +298,12 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         }
         fs::write(pgdata.join("tablespace_map"), map)?;
     }
-    fs::write(
-        pgdata.join("backup_manifest"),
-        stanza.get_backup_manifest(&record.label)?,
-    )?;
+    if record.has_manifest {
+        fs::write(
+            pgdata.join("backup_manifest"),
+            stanza.get_backup_manifest(&record.label)?,
+        )?;
+    }
     write_recovery_settings(pgdata, &record, options)?;
     for dir in &targets {
         File::open(dir)?.sync_all()?;

@@ -161,6 +161,7 @@ mod tests {
             wal_start: String::new(),
             wal_stop: String::new(),
             wal_included: false,
+            has_manifest: true,
             sizes: BackupSizes::default(),
             tablespaces: vec![],
             entries: vec![],
