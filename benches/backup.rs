@@ -1,0 +1,724 @@
+//! Wall time of a full base backup: `tidemark backup` next to `pg_basebackup -Ft` with client-side
+//! lz4 and pgBackRest (`process-max=2`, lz4), on the same database of at least 1 GiB.
+//!
+//! Makes a throwaway PostgreSQL 15 cluster (16 MiB segments) archiving through the lab's
+//! `tidemark-archive`, loads it with `pgbench -i -s 70`, then takes three backups with each tool,
+//! the order rotating each round: Tidemark (lz4) into a fresh repository every time, so nothing
+//! is deduplicated; `pg_basebackup -Ft -Z client-lz4 -X none -c fast` into a fresh directory;
+//! pgBackRest `backup --type=full` into a fresh repository. All three make the data durable
+//! before they finish and checksum every file (Tidemark SHA-256 plus PostgreSQL's CRC-32C
+//! manifest, pg_basebackup the CRC-32C manifest, pgBackRest SHA-1). Reports per tool the median
+//! wall time, the CPU time of the client processes and of the server's, the stored bytes,
+//! and the ratios `tidemark / pg_basebackup` and `tidemark / pgbackrest` (below 1: Tidemark is
+//! faster); then, labelled apart, a second Tidemark backup of the unchanged database into the
+//! same repository (everything deduplicated), and `cp -a` of the stopped data directory as a
+//! floor. Prints a table, writes `target/bench-results/backup.json`.
+//!
+//! Tidemark and `pg_basebackup -X none` both ask the server to wait until the backup's last WAL
+//! segment is archived (PostgreSQL checks once a second, so this costs about 1 s); pgBackRest,
+//! whose own archiving is not set up here, runs with `archive-check=n` and does not wait.
+//!
+//! Needs the PostgreSQL 15 server programs and pgBackRest; run as root it installs pgBackRest
+//! with apt-get if missing. Run: `cargo bench --bench backup` (about a minute after the build on
+//! 2 cores, 5 GiB free in /tmp); `TIDEMARK_BENCH_ROUNDS=5` for more rounds.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
+use tidemark::demo::lab::{Lab, TidemarkBinaries};
+
+/// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise; each runs every tool once.
+const ROUNDS: usize = 3;
+
+/// pgbench scale: 70 makes a database of about 1.05 GiB.
+const SCALE: &str = "70";
+
+/// The issue asks for a database of at least this size.
+const MIN_DATABASE_BYTES: u64 = 1 << 30;
+
+/// The kernel reports CPU times in /proc in units of USER_HZ, which is 100 on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    Tidemark,
+    PgBasebackup,
+    PgBackRest,
+}
+
+const TOOLS: [Tool; 3] = [Tool::Tidemark, Tool::PgBasebackup, Tool::PgBackRest];
+
+impl Tool {
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Tidemark => "tidemark backup (lz4)",
+            Tool::PgBasebackup => "pg_basebackup -Ft lz4",
+            Tool::PgBackRest => "pgbackrest (2 proc, lz4)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Tool::Tidemark => "tidemark",
+            Tool::PgBasebackup => "pg_basebackup",
+            Tool::PgBackRest => "pgbackrest",
+        }
+    }
+}
+
+/// One timed run.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: Duration,
+    /// User + system CPU of the command and every process it waited for (client side only:
+    /// the server's walsender or backend is not in it).
+    client_cpu_s: f64,
+    /// CPU of the cluster's server processes meanwhile (walsender, backends, checkpointer,
+    /// archiver and the `tidemark-archive` calls it makes).
+    server_cpu_s: f64,
+    /// CPU busy time of the whole machine meanwhile (all cores, kernel included, and anything
+    /// else running on the machine: only a sanity check on a shared machine).
+    machine_cpu_s: f64,
+    /// Time the machine's cores spent idle waiting for I/O meanwhile.
+    iowait_s: f64,
+    /// Bytes of the result (apparent sizes of every file it wrote).
+    stored: u64,
+}
+
+impl Sample {
+    /// CPU the machine spent on anything but the measured client and server: kernel threads
+    /// (writeback) and whatever else runs on the machine. Large values mean noisy times.
+    fn rest_of_machine_cpu_s(&self) -> f64 {
+        (self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s).max(0.0)
+    }
+}
+
+/// Cumulative CPU of this process's waited-for children, in seconds.
+fn children_cpu() -> anyhow::Result<f64> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    // Fields after "(comm)": state is field 3, so cutime and cstime (16, 17) are at 13 and 14.
+    let rest = stat
+        .rsplit_once(')')
+        .context("parse /proc/self/stat")?
+        .1
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let cutime: f64 = rest.get(13).context("cutime")?.parse()?;
+    let cstime: f64 = rest.get(14).context("cstime")?.parse()?;
+    Ok((cutime + cstime) / TICKS_PER_SECOND)
+}
+
+/// Fields 14 to 17 of `/proc/<pid>/stat` (utime, stime, cutime, cstime) and field 4 (ppid).
+fn proc_times(pid: &str) -> Option<([f64; 4], String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let mut times = [0.0; 4];
+    for (i, time) in times.iter_mut().enumerate() {
+        *time = rest.get(11 + i)?.parse().ok()?;
+    }
+    Some((times, rest.get(1)?.to_string()))
+}
+
+/// CPU seconds used so far by the cluster's server processes: the postmaster, its live
+/// children and every child it has reaped (a walsender or backend that has exited).
+fn server_cpu(postmaster: &str) -> anyhow::Result<f64> {
+    let (own, _) = proc_times(postmaster).context("read the postmaster's /proc stat")?;
+    let mut ticks: f64 = own.iter().sum();
+    for entry in fs::read_dir("/proc")? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Some((times, ppid)) = proc_times(&name)
+            && ppid == postmaster
+        {
+            ticks += times.iter().sum::<f64>();
+        }
+    }
+    Ok(ticks / TICKS_PER_SECOND)
+}
+
+/// (busy, iowait) seconds of all cores since boot.
+fn machine_cpu() -> anyhow::Result<(f64, f64)> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse())
+        .collect::<Result<_, _>>()?;
+    ensure!(ticks.len() >= 8, "unexpected /proc/stat line {line:?}");
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7];
+    Ok((busy / TICKS_PER_SECOND, ticks[4] / TICKS_PER_SECOND))
+}
+
+/// Runs `command` to completion, failing with its output unless it succeeds; returns the
+/// sample (without `stored`) and its stdout. `postmaster` is the pid of the server whose CPU is
+/// counted, if it runs.
+fn time_command(
+    mut command: Command,
+    postmaster: Option<&str>,
+) -> anyhow::Result<(Sample, String)> {
+    let shown = format!("{command:?}");
+    let server_before = postmaster.map(server_cpu).transpose()?;
+    let cpu_before = children_cpu()?;
+    let (busy_before, iowait_before) = machine_cpu()?;
+    let started = Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {shown}"))?;
+    let wall = started.elapsed();
+    let (busy_after, iowait_after) = machine_cpu()?;
+    let cpu_after = children_cpu()?;
+    let server_cpu_s = match (postmaster, server_before) {
+        (Some(pid), Some(before)) => {
+            // Let the postmaster reap the walsender or backend that served the command.
+            std::thread::sleep(Duration::from_millis(300));
+            server_cpu(pid)? - before
+        }
+        _ => 0.0,
+    };
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+    }
+    Ok((
+        Sample {
+            wall,
+            client_cpu_s: cpu_after - cpu_before,
+            server_cpu_s,
+            machine_cpu_s: busy_after - busy_before,
+            iowait_s: iowait_after - iowait_before,
+            stored: 0,
+        },
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// Apparent size of every file under `path` (like `du -sb`, less directories).
+fn tree_bytes(path: &Path) -> anyhow::Result<u64> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(if meta.is_file() { meta.len() } else { 0 });
+    }
+    let mut total = 0;
+    for entry in fs::read_dir(path).with_context(|| format!("list {}", path.display()))? {
+        total += tree_bytes(&entry?.path())?;
+    }
+    Ok(total)
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
+    }
+}
+
+/// Flushes everything dirty, so one run's writeback is not billed to the next.
+fn sync_all() -> anyhow::Result<()> {
+    let status = Command::new("sync").status().context("run sync")?;
+    ensure!(status.success(), "sync failed ({status})");
+    Ok(())
+}
+
+fn median_by(samples: &[Sample], key: impl Fn(&Sample) -> f64) -> f64 {
+    let mut values: Vec<f64> = samples.iter().map(key).collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median_wall(samples: &[Sample]) -> f64 {
+    median_by(samples, |s| s.wall.as_secs_f64())
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// Waits until PostgreSQL's archiver has nothing left to push (no `.ready` files), so that a
+/// repository can be replaced without a push failing half way.
+fn wait_for_idle_archiver(cluster: &ThrowawayCluster) -> anyhow::Result<()> {
+    let status_dir = cluster.data_dir().join("pg_wal/archive_status");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pending = fs::read_dir(&status_dir)
+            .with_context(|| format!("list {}", status_dir.display()))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+            .count();
+        if pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{pending} WAL files still wait for archiving after 180 s; server log: {}",
+                cluster.log_tail(10)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The path of `pgbackrest`, installing it with apt-get when we are root and it is missing.
+fn pgbackrest_program() -> anyhow::Result<PathBuf> {
+    let find = || -> Option<PathBuf> {
+        let output = Command::new("sh")
+            .args(["-c", "command -v pgbackrest"])
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+    };
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "pgbackrest is not installed: install it (`apt-get install pgbackrest`) or run this bench as root, which installs it"
+        );
+    }
+    println!("pgbackrest is missing: installing it with apt-get");
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "pgbackrest"][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("run apt-get {}", args.join(" ")))?;
+        ensure!(
+            status.success(),
+            "apt-get {} failed ({status})",
+            args.join(" ")
+        );
+    }
+    find().context("pgbackrest is still not on PATH after apt-get install pgbackrest")
+}
+
+/// Everything the timed runs need.
+struct Bench<'a> {
+    lab: &'a Lab,
+    cluster: &'a ThrowawayCluster,
+    /// The server's pid, whose CPU (and its children's) is counted.
+    postmaster: String,
+    pgbackrest: PathBuf,
+    pgbackrest_config: PathBuf,
+    pgbackrest_repo: PathBuf,
+    basebackup_dir: PathBuf,
+}
+
+impl Bench<'_> {
+    fn tidemark_backup(&self) -> anyhow::Result<(Sample, String)> {
+        let mut command = owner_command(&self.lab.bin_dir.join("tidemark"), self.lab.tmp.path());
+        command
+            .arg("--config")
+            .arg(&self.lab.config_path)
+            .arg("backup")
+            .env_remove("TIDEMARK_CONFIG")
+            .env_remove("TIDEMARK_STANZA");
+        let (mut sample, stdout) = time_command(command, Some(&self.postmaster))?;
+        sample.stored = tree_bytes(&self.lab.repo_path)?;
+        Ok((sample, stdout.trim().to_owned()))
+    }
+
+    fn pgbackrest(&self, args: &[&str]) -> Command {
+        let mut command = owner_command(&self.pgbackrest, self.lab.tmp.path());
+        command
+            .arg(format!("--config={}", self.pgbackrest_config.display()))
+            .arg(format!("--repo1-path={}", self.pgbackrest_repo.display()))
+            .arg("--stanza=bench")
+            .args(args);
+        command
+    }
+
+    /// Sets up a fresh target for `tool` (untimed), then times one backup with it.
+    fn run(&self, tool: Tool) -> anyhow::Result<Sample> {
+        let sample = match tool {
+            Tool::Tidemark => {
+                wait_for_idle_archiver(self.cluster)?;
+                remove_if_present(&self.lab.repo_path)?;
+                self.lab.tidemark(&["stanza-create"])?;
+                sync_all()?;
+                self.tidemark_backup()?.0
+            }
+            Tool::PgBasebackup => {
+                let target = self.basebackup_dir.join("backup");
+                remove_if_present(&target)?;
+                sync_all()?;
+                let port = self.cluster.port().to_string();
+                let mut command =
+                    owner_command(&self.lab.pg.path("pg_basebackup"), self.lab.tmp.path());
+                command
+                    .arg("-D")
+                    .arg(&target)
+                    .args(["-Ft", "-Z", "client-lz4", "-X", "none", "-c", "fast", "-w"])
+                    .arg("-h")
+                    .arg(self.cluster.socket_dir())
+                    .args(["-p", &port, "-U", "postgres"]);
+                let (mut sample, _) = time_command(command, Some(&self.postmaster))?;
+                sample.stored = tree_bytes(&target)?;
+                sample
+            }
+            Tool::PgBackRest => {
+                remove_if_present(&self.pgbackrest_repo)?;
+                fs::create_dir(&self.pgbackrest_repo)?;
+                give_to_owner(&self.pgbackrest_repo)?;
+                time_command(self.pgbackrest(&["stanza-create"]), None)
+                    .context("pgbackrest stanza-create")?;
+                sync_all()?;
+                let (mut sample, _) = time_command(
+                    self.pgbackrest(&["--type=full", "backup"]),
+                    Some(&self.postmaster),
+                )?;
+                sample.stored = tree_bytes(&self.pgbackrest_repo)?;
+                sample
+            }
+        };
+        Ok(sample)
+    }
+}
+
+fn sample_json(s: &Sample) -> serde_json::Value {
+    serde_json::json!({
+        "wall_s": s.wall.as_secs_f64(),
+        "client_cpu_s": s.client_cpu_s,
+        "server_cpu_s": s.server_cpu_s,
+        "machine_cpu_s": s.machine_cpu_s,
+        "rest_of_machine_cpu_s": s.rest_of_machine_cpu_s(),
+        "iowait_s": s.iowait_s,
+        "stored_bytes": s.stored,
+    })
+}
+
+fn print_row(label: &str, samples: &[Sample], database: u64) {
+    let wall = median_wall(samples);
+    let min = samples
+        .iter()
+        .map(|s| s.wall.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    let max = samples
+        .iter()
+        .map(|s| s.wall.as_secs_f64())
+        .fold(0.0, f64::max);
+    println!(
+        "{:<26} {:>7.2} {:>13} {:>6.0} {:>12.1} {:>12.1} {:>10.1} {:>9.3}",
+        label,
+        wall,
+        format!("{min:.2}-{max:.2}"),
+        database as f64 / (1 << 20) as f64 / wall,
+        median_by(samples, |s| s.client_cpu_s),
+        median_by(samples, |s| s.server_cpu_s),
+        median_by(samples, Sample::rest_of_machine_cpu_s),
+        gib(median_by(samples, |s| s.stored as f64) as u64),
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let bench_started = Instant::now();
+    let rounds = std::env::var("TIDEMARK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(ROUNDS);
+    let pgbackrest = pgbackrest_program()?;
+    let pgbackrest_version = Command::new(&pgbackrest)
+        .arg("version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
+    let binaries = TidemarkBinaries {
+        tidemark: exe.clone(),
+        archive: exe.clone(),
+        restore: exe,
+    };
+    let lab = Lab::new("tm-bbench-", &binaries)?;
+    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "bench", 16)?;
+    lab.write_config_with_conninfo(
+        cluster.data_dir(),
+        "compress = \"lz4\"",
+        Some(&cluster.conninfo()),
+    )?;
+    let archive_command = lab.archive_command();
+    cluster.configure(&[
+        ("archive_mode", "on"),
+        ("archive_command", &archive_command),
+        ("max_wal_size", "4GB"),
+    ])?;
+    cluster.start()?;
+    lab.tidemark(&["stanza-create"])?;
+    let postmaster = fs::read_to_string(cluster.data_dir().join("postmaster.pid"))?
+        .lines()
+        .next()
+        .context("empty postmaster.pid")?
+        .trim()
+        .to_owned();
+
+    let load_started = Instant::now();
+    let port = cluster.port().to_string();
+    let pgbench_args: [&OsStr; 11] = [
+        "-i".as_ref(),
+        "-q".as_ref(),
+        "-s".as_ref(),
+        SCALE.as_ref(),
+        "-h".as_ref(),
+        cluster.socket_dir().as_os_str(),
+        "-p".as_ref(),
+        port.as_ref(),
+        "-U".as_ref(),
+        "postgres".as_ref(),
+        "postgres".as_ref(),
+    ];
+    run_as_owner(&lab.pg.path("pgbench"), &pgbench_args, lab.tmp.path())?;
+    cluster.query("CHECKPOINT")?;
+    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    wait_for_idle_archiver(&cluster)?;
+    let database: u64 = cluster
+        .query("SELECT pg_database_size('postgres')")?
+        .parse()?;
+    let data_dir_bytes = tree_bytes(cluster.data_dir())?;
+    println!(
+        "pgbench -i -s {SCALE}: database 'postgres' is {} bytes ({:.2} GiB), data directory {:.2} GiB, loaded in {:.0} s",
+        database,
+        gib(database),
+        gib(data_dir_bytes),
+        load_started.elapsed().as_secs_f64()
+    );
+    ensure!(
+        database >= MIN_DATABASE_BYTES,
+        "the database is only {database} bytes; the bench wants at least 1 GiB"
+    );
+
+    // pgBackRest's own archiving is not set up (Tidemark's archive_command stays), so it must
+    // not check the archive; its log file and lock go in the lab.
+    let pgbackrest_config = lab.tmp.path().join("pgbackrest.conf");
+    let pgbackrest_dir = lab.tmp.subdir("pgbackrest")?;
+    fs::write(
+        &pgbackrest_config,
+        format!(
+            "[global]\n\
+             process-max=2\n\
+             compress-type=lz4\n\
+             start-fast=y\n\
+             archive-check=n\n\
+             repo1-retention-full=2\n\
+             log-level-console=warn\n\
+             log-level-file=off\n\
+             log-path={dir}/log\n\
+             lock-path={dir}/lock\n\
+             \n\
+             [bench]\n\
+             pg1-path={pgdata}\n\
+             pg1-socket-path={socket}\n\
+             pg1-port={port}\n\
+             pg1-user=postgres\n",
+            dir = pgbackrest_dir.display(),
+            pgdata = cluster.data_dir().display(),
+            socket = cluster.socket_dir().display(),
+        ),
+    )?;
+    give_to_owner(&pgbackrest_config)?;
+    let bench = Bench {
+        lab: &lab,
+        cluster: &cluster,
+        postmaster,
+        pgbackrest,
+        pgbackrest_config,
+        pgbackrest_repo: pgbackrest_dir.join("repo"),
+        basebackup_dir: lab.tmp.subdir("basebackup")?,
+    };
+
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); TOOLS.len()];
+    for round in 0..rounds {
+        for i in 0..TOOLS.len() {
+            let index = (round + i) % TOOLS.len();
+            let tool = TOOLS[index];
+            let sample = bench
+                .run(tool)
+                .with_context(|| format!("round {}: {}", round + 1, tool.label()))?;
+            println!(
+                "round {}: {:<26} {:>6.2} s  CPU client {:>4.1} s server {:>4.1} s machine {:>4.1} s  iowait {:>4.1} s  kept {:.3} GiB",
+                round + 1,
+                tool.label(),
+                sample.wall.as_secs_f64(),
+                sample.client_cpu_s,
+                sample.server_cpu_s,
+                sample.machine_cpu_s,
+                sample.iowait_s,
+                gib(sample.stored)
+            );
+            samples[index].push(sample);
+        }
+    }
+
+    // The repository holds the last round's Tidemark backup: a second one of the unchanged
+    // database stores (almost) nothing new.
+    wait_for_idle_archiver(&cluster)?;
+    sync_all()?;
+    let before = tree_bytes(&lab.repo_path)?;
+    let (mut dedupe, dedupe_line) = bench.tidemark_backup()?;
+    let dedupe_new = dedupe.stored - before;
+    dedupe.stored = dedupe_new;
+    println!("second tidemark backup, unchanged database: {dedupe_line}");
+
+    // Floor: copying the stopped data directory, with and without making it durable. pg_wal is
+    // left out, as the backups leave out its contents: it holds more than a GiB of old WAL.
+    cluster.stop()?;
+    let mut floors: Vec<(&str, Vec<Sample>)> = Vec::new();
+    let copy = lab.tmp.path().join("copy");
+    for (label, then) in [
+        ("cp -a (stopped, no sync)", ""),
+        ("cp -a + sync (stopped)", " && sync -f \"$1\""),
+    ] {
+        let script = format!(
+            "mkdir \"$1\" && for f in \"$0\"/* ; do [ \"${{f##*/}}\" = pg_wal ] || cp -a \"$f\" \"$1\"/ || exit 1; done{then}"
+        );
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            remove_if_present(&copy)?;
+            sync_all()?;
+            let mut command = Command::new("sh");
+            command
+                .args(["-c", &script])
+                .arg(cluster.data_dir())
+                .arg(&copy);
+            let (mut sample, _) = time_command(command, None)?;
+            sample.stored = tree_bytes(&copy)?;
+            runs.push(sample);
+        }
+        floors.push((label, runs));
+    }
+    remove_if_present(&copy)?;
+
+    let medians: Vec<f64> = samples.iter().map(|s| median_wall(s)).collect();
+    let ratio = |other: usize| medians[0] / medians[other];
+    // The same ratio within each round (the tools ran back to back), then its median.
+    let round_ratio = |other: usize| {
+        let mut ratios: Vec<f64> = (0..rounds)
+            .map(|r| samples[0][r].wall.as_secs_f64() / samples[other][r].wall.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+
+    println!();
+    println!(
+        "full backup of a {:.2} GiB database ({} MiB data directory), {} runs each, {} cores; medians:",
+        gib(database),
+        data_dir_bytes >> 20,
+        rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<26} {:>7} {:>13} {:>6} {:>12} {:>12} {:>10} {:>9}",
+        "tool",
+        "wall s",
+        "min-max s",
+        "MiB/s",
+        "client CPU s",
+        "server CPU s",
+        "rest CPU s",
+        "GiB kept"
+    );
+    for (tool, runs) in TOOLS.iter().zip(&samples) {
+        print_row(tool.label(), runs, database);
+    }
+    for (label, runs) in &floors {
+        print_row(label, runs, database);
+    }
+    println!(
+        "{:<26} {:>7.2} (stored {} KiB new; everything else reused)",
+        "tidemark 2nd, unchanged db",
+        dedupe.wall.as_secs_f64(),
+        dedupe_new >> 10
+    );
+    println!(
+        "ratio tidemark / pg_basebackup: {:.2} (median of per-round ratios {:.2})",
+        ratio(1),
+        round_ratio(1)
+    );
+    println!(
+        "ratio tidemark / pgbackrest:    {:.2} (median of per-round ratios {:.2})",
+        ratio(2),
+        round_ratio(2)
+    );
+
+    let tools_json: Vec<serde_json::Value> = TOOLS
+        .iter()
+        .zip(&samples)
+        .map(|(tool, runs)| {
+            serde_json::json!({
+                "tool": tool.key(),
+                "label": tool.label(),
+                "median_wall_s": median_wall(runs),
+                "median_client_cpu_s": median_by(runs, |s| s.client_cpu_s),
+                "median_server_cpu_s": median_by(runs, |s| s.server_cpu_s),
+                "median_stored_bytes": median_by(runs, |s| s.stored as f64) as u64,
+                "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let floors_json: Vec<serde_json::Value> = floors
+        .iter()
+        .map(|(label, runs)| {
+            serde_json::json!({
+                "label": label,
+                "median_wall_s": median_wall(runs),
+                "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let elapsed = bench_started.elapsed().as_secs_f64();
+    let json = serde_json::json!({
+        "database_bytes": database,
+        "data_directory_bytes": data_dir_bytes,
+        "pgbench_scale": SCALE.parse::<u32>()?,
+        "rounds": rounds,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "pgbackrest_version": pgbackrest_version,
+        "tools": tools_json,
+        "ratios": {
+            "tidemark_over_pg_basebackup": ratio(1),
+            "tidemark_over_pgbackrest": ratio(2),
+            "tidemark_over_pg_basebackup_per_round_median": round_ratio(1),
+            "tidemark_over_pgbackrest_per_round_median": round_ratio(2),
+        },
+        "tidemark_second_backup_unchanged": {
+            "wall_s": dedupe.wall.as_secs_f64(),
+            "client_cpu_s": dedupe.client_cpu_s,
+            "new_bytes": dedupe_new,
+            "line": dedupe_line,
+        },
+        "floors": floors_json,
+        "bench_seconds": elapsed,
+    });
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    fs::create_dir_all(&out_dir)?;
+    fs::write(
+        out_dir.join("backup.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!(
+        "wrote {} ({:.0} s in all)",
+        out_dir.join("backup.json").display(),
+        elapsed
+    );
+    Ok(())
+}
