@@ -30,6 +30,9 @@ use crate::repo::catalog::{
 use splitter::{ChannelReader, split_archive};
 use store_pool::{StoreStats, run_worker};
 
+/// Bytes of the stream passed to the tar reader at a time.
+const HANDOFF_BATCH: usize = 1 << 20;
+
 /// How to take the backup.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
@@ -124,6 +127,7 @@ pub fn take_backup(
         .unwrap_or(2);
     let stats = StoreStats::default();
     let received_bytes = AtomicU64::new(0);
+    let next_chunk_id = std::sync::atomic::AtomicUsize::new(0);
 
     let (received, entries) = std::thread::scope(
         |scope| -> anyhow::Result<(Received, Vec<BackupEntry>)> {
@@ -165,7 +169,8 @@ pub fn take_backup(
             let mut end = None;
             let mut tablespaces = Vec::new();
             let mut manifest = Vec::new();
-            let mut archive: Option<tokio::sync::mpsc::Sender<Bytes>> = None;
+                        let mut archive: Option<tokio::sync::mpsc::Sender<Bytes>> = None;
+            let mut batch = bytes::BytesMut::with_capacity(2 * HANDOFF_BATCH);
             while !decoder.is_done() {
                 let message = connection.next_message().await.context("BASE_BACKUP")?;
                 for event in decoder.feed(message)? {
@@ -195,18 +200,29 @@ pub fn take_backup(
                             archive = Some(sender);
                             let jobs = job_sender.clone();
                             let received_bytes = &received_bytes;
+                            let next_chunk_id = &next_chunk_id;
                             splitters.push(scope.spawn(move || {
-                                split_archive(ChannelReader::new(receiver), &prefix, &jobs, received_bytes)
+                                split_archive(ChannelReader::new(receiver), &prefix, &jobs, next_chunk_id, received_bytes)
                             }));
                         }
-                        BackupEvent::ArchiveData(bytes) => {
-                            let sender = archive.as_ref().context("archive data before any archive started")?;
-                            if sender.send(bytes).await.is_err() {
+                                                BackupEvent::ArchiveData(bytes) => {
+                            // Handed to the tar reader in batches: one hand-off per CopyData
+                            // message (a few KiB) costs more than the reading itself.
+                            batch.extend_from_slice(&bytes);
+                            if batch.len() >= HANDOFF_BATCH {
+                                let sender = archive.as_ref().context("archive data before any archive started")?;
+                                if sender.send(batch.split().freeze()).await.is_err() {
+                                    return Err(ReaderStopped.into());
+                                }
+                                progress.update(received_bytes.load(Ordering::Relaxed));
+                            }
+                        }
+                        BackupEvent::ArchiveEnd => {
+                            let sender = archive.take().context("an archive ended that never started")?;
+                            if !batch.is_empty() && sender.send(batch.split().freeze()).await.is_err() {
                                 return Err(ReaderStopped.into());
                             }
-                            progress.update(received_bytes.load(Ordering::Relaxed));
                         }
-                        BackupEvent::ArchiveEnd => archive = None,
                         BackupEvent::Progress(_) => progress.update(received_bytes.load(Ordering::Relaxed)),
                         BackupEvent::ManifestData(bytes) => manifest.extend_from_slice(&bytes),
                         BackupEvent::Finished { end_lsn, timeline } => end = Some((end_lsn, timeline)),
@@ -227,10 +243,20 @@ pub fn take_backup(
             // Whatever happened, let the threads finish: closing the channels ends them.
             drop(job_sender);
             let mut entries = Vec::new();
+            let mut pending = Vec::new();
             let mut first_error: Option<anyhow::Error> = None;
             for splitter in splitters {
                 match splitter.join().expect("the tar reader does not panic") {
-                    Ok(mut list) => entries.append(&mut list),
+                    Ok(split) => {
+                        let offset = entries.len();
+                        entries.extend(split.entries);
+                        pending.extend(
+                            split
+                                .pending
+                                .into_iter()
+                                .map(|(e, c, id)| (e + offset, c, id)),
+                        );
+                    }
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -239,6 +265,21 @@ pub fn take_backup(
             for worker in pool {
                 if let Err(e) = worker.join().expect("a store worker does not panic") {
                     first_error.get_or_insert(e);
+                }
+            }
+            // The pool hashed each chunk; put the names into the entries.
+            let hashes = std::mem::take(&mut *stats.hashes.lock().expect("workers have ended"));
+            for (entry, chunk, id) in pending {
+                match hashes.get(&id) {
+                    Some(sha256) => entries[entry].chunks[chunk].sha256 = sha256.clone(),
+                    None => {
+                        first_error.get_or_insert_with(|| {
+                            anyhow::anyhow!(
+                                "chunk {id} of {} was never stored",
+                                entries[entry].path
+                            )
+                        });
+                    }
                 }
             }
             match (network, first_error) {

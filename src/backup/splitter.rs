@@ -1,6 +1,8 @@
 //! Splits one tar archive of the BASE_BACKUP stream into catalog entries and content chunks,
-//! as it arrives: no file is staged on local disk. Each chunk is hashed (SHA-256, its name in
-//! the repository) here, in stream order, and handed to the store pool.
+//! as it arrives: no file is staged on local disk. This thread is the one serial step, so it
+//! does only what needs stream order (tar headers, each file's CRC-32C); each chunk goes to the
+//! store pool under a number, and the pool's SHA-256 of it (its name in the repository) is
+//! filled into the entry afterwards.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,10 +18,19 @@ use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind};
 /// sharing between backups (an unchanged 16 MiB of a 1 GiB table file is not stored again).
 pub const CHUNK_SIZE: usize = 16 << 20;
 
-/// A chunk to store under its SHA-256.
+/// A chunk to hash and store; `id` says where its SHA-256 goes.
 pub struct ChunkJob {
-    pub sha256: String,
+    pub id: usize,
     pub bytes: Vec<u8>,
+}
+
+/// A chunk reference whose SHA-256 the pool has yet to compute: entry, chunk, job id.
+pub type PendingChunk = (usize, usize, usize);
+
+/// What one archive gave: its entries (chunk hashes still empty) and where each hash goes.
+pub struct SplitArchive {
+    pub entries: Vec<BackupEntry>,
+    pub pending: Vec<PendingChunk>,
 }
 
 /// Reads the bytes of one archive from the network side, for the synchronous tar reader.
@@ -63,10 +74,12 @@ pub fn split_archive(
     reader: impl Read,
     prefix: &str,
     jobs: &SyncSender<ChunkJob>,
+    next_id: &std::sync::atomic::AtomicUsize,
     received: &AtomicU64,
-) -> anyhow::Result<Vec<BackupEntry>> {
+) -> anyhow::Result<SplitArchive> {
     let mut archive = tar::Archive::new(reader);
     let mut entries = Vec::new();
+    let mut pending = Vec::new();
     for member in archive.entries().context("read the tar stream")? {
         let mut member = member.context("read the tar stream")?;
         let header = member.header();
@@ -120,18 +133,24 @@ pub fn split_archive(
             let mut left = size;
             while left > 0 {
                 let take = left.min(CHUNK_SIZE as u64) as usize;
-                let mut bytes = vec![0u8; take];
-                member
-                    .read_exact(&mut bytes)
+                // Filled straight from the stream, never zeroed first.
+                let mut bytes = Vec::with_capacity(take);
+                (&mut member)
+                    .take(take as u64)
+                    .read_to_end(&mut bytes)
                     .with_context(|| format!("read {} from the tar stream", entry.path))?;
+                if bytes.len() != take {
+                    bail!("the tar stream ended inside {}", entry.path);
+                }
                 crc = crc32c::crc32c_append(crc, &bytes);
-                let sha256 = hex(&Sha256::digest(&bytes));
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                pending.push((entries.len(), entry.chunks.len(), id));
                 entry.chunks.push(ChunkRef {
-                    sha256: sha256.clone(),
+                    sha256: String::new(),
                     size: take as u64,
                 });
                 received.fetch_add(take as u64, Ordering::Relaxed);
-                jobs.send(ChunkJob { sha256, bytes })
+                jobs.send(ChunkJob { id, bytes })
                     .map_err(|_| anyhow::anyhow!("the store workers stopped"))?;
                 left -= take as u64;
             }
@@ -140,7 +159,12 @@ pub fn split_archive(
         }
         entries.push(entry);
     }
-    Ok(entries)
+    Ok(SplitArchive { entries, pending })
+}
+
+/// The SHA-256 of `bytes` as the repository names blobs: lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -162,10 +186,18 @@ mod tests {
 
     fn split(bytes: &[u8]) -> (Vec<BackupEntry>, Vec<ChunkJob>) {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1000);
-        let entries =
-            split_archive(bytes, "pg_tblspc/16385/", &sender, &AtomicU64::new(0)).unwrap();
+        let ids = std::sync::atomic::AtomicUsize::new(0);
+        let split =
+            split_archive(bytes, "pg_tblspc/16385/", &sender, &ids, &AtomicU64::new(0)).unwrap();
         drop(sender);
-        (entries, receiver.iter().collect())
+        let jobs: Vec<ChunkJob> = receiver.iter().collect();
+        // Fill in the hashes as the pool would.
+        let mut entries = split.entries;
+        for (entry, chunk, id) in split.pending {
+            entries[entry].chunks[chunk].sha256 =
+                sha256_hex(&jobs.iter().find(|j| j.id == id).unwrap().bytes);
+        }
+        (entries, jobs)
     }
 
     #[test]
@@ -195,7 +227,8 @@ mod tests {
         assert_eq!(entries[1].crc32c, Some(crc32c::crc32c(&big)));
         assert!(entries[2].chunks.is_empty());
         assert_eq!(jobs.len(), 3);
-        assert_eq!(jobs[0].sha256, hex(&Sha256::digest(b"hello")));
+        assert_eq!(entries[0].chunks[0].sha256, hex(&Sha256::digest(b"hello")));
+        assert_eq!(jobs[0].bytes, b"hello");
         assert_eq!(split(&tar).0, entries, "with or without the zero blocks");
     }
 
@@ -208,7 +241,10 @@ mod tests {
         let mut tar = header.as_bytes().to_vec();
         tar.extend_from_slice(&[0u8; 1024]);
         let (sender, _receiver) = std::sync::mpsc::sync_channel(10);
-        let error = split_archive(&tar[..], "", &sender, &AtomicU64::new(0)).unwrap_err();
+        let ids = std::sync::atomic::AtomicUsize::new(0);
+        let error = split_archive(&tar[..], "", &sender, &ids, &AtomicU64::new(0))
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "the tar stream has an unsafe path \"../etc\""

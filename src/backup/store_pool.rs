@@ -1,4 +1,4 @@
-//! Compresses and stores chunks on all cores. A chunk whose SHA-256 is already in the
+//! Hashes, compresses and stores chunks on all cores. A chunk whose SHA-256 is already in the
 //! repository (from this backup or an earlier one) is not stored again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,8 @@ pub struct StoreStats {
     /// Stored bytes written by this backup.
     pub new: AtomicU64,
     pub reused_chunks: AtomicU64,
+    /// Job id → SHA-256 of its chunk, for the entries to be completed with.
+    pub hashes: Mutex<std::collections::HashMap<usize, String>>,
 }
 
 /// Runs one worker until the job channel closes. Returns the first error it met; after an
@@ -39,7 +41,13 @@ pub fn run_worker(
                 Err(_) => return Ok(()),
             }
         };
-        if let Some(size) = stanza.blob_size(&job.sha256)? {
+        let sha256 = super::splitter::sha256_hex(&job.bytes);
+        stats
+            .hashes
+            .lock()
+            .expect("no worker panics while holding the lock")
+            .insert(job.id, sha256.clone());
+        if let Some(size) = stanza.blob_size(&sha256)? {
             stats.stored.fetch_add(size, Ordering::Relaxed);
             stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -50,10 +58,7 @@ pub fn run_worker(
         let object = encoder.finish().context("compress a chunk")?;
         let size = (crate::repo::object::HEADER_LEN + object.body.len()) as u64;
         stats.stored.fetch_add(size, Ordering::Relaxed);
-        match stanza
-            .put_blob(&job.sha256, &object)
-            .context("store a chunk")?
-        {
+        match stanza.put_blob(&sha256, &object).context("store a chunk")? {
             Some(written) => {
                 stats.new.fetch_add(written, Ordering::Relaxed);
             }

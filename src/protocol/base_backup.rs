@@ -35,6 +35,11 @@ fn quote(text: &str) -> String {
 
 impl BaseBackupOptions {
     /// The command for a server of `server_version_num`.
+    ///
+    /// The server is told not to wait for its WAL to be archived (WAIT false / NOWAIT): Tidemark
+    /// waits itself, for the WAL to be in its own repository, which is the stronger promise, and
+    /// within `--archive-timeout` even when archive_command keeps failing — the server's own wait
+    /// has no limit.
     pub fn command(&self, server_version_num: u32) -> anyhow::Result<String> {
         if server_version_num < 120000 {
             bail!(
@@ -51,7 +56,7 @@ impl BaseBackupOptions {
             };
             let wal = if self.include_wal { ", WAL" } else { "" };
             format!(
-                "BASE_BACKUP (LABEL {label}, PROGRESS, CHECKPOINT '{checkpoint}', WAIT true{wal}, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP, TARGET 'client')"
+                "BASE_BACKUP (LABEL {label}, PROGRESS, CHECKPOINT '{checkpoint}', WAIT false{wal}, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP, TARGET 'client')"
             )
         } else {
             let fast = if self.fast_checkpoint { " FAST" } else { "" };
@@ -62,7 +67,7 @@ impl BaseBackupOptions {
             } else {
                 ""
             };
-            format!("BASE_BACKUP LABEL {label} PROGRESS{fast}{wal} TABLESPACE_MAP{manifest}")
+            format!("BASE_BACKUP LABEL {label} PROGRESS{fast}{wal} NOWAIT TABLESPACE_MAP{manifest}")
         })
     }
 }
@@ -487,15 +492,15 @@ mod tests {
         };
         assert_eq!(
             options.command(150018).unwrap(),
-            "BASE_BACKUP (LABEL 'it''s tidemark', PROGRESS, CHECKPOINT 'fast', WAIT true, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP, TARGET 'client')"
+            "BASE_BACKUP (LABEL 'it''s tidemark', PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP, TARGET 'client')"
         );
         assert_eq!(
             options.command(140005).unwrap(),
-            "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST TABLESPACE_MAP MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'"
+            "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST NOWAIT TABLESPACE_MAP MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'"
         );
         assert_eq!(
             options.command(120010).unwrap(),
-            "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST TABLESPACE_MAP"
+            "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST NOWAIT TABLESPACE_MAP"
         );
         assert!(options.command(110022).is_err());
     }

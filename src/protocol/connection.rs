@@ -109,11 +109,21 @@ impl ReplicationConnection {
                     }
                     Message::NoticeResponse(body) => {
                         let notice = ServerError::from_fields(body.fields());
-                        tracing::warn!(
-                            "server notice: {} (SQLSTATE {})",
-                            notice.message,
-                            notice.code
-                        );
+                        // WARNING matters to a DBA; NOTICE ("all required WAL segments have
+                        // been archived") and the like do not.
+                        if notice.severity == "WARNING" {
+                            tracing::warn!(
+                                "server says: {} (SQLSTATE {})",
+                                notice.message,
+                                notice.code
+                            );
+                        } else {
+                            tracing::debug!(
+                                "server says: {} (SQLSTATE {})",
+                                notice.message,
+                                notice.code
+                            );
+                        }
                     }
                     Message::ParameterStatus(body) => {
                         if body.name().ok() == Some("server_version") {
