@@ -258,20 +258,26 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
     tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
-    // Its original location is not empty (the cluster still uses it): restoring there is refused.
+    // Its original location is not empty (the cluster still uses it): restoring there is
+    // refused, and not even --force clears a location it was not given.
     let pgdata = lab.tmp.path().join("restored");
-    let (code, error) = tidemark_fails(
-        &lab,
-        &lab.config_path,
-        &["restore", "--pgdata", pgdata.to_str().unwrap()],
+    let expected = format!(
+        "tidemark: ERROR: restore: tablespace {oid}'s location {0} is not empty, and restore never clears a location it was not given: restore it elsewhere with --tablespace-map {oid}=DIR, or in place with --tablespace-map {oid}={0} and --delta or --force",
+        location.display()
     );
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        error,
-        format!(
-            "tidemark: ERROR: restore: {} is not empty: restore into an empty directory, or use --delta to keep the files that match the backup, or --force to overwrite it",
-            location.display()
-        )
+    for extra in [None, Some("--force"), Some("--delta")] {
+        let mut args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
+        args.extend(extra);
+        let (code, error) = tidemark_fails(&lab, &lab.config_path, &args);
+        assert_eq!(
+            (code, error.as_str()),
+            (Some(1), expected.as_str()),
+            "{extra:?}"
+        );
+    }
+    assert!(
+        fs::read_dir(&location).unwrap().next().is_some(),
+        "the live tablespace was touched"
     );
     assert!(
         !pgdata.exists(),

@@ -51,7 +51,8 @@ struct ReaderStopped;
 struct Received {
     server_version_num: u32,
     start: (Lsn, TimelineId),
-    end: (Lsn, TimelineId),
+    /// End position, timeline, and when the server reported it.
+    end: (Lsn, TimelineId, chrono::DateTime<chrono::Utc>),
     tablespaces: Vec<TablespaceRecord>,
     manifest: Vec<u8>,
 }
@@ -118,6 +119,18 @@ pub fn take_backup(
     let started = Instant::now();
     let start_time = chrono::Utc::now();
     let label = start_time.format("%Y%m%d-%H%M%SF").to_string();
+    // Labels have one-second resolution: find out now, not after all the work.
+    if stanza.list_backups()?.iter().any(|b| b.label == label)
+        || stanza
+            .repository()
+            .storage()
+            .size(&crate::repo::layout::backup_manifest(stanza.name(), &label))?
+            .is_some()
+    {
+        bail!(
+            "a backup labelled {label} was started in this same second; start the next one a second later"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,7 +238,11 @@ pub fn take_backup(
                         }
                         BackupEvent::Progress(_) => progress.update(received_bytes.load(Ordering::Relaxed)),
                         BackupEvent::ManifestData(bytes) => manifest.extend_from_slice(&bytes),
-                        BackupEvent::Finished { end_lsn, timeline } => end = Some((end_lsn, timeline)),
+                        BackupEvent::Finished { end_lsn, timeline } => {
+                            // Taken as the server reports the end: the end record is older, so a
+                            // time target after this instant is certainly after the backup.
+                            end = Some((end_lsn, timeline, chrono::Utc::now()));
+                        }
                     }
                 }
             }
@@ -358,8 +375,11 @@ pub fn take_backup(
         timeline: timeline.0,
         start_lsn: received.start.0.to_string(),
         stop_lsn: received.end.0.to_string(),
-        start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        stop_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        stop_time: received
+            .end
+            .2
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         duration_ms: started.elapsed().as_millis() as u64,
         wal_start: first.to_string(),
         wal_stop: last.to_string(),

@@ -67,7 +67,7 @@ pub enum Command {
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
     #[command(verbatim_doc_comment)]
     Restore(restore::RestoreArgs),
-    /// Show what a stanza holds: its cluster and, per timeline, the archived WAL
+    /// Show what a stanza holds: its cluster, its backups and, per timeline, the archived WAL
     Info {
         /// Output format
         #[arg(long, value_enum, default_value = "text")]

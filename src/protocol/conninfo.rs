@@ -78,6 +78,12 @@ impl ConnectTarget {
         let config: tokio_postgres::Config = conninfo
             .parse()
             .map_err(|e| anyhow::anyhow!("conninfo is not a valid connection string: {e}"))?;
+        // No TLS yet: a connection that asks for it must not silently go without.
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            bail!(
+                "conninfo asks for sslmode=require, but Tidemark does not speak TLS yet: connect over a Unix socket or a trusted network with sslmode=disable"
+            );
+        }
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if config.get_hosts().len() > 1 {
             bail!("conninfo names several hosts; give the one to back up");
@@ -172,6 +178,18 @@ fn password_from_file(
             None => return Ok(None),
         },
     };
+    let Ok(metadata) = std::fs::metadata(&path) else {
+        return Ok(None);
+    };
+    // As libpq: a password file others can read is not trusted.
+    use std::os::unix::fs::PermissionsExt;
+    if metadata.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "password file {} has group or world access and is ignored; make it u=rw (chmod 0600)",
+            path.display()
+        );
+        return Ok(None);
+    }
     let Ok(content) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
@@ -261,6 +279,19 @@ mod tests {
         );
         assert_eq!(target.user, "rep");
         assert_eq!(target.dbname.as_deref(), Some("postgres"));
+    }
+
+    #[test]
+    fn sslmode_require_is_refused_not_ignored() {
+        let error = ConnectTarget::from_conninfo("host=db sslmode=require user=x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "conninfo asks for sslmode=require, but Tidemark does not speak TLS yet"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

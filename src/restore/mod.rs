@@ -190,6 +190,22 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     }
     let mut targets: Vec<&Path> = vec![pgdata.as_path()];
     targets.extend(tablespaces.values().map(PathBuf::as_path));
+    // A tablespace's original location may belong to a cluster still running on this host:
+    // only locations named with --tablespace-map are ever cleared.
+    for record_tablespace in &record.tablespaces {
+        let location = &tablespaces[&record_tablespace.oid];
+        if !options.tablespace_map.contains_key(&record_tablespace.oid) && !is_empty_dir(location)?
+        {
+            bail!(
+                "tablespace {}'s location {} is not empty, and restore never clears a location it was not given: restore it elsewhere with --tablespace-map {}=DIR, or in place with --tablespace-map {}={} and --delta or --force",
+                record_tablespace.oid,
+                location.display(),
+                record_tablespace.oid,
+                record_tablespace.oid,
+                location.display()
+            );
+        }
+    }
     for dir in &targets {
         if !is_empty_dir(dir)? {
             match options.existing {
@@ -286,9 +302,17 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
 
     // PostgreSQL recreates the tablespace links from tablespace_map at startup: it must name
     // the locations used here.
-    if !record.tablespaces.is_empty() {
+    // Rewritten only when a location moved: otherwise the backed-up file stays byte for byte
+    // what the manifest lists, and pg_verifybackup passes.
+    let moved = record
+        .tablespaces
+        .iter()
+        .any(|t| tablespaces[&t.oid] != PathBuf::from(&t.location));
+    if moved {
         let mut map = String::new();
-        for (oid, location) in &tablespaces {
+        let mut ordered: Vec<(&u32, &PathBuf)> = tablespaces.iter().collect();
+        ordered.sort();
+        for (oid, location) in ordered {
             let escaped = location
                 .to_string_lossy()
                 .replace('\\', "\\\\")
