@@ -307,7 +307,7 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     let moved = record
         .tablespaces
         .iter()
-        .any(|t| tablespaces[&t.oid] != PathBuf::from(&t.location));
+        .any(|t| tablespaces[&t.oid].as_path() != Path::new(&t.location));
     if moved {
         let mut map = String::new();
         let mut ordered: Vec<(&u32, &PathBuf)> = tablespaces.iter().collect();
