@@ -503,17 +503,31 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
 }
 
 #[test]
-fn delta_keeps_matching_files_rewrites_changed_ones_and_removes_strays() {
+fn include_wal_and_delta_keeps_matching_files_rewrites_changed_ones_and_removes_strays() {
     let lab = Lab::new("tm-delta-", &common::binaries()).unwrap();
     let cluster = backed_up_cluster(&lab);
     cluster
         .query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
-    lab.tidemark(&["backup"]).unwrap();
+    // With --include-wal the backup carries the WAL it needs to reach consistency.
+    let report = lab.tidemark(&["backup", "--include-wal"]).unwrap();
+    assert!(report.contains(" (included), "), "{report}");
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    let backup = &info["backups"][0];
+    assert_eq!(backup["wal_included"], true);
+    let wal_start = backup["wal_start"].as_str().unwrap().to_owned();
     let pgdata = lab.tmp.path().join("restored");
     let pgdata_arg = pgdata.to_str().unwrap();
     lab.tidemark(&["restore", "--pgdata", pgdata_arg]).unwrap();
     let pg_version = fs::read(pgdata.join("PG_VERSION")).unwrap();
+    assert_eq!(
+        fs::metadata(pgdata.join("pg_wal").join(&wal_start))
+            .unwrap()
+            .len(),
+        1 << 20,
+        "the included segment {wal_start} is restored into pg_wal"
+    );
 
     // Damage one file, add a stray one: --delta puts the first right and removes the second.
     fs::write(pgdata.join("PG_VERSION"), b"99\n").unwrap();
