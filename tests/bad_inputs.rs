@@ -32,6 +32,31 @@ fn runner_uid() -> u32 {
     }
 }
 
+/// Where the first record that starts on the segment's first page is, and its length. The test
+/// segments are real; this only reads what PostgreSQL wrote.
+fn first_record(segment: &[u8]) -> (usize, usize) {
+    let info = u16::from_le_bytes([segment[2], segment[3]]);
+    let continued = u32::from_le_bytes(segment[16..20].try_into().unwrap()) as usize;
+    let start = 40
+        + if info & 1 != 0 {
+            (continued + 7) & !7
+        } else {
+            0
+        };
+    let length = u32::from_le_bytes(segment[start..start + 4].try_into().unwrap()) as usize;
+    assert!(
+        length > 24 && start + length <= 8192,
+        "the first record must lie on the first page"
+    );
+    (start, length)
+}
+
+/// Recomputes a record's CRC-32C as PostgreSQL does: its body, then its header up to the CRC.
+fn refresh_record_crc(record: &mut [u8]) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&record[24..]), &record[..20]);
+    record[20..24].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Runs `program args`, expects exit 1 with exactly `expected` on stderr, and no change under the
 /// repository.
 fn refused(wal: &WalLab, program: &str, args: &[&str], expected: &str) {
@@ -250,6 +275,69 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
 }
 
 #[test]
+fn damaged_wal_is_refused_with_the_lsn_named() {
+    let wal = WalLab::new("tm-damaged-");
+    let config = wal.config();
+    let name = &wal.segments()[1];
+    let real = fs::read(wal.raw.join(name)).unwrap();
+    let segment_start = {
+        let segno = u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
+            + u64::from_str_radix(&name[16..24], 16).unwrap();
+        segno << 20
+    };
+    let lsn = |offset: usize| {
+        let at = segment_start + offset as u64;
+        format!("{:X}/{:X}", at >> 32, at & 0xFFFF_FFFF)
+    };
+
+    // One byte flipped inside a record: its CRC no longer matches.
+    let (record, _) = first_record(&real);
+    let mut flipped = real.clone();
+    flipped[record + 24] ^= 0x01;
+    let path = wal.file_named(name, &flipped);
+    let before = snapshot(&wal.lab.repo_path);
+    let ran = run(
+        &wal.lab,
+        "tidemark-archive",
+        &["--config", config, s(&path)],
+    );
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    let line = ran.only_line();
+    assert!(
+        line.starts_with(&format!(
+            "tidemark-archive: ERROR: archive {}: the record at {} fails its CRC",
+            path.display(),
+            lsn(record)
+        )),
+        "{line}"
+    );
+    assert!(
+        snapshot(&wal.lab.repo_path) == before,
+        "a refused push changed the repository"
+    );
+
+    // A page in the middle zeroed: WAL after it cannot belong there.
+    let mut zeroed = real.clone();
+    zeroed[64 * 8192..65 * 8192].fill(0);
+    if zeroed[65 * 8192..].iter().all(|&b| b == 0) {
+        panic!("the test segment must have WAL after page 64");
+    }
+    let first_nonzero = 65 * 8192 + zeroed[65 * 8192..].iter().position(|&b| b != 0).unwrap();
+    let path = wal.file_named(name, &zeroed);
+    refused(
+        &wal,
+        "tidemark-archive",
+        &["--config", config, s(&path)],
+        &format!(
+            "tidemark-archive: ERROR: archive {}: it has non-zero bytes at {}, after the zero-filled end of its WAL at {}",
+            path.display(),
+            lsn(first_nonzero),
+            lsn(64 * 8192)
+        ),
+    );
+}
+
+#[test]
 fn duplicates_succeed_only_with_identical_content() {
     let wal = WalLab::new("tm-dup-");
     let config = wal.config();
@@ -291,10 +379,13 @@ fn duplicates_succeed_only_with_identical_content() {
     );
     assert!(snapshot(&wal.lab.repo_path) == before);
 
-    // Same cluster, valid headers, one byte of record data changed.
+    // Same cluster, valid WAL, other content: one byte of a record changed and its CRC redone.
     let mut changed = fs::read(&original).unwrap();
     let original_crc = crc32c::crc32c(&changed);
-    changed[100] ^= 0xFF;
+    let (record, length) = first_record(&changed);
+    // The last byte is record data, not structure.
+    changed[record + length - 1] ^= 0xFF;
+    refresh_record_crc(&mut changed[record..record + length]);
     let changed_path = wal.file_named(name, &changed);
     refused(
         &wal,

@@ -143,3 +143,50 @@ fn a_restore_clears_what_a_killed_restore_left_in_pg_wal() {
         .collect();
     assert_eq!(names, ["RECOVERYXLOG"]);
 }
+
+#[test]
+fn every_push_indexes_its_segment_and_rebuild_restores_a_lost_entry() {
+    let wal = WalLab::new("tm-index-");
+    let config = wal.config();
+    let segments = wal.segments();
+    for name in &segments {
+        let pushed = run(
+            &wal.lab,
+            "tidemark-archive",
+            &["--config", config, wal.raw.join(name).to_str().unwrap()],
+        );
+        assert_eq!(pushed.code, Some(0), "{pushed:?}");
+    }
+    let entry = |name: &str| {
+        wal.lab
+            .repo_path
+            .join("main/walindex")
+            .join(&name[..16])
+            .join(name)
+    };
+    for name in &segments {
+        assert!(entry(name).is_file(), "no index entry for {name}");
+    }
+    let lost = entry(&segments[1]);
+    let original = fs::read(&lost).unwrap();
+    fs::remove_file(&lost).unwrap();
+    let rebuilt = run(
+        &wal.lab,
+        "tidemark",
+        &["--config", config, "index", "rebuild"],
+    );
+    assert_eq!(rebuilt.code, Some(0), "{rebuilt:?}");
+    assert_eq!(
+        rebuilt.stdout,
+        format!(
+            "WAL index of stanza 'main': {} segments, 1 entries written, {} already there\n",
+            segments.len(),
+            segments.len() - 1
+        )
+    );
+    assert_eq!(
+        fs::read(&lost).unwrap(),
+        original,
+        "the rebuilt entry equals the one written at push"
+    );
+}

@@ -5,6 +5,7 @@
 //! PostgreSQL nothing but the verified original bytes.
 
 pub mod get;
+pub mod index_rebuild;
 pub mod push;
 
 pub use get::{GetOutcome, get_wal_file};

@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
 use crate::pg::page::LONG_HEADER_LEN;
-use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentDefect, SegmentKind};
+use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
+use crate::pg::wal_records::{RecordWalker, SegmentSummary};
 use crate::repo::Stanza;
 use crate::repo::object::{self, EncodedObject, ObjectEncoder};
 use crate::storage::PutOutcome;
@@ -53,6 +54,8 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
         _ => anyhow::Error::new(e).context("open it"),
     })?;
     let length = file.metadata().context("read its size")?.len();
+    // What the segment's records say, for the WAL index; segments only.
+    let mut index: Option<SegmentSummary> = None;
     let encoded = match name {
         WalFileName::Segment(segment) | WalFileName::Partial(segment) => {
             let kind = if matches!(name, WalFileName::Partial(_)) {
@@ -66,8 +69,23 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                 let read = read_full(&mut file, &mut first_page).context("read it")?;
                 checker.diagnose_length(length, &first_page[..read])?;
             }
-            let encoded = encode_checked(stanza, &mut file, length, |chunk| checker.feed(chunk))?;
+            // Page headers and records are checked on the same single read.
+            let expected = stanza.expected_cluster();
+            let mut walker: Option<RecordWalker> = None;
+            let encoded = encode_checked(stanza, &mut file, length, |chunk| {
+                checker.feed(chunk)?;
+                let walker = walker.get_or_insert_with(|| {
+                    // The checker has just accepted the long header, page size included.
+                    let page_size =
+                        u32::from_le_bytes(chunk[36..40].try_into().expect("a long header"));
+                    RecordWalker::new(segment, expected.segment_size, expected.version, page_size)
+                });
+                walker.feed(chunk)?;
+                Ok(())
+            })?;
             checker.finish()?;
+            let walker = walker.context("it holds no WAL page")?;
+            index = Some(walker.finish(kind == SegmentKind::Complete)?);
             encoded
         }
         WalFileName::History(timeline) => {
@@ -87,7 +105,7 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
             encode_bytes(stanza, &content)?
         }
     };
-    finish_push(stanza, name, path, encoded)
+    finish_push(stanza, name, path, encoded, index)
 }
 
 /// Reads the whole file once, passing each chunk to `check` and to the encoder.
@@ -95,7 +113,7 @@ fn encode_checked(
     stanza: &Stanza<'_>,
     file: &mut File,
     length: u64,
-    mut check: impl FnMut(&[u8]) -> Result<(), SegmentDefect>,
+    mut check: impl FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<EncodedObject> {
     let settings = stanza.repository().write_settings;
     let mut encoder =
@@ -156,6 +174,7 @@ fn finish_push(
     name: WalFileName,
     path: &Path,
     encoded: EncodedObject,
+    index: Option<SegmentSummary>,
 ) -> anyhow::Result<PushReport> {
     let report = |outcome| PushReport {
         name,
@@ -167,12 +186,33 @@ fn finish_push(
         .put_wal(name, &encoded)
         .context("store it in the repository")?
     {
-        PutOutcome::Created => Ok(report(PushOutcome::Stored)),
+        PutOutcome::Created => {
+            put_index(stanza, name, &encoded, index)?;
+            Ok(report(PushOutcome::Stored))
+        }
         PutOutcome::AlreadyExists => {
             confirm_identical(stanza, name, path, &encoded)?;
+            // A crash between the segment and its index leaves the index to this retry.
+            put_index(stanza, name, &encoded, index)?;
             Ok(report(PushOutcome::AlreadyArchived))
         }
     }
+}
+
+/// Stores the segment's index entry unless one is there. Written after the segment: an index
+/// entry always describes an archived segment, and one missing is rebuilt from the segment.
+fn put_index(
+    stanza: &Stanza<'_>,
+    name: WalFileName,
+    encoded: &EncodedObject,
+    index: Option<SegmentSummary>,
+) -> anyhow::Result<()> {
+    if let Some(summary) = index {
+        stanza
+            .put_wal_index(name, encoded.header.original_crc, summary)
+            .context("store its WAL index entry")?;
+    }
+    Ok(())
 }
 
 /// Succeeds only if the archived copy of `name` holds exactly the bytes of the file at `path`.

@@ -13,6 +13,7 @@ pub mod target;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use info::OutputFormat;
@@ -67,6 +68,9 @@ pub enum Command {
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
     #[command(verbatim_doc_comment)]
     Restore(restore::RestoreArgs),
+    /// The WAL index the recovery planner reads (written by every push)
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Show what a stanza holds: its cluster, its backups and, per timeline, the archived WAL
     Info {
         /// Output format
@@ -100,6 +104,17 @@ pub enum Command {
     Demo,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Write the index entries that are missing, from the archived segments themselves
+    ///
+    /// Every push writes its segment's entry; a crash between the segment and its entry, or a
+    /// repository from before the index existed, leaves some missing. Each segment is read and
+    /// checked as a restore would; existing entries are checked, never replaced.
+    #[command(verbatim_doc_comment)]
+    Rebuild,
+}
+
 /// Main of the `tidemark` binary. Called as `tidemark-archive` or `tidemark-restore` (a link or
 /// copy), it is that binary, so one file can serve all three roles.
 pub fn tidemark_main() -> ExitCode {
@@ -124,6 +139,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             archive_timeout,
         } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
         Command::Restore(args) => restore::run_restore(&cli.target, &args),
+        Command::Index(IndexCommand::Rebuild) => {
+            let selected = cli.target.select()?;
+            let repo = selected.config.open_repository();
+            let stanza = repo.open_stanza(&selected.stanza_name)?;
+            let report =
+                crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;
+            run::print_stdout(&format!(
+                "WAL index of stanza '{}': {} segments, {} entries written, {} already there\n",
+                stanza.name(),
+                report.segments,
+                report.written,
+                report.already_there
+            ))?;
+            Ok(Finished::Success)
+        }
         Command::Info { output } => info::info(&cli.target, output),
         Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
         Command::ArchiveGet {

@@ -5,6 +5,7 @@
 //! <stanza>/wal/<TTTTTTTTLLLLLLLL>/<segment>             segments, .partial and .backup files,
 //!                                                       one directory per timeline and 4 GiB of WAL
 //! <stanza>/wal/history/<TTTTTTTT>.history               timeline history files
+//! <stanza>/walindex/<TTTTTTTTLLLLLLLL>/<segment>          what each archived segment's records say
 //! <stanza>/backup/<label>/backup.json                    a complete backup's record (written last)
 //! <stanza>/backup/<label>/backup_manifest                PostgreSQL's manifest of that backup
 //! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
@@ -61,6 +62,20 @@ pub fn wal_file(stanza: &str, name: WalFileName) -> ObjectKey {
         )),
         None => key(format!("{stanza}/wal/history/{name}")),
     }
+}
+
+/// The index entry of an archived segment (or `.partial`).
+pub fn wal_index(stanza: &str, name: WalFileName) -> ObjectKey {
+    let segment = name.segment().expect("only segments are indexed");
+    key(format!(
+        "{stanza}/walindex/{:08X}{:08X}/{name}",
+        segment.timeline.0, segment.log
+    ))
+}
+
+/// Every index entry of a stanza.
+pub fn wal_index_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/walindex"))
 }
 
 /// Where all backups of a stanza are.

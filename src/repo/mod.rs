@@ -6,6 +6,7 @@ pub mod compress;
 pub mod layout;
 pub mod object;
 pub mod stanza;
+pub mod wal_index;
 
 use anyhow::{Context, bail};
 
