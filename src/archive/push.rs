@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -69,23 +70,47 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                 let read = read_full(&mut file, &mut first_page).context("read it")?;
                 checker.diagnose_length(length, &first_page[..read])?;
             }
-            // Page headers and records are checked on the same single read.
+            // One read; the page checker and compression run here, the record walk on a
+            // second core beside them, so indexing costs the push next to nothing.
             let expected = stanza.expected_cluster();
-            let mut walker: Option<RecordWalker> = None;
-            let encoded = encode_checked(stanza, &mut file, length, |chunk| {
-                checker.feed(chunk)?;
-                let walker = walker.get_or_insert_with(|| {
-                    // The checker has just accepted the long header, page size included.
-                    let page_size =
-                        u32::from_le_bytes(chunk[36..40].try_into().expect("a long header"));
-                    RecordWalker::new(segment, expected.segment_size, expected.version, page_size)
+            let complete = kind == SegmentKind::Complete;
+            let (to_walker, chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+            let (encoded, summary) = std::thread::scope(|scope| {
+                let walking = scope.spawn(move || -> anyhow::Result<SegmentSummary> {
+                    let mut walker: Option<RecordWalker> = None;
+                    for chunk in chunks {
+                        let walker = walker.get_or_insert_with(|| {
+                            // The checker accepted this long header, page size included, before
+                            // the chunk was passed on.
+                            let page_size = u32::from_le_bytes(
+                                chunk[36..40].try_into().expect("a long header"),
+                            );
+                            RecordWalker::new(
+                                segment,
+                                expected.segment_size,
+                                expected.version,
+                                page_size,
+                            )
+                        });
+                        walker.feed(&chunk)?;
+                    }
+                    Ok(walker.context("it holds no WAL page")?.finish(complete)?)
                 });
-                walker.feed(chunk)?;
-                Ok(())
-            })?;
+                let encoded = encode_checked(stanza, &mut file, length, |chunk| {
+                    checker.feed(chunk)?;
+                    // A walker that stopped at a defect has hung up; its error comes below.
+                    let _ = to_walker.send(Arc::clone(chunk));
+                    Ok(())
+                });
+                drop(to_walker);
+                (
+                    encoded,
+                    walking.join().expect("the record walk does not panic"),
+                )
+            });
+            let encoded = encoded?;
             checker.finish()?;
-            let walker = walker.context("it holds no WAL page")?;
-            index = Some(walker.finish(kind == SegmentKind::Complete)?);
+            index = Some(summary?);
             encoded
         }
         WalFileName::History(timeline) => {
@@ -113,15 +138,19 @@ fn encode_checked(
     stanza: &Stanza<'_>,
     file: &mut File,
     length: u64,
-    mut check: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    mut check: impl FnMut(&Arc<Vec<u8>>) -> anyhow::Result<()>,
 ) -> anyhow::Result<EncodedObject> {
     let settings = stanza.repository().write_settings;
     let mut encoder =
         ObjectEncoder::new(settings.compression, settings.zstd_level, length as usize)?;
-    let mut buffer = vec![0u8; READ_CHUNK.min(length as usize)];
     let mut total = 0u64;
     loop {
-        let filled = read_full(file, &mut buffer).context("read it")?;
+        // A fresh buffer per chunk, shared with the record walk; filled without zeroing.
+        let mut buffer = Vec::with_capacity(READ_CHUNK);
+        let filled = Read::by_ref(file)
+            .take(READ_CHUNK as u64)
+            .read_to_end(&mut buffer)
+            .context("read it")?;
         if filled == 0 {
             break;
         }
@@ -131,8 +160,9 @@ fn encode_checked(
                 "it grew while being read: PostgreSQL never changes a file it hands to archive_command"
             );
         }
-        check(&buffer[..filled])?;
-        encoder.write(&buffer[..filled]).context("compress it")?;
+        let chunk = Arc::new(buffer);
+        check(&chunk)?;
+        encoder.write(&chunk).context("compress it")?;
     }
     encoder.finish().context("compress it")
 }
