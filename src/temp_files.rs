@@ -16,7 +16,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// This machine's name, reduced to characters safe in a file name. A directory may be shared
 /// by several hosts, and a process ID says whether a writer is alive only on its own host.
-fn host_name() -> String {
+pub fn host_name() -> String {
     let name = rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -431,25 +431,36 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
         )
     );
 
-    // A connection lost mid-stream.
+    // A connection lost mid-stream. First let the killed backup's walsender go, so that it is
+    // the new backup's connection that gets terminated.
+    cluster
+        .wait_for(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'",
+            "0",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
     let mut lost =
         tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
     lost.args(["--config", lab.config_path.to_str().unwrap(), "backup"]);
-    let child = lost
+    let mut child = lost
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let terminated = loop {
+    loop {
         let killed = cluster
             .query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender' AND state = 'active'")
             .unwrap();
         if killed != "0" {
-            break true;
+            break;
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup finished before its connection could be cut"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(terminated);
+    }
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -111,19 +111,7 @@ fn a_restore_clears_what_a_killed_restore_left_in_pg_wal() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    // As temporary file names carry it: anything but letters, digits and '-' becomes '_'.
-    let host: String = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let host = tidemark::temp_files::host_name();
     let leftover = pg_wal.join(format!(".RECOVERYXLOG.{host}.{dead}.0.tmp"));
     fs::write(&leftover, b"half a segment").unwrap();
     let destination = pg_wal.join("RECOVERYXLOG");

@@ -1,6 +1,8 @@
 //! The few facts of a data directory that bind a stanza to one cluster: the system identifier in
 //! `global/pg_control`, the major version in `PG_VERSION`.
 
+use super::fields::{u32_at, u64_at};
+
 /// Fields of `pg_control` whose offsets are the same in every supported version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ControlFileIdentity {
@@ -29,8 +31,8 @@ impl ControlFileIdentity {
         if bytes.len() != CONTROL_FILE_SIZE {
             return Err(ControlFileError::WrongSize(bytes.len()));
         }
-        let system_id = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
-        let pg_control_version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let system_id = u64_at(bytes, 0);
+        let pg_control_version = u32_at(bytes, 8);
         // PG_CONTROL_VERSION: 1201 in 12, 1300 in 13 to 16, 1700 in 17.
         if ![1201, 1300, 1700].contains(&pg_control_version) {
             return Err(ControlFileError::UnknownVersion(pg_control_version));

@@ -8,6 +8,7 @@
 pub mod backup_label;
 pub mod backup_manifest;
 pub mod control;
+pub mod fields;
 pub mod file_name;
 pub mod history;
 pub mod lsn;

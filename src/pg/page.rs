@@ -3,6 +3,7 @@
 //! Every WAL page starts with a 24-byte header; the first page of each segment has a 40-byte long
 //! header that also names the cluster (system identifier), the segment size and the page size.
 
+use super::fields::{u16_at, u32_at, u64_at};
 use super::lsn::{Lsn, TimelineId};
 
 /// Size of a short page header (`SizeOfXLogShortPHD`, MAXALIGNed).
@@ -36,18 +37,6 @@ pub struct LongHeaderFields {
     pub system_id: u64,
     pub segment_size: u32,
     pub page_size: u32,
-}
-
-fn u16_at(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_le_bytes(bytes[offset..offset + 2].try_into().expect("2 bytes"))
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(bytes: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
 }
 
 impl PageHeader {

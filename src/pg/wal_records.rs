@@ -12,6 +12,7 @@
 //! this segment's WAL at all (magic and address), since that is where a `.partial` segment's WAL
 //! may stop.
 
+use super::fields::{i64_at, u16_at, u32_at, u64_at};
 use serde::{Deserialize, Serialize};
 
 use super::file_name::{SegmentName, SegmentSize};
@@ -874,22 +875,6 @@ fn is_switch(rmid: u8, info: u8) -> bool {
 
 fn maxalign(x: u64) -> u64 {
     (x + 7) & !7
-}
-
-fn u16_at(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_le_bytes(bytes[offset..offset + 2].try_into().expect("2 bytes"))
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(bytes: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
-}
-
-fn i64_at(bytes: &[u8], offset: usize) -> i64 {
-    u64_at(bytes, offset) as i64
 }
 
 /// Reads the block and data headers after the record header, checking them as

@@ -103,11 +103,6 @@ pub struct BackupRecord {
 }
 
 impl Stanza<'_> {
-    fn encode(&self, bytes: &[u8]) -> anyhow::Result<EncodedObject> {
-        let settings = self.repository().write_settings;
-        object::encode(settings.compression, settings.zstd_level, bytes).context("compress")
-    }
-
     /// The stored size of a blob, or `None` if it is not stored.
     pub fn blob_size(&self, sha256: &str) -> anyhow::Result<Option<u64>> {
         Ok(self
@@ -153,12 +148,7 @@ impl Stanza<'_> {
     /// Stores PostgreSQL's manifest of a backup.
     pub fn put_backup_manifest(&self, label: &str, manifest: &[u8]) -> anyhow::Result<()> {
         let key = layout::backup_manifest(self.name(), label);
-        let encoded = self.encode(manifest)?;
-        match self
-            .repository()
-            .storage()
-            .put_if_absent(&key, &[&encoded.header_bytes(), &encoded.body])?
-        {
+        match self.put_new_object(&key, manifest)? {
             PutOutcome::Created => Ok(()),
             PutOutcome::AlreadyExists => {
                 bail!("backup {label} already has a manifest in the repository")
@@ -169,22 +159,14 @@ impl Stanza<'_> {
     /// Reads PostgreSQL's manifest of a backup.
     pub fn get_backup_manifest(&self, label: &str) -> anyhow::Result<Vec<u8>> {
         let key = layout::backup_manifest(self.name(), label);
-        let stored = self.repository().storage().get(&key)?;
-        let mut manifest = Vec::new();
-        object::decode_into(&stored, &mut manifest).with_context(|| format!("{key} is damaged"))?;
-        Ok(manifest)
+        self.get_checked_object(&key)?
+            .with_context(|| format!("{key} is missing from the repository"))
     }
 
     /// Stores a backup's record, which makes the backup exist. Never replaces one.
     pub fn put_backup_record(&self, record: &BackupRecord) -> anyhow::Result<()> {
-        let json = serde_json::to_vec(record)?;
-        let encoded = self.encode(&json)?;
         let key = layout::backup_record(self.name(), &record.label);
-        match self
-            .repository()
-            .storage()
-            .put_if_absent(&key, &[&encoded.header_bytes(), &encoded.body])?
-        {
+        match self.put_new_object(&key, &serde_json::to_vec(record)?)? {
             PutOutcome::Created => Ok(()),
             PutOutcome::AlreadyExists => bail!("a backup labelled {} already exists", record.label),
         }
@@ -198,10 +180,9 @@ impl Stanza<'_> {
             if listed.key.file_name() != "backup.json" {
                 continue;
             }
-            let stored = storage.get(&listed.key)?;
-            let mut json = Vec::new();
-            object::decode_into(&stored, &mut json)
-                .with_context(|| format!("backup record {} is damaged", listed.key))?;
+            let json = self
+                .get_checked_object(&listed.key)?
+                .with_context(|| format!("backup record {} vanished", listed.key))?;
             let record: BackupRecord = serde_json::from_slice(&json)
                 .with_context(|| format!("backup record {} is not valid", listed.key))?;
             if record.format != RECORD_FORMAT {

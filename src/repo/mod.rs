@@ -182,6 +182,31 @@ impl Stanza<'_> {
         Ok(files)
     }
 
+    /// Encodes `bytes` with the repository's settings and stores them under `key`, unless an
+    /// object is there already.
+    pub fn put_new_object(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOutcome> {
+        let settings = self.repo.write_settings;
+        let encoded =
+            object::encode(settings.compression, settings.zstd_level, bytes).context("compress")?;
+        Ok(self
+            .repo
+            .storage
+            .put_if_absent(key, &[&encoded.header_bytes(), &encoded.body])?)
+    }
+
+    /// Reads the object under `key` and checks it; `None` if there is none.
+    pub fn get_checked_object(&self, key: &ObjectKey) -> anyhow::Result<Option<Vec<u8>>> {
+        let stored = match self.repo.storage.get(key) {
+            Ok(stored) => stored,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut content = Vec::new();
+        object::decode_into(&stored, &mut content)
+            .with_context(|| format!("{key} in {} is damaged", self.repo.storage.location()))?;
+        Ok(Some(content))
+    }
+
     /// Reads and checks the header of a stored object.
     pub fn object_header(&self, key: &ObjectKey) -> anyhow::Result<ObjectHeader> {
         let prefix = self.repo.storage.get_prefix(key, HEADER_LEN)?;

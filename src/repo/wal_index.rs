@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Stanza;
 use super::layout;
-use super::object;
 use crate::pg::WalFileName;
 use crate::pg::wal_records::SegmentSummary;
 use crate::storage::PutOutcome;
@@ -42,18 +41,8 @@ impl Stanza<'_> {
             segment_crc32c,
             summary,
         };
-        let settings = self.repository().write_settings;
-        let encoded = object::encode(
-            settings.compression,
-            settings.zstd_level,
-            &serde_json::to_vec(&entry)?,
-        )?;
         let key = layout::wal_index(self.name(), name);
-        match self
-            .repository()
-            .storage()
-            .put_if_absent(&key, &[&encoded.header_bytes(), &encoded.body])?
-        {
+        match self.put_new_object(&key, &serde_json::to_vec(&entry)?)? {
             PutOutcome::Created => Ok(()),
             PutOutcome::AlreadyExists => {
                 let existing = self.get_wal_index(name)?.context("index entry vanished")?;
@@ -71,14 +60,9 @@ impl Stanza<'_> {
     /// A segment's index entry, if there is one.
     pub fn get_wal_index(&self, name: WalFileName) -> anyhow::Result<Option<IndexEntry>> {
         let key = layout::wal_index(self.name(), name);
-        let stored = match self.repository().storage().get(&key) {
-            Ok(stored) => stored,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(json) = self.get_checked_object(&key)? else {
+            return Ok(None);
         };
-        let mut json = Vec::new();
-        object::decode_into(&stored, &mut json)
-            .with_context(|| format!("index entry {key} is damaged"))?;
         let entry: IndexEntry = serde_json::from_slice(&json)
             .with_context(|| format!("index entry {key} is not valid"))?;
         if entry.format != INDEX_FORMAT {
