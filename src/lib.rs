@@ -11,6 +11,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod pg;
+pub mod plan;
 pub mod protocol;
 pub mod repo;
 pub mod restore;
