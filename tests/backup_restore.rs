@@ -143,6 +143,23 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
 
     let pgdata = lab.tmp.path().join("restored");
     let target_time = workload::format_instant(instant);
+    // What the planner predicts, before anything is touched.
+    let plan: serde_json::Value = serde_json::from_str(
+        &lab.tidemark(&["plan", "--target-time", &target_time, "--output", "json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["stop"]["kind"], "before_transaction", "{plan:#}");
+    let (code, error) = tidemark_fails(
+        &lab,
+        &lab.config_path,
+        &["plan", "--target-time", "2000-01-01 00:00:00+00"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        error.starts_with("tidemark: ERROR: plan: no backup ends before the target: the earliest point a restore can reach is the end of backup "),
+        "{error}"
+    );
     let restored = lab
         .tidemark(&[
             "restore",
@@ -197,6 +214,48 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         "recovery to {target_time}"
     );
     assert_eq!(tidemark_errors(&recovered), Vec::<String>::new());
+    // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
+    // with its read-ahead, at most the one after them).
+    let log = fs::read_to_string(recovered.log_file()).unwrap();
+    assert!(
+        log.contains(&format!(
+            "recovery stopping before commit of transaction {}",
+            plan["stop"]["xid"]
+        )),
+        "the plan predicted a stop before transaction {}; the server log says:\n{}",
+        plan["stop"]["xid"],
+        log.lines()
+            .filter(|l| l.contains("recovery stopping"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let planned: Vec<String> = plan["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let mut fetched: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .filter(|name| name.len() == 24)
+        .collect();
+    fetched.sort();
+    fetched.dedup();
+    let after_last = {
+        let last = planned.last().unwrap();
+        format!(
+            "{}{:08X}",
+            &last[..16],
+            u32::from_str_radix(&last[16..], 16).unwrap() + 1
+        )
+    };
+    let extra: Vec<&String> = fetched.iter().filter(|f| !planned.contains(f)).collect();
+    assert!(
+        planned.iter().all(|p| fetched.contains(p)) && extra.iter().all(|e| **e == after_last),
+        "planned {planned:?}, PostgreSQL fetched {fetched:?}"
+    );
     let port = recovered.port().to_string();
     run_as_owner(
         &lab.pg.path("pg_amcheck"),

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod hot_path;
 pub mod info;
 pub mod logging;
+pub mod plan;
 pub mod restore;
 pub mod run;
 pub mod stanza_create;
@@ -68,6 +69,21 @@ pub enum Command {
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
     #[command(verbatim_doc_comment)]
     Restore(restore::RestoreArgs),
+    /// Say what a restore to a target would take, before anything is touched
+    ///
+    /// Reads the backups, the WAL index and the timeline histories, and prints which backup
+    /// would be restored and why, the timelines recovery follows, exactly which segments it
+    /// reads, and the record where PostgreSQL will stop — or why the target cannot be reached
+    /// (no backup before it, a segment missing from the archive, or WAL that does not reach it
+    /// yet, with how far a restore can go today). Same target options as restore.
+    #[command(verbatim_doc_comment)]
+    Plan {
+        #[command(flatten)]
+        recovery: restore::RecoveryTargetArgs,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
     /// The WAL index the recovery planner reads (written by every push)
     #[command(subcommand)]
     Index(IndexCommand),
@@ -139,6 +155,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             archive_timeout,
         } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
         Command::Restore(args) => restore::run_restore(&cli.target, &args),
+        Command::Plan { recovery, output } => plan::run_plan(&cli.target, &recovery, output),
         Command::Index(IndexCommand::Rebuild) => {
             let selected = cli.target.select()?;
             let repo = selected.config.open_repository();

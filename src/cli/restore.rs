@@ -18,6 +18,28 @@ pub struct RestoreArgs {
     /// Data directory to restore into; must be empty or absent (see --delta, --force)
     #[arg(long, value_name = "DIR")]
     pub pgdata: PathBuf,
+    #[command(flatten)]
+    pub recovery: RecoveryTargetArgs,
+    /// What the server does at the target
+    #[arg(long, value_enum, default_value = "promote")]
+    pub target_action: TargetAction,
+    /// Restore this backup instead of the one chosen for the target
+    #[arg(long, value_name = "LABEL")]
+    pub backup: Option<String>,
+    /// Restore tablespace OID into DIR instead of its original location (repeatable)
+    #[arg(long, value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// Restore into a non-empty directory: keep files that match the backup, remove the others
+    #[arg(long, conflicts_with = "force")]
+    pub delta: bool,
+    /// Restore into a non-empty directory, removing everything in it first
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where recovery stops: the options `restore` and `plan` share.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RecoveryTargetArgs {
     /// Recover to this time: 'YYYY-MM-DD HH:MM:SS[.ffffff]+HH' (a numeric UTC offset is required)
     #[arg(long, value_name = "TIME", group = "recovery_target")]
     pub target_time: Option<String>,
@@ -33,27 +55,12 @@ pub struct RestoreArgs {
     /// 'immediate': stop as soon as the backup is consistent
     #[arg(long, value_name = "immediate", group = "recovery_target")]
     pub target: Option<String>,
-    /// What the server does at the target
-    #[arg(long, value_enum, default_value = "promote")]
-    pub target_action: TargetAction,
     /// Timeline to recover along: a number, 'current' or 'latest' [PostgreSQL's default: latest]
     #[arg(long, value_name = "TIMELINE")]
     pub target_timeline: Option<String>,
     /// Stop just before the target instead of just after it (recovery_target_inclusive = off)
     #[arg(long)]
     pub target_exclusive: bool,
-    /// Restore this backup instead of the one chosen for the target
-    #[arg(long, value_name = "LABEL")]
-    pub backup: Option<String>,
-    /// Restore tablespace OID into DIR instead of its original location (repeatable)
-    #[arg(long, value_name = "OID=DIR")]
-    pub tablespace_map: Vec<String>,
-    /// Restore into a non-empty directory: keep files that match the backup, remove the others
-    #[arg(long, conflicts_with = "force")]
-    pub delta: bool,
-    /// Restore into a non-empty directory, removing everything in it first
-    #[arg(long)]
-    pub force: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,26 +70,30 @@ pub enum TargetAction {
     Shutdown,
 }
 
-fn recovery_target(args: &RestoreArgs) -> anyhow::Result<RecoveryTarget> {
-    Ok(if let Some(time) = &args.target_time {
-        RecoveryTarget::time(time)?
-    } else if let Some(lsn) = &args.target_lsn {
-        RecoveryTarget::Lsn(lsn.parse::<Lsn>().context("--target-lsn")?)
-    } else if let Some(xid) = &args.target_xid {
-        if xid.parse::<u64>().is_err() {
-            bail!("--target-xid '{xid}' is not a transaction ID (a number)");
-        }
-        RecoveryTarget::Xid(xid.clone())
-    } else if let Some(name) = &args.target_name {
-        RecoveryTarget::Name(name.clone())
-    } else if let Some(target) = &args.target {
-        if target != "immediate" {
-            bail!("--target '{target}' is not known: the only value is 'immediate'");
-        }
-        RecoveryTarget::Immediate
-    } else {
-        RecoveryTarget::EndOfArchive
-    })
+impl RecoveryTargetArgs {
+    /// The target these options name.
+    pub fn target(&self) -> anyhow::Result<RecoveryTarget> {
+        let args = self;
+        Ok(if let Some(time) = &args.target_time {
+            RecoveryTarget::time(time)?
+        } else if let Some(lsn) = &args.target_lsn {
+            RecoveryTarget::Lsn(lsn.parse::<Lsn>().context("--target-lsn")?)
+        } else if let Some(xid) = &args.target_xid {
+            if xid.parse::<u64>().is_err() {
+                bail!("--target-xid '{xid}' is not a transaction ID (a number)");
+            }
+            RecoveryTarget::Xid(xid.clone())
+        } else if let Some(name) = &args.target_name {
+            RecoveryTarget::Name(name.clone())
+        } else if let Some(target) = &args.target {
+            if target != "immediate" {
+                bail!("--target '{target}' is not known: the only value is 'immediate'");
+            }
+            RecoveryTarget::Immediate
+        } else {
+            RecoveryTarget::EndOfArchive
+        })
+    }
 }
 
 fn shell_word(path: &Path) -> String {
@@ -115,7 +126,7 @@ fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
 
 pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finished> {
     let selected = target.select()?;
-    let recovery_target = recovery_target(args)?;
+    let recovery_target = args.recovery.target()?;
     let mut tablespace_map = BTreeMap::new();
     for mapping in &args.tablespace_map {
         let (oid, dir) = mapping
@@ -136,8 +147,8 @@ pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finish
         pgdata: pgdata.clone(),
         target: recovery_target.clone(),
         target_action: format!("{:?}", args.target_action).to_lowercase(),
-        target_timeline: args.target_timeline.clone(),
-        exclusive: args.target_exclusive,
+        target_timeline: args.recovery.target_timeline.clone(),
+        exclusive: args.recovery.target_exclusive,
         backup_label: args.backup.clone(),
         tablespace_map,
         existing: if args.delta {

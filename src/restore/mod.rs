@@ -2,6 +2,7 @@
 //! write the recovery settings so that `pg_ctl start` recovers through `tidemark-restore` to the
 //! target and finishes on its own.
 
+pub mod planning;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,106 @@
+//! `tidemark plan`: what a restore to a target would take, before anything is touched.
+
+use serde_json::json;
+
+use super::info::OutputFormat;
+use super::restore::RecoveryTargetArgs;
+use super::run::{self, Finished};
+use super::target::Target;
+use crate::plan::{StopPoint, format_time};
+use crate::restore::planning;
+use crate::units;
+
+fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
+    match stop {
+        StopPoint::BeforeTransaction { lsn, xid, time } => (
+            format!(
+                "stops before the end of transaction {xid} at {lsn} ({}), which is not applied",
+                format_time(*time)
+            ),
+            json!({"kind": "before_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+        ),
+        StopPoint::AfterTransaction { lsn, xid, time } => (
+            format!(
+                "stops after the end of transaction {xid} at {lsn} ({}), which is applied",
+                format_time(*time)
+            ),
+            json!({"kind": "after_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+        ),
+        StopPoint::AfterRestorePoint { lsn, name } => (
+            format!("stops after restore point '{name}' at {lsn}"),
+            json!({"kind": "after_restore_point", "lsn": lsn.to_string(), "name": name}),
+        ),
+        StopPoint::Consistency(lsn) => (
+            format!("stops as soon as the backup is consistent, at {lsn}"),
+            json!({"kind": "consistency", "lsn": lsn.to_string()}),
+        ),
+        StopPoint::AtLsn(lsn) => (
+            format!("stops at the first record at or past {lsn}"),
+            json!({"kind": "lsn", "lsn": lsn.to_string()}),
+        ),
+        StopPoint::EndOfArchive(lsn) => (
+            format!("replays all archived WAL, to {lsn}"),
+            json!({"kind": "end_of_archive", "lsn": lsn.to_string()}),
+        ),
+    }
+}
+
+pub fn run_plan(
+    target: &Target,
+    recovery: &RecoveryTargetArgs,
+    output: OutputFormat,
+) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let repo = selected.config.open_repository();
+    let stanza = repo.open_stanza(&selected.stanza_name)?;
+    let request = planning::request(
+        &recovery.target()?,
+        recovery.target_exclusive,
+        recovery.target_timeline.as_deref(),
+    )?;
+    let plan = planning::plan_for(&stanza, &request).map_err(|e| e.context("plan"))?;
+    let (stop_text, stop_json) = describe_stop(&plan.stop);
+    let path: Vec<String> = plan
+        .path
+        .iter()
+        .map(|span| match span.ends {
+            Some(end) => format!("timeline {} until {end}", span.timeline),
+            None => format!("timeline {}", span.timeline),
+        })
+        .collect();
+    let first = plan
+        .segments
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let last = plan
+        .segments
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    match output {
+        OutputFormat::Text => run::print_stdout(&format!(
+            "restore backup {}: {}\nrecover along {}\nreading {} segments, {} .. {} ({})\nrecovery {stop_text}\n",
+            plan.backup,
+            plan.why,
+            path.join(", then "),
+            plan.segments.len(),
+            first,
+            last,
+            units::bytes(plan.bytes)
+        ))?,
+        OutputFormat::Json => run::print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({
+                "backup": plan.backup,
+                "why": plan.why,
+                "timeline": plan.timeline,
+                "path": plan.path.iter().map(|s| json!({"timeline": s.timeline, "begins": s.begins.to_string(), "ends": s.ends.map(|e| e.to_string())})).collect::<Vec<_>>(),
+                "segments": plan.segments.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "bytes": plan.bytes,
+                "stop": stop_json,
+            }))?
+        ))?,
+    }
+    Ok(Finished::Success)
+}

@@ -1,0 +1,122 @@
+//! Gathers what the pure planner needs from a stanza: its backups, the index entry of every
+//! archived segment and its timeline history files.
+
+use anyhow::Context;
+
+use crate::pg::WalFileName;
+use crate::pg::history::TimelineHistory;
+use crate::plan::{
+    Archive, BackupPoint, Histories, IndexedSegment, PlanRequest, RecoveryPlan, SegmentIndex,
+    TimelineChoice,
+};
+use crate::repo::Stanza;
+use crate::repo::object;
+use crate::restore::target::RecoveryTarget;
+
+/// The planner's view of a stanza.
+pub struct PlannerInputs {
+    pub backups: Vec<BackupPoint>,
+    pub segments: SegmentIndex,
+    pub histories: Histories,
+}
+
+/// Reads the planner's inputs. A segment without an index entry is an error that says how to
+/// write the missing entries: planning around it would be guessing.
+pub fn load(stanza: &Stanza<'_>) -> anyhow::Result<PlannerInputs> {
+    let backups = stanza
+        .list_backups()?
+        .into_iter()
+        .map(|b| BackupPoint {
+            start: b.start_lsn_value(),
+            stop: b.stop_lsn_value(),
+            timeline: b.timeline,
+            label: b.label,
+        })
+        .collect();
+    let size = stanza.expected_cluster().segment_size;
+    let mut segments = SegmentIndex::new();
+    let mut histories = Histories::new();
+    for (name, listed) in stanza.list_wal()? {
+        match name {
+            WalFileName::Segment(segment) => {
+                let entry = stanza.get_wal_index(name)?.with_context(|| {
+                    format!("archived segment {name} has no WAL index entry: run 'tidemark index rebuild'")
+                })?;
+                segments.insert(
+                    (segment.timeline.0, segment.segment_number(size)?),
+                    IndexedSegment {
+                        bytes: listed.size,
+                        summary: entry.summary,
+                    },
+                );
+            }
+            WalFileName::History(timeline) => {
+                let stored = stanza
+                    .get_wal(name)?
+                    .with_context(|| format!("{name} vanished"))?;
+                let mut content = Vec::new();
+                object::decode_into(&stored, &mut content).with_context(|| {
+                    format!("archived object {} is damaged", stanza.wal_key(name))
+                })?;
+                histories.insert(
+                    timeline.0,
+                    TimelineHistory::parse(timeline, &content)
+                        .with_context(|| format!("archived {name}"))?,
+                );
+            }
+            WalFileName::Partial(_) | WalFileName::BackupHistory { .. } => {}
+        }
+    }
+    Ok(PlannerInputs {
+        backups,
+        segments,
+        histories,
+    })
+}
+
+/// The planner's request for a restore target and `--target-timeline`.
+pub fn request(
+    target: &RecoveryTarget,
+    exclusive: bool,
+    timeline: Option<&str>,
+) -> anyhow::Result<PlanRequest> {
+    let target = match target {
+        RecoveryTarget::EndOfArchive => crate::plan::Target::EndOfArchive,
+        RecoveryTarget::Immediate => crate::plan::Target::Immediate,
+        RecoveryTarget::Time(_, time) => {
+            crate::plan::Target::Time(crate::plan::postgres_time(time.timestamp_micros()))
+        }
+        RecoveryTarget::Lsn(lsn) => crate::plan::Target::Lsn(*lsn),
+        RecoveryTarget::Xid(xid) => crate::plan::Target::Xid(
+            xid.parse()
+                .with_context(|| format!("--target-xid '{xid}' is not a 32-bit transaction ID"))?,
+        ),
+        RecoveryTarget::Name(name) => crate::plan::Target::Name(name.clone()),
+    };
+    let timeline = match timeline {
+        None | Some("latest") => TimelineChoice::Latest,
+        Some("current") => TimelineChoice::Current,
+        Some(number) => TimelineChoice::Exact(
+            number
+                .parse()
+                .with_context(|| format!("--target-timeline '{number}' is not a timeline: use a number, 'current' or 'latest'"))?,
+        ),
+    };
+    Ok(PlanRequest {
+        target,
+        inclusive: !exclusive,
+        timeline,
+    })
+}
+
+/// Plans `request` over what `stanza` holds.
+pub fn plan_for(stanza: &Stanza<'_>, request: &PlanRequest) -> anyhow::Result<RecoveryPlan> {
+    let inputs = load(stanza)?;
+    let archive = Archive {
+        segment_size: stanza.expected_cluster().segment_size,
+        backups: &inputs.backups,
+        segments: &inputs.segments,
+        histories: &inputs.histories,
+    };
+    Ok(crate::plan::plan(&archive, request)?)
+}
