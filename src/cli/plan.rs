@@ -80,7 +80,7 @@ pub fn run_plan(
         .unwrap_or_default();
     match output {
         OutputFormat::Text => run::print_stdout(&format!(
-            "restore backup {}: {}\nrecover along {}\nreading {} segments, {} .. {} ({})\nrecovery {stop_text}\n",
+            "restore backup {}: {}\nrecover along {}\nreading {} segments, {} .. {} ({} to fetch)\nrecovery {stop_text}\n",
             plan.backup,
             plan.why,
             path.join(", then "),

@@ -143,9 +143,13 @@ pub enum PlanError {
     )]
     Gap { missing: SegmentName, label: String },
     #[error(
-        "the archived WAL does not reach the target: {what} is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; {today}"
+        "the archived WAL along timeline {timeline} does not reach the target: {what} is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; {today}"
     )]
-    NotReached { what: String, today: String },
+    NotReached {
+        timeline: u32,
+        what: String,
+        today: String,
+    },
 }
 
 /// PostgreSQL time as UTC text, for messages.
@@ -468,7 +472,11 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                         ),
                         None => format!("today a restore can reach LSN {}", stretch.end),
                     };
-                    Err(PlanError::NotReached { what, today })
+                    Err(PlanError::NotReached {
+                        timeline,
+                        what,
+                        today,
+                    })
                 }
             }
         }
@@ -750,11 +758,12 @@ mod tests {
                 plan(&archive, &request(Target::Time(9000), true, on_one))
                     .unwrap_err()
                     .to_string(),
-                "the archived WAL does not reach the target: no commit or abort after 2000-01-01 00:00:00.009000+00 is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00"
+                "the archived WAL along timeline 1 does not reach the target: no commit or abort after 2000-01-01 00:00:00.009000+00 is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00"
             );
             assert_eq!(
                 plan(&archive, &request(Target::Name("nope".into()), true, on_one)).unwrap_err(),
                 PlanError::NotReached {
+                    timeline: 1,
                     what: "no restore point 'nope'".into(),
                     today: "today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00".into()
                 }
