@@ -169,8 +169,12 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
             &target_time,
         ])
         .unwrap();
+    // restore restores the backup the plan starts from, for the plan's reason.
     assert!(
-        restored.contains("chosen because it is the newest backup that ended"),
+        restored.contains(&format!(
+            "restored backup {} into ",
+            plan["backup"].as_str().unwrap()
+        )) && restored.contains(&format!("chosen because {}", plan["why"].as_str().unwrap())),
         "{restored}"
     );
     assert!(pgdata.join("recovery.signal").exists());
@@ -549,7 +553,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     );
     assert_eq!(code, Some(1));
     assert!(
-        error.starts_with("tidemark: ERROR: restore: no backup ends before 2000-01-01 00:00:00+00: the earliest point a restore can reach is the end of backup "),
+        error.starts_with("tidemark: ERROR: restore: no backup ends before the target: the earliest point a restore can reach is the end of backup "),
         "{error}"
     );
     assert!(!pgdata.exists());

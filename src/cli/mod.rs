@@ -62,7 +62,9 @@ pub enum Command {
     },
     /// Restore a backup into a data directory, ready to recover to a target
     ///
-    /// Chooses the newest backup that ends before the target (or --backup), says why, writes
+    /// Plans first (as `tidemark plan`): an unreachable target is refused before anything is
+    /// written, and the backup is the newest whose state does not yet include the record where
+    /// recovery stops (or --backup), with the reason printed. Then it writes
     /// its files in parallel with every chunk's checksums verified, and writes recovery.signal
     /// and the recovery settings (restore_command calling tidemark-restore by absolute path with
     /// this configuration and stanza, and the target) into postgresql.auto.conf, so that

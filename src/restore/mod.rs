@@ -149,7 +149,24 @@ fn quote_setting(value: &str) -> String {
 pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
     let backups = stanza.list_backups()?;
-    let (record, why) = choose_backup(&backups, &options.target, options.backup_label.as_deref())?;
+    // Plan first: a target recovery cannot reach is refused before anything is written, and
+    // the backup is the one the plan starts from. --backup overrides the choice, not the check.
+    let request = planning::request(
+        &options.target,
+        options.exclusive,
+        options.target_timeline.as_deref(),
+    )?;
+    let plan = planning::plan_for(stanza, &request)?;
+    let (record, why) = match options.backup_label.as_deref() {
+        Some(label) => choose_backup(&backups, &options.target, Some(label))?,
+        None => {
+            let record = backups
+                .iter()
+                .find(|b| b.label == plan.backup)
+                .context("the plan names a backup that is not listed")?;
+            (record, plan.why.clone())
+        }
+    };
     let record: BackupRecord = record.clone();
     let pgdata = &options.pgdata;
 
