@@ -58,7 +58,8 @@ pub fn run_plan(
         recovery.target_exclusive,
         recovery.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(&stanza, &request).map_err(|e| e.context("plan"))?;
+    let plan = planning::plan_for(&stanza, &stanza.list_backups()?, &request)
+        .map_err(|e| e.context("plan"))?;
     let (stop_text, stop_json) = describe_stop(&plan.stop);
     let path: Vec<String> = plan
         .path

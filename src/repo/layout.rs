@@ -73,11 +73,6 @@ pub fn wal_index(stanza: &str, name: WalFileName) -> ObjectKey {
     ))
 }
 
-/// Every index entry of a stanza.
-pub fn wal_index_root(stanza: &str) -> ObjectKey {
-    key(format!("{stanza}/walindex"))
-}
-
 /// Where all backups of a stanza are.
 pub fn backup_root(stanza: &str) -> ObjectKey {
     key(format!("{stanza}/backup"))

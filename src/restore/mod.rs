@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
-use target::{RecoveryTarget, choose_backup};
+use target::{RecoveryTarget, backup_labelled};
 
 /// What to do with a `--pgdata` that is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,9 +156,12 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         options.exclusive,
         options.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(stanza, &request)?;
+    let plan = planning::plan_for(stanza, &backups, &request)?;
     let (record, why) = match options.backup_label.as_deref() {
-        Some(label) => choose_backup(&backups, &options.target, Some(label))?,
+        Some(label) => (
+            backup_labelled(&backups, label)?,
+            format!("backup {label} was asked for with --backup"),
+        ),
         None => {
             let record = backups
                 .iter()

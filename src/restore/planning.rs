@@ -10,6 +10,7 @@ use crate::plan::{
     TimelineChoice,
 };
 use crate::repo::Stanza;
+use crate::repo::catalog::BackupRecord;
 use crate::repo::object;
 use crate::restore::target::RecoveryTarget;
 
@@ -20,17 +21,16 @@ pub struct PlannerInputs {
     pub histories: Histories,
 }
 
-/// Reads the planner's inputs. A segment without an index entry is an error that says how to
+/// Reads the planner's inputs; `backups` are the stanza's, as `list_backups` gives them. A segment without an index entry is an error that says how to
 /// write the missing entries: planning around it would be guessing.
-pub fn load(stanza: &Stanza<'_>) -> anyhow::Result<PlannerInputs> {
-    let backups = stanza
-        .list_backups()?
-        .into_iter()
+pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<PlannerInputs> {
+    let backups = backups
+        .iter()
         .map(|b| BackupPoint {
             start: b.start_lsn_value(),
             stop: b.stop_lsn_value(),
             timeline: b.timeline,
-            label: b.label,
+            label: b.label.clone(),
         })
         .collect();
     let size = stanza.expected_cluster().segment_size;
@@ -110,8 +110,12 @@ pub fn request(
 }
 
 /// Plans `request` over what `stanza` holds.
-pub fn plan_for(stanza: &Stanza<'_>, request: &PlanRequest) -> anyhow::Result<RecoveryPlan> {
-    let inputs = load(stanza)?;
+pub fn plan_for(
+    stanza: &Stanza<'_>,
+    backups: &[BackupRecord],
+    request: &PlanRequest,
+) -> anyhow::Result<RecoveryPlan> {
+    let inputs = load(stanza, backups)?;
     let archive = Archive {
         segment_size: stanza.expected_cluster().segment_size,
         backups: &inputs.backups,

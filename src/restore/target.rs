@@ -1,7 +1,7 @@
-//! Recovery targets as PostgreSQL takes them, and which backup can serve each.
+//! Recovery targets as PostgreSQL takes them, and finding the backup `--backup` names.
 
-use anyhow::{Context, bail};
-use chrono::{DateTime, FixedOffset, Utc};
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset};
 
 use crate::pg::Lsn;
 use crate::repo::catalog::BackupRecord;
@@ -57,87 +57,23 @@ impl RecoveryTarget {
     }
 }
 
-fn stop_time(record: &BackupRecord) -> anyhow::Result<DateTime<Utc>> {
-    Ok(DateTime::parse_from_rfc3339(&record.stop_time)
-        .with_context(|| format!("backup {} has an unreadable stop time", record.label))?
-        .with_timezone(&Utc))
-}
-
-/// Picks the backup to restore for `target` from `backups` (oldest first), and says why.
-pub fn choose_backup<'b>(
+/// The backup labelled `label` (`--backup`). Which backup serves a target is the planner's
+/// choice; this only finds the one asked for.
+pub fn backup_labelled<'b>(
     backups: &'b [BackupRecord],
-    target: &RecoveryTarget,
-    label: Option<&str>,
-) -> anyhow::Result<(&'b BackupRecord, String)> {
-    if let Some(label) = label {
-        let record = backups.iter().find(|b| b.label == label).with_context(|| {
-            let known: Vec<&str> = backups.iter().map(|b| b.label.as_str()).collect();
-            format!(
-                "there is no backup labelled {label} (backups: {})",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })?;
-        return Ok((
-            record,
-            format!("backup {label} was asked for with --backup"),
-        ));
-    }
-    let Some(newest) = backups.last() else {
-        bail!("the stanza has no backup yet: take one with 'tidemark backup'");
-    };
-    match target {
-        RecoveryTarget::Time(text, time) => {
-            let mut chosen = None;
-            for record in backups {
-                if stop_time(record)? <= *time {
-                    chosen = Some(record);
-                }
+    label: &str,
+) -> anyhow::Result<&'b BackupRecord> {
+    backups.iter().find(|b| b.label == label).with_context(|| {
+        let known: Vec<&str> = backups.iter().map(|b| b.label.as_str()).collect();
+        format!(
+            "there is no backup labelled {label} (backups: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
             }
-            match chosen {
-                Some(record) => Ok((
-                    record,
-                    format!(
-                        "it is the newest backup that ended ({}) before the target time {text}",
-                        record.stop_time
-                    ),
-                )),
-                None => bail!(
-                    "no backup ends before {text}: the earliest point a restore can reach is the end of backup {} at {}",
-                    backups[0].label,
-                    backups[0].stop_time
-                ),
-            }
-        }
-        RecoveryTarget::Lsn(lsn) => {
-            let chosen = backups.iter().rev().find(|r| r.stop_lsn_value() <= *lsn);
-            match chosen {
-                Some(record) => Ok((
-                    record,
-                    format!(
-                        "it is the newest backup that ended (LSN {}) before the target LSN {lsn}",
-                        record.stop_lsn
-                    ),
-                )),
-                None => bail!(
-                    "no backup ends before LSN {lsn}: the earliest point a restore can reach is the end of backup {} at LSN {}",
-                    backups[0].label,
-                    backups[0].stop_lsn
-                ),
-            }
-        }
-        RecoveryTarget::EndOfArchive | RecoveryTarget::Immediate => {
-            Ok((newest, "it is the newest backup".to_owned()))
-        }
-        RecoveryTarget::Xid(_) | RecoveryTarget::Name(_) => Ok((
-            newest,
-            "it is the newest backup; choose an older one with --backup if the target is earlier"
-                .to_owned(),
-        )),
-    }
+        )
+    })
 }
 
 #[cfg(test)]
@@ -169,63 +105,20 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_backup_ending_before_the_target_is_chosen() {
+    fn a_backup_is_found_by_its_label_or_the_labels_are_listed() {
         let backups = [
             record("a", "2026-11-21T10:00:00Z", "0/3000000"),
             record("b", "2026-11-21T12:00:00Z", "0/5000000"),
         ];
-        let at = |t: &str| RecoveryTarget::time(t).unwrap();
+        assert_eq!(backup_labelled(&backups, "a").unwrap().label, "a");
         assert_eq!(
-            choose_backup(&backups, &at("2026-11-21 11:00:00+00"), None)
-                .unwrap()
-                .0
-                .label,
-            "a"
+            backup_labelled(&backups, "zz").unwrap_err().to_string(),
+            "there is no backup labelled zz (backups: a, b)"
         );
         assert_eq!(
-            choose_backup(&backups, &at("2026-11-21 14:00:00+02"), None)
-                .unwrap()
-                .0
-                .label,
-            "b"
+            backup_labelled(&[], "a").unwrap_err().to_string(),
+            "there is no backup labelled a (backups: none)"
         );
-        assert_eq!(
-            choose_backup(&backups, &at("2026-11-21T12:30:00Z"), None)
-                .unwrap()
-                .0
-                .label,
-            "b"
-        );
-        let error = choose_backup(&backups, &at("2026-11-21 09:00:00+00"), None)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            error,
-            "no backup ends before 2026-11-21 09:00:00+00: the earliest point a restore can reach is the end of backup a at 2026-11-21T10:00:00Z"
-        );
-        assert_eq!(
-            choose_backup(&backups, &RecoveryTarget::Lsn(Lsn(0x4000000)), None)
-                .unwrap()
-                .0
-                .label,
-            "a"
-        );
-        assert_eq!(
-            choose_backup(&backups, &RecoveryTarget::EndOfArchive, None)
-                .unwrap()
-                .0
-                .label,
-            "b"
-        );
-        assert_eq!(
-            choose_backup(&backups, &RecoveryTarget::EndOfArchive, Some("a"))
-                .unwrap()
-                .0
-                .label,
-            "a"
-        );
-        assert!(choose_backup(&backups, &RecoveryTarget::EndOfArchive, Some("zz")).is_err());
-        assert!(choose_backup(&[], &RecoveryTarget::EndOfArchive, None).is_err());
     }
 
     #[test]
