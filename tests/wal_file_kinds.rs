@@ -167,7 +167,7 @@ fn every_push_indexes_its_segment_and_rebuild_restores_a_lost_entry() {
     assert_eq!(
         rebuilt.stdout,
         format!(
-            "WAL index of stanza 'main': {} segments, 1 entries written, {} already there\n",
+            "WAL index of stanza 'main': {} segments, 1 entries written, {} already there, 1 packs written\n",
             segments.len(),
             segments.len() - 1
         )
@@ -176,5 +176,26 @@ fn every_push_indexes_its_segment_and_rebuild_restores_a_lost_entry() {
         fs::read(&lost).unwrap(),
         original,
         "the rebuilt entry equals the one written at push"
+    );
+    // The entries of the WAL directory are packed, named by how many it holds; a second
+    // rebuild finds nothing to write.
+    let pack = wal.lab.repo_path.join(format!(
+        "main/walindex/packs/{}.{:05}",
+        &segments[0][..16],
+        segments.len()
+    ));
+    assert!(pack.is_file(), "no pack at {}", pack.display());
+    let again = run(
+        &wal.lab,
+        "tidemark",
+        &["--config", config, "index", "rebuild"],
+    );
+    assert_eq!(
+        again.stdout,
+        format!(
+            "WAL index of stanza 'main': {} segments, 0 entries written, {} already there, 0 packs written\n",
+            segments.len(),
+            segments.len()
+        )
     );
 }

@@ -23,7 +23,7 @@ use tidemark::demo::cluster::{PgBinaries, SharedTempDir, ThrowawayCluster, owner
 use tidemark::pg::page::{PageHeader, XLP_FIRST_IS_CONTRECORD};
 use tidemark::pg::segment_check::CHUNK_ALIGNMENT;
 use tidemark::pg::wal_records::{
-    RecordWalker, SegmentSummary, WalRecordDefect, XactEnd, XactEndKind,
+    RecordWalker, WalRecordDefect, WalkedSegment, XactEnd, XactEndKind,
 };
 use tidemark::pg::{Lsn, PgMajor, SegmentName, SegmentSize, WalFileName};
 
@@ -55,7 +55,7 @@ fn walk(
     bytes: &[u8],
     complete: bool,
     chunk: usize,
-) -> Result<(SegmentSummary, u64), WalRecordDefect> {
+) -> Result<(WalkedSegment, u64), WalRecordDefect> {
     let mut walker = RecordWalker::new(name, size(segment_bytes), pg15(), PAGE as u32);
     for piece in bytes.chunks(chunk) {
         walker.feed(piece)?;
@@ -225,11 +225,12 @@ fn run_workload(wal: &mut WalLab) {
 /// What pg_waldump says about the records starting in one segment, compared with the walker.
 fn compare_with_waldump(
     file: &str,
-    summary: &SegmentSummary,
+    walked: &WalkedSegment,
     count: u64,
     dumped: &[&Dumped],
     next_first_page: Option<&[u8]>,
 ) {
+    let summary = &walked.summary;
     assert_eq!(count, dumped.len() as u64, "{file}: records starting in it");
     assert_eq!(
         summary.first_record,
@@ -247,12 +248,12 @@ fn compare_with_waldump(
         .filter_map(|d| dumped_xact_end(d).map(|(kind, xid, rest)| (d.lsn, kind, xid, rest)))
         .collect();
     assert_eq!(
-        summary.xact_ends.len(),
+        walked.xact_ends.len(),
         expected_ends.len(),
         "{file}: transaction ends {:?}",
-        summary.xact_ends
+        walked.xact_ends
     );
-    for (end, (lsn, kind, xid, rest)) in summary.xact_ends.iter().zip(&expected_ends) {
+    for (end, (lsn, kind, xid, rest)) in walked.xact_ends.iter().zip(&expected_ends) {
         let XactEnd {
             lsn: got_lsn,
             kind: got_kind,
@@ -266,9 +267,23 @@ fn compare_with_waldump(
             "{file}: {kind:?} at {lsn}: pg_waldump printed {rest:?}, the walker read {printed}"
         );
     }
-    let xids = summary.xact_ends.iter().map(|e| e.xid);
+    // The summary's ranges are those of the transaction ends.
+    let xids = walked.xact_ends.iter().map(|e| e.xid);
     assert_eq!(summary.min_xid, xids.clone().min(), "{file}");
     assert_eq!(summary.max_xid, xids.max(), "{file}");
+    let times = walked.xact_ends.iter().map(|e| e.time);
+    assert_eq!(summary.min_time, times.clone().min(), "{file}");
+    assert_eq!(summary.max_time, times.max(), "{file}");
+    assert_eq!(
+        summary.xact_count as usize,
+        walked.xact_ends.len(),
+        "{file}"
+    );
+    assert_eq!(
+        summary.last_xact.as_ref(),
+        walked.xact_ends.last(),
+        "{file}"
+    );
 
     let xlog = |prefix: &str| -> Vec<&Dumped> {
         dumped
@@ -397,17 +412,23 @@ fn every_archived_segment_agrees_with_pg_waldump() {
         for end in &summary.xact_ends {
             *totals.entry(kind_name(end.kind)).or_default() += 1;
         }
-        *totals.entry("restore points").or_default() += summary.restore_points.len();
-        *totals.entry("checkpoints").or_default() += summary.checkpoints.len();
-        *totals.entry("backup ends").or_default() += summary.backup_ends.len();
-        *totals.entry("switches").or_default() += usize::from(summary.ends_with_switch);
-        *totals.entry("spilling").or_default() += usize::from(summary.continues_into_next);
+        *totals.entry("restore points").or_default() += summary.summary.restore_points.len();
+        *totals.entry("checkpoints").or_default() += summary.summary.checkpoints.len();
+        *totals.entry("backup ends").or_default() += summary.summary.backup_ends.len();
+        *totals.entry("switches").or_default() += usize::from(summary.summary.ends_with_switch);
+        *totals.entry("spilling").or_default() += usize::from(summary.summary.continues_into_next);
         *totals.entry("starting mid-record").or_default() += usize::from(
             summary
+                .summary
                 .first_record
                 .is_none_or(|first| first.0 > start.0 + 40),
         );
-        if summary.restore_points.iter().any(|rp| rp.name == "rp_one") {
+        if summary
+            .summary
+            .restore_points
+            .iter()
+            .any(|rp| rp.name == "rp_one")
+        {
             *totals.entry("rp_one").or_default() += 1;
         }
     }
@@ -479,20 +500,24 @@ fn the_live_segment_ends_where_pg_waldump_says(wal: &WalLab, current: &str) {
     );
     let dumped = parse_waldump(&stdout);
     assert_eq!(count, dumped.len() as u64, "{current}: {stderr}");
-    assert_eq!(summary.last_record, dumped.last().map(|d| d.lsn));
-    assert!(!summary.ends_with_switch && !summary.continues_into_next);
+    assert_eq!(summary.summary.last_record, dumped.last().map(|d| d.lsn));
+    assert!(!summary.summary.ends_with_switch && !summary.summary.continues_into_next);
     let stop: Lsn = field(&stderr, "invalid record length at ", ":")
         .parse()
         .unwrap();
-    assert_eq!((summary.end_of_wal.0 + 7) & !7, stop.0, "{stderr}");
+    assert_eq!((summary.summary.end_of_wal.0 + 7) & !7, stop.0, "{stderr}");
     // The shutdown checkpoint is its last record.
-    let last = summary.checkpoints.last().expect("a shutdown checkpoint");
+    let last = summary
+        .summary
+        .checkpoints
+        .last()
+        .expect("a shutdown checkpoint");
     assert!(!last.online);
-    assert_eq!(Some(last.lsn), summary.last_record);
+    assert_eq!(Some(last.lsn), summary.summary.last_record);
 
     match walk(name, MIB, &bytes, true, CHUNK_ALIGNMENT) {
         Err(WalRecordDefect::EndsEarly { end, reason }) => {
-            assert_eq!(end, summary.end_of_wal);
+            assert_eq!(end, summary.summary.end_of_wal);
             assert!(reason.contains(&stop.to_string()), "{reason}");
         }
         other => panic!("{current} as a complete segment: {other:?}"),
@@ -530,7 +555,7 @@ fn a_byte_flipped_inside_a_real_record_is_a_defect_naming_that_record() {
     let dumped = in_file(file);
     assert!(dumped.len() > 1000, "{file}: {stderr}");
     let (clean, _) = walk(name, MIB, &bytes, true, CHUNK_ALIGNMENT).unwrap();
-    assert_eq!(clean.first_record, Some(dumped[0].lsn));
+    assert_eq!(clean.summary.first_record, Some(dumped[0].lsn));
 
     // A record in the middle of the segment that lies within one page.
     let (index, victim) = dumped
@@ -559,10 +584,10 @@ fn a_byte_flipped_inside_a_real_record_is_a_defect_naming_that_record() {
     }
     // As a .partial the flipped record simply ends the WAL after the one before it.
     let (partial, count) = walk(name, MIB, &flipped, false, CHUNK_ALIGNMENT).unwrap();
-    assert_eq!(partial.last_record, Some(previous.lsn));
+    assert_eq!(partial.summary.last_record, Some(previous.lsn));
     assert_eq!(count, index as u64);
-    assert!(previous.lsn < partial.end_of_wal && partial.end_of_wal <= victim.lsn);
-    assert!(!partial.ends_with_switch && !partial.continues_into_next);
+    assert!(previous.lsn < partial.summary.end_of_wal && partial.summary.end_of_wal <= victim.lsn);
+    assert!(!partial.summary.ends_with_switch && !partial.summary.continues_into_next);
 }
 
 /// Measures the walker on real 16 MiB segments from pgbench, in whatever profile the test is
@@ -623,11 +648,11 @@ fn measure_decoding_16_mib_segments() {
             walked = Some(result);
         }
         let (summary, count) = walked.unwrap();
-        rows.push((best, count, summary.ends_with_switch));
+        rows.push((best, count, summary.summary.ends_with_switch));
         println!(
             "{file}: {count} records, {} transaction ends, switch {}: best of 5 {best:.2} ms",
             summary.xact_ends.len(),
-            summary.ends_with_switch
+            summary.summary.ends_with_switch
         );
     }
     // Segments of pgbench transactions filled to the end are the figure that matters: many small

@@ -94,7 +94,10 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                         });
                         walker.feed(&chunk)?;
                     }
-                    Ok(walker.context("it holds no WAL page")?.finish(complete)?)
+                    Ok(walker
+                        .context("it holds no WAL page")?
+                        .finish(complete)?
+                        .summary)
                 });
                 let encoded = encode_checked(stanza, &mut file, length, |chunk| {
                     checker.feed(chunk)?;
@@ -241,8 +244,27 @@ fn put_index(
         stanza
             .put_wal_index(name, encoded.header.original_crc, summary)
             .context("store its WAL index entry")?;
+        pack_previous_directory(stanza, name);
     }
     Ok(())
+}
+
+/// The first segment of a WAL directory packs the index entries of the directory before it
+/// (same timeline), which is then complete. Packing only speeds planning up, so a failure is a
+/// warning: the segment is archived, and its entry is there.
+fn pack_previous_directory(stanza: &Stanza<'_>, name: WalFileName) {
+    let WalFileName::Segment(segment) = name else {
+        return;
+    };
+    if segment.seg != 0 || segment.log == 0 {
+        return;
+    }
+    let previous = format!("{:08X}{:08X}", segment.timeline.0, segment.log - 1);
+    if let Err(e) = stanza.pack_wal_index(&previous) {
+        tracing::warn!(
+            "could not pack the WAL index entries of {previous} (planning reads them one by one until 'tidemark index rebuild' packs them): {e:#}"
+        );
+    }
 }
 
 /// Succeeds only if the archived copy of `name` holds exactly the bytes of the file at `path`.

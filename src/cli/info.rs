@@ -6,8 +6,11 @@ use serde::Serialize;
 
 use super::run::{self, Finished};
 use super::target::Target;
+use crate::archive::walk_archived::ArchivedEvents;
 use crate::pg::{SegmentSize, WalFileName};
+use crate::plan::{Archive, format_time, recoverable_windows};
 use crate::repo::Stanza;
+use crate::restore::planning;
 use crate::units;
 
 /// Output format of reporting commands.
@@ -63,12 +66,35 @@ pub struct TimelineInfo {
     pub missing_segments: u64,
     pub original_bytes: u64,
     pub stored_bytes: u64,
+    /// What restores along this timeline can reach, oldest first; more than one when holes in
+    /// the archive cut it.
+    pub recoverable: Vec<WindowInfo>,
+    /// Why the windows could not be worked out (no history file, no index entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_error: Option<String>,
+}
+
+/// A stretch of time restores can reach.
+#[derive(Debug, Serialize)]
+pub struct WindowInfo {
+    /// The backup it starts with, where (and when) that backup is consistent.
+    pub from_backup: String,
+    pub from_lsn: String,
+    pub from_time: String,
+    /// The last archived commit or abort in it: the latest time a restore can reach.
+    pub to_time: Option<String>,
+    pub to_commit_lsn: Option<String>,
+    /// Where its archived WAL ends.
+    pub to_lsn: String,
+    /// The first missing segment after it, when WAL is archived past the hole.
+    pub gap: Option<String>,
 }
 
 /// Reads what `stanza` holds.
 pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
     let identity = stanza.identity();
     let size = stanza.expected_cluster().segment_size;
+    let backups = stanza.list_backups()?;
     let mut info = StanzaInfo {
         stanza: identity.stanza.clone(),
         repository: stanza.repository().storage().location(),
@@ -79,19 +105,18 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
         history_files: Vec::new(),
         partial_files: Vec::new(),
         backup_history_files: Vec::new(),
-        backups: stanza
-            .list_backups()?
-            .into_iter()
+        backups: backups
+            .iter()
             .map(|b| BackupInfo {
-                label: b.label,
-                kind: b.kind,
+                label: b.label.clone(),
+                kind: b.kind.clone(),
                 timeline: b.timeline,
-                start_time: b.start_time,
-                stop_time: b.stop_time,
-                start_lsn: b.start_lsn,
-                stop_lsn: b.stop_lsn,
-                wal_start: b.wal_start,
-                wal_stop: b.wal_stop,
+                start_time: b.start_time.clone(),
+                stop_time: b.stop_time.clone(),
+                start_lsn: b.start_lsn.clone(),
+                stop_lsn: b.stop_lsn.clone(),
+                wal_start: b.wal_start.clone(),
+                wal_stop: b.wal_stop.clone(),
                 wal_included: b.wal_included,
                 sizes: b.sizes,
                 duration_ms: b.duration_ms,
@@ -114,11 +139,52 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
             WalFileName::BackupHistory { .. } => info.backup_history_files.push(name.to_string()),
         }
     }
+    // The planner's view of the stanza, read once for every timeline.
+    let inputs = planning::load(stanza, &backups);
+    let windows = |timeline: u32| -> anyhow::Result<Vec<WindowInfo>> {
+        let inputs = inputs.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let events = ArchivedEvents { stanza };
+        let archive = Archive {
+            segment_size: size,
+            backups: &inputs.backups,
+            segments: &inputs.segments,
+            histories: &inputs.histories,
+            events: &events,
+        };
+        // As PostgreSQL prints times, like the commit times beside it.
+        let stop_time = |label: &str| {
+            backups
+                .iter()
+                .find(|b| b.label == label)
+                .map(|b| {
+                    chrono::DateTime::parse_from_rfc3339(&b.stop_time)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
+                        .unwrap_or_else(|_| b.stop_time.clone())
+                })
+                .unwrap_or_default()
+        };
+        Ok(recoverable_windows(&archive, timeline)?
+            .into_iter()
+            .map(|w| WindowInfo {
+                from_time: stop_time(&w.backup),
+                from_backup: w.backup,
+                from_lsn: w.from.to_string(),
+                to_time: w.last_xact.map(|(_, time)| format_time(time)),
+                to_commit_lsn: w.last_xact.map(|(lsn, _)| lsn.to_string()),
+                to_lsn: w.to.to_string(),
+                gap: w.gap.map(|g| g.to_string()),
+            })
+            .collect())
+    };
     for (timeline, mut segments) in by_timeline {
         segments.sort_by_key(|(name, _, _)| name.segment());
         let number = |name: &WalFileName| segment_number(*name, size);
         let (first, last) = (segments[0].0, segments[segments.len() - 1].0);
         let count = segments.len() as u64;
+        let (recoverable, recoverable_error) = match windows(timeline) {
+            Ok(windows) => (windows, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        };
         info.timelines.push(TimelineInfo {
             timeline,
             first_segment: first.to_string(),
@@ -127,6 +193,8 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
             missing_segments: (number(&last) - number(&first) + 1).saturating_sub(count),
             original_bytes: segments.iter().map(|s| s.1).sum(),
             stored_bytes: segments.iter().map(|s| s.2).sum(),
+            recoverable,
+            recoverable_error,
         });
     }
     Ok(info)
@@ -200,6 +268,32 @@ pub fn render_text(info: &StanzaInfo) -> String {
             units::bytes(t.stored_bytes),
             units::ratio(t.stored_bytes, t.original_bytes)
         ));
+        if let Some(error) = &t.recoverable_error {
+            line(format!("            recoverable: unknown: {error}"));
+        } else if t.recoverable.is_empty() {
+            line(
+                "            recoverable: nothing (no backup is consistent with this WAL)"
+                    .to_owned(),
+            );
+        }
+        for w in &t.recoverable {
+            let to = match (&w.to_time, &w.to_commit_lsn) {
+                (Some(time), Some(lsn)) => format!("{time} (last archived commit or abort, {lsn})"),
+                _ => format!(
+                    "{} (no commit or abort archived after the backup)",
+                    w.to_lsn
+                ),
+            };
+            line(format!(
+                "            recoverable: {} (end of backup {}, {}) .. {to}",
+                w.from_time, w.from_backup, w.from_lsn
+            ));
+            if let Some(gap) = &w.gap {
+                line(format!(
+                    "            gap: {gap} is missing; WAL after it is reachable only from a later backup"
+                ));
+            }
+        }
     }
     for (label, files) in [
         ("history files", &info.history_files),

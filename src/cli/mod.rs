@@ -128,7 +128,8 @@ pub enum IndexCommand {
     ///
     /// Every push writes its segment's entry; a crash between the segment and its entry, or a
     /// repository from before the index existed, leaves some missing. Each segment is read and
-    /// checked as a restore would; existing entries are checked, never replaced.
+    /// checked as a restore would; existing entries are checked, never replaced. Then the
+    /// entries of each WAL directory are gathered into a pack, which planning reads at once.
     #[command(verbatim_doc_comment)]
     Rebuild,
 }
@@ -165,11 +166,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             let report =
                 crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;
             run::print_stdout(&format!(
-                "WAL index of stanza '{}': {} segments, {} entries written, {} already there\n",
+                "WAL index of stanza '{}': {} segments, {} entries written, {} already there, {} packs written\n",
                 stanza.name(),
                 report.segments,
                 report.written,
-                report.already_there
+                report.already_there,
+                report.packs
             ))?;
             Ok(Finished::Success)
         }

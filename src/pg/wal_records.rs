@@ -193,7 +193,19 @@ pub struct SegmentSummary {
     /// WAL continues into the next segment: the last record spills over (its CRC is not checked
     /// here), or one record covers the whole segment.
     pub continues_into_next: bool,
-    pub xact_ends: Vec<XactEnd>,
+    /// Transaction end records starting in this segment. Each is listed only by
+    /// [`WalkedSegment::xact_ends`]: a busy segment holds tens of thousands, and the planner needs
+    /// them for the one segment where recovery stops, which it reads again.
+    pub xact_count: u32,
+    /// The last transaction end, in WAL order.
+    pub last_xact: Option<XactEnd>,
+    /// The earliest and latest `xact_time` of the transaction ends. WAL order is not time order:
+    /// a commit's time is taken before its record is inserted.
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    /// The record spilling into the next segment may be a transaction end or a restore point, but
+    /// too little of it is in this segment to read it; it is read with the next segment when needed.
+    pub spill_undecoded: bool,
     pub restore_points: Vec<RestorePoint>,
     pub checkpoints: Vec<CheckpointRecord>,
     pub backup_ends: Vec<BackupEnd>,
@@ -201,6 +213,47 @@ pub struct SegmentSummary {
     /// The lowest and highest XID of the transaction end records.
     pub min_xid: Option<u32>,
     pub max_xid: Option<u32>,
+}
+
+impl SegmentSummary {
+    fn empty(start: u64) -> SegmentSummary {
+        SegmentSummary {
+            first_record: None,
+            last_record: None,
+            end_of_wal: Lsn(start),
+            ends_with_switch: false,
+            continues_into_next: false,
+            xact_count: 0,
+            last_xact: None,
+            min_time: None,
+            max_time: None,
+            spill_undecoded: false,
+            restore_points: Vec::new(),
+            checkpoints: Vec::new(),
+            backup_ends: Vec::new(),
+            end_of_recovery: Vec::new(),
+            min_xid: None,
+            max_xid: None,
+        }
+    }
+
+    /// Counts a transaction end into the ranges; ends come in WAL order.
+    fn note_xact_end(&mut self, end: &XactEnd) {
+        self.xact_count += 1;
+        self.min_xid = Some(self.min_xid.map_or(end.xid, |x| x.min(end.xid)));
+        self.max_xid = Some(self.max_xid.map_or(end.xid, |x| x.max(end.xid)));
+        self.min_time = Some(self.min_time.map_or(end.time, |t| t.min(end.time)));
+        self.max_time = Some(self.max_time.map_or(end.time, |t| t.max(end.time)));
+        self.last_xact = Some(end.clone());
+    }
+}
+
+/// What walking a segment found: its summary, which the WAL index keeps, and every transaction
+/// end, which it does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkedSegment {
+    pub summary: SegmentSummary,
+    pub xact_ends: Vec<XactEnd>,
 }
 
 /// What is wrong with the records of a segment.
@@ -373,6 +426,7 @@ pub struct RecordWalker {
     valid_end: u64,
     records: u64,
     summary: SegmentSummary,
+    xact_ends: Vec<XactEnd>,
     /// Why the walk stopped before the end of the segment: the end of WAL in a `.partial`
     /// segment, a defect in a complete one.
     stop: Option<WalRecordDefect>,
@@ -388,27 +442,58 @@ impl RecordWalker {
         page_size: u32,
     ) -> RecordWalker {
         let segment_bytes = segment_size.bytes();
-        let (start, name_defect) = match name.start_lsn(segment_size) {
-            Ok(lsn) => (lsn.0, None),
-            Err(_) => (
-                0,
-                Some(WalRecordDefect::NameOutOfRange {
+        match name.start_lsn(segment_size) {
+            Ok(start) => RecordWalker::over(start, u64::from(segment_bytes), version, page_size),
+            Err(_) => {
+                let mut walker =
+                    RecordWalker::over(Lsn(0), u64::from(segment_bytes), version, page_size);
+                walker.failed = Some(WalRecordDefect::NameOutOfRange {
                     name,
                     size: segment_bytes >> 20,
-                }),
-            ),
-        };
+                });
+                walker
+            }
+        }
+    }
+
+    /// Walks `name` and the segment after it as one stream, so that a record spilling from the
+    /// first into the second is read whole (and its CRC checked). Every record starting in either
+    /// is noted; callers keep those that start in the first.
+    pub fn spanning(
+        name: SegmentName,
+        segment_size: SegmentSize,
+        version: PgMajor,
+        page_size: u32,
+    ) -> Result<RecordWalker, WalRecordDefect> {
+        let start = name
+            .start_lsn(segment_size)
+            .map_err(|_| WalRecordDefect::NameOutOfRange {
+                name,
+                size: segment_size.bytes() >> 20,
+            })?;
+        Ok(RecordWalker::over(
+            start,
+            2 * u64::from(segment_size.bytes()),
+            version,
+            page_size,
+        ))
+    }
+
+    /// A walker over `length` bytes of WAL from `start`.
+    fn over(start: Lsn, length: u64, version: PgMajor, page_size: u32) -> RecordWalker {
+        let start = start.0;
+        let segment_bytes = length;
         let page_size_defect = (!page_size.is_power_of_two()
             || !(1024..=65536).contains(&page_size)
-            || !segment_bytes.is_multiple_of(page_size))
+            || !segment_bytes.is_multiple_of(u64::from(page_size)))
         .then_some(WalRecordDefect::UnusablePageSize {
             page_size,
-            segment_bytes,
+            segment_bytes: segment_bytes as u32,
         });
         RecordWalker {
             version,
             page_size: page_size as usize,
-            segment_bytes: u64::from(segment_bytes),
+            segment_bytes,
             start,
             walked: 0,
             split_page: Vec::new(),
@@ -417,22 +502,10 @@ impl RecordWalker {
             previous: None,
             valid_end: start,
             records: 0,
-            summary: SegmentSummary {
-                first_record: None,
-                last_record: None,
-                end_of_wal: Lsn(start),
-                ends_with_switch: false,
-                continues_into_next: false,
-                xact_ends: Vec::new(),
-                restore_points: Vec::new(),
-                checkpoints: Vec::new(),
-                backup_ends: Vec::new(),
-                end_of_recovery: Vec::new(),
-                min_xid: None,
-                max_xid: None,
-            },
+            summary: SegmentSummary::empty(start),
+            xact_ends: Vec::new(),
             stop: None,
-            failed: name_defect.or(page_size_defect),
+            failed: page_size_defect,
         }
     }
 
@@ -483,7 +556,7 @@ impl RecordWalker {
     /// the switch or to the end of the segment (a record may continue into the next segment), and
     /// anything invalid before that is a defect. For a `.partial` (complete = false) the first
     /// invalid record simply ends the WAL.
-    pub fn finish(mut self, complete: bool) -> Result<SegmentSummary, WalRecordDefect> {
+    pub fn finish(mut self, complete: bool) -> Result<WalkedSegment, WalRecordDefect> {
         if let Some(defect) = self.failed {
             return Err(defect);
         }
@@ -509,6 +582,7 @@ impl RecordWalker {
                 self.summary.first_record = self.summary.first_record.or(lsn);
                 self.summary.last_record = lsn;
                 self.summary.continues_into_next = true;
+                self.note_spilled_record();
                 self.valid_end = segment_end;
             }
             // One record covers the whole segment.
@@ -519,7 +593,76 @@ impl RecordWalker {
             State::Between { .. } => {}
         }
         self.summary.end_of_wal = Lsn(self.valid_end);
-        Ok(self.summary)
+        Ok(WalkedSegment {
+            summary: self.summary,
+            xact_ends: self.xact_ends,
+        })
+    }
+
+    /// Reads what it can of the record that continues into the next segment: a transaction end
+    /// needs only its header and the first 8 bytes of its body for its XID and time, a restore
+    /// point the 72 bytes of its body. Its CRC can only be checked with the next segment; when
+    /// too little of it is here to tell what it says, the summary says so.
+    fn note_spilled_record(&mut self) {
+        let kept = &self.record.bytes;
+        let Some(&rmid) = kept.get(17) else {
+            // Not even the header is here: it could be anything.
+            self.summary.spill_undecoded = true;
+            return;
+        };
+        let (total, lsn, info, xl_xid) = (
+            self.record.total as usize,
+            Lsn(self.record.lsn),
+            kept[16],
+            u32_at(kept, 4),
+        );
+        let main = || -> Option<&[u8]> {
+            let main_len = main_data_len(kept, total, self.version).ok()?;
+            kept.get(total - main_len..).or(Some(&[]))
+        };
+        match rmid {
+            RM_XACT_ID => {
+                let Some(kind) = xact_end_kind(info) else {
+                    return;
+                };
+                let end = main().and_then(|main| {
+                    match xact_end(lsn, info, xl_xid, main, self.version) {
+                        Ok(end) => end,
+                        // The prepared transaction's XID lies beyond the part that is here.
+                        Err(_)
+                            if matches!(
+                                kind,
+                                XactEndKind::CommitPrepared | XactEndKind::AbortPrepared
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(_) => (main.len() >= 8).then(|| XactEnd {
+                            lsn,
+                            kind,
+                            xid: xl_xid,
+                            time: i64_at(main, 0),
+                        }),
+                    }
+                });
+                match end {
+                    Some(end) => {
+                        self.summary.note_xact_end(&end);
+                        self.xact_ends.push(end);
+                    }
+                    None => self.summary.spill_undecoded = true,
+                }
+            }
+            RM_XLOG_ID if is_planned_xlog_record(info) => {
+                let noted = main().ok_or(()).and_then(|main| {
+                    note_xlog_record(&mut self.summary, lsn, info, main).map_err(|_| ())
+                });
+                if noted.is_err() {
+                    self.summary.spill_undecoded = true;
+                }
+            }
+            _ => {}
+        }
     }
 
     fn fail(&mut self, defect: WalRecordDefect) -> WalRecordDefect {
@@ -847,9 +990,8 @@ impl RecordWalker {
         match rmid {
             RM_XACT_ID => {
                 if let Some(end) = xact_end(lsn, info, xid, main(), self.version)? {
-                    summary.min_xid = Some(summary.min_xid.map_or(end.xid, |x| x.min(end.xid)));
-                    summary.max_xid = Some(summary.max_xid.map_or(end.xid, |x| x.max(end.xid)));
-                    summary.xact_ends.push(end);
+                    summary.note_xact_end(&end);
+                    self.xact_ends.push(end);
                 }
             }
             RM_XLOG_ID => note_xlog_record(summary, lsn, info, main())?,
@@ -1037,12 +1179,8 @@ fn xact_end(
     main: &[u8],
     version: PgMajor,
 ) -> Result<Option<XactEnd>, String> {
-    let kind = match info & XLOG_XACT_OPMASK {
-        XLOG_XACT_COMMIT => XactEndKind::Commit,
-        XLOG_XACT_ABORT => XactEndKind::Abort,
-        XLOG_XACT_COMMIT_PREPARED => XactEndKind::CommitPrepared,
-        XLOG_XACT_ABORT_PREPARED => XactEndKind::AbortPrepared,
-        _ => return Ok(None),
+    let Some(kind) = xact_end_kind(info) else {
+        return Ok(None);
     };
     let is_commit = matches!(kind, XactEndKind::Commit | XactEndKind::CommitPrepared);
     let mut body = BodyReader::new(main, "transaction end");
@@ -1084,6 +1222,29 @@ fn xact_end(
         xid,
         time,
     }))
+}
+
+/// The kind of transaction end an XACT record's `xl_info` names, if it is one.
+fn xact_end_kind(info: u8) -> Option<XactEndKind> {
+    match info & XLOG_XACT_OPMASK {
+        XLOG_XACT_COMMIT => Some(XactEndKind::Commit),
+        XLOG_XACT_ABORT => Some(XactEndKind::Abort),
+        XLOG_XACT_COMMIT_PREPARED => Some(XactEndKind::CommitPrepared),
+        XLOG_XACT_ABORT_PREPARED => Some(XactEndKind::AbortPrepared),
+        _ => None,
+    }
+}
+
+/// Whether an RM_XLOG record is one [`note_xlog_record`] reads.
+fn is_planned_xlog_record(info: u8) -> bool {
+    matches!(
+        info & XLR_RMGR_INFO_MASK,
+        XLOG_CHECKPOINT_SHUTDOWN
+            | XLOG_CHECKPOINT_ONLINE
+            | XLOG_BACKUP_END
+            | XLOG_RESTORE_POINT
+            | XLOG_END_OF_RECOVERY
+    )
 }
 
 /// Notes the RM_XLOG records that matter to planning.
@@ -1399,6 +1560,40 @@ mod tests {
             self.main_data(RM_XACT_ID, XLOG_XACT_COMMIT, xid, &time.to_le_bytes())
         }
 
+        /// A commit record listing `subxacts`: longer than a plain one.
+        fn commit_with_subxacts(&mut self, xid: u32, time: i64, subxacts: &[u32]) -> u64 {
+            let mut main = time.to_le_bytes().to_vec();
+            main.extend_from_slice(&XACT_XINFO_HAS_SUBXACTS.to_le_bytes());
+            main.extend_from_slice(&(subxacts.len() as u32).to_le_bytes());
+            for sub in subxacts {
+                main.extend_from_slice(&sub.to_le_bytes());
+            }
+            self.main_data(
+                RM_XACT_ID,
+                XLOG_XACT_COMMIT | XLOG_XACT_HAS_INFO,
+                xid,
+                &main,
+            )
+        }
+
+        /// Segments `index` and `index + 1` walked as one stream.
+        fn walk_spanning(&self, index: usize) -> Result<WalkedSegment, WalRecordDefect> {
+            let name = SegmentName::from_segment_number(
+                TimelineId(1),
+                self.first_segment + index as u64,
+                SegmentSize::new(self.segment_size).unwrap(),
+            );
+            let mut walker = RecordWalker::spanning(
+                name,
+                SegmentSize::new(self.segment_size).unwrap(),
+                self.version,
+                PAGE as u32,
+            )?;
+            walker.feed(self.segment(index))?;
+            walker.feed(self.segment(index + 1))?;
+            walker.finish(true)
+        }
+
         fn switch(&mut self) -> u64 {
             let lsn = self.record(RM_XLOG_ID, XLOG_SWITCH, 0, &[]);
             // PostgreSQL zeroes the rest of the segment, page headers included.
@@ -1464,7 +1659,7 @@ mod tests {
         }
     }
 
-    type Walked = Result<(SegmentSummary, u64), WalRecordDefect>;
+    type Walked = Result<(WalkedSegment, u64), WalRecordDefect>;
 
     /// Feeds `bytes` as segment `segno` in chunks of `chunk`; the summary and the record count.
     fn walk_bytes(
@@ -1527,11 +1722,11 @@ mod tests {
         assert_eq!(wal.put(&switch), 0x0200_1AE8);
         let (summary, count) = wal.walk(0, true).unwrap();
         assert_eq!(count, wal.lsns.len() as u64);
-        assert_eq!(summary.first_record, Some(Lsn(0x0200_0028)));
-        assert_eq!(summary.last_record, Some(Lsn(0x0200_1AE8)));
-        assert_eq!(summary.end_of_wal, Lsn(0x0200_1B00));
-        assert!(summary.ends_with_switch);
-        assert!(!summary.continues_into_next);
+        assert_eq!(summary.summary.first_record, Some(Lsn(0x0200_0028)));
+        assert_eq!(summary.summary.last_record, Some(Lsn(0x0200_1AE8)));
+        assert_eq!(summary.summary.end_of_wal, Lsn(0x0200_1B00));
+        assert!(summary.summary.ends_with_switch);
+        assert!(!summary.summary.continues_into_next);
         // pg_waldump: "COMMIT 2026-11-21 13:45:32.543707 UTC" = 848583932543707 µs after 2000.
         assert_eq!(
             summary.xact_ends,
@@ -1542,7 +1737,10 @@ mod tests {
                 time: 848_583_932_543_707,
             }]
         );
-        assert_eq!((summary.min_xid, summary.max_xid), (Some(726), Some(726)));
+        assert_eq!(
+            (summary.summary.min_xid, summary.summary.max_xid),
+            (Some(726), Some(726))
+        );
     }
 
     /// Segment 3 of 1 MiB segments: commits, a record whose header is split 8/16 and one split
@@ -1582,10 +1780,19 @@ mod tests {
         );
         assert_eq!(commits[1] % PAGE as u64, PAGE as u64 - 8);
         assert_eq!(commits[2] % PAGE as u64, PAGE as u64 - 16);
-        assert_eq!((summary.min_xid, summary.max_xid), (Some(700), Some(703)));
-        assert!(summary.ends_with_switch);
-        assert_eq!(summary.last_record, wal.lsns.last().map(|&l| Lsn(l)));
-        assert_eq!(summary.end_of_wal, Lsn(wal.lsns.last().unwrap() + 24));
+        assert_eq!(
+            (summary.summary.min_xid, summary.summary.max_xid),
+            (Some(700), Some(703))
+        );
+        assert!(summary.summary.ends_with_switch);
+        assert_eq!(
+            summary.summary.last_record,
+            wal.lsns.last().map(|&l| Lsn(l))
+        );
+        assert_eq!(
+            summary.summary.end_of_wal,
+            Lsn(wal.lsns.last().unwrap() + 24)
+        );
     }
 
     #[test]
@@ -1606,8 +1813,8 @@ mod tests {
         wal.bytes[end..end + 64].fill(0xEE);
         wal.bytes[5 * PAGE..6 * PAGE].fill(0x77);
         let (summary, _) = wal.walk(0, true).unwrap();
-        assert!(summary.ends_with_switch);
-        assert_eq!(summary.end_of_wal.0, wal.base + end as u64);
+        assert!(summary.summary.ends_with_switch);
+        assert_eq!(summary.summary.end_of_wal.0, wal.base + end as u64);
     }
 
     #[test]
@@ -1622,18 +1829,18 @@ mod tests {
         wal.switch();
 
         let (first, count) = wal.walk(0, true).unwrap();
-        assert_eq!(first.last_record, Some(Lsn(big)));
-        assert!(first.continues_into_next);
-        assert!(!first.ends_with_switch);
-        assert_eq!(first.end_of_wal, Lsn(seg4));
+        assert_eq!(first.summary.last_record, Some(Lsn(big)));
+        assert!(first.summary.continues_into_next);
+        assert!(!first.summary.ends_with_switch);
+        assert_eq!(first.summary.end_of_wal, Lsn(seg4));
         assert_eq!(count, wal.lsns.iter().filter(|&&l| l < seg4).count() as u64);
 
         let (second, count) = wal.walk(1, true).unwrap();
-        assert_eq!(second.first_record, Some(Lsn(after)));
+        assert_eq!(second.summary.first_record, Some(Lsn(after)));
         assert!(after > seg4 + 3 * PAGE as u64);
         assert_eq!(second.xact_ends.len(), 1);
         assert_eq!(second.xact_ends[0].lsn, Lsn(after));
-        assert!(second.ends_with_switch);
+        assert!(second.summary.ends_with_switch);
         assert_eq!(count, 2);
     }
 
@@ -1646,13 +1853,57 @@ mod tests {
         let after = wal.commit(901, 40);
         wal.switch();
         let (first, _) = wal.walk(0, true).unwrap();
-        assert_eq!(first.last_record, Some(Lsn(split)));
-        assert!(first.continues_into_next);
+        assert_eq!(first.summary.last_record, Some(Lsn(split)));
+        assert!(first.summary.continues_into_next);
         assert!(first.xact_ends.is_empty());
+        // Nothing of the commit but 8 bytes of its header is here: the summary says so.
+        assert!(first.summary.spill_undecoded);
         let (second, count) = wal.walk(1, true).unwrap();
-        assert_eq!(second.first_record, Some(Lsn(after)));
+        assert_eq!(second.summary.first_record, Some(Lsn(after)));
         assert_eq!(second.xact_ends[0].xid, 901);
         assert_eq!(count, 2);
+        // Walked with the next segment, the commit is read whole.
+        let both = wal.walk_spanning(0).unwrap();
+        let ends: Vec<(Lsn, u32, i64)> = both
+            .xact_ends
+            .iter()
+            .map(|x| (x.lsn, x.xid, x.time))
+            .collect();
+        assert!(ends.contains(&(Lsn(split), 900, 30)), "{ends:?}");
+        assert!(!both.summary.spill_undecoded);
+    }
+
+    #[test]
+    fn a_transaction_end_spilling_into_the_next_segment_is_read_from_its_first_part() {
+        let mut wal = WalWriter::mib(3, 2);
+        let seg4 = wal.base + MIB;
+        wal.commit(800, 10);
+        // Header, data header and commit time fit in the 40 bytes left; the subtransactions
+        // spill over.
+        wal.fill_until(seg4 - 40);
+        let split = wal.commit_with_subxacts(920, 70, &[921, 922, 923, 924, 925, 926, 927]);
+        wal.commit(930, 60);
+        wal.switch();
+        let (first, _) = wal.walk(0, true).unwrap();
+        assert_eq!(first.summary.last_record, Some(Lsn(split)));
+        assert!(first.summary.continues_into_next && !first.summary.spill_undecoded);
+        assert_eq!(
+            first.xact_ends.last().map(|x| (x.lsn, x.xid, x.time)),
+            Some((Lsn(split), 920, 70))
+        );
+        assert_eq!(first.summary.xact_count, 2);
+        assert_eq!(
+            (first.summary.min_time, first.summary.max_time),
+            (Some(10), Some(70))
+        );
+        assert_eq!(first.summary.max_xid, Some(920));
+        // The next segment does not count it again.
+        let (second, _) = wal.walk(1, true).unwrap();
+        assert_eq!(
+            second.xact_ends.iter().map(|x| x.xid).collect::<Vec<_>>(),
+            [930]
+        );
+        assert_eq!(second.summary.min_time, Some(60));
     }
 
     #[test]
@@ -1664,14 +1915,14 @@ mod tests {
         wal.switch();
         let (middle, count) = wal.walk(1, true).unwrap();
         assert_eq!(count, 0);
-        assert_eq!(middle.first_record, None);
-        assert_eq!(middle.last_record, None);
-        assert!(middle.continues_into_next);
-        assert_eq!(middle.end_of_wal, Lsn(wal.base + 2 * MIB));
+        assert_eq!(middle.summary.first_record, None);
+        assert_eq!(middle.summary.last_record, None);
+        assert!(middle.summary.continues_into_next);
+        assert_eq!(middle.summary.end_of_wal, Lsn(wal.base + 2 * MIB));
         let (first, _) = wal.walk(0, true).unwrap();
-        assert_eq!(first.last_record, Some(Lsn(big)));
+        assert_eq!(first.summary.last_record, Some(Lsn(big)));
         let (last, count) = wal.walk(2, true).unwrap();
-        assert_eq!(last.first_record, Some(Lsn(after)));
+        assert_eq!(last.summary.first_record, Some(Lsn(after)));
         assert_eq!(count, 2);
     }
 
@@ -1686,12 +1937,15 @@ mod tests {
         wal.commit(6, 6);
         wal.switch();
         let (summary, count) = wal.walk(0, true).unwrap();
-        assert_eq!(summary.last_record, Some(Lsn(last)));
-        assert_eq!(summary.end_of_wal, Lsn(end));
-        assert!(!summary.continues_into_next && !summary.ends_with_switch);
+        assert_eq!(summary.summary.last_record, Some(Lsn(last)));
+        assert_eq!(summary.summary.end_of_wal, Lsn(end));
+        assert!(!summary.summary.continues_into_next && !summary.summary.ends_with_switch);
         assert_eq!(count, wal.lsns.iter().filter(|&&l| l < end).count() as u64);
         let (next, count) = wal.walk(1, true).unwrap();
-        assert_eq!(next.first_record, Some(Lsn(end + LONG_HEADER_LEN as u64)));
+        assert_eq!(
+            next.summary.first_record,
+            Some(Lsn(end + LONG_HEADER_LEN as u64))
+        );
         assert_eq!(count, 2);
     }
 
@@ -1718,10 +1972,10 @@ mod tests {
         let message = wal.walk(0, true).unwrap_err().to_string();
         assert!(message.contains(&Lsn(b).to_string()), "{message}");
         let (partial, _) = wal.walk(0, false).unwrap();
-        assert_eq!(partial.last_record, Some(Lsn(a)));
-        assert_eq!(partial.end_of_wal, Lsn(a + 34));
+        assert_eq!(partial.summary.last_record, Some(Lsn(a)));
+        assert_eq!(partial.summary.end_of_wal, Lsn(a + 34));
         assert_eq!(partial.xact_ends.len(), 1);
-        assert!(!partial.ends_with_switch);
+        assert!(!partial.summary.ends_with_switch);
     }
 
     #[test]
@@ -1741,7 +1995,7 @@ mod tests {
             })
         );
         let (partial, _) = wal.walk(0, false).unwrap();
-        assert_eq!(partial.last_record, Some(Lsn(a)));
+        assert_eq!(partial.summary.last_record, Some(Lsn(a)));
     }
 
     #[test]
@@ -1772,8 +2026,8 @@ mod tests {
             other => panic!("expected the WAL to end early, got {other:?}"),
         }
         let (partial, count) = wal.walk(0, false).unwrap();
-        assert_eq!(partial.end_of_wal, Lsn(a + 34));
-        assert_eq!(partial.last_record, Some(Lsn(a)));
+        assert_eq!(partial.summary.end_of_wal, Lsn(a + 34));
+        assert_eq!(partial.summary.last_record, Some(Lsn(a)));
         assert_eq!(count, wal.lsns.iter().filter(|&&l| l <= a).count() as u64);
     }
 
@@ -1790,8 +2044,8 @@ mod tests {
         for replacement in [stale, vec![0; PAGE]] {
             wal.bytes[page..page + PAGE].copy_from_slice(&replacement);
             let (summary, _) = wal.walk(0, false).unwrap();
-            assert_eq!(summary.last_record, Some(Lsn(last)));
-            assert_eq!(summary.end_of_wal, Lsn(last_end));
+            assert_eq!(summary.summary.last_record, Some(Lsn(last)));
+            assert_eq!(summary.summary.end_of_wal, Lsn(last_end));
             assert!(matches!(
                 wal.walk(0, true),
                 Err(WalRecordDefect::EndsEarly { end, .. }) if end == Lsn(last_end)
@@ -1815,8 +2069,8 @@ mod tests {
             })
         );
         let (partial, _) = wal.walk(0, false).unwrap();
-        assert_eq!(partial.last_record, Some(Lsn(before)));
-        assert_eq!(partial.end_of_wal, Lsn(before_end));
+        assert_eq!(partial.summary.last_record, Some(Lsn(before)));
+        assert_eq!(partial.summary.end_of_wal, Lsn(before_end));
     }
 
     #[test]
@@ -1840,7 +2094,7 @@ mod tests {
             })
         );
         let (partial, _) = wal.walk(0, false).unwrap();
-        assert_eq!(partial.last_record, Some(Lsn(before)));
+        assert_eq!(partial.summary.last_record, Some(Lsn(before)));
 
         // Without the flag the page does not continue the record either.
         wal.bytes[page + 16..page + 20].copy_from_slice(&right.to_le_bytes());
@@ -1889,7 +2143,7 @@ mod tests {
         assert_eq!(overwrite, page + 24);
         let xids: Vec<(Lsn, u32)> = summary.xact_ends.iter().map(|e| (e.lsn, e.xid)).collect();
         assert_eq!(xids, vec![(Lsn(kept), 30), (Lsn(after), 31)]);
-        assert!(summary.ends_with_switch);
+        assert!(summary.summary.ends_with_switch);
     }
 
     fn commit_body(xid_info: u32, parts: &[&[u8]]) -> Vec<u8> {
@@ -2006,9 +2260,12 @@ mod tests {
                 end(abort_prepared, XactEndKind::AbortPrepared, 739),
             ]
         );
-        assert_eq!((summary.min_xid, summary.max_xid), (Some(739), Some(742)));
         assert_eq!(
-            summary.restore_points,
+            (summary.summary.min_xid, summary.summary.max_xid),
+            (Some(739), Some(742))
+        );
+        assert_eq!(
+            summary.summary.restore_points,
             vec![RestorePoint {
                 lsn: Lsn(rp),
                 name: "rp_one".into(),
@@ -2023,18 +2280,18 @@ mod tests {
             timeline: 3,
         };
         assert_eq!(
-            summary.checkpoints,
+            summary.summary.checkpoints,
             vec![checkpoint(online, true), checkpoint(shutdown, false)]
         );
         assert_eq!(
-            summary.backup_ends,
+            summary.summary.backup_ends,
             vec![BackupEnd {
                 lsn: Lsn(backup_end),
                 backup_start: Lsn(0x0300_0060)
             }]
         );
         assert_eq!(
-            summary.end_of_recovery,
+            summary.summary.end_of_recovery,
             vec![EndOfRecovery {
                 lsn: Lsn(eor),
                 time: 888,
@@ -2270,10 +2527,15 @@ mod tests {
     #[test]
     fn summaries_serialize_with_lsns_written_as_postgresql_writes_them() {
         let (wal, _) = split_records();
-        let (summary, _) = wal.walk(0, true).unwrap();
+        let (walked, _) = wal.walk(0, true).unwrap();
+        let summary = walked.summary;
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["first_record"], "0/300028");
-        assert_eq!(json["xact_ends"][0]["kind"], "Commit");
+        assert_eq!(json["last_xact"]["kind"], "Commit");
+        assert_eq!(
+            json["last_xact"]["lsn"],
+            walked.xact_ends.last().unwrap().lsn.to_string()
+        );
         let back: SegmentSummary = serde_json::from_value(json).unwrap();
         assert_eq!(back, summary);
         let empty = SegmentSummary {

@@ -5,11 +5,16 @@
 //! before the first commit or abort whose time is past it (at or past it, when exclusive), in WAL
 //! order; an xid target stops after that transaction's end (before it, when exclusive); a
 //! restore point stops after it; a stop before the backup is consistent is an error.
+//!
+//! The WAL index keeps ranges per segment (commit times, XIDs, restore points), not every
+//! transaction end: the planner finds the segment where recovery stops from the ranges and asks
+//! the caller's [`SegmentEvents`] for that segment's transaction ends, so a plan over years of
+//! WAL reads one segment.
 
 use std::collections::BTreeMap;
 
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal_records::SegmentSummary;
+use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId};
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
@@ -68,6 +73,24 @@ pub struct PlanRequest {
     pub timeline: TimelineChoice,
 }
 
+/// The events of one segment that a target can stop at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentDetail {
+    pub xact_ends: Vec<XactEnd>,
+    pub restore_points: Vec<RestorePoint>,
+}
+
+/// Reads the events of an archived segment: every transaction end and restore point starting
+/// in `segment`, including the record that continues into `next` when there is one (read from
+/// both). The caller supplies it; the planner itself does no I/O.
+pub trait SegmentEvents {
+    fn segment_events(
+        &self,
+        segment: SegmentName,
+        next: Option<SegmentName>,
+    ) -> Result<SegmentDetail, String>;
+}
+
 /// What is archived.
 pub struct Archive<'a> {
     pub segment_size: SegmentSize,
@@ -75,6 +98,7 @@ pub struct Archive<'a> {
     /// Keyed by (timeline, segment number).
     pub segments: &'a SegmentIndex,
     pub histories: &'a Histories,
+    pub events: &'a dyn SegmentEvents,
 }
 
 /// A stretch of the timeline path: `timeline` from `begins` until `ends`.
@@ -149,6 +173,11 @@ pub enum PlanError {
         timeline: u32,
         what: String,
         today: String,
+    },
+    #[error("cannot read the records of archived segment {segment}: {reason}")]
+    Unreadable {
+        segment: SegmentName,
+        reason: String,
     },
 }
 
@@ -270,24 +299,57 @@ fn stops_at(event: &Event<'_>, request: &PlanRequest) -> Option<StopPoint> {
     }
 }
 
+/// Whether, by its summary, a segment can hold the record where recovery stops.
+fn may_stop_in(summary: &SegmentSummary, request: &PlanRequest) -> bool {
+    if summary.spill_undecoded {
+        return true;
+    }
+    match &request.target {
+        Target::Time(target) => summary.max_time.is_some_and(|latest| {
+            if request.inclusive {
+                latest > *target
+            } else {
+                latest >= *target
+            }
+        }),
+        Target::Xid(xid) => {
+            matches!((summary.min_xid, summary.max_xid), (Some(min), Some(max)) if (min..=max).contains(xid))
+        }
+        Target::Name(name) => summary.restore_points.iter().any(|r| r.name == *name),
+        Target::EndOfArchive | Target::Immediate | Target::Lsn(_) => false,
+    }
+}
+
 /// The first record, in WAL order along `path`, at which PostgreSQL stops for `request`,
 /// over every archived segment: a backup whose state already includes it is too new.
 fn first_stop(
     archive: &Archive<'_>,
     path: &[TimelineSpan],
     request: &PlanRequest,
-) -> Option<(Lsn, StopPoint, u64)> {
+) -> Result<Option<(Lsn, StopPoint, u64)>, PlanError> {
     let size = archive.segment_size;
     for (&(timeline, segno), indexed) in archive.segments {
         if timeline != timeline_of_segment(path, segno, size) {
             continue;
         }
         let summary = &indexed.summary;
-        let mut events: Vec<Event<'_>> = summary
+        if !may_stop_in(summary, request) {
+            continue;
+        }
+        let segment = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
+        let next_timeline = timeline_of_segment(path, segno + 1, size);
+        let next = (summary.continues_into_next
+            && archive.segments.contains_key(&(next_timeline, segno + 1)))
+        .then(|| SegmentName::from_segment_number(TimelineId(next_timeline), segno + 1, size));
+        let detail = archive
+            .events
+            .segment_events(segment, next)
+            .map_err(|reason| PlanError::Unreadable { segment, reason })?;
+        let mut events: Vec<Event<'_>> = detail
             .xact_ends
             .iter()
             .map(Event::Transaction)
-            .chain(summary.restore_points.iter().map(Event::RestorePoint))
+            .chain(detail.restore_points.iter().map(Event::RestorePoint))
             .collect();
         events.sort_by_key(Event::lsn);
         for event in &events {
@@ -299,29 +361,34 @@ fn first_stop(
                     } else {
                         segno
                     };
-                return Some((event.lsn(), stop, last));
+                return Ok(Some((event.lsn(), stop, last)));
             }
         }
     }
-    None
+    Ok(None)
 }
 
-/// What the archive holds from `from` on along `path`.
+/// What the archive holds from a backup's start on along `path`.
 struct Stretch {
     segments: Vec<SegmentName>,
     bytes: u64,
     end: Lsn,
-    last_time: Option<i64>,
+    /// The last transaction end in it (WAL order): LSN and time.
+    last_xact: Option<(Lsn, i64)>,
+    /// The first segment missing before `last` (or, open-ended, before the archive's end on
+    /// `path`), and whether archived WAL follows it.
+    missing: Option<SegmentName>,
+    archive_continues: bool,
 }
 
-/// The segments from the one holding `from` through `last` (or as far as the archive goes),
-/// failing on the first one missing before that.
-fn collect(
+/// The archived segments from the one holding `backup.start` through segment `last` (or as far
+/// as the archive goes), up to the first one missing.
+fn stretch_from(
     archive: &Archive<'_>,
     path: &[TimelineSpan],
     backup: &BackupPoint,
     last: Option<u64>,
-) -> Result<Stretch, PlanError> {
+) -> Stretch {
     let size = archive.segment_size;
     let segment_bytes = u64::from(size.bytes());
     let archived_end = archive
@@ -334,42 +401,112 @@ fn collect(
         segments: Vec::new(),
         bytes: 0,
         end: backup.start,
-        last_time: None,
+        last_xact: None,
+        missing: None,
+        archive_continues: false,
     };
     let mut segno = backup.start.0 / segment_bytes;
-    loop {
-        if last.is_some_and(|last| segno > last) {
-            return Ok(stretch);
-        }
+    while last.is_none_or(|last| segno <= last) {
         let timeline = timeline_of_segment(path, segno, size);
         let name = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
         let Some(indexed) = archive.segments.get(&(timeline, segno)) else {
-            // Past the end of the archive is where an open-ended stretch ends; anything
-            // before it, or before the backup is consistent, is a hole.
-            if last.is_some()
-                || archived_end.is_some_and(|end| segno < end)
-                || segno * segment_bytes < backup.stop.0
-            {
-                return Err(PlanError::Gap {
-                    missing: name,
-                    label: backup.label.clone(),
-                });
+            stretch.archive_continues = archived_end.is_some_and(|end| segno < end);
+            if last.is_some() || stretch.archive_continues {
+                stretch.missing = Some(name);
+            } else if segno * segment_bytes < backup.stop.0 {
+                // The archive ends before the backup is consistent.
+                stretch.missing = Some(name);
             }
-            return Ok(stretch);
+            break;
         };
         stretch.segments.push(name);
         stretch.bytes += indexed.bytes;
         stretch.end = indexed.summary.end_of_wal;
         if let Some(x) = indexed
             .summary
-            .xact_ends
-            .iter()
-            .rfind(|x| x.lsn >= backup.start)
+            .last_xact
+            .as_ref()
+            .filter(|x| x.lsn >= backup.start)
         {
-            stretch.last_time = Some(x.time);
+            stretch.last_xact = Some((x.lsn, x.time));
         }
         segno += 1;
     }
+    stretch
+}
+
+/// The segments from the one holding `backup.start` through `last` (or as far as the archive
+/// goes), failing on the first one missing before that.
+fn collect(
+    archive: &Archive<'_>,
+    path: &[TimelineSpan],
+    backup: &BackupPoint,
+    last: Option<u64>,
+) -> Result<Stretch, PlanError> {
+    let stretch = stretch_from(archive, path, backup, last);
+    match stretch.missing {
+        Some(missing) => Err(PlanError::Gap {
+            missing,
+            label: backup.label.clone(),
+        }),
+        None => Ok(stretch),
+    }
+}
+
+/// A stretch of WAL that restores can reach on one timeline's path: from where the earliest
+/// backup that reaches it is consistent to the end of the archived WAL after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoverableWindow {
+    /// The earliest backup the window starts with, and where it is consistent.
+    pub backup: String,
+    pub from: Lsn,
+    /// Where the archived WAL it reaches ends.
+    pub to: Lsn,
+    /// The last transaction end in it: what a time target can reach at most.
+    pub last_xact: Option<(Lsn, i64)>,
+    /// The first segment missing after it, when more WAL is archived past that hole.
+    pub gap: Option<SegmentName>,
+}
+
+/// The windows a restore along `timeline` can reach, oldest first: from each backup's
+/// consistency point to where its WAL runs out, overlapping windows merged. A backup whose WAL
+/// has a hole before it is consistent reaches nothing.
+pub fn recoverable_windows(
+    archive: &Archive<'_>,
+    timeline: u32,
+) -> Result<Vec<RecoverableWindow>, PlanError> {
+    let path = timeline_path(timeline, archive.histories)?;
+    let mut backups: Vec<&BackupPoint> = archive
+        .backups
+        .iter()
+        .filter(|b| on_path(b, &path))
+        .collect();
+    backups.sort_by_key(|b| b.stop);
+    let mut windows: Vec<RecoverableWindow> = Vec::new();
+    for backup in backups {
+        let stretch = stretch_from(archive, &path, backup, None);
+        if stretch.end < backup.stop {
+            continue;
+        }
+        let window = RecoverableWindow {
+            backup: backup.label.clone(),
+            from: backup.stop,
+            to: stretch.end,
+            last_xact: stretch.last_xact,
+            gap: stretch.missing,
+        };
+        match windows.last_mut() {
+            Some(open) if window.from <= open.to => {
+                if window.to > open.to {
+                    open.to = window.to;
+                    open.last_xact = window.last_xact.or(open.last_xact);
+                    open.gap = window.gap;
+                }
+            }
+            _ => windows.push(window),
+        }
+    }
+    Ok(windows)
 }
 
 /// Plans recovery to `request` from what `archive` holds.
@@ -441,7 +578,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
             Ok(made(backup, why, stretch, StopPoint::AtLsn(*target)))
         }
         Target::Time(_) | Target::Xid(_) | Target::Name(_) => {
-            match first_stop(archive, &path, request) {
+            match first_stop(archive, &path, request)? {
                 Some((lsn, stop, last)) => {
                     // The newest backup whose state does not yet include the stop record.
                     let backup = on_path
@@ -465,8 +602,8 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                         Target::Name(name) => format!("no restore point '{name}'"),
                         _ => unreachable!("only these targets stop at a record"),
                     };
-                    let today = match stretch.last_time {
-                        Some(time) => format!(
+                    let today = match stretch.last_xact {
+                        Some((_, time)) => format!(
                             "today a restore can reach the last archived commit or abort, at {}",
                             format_time(time)
                         ),
@@ -486,11 +623,15 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::wal_records::{RestorePoint, XactEnd, XactEndKind};
+    use crate::pg::wal_records::XactEndKind;
 
     const MIB: u64 = 1 << 20;
 
-    fn segment(segno: u64, commits: &[(u64, u32, i64)], spills: bool) -> IndexedSegment {
+    fn segment(
+        segno: u64,
+        commits: &[(u64, u32, i64)],
+        spills: bool,
+    ) -> (IndexedSegment, Vec<XactEnd>) {
         let xact_ends: Vec<XactEnd> = commits
             .iter()
             .map(|&(offset, xid, time)| XactEnd {
@@ -500,7 +641,7 @@ mod tests {
                 time,
             })
             .collect();
-        IndexedSegment {
+        let indexed = IndexedSegment {
             bytes: MIB,
             summary: SegmentSummary {
                 first_record: Some(Lsn(segno * MIB + 40)),
@@ -508,22 +649,71 @@ mod tests {
                 end_of_wal: Lsn((segno + 1) * MIB),
                 ends_with_switch: false,
                 continues_into_next: spills,
-                xact_ends,
+                xact_count: xact_ends.len() as u32,
+                last_xact: xact_ends.last().cloned(),
+                min_time: xact_ends.iter().map(|x| x.time).min(),
+                max_time: xact_ends.iter().map(|x| x.time).max(),
+                spill_undecoded: false,
                 restore_points: vec![],
                 checkpoints: vec![],
                 backup_ends: vec![],
                 end_of_recovery: vec![],
-                min_xid: None,
-                max_xid: None,
+                min_xid: xact_ends.iter().map(|x| x.xid).min(),
+                max_xid: xact_ends.iter().map(|x| x.xid).max(),
             },
+        };
+        (indexed, xact_ends)
+    }
+
+    /// Segment events from memory, counting which segments the planner reads.
+    #[derive(Default)]
+    struct Events {
+        details: BTreeMap<SegmentName, SegmentDetail>,
+        read: std::cell::RefCell<Vec<SegmentName>>,
+    }
+
+    impl SegmentEvents for Events {
+        fn segment_events(
+            &self,
+            segment: SegmentName,
+            _next: Option<SegmentName>,
+        ) -> Result<SegmentDetail, String> {
+            self.read.borrow_mut().push(segment);
+            self.details
+                .get(&segment)
+                .cloned()
+                .ok_or_else(|| format!("{segment} is not archived"))
         }
+    }
+
+    /// Indexes `segment` under (timeline, segno) and keeps its events.
+    fn add(
+        segments: &mut SegmentIndex,
+        events: &mut Events,
+        timeline: u32,
+        segno: u64,
+        (indexed, xact_ends): (IndexedSegment, Vec<XactEnd>),
+    ) {
+        let name = SegmentName::from_segment_number(
+            TimelineId(timeline),
+            segno,
+            SegmentSize::new(MIB).unwrap(),
+        );
+        events.details.insert(
+            name,
+            SegmentDetail {
+                xact_ends,
+                restore_points: indexed.summary.restore_points.clone(),
+            },
+        );
+        segments.insert((timeline, segno), indexed);
     }
 
     /// Timeline 1: segments 1-6. Commits: seg 1 xid 99 @800, before backup A is consistent; seg 2 xid 100 @1000 and 101 @2000; seg 3 102 @3000
     /// (at 0/3000200, after backup B is consistent); seg 4 103 @4000, the last record, spilling
     /// into seg 5; seg 5 104 @5000 and a restore point; seg 6 105 @6000.
     /// Timeline 2 forks at 0/4000100 (after 102, before 103): its segments 4-5 hold 200 @4500.
-    fn archive_fixture() -> (Vec<BackupPoint>, SegmentIndex, Histories) {
+    fn archive_fixture() -> (Vec<BackupPoint>, SegmentIndex, Histories, Events) {
         let backups = vec![
             BackupPoint {
                 label: "A".into(),
@@ -539,24 +729,58 @@ mod tests {
             },
         ];
         let mut segments = BTreeMap::new();
+        let mut events = Events::default();
         // Commit 99 lies before backup A is consistent (at 0/100100).
-        segments.insert((1, 1), segment(1, &[(0x50, 99, 800)], false));
-        segments.insert(
-            (1, 2),
+        add(
+            &mut segments,
+            &mut events,
+            1,
+            1,
+            segment(1, &[(0x50, 99, 800)], false),
+        );
+        add(
+            &mut segments,
+            &mut events,
+            1,
+            2,
             segment(2, &[(0x300, 100, 1000), (0x400, 101, 2000)], false),
         );
-        segments.insert((1, 3), segment(3, &[(0x200, 102, 3000)], false));
-        segments.insert((1, 4), segment(4, &[(0x500, 103, 4000)], true));
+        add(
+            &mut segments,
+            &mut events,
+            1,
+            3,
+            segment(3, &[(0x200, 102, 3000)], false),
+        );
+        add(
+            &mut segments,
+            &mut events,
+            1,
+            4,
+            segment(4, &[(0x500, 103, 4000)], true),
+        );
         let mut fifth = segment(5, &[(0x300, 104, 5000)], false);
-        fifth.summary.restore_points.push(RestorePoint {
+        fifth.0.summary.restore_points.push(RestorePoint {
             lsn: Lsn(5 * MIB + 0x400),
             name: "before upgrade".into(),
             time: 5100,
         });
-        segments.insert((1, 5), fifth);
-        segments.insert((1, 6), segment(6, &[(0x100, 105, 6000)], false));
-        segments.insert((2, 4), segment(4, &[(0x800, 200, 4500)], false));
-        segments.insert((2, 5), segment(5, &[], false));
+        add(&mut segments, &mut events, 1, 5, fifth);
+        add(
+            &mut segments,
+            &mut events,
+            1,
+            6,
+            segment(6, &[(0x100, 105, 6000)], false),
+        );
+        add(
+            &mut segments,
+            &mut events,
+            2,
+            4,
+            segment(4, &[(0x800, 200, 4500)], false),
+        );
+        add(&mut segments, &mut events, 2, 5, segment(5, &[], false));
         let mut histories = BTreeMap::new();
         histories.insert(
             2,
@@ -566,7 +790,7 @@ mod tests {
             )
             .unwrap(),
         );
-        (backups, segments, histories)
+        (backups, segments, histories, events)
     }
 
     fn request(target: Target, inclusive: bool, timeline: TimelineChoice) -> PlanRequest {
@@ -586,12 +810,13 @@ mod tests {
 
     #[test]
     fn plans_follow_postgresql_stopping_rules() {
-        let (backups, segments, histories) = archive_fixture();
+        let (backups, segments, histories, events) = archive_fixture();
         let archive = Archive {
             segment_size: SegmentSize::new(MIB).unwrap(),
             backups: &backups,
             segments: &segments,
             histories: &histories,
+            events: &events,
         };
         let on_one = TimelineChoice::Exact(1);
         // (request, backup, segments as "TTLLLLLLLLSS" tails, stop)
@@ -735,8 +960,107 @@ mod tests {
     }
 
     #[test]
+    fn only_the_segments_where_recovery_may_stop_are_read() {
+        let (backups, mut segments, histories, events) = archive_fixture();
+        let size = SegmentSize::new(MIB).unwrap();
+        let name = |segno| SegmentName::from_segment_number(TimelineId(1), segno, size);
+        let time_3500 = request(Target::Time(3500), true, TimelineChoice::Exact(1));
+        {
+            let archive = Archive {
+                segment_size: size,
+                backups: &backups,
+                segments: &segments,
+                histories: &histories,
+                events: &events,
+            };
+            plan(&archive, &time_3500).unwrap();
+            assert_eq!(*events.read.borrow(), [name(4)]);
+            events.read.borrow_mut().clear();
+            // No restore point of that name: no segment is read at all.
+            plan(
+                &archive,
+                &request(Target::Name("nope".into()), true, TimelineChoice::Exact(1)),
+            )
+            .unwrap_err();
+            assert_eq!(*events.read.borrow(), []);
+        }
+        // A segment whose spilling record could not be read from it is read when passed.
+        segments.get_mut(&(1, 2)).unwrap().summary.spill_undecoded = true;
+        let archive = Archive {
+            segment_size: size,
+            backups: &backups,
+            segments: &segments,
+            histories: &histories,
+            events: &events,
+        };
+        plan(&archive, &time_3500).unwrap();
+        assert_eq!(*events.read.borrow(), [name(2), name(4)]);
+    }
+
+    #[test]
+    fn recoverable_windows_run_from_each_backup_to_the_end_of_its_wal() {
+        let (backups, mut segments, histories, events) = archive_fixture();
+        let size = SegmentSize::new(MIB).unwrap();
+        let windows = |segments: &SegmentIndex, timeline| {
+            let archive = Archive {
+                segment_size: size,
+                backups: &backups,
+                segments,
+                histories: &histories,
+                events: &events,
+            };
+            recoverable_windows(&archive, timeline).unwrap()
+        };
+        // Timeline 1: A's and B's windows overlap into one, to the end of segment 6.
+        assert_eq!(
+            windows(&segments, 1),
+            [RecoverableWindow {
+                backup: "A".into(),
+                from: Lsn(MIB + 0x100),
+                to: Lsn(7 * MIB),
+                last_xact: Some((Lsn(6 * MIB + 0x100), 6000)),
+                gap: None,
+            }]
+        );
+        // Timeline 2 follows timeline 1 to the fork, then its own segments 4 and 5.
+        let along_two = windows(&segments, 2);
+        assert_eq!(along_two.len(), 1);
+        assert_eq!(along_two[0].to, Lsn(6 * MIB));
+        assert_eq!(along_two[0].last_xact, Some((Lsn(4 * MIB + 0x800), 4500)));
+        // A hole between A and B: A's window ends at it, B's starts after it.
+        segments.remove(&(1, 2));
+        assert_eq!(
+            windows(&segments, 1),
+            [
+                RecoverableWindow {
+                    backup: "A".into(),
+                    from: Lsn(MIB + 0x100),
+                    to: Lsn(2 * MIB),
+                    last_xact: Some((Lsn(MIB + 0x50), 800)),
+                    gap: Some(SegmentName::from_segment_number(TimelineId(1), 2, size)),
+                },
+                RecoverableWindow {
+                    backup: "B".into(),
+                    from: Lsn(3 * MIB + 0x100),
+                    to: Lsn(7 * MIB),
+                    last_xact: Some((Lsn(6 * MIB + 0x100), 6000)),
+                    gap: None,
+                }
+            ]
+        );
+        segments.insert((1, 2), segment(2, &[], false).0);
+        segments.remove(&(1, 5));
+        let split = windows(&segments, 1);
+        assert_eq!(split.len(), 1, "{split:?}");
+        assert_eq!(
+            (split[0].to, split[0].gap.map(|g| g.to_string())),
+            (Lsn(5 * MIB), Some("000000010000000000000005".to_owned()))
+        );
+    }
+
+    #[test]
     fn unreachable_targets_say_why() {
-        let (backups, mut segments, histories) = archive_fixture();
+        let (backups, mut segments, histories, events) = archive_fixture();
         let size = SegmentSize::new(MIB).unwrap();
         let on_one = TimelineChoice::Exact(1);
         {
@@ -745,6 +1069,7 @@ mod tests {
                 backups: &backups,
                 segments: &segments,
                 histories: &histories,
+                events: &events,
             };
             // Before the first backup is consistent.
             assert_eq!(
@@ -781,6 +1106,7 @@ mod tests {
                 backups: &[],
                 segments: &segments,
                 histories: &histories,
+                events: &events,
             };
             assert_eq!(
                 plan(&none, &request(Target::EndOfArchive, true, on_one)).unwrap_err(),
@@ -794,6 +1120,7 @@ mod tests {
             backups: &backups,
             segments: &segments,
             histories: &histories,
+            events: &events,
         };
         assert_eq!(
             plan(&archive, &request(Target::Time(4500), true, on_one))

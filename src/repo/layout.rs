@@ -73,6 +73,21 @@ pub fn wal_index(stanza: &str, name: WalFileName) -> ObjectKey {
     ))
 }
 
+/// The directory of index entries for one WAL directory (`TTTTTTTTLLLLLLLL`).
+pub fn wal_index_directory(stanza: &str, directory: &str) -> ObjectKey {
+    key(format!("{stanza}/walindex/{directory}"))
+}
+
+/// Where the packs of index entries are.
+pub fn wal_index_packs(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/walindex/packs"))
+}
+
+/// A pack of `count` index entries of one WAL directory.
+pub fn wal_index_pack(stanza: &str, directory: &str, count: usize) -> ObjectKey {
+    key(format!("{stanza}/walindex/packs/{directory}.{count:05}"))
+}
+
 /// Where all backups of a stanza are.
 pub fn backup_root(stanza: &str) -> ObjectKey {
     key(format!("{stanza}/backup"))

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 
+use crate::archive::walk_archived::ArchivedEvents;
 use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
 use crate::plan::{
@@ -36,12 +37,16 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
     let size = stanza.expected_cluster().segment_size;
     let mut segments = SegmentIndex::new();
     let mut histories = Histories::new();
+    let mut packed = stanza.packed_wal_index()?;
     for (name, listed) in stanza.list_wal()? {
         match name {
             WalFileName::Segment(segment) => {
-                let entry = stanza.get_wal_index(name)?.with_context(|| {
-                    format!("archived segment {name} has no WAL index entry: run 'tidemark index rebuild'")
-                })?;
+                let entry = match packed.remove(&name.to_string()) {
+                    Some(entry) => entry,
+                    None => stanza.get_wal_index(name)?.with_context(|| {
+                        format!("archived segment {name} has no WAL index entry: run 'tidemark index rebuild'")
+                    })?,
+                };
                 segments.insert(
                     (segment.timeline.0, segment.segment_number(size)?),
                     IndexedSegment {
@@ -116,11 +121,13 @@ pub fn plan_for(
     request: &PlanRequest,
 ) -> anyhow::Result<RecoveryPlan> {
     let inputs = load(stanza, backups)?;
+    let events = ArchivedEvents { stanza };
     let archive = Archive {
         segment_size: stanza.expected_cluster().segment_size,
         backups: &inputs.backups,
         segments: &inputs.segments,
         histories: &inputs.histories,
+        events: &events,
     };
     Ok(crate::plan::plan(&archive, request)?)
 }
