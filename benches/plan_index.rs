@@ -185,14 +185,21 @@ fn main() -> anyhow::Result<()> {
         tidemark.display()
     );
     let dir = tempfile::tempdir()?;
-    let root = dir.path().join("repo");
+    // TIDEMARK_BENCH_KEEP=1 keeps the stanza (and prints where), to profile `plan` over it.
+    let dir_path = if std::env::var_os("TIDEMARK_BENCH_KEEP").is_some() {
+        dir.keep()
+    } else {
+        dir.path().to_owned()
+    };
+    let dir = dir_path.as_path();
+    let root = dir.join("repo");
     let started = Instant::now();
     build(&root)?;
     println!(
         "built a stanza of {SEGMENTS} indexed segments in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let config = dir.path().join("tidemark.toml");
+    let config = dir.join("tidemark.toml");
     fs::write(
         &config,
         format!(
@@ -214,6 +221,9 @@ fn main() -> anyhow::Result<()> {
     println!("packed {packs} WAL directories");
     for (label, args) in &targets {
         rows.push((label, "packed", time_plan(&tidemark, &config, args)?));
+    }
+    if std::env::var_os("TIDEMARK_BENCH_KEEP").is_some() {
+        println!("kept the stanza: {}", config.display());
     }
     println!("\n`tidemark plan --output json` over {SEGMENTS} segments, median of {RUNS} runs:");
     for (label, how, time) in rows {

@@ -186,6 +186,41 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         info["backups"][0]["wal_start"].as_str().unwrap().to_owned(),
         info["backups"][0]["wal_stop"].as_str().unwrap().to_owned(),
     );
+    // One window: from the end of the backup to the last archived commit, at or after the
+    // last row's (autovacuum may commit after it), with no gap.
+    let windows = info["timelines"][0]["recoverable"].as_array().unwrap();
+    assert_eq!(windows.len(), 1, "{info:#}");
+    let window = &windows[0];
+    assert_eq!(
+        window["from_backup"], info["backups"][0]["label"],
+        "{info:#}"
+    );
+    assert_eq!(
+        window["from_lsn"], info["backups"][0]["stop_lsn"],
+        "{info:#}"
+    );
+    assert!(window["gap"].is_null(), "{info:#}");
+    let last_row = workload::format_instant(rows.last().unwrap().commit_micros);
+    let reached = window["to_time"].as_str().unwrap();
+    let as_micros = |text: &str| {
+        chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .timestamp_micros()
+    };
+    assert!(
+        as_micros(reached) >= as_micros(&last_row),
+        "the window ends at {reached}, before the last row's commit at {last_row}"
+    );
+    let text = lab.tidemark(&["info"]).unwrap();
+    assert!(
+        text.contains(&format!(
+            "recoverable: {} (end of backup {}, {}) .. {reached} (last archived commit or abort, ",
+            window["from_time"].as_str().unwrap(),
+            window["from_backup"].as_str().unwrap(),
+            window["from_lsn"].as_str().unwrap()
+        )),
+        "{text}"
+    );
     let wal_dir = lab.tmp.subdir("verify-wal").unwrap();
     let first = u64::from_str_radix(&wal_start[16..], 16).unwrap();
     let last = u64::from_str_radix(&wal_stop[16..], 16).unwrap();

@@ -89,7 +89,12 @@ pub enum Command {
     /// The WAL index the recovery planner reads (written by every push)
     #[command(subcommand)]
     Index(IndexCommand),
-    /// Show what a stanza holds: its cluster, its backups and, per timeline, the archived WAL
+            /// Show what a stanza holds: its cluster, its backups, its WAL and what restores can reach
+    ///
+    /// Per timeline: the archived segments (and how many are missing between the first and the
+    /// last), and the windows of time restores along it can reach: from the end of a backup to
+    /// the last archived commit or abort, cut where a segment is missing.
+    #[command(verbatim_doc_comment)]
     Info {
         /// Output format
         #[arg(long, value_enum, default_value = "text")]

@@ -176,8 +176,9 @@ pub struct EndOfRecovery {
     pub prev_timeline: u32,
 }
 
-/// What one segment holds.
+/// What one segment holds. Fields that are empty, absent or false are left out of its JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentSummary {
     /// The first record that starts in this segment (none if one record covers all of it).
     #[serde(with = "optional_lsn_text")]
@@ -189,6 +190,7 @@ pub struct SegmentSummary {
     /// the switch record's end), or the segment end if a record continues into the next segment.
     #[serde(with = "lsn_text")]
     pub end_of_wal: Lsn,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub ends_with_switch: bool,
     /// WAL continues into the next segment: the last record spills over (its CRC is not checked
     /// here), or one record covers the whole segment.
@@ -198,21 +200,36 @@ pub struct SegmentSummary {
     /// them for the one segment where recovery stops, which it reads again.
     pub xact_count: u32,
     /// The last transaction end, in WAL order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_xact: Option<XactEnd>,
     /// The earliest and latest `xact_time` of the transaction ends. WAL order is not time order:
     /// a commit's time is taken before its record is inserted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_time: Option<i64>,
     /// The record spilling into the next segment may be a transaction end or a restore point, but
     /// too little of it is in this segment to read it; it is read with the next segment when needed.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub spill_undecoded: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore_points: Vec<RestorePoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkpoints: Vec<CheckpointRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backup_ends: Vec<BackupEnd>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub end_of_recovery: Vec<EndOfRecovery>,
     /// The lowest and highest XID of the transaction end records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_xid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_xid: Option<u32>,
+}
+
+/// Entries leave out what is empty or false: an index of 100,000 entries is read in one go.
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl SegmentSummary {

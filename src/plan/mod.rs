@@ -336,15 +336,25 @@ fn first_stop(
         if !may_stop_in(summary, request) {
             continue;
         }
-        let segment = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
-        let next_timeline = timeline_of_segment(path, segno + 1, size);
-        let next = (summary.continues_into_next
-            && archive.segments.contains_key(&(next_timeline, segno + 1)))
-        .then(|| SegmentName::from_segment_number(TimelineId(next_timeline), segno + 1, size));
-        let detail = archive
-            .events
-            .segment_events(segment, next)
-            .map_err(|reason| PlanError::Unreadable { segment, reason })?;
+        // Restore points are all in the summary; transaction ends only in the segment.
+        let needs_segment =
+            summary.spill_undecoded || matches!(request.target, Target::Time(_) | Target::Xid(_));
+        let detail = if needs_segment {
+            let segment = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
+            let next_timeline = timeline_of_segment(path, segno + 1, size);
+            let next = (summary.continues_into_next
+                && archive.segments.contains_key(&(next_timeline, segno + 1)))
+            .then(|| SegmentName::from_segment_number(TimelineId(next_timeline), segno + 1, size));
+            archive
+                .events
+                .segment_events(segment, next)
+                .map_err(|reason| PlanError::Unreadable { segment, reason })?
+        } else {
+            SegmentDetail {
+                xact_ends: Vec::new(),
+                restore_points: summary.restore_points.clone(),
+            }
+        };
         let mut events: Vec<Event<'_>> = detail
             .xact_ends
             .iter()
@@ -976,12 +986,21 @@ mod tests {
             plan(&archive, &time_3500).unwrap();
             assert_eq!(*events.read.borrow(), [name(4)]);
             events.read.borrow_mut().clear();
-            // No restore point of that name: no segment is read at all.
+            // A restore point target reads no segment: the summaries hold every restore point.
             plan(
                 &archive,
                 &request(Target::Name("nope".into()), true, TimelineChoice::Exact(1)),
             )
             .unwrap_err();
+            plan(
+                &archive,
+                &request(
+                    Target::Name("before upgrade".into()),
+                    true,
+                    TimelineChoice::Exact(1),
+                ),
+            )
+            .unwrap();
             assert_eq!(*events.read.borrow(), []);
         }
         // A segment whose spilling record could not be read from it is read when passed.

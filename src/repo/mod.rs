@@ -169,7 +169,14 @@ impl Stanza<'_> {
                     self.repo.storage.location()
                 )
             })?;
-            if self.wal_key(name) != object.key {
+            // The key is `<stanza>/wal/<directory>/<name>`; only the directory can be wrong.
+            let expected_directory = match name.segment() {
+                Some(segment) => format!("{:08X}{:08X}", segment.timeline.0, segment.log),
+                None => "history".to_owned(),
+            };
+            let mut components = object.key.as_str().rsplit('/');
+            let directory = components.nth(1).unwrap_or_default();
+            if directory != expected_directory || components.count() != 2 {
                 bail!(
                     "object {} is misplaced in {}: it belongs at {}",
                     object.key,

@@ -37,8 +37,17 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
     let size = stanza.expected_cluster().segment_size;
     let mut segments = SegmentIndex::new();
     let mut histories = Histories::new();
-    let mut packed = stanza.packed_wal_index()?;
-    for (name, listed) in stanza.list_wal()? {
+    // Reading the packs is CPU work, listing the archive is system calls: side by side.
+    let (packed, listed) = std::thread::scope(|scope| {
+        let packing = scope.spawn(|| stanza.packed_wal_index());
+        let listed = stanza.list_wal();
+        (
+            packing.join().expect("reading the packs does not panic"),
+            listed,
+        )
+    });
+    let mut packed = packed?;
+    for (name, listed) in listed? {
         match name {
             WalFileName::Segment(segment) => {
                 let entry = match packed.remove(&name.to_string()) {

@@ -190,12 +190,22 @@ impl Storage for LocalDirectory {
                     continue;
                 }
                 let path = entry.path();
+                // The directory entry's type needs no stat; only files' sizes do.
+                let is_dir = match entry.file_type() {
+                    Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+                    _ => entry
+                        .metadata()
+                        .map_err(|e| self.io_error(format!("stat {}", path.display()), e))?
+                        .is_dir(),
+                };
+                if is_dir {
+                    pending.push(path);
+                    continue;
+                }
                 let metadata = entry
                     .metadata()
                     .map_err(|e| self.io_error(format!("stat {}", path.display()), e))?;
-                if metadata.is_dir() {
-                    pending.push(path);
-                } else if let Some(key) = path
+                if let Some(key) = path
                     .strip_prefix(&self.root)
                     .ok()
                     .and_then(|relative| relative.to_str())
