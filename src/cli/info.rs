@@ -158,7 +158,7 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
                 .find(|b| b.label == label)
                 .map(|b| {
                     chrono::DateTime::parse_from_rfc3339(&b.stop_time)
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
                         .unwrap_or_else(|_| b.stop_time.clone())
                 })
                 .unwrap_or_default()
