@@ -1,0 +1,642 @@
+//! The proof that matters (DESIGN.md §8), on a real PostgreSQL 15 with `track_commit_timestamp`:
+//! a workload of single-row commits runs beside pgbench noise; for each of many instants — random
+//! ones strictly between commits, one inside a backup's window, one exactly at a commit (with
+//! `--target-exclusive` off and on), instants on a second timeline and on the first after it
+//! forked — `tidemark restore` and a start of the restored cluster give back exactly the rows
+//! committed by then. For every one of those restores the plan `tidemark plan` printed before is
+//! held against what PostgreSQL did: the segments it fetched through `tidemark-restore` are
+//! exactly the planned ones, and it stopped before the transaction the plan named.
+//! Then the targets the archive cannot serve: before the first backup, beyond the last archived
+//! commit, behind a segment missing from the repository — refused by `plan` and `restore` alike
+//! with one line that says why, leaving `--pgdata` as it was.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::lab::Lab;
+use tidemark::demo::switch_and_wait_for_archive;
+use tidemark::demo::workload::{self, CommittedRow};
+
+/// Starts pgbench against `cluster` in the background, as noise.
+fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> std::process::Child {
+    let port = cluster.port().to_string();
+    owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
+        .args(args)
+        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
+        .args(["-p", &port, "-U", "postgres", "postgres"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pgbench")
+}
+
+fn wait_ok(child: std::process::Child) {
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Rate-limited pgbench for `seconds`: a steady stream of commits interleaved with the recorded
+/// ones in the WAL, without starving the 2 cores the tests share.
+fn noise(lab: &Lab, cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
+    let seconds = seconds.to_string();
+    pgbench(
+        lab,
+        cluster,
+        &["-n", "-c", "2", "-R", "150", "-T", &seconds],
+    )
+}
+
+/// A primary archiving into the lab's stanza through `tidemark-archive`, with 1 MiB segments (so
+/// a short workload spans several), commit timestamps on, and a configuration `tidemark backup`
+/// can use; pgbench's tables (scale 1) and the workload's table are created.
+fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
+    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let archive_command = lab.archive_command();
+    primary
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+            ("track_commit_timestamp", "on"),
+            ("autovacuum", if autovacuum { "on" } else { "off" }),
+        ])
+        .unwrap();
+    primary.start().unwrap();
+    lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
+        .unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    wait_ok(pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
+    workload::create_table(&primary).unwrap();
+    primary
+}
+
+/// `tidemark backup`; returns the new backup's label.
+fn backup(lab: &Lab) -> String {
+    let report = lab.tidemark(&["backup"]).unwrap();
+    assert!(report.starts_with("backup "), "{report}");
+    report.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// The stanza's backups as `info --output json` lists them, oldest first.
+fn backups(lab: &Lab) -> Vec<serde_json::Value> {
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    info["backups"].as_array().unwrap().clone()
+}
+
+/// Each workload row's transaction ID, by row id.
+fn xids(cluster: &ThrowawayCluster) -> BTreeMap<i64, u64> {
+    cluster
+        .query(&format!("SELECT id, xmin FROM {}", workload::TABLE))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (id, xid) = line.split_once('|').unwrap();
+            (id.parse().unwrap(), xid.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Each workload row's note (which says which phase wrote it), by row id.
+fn notes(cluster: &ThrowawayCluster) -> BTreeMap<i64, String> {
+    cluster
+        .query(&format!("SELECT id, note FROM {}", workload::TABLE))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (id, note) = line.split_once('|').unwrap();
+            (id.parse().unwrap(), note.to_owned())
+        })
+        .collect()
+}
+
+/// An instant strictly between two commits, at a random row index in `range`.
+fn random_instant(rows: &[CommittedRow], range: std::ops::Range<usize>) -> (usize, i64) {
+    let index = fastrand::usize(range);
+    (index, workload::instant_between(rows, index).unwrap())
+}
+
+fn is_segment_name(name: &str) -> bool {
+    name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The segments (history files left out) PostgreSQL got through `tidemark-restore`, from its
+/// `restored` lines in a server log, in the order asked.
+fn fetched_segments(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .filter(|name| is_segment_name(name))
+        .collect()
+}
+
+/// The segments PostgreSQL asked `tidemark-restore` for and did not get, because they are not
+/// archived (yet).
+fn unarchived_segments_asked_for(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: "))
+        .filter(|rest| rest.contains(" is not in the archive of stanza "))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .filter(|name| is_segment_name(name))
+        .collect()
+}
+
+/// One restore to check: where to, and the rows it must give back.
+struct Case {
+    /// Names the restored directory and its server log.
+    name: String,
+    /// `--target-time ...` and friends, given alike to `plan` and `restore`.
+    target: Vec<String>,
+    expected: Vec<i64>,
+    /// Archive the new timeline into the stanza after promotion (default: archiving off, so
+    /// that the restore leaves no trace in the archive).
+    archive_after: bool,
+}
+
+/// What one restore showed.
+struct Outcome {
+    plan: serde_json::Value,
+    /// Started, promoted and still running.
+    cluster: ThrowawayCluster,
+}
+
+/// Plans `case`, restores it into a fresh directory, starts it and checks the rows, the
+/// segments PostgreSQL fetched and where it stopped against the plan. Mismatches go to
+/// `problems` (so that one run shows them all); the cluster is returned running.
+fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
+    let started = Instant::now();
+    let target: Vec<&str> = case.target.iter().map(String::as_str).collect();
+    let mut plan_args = vec!["plan"];
+    plan_args.extend(&target);
+    plan_args.extend(["--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&lab.tidemark(&plan_args).unwrap()).unwrap();
+    assert_eq!(plan["stop"]["kind"], "before_transaction", "{plan:#}");
+
+    let pgdata = lab.tmp.path().join(&case.name);
+    let mut restore_args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
+    restore_args.extend(&target);
+    let report = lab.tidemark(&restore_args).unwrap();
+    assert!(
+        report.contains(&format!(
+            "restored backup {} into ",
+            plan["backup"].as_str().unwrap()
+        )),
+        "{report}"
+    );
+
+    let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), &case.name, pgdata).unwrap();
+    let archive_mode = if case.archive_after { "on" } else { "off" };
+    let mut settings = vec![("archive_mode", archive_mode)];
+    if std::env::var_os("PROOF_DEFAULT_PREFETCH").is_none() {
+        settings.push(("recovery_prefetch", "off"));
+    }
+    cluster.configure(&settings).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_promotion(common::PATIENCE).unwrap();
+
+    let present = workload::present_ids(&cluster).unwrap();
+    if present != case.expected {
+        let missing: Vec<&i64> = case
+            .expected
+            .iter()
+            .filter(|i| !present.contains(i))
+            .collect();
+        let extra: Vec<&i64> = present
+            .iter()
+            .filter(|i| !case.expected.contains(i))
+            .collect();
+        problems.push(format!(
+            "{}: restored rows differ from those committed by the target ({:?}): missing {missing:?}, extra {extra:?}; plan stop {}",
+            case.name, case.target, plan["stop"]
+        ));
+    }
+
+    let log = fs::read_to_string(cluster.log_file()).unwrap();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
+        .collect();
+    if !errors.is_empty() {
+        problems.push(format!(
+            "{}: tidemark errors in the log: {errors:#?}",
+            case.name
+        ));
+    }
+    let planned: Vec<String> = plan["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let fetched = fetched_segments(&log);
+    let planned_set: BTreeSet<&String> = planned.iter().collect();
+    let fetched_set: BTreeSet<&String> = fetched.iter().collect();
+    if planned_set != fetched_set {
+        problems.push(format!(
+            "{}: planned segments {planned:?}, PostgreSQL fetched {fetched:?} (not planned: {:?}; planned, not fetched: {:?})\nplan: {plan:#}",
+            case.name,
+            fetched_set.difference(&planned_set).collect::<Vec<_>>(),
+            planned_set.difference(&fetched_set).collect::<Vec<_>>(),
+        ));
+    }
+    // Nor did it look for anything beyond the plan that happens not to be archived.
+    let unarchived = unarchived_segments_asked_for(&log);
+    if !unarchived.is_empty() {
+        problems.push(format!(
+            "{}: PostgreSQL also asked for {unarchived:?}, which are not archived; planned {planned:?}",
+            case.name
+        ));
+    }
+    // PostgreSQL names the transaction it stopped before, and reports the stop record's LSN as
+    // where redo was done.
+    let stop_line = format!(
+        "recovery stopping before commit of transaction {}, time ",
+        plan["stop"]["xid"]
+    );
+    let redo_done = format!("redo done at {} ", plan["stop"]["lsn"].as_str().unwrap());
+    if !log.contains(&stop_line) || !log.contains(&redo_done) {
+        problems.push(format!(
+            "{}: the plan predicted a stop before transaction {} at {}; the server log says:\n{}",
+            case.name,
+            plan["stop"]["xid"],
+            plan["stop"]["lsn"],
+            log.lines()
+                .filter(|l| l.contains("recovery stopping") || l.contains("redo done"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    println!(
+        "{}: {} rows, backup {}, {} segments planned, {} fetched ({} distinct), {:.1} s",
+        case.name,
+        present.len(),
+        plan["backup"].as_str().unwrap(),
+        planned.len(),
+        fetched.len(),
+        fetched_set.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Outcome { plan, cluster }
+}
+
+/// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
+fn discard(mut cluster: ThrowawayCluster) {
+    cluster.stop().unwrap();
+    fs::remove_dir_all(cluster.data_dir()).unwrap();
+}
+
+fn time_target(instant: i64) -> Vec<String> {
+    vec![
+        "--target-time".to_owned(),
+        workload::format_instant(instant),
+    ]
+}
+
+#[test]
+fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly_the_planned_wal() {
+    let started = Instant::now();
+    let lab = Lab::new("tm-proof-", &common::binaries()).unwrap();
+    let mut primary = primary(&lab, true);
+    let first_backup = backup(&lab);
+
+    // Timeline 1: recorded single-row commits, pgbench noise beside them, a second backup taken
+    // in the middle of it all, then a quiet stretch of recorded commits alone.
+    let pgbench_noise = noise(&lab, &primary, 5);
+    workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
+    wait_ok(pgbench_noise);
+    let pgbench_noise = noise(&lab, &primary, 3);
+    primary
+        .wait_for(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
+            "2",
+            common::PATIENCE,
+        )
+        .unwrap();
+    let second_backup = backup(&lab);
+    wait_ok(pgbench_noise);
+    let pgbench_noise = noise(&lab, &primary, 5);
+    workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
+    wait_ok(pgbench_noise);
+    workload::insert_rows(&primary, 20, Duration::from_millis(30), "quiet").unwrap();
+    let rows = workload::committed_rows(&primary).unwrap();
+    assert_eq!(rows.len(), 260);
+    let xid_of = xids(&primary);
+    let notes_timeline_1 = notes(&primary);
+    // The quiet stretch ends its segment; noise fills the next one, so that WAL past the
+    // last planned segment is archived and a read-ahead into it would show.
+    primary.query("SELECT pg_switch_wal()").unwrap();
+    wait_ok(noise(&lab, &primary, 1));
+    switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+    println!(
+        "workload archived in {:.1} s; backups {first_backup}, {second_backup}",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut problems = Vec::new();
+    let mut cases = Vec::new();
+    // Random instants strictly between recorded commits, five on each side of the second
+    // backup; rows[119] and rows[120] are the commits just before and after it.
+    let mut picked = BTreeSet::new();
+    while picked.len() < 10 {
+        let range = if picked.len() < 5 { 0..119 } else { 120..240 };
+        picked.insert(fastrand::usize(range));
+    }
+    for index in picked {
+        let instant = workload::instant_between(&rows, index).unwrap();
+        cases.push(Case {
+            name: format!("between-{index}"),
+            target: time_target(instant),
+            expected: workload::ids_committed_by(&rows, instant),
+            archive_after: false,
+        });
+    }
+    // Halfway through the second backup: pgbench commits past the target lie before that
+    // backup is consistent, so only the first can serve.
+    let second = &backups(&lab)[1];
+    assert_eq!(second["label"], second_backup);
+    let micros = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(second[field].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros()
+    };
+    let during_backup = (micros("start_time") + micros("stop_time")) / 2;
+    assert!(rows[119].commit_micros < during_backup && during_backup < rows[120].commit_micros);
+    cases.push(Case {
+        name: "during-second-backup".to_owned(),
+        target: time_target(during_backup),
+        expected: workload::ids_committed_by(&rows, during_backup),
+        archive_after: false,
+    });
+    // Exactly at a commit of the quiet stretch (no concurrent commit can share its WAL
+    // neighbourhood there): inclusive keeps it, exclusive does not. Commit times are whole
+    // microseconds and format_instant prints all six digits, so the target is that commit's time.
+    let at = rows[240 + fastrand::usize(1..18)];
+    let at_text = workload::format_instant(at.commit_micros);
+    assert_eq!(
+        chrono::DateTime::parse_from_str(&at_text, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .unwrap()
+            .timestamp_micros(),
+        at.commit_micros,
+        "{at_text}"
+    );
+    let inclusive = workload::ids_committed_by(&rows, at.commit_micros);
+    let exclusive = workload::ids_committed_by(&rows, at.commit_micros - 1);
+    assert!(inclusive.contains(&at.id) && !exclusive.contains(&at.id));
+    cases.push(Case {
+        name: format!("at-commit-of-{}-inclusive", at.id),
+        target: time_target(at.commit_micros),
+        expected: inclusive,
+        archive_after: false,
+    });
+    let mut exclusive_target = time_target(at.commit_micros);
+    exclusive_target.push("--target-exclusive".to_owned());
+    cases.push(Case {
+        name: format!("at-commit-of-{}-exclusive", at.id),
+        target: exclusive_target,
+        expected: exclusive,
+        archive_after: false,
+    });
+
+    for case in &cases {
+        let outcome = prove(&lab, case, &mut problems);
+        if case.name == "during-second-backup" && outcome.plan["backup"] != first_backup {
+            problems.push(format!(
+                "{}: a target inside the second backup's window must be served by the first backup, {first_backup}; the plan chose {}",
+                case.name, outcome.plan["backup"]
+            ));
+        }
+        if case.target.iter().any(|a| a == "--target-exclusive")
+            && outcome.plan["stop"]["xid"] != xid_of[&at.id]
+        {
+            problems.push(format!(
+                "{}: an exclusive target at the commit of row {} stops before its transaction {}; the plan says {}",
+                case.name, at.id, xid_of[&at.id], outcome.plan["stop"]
+            ));
+        }
+        discard(outcome.cluster);
+    }
+
+    // A fork: restore to an instant in the second half, let the restored cluster promote to
+    // timeline 2 and archive into the same stanza, and write more there.
+    let (fork_index, fork_instant) = random_instant(&rows, 140..200);
+    let fork_case = Case {
+        name: format!("fork-{fork_index}"),
+        target: time_target(fork_instant),
+        expected: workload::ids_committed_by(&rows, fork_instant),
+        archive_after: true,
+    };
+    let mut fork = prove(&lab, &fork_case, &mut problems).cluster;
+    assert_eq!(
+        fork.query("SELECT timeline_id FROM pg_control_checkpoint()")
+            .unwrap(),
+        "2"
+    );
+    let pgbench_noise = noise(&lab, &fork, 3);
+    workload::insert_rows(&fork, 60, Duration::from_millis(30), "timeline 2").unwrap();
+    wait_ok(pgbench_noise);
+    let rows_2 = workload::committed_rows(&fork).unwrap();
+    let notes_timeline_2 = notes(&fork);
+    assert_eq!(rows_2.len(), fork_case.expected.len() + 60);
+    switch_and_wait_for_archive(&fork).unwrap();
+    fork.stop().unwrap();
+    // Timeline 1's rows committed after the fork: a restore along timeline 2 must not have them.
+    let lost_at_fork: BTreeSet<&String> = rows
+        .iter()
+        .filter(|r| r.commit_micros > fork_instant)
+        .map(|r| &notes_timeline_1[&r.id])
+        .collect();
+
+    let mut after_fork = Vec::new();
+    for _ in 0..2 {
+        let (index, instant) = random_instant(&rows_2, fork_case.expected.len()..rows_2.len() - 1);
+        let mut target = time_target(instant);
+        target.extend(["--target-timeline".to_owned(), "latest".to_owned()]);
+        after_fork.push(Case {
+            name: format!("timeline-2-between-{index}"),
+            target,
+            expected: workload::ids_committed_by(&rows_2, instant),
+            archive_after: false,
+        });
+    }
+    // And timeline 1 past the fork, asked for by number.
+    let (index, instant) = random_instant(&rows, fork_index + 5..239);
+    let mut target = time_target(instant);
+    target.extend(["--target-timeline".to_owned(), "1".to_owned()]);
+    after_fork.push(Case {
+        name: format!("timeline-1-past-the-fork-{index}"),
+        target,
+        expected: workload::ids_committed_by(&rows, instant),
+        archive_after: false,
+    });
+    for case in &after_fork {
+        let outcome = prove(&lab, case, &mut problems);
+        let along_two = case.target.contains(&"latest".to_owned());
+        let timeline = if along_two { 2 } else { 1 };
+        if outcome.plan["timeline"] != timeline {
+            problems.push(format!(
+                "{}: the plan follows timeline {}, not {timeline}",
+                case.name, outcome.plan["timeline"]
+            ));
+        }
+        if along_two {
+            let present = notes(&outcome.cluster);
+            let resurrected: Vec<&String> = present
+                .values()
+                .filter(|n| lost_at_fork.contains(n))
+                .collect();
+            if !resurrected.is_empty() {
+                problems.push(format!(
+                    "{}: rows timeline 1 committed after the fork are back: {resurrected:?}",
+                    case.name
+                ));
+            }
+            let written_on_two = present.values().filter(|n| n.starts_with("timeline 2"));
+            assert!(written_on_two.count() > 0, "{}", case.name);
+            assert!(
+                present
+                    .iter()
+                    .all(|(id, n)| notes_timeline_2.get(id) == Some(n)),
+                "{}",
+                case.name
+            );
+        }
+        discard(outcome.cluster);
+    }
+
+    println!(
+        "{} restores, {:.1} s in all",
+        cases.len() + 1 + after_fork.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// Runs `tidemark <args>` as the cluster owner with the lab's configuration.
+fn tidemark_fails(lab: &Lab, args: &[&str]) -> common::Ran {
+    let mut full = vec!["--config", lab.config_path.to_str().unwrap()];
+    full.extend_from_slice(args);
+    common::run(lab, "tidemark", &full)
+}
+
+#[test]
+fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched() {
+    let lab = Lab::new("tm-unreach-", &common::binaries()).unwrap();
+    // No autovacuum: the last commit archived is the workload's, known to the microsecond.
+    let mut primary = primary(&lab, false);
+    workload::insert_rows(&primary, 5, Duration::from_millis(20), "before the backup").unwrap();
+    let label = backup(&lab);
+    workload::insert_rows(&primary, 5, Duration::from_millis(20), "first").unwrap();
+    primary.query("SELECT pg_switch_wal()").unwrap();
+    // The segment the second batch goes to; it will be taken out of the repository.
+    let lost_segment = primary
+        .query("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+        .unwrap();
+    workload::insert_rows(&primary, 5, Duration::from_millis(20), "second").unwrap();
+    primary.query("SELECT pg_switch_wal()").unwrap();
+    workload::insert_rows(&primary, 5, Duration::from_millis(20), "third").unwrap();
+    let rows = workload::committed_rows(&primary).unwrap();
+    let last_commit: i64 = primary
+        .query("SELECT (extract(epoch FROM timestamp) * 1000000)::bigint FROM pg_last_committed_xact()")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(last_commit, rows.last().unwrap().commit_micros);
+    switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+    let stop_lsn = backups(&lab)[0]["stop_lsn"].as_str().unwrap().to_owned();
+
+    // An existing data directory (a real restore, plus a file of the DBA's) for --delta.
+    let existing = lab.tmp.path().join("existing");
+    lab.tidemark(&["restore", "--pgdata", existing.to_str().unwrap()])
+        .unwrap();
+    fs::write(existing.join("precious"), b"keep me").unwrap();
+    let before = common::snapshot(&existing);
+    let absent = lab.tmp.path().join("absent");
+
+    let before_backup = workload::instant_between(&rows, 2).unwrap();
+    let beyond = last_commit + 1_000_000;
+    let behind_gap = workload::instant_between(&rows, 17).unwrap();
+    let cases: Vec<(&str, i64, String)> = vec![
+        (
+            "before the first backup",
+            before_backup,
+            format!(
+                "no backup ends before the target: the earliest point a restore can reach is the end of backup {label} at {stop_lsn}"
+            ),
+        ),
+        (
+            "beyond the last archived commit",
+            beyond,
+            format!(
+                "the archived WAL along timeline 1 does not reach the target: no commit or abort after {} is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; today a restore can reach the last archived commit or abort, at {}",
+                workload::format_instant(beyond),
+                workload::format_instant(last_commit)
+            ),
+        ),
+        (
+            "behind a missing segment",
+            behind_gap,
+            format!(
+                "WAL segment {lost_segment} is not in the archive: recovery from backup {label} cannot get past it"
+            ),
+        ),
+    ];
+    for (what, instant, reason) in &cases {
+        if *what == "behind a missing segment" {
+            // Reachable until the segment goes.
+            let target = workload::format_instant(*instant);
+            lab.tidemark(&["plan", "--target-time", &target]).unwrap();
+            let object = lab
+                .repo_path
+                .join("main/wal")
+                .join(&lost_segment[..16])
+                .join(&lost_segment);
+            fs::remove_file(&object).unwrap();
+        }
+        let target = workload::format_instant(*instant);
+        let planned = tidemark_fails(&lab, &["plan", "--target-time", &target]);
+        assert_eq!(planned.code, Some(1), "{what}: {planned:?}");
+        assert_eq!(
+            planned.only_line(),
+            format!("tidemark: ERROR: plan: {reason}"),
+            "{what}"
+        );
+        for (pgdata, extra) in [(&absent, None), (&existing, Some("--delta"))] {
+            let mut args = vec![
+                "restore",
+                "--pgdata",
+                pgdata.to_str().unwrap(),
+                "--target-time",
+                &target,
+            ];
+            args.extend(extra);
+            let restored = tidemark_fails(&lab, &args);
+            assert_eq!(restored.code, Some(1), "{what}, {extra:?}: {restored:?}");
+            assert_eq!(
+                restored.only_line(),
+                format!("tidemark: ERROR: restore: {reason}"),
+                "{what}, {extra:?}"
+            );
+            assert_eq!(restored.stdout, "", "{what}, {extra:?}");
+        }
+        assert!(
+            !absent.exists(),
+            "{what}: a refused restore created {}",
+            absent.display()
+        );
+        assert!(
+            common::snapshot(&existing) == before,
+            "{what}: a refused restore --delta changed {}",
+            existing.display()
+        );
+    }
+}
