@@ -89,7 +89,7 @@ pub enum Command {
     /// The WAL index the recovery planner reads (written by every push)
     #[command(subcommand)]
     Index(IndexCommand),
-            /// Show what a stanza holds: its cluster, its backups, its WAL and what restores can reach
+    /// Show what a stanza holds: its cluster, its backups, its WAL and what restores can reach
     ///
     /// Per timeline: the archived segments (and how many are missing between the first and the
     /// last), and the windows of time restores along it can reach: from the end of a backup to
