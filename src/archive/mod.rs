@@ -8,6 +8,7 @@ pub mod get;
 pub mod index_rebuild;
 pub mod push;
 pub mod walk_archived;
+pub mod work_ahead;
 
 pub use get::{GetOutcome, get_wal_file};
 pub use push::{PushOutcome, PushReport, push_wal_file};

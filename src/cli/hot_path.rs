@@ -9,7 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::run::{self, Finished};
+use super::target::Selected;
 use super::target::Target;
+use crate::archive::work_ahead::{
+    Spool, Waited, WorkerCommand, WorkerSettings, run_worker, wait_for_worker,
+};
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
 use crate::units;
 
@@ -28,6 +32,22 @@ pub struct ArchiveCommandArgs {
     #[arg(value_name = "WAL_PATH")]
     pub wal_path: PathBuf,
 }
+
+/// The work-ahead worker, which `tidemark-archive` starts itself with `[archive] async = true`;
+/// not for people, so it is not in `--help`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "tidemark-archive")]
+struct WorkAheadWorkerArgs {
+    #[command(flatten)]
+    target: Target,
+
+    /// The pg_wal directory whose `.ready` files the worker pushes
+    #[arg(long, value_name = "PG_WAL")]
+    work_ahead_worker: PathBuf,
+}
+
+/// The flag that makes `tidemark-archive` the work-ahead worker.
+const WORKER_FLAG: &str = "--work-ahead-worker";
 
 /// Fetch one WAL file from the repository (PostgreSQL's restore_command).
 ///
@@ -53,6 +73,14 @@ pub struct RestoreCommandArgs {
 /// Main of `tidemark-archive`.
 pub fn archive_command_main() -> ExitCode {
     let program = "tidemark-archive";
+    if std::env::args_os().any(|arg| arg == WORKER_FLAG) {
+        return match run::parse_args::<WorkAheadWorkerArgs>(program) {
+            Ok(args) => run::run(program, || {
+                work_ahead_worker(&args.target, &args.work_ahead_worker)
+            }),
+            Err(code) => code,
+        };
+    }
     match run::parse_args::<ArchiveCommandArgs>(program) {
         Ok(args) => run::run(program, || archive_push(&args.target, &args.wal_path)),
         Err(code) => code,
@@ -70,12 +98,18 @@ pub fn restore_command_main() -> ExitCode {
     }
 }
 
-/// Pushes the WAL file at `wal_path` into the selected stanza.
+/// Pushes the WAL file at `wal_path` into the selected stanza; with `[archive] async`, waits
+/// for the work-ahead worker to have pushed it (starting one if none runs).
 pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
     let selected = target.select()?;
     let repo = selected.config.open_repository();
     let stanza = repo.open_stanza(&selected.stanza_name)?;
+    if selected.config.archive.work_ahead
+        && let Some(finished) = archive_through_worker(&selected, wal_path, started)?
+    {
+        return Ok(finished);
+    }
     let report = push_wal_file(&stanza, wal_path)
         .with_context(|| format!("archive {}", wal_path.display()))?;
     match report.outcome {
@@ -94,6 +128,85 @@ pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished
             stanza.name()
         ),
     }
+    Ok(Finished::Success)
+}
+
+/// The work-ahead side of `archive_push`: `None` when the call must push the file itself.
+fn archive_through_worker(
+    selected: &Selected,
+    wal_path: &Path,
+    started: Instant,
+) -> anyhow::Result<Option<Finished>> {
+    let context = || format!("archive {}", wal_path.display());
+    let (Some(name), Some(pg_wal)) = (
+        wal_path.file_name().and_then(|n| n.to_str()),
+        wal_path.parent(),
+    ) else {
+        return Ok(None);
+    };
+    // The worker outlives this call and runs elsewhere than its working directory.
+    let Ok(pg_wal) = std::path::absolute(if pg_wal.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        pg_wal
+    }) else {
+        return Ok(None);
+    };
+    let spool = Spool::locate(
+        selected.config.archive.spool_path.as_deref(),
+        &pg_wal,
+        &selected.stanza_name,
+    );
+    let program = std::env::current_exe().context("find this program to start the worker")?;
+    let config_path = std::path::absolute(&selected.config_path)
+        .with_context(|| format!("resolve {}", selected.config_path.display()))?;
+    let worker = WorkerCommand {
+        program,
+        arg0: "tidemark-archive".to_owned(),
+        args: vec![
+            "--config".into(),
+            config_path.into_os_string(),
+            "--stanza".into(),
+            selected.stanza_name.clone().into(),
+            WORKER_FLAG.into(),
+            pg_wal.clone().into_os_string(),
+        ],
+    };
+    match wait_for_worker(&spool, &pg_wal, name, &pg_wal.join(name), &worker)
+        .with_context(context)?
+    {
+        Waited::Archived => {
+            tracing::info!(
+                "archived {name} to stanza '{}' (pushed by the work-ahead worker; waited {} ms)",
+                selected.stanza_name,
+                started.elapsed().as_millis()
+            );
+            Ok(Some(Finished::Success))
+        }
+        Waited::Failed(error) => Err(anyhow::anyhow!("{error}")),
+        Waited::PushYourself => Ok(None),
+    }
+}
+
+/// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
+fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let repo = selected.config.open_repository();
+    let stanza = repo.open_stanza(&selected.stanza_name)?;
+    let settings = WorkerSettings {
+        pg_wal: pg_wal.to_owned(),
+        spool: Spool::locate(
+            selected.config.archive.spool_path.as_deref(),
+            pg_wal,
+            &selected.stanza_name,
+        ),
+        parallel: selected
+            .config
+            .archive
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+    run_worker(&stanza, &settings).context("work-ahead worker")?;
     Ok(Finished::Success)
 }
 

@@ -22,7 +22,22 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
 pub struct Config {
     pub repo: RepoConfig,
     #[serde(default)]
+    pub archive: ArchiveConfig,
+    #[serde(default)]
     pub stanza: BTreeMap<String, StanzaConfig>,
+}
+
+/// `[archive]`: how `tidemark-archive` pushes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Work-ahead archiving: a background worker pushes every `.ready` WAL file in parallel.
+    #[serde(default, rename = "async")]
+    pub work_ahead: bool,
+    /// Pushes the worker runs at once (default: the number of cores).
+    pub workers: Option<usize>,
+    /// Where the worker and the calls meet (default: `pg_wal/.tidemark`).
+    pub spool_path: Option<PathBuf>,
 }
 
 /// `[repo]`: where and how objects are stored.
@@ -104,6 +119,19 @@ impl Config {
                 bail!("repo.compress_level {level} is out of range: use 1 to 19");
             }
         }
+        if let Some(workers) = config.archive.workers
+            && !(1..=64).contains(&workers)
+        {
+            bail!("archive.workers {workers} is out of range: use 1 to 64");
+        }
+        if let Some(spool) = &config.archive.spool_path
+            && !spool.is_absolute()
+        {
+            bail!(
+                "archive.spool_path '{}' must be an absolute path",
+                spool.display()
+            );
+        }
         for name in config.stanza.keys() {
             check_stanza_name(name).context("in a [stanza.NAME] section")?;
         }
@@ -183,13 +211,16 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             stanza.pgdata.unwrap(),
             PathBuf::from("/var/lib/postgresql/15/main")
         );
-        assert_eq!(
-            Config::parse("[repo]\npath = \"/r\"\n")
-                .unwrap()
-                .repo
-                .compress,
-            Compression::Zstd
-        );
+        let defaults = Config::parse("[repo]\npath = \"/r\"\n").unwrap();
+        assert_eq!(defaults.repo.compress, Compression::Zstd);
+        assert!(!defaults.archive.work_ahead);
+        let work_ahead = Config::parse(&GOOD.replace(
+            "[stanza.main]",
+            "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"\n[stanza.main]",
+        ))
+        .unwrap();
+        assert!(work_ahead.archive.work_ahead);
+        assert_eq!(work_ahead.archive.workers, Some(4));
     }
 
     #[test]
@@ -238,6 +269,25 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 GOOD.replace("stanza.main", "stanza.\"a/b\""),
                 "'a/b' is not a valid stanza name",
+            ),
+            (
+                GOOD.replace("[stanza.main]", "[archive]\nasync = \"yes\"\n[stanza.main]"),
+                "line 7: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                GOOD.replace("[stanza.main]", "[archive]\nworkers = 0\n[stanza.main]"),
+                "archive.workers 0 is out of range: use 1 to 64",
+            ),
+            (
+                GOOD.replace(
+                    "[stanza.main]",
+                    "[archive]\nspool_path = \"spool\"\n[stanza.main]",
+                ),
+                "archive.spool_path 'spool' must be an absolute path",
+            ),
+            (
+                GOOD.replace("[stanza.main]", "[archive]\nasynch = true\n[stanza.main]"),
+                "line 7: unknown key `asynch`, expected one of `async`, `workers`, `spool_path`",
             ),
         ];
         for (text, expected) in cases {

@@ -1,0 +1,208 @@
+//! Work-ahead archiving (`[archive] async = true`) on a real PostgreSQL 15 under pgbench with a
+//! small `max_wal_size`, while the worker is killed with SIGKILL again and again: at every moment
+//! each WAL file PostgreSQL counts as archived (`.done`) is complete in the repository; at the end
+//! every segment PostgreSQL produced is there and restores through its checksums; `pg_wal` never
+//! outgrows what `max_wal_size` allows; and the calls did find their segments pushed by the worker.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::lab::Lab;
+
+/// How long pgbench writes.
+const LOAD_SECONDS: u64 = 120;
+/// Kills of the worker the test insists on.
+const MIN_KILLS: usize = 20;
+/// `max_wal_size` in 1 MiB segments.
+const MAX_WAL_SEGMENTS: usize = 32;
+
+fn is_segment(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Segment files in `pg_wal`.
+fn segments_in(pg_wal: &Path) -> usize {
+    fs::read_dir(pg_wal)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| is_segment(n))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// WAL files PostgreSQL counts as archived.
+fn done_files(pg_wal: &Path) -> Vec<String> {
+    fs::read_dir(pg_wal.join("archive_status"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|n| n.strip_suffix(".done").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where the repository keeps an archived WAL file.
+fn repo_object(repo: &Path, name: &str) -> PathBuf {
+    if name.ends_with(".history") {
+        repo.join("main/wal/history").join(name)
+    } else {
+        repo.join("main/wal").join(&name[..16]).join(name)
+    }
+}
+
+/// The process ID of the work-ahead worker of `pg_wal`, if one runs: a process whose arguments
+/// name this test's own `pg_wal` (so nothing else on the machine is ever touched).
+fn worker_pid(pg_wal: &Path) -> Option<i32> {
+    let wanted = pg_wal.as_os_str().as_encoded_bytes();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args
+            .windows(2)
+            .any(|pair| pair[0] == b"--work-ahead-worker" && pair[1] == wanted)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_worker_is_killed() {
+    let lab = Lab::new("tm-workahead-", &common::binaries()).unwrap();
+    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    lab.write_config(cluster.data_dir(), "").unwrap();
+    let mut config = fs::read_to_string(&lab.config_path).unwrap();
+    config.push_str("\n[archive]\nasync = true\n");
+    fs::write(&lab.config_path, config).unwrap();
+    let archive_command = lab.archive_command();
+    let max_wal_size = format!("{MAX_WAL_SEGMENTS}MB");
+    cluster
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+            ("max_wal_size", &max_wal_size),
+            ("min_wal_size", "4MB"),
+        ])
+        .unwrap();
+    cluster.start().unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    let pg_wal = cluster.data_dir().join("pg_wal");
+    // Segments written before archive_mode was on (by initdb) are never archived: archiving
+    // starts with the segment current at the first start.
+    let first = cluster
+        .query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .unwrap();
+
+    let port = cluster.port().to_string();
+    let pgbench = |args: &[&str]| {
+        owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
+            .args(args)
+            .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
+            .args(["-p", &port, "-U", "postgres", "postgres"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let init = pgbench(&["-i", "-q", "-s", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let seconds = LOAD_SECONDS.to_string();
+    let mut load = pgbench(&["-n", "-c", "2", "-T", &seconds]);
+
+    let mut kills = 0;
+    let mut most_segments = 0;
+    let mut checked_done = BTreeSet::new();
+    let mut next_kill = Instant::now() + Duration::from_millis(fastrand::u64(100..800));
+    while load.try_wait().unwrap().is_none() {
+        most_segments = most_segments.max(segments_in(&pg_wal));
+        // Whatever PostgreSQL counts as archived is complete under its final name.
+        for name in done_files(&pg_wal) {
+            if checked_done.insert(name.clone()) {
+                assert!(
+                    repo_object(&lab.repo_path, &name).is_file(),
+                    "PostgreSQL counts {name} as archived, but the repository has no object for it"
+                );
+            }
+        }
+        if Instant::now() >= next_kill {
+            if let Some(pid) = worker_pid(&pg_wal) {
+                let pid = rustix::process::Pid::from_raw(pid).unwrap();
+                if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
+                    kills += 1;
+                }
+            }
+            next_kill = Instant::now() + Duration::from_millis(fastrand::u64(100..1500));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = load.wait_with_output().unwrap();
+    assert!(output.status.success(), "pgbench: {output:?}");
+    let last = tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let failed = cluster
+        .query("SELECT failed_count FROM pg_stat_archiver")
+        .unwrap();
+    cluster.stop().unwrap();
+
+    // pg_wal stays within what max_wal_size allows (a soft limit PostgreSQL may exceed by a
+    // checkpoint's worth), which it would outgrow if archiving fell behind.
+    assert!(
+        most_segments <= 2 * MAX_WAL_SEGMENTS + 8,
+        "pg_wal grew to {most_segments} segments with max_wal_size = {MAX_WAL_SEGMENTS} MB"
+    );
+    // Every segment from the first to the last archived is there and restores.
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    let timeline = &info["timelines"][0];
+    assert_eq!(timeline["first_segment"], first.as_str(), "{info:#}");
+    assert_eq!(timeline["missing_segments"], 0, "{info:#}");
+    assert!(
+        timeline["last_segment"].as_str().unwrap() >= last.as_str(),
+        "{info:#}"
+    );
+    let restored = lab.tmp.subdir("restored").unwrap();
+    let first_number = u64::from_str_radix(&first[8..], 16).unwrap();
+    let last_number = u64::from_str_radix(&last[8..], 16).unwrap();
+    for number in first_number..=last_number {
+        let name = format!("00000001{number:016X}");
+        let destination = restored.join(&name);
+        lab.tidemark(&["archive-get", &name, destination.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(fs::metadata(&destination).unwrap().len(), 1 << 20, "{name}");
+        fs::remove_file(&destination).unwrap();
+    }
+    let log = fs::read_to_string(cluster.log_file()).unwrap();
+    let by_worker = log
+        .lines()
+        .filter(|l| l.contains("pushed by the work-ahead worker"))
+        .count();
+    println!(
+        "{} segments, {by_worker} calls answered by the worker, {kills} kills, pg_wal at most {most_segments} segments, {failed} failed archive_command calls",
+        last_number - first_number + 1
+    );
+    assert!(by_worker > 0, "no call was answered by the worker");
+    assert!(
+        kills >= MIN_KILLS,
+        "the worker was killed only {kills} times in {LOAD_SECONDS} s"
+    );
+}
