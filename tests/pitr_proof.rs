@@ -178,7 +178,6 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
     plan_args.extend(&target);
     plan_args.extend(["--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&lab.tidemark(&plan_args).unwrap()).unwrap();
-    assert_eq!(plan["stop"]["kind"], "before_transaction", "{plan:#}");
 
     let pgdata = lab.tmp.path().join(&case.name);
     let mut restore_args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
@@ -194,11 +193,16 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
 
     let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), &case.name, pgdata).unwrap();
     let archive_mode = if case.archive_after { "on" } else { "off" };
-    let mut settings = vec![("archive_mode", archive_mode)];
-    if std::env::var_os("PROOF_DEFAULT_PREFETCH").is_none() {
-        settings.push(("recovery_prefetch", "off"));
-    }
-    cluster.configure(&settings).unwrap();
+    // PostgreSQL 15's default `recovery_prefetch = try` decodes WAL up to
+    // `wal_decode_buffer_size` (512 kB) ahead of replay, through restore_command: when the stop
+    // record lies that close to the end of its segment, the next segment is asked for too,
+    // although nothing in it is replayed (and if it is not archived, the last segment is fetched
+    // a second time after the stop). That read-ahead is PostgreSQL's speculation, not something
+    // recovery needs; with it off, PostgreSQL reads exactly what replay needs, which is what the
+    // plan promises and what is compared here.
+    cluster
+        .configure(&[("archive_mode", archive_mode), ("recovery_prefetch", "off")])
+        .unwrap();
     cluster.start().unwrap();
     cluster.wait_for_promotion(common::PATIENCE).unwrap();
 
@@ -255,24 +259,8 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
             case.name
         ));
     }
-    // PostgreSQL names the transaction it stopped before, and reports the stop record's LSN as
-    // where redo was done.
-    let stop_line = format!(
-        "recovery stopping before commit of transaction {}, time ",
-        plan["stop"]["xid"]
-    );
-    let redo_done = format!("redo done at {} ", plan["stop"]["lsn"].as_str().unwrap());
-    if !log.contains(&stop_line) || !log.contains(&redo_done) {
-        problems.push(format!(
-            "{}: the plan predicted a stop before transaction {} at {}; the server log says:\n{}",
-            case.name,
-            plan["stop"]["xid"],
-            plan["stop"]["lsn"],
-            log.lines()
-                .filter(|l| l.contains("recovery stopping") || l.contains("redo done"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ));
+    if let Some(problem) = stop_differs(&plan["stop"], &log) {
+        problems.push(format!("{}: {problem}", case.name));
     }
     println!(
         "{}: {} rows, backup {}, {} segments planned, {} fetched ({} distinct), {:.1} s",
@@ -285,6 +273,38 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
         started.elapsed().as_secs_f64()
     );
     Outcome { plan, cluster }
+}
+
+/// Whether the server log shows PostgreSQL stopping elsewhere than at the plan's `stop`; says
+/// how if so.
+fn stop_differs(stop: &serde_json::Value, log: &str) -> Option<String> {
+    let xid = &stop["xid"];
+    // For a transaction, PostgreSQL names it and reports the record's LSN as where redo was done.
+    let expected: Vec<String> = match stop["kind"].as_str().unwrap() {
+        "before_transaction" => vec![
+            format!("recovery stopping before commit of transaction {xid}, time "),
+            format!("redo done at {} ", stop["lsn"].as_str().unwrap()),
+        ],
+        "after_transaction" => vec![
+            format!("recovery stopping after commit of transaction {xid}, time "),
+            format!("redo done at {} ", stop["lsn"].as_str().unwrap()),
+        ],
+        // At the first record at or past the LSN, which the plan does not name.
+        "lsn" => vec!["recovery stopping after WAL location (LSN) ".to_owned()],
+        kind => return Some(format!("no check for a stop of kind {kind}")),
+    };
+    if expected.iter().all(|line| log.contains(line)) {
+        return None;
+    }
+    Some(format!(
+        "the plan predicted a stop {stop}; the server log says:\n{}",
+        log.lines()
+            .filter(|l| l.contains("recovery stopping")
+                || l.contains("redo done")
+                || l.contains("FATAL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
 }
 
 /// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
@@ -467,6 +487,17 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
             archive_after: false,
         });
     }
+    // An instant timeline 1 reached only after the fork: along timeline 2 nothing commits
+    // between the fork and timeline 2's first commit, so the restore holds what the fork did.
+    let (index, instant) = random_instant(&rows, fork_index + 3..239);
+    let mut target = time_target(instant);
+    target.extend(["--target-timeline".to_owned(), "latest".to_owned()]);
+    after_fork.push(Case {
+        name: format!("timeline-1-instant-{index}-along-timeline-2"),
+        target,
+        expected: fork_case.expected.clone(),
+        archive_after: false,
+    });
     // And timeline 1 past the fork, asked for by number.
     let (index, instant) = random_instant(&rows, fork_index + 5..239);
     let mut target = time_target(instant);
@@ -499,15 +530,16 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
                     case.name
                 ));
             }
-            let written_on_two = present.values().filter(|n| n.starts_with("timeline 2"));
-            assert!(written_on_two.count() > 0, "{}", case.name);
-            assert!(
-                present
-                    .iter()
-                    .all(|(id, n)| notes_timeline_2.get(id) == Some(n)),
-                "{}",
-                case.name
-            );
+            // Ids may repeat across timelines (the sequence is WAL-logged ahead), notes do not.
+            if !present
+                .iter()
+                .all(|(id, n)| notes_timeline_2.get(id) == Some(n))
+            {
+                problems.push(format!(
+                    "{}: rows that timeline 2 does not have: {present:?}",
+                    case.name
+                ));
+            }
         }
         discard(outcome.cluster);
     }
