@@ -9,6 +9,9 @@
 //! Then the targets the archive cannot serve: before the first backup, beyond the last archived
 //! commit, behind a segment missing from the repository — refused by `plan` and `restore` alike
 //! with one line that says why, leaving `--pgdata` as it was.
+//! Last, two ignored regression tests for planner bugs this proof found: a commit record that
+//! continues into the next segment is missing from the WAL index, and an LSN target's plan leaves
+//! out the segment holding the first record at or past the LSN.
 
 mod common;
 
@@ -170,15 +173,21 @@ struct Outcome {
 
 /// Plans `case`, restores it into a fresh directory, starts it and checks the rows, the
 /// segments PostgreSQL fetched and where it stopped against the plan. Mismatches go to
-/// `problems` (so that one run shows them all); the cluster is returned running.
-fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
+/// `problems` (so that one run shows them all); the cluster is returned running, or `None` when
+/// the plan was refused or recovery did not finish (which is a problem too).
+fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> {
     let started = Instant::now();
     let target: Vec<&str> = case.target.iter().map(String::as_str).collect();
     let mut plan_args = vec!["plan"];
     plan_args.extend(&target);
     plan_args.extend(["--output", "json"]);
-    let plan: serde_json::Value = serde_json::from_str(&lab.tidemark(&plan_args).unwrap()).unwrap();
-    assert_eq!(plan["stop"]["kind"], "before_transaction", "{plan:#}");
+    let plan: serde_json::Value = match lab.tidemark(&plan_args) {
+        Ok(json) => serde_json::from_str(&json).unwrap(),
+        Err(e) => {
+            problems.push(format!("{}: {e:#}", case.name));
+            return None;
+        }
+    };
 
     let pgdata = lab.tmp.path().join(&case.name);
     let mut restore_args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
@@ -194,13 +203,24 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
 
     let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), &case.name, pgdata).unwrap();
     let archive_mode = if case.archive_after { "on" } else { "off" };
-    let mut settings = vec![("archive_mode", archive_mode)];
-    if std::env::var_os("PROOF_DEFAULT_PREFETCH").is_none() {
-        settings.push(("recovery_prefetch", "off"));
-    }
-    cluster.configure(&settings).unwrap();
+    // PostgreSQL 15's default `recovery_prefetch = try` decodes WAL up to
+    // `wal_decode_buffer_size` (512 kB) ahead of replay, through restore_command: when the stop
+    // record lies that close to the end of its segment, the next segment is asked for too,
+    // although nothing in it is replayed (and if it is not archived, the last segment is fetched
+    // a second time after the stop). That read-ahead is PostgreSQL's speculation, not something
+    // recovery needs; with it off, PostgreSQL reads exactly what replay needs, which is what the
+    // plan promises and what is compared here.
+    cluster
+        .configure(&[("archive_mode", archive_mode), ("recovery_prefetch", "off")])
+        .unwrap();
     cluster.start().unwrap();
-    cluster.wait_for_promotion(common::PATIENCE).unwrap();
+    if let Err(e) = cluster.wait_for_promotion(common::PATIENCE) {
+        problems.push(format!(
+            "{}: recovery did not finish, though the plan {plan} says it can: {e:#}",
+            case.name
+        ));
+        return None;
+    }
 
     let present = workload::present_ids(&cluster).unwrap();
     if present != case.expected {
@@ -255,24 +275,8 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
             case.name
         ));
     }
-    // PostgreSQL names the transaction it stopped before, and reports the stop record's LSN as
-    // where redo was done.
-    let stop_line = format!(
-        "recovery stopping before commit of transaction {}, time ",
-        plan["stop"]["xid"]
-    );
-    let redo_done = format!("redo done at {} ", plan["stop"]["lsn"].as_str().unwrap());
-    if !log.contains(&stop_line) || !log.contains(&redo_done) {
-        problems.push(format!(
-            "{}: the plan predicted a stop before transaction {} at {}; the server log says:\n{}",
-            case.name,
-            plan["stop"]["xid"],
-            plan["stop"]["lsn"],
-            log.lines()
-                .filter(|l| l.contains("recovery stopping") || l.contains("redo done"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ));
+    if let Some(problem) = stop_differs(&plan["stop"], &log) {
+        problems.push(format!("{}: {problem}", case.name));
     }
     println!(
         "{}: {} rows, backup {}, {} segments planned, {} fetched ({} distinct), {:.1} s",
@@ -284,7 +288,39 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Outcome {
         fetched_set.len(),
         started.elapsed().as_secs_f64()
     );
-    Outcome { plan, cluster }
+    Some(Outcome { plan, cluster })
+}
+
+/// Whether the server log shows PostgreSQL stopping elsewhere than at the plan's `stop`; says
+/// how if so.
+fn stop_differs(stop: &serde_json::Value, log: &str) -> Option<String> {
+    let xid = &stop["xid"];
+    // For a transaction, PostgreSQL names it and reports the record's LSN as where redo was done.
+    let expected: Vec<String> = match stop["kind"].as_str().unwrap() {
+        "before_transaction" => vec![
+            format!("recovery stopping before commit of transaction {xid}, time "),
+            format!("redo done at {} ", stop["lsn"].as_str().unwrap()),
+        ],
+        "after_transaction" => vec![
+            format!("recovery stopping after commit of transaction {xid}, time "),
+            format!("redo done at {} ", stop["lsn"].as_str().unwrap()),
+        ],
+        // At the first record at or past the LSN, which the plan does not name.
+        "lsn" => vec!["recovery stopping after WAL location (LSN) ".to_owned()],
+        kind => return Some(format!("no check for a stop of kind {kind}")),
+    };
+    if expected.iter().all(|line| log.contains(line)) {
+        return None;
+    }
+    Some(format!(
+        "the plan predicted a stop {stop}; the server log says:\n{}",
+        log.lines()
+            .filter(|l| l.contains("recovery stopping")
+                || l.contains("redo done")
+                || l.contains("FATAL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
 }
 
 /// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
@@ -407,7 +443,9 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     });
 
     for case in &cases {
-        let outcome = prove(&lab, case, &mut problems);
+        let Some(outcome) = prove(&lab, case, &mut problems) else {
+            continue;
+        };
         if case.name == "during-second-backup" && outcome.plan["backup"] != first_backup {
             problems.push(format!(
                 "{}: a target inside the second backup's window must be served by the first backup, {first_backup}; the plan chose {}",
@@ -434,7 +472,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
         expected: workload::ids_committed_by(&rows, fork_instant),
         archive_after: true,
     };
-    let mut fork = prove(&lab, &fork_case, &mut problems).cluster;
+    let Some(Outcome {
+        cluster: mut fork, ..
+    }) = prove(&lab, &fork_case, &mut problems)
+    else {
+        panic!("{}", problems.join("\n\n"));
+    };
     assert_eq!(
         fork.query("SELECT timeline_id FROM pg_control_checkpoint()")
             .unwrap(),
@@ -467,6 +510,17 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
             archive_after: false,
         });
     }
+    // An instant timeline 1 reached only after the fork: along timeline 2 nothing commits
+    // between the fork and timeline 2's first commit, so the restore holds what the fork did.
+    let (index, instant) = random_instant(&rows, fork_index + 3..239);
+    let mut target = time_target(instant);
+    target.extend(["--target-timeline".to_owned(), "latest".to_owned()]);
+    after_fork.push(Case {
+        name: format!("timeline-1-instant-{index}-along-timeline-2"),
+        target,
+        expected: fork_case.expected.clone(),
+        archive_after: false,
+    });
     // And timeline 1 past the fork, asked for by number.
     let (index, instant) = random_instant(&rows, fork_index + 5..239);
     let mut target = time_target(instant);
@@ -478,7 +532,9 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
         archive_after: false,
     });
     for case in &after_fork {
-        let outcome = prove(&lab, case, &mut problems);
+        let Some(outcome) = prove(&lab, case, &mut problems) else {
+            continue;
+        };
         let along_two = case.target.contains(&"latest".to_owned());
         let timeline = if along_two { 2 } else { 1 };
         if outcome.plan["timeline"] != timeline {
@@ -499,15 +555,16 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
                     case.name
                 ));
             }
-            let written_on_two = present.values().filter(|n| n.starts_with("timeline 2"));
-            assert!(written_on_two.count() > 0, "{}", case.name);
-            assert!(
-                present
-                    .iter()
-                    .all(|(id, n)| notes_timeline_2.get(id) == Some(n)),
-                "{}",
-                case.name
-            );
+            // Ids may repeat across timelines (the sequence is WAL-logged ahead), notes do not.
+            if !present
+                .iter()
+                .all(|(id, n)| notes_timeline_2.get(id) == Some(n))
+            {
+                problems.push(format!(
+                    "{}: rows that timeline 2 does not have: {present:?}",
+                    case.name
+                ));
+            }
         }
         discard(outcome.cluster);
     }
@@ -639,4 +696,159 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
             existing.display()
         );
     }
+}
+
+/// `primary` without autovacuum, with a backup and three recorded rows after it.
+fn small_primary(lab: &Lab) -> ThrowawayCluster {
+    let primary = primary(lab, false);
+    backup(lab);
+    workload::insert_rows(&primary, 3, Duration::from_millis(20), "first").unwrap();
+    primary
+}
+
+/// Forces a switch and waits until the segment it ended is archived; returns the end of the
+/// switch record (what `pg_switch_wal()` returns).
+fn switch_wal(primary: &ThrowawayCluster) -> String {
+    let end = primary.query("SELECT pg_switch_wal()").unwrap();
+    let segment = primary
+        .query(&format!("SELECT pg_walfile_name('{end}'::pg_lsn - 1)"))
+        .unwrap();
+    primary
+        .wait_for(
+            &format!(
+                "SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver"
+            ),
+            "t",
+            common::PATIENCE,
+        )
+        .unwrap();
+    end
+}
+
+// Regression test for a Tidemark bug found by the proof: the WAL index never records a commit
+// (or abort) whose record starts in one segment and continues into the next. The segment it
+// starts in ends in the middle of the record (not decoded), and the next one skips the
+// continuation; so the planner names the following commit as the stop, and an xid target at
+// that transaction is refused as "not archived yet".
+#[test]
+#[ignore = "Tidemark bug: a commit record that continues into the next segment is not in the WAL index"]
+fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
+    let lab = Lab::new("tm-spanning-", &common::binaries()).unwrap();
+    let mut primary = small_primary(&lab);
+    // One transaction whose commit record is several kB (it lists the 20 relations it drops,
+    // and their invalidations), begun less than 1.5 kB before the end of a segment: logical
+    // messages pad the WAL up to there first.
+    let tables: String = (0..20)
+        .map(|i| format!("CREATE TABLE dropped_{i} (x int);"))
+        .collect();
+    primary.query(&tables).unwrap();
+    let drops: String = (0..20)
+        .map(|i| format!("DROP TABLE dropped_{i};"))
+        .collect();
+    primary
+        .query(&format!(
+            "DO $$ DECLARE room bigint; BEGIN \
+             INSERT INTO {} (note) VALUES ('spanning'); {drops} \
+             LOOP \
+                 room := 1048576 - (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint % 1048576; \
+                 EXIT WHEN room < 1500; \
+                 PERFORM pg_logical_emit_message(false, 'pad', repeat('x', greatest(50, least(room - 1200, 100000))::int)); \
+             END LOOP; END $$",
+            workload::TABLE
+        ))
+        .unwrap();
+    let into_next: i64 = primary
+        .query("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint % 1048576")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        into_next < 65536,
+        "the commit record ends {into_next} bytes into a segment: it did not cross a boundary"
+    );
+    workload::insert_rows(&primary, 3, Duration::from_millis(20), "last").unwrap();
+    let rows = workload::committed_rows(&primary).unwrap();
+    let xid_of = xids(&primary);
+    let notes = notes(&primary);
+    switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+    let spanning = rows[3];
+    assert_eq!(notes[&spanning.id], "spanning");
+
+    let mut problems = Vec::new();
+    // The tables' creation commits between rows 2 and 3: the instant is just before the
+    // spanning commit.
+    let instant = spanning.commit_micros - 1;
+    let cases = [
+        // PostgreSQL stops before the spanning commit.
+        Case {
+            name: "just-before-the-spanning-commit".to_owned(),
+            target: time_target(instant),
+            expected: workload::ids_committed_by(&rows, instant),
+            archive_after: false,
+        },
+        // And can stop right after it.
+        Case {
+            name: "at-the-spanning-transaction".to_owned(),
+            target: vec!["--target-xid".to_owned(), xid_of[&spanning.id].to_string()],
+            expected: workload::ids_committed_by(&rows, spanning.commit_micros),
+            archive_after: false,
+        },
+    ];
+    for case in &cases {
+        if let Some(outcome) = prove(&lab, case, &mut problems) {
+            discard(outcome.cluster);
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+// Regression test for a Tidemark bug found by the proof: for an LSN target PostgreSQL replays up
+// to the first record that starts at or past the LSN, which after a switch (the LSN
+// `pg_switch_wal()` returns) is in the next segment. The plan stops at the segment holding the
+// LSN: it leaves out a segment recovery reads, and when that segment is not archived yet it
+// says the target is reachable while PostgreSQL fails with "recovery ended before configured
+// recovery target was reached".
+#[test]
+#[ignore = "Tidemark bug: an LSN target's plan leaves out the segment holding the first record at or past it"]
+fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
+    let lab = Lab::new("tm-lsn-", &common::binaries()).unwrap();
+    let mut primary = small_primary(&lab);
+    let first_switch = switch_wal(&primary);
+    workload::insert_rows(&primary, 3, Duration::from_millis(20), "second").unwrap();
+    let last_switch = switch_wal(&primary);
+    let rows = workload::committed_rows(&primary).unwrap();
+    primary.stop().unwrap();
+
+    let mut problems = Vec::new();
+    // The next segment is archived: the plan must list it.
+    let case = Case {
+        name: "at-the-end-of-a-switch".to_owned(),
+        target: vec!["--target-lsn".to_owned(), first_switch],
+        expected: workload::ids_committed_by(&rows, rows[2].commit_micros),
+        archive_after: false,
+    };
+    if let Some(outcome) = prove(&lab, &case, &mut problems) {
+        discard(outcome.cluster);
+    }
+    // The last archived segment ends with the switch: the target is out of reach until the next
+    // segment is archived, so the plan must refuse it.
+    let planned = tidemark_fails(&lab, &["plan", "--target-lsn", &last_switch]);
+    if planned.code != Some(1) {
+        problems.push(format!(
+            "{last_switch}, the end of the last archived segment's switch, is planned as reachable:\n{}",
+            planned.stdout
+        ));
+        // What restoring to it does.
+        let case = Case {
+            name: "at-the-end-of-the-archive".to_owned(),
+            target: vec!["--target-lsn".to_owned(), last_switch],
+            expected: workload::ids_committed_by(&rows, rows[5].commit_micros),
+            archive_after: false,
+        };
+        if let Some(outcome) = prove(&lab, &case, &mut problems) {
+            discard(outcome.cluster);
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
