@@ -725,13 +725,12 @@ fn switch_wal(primary: &ThrowawayCluster) -> String {
     end
 }
 
-// Regression test for a Tidemark bug found by the proof: the WAL index never records a commit
-// (or abort) whose record starts in one segment and continues into the next. The segment it
-// starts in ends in the middle of the record (not decoded), and the next one skips the
-// continuation; so the planner names the following commit as the stop, and an xid target at
-// that transaction is refused as "not archived yet".
+// Regression test for a bug the proof found: the WAL index once missed a commit (or abort) whose
+// record starts in one segment and continues into the next (the segment it starts in ended in
+// the middle of the record, the next one skipped the continuation), so the planner named the
+// following commit as the stop and refused an xid target at that transaction. The index now
+// reads such a record from the part in the segment it starts in.
 #[test]
-#[ignore = "Tidemark bug: a commit record that continues into the next segment is not in the WAL index"]
 fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
     let lab = Lab::new("tm-spanning-", &common::binaries()).unwrap();
     let mut primary = small_primary(&lab);
