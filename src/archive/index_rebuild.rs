@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::walk_archived::walk_archived;
 use crate::pg::WalFileName;
-use crate::repo::Stanza;
+use crate::repo::{Stanza, layout};
 
 /// What a rebuild did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub fn rebuild_index(stanza: &Stanza<'_>) -> anyhow::Result<RebuildReport> {
         let (WalFileName::Segment(segment) | WalFileName::Partial(segment)) = name else {
             continue;
         };
-        directories.insert(format!("{:08X}{:08X}", segment.timeline.0, segment.log));
+        directories.insert(layout::wal_directory_of(segment));
         report.segments += 1;
         if stanza.get_wal_index(name)?.is_some() {
             report.already_there += 1;

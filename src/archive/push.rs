@@ -12,8 +12,8 @@ use crate::pg::history::TimelineHistory;
 use crate::pg::page::LONG_HEADER_LEN;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal_records::{RecordWalker, SegmentSummary};
-use crate::repo::Stanza;
 use crate::repo::object::{self, EncodedObject, ObjectEncoder};
+use crate::repo::{Stanza, layout};
 use crate::storage::PutOutcome;
 
 /// What happened to a pushed file.
@@ -259,7 +259,7 @@ fn pack_previous_directory(stanza: &Stanza<'_>, name: WalFileName) {
     if segment.seg != 0 || segment.log == 0 {
         return;
     }
-    let previous = format!("{:08X}{:08X}", segment.timeline.0, segment.log - 1);
+    let previous = layout::wal_directory(segment.timeline, segment.log - 1);
     if let Err(e) = stanza.pack_wal_index(&previous) {
         tracing::warn!(
             "could not pack the WAL index entries of {previous} (planning reads them one by one until 'tidemark index rebuild' packs them): {e:#}"

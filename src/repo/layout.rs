@@ -11,7 +11,7 @@
 //! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
 //! ```
 
-use crate::pg::WalFileName;
+use crate::pg::{SegmentName, TimelineId, WalFileName};
 use crate::storage::ObjectKey;
 
 /// Why a string cannot name a stanza.
@@ -53,13 +53,21 @@ pub fn wal_root(stanza: &str) -> ObjectKey {
     key(format!("{stanza}/wal"))
 }
 
+/// The WAL directory `TTTTTTTTLLLLLLLL` of a timeline and "log" (4 GiB of WAL): the first 16
+/// hex digits of the names of the segments it holds.
+pub fn wal_directory(timeline: TimelineId, log: u32) -> String {
+    format!("{:08X}{log:08X}", timeline.0)
+}
+
+/// The WAL directory a segment is kept in.
+pub fn wal_directory_of(segment: SegmentName) -> String {
+    wal_directory(segment.timeline, segment.log)
+}
+
 /// The object holding one archived WAL file.
 pub fn wal_file(stanza: &str, name: WalFileName) -> ObjectKey {
     match name.segment() {
-        Some(segment) => key(format!(
-            "{stanza}/wal/{:08X}{:08X}/{name}",
-            segment.timeline.0, segment.log
-        )),
+        Some(segment) => key(format!("{stanza}/wal/{}/{name}", wal_directory_of(segment))),
         None => key(format!("{stanza}/wal/history/{name}")),
     }
 }
@@ -68,8 +76,8 @@ pub fn wal_file(stanza: &str, name: WalFileName) -> ObjectKey {
 pub fn wal_index(stanza: &str, name: WalFileName) -> ObjectKey {
     let segment = name.segment().expect("only segments are indexed");
     key(format!(
-        "{stanza}/walindex/{:08X}{:08X}/{name}",
-        segment.timeline.0, segment.log
+        "{stanza}/walindex/{}/{name}",
+        wal_directory_of(segment)
     ))
 }
 

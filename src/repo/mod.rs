@@ -171,7 +171,7 @@ impl Stanza<'_> {
             })?;
             // The key is `<stanza>/wal/<directory>/<name>`; only the directory can be wrong.
             let expected_directory = match name.segment() {
-                Some(segment) => format!("{:08X}{:08X}", segment.timeline.0, segment.log),
+                Some(segment) => layout::wal_directory_of(segment),
                 None => "history".to_owned(),
             };
             let mut components = object.key.as_str().rsplit('/');

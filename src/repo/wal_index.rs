@@ -54,11 +54,6 @@ fn check_format(format: u32, what: &dyn std::fmt::Display) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The WAL directory (`TTTTTTTTLLLLLLLL`) of a segment name.
-pub fn directory_of(segment: &str) -> &str {
-    &segment[..16]
-}
-
 impl Stanza<'_> {
     /// Stores a segment's index entry unless one is there. An existing entry for other content
     /// is an error: it describes a different segment than the one archived.
