@@ -110,6 +110,17 @@ impl Spool {
         self.dir.join("worker.lock")
     }
 
+    /// The file the worker holds `flock`ed while it runs.
+    fn open_lock(&self) -> std::io::Result<fs::File> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.lock_path())
+    }
+
     /// Writes `text` to `path` through a temporary name, so a reader sees all of it or nothing.
     /// Not fsynced: a lost `.ok` or `.error` only means the file is pushed again.
     fn write_whole(&self, path: &Path, text: &str) -> std::io::Result<()> {
@@ -149,14 +160,7 @@ impl Spool {
 
     /// Whether a worker holds the spool's lock.
     pub fn worker_running(&self) -> bool {
-        let Ok(file) = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.lock_path())
-        else {
+        let Ok(file) = self.open_lock() else {
             return false;
         };
         rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_err()
@@ -191,13 +195,8 @@ pub struct WorkerSettings {
 pub fn run_worker(stanza: &Stanza<'_>, settings: &WorkerSettings) -> anyhow::Result<()> {
     let spool = &settings.spool;
     spool.create()?;
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(spool.lock_path())
+    let lock = spool
+        .open_lock()
         .with_context(|| format!("open {}", spool.lock_path().display()))?;
     if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
         return Ok(());
@@ -236,13 +235,12 @@ fn push_all(stanza: &Stanza<'_>, settings: &WorkerSettings, queue: &[String]) {
                     let path = settings.pg_wal.join(name);
                     // Taken before the push: a file replaced meanwhile is not vouched for.
                     let fingerprint = Fingerprint::of(&path);
-                    let recorded = match (fingerprint, push_wal_file(stanza, &path)) {
-                        (Ok(fingerprint), Ok(_)) => settings.spool.mark_ok(name, fingerprint),
-                        (Err(e), _) => settings.spool.write_whole(
-                            &settings.spool.error_path(name),
-                            &format!("archive {}: {e}", path.display()),
-                        ),
-                        (_, Err(e)) => settings.spool.write_whole(
+                    let pushed = fingerprint
+                        .map_err(anyhow::Error::new)
+                        .and_then(|fingerprint| push_wal_file(stanza, &path).map(|_| fingerprint));
+                    let recorded = match pushed {
+                        Ok(fingerprint) => settings.spool.mark_ok(name, fingerprint),
+                        Err(e) => settings.spool.write_whole(
                             &settings.spool.error_path(name),
                             &format!("archive {}: {e:#}", path.display()),
                         ),
