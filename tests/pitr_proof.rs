@@ -16,42 +16,19 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 use tidemark::demo::switch_and_wait_for_archive;
 use tidemark::demo::workload::{self, CommittedRow};
-
-/// Starts pgbench against `cluster` in the background, as noise.
-fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> std::process::Child {
-    let port = cluster.port().to_string();
-    owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
-        .args(args)
-        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
-        .args(["-p", &port, "-U", "postgres", "postgres"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pgbench")
-}
-
-fn wait_ok(child: std::process::Child) {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Rate-limited pgbench for `seconds`: a steady stream of commits interleaved with the recorded
 /// ones in the WAL, without starving the 2 cores the tests share.
 fn noise(lab: &Lab, cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
     let seconds = seconds.to_string();
-    pgbench(
+    common::pgbench(
         lab,
         cluster,
         &["-n", "-c", "2", "-R", "150", "-T", &seconds],
@@ -76,7 +53,7 @@ fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
     lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
         .unwrap();
     lab.tidemark(&["stanza-create"]).unwrap();
-    wait_ok(pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
+    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
     primary
 }
@@ -347,7 +324,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     // in the middle of it all, then a quiet stretch of recorded commits alone.
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
-    wait_ok(pgbench_noise);
+    common::wait_ok(pgbench_noise);
     let pgbench_noise = noise(&lab, &primary, 3);
     primary
         .wait_for(
@@ -357,10 +334,10 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
         )
         .unwrap();
     let second_backup = backup(&lab);
-    wait_ok(pgbench_noise);
+    common::wait_ok(pgbench_noise);
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
-    wait_ok(pgbench_noise);
+    common::wait_ok(pgbench_noise);
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "quiet").unwrap();
     let rows = workload::committed_rows(&primary).unwrap();
     assert_eq!(rows.len(), 260);
@@ -369,7 +346,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     // The quiet stretch ends its segment; noise fills the next one, so that WAL past the
     // last planned segment is archived and a read-ahead into it would show.
     primary.query("SELECT pg_switch_wal()").unwrap();
-    wait_ok(noise(&lab, &primary, 1));
+    common::wait_ok(noise(&lab, &primary, 1));
     switch_and_wait_for_archive(&primary).unwrap();
     primary.stop().unwrap();
     println!(
@@ -485,7 +462,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     );
     let pgbench_noise = noise(&lab, &fork, 3);
     workload::insert_rows(&fork, 60, Duration::from_millis(30), "timeline 2").unwrap();
-    wait_ok(pgbench_noise);
+    common::wait_ok(pgbench_noise);
     let rows_2 = workload::committed_rows(&fork).unwrap();
     let notes_timeline_2 = notes(&fork);
     assert_eq!(rows_2.len(), fork_case.expected.len() + 60);

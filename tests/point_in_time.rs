@@ -6,36 +6,13 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::time::Duration;
 
-use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 use tidemark::demo::recovery::{RecoveryTarget, recover_copy};
 use tidemark::demo::switch_and_wait_for_archive;
 use tidemark::demo::workload::{self, CommittedRow};
-
-/// Starts pgbench against `cluster` for `seconds`, in the background, as noise.
-fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> std::process::Child {
-    let port = cluster.port().to_string();
-    owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
-        .args(args)
-        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
-        .args(["-p", &port, "-U", "postgres", "postgres"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pgbench")
-}
-
-fn wait_ok(child: std::process::Child) {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// An instant strictly between two of `rows`' commits, picked at random among those after `from`.
 fn random_instant(rows: &[CommittedRow], from: usize) -> i64 {
@@ -77,15 +54,15 @@ fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timeli
         .unwrap();
     primary.start().unwrap();
     lab.tidemark(&["stanza-create"]).unwrap();
-    wait_ok(pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
     workload::create_table(&primary).unwrap();
     let base_backup = lab.tmp.path().join("base");
     primary.base_backup(&base_backup).unwrap();
 
     // Timeline 1: recorded commits with pgbench noise in between.
-    let noise = pgbench(&lab, &primary, &["-T", "4", "-c", "2", "-n"]);
+    let noise = common::pgbench(&lab, &primary, &["-T", "4", "-c", "2", "-n"]);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "timeline 1").unwrap();
-    wait_ok(noise);
+    common::wait_ok(noise);
     let rows = workload::committed_rows(&primary).unwrap();
     assert_eq!(rows.len(), 120);
     switch_and_wait_for_archive(&primary).unwrap();
@@ -113,9 +90,9 @@ fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timeli
     );
 
     // Timeline 2: the recovered cluster writes and archives through the same stanza.
-    let noise = pgbench(&lab, &restored, &["-T", "2", "-c", "1", "-n"]);
+    let noise = common::pgbench(&lab, &restored, &["-T", "2", "-c", "1", "-n"]);
     workload::insert_rows(&restored, 40, Duration::from_millis(30), "timeline 2").unwrap();
-    wait_ok(noise);
+    common::wait_ok(noise);
     let rows_timeline_2 = workload::committed_rows(&restored).unwrap();
     assert_eq!(rows_timeline_2.len(), expected.len() + 40);
     switch_and_wait_for_archive(&restored).unwrap();

@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 
 /// How long pgbench writes.
@@ -112,23 +111,9 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
         .query("SELECT pg_walfile_name(pg_current_wal_lsn())")
         .unwrap();
 
-    let port = cluster.port().to_string();
-    let pgbench = |args: &[&str]| {
-        owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
-            .args(args)
-            .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
-            .args(["-p", &port, "-U", "postgres", "postgres"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let init = pgbench(&["-i", "-q", "-s", "2"])
-        .wait_with_output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
+    common::wait_ok(common::pgbench(&lab, &cluster, &["-i", "-q", "-s", "2"]));
     let seconds = LOAD_SECONDS.to_string();
-    let mut load = pgbench(&["-n", "-c", "2", "-T", &seconds]);
+    let mut load = common::pgbench(&lab, &cluster, &["-n", "-c", "2", "-T", &seconds]);
 
     let mut kills = 0;
     let mut most_segments = 0;

@@ -182,3 +182,27 @@ impl WalLab {
 
 /// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Starts pgbench with `args` against `cluster`, as its owner, in the background (output
+/// discarded, errors kept for [`wait_ok`]).
+pub fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> std::process::Child {
+    let port = cluster.port().to_string();
+    tidemark::demo::cluster::owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
+        .args(args)
+        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
+        .args(["-p", &port, "-U", "postgres", "postgres"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pgbench")
+}
+
+/// Waits for a pgbench started by [`pgbench`] and fails the test unless it succeeded.
+pub fn wait_ok(child: std::process::Child) {
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
