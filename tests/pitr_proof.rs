@@ -779,14 +779,13 @@ fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
-// Regression test for a Tidemark bug found by the proof: for an LSN target PostgreSQL replays up
-// to the first record that starts at or past the LSN, which after a switch (the LSN
-// `pg_switch_wal()` returns) is in the next segment. The plan stops at the segment holding the
-// LSN: it leaves out a segment recovery reads, and when that segment is not archived yet it
-// says the target is reachable while PostgreSQL fails with "recovery ended before configured
-// recovery target was reached".
+// Regression test for a bug the proof found: for an LSN target PostgreSQL replays up to the
+// first record that starts at or past the LSN, which after a switch (the LSN `pg_switch_wal()`
+// returns) is in the next segment. The plan used to stop at the segment holding the LSN: it left
+// out a segment recovery reads, and when that segment was not archived yet it said the target
+// was reachable while PostgreSQL failed with "recovery ended before configured recovery target
+// was reached".
 #[test]
-#[ignore = "Tidemark bug: an LSN target's plan leaves out the segment holding the first record at or past it"]
 fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
     let lab = Lab::new("tm-lsn-", &common::binaries()).unwrap();
     let mut primary = small_primary(&lab);

@@ -1,12 +1,13 @@
 //! Reads archived segments back and walks their records, checked as a restore checks them: for
 //! `tidemark index rebuild`, and for the planner, which needs every transaction end of the
-//! segment where recovery stops (the WAL index keeps only their ranges).
+//! segment where recovery stops (the WAL index keeps only their ranges), and for an LSN target
+//! where the first record at or past it starts.
 
 use anyhow::Context;
 
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal_records::{RecordWalker, WalkedSegment};
-use crate::pg::{SegmentName, WalFileName};
+use crate::pg::{Lsn, SegmentName, WalFileName};
 use crate::plan::{SegmentDetail, SegmentEvents};
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
@@ -45,6 +46,15 @@ pub fn walk_archived(
     stanza: &Stanza<'_>,
     name: WalFileName,
 ) -> anyhow::Result<(ObjectHeader, WalkedSegment)> {
+    walk_watching(stanza, name, None)
+}
+
+/// Walks an archived segment or `.partial`, noting the first record at or past `watch`.
+fn walk_watching(
+    stanza: &Stanza<'_>,
+    name: WalFileName,
+    watch: Option<Lsn>,
+) -> anyhow::Result<(ObjectHeader, WalkedSegment)> {
     let (segment, kind) = match name {
         WalFileName::Segment(segment) => (segment, SegmentKind::Complete),
         WalFileName::Partial(segment) => (segment, SegmentKind::Partial),
@@ -58,6 +68,9 @@ pub fn walk_archived(
         expected.version,
         page_size(&content),
     );
+    if let Some(lsn) = watch {
+        walker.watch_from(lsn);
+    }
     walker
         .feed(&content)
         .with_context(|| format!("archived {name}"))?;
@@ -132,5 +145,11 @@ impl SegmentEvents for ArchivedEvents<'_, '_> {
         next: Option<SegmentName>,
     ) -> Result<SegmentDetail, String> {
         events_of(self.stanza, segment, next).map_err(|e| format!("{e:#}"))
+    }
+
+    fn first_record_from(&self, segment: SegmentName, from: Lsn) -> Result<Option<Lsn>, String> {
+        walk_watching(self.stanza, WalFileName::Segment(segment), Some(from))
+            .map(|(_, walked)| walked.first_record_from)
+            .map_err(|e| format!("{e:#}"))
     }
 }

@@ -271,6 +271,9 @@ impl SegmentSummary {
 pub struct WalkedSegment {
     pub summary: SegmentSummary,
     pub xact_ends: Vec<XactEnd>,
+    /// The first record starting at or past the LSN given to [`RecordWalker::watch_from`], when
+    /// one was given: where PostgreSQL stops for an LSN target.
+    pub first_record_from: Option<Lsn>,
 }
 
 /// What is wrong with the records of a segment.
@@ -444,6 +447,9 @@ pub struct RecordWalker {
     records: u64,
     summary: SegmentSummary,
     xact_ends: Vec<XactEnd>,
+    /// Records starting at or past this LSN are watched for; the first is kept.
+    watch_from: Option<u64>,
+    first_record_from: Option<Lsn>,
     /// Why the walk stopped before the end of the segment: the end of WAL in a `.partial`
     /// segment, a defect in a complete one.
     stop: Option<WalRecordDefect>,
@@ -521,8 +527,23 @@ impl RecordWalker {
             records: 0,
             summary: SegmentSummary::empty(start),
             xact_ends: Vec::new(),
+            watch_from: None,
+            first_record_from: None,
             stop: None,
             failed: page_size_defect,
+        }
+    }
+
+    /// Keeps the first record that starts at or past `lsn` (as
+    /// [`WalkedSegment::first_record_from`]).
+    pub fn watch_from(&mut self, lsn: Lsn) {
+        self.watch_from = Some(lsn.0);
+    }
+
+    /// Notes that a record starts at `lsn`, for [`RecordWalker::watch_from`].
+    fn note_start(&mut self, lsn: Lsn) {
+        if self.first_record_from.is_none() && self.watch_from.is_some_and(|from| lsn.0 >= from) {
+            self.first_record_from = Some(lsn);
         }
     }
 
@@ -596,6 +617,7 @@ impl RecordWalker {
             State::InRecord => {
                 // It spills into the next segment, where its CRC is checked.
                 let lsn = Some(Lsn(self.record.lsn));
+                self.note_start(Lsn(self.record.lsn));
                 self.summary.first_record = self.summary.first_record.or(lsn);
                 self.summary.last_record = lsn;
                 self.summary.continues_into_next = true;
@@ -613,6 +635,7 @@ impl RecordWalker {
         Ok(WalkedSegment {
             summary: self.summary,
             xact_ends: self.xact_ends,
+            first_record_from: self.first_record_from,
         })
     }
 
@@ -981,6 +1004,7 @@ impl RecordWalker {
             return Err(self.fail(WalRecordDefect::BadBody { lsn, reason }));
         }
         self.records += 1;
+        self.note_start(lsn);
         self.previous = Some(lsn.0);
         self.valid_end = end;
         self.summary.first_record = self.summary.first_record.or(Some(lsn));

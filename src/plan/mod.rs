@@ -89,6 +89,9 @@ pub trait SegmentEvents {
         segment: SegmentName,
         next: Option<SegmentName>,
     ) -> Result<SegmentDetail, String>;
+
+    /// The first record in `segment` that starts at or past `from`, if any.
+    fn first_record_from(&self, segment: SegmentName, from: Lsn) -> Result<Option<Lsn>, String>;
 }
 
 /// What is archived.
@@ -378,6 +381,76 @@ fn first_stop(
     Ok(None)
 }
 
+/// The last segment recovery to LSN `target` reads: PostgreSQL stops at the first record that
+/// starts at or past the target (after it when inclusive, before it otherwise, but having read
+/// it whole either way), so the segment where that record ends. After a switch record, or when
+/// the target lies past the last record start of its segment, that is a later segment. `Ok(Err)`
+/// is the number of the first segment that is needed and not archived.
+fn lsn_stop_segment(
+    archive: &Archive<'_>,
+    path: &[TimelineSpan],
+    target: Lsn,
+) -> Result<Result<u64, u64>, PlanError> {
+    let size = archive.segment_size;
+    let name_of = |segno: u64| {
+        SegmentName::from_segment_number(
+            TimelineId(timeline_of_segment(path, segno, size)),
+            segno,
+            size,
+        )
+    };
+    let summary_of = |segno: u64| {
+        archive
+            .segments
+            .get(&(timeline_of_segment(path, segno, size), segno))
+            .map(|indexed| &indexed.summary)
+    };
+    let holding = target.0 / u64::from(size.bytes());
+    let mut segno = holding;
+    // Find the segment where the stop record starts, and whether it spills into the next.
+    let spills = loop {
+        let Some(summary) = summary_of(segno) else {
+            return Ok(Err(segno));
+        };
+        let spilling_last =
+            |first: Lsn| summary.continues_into_next && summary.last_record == Some(first);
+        if segno == holding {
+            match summary.last_record {
+                Some(last) if last >= target => {
+                    if !summary.continues_into_next {
+                        return Ok(Ok(segno));
+                    }
+                    // Only the last record spills: is an earlier one at or past the target?
+                    let segment = name_of(segno);
+                    let first = archive
+                        .events
+                        .first_record_from(segment, target)
+                        .map_err(|reason| PlanError::Unreadable { segment, reason })?
+                        .unwrap_or(last);
+                    break spilling_last(first);
+                }
+                _ => {}
+            }
+        } else if let Some(first) = summary.first_record {
+            break spilling_last(first);
+        }
+        segno += 1;
+    };
+    if !spills {
+        return Ok(Ok(segno));
+    }
+    // The record ends in the first later segment that one record does not cover whole.
+    loop {
+        segno += 1;
+        let Some(summary) = summary_of(segno) else {
+            return Ok(Err(segno));
+        };
+        if summary.first_record.is_some() || !summary.continues_into_next {
+            return Ok(Ok(segno));
+        }
+    }
+}
+
 /// What the archive holds from a backup's start on along `path`.
 struct Stretch {
     segments: Vec<SegmentName>,
@@ -580,7 +653,26 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                 .iter()
                 .find(|b| b.stop <= *target)
                 .ok_or_else(no_backup_before)?;
-            let stretch = collect(archive, &path, backup, Some(target.0 / segment_bytes))?;
+            let stretch = match lsn_stop_segment(archive, &path, *target)? {
+                Ok(last) => collect(archive, &path, backup, Some(last))?,
+                Err(missing) => {
+                    // A hole before it, or in it with WAL archived beyond, is a gap.
+                    let before = missing.saturating_sub(1);
+                    collect(archive, &path, backup, Some(before))?;
+                    let after = stretch_from(archive, &path, backup, None);
+                    if let Some(missing) = after.missing {
+                        return Err(PlanError::Gap {
+                            missing,
+                            label: backup.label.clone(),
+                        });
+                    }
+                    return Err(PlanError::NotReached {
+                        timeline,
+                        what: format!("no record starting at or past {target}"),
+                        today: format!("today a restore can reach LSN {}", after.end),
+                    });
+                }
+            };
             let why = format!(
                 "it is the newest backup consistent (at {}) before {target}",
                 backup.stop
@@ -679,6 +771,8 @@ mod tests {
     #[derive(Default)]
     struct Events {
         details: BTreeMap<SegmentName, SegmentDetail>,
+        /// Where each segment's records start.
+        starts: BTreeMap<SegmentName, Vec<Lsn>>,
         read: std::cell::RefCell<Vec<SegmentName>>,
     }
 
@@ -693,6 +787,19 @@ mod tests {
                 .get(&segment)
                 .cloned()
                 .ok_or_else(|| format!("{segment} is not archived"))
+        }
+
+        fn first_record_from(
+            &self,
+            segment: SegmentName,
+            from: Lsn,
+        ) -> Result<Option<Lsn>, String> {
+            self.read.borrow_mut().push(segment);
+            let starts = self
+                .starts
+                .get(&segment)
+                .ok_or_else(|| format!("{segment} is not archived"))?;
+            Ok(starts.iter().copied().find(|&start| start >= from))
         }
     }
 
@@ -709,6 +816,13 @@ mod tests {
             segno,
             SegmentSize::new(MIB).unwrap(),
         );
+        let summary = &indexed.summary;
+        let mut starts: Vec<Lsn> = summary.first_record.into_iter().collect();
+        starts.extend(xact_ends.iter().map(|x| x.lsn));
+        starts.extend(summary.restore_points.iter().map(|r| r.lsn));
+        starts.sort();
+        starts.dedup();
+        events.starts.insert(name, starts);
         events.details.insert(
             name,
             SegmentDetail {
@@ -927,6 +1041,28 @@ mod tests {
                 vec!["0000000001", "0000000002"],
                 StopPoint::AtLsn(Lsn(2 * MIB + 5)),
             ),
+            // Past the last record start of its segment (as after a switch): the stop record is
+            // the first of the next segment.
+            (
+                request(Target::Lsn(Lsn(3 * MIB + 0x300)), false, on_one),
+                "B",
+                vec!["0000000003", "0000000004"],
+                StopPoint::AtLsn(Lsn(3 * MIB + 0x300)),
+            ),
+            // The first record at or past it is the one spilling into the next segment.
+            (
+                request(Target::Lsn(Lsn(4 * MIB + 0x400)), true, on_one),
+                "B",
+                vec!["0000000003", "0000000004", "0000000005"],
+                StopPoint::AtLsn(Lsn(4 * MIB + 0x400)),
+            ),
+            // A record before the spilling one is at or past it.
+            (
+                request(Target::Lsn(Lsn(4 * MIB + 0x20)), true, on_one),
+                "B",
+                vec!["0000000003", "0000000004"],
+                StopPoint::AtLsn(Lsn(4 * MIB + 0x20)),
+            ),
             (
                 request(Target::EndOfArchive, true, on_one),
                 "B",
@@ -1104,6 +1240,19 @@ mod tests {
                     .to_string(),
                 "the archived WAL along timeline 1 does not reach the target: no commit or abort after 2000-01-01 00:00:00.009000+00 is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00"
             );
+            // No record starts at or past it in the archived WAL yet.
+            assert_eq!(
+                plan(
+                    &archive,
+                    &request(Target::Lsn(Lsn(6 * MIB + 0x200)), true, on_one)
+                )
+                .unwrap_err(),
+                PlanError::NotReached {
+                    timeline: 1,
+                    what: "no record starting at or past 0/600200".into(),
+                    today: "today a restore can reach LSN 0/700000".into()
+                }
+            );
             assert_eq!(
                 plan(&archive, &request(Target::Name("nope".into()), true, on_one)).unwrap_err(),
                 PlanError::NotReached {
@@ -1153,5 +1302,15 @@ mod tests {
                 .to_string(),
             "WAL segment 000000010000000000000004 is not in the archive: recovery from backup B cannot get past it"
         );
+        // The segment after the target's, where its stop record is, is missing.
+        for target in [Lsn(3 * MIB + 0x300), Lsn(4 * MIB + 0x10)] {
+            assert_eq!(
+                plan(&archive, &request(Target::Lsn(target), true, on_one))
+                    .unwrap_err()
+                    .to_string(),
+                "WAL segment 000000010000000000000004 is not in the archive: recovery from backup B cannot get past it",
+                "{target}"
+            );
+        }
     }
 }
