@@ -5,7 +5,9 @@
 //! PostgreSQL nothing but the verified original bytes.
 
 pub mod get;
+pub mod helper_process;
 pub mod index_rebuild;
+pub mod prefetch;
 pub mod push;
 pub mod walk_archived;
 pub mod work_ahead;

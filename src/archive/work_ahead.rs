@@ -14,17 +14,15 @@
 //! and pushing an archived file again with identical content succeeds.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rustix::fs::FlockOperation;
 
+use super::helper_process::{HelperCommand, HelperLock};
 use super::push::push_wal_file;
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
@@ -106,19 +104,8 @@ impl Spool {
         self.dir.join(format!("{name}.error"))
     }
 
-    fn lock_path(&self) -> PathBuf {
-        self.dir.join("worker.lock")
-    }
-
-    /// The file the worker holds `flock`ed while it runs.
-    fn open_lock(&self) -> std::io::Result<fs::File> {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.lock_path())
+    fn lock(&self) -> HelperLock {
+        HelperLock::new(self.dir.join("worker.lock"))
     }
 
     /// Writes `text` to `path` through a temporary name, so a reader sees all of it or nothing.
@@ -160,10 +147,7 @@ impl Spool {
 
     /// Whether a worker holds the spool's lock.
     pub fn worker_running(&self) -> bool {
-        let Ok(file) = self.open_lock() else {
-            return false;
-        };
-        rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_err()
+        self.lock().is_held()
     }
 }
 
@@ -195,12 +179,9 @@ pub struct WorkerSettings {
 pub fn run_worker(stanza: &Stanza<'_>, settings: &WorkerSettings) -> anyhow::Result<()> {
     let spool = &settings.spool;
     spool.create()?;
-    let lock = spool
-        .open_lock()
-        .with_context(|| format!("open {}", spool.lock_path().display()))?;
-    if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+    let Some(_lock) = spool.lock().try_take()? else {
         return Ok(());
-    }
+    };
     remove_stale(spool, &settings.pg_wal);
     let mut idle_since = Instant::now();
     loop {
@@ -282,14 +263,6 @@ fn remove_stale(spool: &Spool, pg_wal: &Path) {
     }
 }
 
-/// How the foreground call starts a worker: the program and arguments of a `tidemark-archive`
-/// that runs [`run_worker`].
-pub struct WorkerCommand {
-    pub program: PathBuf,
-    pub arg0: String,
-    pub args: Vec<std::ffi::OsString>,
-}
-
 /// What the foreground call found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
@@ -309,7 +282,7 @@ pub fn wait_for_worker(
     pg_wal: &Path,
     name: &str,
     path: &Path,
-    worker: &WorkerCommand,
+    worker: &HelperCommand,
 ) -> anyhow::Result<Waited> {
     if spool.is_ok(name, path) {
         return Ok(Waited::Archived);
@@ -329,7 +302,7 @@ pub fn wait_for_worker(
     for _ in 0..3 {
         let mut started = None;
         if !spool.worker_running() {
-            started = Some(start_worker(spool, worker)?);
+            started = Some(worker.spawn("work-ahead worker", &spool.dir().join("worker.log"))?);
         }
         let mut waiting_for_start = Instant::now();
         loop {
@@ -359,36 +332,4 @@ pub fn wait_for_worker(
         }
     }
     Ok(Waited::PushYourself)
-}
-
-/// Starts a worker in its own process group (so signals PostgreSQL sends its archiver do not
-/// reach it), its log appended to `worker.log` in the spool.
-fn start_worker(spool: &Spool, worker: &WorkerCommand) -> anyhow::Result<std::process::Child> {
-    let log_path = spool.dir().join("worker.log");
-    let mut log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .with_context(|| format!("open {}", log_path.display()))?;
-    // Best effort: a separator makes a worker's lines findable in the log.
-    let _ = writeln!(log, "-- worker started by process {}", std::process::id());
-    std::process::Command::new(&worker.program)
-        .arg0(&worker.arg0)
-        .args(&worker.args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => anyhow::anyhow!(
-                "cannot start the work-ahead worker {}: it does not exist",
-                worker.program.display()
-            ),
-            _ => anyhow::Error::new(e).context(format!(
-                "start the work-ahead worker {}",
-                worker.program.display()
-            )),
-        })
 }

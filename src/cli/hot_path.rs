@@ -11,10 +11,13 @@ use anyhow::Context;
 use super::run::{self, Finished};
 use super::target::Selected;
 use super::target::Target;
-use crate::archive::work_ahead::{
-    Spool, Waited, WorkerCommand, WorkerSettings, run_worker, wait_for_worker,
+use crate::archive::helper_process::HelperCommand;
+use crate::archive::prefetch::{
+    FetcherSettings, Handover, RestoreSpool, hand_over, in_recovery, run_fetcher, wait_for_fetch,
 };
+use crate::archive::work_ahead::{Spool, Waited, WorkerSettings, run_worker, wait_for_worker};
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
+use crate::pg::{SegmentName, WalFileName};
 use crate::units;
 
 /// Push one WAL file into the repository (PostgreSQL's archive_command).
@@ -49,12 +52,31 @@ struct WorkAheadWorkerArgs {
 /// The flag that makes `tidemark-archive` the work-ahead worker.
 const WORKER_FLAG: &str = "--work-ahead-worker";
 
+/// The prefetcher, which `tidemark-restore` starts itself unless `[restore] prefetch = 0`; not
+/// for people, so it is not in `--help`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "tidemark-restore")]
+struct PrefetcherArgs {
+    #[command(flatten)]
+    target: Target,
+
+    /// The pg_wal directory of the recovering server
+    #[arg(long, value_name = "PG_WAL")]
+    prefetcher: PathBuf,
+}
+
+/// The flag that makes `tidemark-restore` the prefetcher.
+const PREFETCHER_FLAG: &str = "--prefetcher";
+
 /// Fetch one WAL file from the repository (PostgreSQL's restore_command).
 ///
 /// Exits 0 when the verified file is at DESTINATION; 1 when the archive does not hold it
 /// (not an error: PostgreSQL asks for names that do not exist) or on any failure, which
 /// prints one error line. Set in the recovery settings (postgresql.conf):
 ///   restore_command = 'tidemark-restore --config /etc/tidemark/tidemark.toml %f %p'
+/// During a recovery, the first call starts a background fetcher that keeps the next
+/// `[restore] prefetch` segments (default 8; 0 = off) verified in pg_wal/.tidemark/restore;
+/// a call whose segment is there checks it again and renames it into place.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]
 pub struct RestoreCommandArgs {
@@ -90,6 +112,12 @@ pub fn archive_command_main() -> ExitCode {
 /// Main of `tidemark-restore`.
 pub fn restore_command_main() -> ExitCode {
     let program = "tidemark-restore";
+    if std::env::args_os().any(|arg| arg == PREFETCHER_FLAG) {
+        return match run::parse_args::<PrefetcherArgs>(program) {
+            Ok(args) => run::run(program, || prefetcher(&args.target, &args.prefetcher)),
+            Err(code) => code,
+        };
+    }
     match run::parse_args::<RestoreCommandArgs>(program) {
         Ok(args) => run::run(program, || {
             archive_get(&args.target, &args.wal_file_name, &args.destination)
@@ -140,16 +168,8 @@ fn archive_through_worker(
     let context = || format!("archive {}", wal_path.display());
     let (Some(name), Some(pg_wal)) = (
         wal_path.file_name().and_then(|n| n.to_str()),
-        wal_path.parent(),
+        absolute_parent(wal_path),
     ) else {
-        return Ok(None);
-    };
-    // The worker outlives this call and runs elsewhere than its working directory.
-    let Ok(pg_wal) = std::path::absolute(if pg_wal.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        pg_wal
-    }) else {
         return Ok(None);
     };
     let spool = Spool::locate(
@@ -157,21 +177,7 @@ fn archive_through_worker(
         &pg_wal,
         &selected.stanza_name,
     );
-    let program = std::env::current_exe().context("find this program to start the worker")?;
-    let config_path = std::path::absolute(&selected.config_path)
-        .with_context(|| format!("resolve {}", selected.config_path.display()))?;
-    let worker = WorkerCommand {
-        program,
-        arg0: "tidemark-archive".to_owned(),
-        args: vec![
-            "--config".into(),
-            config_path.into_os_string(),
-            "--stanza".into(),
-            selected.stanza_name.clone().into(),
-            WORKER_FLAG.into(),
-            pg_wal.clone().into_os_string(),
-        ],
-    };
+    let worker = helper_command(selected, "tidemark-archive", WORKER_FLAG, &pg_wal)?;
     match wait_for_worker(&spool, &pg_wal, name, &pg_wal.join(name), &worker)
         .with_context(context)?
     {
@@ -186,6 +192,43 @@ fn archive_through_worker(
         Waited::Failed(error) => Err(anyhow::anyhow!("{error}")),
         Waited::PushYourself => Ok(None),
     }
+}
+
+/// How a call starts its helper: this program as `arg0`, with the call's configuration and
+/// stanza, and `flag` naming the `pg_wal` directory.
+fn helper_command(
+    selected: &Selected,
+    arg0: &str,
+    flag: &str,
+    pg_wal: &Path,
+) -> anyhow::Result<HelperCommand> {
+    let program = std::env::current_exe().context("find this program to start its helper")?;
+    let config_path = std::path::absolute(&selected.config_path)
+        .with_context(|| format!("resolve {}", selected.config_path.display()))?;
+    Ok(HelperCommand {
+        program,
+        arg0: arg0.to_owned(),
+        args: vec![
+            "--config".into(),
+            config_path.into_os_string(),
+            "--stanza".into(),
+            selected.stanza_name.clone().into(),
+            flag.into(),
+            pg_wal.as_os_str().to_owned(),
+        ],
+    })
+}
+
+/// The directory a hot-path file lives in, absolute: a helper outlives the call and runs
+/// elsewhere than its working directory.
+fn absolute_parent(path: &Path) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    std::path::absolute(if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    })
+    .ok()
 }
 
 /// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
@@ -218,6 +261,18 @@ pub fn archive_get(
 ) -> anyhow::Result<Finished> {
     let started = Instant::now();
     let selected = target.select()?;
+    if selected.config.restore.prefetch() > 0
+        && let Ok(WalFileName::Segment(segment)) = WalFileName::parse(wal_file_name)
+        && let Some(pg_wal) = absolute_parent(destination)
+        && in_recovery(&pg_wal)
+    {
+        // The spool only ever saves time: whatever goes wrong there, the call fetches directly.
+        match from_spool(&selected, segment, &pg_wal, destination, started) {
+            Ok(true) => return Ok(Finished::Success),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("prefetch: {e:#}; fetching {segment} directly"),
+        }
+    }
     let repo = selected.config.open_repository();
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let outcome = get_wal_file(&stanza, wal_file_name, destination)
@@ -240,4 +295,66 @@ pub fn archive_get(
             Ok(Finished::NotFound)
         }
     }
+}
+
+/// The prefetching side of `archive_get`: notes what PostgreSQL asks for, starts the fetcher when
+/// none runs, and hands the segment over from the spool when it is there (waiting for a fetch of
+/// it under way). `false` when the call must fetch the segment itself.
+fn from_spool(
+    selected: &Selected,
+    segment: SegmentName,
+    pg_wal: &Path,
+    destination: &Path,
+    started: Instant,
+) -> anyhow::Result<bool> {
+    let spool = RestoreSpool::locate(pg_wal, &selected.stanza_name);
+    let name = segment.to_string();
+    spool.note_position(segment)?;
+    if !spool.lock().is_held() {
+        let fetcher = helper_command(selected, "tidemark-restore", PREFETCHER_FLAG, pg_wal)?;
+        // Best effort: without a fetcher every call fetches its own segment.
+        if let Err(e) = fetcher.spawn("prefetcher", &spool.log_path()) {
+            tracing::warn!("{e:#}; fetching {name} without prefetch");
+        }
+    }
+    for attempt in 0..2 {
+        match hand_over(&spool, &name, destination)? {
+            Handover::HandedOver { bytes } => {
+                tracing::info!(
+                    "restored {name} from stanza '{}' ({}, prefetched) in {} ms",
+                    selected.stanza_name,
+                    units::bytes(bytes),
+                    started.elapsed().as_millis()
+                );
+                return Ok(true);
+            }
+            Handover::Rejected(problem) => {
+                tracing::warn!("{problem}; fetching it from the repository");
+                return Ok(false);
+            }
+            Handover::Miss if attempt == 0 && spool.is_fetching(&name) => {
+                wait_for_fetch(&spool, &name);
+            }
+            Handover::Miss => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+/// Runs the prefetcher for the server whose `pg_wal` directory is `pg_wal`.
+fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
+    let selected = target.select()?;
+    let repo = selected.config.open_repository();
+    let stanza = repo.open_stanza(&selected.stanza_name)?;
+    let ahead = selected.config.restore.prefetch();
+    let settings = FetcherSettings {
+        pg_wal: pg_wal.to_owned(),
+        spool: RestoreSpool::locate(pg_wal, &selected.stanza_name),
+        ahead,
+        parallel: ahead
+            .min(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+    };
+    run_fetcher(&stanza, &settings).context("prefetcher")?;
+    Ok(Finished::Success)
 }

@@ -24,6 +24,9 @@ pub struct Config {
     #[serde(default)]
     pub archive: ArchiveConfig,
     #[serde(default)]
+    pub restore: RestoreConfig,
+
+    #[serde(default)]
     pub stanza: BTreeMap<String, StanzaConfig>,
 }
 
@@ -38,6 +41,24 @@ pub struct ArchiveConfig {
     pub workers: Option<usize>,
     /// Where the worker and the calls meet (default: `pg_wal/.tidemark`).
     pub spool_path: Option<PathBuf>,
+}
+
+/// Segments `tidemark-restore` keeps fetched ahead of replay when `[restore] prefetch` is not set.
+pub const DEFAULT_PREFETCH: usize = 8;
+
+/// `[restore]`: how `tidemark-restore` fetches.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Segments a background fetcher keeps ready ahead of replay (0: none, every call fetches
+    /// its own segment).
+    pub prefetch: Option<usize>,
+}
+
+impl RestoreConfig {
+    pub fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(DEFAULT_PREFETCH)
+    }
 }
 
 /// `[repo]`: where and how objects are stored.
@@ -132,6 +153,11 @@ impl Config {
                 spool.display()
             );
         }
+        if let Some(prefetch) = config.restore.prefetch
+            && prefetch > 256
+        {
+            bail!("restore.prefetch {prefetch} is out of range: use 0 (off) to 256");
+        }
         for name in config.stanza.keys() {
             check_stanza_name(name).context("in a [stanza.NAME] section")?;
         }
@@ -221,6 +247,11 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
         .unwrap();
         assert!(work_ahead.archive.work_ahead);
         assert_eq!(work_ahead.archive.workers, Some(4));
+        assert_eq!(defaults.restore.prefetch(), DEFAULT_PREFETCH);
+        let no_prefetch =
+            Config::parse(&GOOD.replace("[stanza.main]", "[restore]\nprefetch = 0\n[stanza.main]"))
+                .unwrap();
+        assert_eq!(no_prefetch.restore.prefetch(), 0);
     }
 
     #[test]
@@ -288,6 +319,14 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 GOOD.replace("[stanza.main]", "[archive]\nasynch = true\n[stanza.main]"),
                 "line 7: unknown key `asynch`, expected one of `async`, `workers`, `spool_path`",
+            ),
+            (
+                GOOD.replace("[stanza.main]", "[restore]\nprefetch = 1000\n[stanza.main]"),
+                "restore.prefetch 1000 is out of range: use 0 (off) to 256",
+            ),
+            (
+                GOOD.replace("[stanza.main]", "[restore]\nprefetch = -1\n[stanza.main]"),
+                "line 7: invalid value: integer `-1`, expected usize",
             ),
         ];
         for (text, expected) in cases {

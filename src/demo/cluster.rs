@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::archive::prefetch::RestoreSpool;
+
 /// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
 /// private socket directory per cluster, every cluster can use the same number.
 const PORT: u16 = 5432;
@@ -451,7 +453,19 @@ impl ThrowawayCluster {
         self.pg_ctl_stop("fast")
             .with_context(|| format!("stop PostgreSQL cluster in {}", self.data_dir.display()))?;
         self.running = false;
+        self.wait_for_prefetchers();
         Ok(())
+    }
+
+    /// Waits (a while) until the prefetchers `tidemark-restore` started for this server have
+    /// seen it stop and left, so its directory can be removed or restored into at once.
+    fn wait_for_prefetchers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for spool in RestoreSpool::all_in(&self.data_dir.join("pg_wal")) {
+            while spool.lock().is_held() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Result<String> {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
+use crate::archive::prefetch::RestoreSpool;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use target::{RecoveryTarget, backup_labelled};
@@ -348,6 +349,10 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
             pgdata.join("backup_manifest"),
             stanza.get_backup_manifest(&record.label)?,
         )?;
+    }
+    // The prefetcher of tidemark-restore follows the plan, timeline switches included.
+    if record.label == plan.backup {
+        RestoreSpool::locate(&pgdata.join("pg_wal"), stanza.name()).write_plan(&plan.segments)?;
     }
     write_recovery_settings(pgdata, &record, options)?;
     for dir in &targets {

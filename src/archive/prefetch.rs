@@ -1,0 +1,611 @@
+//! Planned parallel prefetch for `tidemark-restore`: while PostgreSQL replays one segment, a
+//! background fetcher fetches, verifies and decompresses the next ones into a spool beside
+//! `pg_wal`, so that the calls that follow only rename a file.
+//!
+//! The calls and the fetcher meet in `pg_wal/.tidemark/restore/<stanza>/`:
+//! * `position` names the last segment PostgreSQL asked for; the fetcher keeps the segments
+//!   after it ready, and removes every other;
+//! * `plan` lists the segments `tidemark restore` planned, in the order recovery reads them,
+//!   timeline switches included; without it (or past its end) the fetcher takes the next names
+//!   on the timeline of `position`;
+//! * `<segment>` is a verified, decompressed segment and `<segment>.sum` its length and the
+//!   CRC-32C the repository recorded for it, written after it. A call claims the segment by
+//!   renaming it, checks it against the sum once more, and only then renames it to `%p`: a
+//!   segment damaged on disk, cut short by a crash, or left from another cluster is never handed
+//!   over;
+//! * `<segment>.fetching` marks a fetch under way, so a call waits for it rather than fetching
+//!   the same segment again;
+//! * `fetcher.lock` is held (`flock`) by the one fetcher of the spool while it runs.
+//!
+//! Everything here is a cache: losing any file only means a segment is fetched directly.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::get::{GetOutcome, get_wal_file};
+use super::helper_process::HelperLock;
+use crate::pg::{SegmentName, SegmentSize, WalFileName};
+use crate::repo::Stanza;
+use crate::temp_files;
+
+/// How long a fetcher stays once PostgreSQL stops asking for new segments.
+const FETCHER_LINGER: Duration = Duration::from_secs(5);
+/// How often the fetcher looks at what PostgreSQL asked for last.
+const FETCHER_POLL: Duration = Duration::from_millis(2);
+/// How long a segment the archive does not hold is left alone before it is asked for again.
+const MISSING_RETRY: Duration = Duration::from_secs(1);
+/// How often a call waiting for the fetcher looks for its segment.
+const WAIT_POLL: Duration = Duration::from_millis(1);
+/// How long a call waits for a fetch under way before it fetches the segment itself.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The restore spool of one stanza in one data directory.
+#[derive(Clone, Debug)]
+pub struct RestoreSpool {
+    dir: PathBuf,
+}
+
+impl RestoreSpool {
+    /// The spool in `pg_wal` (which base backups leave out), on the file system `%p` is on, so a
+    /// hand-over is a rename.
+    pub fn locate(pg_wal: &Path, stanza: &str) -> RestoreSpool {
+        RestoreSpool {
+            dir: pg_wal.join(".tidemark").join("restore").join(stanza),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn create(&self) -> anyhow::Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create spool directory {}", self.dir.display()))
+    }
+
+    fn segment_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn sum_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sum"))
+    }
+
+    fn fetching_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.fetching"))
+    }
+
+    fn position_path(&self) -> PathBuf {
+        self.dir.join("position")
+    }
+
+    fn plan_path(&self) -> PathBuf {
+        self.dir.join("plan")
+    }
+
+    pub fn lock(&self) -> HelperLock {
+        HelperLock::new(self.dir.join("fetcher.lock"))
+    }
+
+    /// The spools of every stanza under a `pg_wal` directory.
+    pub fn all_in(pg_wal: &Path) -> Vec<RestoreSpool> {
+        let Ok(entries) = fs::read_dir(pg_wal.join(".tidemark").join("restore")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|entry| RestoreSpool { dir: entry.path() })
+            .collect()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("fetcher.log")
+    }
+
+    /// Writes `text` to `path` through a temporary name, so a reader sees all of it or nothing.
+    /// Not fsynced: everything in the spool is checked before use.
+    fn write_whole(&self, path: &Path, text: &str) -> std::io::Result<()> {
+        let stem = path.file_name().unwrap_or_default().to_string_lossy();
+        let temporary = temp_files::temp_path(&self.dir, &stem);
+        fs::write(&temporary, text)?;
+        fs::rename(&temporary, path).inspect_err(|_| {
+            let _ = fs::remove_file(&temporary);
+        })
+    }
+
+    /// Records that PostgreSQL asked for segment `name`.
+    pub fn note_position(&self, name: SegmentName) -> anyhow::Result<()> {
+        let text = format!("{name}\n");
+        match self.write_whole(&self.position_path(), &text) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.create()?;
+                self.write_whole(&self.position_path(), &text)
+            }
+            written => written,
+        }
+        .with_context(|| format!("write {}", self.position_path().display()))
+    }
+
+    fn position(&self) -> Option<SegmentName> {
+        let text = fs::read_to_string(self.position_path()).ok()?;
+        segment_named(text.trim())
+    }
+
+    /// Records the segments a planned recovery reads, in order.
+    pub fn write_plan(&self, segments: &[SegmentName]) -> anyhow::Result<()> {
+        self.create()?;
+        let text: String = segments.iter().map(|s| format!("{s}\n")).collect();
+        self.write_whole(&self.plan_path(), &text)
+            .with_context(|| format!("write {}", self.plan_path().display()))
+    }
+
+    /// The planned segments; none when there is no plan, or a line is not a segment name.
+    fn plan(&self) -> Vec<SegmentName> {
+        let Ok(text) = fs::read_to_string(self.plan_path()) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(segment_named)
+            .collect::<Option<_>>()
+            .unwrap_or_default()
+    }
+
+    /// Whether a fetch of `name` is under way.
+    pub fn is_fetching(&self, name: &str) -> bool {
+        self.fetching_path(name).exists() && self.lock().is_held()
+    }
+}
+
+/// The segment `text` names, if it names one.
+fn segment_named(text: &str) -> Option<SegmentName> {
+    match WalFileName::parse(text) {
+        Ok(WalFileName::Segment(segment)) => Some(segment),
+        _ => None,
+    }
+}
+
+/// A spooled segment's length and the CRC-32C of its original bytes, as the repository
+/// recorded them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpooledSum {
+    len: u64,
+    crc: u32,
+}
+
+impl SpooledSum {
+    fn to_line(self) -> String {
+        format!("{} {:08x}\n", self.len, self.crc)
+    }
+
+    fn parse(text: &str) -> Option<SpooledSum> {
+        let (len, crc) = text.trim().split_once(' ')?;
+        Some(SpooledSum {
+            len: len.parse().ok()?,
+            crc: u32::from_str_radix(crc, 16).ok()?,
+        })
+    }
+}
+
+/// What a hand-over from the spool did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// The verified segment is at the destination.
+    HandedOver { bytes: u64 },
+    /// The spool does not hold it.
+    Miss,
+    /// The spool held it, but it failed its check and was removed; the message says how.
+    Rejected(String),
+}
+
+/// The CRC-32C and length of the file at `path`.
+fn crc_of(path: &Path) -> std::io::Result<(u64, u32)> {
+    let mut file = fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut crc = 0u32;
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((len, crc));
+        }
+        crc = crc32c::crc32c_append(crc, &buffer[..n]);
+        len += n as u64;
+    }
+}
+
+/// Moves segment `name` from the spool to `destination` once it has passed its check again.
+pub fn hand_over(spool: &RestoreSpool, name: &str, destination: &Path) -> anyhow::Result<Handover> {
+    let sum_path = spool.sum_path(name);
+    let recorded = match fs::read_to_string(&sum_path) {
+        Ok(text) => SpooledSum::parse(&text),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Handover::Miss),
+        Err(e) => return Err(e).with_context(|| format!("read {}", sum_path.display())),
+    };
+    let dest_dir = match destination.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let dest_name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_owned());
+    // Renamed away first, the segment is this call's alone: the fetcher's clean-up cannot
+    // remove it between the check and the hand-over.
+    let claimed = temp_files::temp_path(dest_dir, &dest_name);
+    match fs::rename(spool.segment_path(name), &claimed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let _ = fs::remove_file(&sum_path);
+            return Ok(Handover::Miss);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "move {} to {}",
+                    spool.segment_path(name).display(),
+                    claimed.display()
+                )
+            });
+        }
+    }
+    let _ = fs::remove_file(&sum_path);
+    let found = crc_of(&claimed);
+    let problem = match (recorded, &found) {
+        (None, _) => Some("its .sum record is damaged".to_owned()),
+        (Some(_), Err(e)) => Some(format!("cannot read it: {e}")),
+        (Some(sum), Ok((len, _))) if *len != sum.len => Some(format!(
+            "it is {len} bytes long, the repository says {}",
+            sum.len
+        )),
+        (Some(sum), Ok((_, crc))) if *crc != sum.crc => Some(format!(
+            "its CRC-32C is {crc:08x}, the repository says {:08x}",
+            sum.crc
+        )),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        let _ = fs::remove_file(&claimed);
+        return Ok(Handover::Rejected(format!(
+            "the prefetched copy of {name} failed its check ({problem}) and was removed"
+        )));
+    }
+    if let Err(e) = fs::rename(&claimed, destination) {
+        let _ = fs::remove_file(&claimed);
+        return Err(e)
+            .with_context(|| format!("rename {} to {}", claimed.display(), destination.display()));
+    }
+    Ok(Handover::HandedOver {
+        bytes: found.map(|(len, _)| len).unwrap_or_default(),
+    })
+}
+
+/// Waits while the fetcher fetches `name` (at most [`WAIT_LIMIT`]).
+pub fn wait_for_fetch(spool: &RestoreSpool, name: &str) {
+    let started = Instant::now();
+    while spool.is_fetching(name) && started.elapsed() < WAIT_LIMIT {
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
+/// Whether the server whose WAL directory is `pg_wal` is running a recovery: it has a
+/// `postmaster.pid` and a `recovery.signal` or `standby.signal`, which PostgreSQL removes when
+/// recovery ends. Only then does prefetching make sense (a call by hand gets its file and no
+/// helper), and a fetcher stops as soon as it is over.
+pub fn in_recovery(pg_wal: &Path) -> bool {
+    if pg_wal.file_name().is_none_or(|name| name != "pg_wal") {
+        return false;
+    }
+    let Some(data_dir) = pg_wal.parent() else {
+        return false;
+    };
+    data_dir.join("postmaster.pid").exists()
+        && (data_dir.join("recovery.signal").exists() || data_dir.join("standby.signal").exists())
+}
+
+/// How the fetcher is set up.
+#[derive(Clone, Debug)]
+pub struct FetcherSettings {
+    /// The recovering server's WAL directory.
+    pub pg_wal: PathBuf,
+    pub spool: RestoreSpool,
+    /// Segments kept ready after the last one PostgreSQL asked for.
+    pub ahead: usize,
+    /// Fetches at once.
+    pub parallel: usize,
+}
+
+/// The segments to keep ready after `position`: the plan's next ones when it lists `position`,
+/// then the next names on the timeline the plan (or `position`) ends on.
+fn window(
+    position: SegmentName,
+    plan: &[SegmentName],
+    planned_at: &HashMap<SegmentName, usize>,
+    ahead: usize,
+    size: SegmentSize,
+) -> Vec<SegmentName> {
+    let mut names: Vec<SegmentName> = match planned_at.get(&position) {
+        Some(&at) => plan[at + 1..].iter().take(ahead).copied().collect(),
+        None => Vec::new(),
+    };
+    let last = names.last().copied().unwrap_or(position);
+    if let Ok(segno) = last.segment_number(size) {
+        let missing = ahead - names.len();
+        names.extend(
+            (1..=missing as u64)
+                .map(|step| SegmentName::from_segment_number(last.timeline, segno + step, size)),
+        );
+    }
+    names
+}
+
+/// What the fetch threads share.
+#[derive(Default)]
+struct FetchState {
+    /// Names a thread is fetching.
+    in_progress: HashSet<SegmentName>,
+    /// Names the archive did not hold (or that failed), and when that was found.
+    missing: HashMap<SegmentName, Instant>,
+}
+
+/// Runs the fetcher of `settings.spool` until recovery is over or PostgreSQL has asked for
+/// nothing new for a while; returns at once if another fetcher holds the lock.
+pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::Result<()> {
+    let spool = &settings.spool;
+    spool.create()?;
+    let Some(_lock) = spool.lock().try_take()? else {
+        return Ok(());
+    };
+    remove_leftovers(spool);
+    let size = stanza.expected_cluster().segment_size;
+    let plan = spool.plan();
+    let planned_at: HashMap<SegmentName, usize> =
+        plan.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+    let wanted = Mutex::new(Vec::<SegmentName>::new());
+    let state = Mutex::new(FetchState::default());
+    let stop = AtomicBool::new(false);
+    let busy = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..settings.parallel.max(1) {
+            scope.spawn(|| {
+                fetch_loop(stanza, spool, &wanted, &state, &stop, &busy);
+            });
+        }
+        let mut last_position = None;
+        let mut moved_at = Instant::now();
+        loop {
+            let position = spool.position();
+            if position != last_position {
+                last_position = position;
+                moved_at = Instant::now();
+            }
+            if let Some(position) = position {
+                let mut names = window(position, &plan, &planned_at, settings.ahead, size);
+                // The segment asked for last may be being handed over right now.
+                names.push(position);
+                remove_passed(spool, &names);
+                names.pop();
+                *wanted.lock().expect("not poisoned") = names;
+            }
+            let idle = moved_at.elapsed() > FETCHER_LINGER && busy.load(Ordering::SeqCst) == 0;
+            if idle || !in_recovery(&settings.pg_wal) {
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+            std::thread::sleep(FETCHER_POLL);
+        }
+    });
+    // Replay has moved on or ended: what is spooled would only take space.
+    remove_passed(spool, &[]);
+    Ok(())
+}
+
+/// One fetch thread: takes the first wanted segment nobody has and fetches it into the spool.
+fn fetch_loop(
+    stanza: &Stanza<'_>,
+    spool: &RestoreSpool,
+    wanted: &Mutex<Vec<SegmentName>>,
+    state: &Mutex<FetchState>,
+    stop: &AtomicBool,
+    busy: &AtomicUsize,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let next = {
+            let names = wanted.lock().expect("not poisoned").clone();
+            let mut state = state.lock().expect("not poisoned");
+            let now = Instant::now();
+            state
+                .missing
+                .retain(|_, found| now.duration_since(*found) < MISSING_RETRY);
+            let next = names.into_iter().find(|name| {
+                !state.in_progress.contains(name)
+                    && !state.missing.contains_key(name)
+                    && !spool.sum_path(&name.to_string()).exists()
+            });
+            if let Some(name) = next {
+                state.in_progress.insert(name);
+                busy.fetch_add(1, Ordering::SeqCst);
+                // Marked before the fetch can be seen missing, so a call waits for it.
+                let _ = fs::write(spool.fetching_path(&name.to_string()), b"");
+            }
+            next
+        };
+        let Some(name) = next else {
+            std::thread::sleep(FETCHER_POLL);
+            continue;
+        };
+        let fetched = fetch_one(stanza, spool, name);
+        let mut state = state.lock().expect("not poisoned");
+        state.in_progress.remove(&name);
+        match fetched {
+            Ok(true) => {}
+            Ok(false) => {
+                state.missing.insert(name, Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!("prefetch {name}: {e:#}");
+                state.missing.insert(name, Instant::now());
+            }
+        }
+        busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Fetches `name` into the spool, verified, and removes its `.fetching` marker; `false` when
+/// the archive does not hold it.
+fn fetch_one(stanza: &Stanza<'_>, spool: &RestoreSpool, name: SegmentName) -> anyhow::Result<bool> {
+    let text = name.to_string();
+    let marker = spool.fetching_path(&text);
+    let fetched =
+        get_wal_file(stanza, &text, &spool.segment_path(&text)).and_then(|outcome| match outcome {
+            GetOutcome::Restored(header) => {
+                let sum = SpooledSum {
+                    len: header.original_len,
+                    crc: header.original_crc,
+                };
+                spool
+                    .write_whole(&spool.sum_path(&text), &sum.to_line())
+                    .with_context(|| format!("write {}", spool.sum_path(&text).display()))?;
+                Ok(true)
+            }
+            GetOutcome::NotArchived => Ok(false),
+        });
+    let _ = fs::remove_file(&marker);
+    fetched
+}
+
+/// Removes what dead fetchers left: half-written files and markers of fetches under way.
+fn remove_leftovers(spool: &RestoreSpool) {
+    let Ok(entries) = fs::read_dir(spool.dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if file_name.ends_with(".fetching")
+            || (file_name.starts_with('.') && file_name.ends_with(".tmp"))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes spooled segments (and their sums) that are not in `keep`.
+fn remove_passed(spool: &RestoreSpool, keep: &[SegmentName]) {
+    let Ok(entries) = fs::read_dir(spool.dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let segment = file_name.strip_suffix(".sum").unwrap_or(&file_name);
+        if let Some(segment) = segment_named(segment)
+            && !keep.contains(&segment)
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::TimelineId;
+
+    fn name(timeline: u32, segno: u64) -> SegmentName {
+        SegmentName::from_segment_number(TimelineId(timeline), segno, size())
+    }
+
+    fn size() -> SegmentSize {
+        SegmentSize::new(16 << 20).unwrap()
+    }
+
+    #[test]
+    fn the_window_follows_the_plan_across_a_switch_then_the_last_timeline() {
+        let plan = vec![name(1, 3), name(1, 4), name(2, 5), name(2, 6)];
+        let planned_at: HashMap<SegmentName, usize> =
+            plan.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        assert_eq!(
+            window(name(1, 4), &plan, &planned_at, 4, size()),
+            [name(2, 5), name(2, 6), name(2, 7), name(2, 8)]
+        );
+        assert_eq!(
+            window(name(1, 3), &plan, &planned_at, 2, size()),
+            [name(1, 4), name(2, 5)]
+        );
+        // Not in the plan: the next names on its own timeline.
+        assert_eq!(
+            window(name(3, 9), &plan, &planned_at, 2, size()),
+            [name(3, 10), name(3, 11)]
+        );
+    }
+
+    #[test]
+    fn only_a_copy_that_matches_its_sum_is_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RestoreSpool::locate(dir.path(), "main");
+        spool.create().unwrap();
+        let segment = "000000010000000000000003";
+        let bytes = vec![7u8; 4096];
+        let sum = SpooledSum {
+            len: bytes.len() as u64,
+            crc: crc32c::crc32c(&bytes),
+        };
+        let destination = dir.path().join("RECOVERYXLOG");
+        let put = |content: &[u8], sum: &str| {
+            fs::write(spool.segment_path(segment), content).unwrap();
+            fs::write(spool.sum_path(segment), sum).unwrap();
+        };
+
+        assert_eq!(
+            hand_over(&spool, segment, &destination).unwrap(),
+            Handover::Miss
+        );
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 1;
+        for (content, sum_text, problem) in [
+            (&flipped[..], sum.to_line(), "its CRC-32C is"),
+            (&bytes[..100], sum.to_line(), "it is 100 bytes long"),
+            (
+                &bytes[..],
+                "garbage".to_owned(),
+                "its .sum record is damaged",
+            ),
+        ] {
+            put(content, &sum_text);
+            match hand_over(&spool, segment, &destination).unwrap() {
+                Handover::Rejected(why) => assert!(why.contains(problem), "{why}"),
+                other => panic!("{other:?} for {problem}"),
+            }
+            assert!(!destination.exists());
+            assert!(!spool.segment_path(segment).exists());
+            assert!(!spool.sum_path(segment).exists());
+        }
+        // A sum without its segment (the fetcher was killed in between, or the clean-up won).
+        fs::write(spool.sum_path(segment), sum.to_line()).unwrap();
+        assert_eq!(
+            hand_over(&spool, segment, &destination).unwrap(),
+            Handover::Miss
+        );
+        put(&bytes, &sum.to_line());
+        assert_eq!(
+            hand_over(&spool, segment, &destination).unwrap(),
+            Handover::HandedOver { bytes: 4096 }
+        );
+        assert_eq!(fs::read(&destination).unwrap(), bytes);
+        // Nothing is left beside the destination or in the spool.
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tidemark", "RECOVERYXLOG"]);
+        assert_eq!(fs::read_dir(spool.dir()).unwrap().count(), 0);
+    }
+}
