@@ -1,12 +1,16 @@
 //! `tidemark info`: what a stanza holds, for a person (text) or a script (`--output json`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::Context;
 
 use serde::Serialize;
 
 use super::run::{self, Finished};
 use super::target::Target;
 use crate::archive::walk_archived::ArchivedEvents;
+use crate::archive::work_ahead::ready_files;
 use crate::pg::{SegmentSize, WalFileName};
 use crate::plan::{Archive, format_time, recoverable_windows};
 use crate::repo::Stanza;
@@ -34,6 +38,52 @@ pub struct StanzaInfo {
     pub backup_history_files: Vec<String>,
     /// Complete backups, oldest first.
     pub backups: Vec<BackupInfo>,
+    /// WAL files PostgreSQL marked ready to archive that are not durable in the repository yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag: Option<ArchiveLag>,
+    /// Why the lag could not be seen (no `pgdata` configured, `pg_wal` unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag_error: Option<String>,
+}
+
+/// What archiving still owes: the `.ready` WAL files not yet archived.
+#[derive(Debug, Serialize)]
+pub struct ArchiveLag {
+    pub pg_wal: String,
+    pub waiting: u64,
+    pub bytes: u64,
+    /// The oldest of them (history files first, as they are archived first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+    /// Seconds since PostgreSQL last wrote the oldest, roughly how long it has been waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_seconds: Option<u64>,
+}
+
+/// The archive lag of the cluster whose data directory is `pgdata`, given what is archived.
+fn archive_lag(pgdata: &Path, archived: &HashSet<String>) -> anyhow::Result<ArchiveLag> {
+    let pg_wal = pgdata.join("pg_wal");
+    let waiting: Vec<String> = ready_files(&pg_wal)
+        .with_context(|| format!("read {}/archive_status", pg_wal.display()))?
+        .into_iter()
+        .filter(|name| !archived.contains(name))
+        .collect();
+    let metadata = |name: &str| std::fs::metadata(pg_wal.join(name)).ok();
+    let oldest_age_seconds = waiting
+        .first()
+        .and_then(|name| metadata(name)?.modified().ok())
+        .map(|written| written.elapsed().map_or(0, |age| age.as_secs()));
+    Ok(ArchiveLag {
+        pg_wal: pg_wal.display().to_string(),
+        waiting: waiting.len() as u64,
+        bytes: waiting
+            .iter()
+            .filter_map(|name| metadata(name))
+            .map(|m| m.len())
+            .sum(),
+        oldest: waiting.first().cloned(),
+        oldest_age_seconds,
+    })
 }
 
 /// One complete backup.
@@ -91,7 +141,8 @@ pub struct WindowInfo {
 }
 
 /// Reads what `stanza` holds.
-pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
+/// What `stanza` holds; with `pgdata`, also what its cluster has not archived yet.
+pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<StanzaInfo> {
     let identity = stanza.identity();
     let size = stanza.expected_cluster().segment_size;
     let backups = stanza.list_backups()?;
@@ -122,9 +173,13 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
                 duration_ms: b.duration_ms,
             })
             .collect(),
+        archive_lag: None,
+        archive_lag_error: None,
     };
+    let mut archived = HashSet::new();
     let mut by_timeline: BTreeMap<u32, Vec<(WalFileName, u64, u64)>> = BTreeMap::new();
     for (name, object) in stanza.list_wal()? {
+        archived.insert(name.to_string());
         match name {
             WalFileName::Segment(segment) => {
                 let header = stanza.object_header(&object.key)?;
@@ -196,6 +251,16 @@ pub fn collect(stanza: &Stanza<'_>) -> anyhow::Result<StanzaInfo> {
             recoverable,
             recoverable_error,
         });
+    }
+    match pgdata.map(|pgdata| archive_lag(pgdata, &archived)) {
+        Some(Ok(lag)) => info.archive_lag = Some(lag),
+        Some(Err(e)) => info.archive_lag_error = Some(format!("{e:#}")),
+        None => {
+            info.archive_lag_error = Some(format!(
+                "set pgdata in [stanza.{}] to see it",
+                identity.stanza
+            ))
+        }
     }
     Ok(info)
 }
@@ -295,6 +360,24 @@ pub fn render_text(info: &StanzaInfo) -> String {
             }
         }
     }
+    match (&info.archive_lag, &info.archive_lag_error) {
+        (Some(lag), _) if lag.waiting == 0 => line(format!(
+            "    archive lag: none (every WAL file {} marks ready is archived)",
+            lag.pg_wal
+        )),
+        (Some(lag), _) => line(format!(
+            "    archive lag: {} WAL files ({}) ready in {} and not archived yet, the oldest {}{}",
+            lag.waiting,
+            units::bytes(lag.bytes),
+            lag.pg_wal,
+            lag.oldest.as_deref().unwrap_or_default(),
+            lag.oldest_age_seconds
+                .map(|age| format!(" (written {age} s ago)"))
+                .unwrap_or_default()
+        )),
+        (None, Some(error)) => line(format!("    archive lag: unknown: {error}")),
+        (None, None) => {}
+    }
     for (label, files) in [
         ("history files", &info.history_files),
         ("partial segments", &info.partial_files),
@@ -311,7 +394,7 @@ pub fn info(target: &Target, format: OutputFormat) -> anyhow::Result<Finished> {
     let selected = target.select()?;
     let repo = selected.config.open_repository();
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-    let info = collect(&stanza)?;
+    let info = collect(&stanza, selected.stanza.pgdata.as_deref())?;
     match format {
         OutputFormat::Text => run::print_stdout(&render_text(&info))?,
         OutputFormat::Json => {

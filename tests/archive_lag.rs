@@ -1,0 +1,81 @@
+//! `tidemark info` shows the archive lag of the stanza's cluster: the WAL files PostgreSQL marked
+//! ready to archive that are not in the repository yet, and the oldest of them.
+
+mod common;
+
+use tidemark::demo::cluster::ThrowawayCluster;
+use tidemark::demo::lab::Lab;
+
+fn info_json(lab: &Lab) -> serde_json::Value {
+    serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap()
+}
+
+#[test]
+fn info_shows_the_ready_wal_files_not_archived_yet() {
+    let lab = Lab::new("tm-lag-", &common::binaries()).unwrap();
+    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let archive_command = lab.archive_command();
+    cluster
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+        ])
+        .unwrap();
+    cluster.start().unwrap();
+    lab.write_config(cluster.data_dir(), "").unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let info = info_json(&lab);
+    assert_eq!(info["archive_lag"]["waiting"], 0, "{info:#}");
+    assert!(
+        lab.tidemark(&["info"])
+            .unwrap()
+            .contains("archive lag: none (every WAL file"),
+    );
+
+    // Archiving stops working: three segments wait.
+    cluster
+        .configure(&[("archive_command", "/bin/false")])
+        .unwrap();
+    cluster.query("SELECT pg_reload_conf()").unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        cluster
+            .query(&format!("CREATE TABLE waiting_{i} AS SELECT 1 AS x"))
+            .unwrap();
+        let end = cluster.query("SELECT pg_switch_wal()").unwrap();
+        waiting.push(
+            cluster
+                .query(&format!("SELECT pg_walfile_name('{end}'::pg_lsn - 1)"))
+                .unwrap(),
+        );
+    }
+    let info = info_json(&lab);
+    let lag = &info["archive_lag"];
+    assert_eq!(lag["waiting"], 3, "{info:#}");
+    assert_eq!(lag["bytes"], 3 << 20, "{info:#}");
+    assert_eq!(lag["oldest"], waiting[0].as_str(), "{info:#}");
+    assert!(lag["oldest_age_seconds"].as_u64().is_some(), "{info:#}");
+    let text = lab.tidemark(&["info"]).unwrap();
+    let expected = format!(
+        "archive lag: 3 WAL files (3.0 MiB) ready in {}/pg_wal and not archived yet, the oldest {}",
+        cluster.data_dir().display(),
+        waiting[0]
+    );
+    assert!(text.contains(&expected), "{text}");
+
+    // Without pgdata the lag cannot be seen, and info says how to see it.
+    let config = std::fs::read_to_string(&lab.config_path).unwrap();
+    let without: String = config
+        .lines()
+        .filter(|l| !l.starts_with("pgdata"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&lab.config_path, without).unwrap();
+    let info = info_json(&lab);
+    assert_eq!(
+        info["archive_lag_error"], "set pgdata in [stanza.main] to see it",
+        "{info:#}"
+    );
+    cluster.stop().unwrap();
+}
