@@ -22,6 +22,8 @@
 //! with apt-get if missing. Run: `cargo bench --bench backup` (about a minute after the build on
 //! 2 cores, 5 GiB free in /tmp); `TIDEMARK_BENCH_ROUNDS=5` for more rounds.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use common::{gib, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
 use tidemark::demo::lab::{Lab, TidemarkBinaries};
 
@@ -206,46 +209,12 @@ fn time_command(
     ))
 }
 
-/// Apparent size of every file under `path` (like `du -sb`, less directories).
-fn tree_bytes(path: &Path) -> anyhow::Result<u64> {
-    let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
-    if !meta.is_dir() {
-        return Ok(if meta.is_file() { meta.len() } else { 0 });
-    }
-    let mut total = 0;
-    for entry in fs::read_dir(path).with_context(|| format!("list {}", path.display()))? {
-        total += tree_bytes(&entry?.path())?;
-    }
-    Ok(total)
-}
-
-fn remove_if_present(path: &Path) -> anyhow::Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
-    }
-}
-
-/// Flushes everything dirty, so one run's writeback is not billed to the next.
-fn sync_all() -> anyhow::Result<()> {
-    let status = Command::new("sync").status().context("run sync")?;
-    ensure!(status.success(), "sync failed ({status})");
-    Ok(())
-}
-
 fn median_by(samples: &[Sample], key: impl Fn(&Sample) -> f64) -> f64 {
-    let mut values: Vec<f64> = samples.iter().map(key).collect();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    median(&samples.iter().map(key).collect::<Vec<_>>())
 }
 
 fn median_wall(samples: &[Sample]) -> f64 {
     median_by(samples, |s| s.wall.as_secs_f64())
-}
-
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
 }
 
 /// Waits until PostgreSQL's archiver has nothing left to push (no `.ready` files), so that a
@@ -270,45 +239,6 @@ fn wait_for_idle_archiver(cluster: &ThrowawayCluster) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The path of `pgbackrest`, installing it with apt-get when we are root and it is missing.
-fn pgbackrest_program() -> anyhow::Result<PathBuf> {
-    let find = || -> Option<PathBuf> {
-        let output = Command::new("sh")
-            .args(["-c", "command -v pgbackrest"])
-            .output()
-            .ok()?;
-        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        (output.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-    };
-    if let Some(path) = find() {
-        return Ok(path);
-    }
-    if !rustix::process::geteuid().is_root() {
-        bail!(
-            "pgbackrest is not installed: install it (`apt-get install pgbackrest`) or run this bench as root, which installs it"
-        );
-    }
-    println!("pgbackrest is missing: installing it with apt-get");
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", "pgbackrest"][..],
-    ] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .with_context(|| format!("run apt-get {}", args.join(" ")))?;
-        ensure!(
-            status.success(),
-            "apt-get {} failed ({status})",
-            args.join(" ")
-        );
-    }
-    find().context("pgbackrest is still not on PATH after apt-get install pgbackrest")
 }
 
 /// Everything the timed runs need.
@@ -431,17 +361,9 @@ fn print_row(label: &str, samples: &[Sample], database: u64) {
 
 fn main() -> anyhow::Result<()> {
     let bench_started = Instant::now();
-    let rounds = std::env::var("TIDEMARK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(ROUNDS);
+    let rounds = common::rounds(ROUNDS);
     let pgbackrest = pgbackrest_program()?;
-    let pgbackrest_version = Command::new(&pgbackrest)
-        .arg("version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
 
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
     let binaries = TidemarkBinaries {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
 use tidemark::demo::lab::{Lab, TidemarkBinaries};
 use tidemark::repo::Compression;
-use tidemark::repo::object::{ObjectEncoder, decode_into};
+use tidemark::repo::object::{decode_into, encode};
 
 struct Codec {
     label: &'static str,
@@ -192,10 +192,7 @@ fn main() -> anyhow::Result<()> {
         let mut decompress = Duration::ZERO;
         for content in &contents {
             let started = Instant::now();
-            let mut encoder =
-                ObjectEncoder::new(codec.compression, codec.level.max(1), content.len())?;
-            encoder.write(content)?;
-            let object = encoder.finish()?;
+            let object = encode(codec.compression, codec.level.max(1), content)?;
             compress += started.elapsed();
             stored += object.header.stored_len;
             let bytes = [&object.header_bytes()[..], &object.body].concat();

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -204,20 +204,40 @@ pub enum Handover {
     Rejected(String),
 }
 
-/// The CRC-32C and length of the file at `path`.
+/// The CRC-32C and length of the file at `path`. Mapped rather than read: the check is on the
+/// hit path, and copying 16 MiB out of the page cache costs more than the CRC itself.
 fn crc_of(path: &Path) -> std::io::Result<(u64, u32)> {
-    let mut file = fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut crc = 0u32;
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok((len, crc));
-        }
-        crc = crc32c::crc32c_append(crc, &buffer[..n]);
-        len += n as u64;
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok((0, 0));
     }
+    // Two halves on two threads, each mapping its own: a caller waits for this.
+    let half = (len / 2).next_multiple_of(1 << 16).min(len);
+    let crc_of_part = |offset: u64, part_len: u64| -> std::io::Result<u32> {
+        if part_len == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the file was renamed out of the spool into a name only this process knows,
+        // so nothing else writes or truncates it while it is mapped.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(part_len as usize)
+                .populate()
+                .map(&file)?
+        };
+        Ok(crc32c::crc32c(&map))
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| crc_of_part(half, len - half));
+        let first = crc_of_part(0, half);
+        (first, second.join().expect("a CRC does not panic"))
+    });
+    Ok((
+        len,
+        crc32c::crc32c_combine(first?, second?, (len - half) as usize),
+    ))
 }
 
 /// Moves segment `name` from the spool to `destination` once it has passed its check again.
@@ -286,7 +306,7 @@ pub fn hand_over(spool: &RestoreSpool, name: &str, destination: &Path) -> anyhow
     })
 }
 
-/// Waits while the fetcher fetches `name` (at most [`WAIT_LIMIT`]).
+/// Waits while the fetcher fetches `name` (at most a minute).
 pub fn wait_for_fetch(spool: &RestoreSpool, name: &str) {
     let started = Instant::now();
     while spool.is_fetching(name) && started.elapsed() < WAIT_LIMIT {

@@ -1,9 +1,8 @@
-//! archive-push: read a WAL file once, checking it and compressing it as it is read, then store it.
+//! archive-push: check a WAL file and compress it (side by side, from one mapping), then store it.
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -12,7 +11,8 @@ use crate::pg::history::TimelineHistory;
 use crate::pg::page::LONG_HEADER_LEN;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal_records::{RecordWalker, SegmentSummary};
-use crate::repo::object::{self, EncodedObject, ObjectEncoder};
+use crate::repo::compress::compress;
+use crate::repo::object::{self, EncodedObject};
 use crate::repo::{Stanza, layout};
 use crate::storage::PutOutcome;
 
@@ -34,7 +34,7 @@ pub struct PushReport {
     pub stored_len: u64,
 }
 
-/// Bytes read per call: a whole number of the largest WAL pages, so no page is ever split.
+/// Bytes checked per step: a whole number of the largest WAL pages, so no page is ever split.
 const READ_CHUNK: usize = 16 * CHUNK_ALIGNMENT;
 
 /// Checks the WAL file at `path` against `stanza` and stores it.
@@ -70,18 +70,27 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                 let read = read_full(&mut file, &mut first_page).context("read it")?;
                 checker.diagnose_length(length, &first_page[..read])?;
             }
-            // One read; the page checker and compression run here, the record walk on a
-            // second core beside them, so indexing costs the push next to nothing.
+            // Mapped, not read: compression and the checks read the page cache directly. The
+            // page and record checks run on a second core beside compression, so indexing
+            // costs the push next to nothing.
             let expected = stanza.expected_cluster();
             let complete = kind == SegmentKind::Complete;
-            let (to_walker, chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
-            let (encoded, summary) = std::thread::scope(|scope| {
-                let walking = scope.spawn(move || -> anyhow::Result<SegmentSummary> {
+            // SAFETY: PostgreSQL never changes, truncates or recycles a WAL file it handed to
+            // archive_command until archive_command succeeded (the length is checked again
+            // below). A file cut short meanwhile by someone else would end this process with
+            // SIGBUS before anything is stored, which PostgreSQL reports as a failed push.
+            let map =
+                unsafe { memmap2::MmapOptions::new().populate().map(&file) }.context("read it")?;
+            let settings = stanza.repository().write_settings;
+            let (checked, body) = std::thread::scope(|scope| {
+                let checking = scope.spawn(|| -> anyhow::Result<(SegmentSummary, u32)> {
                     let mut walker: Option<RecordWalker> = None;
-                    for chunk in chunks {
+                    let mut crc = 0u32;
+                    for chunk in map.chunks(READ_CHUNK) {
+                        checker.feed(chunk)?;
+                        crc = crc32c::crc32c_append(crc, chunk);
+                        // The checker accepted this long header, page size included.
                         let walker = walker.get_or_insert_with(|| {
-                            // The checker accepted this long header, page size included, before
-                            // the chunk was passed on.
                             let page_size = u32::from_le_bytes(
                                 chunk[36..40].try_into().expect("a long header"),
                             );
@@ -92,29 +101,27 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                                 page_size,
                             )
                         });
-                        walker.feed(&chunk)?;
+                        walker.feed(chunk)?;
                     }
-                    Ok(walker
+                    checker.finish()?;
+                    let summary = walker
                         .context("it holds no WAL page")?
                         .finish(complete)?
-                        .summary)
+                        .summary;
+                    Ok((summary, crc))
                 });
-                let encoded = encode_checked(stanza, &mut file, length, |chunk| {
-                    checker.feed(chunk)?;
-                    // A walker that stopped at a defect has hung up; its error comes below.
-                    let _ = to_walker.send(Arc::clone(chunk));
-                    Ok(())
-                });
-                drop(to_walker);
-                (
-                    encoded,
-                    walking.join().expect("the record walk does not panic"),
-                )
+                let body = compress(settings.compression, settings.zstd_level, &map);
+                (checking.join().expect("the checks do not panic"), body)
             });
-            let encoded = encoded?;
-            checker.finish()?;
-            index = Some(summary?);
-            encoded
+            let (summary, original_crc) = checked?;
+            let body = body.context("compress it")?;
+            if file.metadata().context("read its size")?.len() != length {
+                bail!(
+                    "it changed size while being read: PostgreSQL never changes a file it hands to archive_command"
+                );
+            }
+            index = Some(summary);
+            EncodedObject::new(settings.compression, length, original_crc, body)
         }
         WalFileName::History(timeline) => {
             let content = read_small(&mut file)?;
@@ -134,40 +141,6 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
         }
     };
     finish_push(stanza, name, path, encoded, index)
-}
-
-/// Reads the whole file once, passing each chunk to `check` and to the encoder.
-fn encode_checked(
-    stanza: &Stanza<'_>,
-    file: &mut File,
-    length: u64,
-    mut check: impl FnMut(&Arc<Vec<u8>>) -> anyhow::Result<()>,
-) -> anyhow::Result<EncodedObject> {
-    let settings = stanza.repository().write_settings;
-    let mut encoder =
-        ObjectEncoder::new(settings.compression, settings.zstd_level, length as usize)?;
-    let mut total = 0u64;
-    loop {
-        // A fresh buffer per chunk, shared with the record walk; filled without zeroing.
-        let mut buffer = Vec::with_capacity(READ_CHUNK);
-        let filled = Read::by_ref(file)
-            .take(READ_CHUNK as u64)
-            .read_to_end(&mut buffer)
-            .context("read it")?;
-        if filled == 0 {
-            break;
-        }
-        total += filled as u64;
-        if total > length {
-            bail!(
-                "it grew while being read: PostgreSQL never changes a file it hands to archive_command"
-            );
-        }
-        let chunk = Arc::new(buffer);
-        check(&chunk)?;
-        encoder.write(&chunk).context("compress it")?;
-    }
-    encoder.finish().context("compress it")
 }
 
 fn encode_bytes(stanza: &Stanza<'_>, content: &[u8]) -> anyhow::Result<EncodedObject> {

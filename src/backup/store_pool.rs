@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::splitter::ChunkJob;
 use crate::repo::Stanza;
-use crate::repo::object::ObjectEncoder;
+use crate::repo::object;
 
 /// What the pool stored.
 #[derive(Debug, Default)]
@@ -52,10 +52,8 @@ pub fn run_worker(
             stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let mut encoder =
-            ObjectEncoder::new(settings.compression, settings.zstd_level, job.bytes.len())?;
-        encoder.write(&job.bytes).context("compress a chunk")?;
-        let object = encoder.finish().context("compress a chunk")?;
+        let object = object::encode(settings.compression, settings.zstd_level, &job.bytes)
+            .context("compress a chunk")?;
         let size = (crate::repo::object::HEADER_LEN + object.body.len()) as u64;
         stats.stored.fetch_add(size, Ordering::Relaxed);
         match stanza.put_blob(&sha256, &object).context("store a chunk")? {

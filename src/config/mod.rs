@@ -43,6 +43,14 @@ pub struct ArchiveConfig {
     pub spool_path: Option<PathBuf>,
 }
 
+impl ArchiveConfig {
+    /// Pushes the work-ahead worker runs at once: `workers`, else the number of cores.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
 /// Segments `tidemark-restore` keeps fetched ahead of replay when `[restore] prefetch` is not set.
 pub const DEFAULT_PREFETCH: usize = 8;
 

@@ -50,55 +50,24 @@ impl Compression {
     }
 }
 
-/// A streaming compressor that collects its output in memory.
-pub enum Compressor {
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    Lz4(lz4_flex::frame::FrameEncoder<Vec<u8>>),
-    None(Vec<u8>),
-}
-
-impl Compressor {
-    /// A compressor for `compression`; `expected_len` sizes the output buffer.
-    pub fn new(
-        compression: Compression,
-        zstd_level: i32,
-        expected_len: usize,
-    ) -> io::Result<Compressor> {
-        Ok(match compression {
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(
-                    Vec::with_capacity(expected_len / 4),
-                    zstd_level,
-                )?;
-                // The header already carries a stronger check of the original bytes.
-                encoder.include_checksum(false)?;
-                Compressor::Zstd(encoder)
-            }
-            Compression::Lz4 => Compressor::Lz4(lz4_flex::frame::FrameEncoder::new(
-                Vec::with_capacity(expected_len / 2),
-            )),
-            Compression::None => Compressor::None(Vec::with_capacity(expected_len)),
-        })
-    }
-
-    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Compressor::Zstd(encoder) => encoder.write_all(bytes),
-            Compressor::Lz4(encoder) => encoder.write_all(bytes),
-            Compressor::None(buffer) => {
-                buffer.extend_from_slice(bytes);
-                Ok(())
-            }
+/// Compresses `bytes` in one call. Every object is compressed whole from memory (a segment, a
+/// backup chunk), and one-shot zstd is about twice as fast as its streaming mode, which copies
+/// the input into its own window first.
+pub fn compress(compression: Compression, zstd_level: i32, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    match compression {
+        Compression::Zstd => {
+            let mut compressor = zstd::bulk::Compressor::new(zstd_level)?;
+            // The header already carries a stronger check of the original bytes.
+            compressor.include_checksum(false)?;
+            compressor.compress(bytes)
         }
-    }
-
-    /// The compressed bytes.
-    pub fn finish(self) -> io::Result<Vec<u8>> {
-        match self {
-            Compressor::Zstd(encoder) => encoder.finish(),
-            Compressor::Lz4(encoder) => encoder.finish().map_err(io::Error::other),
-            Compressor::None(buffer) => Ok(buffer),
+        Compression::Lz4 => {
+            let mut encoder =
+                lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(bytes.len() / 2));
+            encoder.write_all(bytes)?;
+            encoder.finish().map_err(io::Error::other)
         }
+        Compression::None => Ok(bytes.to_vec()),
     }
 }
 
@@ -128,12 +97,7 @@ mod tests {
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
         for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
-            let mut compressor =
-                Compressor::new(compression, DEFAULT_ZSTD_LEVEL, original.len()).unwrap();
-            for chunk in original.chunks(65536) {
-                compressor.write_all(chunk).unwrap();
-            }
-            let stored = compressor.finish().unwrap();
+            let stored = compress(compression, DEFAULT_ZSTD_LEVEL, &original).unwrap();
             let mut restored = Vec::new();
             decompress_into(compression, &stored, &mut restored).unwrap();
             assert_eq!(restored, original, "{compression:?}");

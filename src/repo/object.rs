@@ -20,7 +20,7 @@
 
 use std::io::{self, Write};
 
-use super::compress::{Compression, Compressor, decompress_into};
+use super::compress::{Compression, compress, decompress_into};
 
 pub const HEADER_LEN: usize = 48;
 const MAGIC: &[u8; 8] = b"TIDEMARK";
@@ -111,63 +111,44 @@ pub struct EncodedObject {
 }
 
 impl EncodedObject {
+    /// The object of original bytes of length `original_len` and CRC `original_crc`, stored as
+    /// `body`.
+    pub fn new(
+        compression: Compression,
+        original_len: u64,
+        original_crc: u32,
+        body: Vec<u8>,
+    ) -> EncodedObject {
+        EncodedObject {
+            header: ObjectHeader {
+                compression,
+                original_len,
+                stored_len: body.len() as u64,
+                original_crc,
+                stored_crc: crc32c::crc32c(&body),
+            },
+            body,
+        }
+    }
+
     pub fn header_bytes(&self) -> [u8; HEADER_LEN] {
         self.header.encode()
     }
 }
 
-/// Builds an object from original bytes fed in order, checksumming them as they pass.
-pub struct ObjectEncoder {
-    compression: Compression,
-    compressor: Compressor,
-    original_len: u64,
-    original_crc: u32,
-}
-
-impl ObjectEncoder {
-    pub fn new(
-        compression: Compression,
-        zstd_level: i32,
-        expected_len: usize,
-    ) -> io::Result<ObjectEncoder> {
-        Ok(ObjectEncoder {
-            compression,
-            compressor: Compressor::new(compression, zstd_level, expected_len)?,
-            original_len: 0,
-            original_crc: 0,
-        })
-    }
-
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.original_crc = crc32c::crc32c_append(self.original_crc, bytes);
-        self.original_len += bytes.len() as u64;
-        self.compressor.write_all(bytes)
-    }
-
-    pub fn finish(self) -> io::Result<EncodedObject> {
-        let body = self.compressor.finish()?;
-        Ok(EncodedObject {
-            header: ObjectHeader {
-                compression: self.compression,
-                original_len: self.original_len,
-                stored_len: body.len() as u64,
-                original_crc: self.original_crc,
-                stored_crc: crc32c::crc32c(&body),
-            },
-            body,
-        })
-    }
-}
-
-/// Encodes `bytes` in one call.
+/// Encodes `bytes`.
 pub fn encode(
     compression: Compression,
     zstd_level: i32,
     bytes: &[u8],
 ) -> io::Result<EncodedObject> {
-    let mut encoder = ObjectEncoder::new(compression, zstd_level, bytes.len())?;
-    encoder.write(bytes)?;
-    encoder.finish()
+    let body = compress(compression, zstd_level, bytes)?;
+    Ok(EncodedObject::new(
+        compression,
+        bytes.len() as u64,
+        crc32c::crc32c(bytes),
+        body,
+    ))
 }
 
 /// A writer that checksums and counts what passes through it, and refuses to pass more than

@@ -1,0 +1,106 @@
+//! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
+//! removing and syncing between runs, and medians.
+
+#![allow(dead_code)] // Each bench uses its own subset.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail, ensure};
+
+/// The path of `pgbackrest`, installing it with apt-get when we are root and it is missing.
+pub fn pgbackrest_program() -> anyhow::Result<PathBuf> {
+    let find = || -> Option<PathBuf> {
+        let output = Command::new("sh")
+            .args(["-c", "command -v pgbackrest"])
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+    };
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "pgbackrest is not installed: install it (`apt-get install pgbackrest`) or run this bench as root, which installs it"
+        );
+    }
+    println!("pgbackrest is missing: installing it with apt-get");
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "pgbackrest"][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("run apt-get {}", args.join(" ")))?;
+        ensure!(
+            status.success(),
+            "apt-get {} failed ({status})",
+            args.join(" ")
+        );
+    }
+    find().context("pgbackrest is still not on PATH after apt-get install pgbackrest")
+}
+
+/// pgBackRest's version line ("pgBackRest 2.45").
+pub fn pgbackrest_version(pgbackrest: &Path) -> String {
+    Command::new(pgbackrest)
+        .arg("version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Apparent size of every file under `path` (like `du -sb`, less directories).
+pub fn tree_bytes(path: &Path) -> anyhow::Result<u64> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(if meta.is_file() { meta.len() } else { 0 });
+    }
+    let mut total = 0;
+    for entry in fs::read_dir(path).with_context(|| format!("list {}", path.display()))? {
+        total += tree_bytes(&entry?.path())?;
+    }
+    Ok(total)
+}
+
+pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
+    }
+}
+
+/// Flushes everything dirty, so one run's writeback is not billed to the next.
+pub fn sync_all() -> anyhow::Result<()> {
+    let status = Command::new("sync").status().context("run sync")?;
+    ensure!(status.success(), "sync failed ({status})");
+    Ok(())
+}
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// Rounds from `TIDEMARK_BENCH_ROUNDS`, else `default`.
+pub fn rounds(default: usize) -> usize {
+    std::env::var("TIDEMARK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}

@@ -1,0 +1,929 @@
+//! The two hot paths, end to end on real WAL, side by side with `cp` and pgBackRest in the same
+//! run: how fast a backlog of `.ready` segments is archived, how fast a base backup replays the
+//! archive to promotion, and what one `archive_command` / `restore_command` call costs.
+//!
+//! A throwaway PostgreSQL 15 cluster (16 MiB segments) with `archive_mode = on` and an empty
+//! `archive_command` (so nothing is archived and every segment stays `.ready`) gets a base backup
+//! (`pg_basebackup -X stream`), then `pgbench -i` and a `pgbench` run write at least 1 GiB of WAL.
+//! Its stopped data directory is the backlog every archiving run starts from.
+//!
+//! * **Archiving drain**: per run, a copy of that directory is started with archiving still off,
+//!   the tool's repository is prepared (untimed), then `archive_command` is set and reloaded; the
+//!   time is until `pg_wal/archive_status` holds no `.ready` file. Tools: `cp` (the usual
+//!   `test ! -f … && cp` recipe), `cp` made durable (`sync` of the file before its rename and of
+//!   the directory after), pgBackRest `archive-push` synchronous and asynchronous (lz4,
+//!   `process-max=2`), `tidemark-archive` synchronous and with work-ahead (`[archive] async`),
+//!   both with Tidemark's default compression (zstd level 1).
+//! * **Replay**: per run, a copy of the base backup recovers to the end of the archive; the time
+//!   is from `pg_ctl start` until the server logs that it is ready to accept (read-write)
+//!   connections. The floor has every segment already in `pg_wal` (no `restore_command`);
+//!   the others fetch each segment with `cp` from a directory, pgBackRest `archive-get` (sync,
+//!   and async with `process-max=2`), or `tidemark-restore` with `[restore] prefetch` 0 (off),
+//!   2, 8 (the default) and 32. Each recovered cluster's data is checked against the original.
+//! * **Single calls**: wall time of one `tidemark-archive` for a segment the work-ahead worker
+//!   already pushed, one synchronous push, one `tidemark-restore` served from the prefetch spool
+//!   and one fetched directly, next to `cp` and pgBackRest for the same files. These run as the
+//!   bench's own user, without PostgreSQL, so no `runuser` start-up is counted.
+//!
+//! Medians over the rounds (3, or `TIDEMARK_BENCH_ROUNDS`); the order of the tools rotates each
+//! round. Prints a table and the ratios the issue sets targets for, and writes
+//! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
+//! (installed with apt-get when run as root and missing), and about 8 GiB free in /tmp. Run:
+//! `cargo bench --bench hot_paths` (about 15 minutes on 2 cores).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use common::{gib, median, pgbackrest_program, remove_if_present, sync_all};
+use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
+use tidemark::demo::lab::{Lab, TidemarkBinaries};
+
+/// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
+const ROUNDS: usize = 3;
+
+/// The issue asks for at least this much real WAL.
+const MIN_WAL_BYTES: u64 = 1 << 30;
+
+/// `pgbench -i` scale of the workload (about 1.1 GiB of WAL), followed by pgbench runs of
+/// 10 s until the WAL reaches [`WAL_TARGET_BYTES`].
+const SCALE: &str = "90";
+const WAL_TARGET_BYTES: u64 = 1200 << 20;
+
+/// Single calls timed per kind.
+const CALLS: usize = 15;
+
+/// What pgbench leaves, compared between the original and each recovered copy.
+const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
+     (SELECT count(*) || '/' || coalesce(sum(delta), 0) FROM pgbench_history)";
+
+/// How a run archives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Archiver {
+    Cp,
+    CpDurable,
+    PgBackRestSync,
+    PgBackRestAsync,
+    TidemarkSync,
+    TidemarkWorkAhead { workers: usize },
+}
+
+/// The work-ahead runs compared: as many pushes at once as cores (the default), and twice as
+/// many, which overlaps one push's fsyncs with another's compression.
+const ARCHIVERS: [Archiver; 7] = [
+    Archiver::Cp,
+    Archiver::CpDurable,
+    Archiver::PgBackRestSync,
+    Archiver::PgBackRestAsync,
+    Archiver::TidemarkSync,
+    Archiver::TidemarkWorkAhead { workers: 2 },
+    Archiver::TidemarkWorkAhead { workers: 4 },
+];
+
+impl Archiver {
+    fn label(self) -> String {
+        match self {
+            Archiver::Cp => "cp".to_owned(),
+            Archiver::CpDurable => "cp + fsync".to_owned(),
+            Archiver::PgBackRestSync => "pgbackrest sync (lz4)".to_owned(),
+            Archiver::PgBackRestAsync => "pgbackrest async (lz4, 2 proc)".to_owned(),
+            Archiver::TidemarkSync => "tidemark sync".to_owned(),
+            Archiver::TidemarkWorkAhead { workers } => {
+                format!("tidemark work-ahead, {workers} workers")
+            }
+        }
+    }
+
+    fn key(self) -> String {
+        match self {
+            Archiver::Cp => "cp".to_owned(),
+            Archiver::CpDurable => "cp_fsync".to_owned(),
+            Archiver::PgBackRestSync => "pgbackrest_sync".to_owned(),
+            Archiver::PgBackRestAsync => "pgbackrest_async".to_owned(),
+            Archiver::TidemarkSync => "tidemark_sync".to_owned(),
+            Archiver::TidemarkWorkAhead { workers } => format!("tidemark_work_ahead_{workers}"),
+        }
+    }
+}
+
+/// How a run replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replayer {
+    /// Crash recovery from the backup: no restore_command, no restartpoints.
+    InPgWal,
+    /// Archive recovery (recovery.signal) with every segment in pg_wal and a restore_command
+    /// that finds nothing: what recovery costs without fetching.
+    InPgWalArchiveRecovery,
+    Cp,
+    PgBackRestSync,
+    PgBackRestAsync,
+    Tidemark {
+        prefetch: usize,
+    },
+}
+
+const REPLAYERS: [Replayer; 9] = [
+    Replayer::InPgWal,
+    Replayer::InPgWalArchiveRecovery,
+    Replayer::Cp,
+    Replayer::PgBackRestSync,
+    Replayer::PgBackRestAsync,
+    Replayer::Tidemark { prefetch: 0 },
+    Replayer::Tidemark { prefetch: 2 },
+    Replayer::Tidemark { prefetch: 8 },
+    Replayer::Tidemark { prefetch: 32 },
+];
+
+impl Replayer {
+    fn label(self) -> String {
+        match self {
+            Replayer::InPgWal => "WAL in pg_wal, crash recovery".to_owned(),
+            Replayer::InPgWalArchiveRecovery => "WAL in pg_wal, archive recovery".to_owned(),
+            Replayer::Cp => "cp".to_owned(),
+            Replayer::PgBackRestSync => "pgbackrest archive-get sync".to_owned(),
+            Replayer::PgBackRestAsync => "pgbackrest archive-get async".to_owned(),
+            Replayer::Tidemark { prefetch: 0 } => "tidemark, no prefetch".to_owned(),
+            Replayer::Tidemark { prefetch } => format!("tidemark, prefetch {prefetch}"),
+        }
+    }
+
+    fn key(self) -> String {
+        match self {
+            Replayer::InPgWal => "floor_crash_recovery".to_owned(),
+            Replayer::InPgWalArchiveRecovery => "floor_archive_recovery".to_owned(),
+            Replayer::Cp => "cp".to_owned(),
+            Replayer::PgBackRestSync => "pgbackrest_sync".to_owned(),
+            Replayer::PgBackRestAsync => "pgbackrest_async".to_owned(),
+            Replayer::Tidemark { prefetch } => format!("tidemark_prefetch_{prefetch}"),
+        }
+    }
+}
+
+/// Segment file names (24 hex digits).
+fn is_segment(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn ready_count(pg_wal: &Path) -> anyhow::Result<usize> {
+    Ok(fs::read_dir(pg_wal.join("archive_status"))
+        .with_context(|| format!("list {}/archive_status", pg_wal.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+        .count())
+}
+
+/// `cp -a`, as the cluster owner, so the copy belongs to it.
+fn copy_tree(lab: &Lab, from: &Path, to: &Path) -> anyhow::Result<()> {
+    remove_if_present(to)?;
+    run_as_owner(
+        Path::new("/bin/cp"),
+        &["-a".as_ref(), from.as_os_str(), to.as_os_str()],
+        lab.tmp.path(),
+    )
+    .map(|_| ())
+}
+
+/// A directory owned by the cluster owner, emptied first.
+fn fresh_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    remove_if_present(path)?;
+    fs::create_dir_all(path)?;
+    give_to_owner(path)?;
+    Ok(path.to_owned())
+}
+
+/// Writes a file the cluster owner can read.
+fn write_owned(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    give_to_owner(path)
+}
+
+/// Single-quoted for a shell.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// Everything the runs share.
+struct Bench {
+    lab: Lab,
+    pgbackrest: PathBuf,
+    /// The stopped cluster with its backlog of `.ready` segments.
+    backlog: PathBuf,
+    /// The base backup taken before the workload.
+    base: PathBuf,
+    /// Where a run's cluster lives.
+    run: PathBuf,
+    /// The repositories each tool archived into last (replay reads them).
+    cp_archive: PathBuf,
+    pgbackrest_repo: PathBuf,
+    tidemark_repo: PathBuf,
+    content: String,
+    backlog_segments: usize,
+}
+
+impl Bench {
+    fn tmp(&self) -> &Path {
+        self.lab.tmp.path()
+    }
+
+    /// A Tidemark configuration file for `repo`, with `extra` sections appended.
+    fn tidemark_config(&self, name: &str, repo: &Path, extra: &str) -> anyhow::Result<PathBuf> {
+        let path = self.tmp().join(format!("{name}.toml"));
+        write_owned(
+            &path,
+            &format!(
+                "[repo]\npath = \"{}\"\n{extra}\n[stanza.main]\npgdata = \"{}\"\n",
+                repo.display(),
+                self.run.display()
+            ),
+        )?;
+        Ok(path)
+    }
+
+    /// A pgBackRest configuration for the cluster at `self.run`.
+    fn pgbackrest_config(&self, name: &str, asynchronous: bool) -> anyhow::Result<PathBuf> {
+        let dir = self.tmp().join("pgbackrest");
+        let spool = fresh_dir(&dir.join(format!("spool-{name}")))?;
+        let path = self.tmp().join(format!("pgbackrest-{name}.conf"));
+        write_owned(
+            &path,
+            &format!(
+                "[global]\n\
+                 repo1-path={repo}\n\
+                 compress-type=lz4\n\
+                 process-max=2\n\
+                 archive-async={async_}\n\
+                 spool-path={spool}\n\
+                 log-level-console=warn\n\
+                 log-level-stderr=warn\n\
+                 log-level-file=off\n\
+                 log-path={dir}/log\n\
+                 lock-path={dir}/lock\n\
+                 \n\
+                 [bench]\n\
+                 pg1-path={pgdata}\n\
+                 pg1-socket-path={socket}\n\
+                 pg1-port=5432\n\
+                 pg1-user=postgres\n",
+                repo = self.pgbackrest_repo.display(),
+                async_ = if asynchronous { "y" } else { "n" },
+                spool = spool.display(),
+                dir = dir.display(),
+                pgdata = self.run.display(),
+                socket = self.tmp().join("srun").display(),
+            ),
+        )?;
+        Ok(path)
+    }
+
+    fn pgbackrest_command(&self, config: &Path, command: &str) -> String {
+        format!(
+            "{} --config={} --stanza=bench {command}",
+            self.pgbackrest.display(),
+            config.display()
+        )
+    }
+
+    /// The archive_command of `archiver`, after preparing its (fresh) repository.
+    fn prepare_archiver(&self, archiver: Archiver) -> anyhow::Result<String> {
+        let tidemark_archive = self.lab.bin_dir.join("tidemark-archive");
+        Ok(match archiver {
+            Archiver::Cp => {
+                let dir = quoted(&fresh_dir(&self.cp_archive)?);
+                format!("test ! -f {dir}/%f && cp %p {dir}/%f")
+            }
+            Archiver::CpDurable => {
+                let dir = quoted(&fresh_dir(&self.cp_archive)?);
+                format!(
+                    "test ! -f {dir}/%f && cp %p {dir}/%f.tmp && sync {dir}/%f.tmp && mv {dir}/%f.tmp {dir}/%f && sync {dir}"
+                )
+            }
+            Archiver::PgBackRestSync | Archiver::PgBackRestAsync => {
+                fresh_dir(&self.pgbackrest_repo)?;
+                let config =
+                    self.pgbackrest_config("archive", archiver == Archiver::PgBackRestAsync)?;
+                let created = Command::new("runuser")
+                    .args(["-u", "postgres", "--", "sh", "-c"])
+                    .arg(self.pgbackrest_command(&config, "stanza-create"))
+                    .current_dir(self.tmp())
+                    .output()?;
+                ensure!(
+                    created.status.success(),
+                    "pgbackrest stanza-create: {}",
+                    String::from_utf8_lossy(&created.stderr)
+                );
+                self.pgbackrest_command(&config, "archive-push %p")
+            }
+            Archiver::TidemarkSync | Archiver::TidemarkWorkAhead { .. } => {
+                fresh_dir(&self.tidemark_repo)?;
+                let extra = match archiver {
+                    Archiver::TidemarkWorkAhead { workers } => {
+                        format!("[archive]\nasync = true\nworkers = {workers}\n")
+                    }
+                    _ => String::new(),
+                };
+                let config = self.tidemark_config("archive", &self.tidemark_repo, &extra)?;
+                run_as_owner(
+                    &self.lab.bin_dir.join("tidemark"),
+                    &[
+                        "--config".as_ref(),
+                        config.as_os_str(),
+                        "stanza-create".as_ref(),
+                    ],
+                    self.tmp(),
+                )?;
+                format!(
+                    "{} --config {} --stanza main %p",
+                    tidemark_archive.display(),
+                    config.display()
+                )
+            }
+        })
+    }
+
+    /// One timed drain of the backlog by `archiver`.
+    fn drain(&self, archiver: Archiver) -> anyhow::Result<Duration> {
+        copy_tree(&self.lab, &self.backlog, &self.run)?;
+        let mut cluster =
+            ThrowawayCluster::adopt(&self.lab.pg, self.tmp(), "run", self.run.clone())?;
+        cluster.configure(&[("archive_command", "")])?;
+        cluster.start()?;
+        let command = self.prepare_archiver(archiver)?;
+        let pg_wal = self.run.join("pg_wal");
+        ensure!(
+            ready_count(&pg_wal)? == self.backlog_segments,
+            "the copy does not hold the backlog"
+        );
+        sync_all()?;
+        cluster.configure(&[("archive_command", &command)])?;
+        let started = Instant::now();
+        cluster.query("SELECT pg_reload_conf()")?;
+        let deadline = started + Duration::from_secs(1800);
+        while ready_count(&pg_wal)? > 0 {
+            if Instant::now() > deadline {
+                bail!("not drained after 30 minutes: {}", cluster.log_tail(10));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let elapsed = started.elapsed();
+        let failed = cluster.query("SELECT failed_count FROM pg_stat_archiver")?;
+        ensure!(
+            failed == "0",
+            "{failed} archive_command calls failed: {}",
+            cluster.log_tail(10)
+        );
+        cluster.stop()?;
+        Ok(elapsed)
+    }
+
+    /// One timed recovery of the base backup by `replayer`, to promotion; with what the
+    /// `tidemark-restore` calls logged about themselves.
+    fn replay(&self, replayer: Replayer) -> anyhow::Result<(Duration, String)> {
+        copy_tree(&self.lab, &self.base, &self.run)?;
+        let mut settings: Vec<(String, String)> = vec![
+            ("archive_mode".to_owned(), "off".to_owned()),
+            ("recovery_target_action".to_owned(), "promote".to_owned()),
+        ];
+        if matches!(
+            replayer,
+            Replayer::InPgWal | Replayer::InPgWalArchiveRecovery
+        ) {
+            // Every segment is already where recovery reads it.
+            for entry in fs::read_dir(self.backlog.join("pg_wal"))? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_segment(&name) {
+                    let target = self.run.join("pg_wal").join(&name);
+                    fs::copy(entry.path(), &target)?;
+                    give_to_owner(&target)?;
+                }
+            }
+        }
+        let restore_command = match replayer {
+            Replayer::InPgWal => None,
+            // PostgreSQL reads pg_wal when restore_command finds nothing.
+            Replayer::InPgWalArchiveRecovery => Some("false".to_owned()),
+            Replayer::Cp => Some(format!("cp {}/%f %p", quoted(&self.cp_archive))),
+            Replayer::PgBackRestSync | Replayer::PgBackRestAsync => {
+                let config =
+                    self.pgbackrest_config("restore", replayer == Replayer::PgBackRestAsync)?;
+                Some(self.pgbackrest_command(&config, "archive-get %f \"%p\""))
+            }
+            Replayer::Tidemark { prefetch } => {
+                let config = self.tidemark_config(
+                    "restore",
+                    &self.tidemark_repo,
+                    &format!("[restore]\nprefetch = {prefetch}\n"),
+                )?;
+                Some(format!(
+                    "{} --config {} --stanza main %f %p",
+                    self.lab.bin_dir.join("tidemark-restore").display(),
+                    config.display()
+                ))
+            }
+        };
+        if let Some(command) = restore_command {
+            settings.push(("restore_command".to_owned(), command));
+            write_owned(&self.run.join("recovery.signal"), "")?;
+        }
+        let mut cluster =
+            ThrowawayCluster::adopt(&self.lab.pg, self.tmp(), "run", self.run.clone())?;
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        cluster.configure(&settings)?;
+        let _ = fs::remove_file(cluster.log_file());
+        sync_all()?;
+        let started = Instant::now();
+        cluster.start()?;
+        let deadline = started + Duration::from_secs(1800);
+        loop {
+            let log = fs::read_to_string(cluster.log_file()).unwrap_or_default();
+            if log.contains("database system is ready to accept connections") {
+                break;
+            }
+            // Connection attempts while it starts are refused with FATAL lines of their own.
+            let failed = log.lines().any(|l| {
+                l.contains("FATAL")
+                    && !l.contains("the database system is starting up")
+                    && !l.contains("not yet accepting connections")
+            });
+            if Instant::now() > deadline || failed {
+                bail!("recovery did not finish: {}", cluster.log_tail(15));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let elapsed = started.elapsed();
+        let content = cluster.query(CONTENT)?;
+        ensure!(
+            content == self.content,
+            "{} recovered {content}, not {}",
+            replayer.label(),
+            self.content
+        );
+        cluster.stop()?;
+        let log = fs::read_to_string(cluster.log_file()).unwrap_or_default();
+        Ok((elapsed, restore_calls(&log)))
+    }
+}
+
+/// What the `tidemark-restore` lines of a server log say: calls that restored a segment, how
+/// many from the prefetch spool, and the median time each took by its own account.
+fn restore_calls(log: &str) -> String {
+    let restored: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("tidemark-restore: INFO: restored "))
+        .collect();
+    if restored.is_empty() {
+        return String::new();
+    }
+    let prefetched = restored
+        .iter()
+        .filter(|l| l.contains(", prefetched) in "))
+        .count();
+    let took: Vec<f64> = restored
+        .iter()
+        .filter_map(|l| l.rsplit_once(" in ")?.1.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    format!(
+        "{} calls, {prefetched} from the spool, median {:.0} ms each",
+        restored.len(),
+        median(&took)
+    )
+}
+
+/// Wall time of `command` run to success.
+fn time_call(command: &mut Command) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let output = command.output()?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    ensure!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(elapsed)
+}
+
+/// Single-call latencies in milliseconds (medians of [`CALLS`]), by kind.
+fn single_calls(bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let dir = bench.tmp().join("calls");
+    fresh_dir(&dir)?;
+    // A fake data directory that looks like one in recovery to tidemark-restore, and a pg_wal
+    // with real segments marked ready, to tidemark-archive.
+    let data = fresh_dir(&dir.join("data"))?;
+    let pg_wal = fresh_dir(&data.join("pg_wal"))?;
+    fresh_dir(&pg_wal.join("archive_status"))?;
+    let mut names: Vec<String> = fs::read_dir(bench.backlog.join("pg_wal"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_segment(n))
+        .collect();
+    names.sort();
+    let names: Vec<String> = names.into_iter().take(CALLS + 1).collect();
+    for name in &names {
+        fs::copy(bench.backlog.join("pg_wal").join(name), pg_wal.join(name))?;
+        fs::write(
+            pg_wal.join("archive_status").join(format!("{name}.ready")),
+            "",
+        )?;
+    }
+    let tidemark = bench.lab.bin_dir.join("tidemark");
+    let archive = bench.lab.bin_dir.join("tidemark-archive");
+    let restore = bench.lab.bin_dir.join("tidemark-restore");
+    let repo = dir.join("repo");
+    let config = |name: &str, extra: &str| -> anyhow::Result<PathBuf> {
+        let path = dir.join(format!("{name}.toml"));
+        fs::write(
+            &path,
+            format!(
+                "[repo]\npath = \"{}\"\n{extra}\n[stanza.main]\npgdata = \"{}\"\n",
+                repo.display(),
+                bench.backlog.display()
+            ),
+        )?;
+        Ok(path)
+    };
+    let sync_config = config("sync", "[restore]\nprefetch = 0\n")?;
+    let ahead_config = config("ahead", "[archive]\nasync = true\n")?;
+    let prefetch_config = config("prefetch", "[restore]\nprefetch = 8\n")?;
+    let run = |program: &Path, args: &[&std::ffi::OsStr]| -> Command {
+        let mut command = Command::new(program);
+        command.args(args).current_dir(&data);
+        command
+    };
+    let c = |s: &'static str| -> &std::ffi::OsStr { s.as_ref() };
+    let mut results = Vec::new();
+
+    // Synchronous pushes into a fresh repository (each segment once).
+    remove_if_present(&repo)?;
+    time_call(&mut run(
+        &tidemark,
+        &[c("--config"), sync_config.as_os_str(), c("stanza-create")],
+    ))?;
+    let mut pushes = Vec::new();
+    for name in &names[..names.len() / 2] {
+        let path = pg_wal.join(name);
+        pushes.push(time_call(&mut run(
+            &archive,
+            &[c("--config"), sync_config.as_os_str(), path.as_os_str()],
+        ))?);
+    }
+    results.push(("tidemark-archive, synchronous push", median(&pushes)));
+    // The rest through the work-ahead worker: the first call starts it; once it pushed
+    // everything, each call only finds its segment done.
+    let rest = &names[names.len() / 2..];
+    let first = pg_wal.join(&rest[0]);
+    time_call(&mut run(
+        &archive,
+        &[c("--config"), ahead_config.as_os_str(), first.as_os_str()],
+    ))?;
+    let spool = pg_wal.join(".tidemark/archive/main");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rest.iter().any(|n| !spool.join(format!("{n}.ok")).exists()) {
+        ensure!(
+            Instant::now() < deadline,
+            "the worker did not push the rest"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut hits = Vec::new();
+    for name in &rest[1..] {
+        let path = pg_wal.join(name);
+        hits.push(time_call(&mut run(
+            &archive,
+            &[c("--config"), ahead_config.as_os_str(), path.as_os_str()],
+        ))?);
+    }
+    results.push((
+        "tidemark-archive, already pushed by the worker",
+        median(&hits),
+    ));
+
+    // Restores: direct, then from the spool of a fetcher (the fake data directory has a
+    // postmaster.pid and recovery.signal, so tidemark-restore prefetches).
+    let destination = pg_wal.join("RECOVERYXLOG");
+    let mut direct = Vec::new();
+    for name in &names {
+        // PostgreSQL removes %p before each call; a file left there would cost its removal.
+        let _ = fs::remove_file(&destination);
+        direct.push(time_call(&mut run(
+            &restore,
+            &[
+                c("--config"),
+                sync_config.as_os_str(),
+                std::ffi::OsStr::new(name),
+                destination.as_os_str(),
+            ],
+        ))?);
+    }
+    results.push(("tidemark-restore, fetched directly", median(&direct)));
+    fs::write(data.join("postmaster.pid"), "")?;
+    fs::write(data.join("recovery.signal"), "")?;
+    let restore_spool = pg_wal.join(".tidemark/restore/main");
+    let mut spooled = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            // Time only hits: wait until the fetcher has it ready.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !restore_spool.join(format!("{name}.sum")).exists() {
+                ensure!(
+                    Instant::now() < deadline,
+                    "the fetcher did not fetch {name}"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let _ = fs::remove_file(&destination);
+        let took = time_call(&mut run(
+            &restore,
+            &[
+                c("--config"),
+                prefetch_config.as_os_str(),
+                std::ffi::OsStr::new(name),
+                destination.as_os_str(),
+            ],
+        ))?;
+        if i > 0 {
+            spooled.push(took);
+        }
+    }
+    fs::remove_file(data.join("recovery.signal"))?;
+    results.push((
+        "tidemark-restore, from the prefetch spool",
+        median(&spooled),
+    ));
+
+    // The same files with cp and pgBackRest (its repository from the last drain).
+    let mut copies = Vec::new();
+    for name in &names {
+        let source = pg_wal.join(name);
+        let _ = fs::remove_file(&destination);
+        copies.push(time_call(
+            Command::new("cp").arg(&source).arg(&destination),
+        )?);
+    }
+    results.push(("cp of one segment", median(&copies)));
+    let pgbackrest_config = bench.pgbackrest_config("calls", false)?;
+    let mut gets = Vec::new();
+    for name in &names {
+        let _ = fs::remove_file(bench.tmp().join("pgbackrest-got"));
+        gets.push(time_call(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&bench.pgbackrest)
+                .arg(format!("--config={}", pgbackrest_config.display()))
+                .args(["--stanza=bench", "archive-get", name])
+                .arg(bench.tmp().join("pgbackrest-got"))
+                .current_dir(bench.tmp()),
+        )?);
+    }
+    let mut runuser = Vec::new();
+    for _ in 0..CALLS {
+        runuser.push(time_call(
+            Command::new("runuser").args(["-u", "postgres", "--", "true"]),
+        )?);
+    }
+    let runuser = median(&runuser);
+    results.push((
+        "pgbackrest archive-get sync (less runuser start-up)",
+        median(&gets) - runuser,
+    ));
+    Ok(results)
+}
+
+fn main() -> anyhow::Result<()> {
+    let bench_started = Instant::now();
+    let rounds = common::rounds(ROUNDS);
+    let pgbackrest = pgbackrest_program()?;
+    let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
+    let binaries = TidemarkBinaries {
+        tidemark: exe.clone(),
+        archive: exe.clone(),
+        restore: exe,
+    };
+    let lab = Lab::new("tm-hbench-", &binaries)?;
+
+    // The workload, with archiving off: every segment stays .ready.
+    let mut source = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "source", 16)?;
+    source.configure(&[
+        ("archive_mode", "on"),
+        ("archive_command", ""),
+        ("max_wal_size", "8GB"),
+        ("checkpoint_timeout", "30min"),
+    ])?;
+    source.start()?;
+    let base = lab.tmp.path().join("base");
+    let port = source.port().to_string();
+    run_as_owner(
+        &lab.pg.path("pg_basebackup"),
+        &[
+            "-D".as_ref(),
+            base.as_os_str(),
+            "-X".as_ref(),
+            "stream".as_ref(),
+            "-c".as_ref(),
+            "fast".as_ref(),
+            "-h".as_ref(),
+            source.socket_dir().as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+        ],
+        lab.tmp.path(),
+    )?;
+    let load_started = Instant::now();
+    let pgbench = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        all.extend([
+            "-h".as_ref(),
+            source.socket_dir().as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "postgres".as_ref(),
+        ]);
+        run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
+    };
+    pgbench(&["-i", "-q", "-s", SCALE])?;
+    let written = || -> anyhow::Result<u64> {
+        Ok(source
+            .query("SELECT (pg_current_wal_lsn() - '0/0')::bigint")?
+            .parse()?)
+    };
+    let mut pgbench_runs = 0;
+    while written()? < WAL_TARGET_BYTES {
+        pgbench(&["-n", "-c", "2", "-T", "10"])?;
+        pgbench_runs += 1;
+    }
+    source.query("SELECT pg_switch_wal()")?;
+    let content = source.query(CONTENT)?;
+    source.stop()?;
+    let backlog = source.data_dir().to_owned();
+    let backlog_segments = ready_count(&backlog.join("pg_wal"))?;
+    let wal_bytes = backlog_segments as u64 * (16 << 20);
+    println!(
+        "workload: pgbench -i -s {SCALE} and {pgbench_runs} runs of 10 s of pgbench wrote {backlog_segments} segments ({:.2} GiB of WAL) in {:.0} s",
+        gib(wal_bytes),
+        load_started.elapsed().as_secs_f64()
+    );
+    ensure!(
+        wal_bytes >= MIN_WAL_BYTES,
+        "only {:.2} GiB of WAL; the bench wants at least 1 GiB",
+        gib(wal_bytes)
+    );
+    let bench = Bench {
+        pgbackrest,
+        backlog,
+        base,
+        run: lab.tmp.path().join("run"),
+        cp_archive: lab.tmp.path().join("cp-archive"),
+        pgbackrest_repo: lab.tmp.path().join("pgbackrest/repo"),
+        tidemark_repo: lab.tmp.path().join("tidemark-repo"),
+        content,
+        backlog_segments,
+        lab,
+    };
+    fresh_dir(&bench.tmp().join("pgbackrest"))?;
+
+    // For a quicker look at one part: TIDEMARK_BENCH_ONLY=replay (or drain, calls; a list).
+    // The replay of pgBackRest, cp and Tidemark reads what their drains archived.
+    let only = std::env::var("TIDEMARK_BENCH_ONLY").unwrap_or_default();
+    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
+    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
+    let drain_rounds = if runs("drain") { rounds } else { 1 };
+    for round in 0..drain_rounds {
+        for i in 0..ARCHIVERS.len() {
+            let index = (round + i) % ARCHIVERS.len();
+            let archiver = ARCHIVERS[index];
+            let took = bench
+                .drain(archiver)
+                .with_context(|| format!("drain round {}: {}", round + 1, archiver.label()))?;
+            println!(
+                "drain  round {}: {:<32} {:>7.2} s",
+                round + 1,
+                archiver.label(),
+                took.as_secs_f64()
+            );
+            drains[index].push(took.as_secs_f64());
+        }
+    }
+    // Replay reads what the last round archived: each tool's repository is complete, since the
+    // rotation ends every round with a different tool but each ran in it.
+    let mut replays: Vec<Vec<f64>> = vec![vec![f64::NAN]; REPLAYERS.len()];
+    if runs("replay") {
+        replays.iter_mut().for_each(Vec::clear);
+    }
+    for round in 0..if runs("replay") { rounds } else { 0 } {
+        for i in 0..REPLAYERS.len() {
+            let index = (round + i) % REPLAYERS.len();
+            let replayer = REPLAYERS[index];
+            let (took, calls) = bench
+                .replay(replayer)
+                .with_context(|| format!("replay round {}: {}", round + 1, replayer.label()))?;
+            println!(
+                "replay round {}: {:<32} {:>7.2} s  {calls}",
+                round + 1,
+                replayer.label(),
+                took.as_secs_f64()
+            );
+            replays[index].push(took.as_secs_f64());
+        }
+    }
+    let calls = if runs("calls") {
+        single_calls(&bench)?
+    } else {
+        Vec::new()
+    };
+
+    let drain_median =
+        |a: Archiver| median(&drains[ARCHIVERS.iter().position(|x| *x == a).unwrap()]);
+    let replay_median =
+        |r: Replayer| median(&replays[REPLAYERS.iter().position(|x| *x == r).unwrap()]);
+    let mb_per_s = |seconds: f64| wal_bytes as f64 / (1 << 20) as f64 / seconds;
+    println!(
+        "\n{} segments ({:.2} GiB) of real WAL; {pgbackrest_version}; medians of {rounds} rounds",
+        bench.backlog_segments,
+        gib(wal_bytes)
+    );
+    println!("\narchiving drain                      median      MiB/s");
+    for a in ARCHIVERS {
+        let m = drain_median(a);
+        println!("  {:<32} {:>7.2} s  {:>8.0}", a.label(), m, mb_per_s(m));
+    }
+    println!("\nreplay to promotion                  median      MiB/s");
+    for r in REPLAYERS {
+        let m = replay_median(r);
+        println!("  {:<32} {:>7.2} s  {:>8.0}", r.label(), m, mb_per_s(m));
+    }
+    println!("\nsingle call                                              median");
+    for (label, ms) in &calls {
+        println!("  {label:<52} {ms:>6.1} ms");
+    }
+    // The ratios are for Tidemark as configured by default on this machine.
+    let defaults = tidemark::config::Config::parse("[repo]\npath = \"/r\"\n")?;
+    let work_ahead = drain_median(Archiver::TidemarkWorkAhead {
+        workers: defaults.archive.workers(),
+    });
+    let prefetch = replay_median(Replayer::Tidemark {
+        prefetch: defaults.restore.prefetch(),
+    });
+    let ratios = [
+        (
+            "pgbackrest async / tidemark work-ahead (drain; target >= 3)",
+            drain_median(Archiver::PgBackRestAsync) / work_ahead,
+        ),
+        (
+            "cp + fsync / tidemark work-ahead (drain; target >= 1)",
+            drain_median(Archiver::CpDurable) / work_ahead,
+        ),
+        (
+            "cp / tidemark work-ahead (drain)",
+            drain_median(Archiver::Cp) / work_ahead,
+        ),
+        (
+            "tidemark prefetch / archive-recovery floor (replay; target <= 1.15)",
+            prefetch / replay_median(Replayer::InPgWalArchiveRecovery),
+        ),
+        (
+            "tidemark prefetch / crash-recovery floor (replay)",
+            prefetch / replay_median(Replayer::InPgWal),
+        ),
+        (
+            "pgbackrest async / tidemark prefetch (replay; target >= 1.5)",
+            replay_median(Replayer::PgBackRestAsync) / prefetch,
+        ),
+    ];
+    println!("\nratios");
+    for (label, ratio) in &ratios {
+        println!("  {label:<72} {ratio:>6.2}");
+    }
+
+    let results = serde_json::json!({
+        "wal_segments": bench.backlog_segments,
+        "wal_bytes": wal_bytes,
+        "rounds": rounds,
+        "pgbackrest_version": pgbackrest_version,
+        "drain_s": ARCHIVERS.iter().enumerate().map(|(i, a)| (a.key(), serde_json::json!({"median": median(&drains[i]), "runs": drains[i]}))).collect::<serde_json::Map<_, _>>(),
+        "replay_s": REPLAYERS.iter().enumerate().map(|(i, r)| (r.key(), serde_json::json!({"median": median(&replays[i]), "runs": replays[i]}))).collect::<serde_json::Map<_, _>>(),
+        "single_call_ms": calls.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "elapsed_s": bench_started.elapsed().as_secs_f64(),
+    });
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join("hot_paths.json");
+    fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+    println!(
+        "\nwrote {} ({:.0} s in all)",
+        out.display(),
+        bench_started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
