@@ -104,7 +104,7 @@ impl Spool {
         self.dir.join(format!("{name}.error"))
     }
 
-    fn lock(&self) -> HelperLock {
+    pub fn lock(&self) -> HelperLock {
         HelperLock::new(self.dir.join("worker.lock"))
     }
 
@@ -143,6 +143,17 @@ impl Spool {
         let text = fs::read_to_string(&path).ok()?;
         let _ = fs::remove_file(&path);
         Some(text.trim().to_owned())
+    }
+
+    /// The spools of every stanza under `pg_wal` in the default place.
+    pub fn all_in(pg_wal: &Path) -> Vec<Spool> {
+        let Ok(entries) = fs::read_dir(pg_wal.join(".tidemark").join("archive")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|entry| Spool { dir: entry.path() })
+            .collect()
     }
 
     /// Whether a worker holds the spool's lock.
@@ -193,7 +204,9 @@ pub fn run_worker(stanza: &Stanza<'_>, settings: &WorkerSettings) -> anyhow::Res
             })
             .collect();
         if queue.is_empty() {
-            if idle_since.elapsed() > WORKER_LINGER {
+            // Nothing will become ready once the server is gone: leave at once, so that a
+            // stopped cluster's directory has no process of ours in it.
+            if idle_since.elapsed() > WORKER_LINGER || !server_running(&settings.pg_wal) {
                 remove_stale(spool, &settings.pg_wal);
                 return Ok(());
             }
@@ -203,6 +216,14 @@ pub fn run_worker(stanza: &Stanza<'_>, settings: &WorkerSettings) -> anyhow::Res
         push_all(stanza, settings, &queue);
         idle_since = Instant::now();
     }
+}
+
+/// Whether the server whose WAL directory is `pg_wal` runs: its data directory has a
+/// `postmaster.pid`.
+fn server_running(pg_wal: &Path) -> bool {
+    pg_wal
+        .parent()
+        .is_some_and(|data_dir| data_dir.join("postmaster.pid").exists())
 }
 
 /// Pushes `queue` with `settings.parallel` pushes at once, each ending in a `.ok` or `.error`.

@@ -342,7 +342,7 @@ fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
     let selected = target.select()?;
     let repo = selected.config.open_repository();
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-        let ahead = selected.config.restore.prefetch();
+    let ahead = selected.config.restore.prefetch();
     // Replay is one process on one core, and the fetcher must not take it from it: measured on
     // 2 cores (benches/hot_paths.rs), a fetcher at normal priority with a thread per core made
     // recovery slower the further ahead it ran.

@@ -31,16 +31,32 @@ pub struct Config {
 }
 
 /// `[archive]`: how `tidemark-archive` pushes.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// Work-ahead archiving: a background worker pushes every `.ready` WAL file in parallel.
-    #[serde(default, rename = "async")]
+    /// On by default: `benches/hot_paths.rs` drains a backlog with it faster than durable `cp`
+    /// and about 1.5 times faster than synchronous pushes.
+    #[serde(default = "work_ahead_by_default", rename = "async")]
     pub work_ahead: bool,
     /// Pushes the worker runs at once (default: the number of cores).
     pub workers: Option<usize>,
     /// Where the worker and the calls meet (default: `pg_wal/.tidemark`).
     pub spool_path: Option<PathBuf>,
+}
+
+fn work_ahead_by_default() -> bool {
+    true
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> ArchiveConfig {
+        ArchiveConfig {
+            work_ahead: work_ahead_by_default(),
+            workers: None,
+            spool_path: None,
+        }
+    }
 }
 
 impl ArchiveConfig {
@@ -247,13 +263,18 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
         );
         let defaults = Config::parse("[repo]\npath = \"/r\"\n").unwrap();
         assert_eq!(defaults.repo.compress, Compression::Zstd);
-        assert!(!defaults.archive.work_ahead);
+        assert!(defaults.archive.work_ahead);
         let work_ahead = Config::parse(&GOOD.replace(
             "[stanza.main]",
-            "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"\n[stanza.main]",
+            "[archive]\nworkers = 4\nspool_path = \"/var/spool/tidemark\"\n[stanza.main]",
         ))
         .unwrap();
         assert!(work_ahead.archive.work_ahead);
+        let synchronous = Config::parse(
+            &GOOD.replace("[stanza.main]", "[archive]\nasync = false\n[stanza.main]"),
+        )
+        .unwrap();
+        assert!(!synchronous.archive.work_ahead);
         assert_eq!(work_ahead.archive.workers, Some(4));
         assert_eq!(defaults.restore.prefetch(), DEFAULT_PREFETCH);
         let no_prefetch =

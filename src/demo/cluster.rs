@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::archive::prefetch::RestoreSpool;
+use crate::archive::work_ahead::Spool;
 
 /// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
 /// private socket directory per cluster, every cluster can use the same number.
@@ -453,16 +454,23 @@ impl ThrowawayCluster {
         self.pg_ctl_stop("fast")
             .with_context(|| format!("stop PostgreSQL cluster in {}", self.data_dir.display()))?;
         self.running = false;
-        self.wait_for_prefetchers();
+        self.wait_for_helpers();
         Ok(())
     }
 
-    /// Waits (a while) until the prefetchers `tidemark-restore` started for this server have
-    /// seen it stop and left, so its directory can be removed or restored into at once.
-    fn wait_for_prefetchers(&self) {
+    /// Waits (a while) until the helpers Tidemark started for this server (work-ahead
+    /// workers, prefetchers) have seen it stop and left, so its directory can be removed or
+    /// restored into at once.
+    fn wait_for_helpers(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for spool in RestoreSpool::all_in(&self.data_dir.join("pg_wal")) {
-            while spool.lock().is_held() && Instant::now() < deadline {
+        let pg_wal = self.data_dir.join("pg_wal");
+        let mut locks: Vec<_> = RestoreSpool::all_in(&pg_wal)
+            .iter()
+            .map(RestoreSpool::lock)
+            .collect();
+        locks.extend(Spool::all_in(&pg_wal).iter().map(Spool::lock));
+        for lock in locks {
+            while lock.is_held() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
