@@ -9,9 +9,10 @@
 //! * errors say whether the object is missing (`is_not_found`) and whether trying again may help
 //!   (`is_retryable`), so callers branch on the error, never on its text.
 //!
-//! Backends: [`LocalDirectory`] (the default).
+//! Backends: [`LocalDirectory`] (the default) and [`MemoryStorage`].
 
 pub mod local;
+pub mod memory;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 pub use local::LocalDirectory;
+pub use memory::MemoryStorage;
 
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -304,8 +306,9 @@ impl StorageError {
 /// An object store.
 ///
 /// Keys name objects in a tree: no key may be a component-prefix of another key in the same
-/// store (`a/b` and `a/b/c`). The local directory cannot hold both; object stores may accept
-/// them. The repository never uses such keys.
+/// store (`a/b` and `a/b/c`). The local directory cannot hold both, and the in-memory backend
+/// refuses them too so tests catch such layouts; object stores may accept them. The repository
+/// never uses such keys.
 pub trait Storage: Send + Sync {
     /// The size (and what else is cheap to know) of the object under `key`, or `None` if there
     /// is none.
