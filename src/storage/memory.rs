@@ -1,5 +1,5 @@
 //! The in-memory backend: objects in a sorted map behind a lock, for tests that want a store
-//! without a file system and for wrapping in the fault-injecting wrapper.
+//! without a file system and for wrapping in [`FaultyStorage`](super::FaultyStorage).
 //!
 //! Its semantics are the local directory's, exactly: create-only puts that are atomic (a body is
 //! read whole before the object appears, so a failing, short or cancelled body leaves nothing),

@@ -9,8 +9,10 @@
 //! * errors say whether the object is missing (`is_not_found`) and whether trying again may help
 //!   (`is_retryable`), so callers branch on the error, never on its text.
 //!
-//! Backends: [`LocalDirectory`] (the default) and [`MemoryStorage`].
+//! Backends: [`LocalDirectory`] (the default), [`MemoryStorage`] and the test wrapper
+//! [`FaultyStorage`], which injects the failures object stores really have.
 
+pub mod faulty;
 pub mod local;
 pub mod memory;
 
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
 
@@ -258,7 +261,8 @@ impl StorageError {
     }
 
     /// The storage error behind an I/O error met while `doing` something. Readers this module
-    /// hands out carry a `StorageError` inside their `io::Error`s (a `Read` can return nothing else); it comes
+    /// hands out, and bodies the fault-injecting wrapper feeds to backends, carry a
+    /// `StorageError` inside their `io::Error`s (a `Read` can return nothing else); it comes
     /// back out here unchanged, so a transient failure in the middle of a stream stays
     /// retryable. Any other error is classified by its kind.
     pub fn from_io(doing: impl Into<String>, error: io::Error) -> StorageError {
