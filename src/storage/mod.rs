@@ -2,7 +2,8 @@
 //! a range or as a stream, look at its size, list keys under a prefix, delete. Backends know
 //! nothing of WAL, backups or the repository's layout.
 //!
-//! The promises every backend keeps:
+//! The promises every backend keeps, which the conformance tests in
+//! `tests/storage_suite/` check for each of them:
 //! * a put returns only once the object is durable, and a reader never sees a partly written
 //!   object under its key, whatever fails or is cancelled on the way;
 //! * a put never replaces an object: the first one stays, later puts report `AlreadyExists`;
