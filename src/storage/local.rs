@@ -80,7 +80,15 @@ impl LocalDirectory {
         }
         match fs::DirBuilder::new().mode(0o750).create(dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+            // Made meanwhile by another writer, or a file is in the way (`AlreadyExists`), or
+            // made and removed again by a delete (`NotFound`, which the caller retries).
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return match fs::metadata(dir) {
+                    Ok(metadata) if metadata.is_dir() => Ok(()),
+                    Ok(_) => Err(e),
+                    Err(gone) => Err(gone),
+                };
+            }
             Err(e) => return Err(e),
         }
         match dir.parent() {
@@ -101,20 +109,33 @@ impl LocalDirectory {
         let dir = path.parent().expect("an object path has a parent");
         let temp = temp_files::temp_path(dir, key.file_name());
         let write_error = |e| StorageError::from_io(format!("write {}", temp.display()), e);
-        // A delete of the last object in a directory removes the directory; if that happens
-        // between creating it and creating the temporary file in it, create it again.
+        // A delete of the last object in a directory removes the directory and its emptied
+        // parents; if that happens while this put creates them or before its temporary file is
+        // in them, start again. Once the temporary file is there, nothing removes the directory.
         let mut attempts = 0;
         let file = loop {
-            self.create_dir_durably(dir).map_err(|e| {
-                if e.kind() == ErrorKind::AlreadyExists || e.kind() == ErrorKind::NotADirectory {
-                    self.conflict(key, "another object's key is a prefix of this key")
-                } else {
-                    StorageError::from_io(format!("create directory {}", dir.display()), e)
-                }
-            })?;
             attempts += 1;
+            let again = attempts < 10;
+            match self.create_dir_durably(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound && again => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::AlreadyExists | ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Err(self.conflict(key, "another object's key is a prefix of this key"));
+                }
+                Err(e) => {
+                    return Err(StorageError::from_io(
+                        format!("create directory {}", dir.display()),
+                        e,
+                    ));
+                }
+            }
             match temp_files::create(&temp, 0o640) {
-                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 5 => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound && again => continue,
                 file => break file,
             }
         };
@@ -134,7 +155,7 @@ impl LocalDirectory {
         }
         match result {
             Ok(true) => {
-                fsync_dir(dir).map_err(|e| {
+                fsync_dir_if_present(dir).map_err(|e| {
                     StorageError::from_io(format!("fsync directory {}", dir.display()), e)
                 })?;
                 Ok(PutOutcome::Created)
@@ -156,6 +177,16 @@ impl LocalDirectory {
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Fsyncs `dir` after a change to its entries, unless a delete has removed it since: then the
+/// entry the change made is gone too (a directory is only removed once empty), and there is
+/// nothing left to make durable.
+fn fsync_dir_if_present(dir: &Path) -> io::Result<()> {
+    match fsync_dir(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        result => result,
+    }
 }
 
 /// Renames `from` to `to` unless `to` exists. Returns `Ok(false)` if it does.
@@ -299,17 +330,25 @@ impl Storage for LocalDirectory {
                     continue;
                 }
                 let path = entry.path();
-                let stat_error = |e| StorageError::from_io(format!("stat {}", path.display()), e);
+                // An entry deleted since the directory was read is no longer there to list.
+                let stat = || match entry.metadata() {
+                    Ok(metadata) => Ok(Some(metadata)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StorageError::from_io(format!("stat {}", path.display()), e)),
+                };
                 // The directory entry's type needs no stat; only files' sizes do.
                 let is_dir = match entry.file_type() {
                     Ok(kind) if !kind.is_symlink() => kind.is_dir(),
-                    _ => entry.metadata().map_err(stat_error)?.is_dir(),
+                    _ => match stat()? {
+                        Some(metadata) => metadata.is_dir(),
+                        None => continue,
+                    },
                 };
                 if is_dir {
                     pending.push(path);
                     continue;
                 }
-                let metadata = entry.metadata().map_err(stat_error)?;
+                let Some(metadata) = stat()? else { continue };
                 if let Some(key) = path
                     .strip_prefix(&self.root)
                     .ok()
@@ -340,7 +379,7 @@ impl Storage for LocalDirectory {
             }
         }
         let dir = path.parent().expect("an object path has a parent");
-        fsync_dir(dir)
+        fsync_dir_if_present(dir)
             .map_err(|e| StorageError::from_io(format!("fsync directory {}", dir.display()), e))?;
         // Directories the delete left empty go too, so retention leaves no husks and a key
         // depends only on the objects stored, as in other backends. `remove_dir` refuses a
@@ -441,6 +480,49 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn puts_survive_deletes_removing_their_directories_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirectory::new(dir.path());
+        // Each thread empties p/q/r, p/q and p over and over while the other puts into them.
+        std::thread::scope(|scope| {
+            for thread in 0..2 {
+                let store = &store;
+                scope.spawn(move || {
+                    for n in 0..300 {
+                        let k = key(&format!("p/q/r/{thread}-{n}"));
+                        store.put_if_absent(&k, &[b"x"]).unwrap();
+                        assert_eq!(store.get(&k).unwrap(), b"x");
+                        store.delete(&k).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(!dir.path().join("p").exists());
+    }
+
+    #[test]
+    fn listings_skip_what_deletes_remove_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirectory::new(dir.path());
+        store.put_if_absent(&key("l/kept"), &[b"x"]).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in 0..300 {
+                    let k = key(&format!("l/d{}/{n}", n % 3));
+                    store.put_if_absent(&k, &[b"x"]).unwrap();
+                    store.delete(&k).unwrap();
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let listed = store.list(&key("l"), &Cancel::never()).unwrap();
+                assert!(listed.iter().any(|o| o.key.as_str() == "l/kept"));
+            }
+        });
     }
 
     #[test]
