@@ -124,7 +124,7 @@ pub fn take_backup(
         || stanza
             .repository()
             .storage()
-            .size(&crate::repo::layout::backup_manifest(stanza.name(), &label))?
+            .head(&crate::repo::layout::backup_manifest(stanza.name(), &label))?
             .is_some()
     {
         bail!(
@@ -411,7 +411,7 @@ fn wait_for_wal(
     for segno in first.segment_number(size)?..=last.segment_number(size)? {
         let name = SegmentName::from_segment_number(first.timeline, segno, size);
         let key = stanza.wal_key(WalFileName::Segment(name));
-        while stanza.repository().storage().size(&key)?.is_none() {
+        while stanza.repository().storage().head(&key)?.is_none() {
             if Instant::now() >= deadline {
                 bail!(
                     "the backup needs WAL segment {name}, which is not in the archive of stanza '{}' after {} s: check that archive_command pushes to this stanza (see pg_stat_archiver), or use --include-wal",

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Stanza;
 use super::layout;
 use super::object::{self, EncodedObject};
-use crate::storage::PutOutcome;
+use crate::storage::{Cancel, PutOutcome};
 
 /// Version of the backup record format.
 pub const RECORD_FORMAT: u32 = 1;
@@ -108,7 +108,8 @@ impl Stanza<'_> {
         Ok(self
             .repository()
             .storage()
-            .size(&layout::blob(self.name(), sha256))?)
+            .head(&layout::blob(self.name(), sha256))?
+            .map(|meta| meta.size))
     }
 
     /// Stores a blob unless it is there; returns the stored size if this call stored it.
@@ -176,7 +177,7 @@ impl Stanza<'_> {
     pub fn list_backups(&self) -> anyhow::Result<Vec<BackupRecord>> {
         let storage = self.repository().storage();
         let mut records = Vec::new();
-        for listed in storage.list(&layout::backup_root(self.name()))? {
+        for listed in storage.list(&layout::backup_root(self.name()), &Cancel::never())? {
             if listed.key.file_name() != "backup.json" {
                 continue;
             }

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
 use crate::pg::segment_check::ExpectedCluster;
-use crate::storage::{ListedObject, ObjectKey, PutOutcome, Storage, StorageError};
+use crate::storage::{Cancel, ListedObject, ObjectKey, PutOutcome, Storage, StorageError};
 pub use compress::Compression;
 use object::{EncodedObject, HEADER_LEN, ObjectHeader};
 pub use stanza::StanzaIdentity;
@@ -161,7 +161,7 @@ impl Stanza<'_> {
     pub fn list_wal(&self) -> anyhow::Result<Vec<(WalFileName, ListedObject)>> {
         let root = layout::wal_root(&self.identity.stanza);
         let mut files = Vec::new();
-        for object in self.repo.storage.list(&root)? {
+        for object in self.repo.storage.list(&root, &Cancel::never())? {
             let name = WalFileName::parse(object.key.file_name()).with_context(|| {
                 format!(
                     "unexpected object {} in {}",
@@ -216,7 +216,7 @@ impl Stanza<'_> {
 
     /// Reads and checks the header of a stored object.
     pub fn object_header(&self, key: &ObjectKey) -> anyhow::Result<ObjectHeader> {
-        let prefix = self.repo.storage.get_prefix(key, HEADER_LEN)?;
+        let prefix = self.repo.storage.get_range(key, 0, HEADER_LEN as u64)?;
         ObjectHeader::decode(&prefix).with_context(|| {
             format!(
                 "object {key} in {} is damaged",

@@ -18,7 +18,7 @@ use super::Stanza;
 use super::layout;
 use crate::pg::WalFileName;
 use crate::pg::wal_records::SegmentSummary;
-use crate::storage::PutOutcome;
+use crate::storage::{Cancel, PutOutcome};
 
 /// Version of the index entry and pack format.
 pub const INDEX_FORMAT: u32 = 2;
@@ -103,7 +103,7 @@ impl Stanza<'_> {
         for object in self
             .repository()
             .storage()
-            .list(&layout::wal_index_packs(self.name()))?
+            .list(&layout::wal_index_packs(self.name()), &Cancel::never())?
         {
             let file = object.key.file_name();
             let parsed = file
@@ -158,7 +158,10 @@ impl Stanza<'_> {
         let loose: BTreeSet<String> = self
             .repository()
             .storage()
-            .list(&layout::wal_index_directory(self.name(), directory))?
+            .list(
+                &layout::wal_index_directory(self.name(), directory),
+                &Cancel::never(),
+            )?
             .into_iter()
             .map(|object| object.key.file_name().to_owned())
             .collect();
@@ -256,7 +259,7 @@ mod tests {
         // Both packs are there; the larger one is read.
         let packs: Vec<String> = repo
             .storage()
-            .list(&layout::wal_index_packs("main"))
+            .list(&layout::wal_index_packs("main"), &Cancel::never())
             .unwrap()
             .into_iter()
             .map(|o| o.key.file_name().to_owned())

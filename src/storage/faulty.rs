@@ -1,0 +1,594 @@
+//! A fault-injecting wrapper around any [`Storage`], for tests: it makes a chosen share of
+//! operations fail the ways object stores do, so tests can show that callers which retry still
+//! end with exactly the repository's invariants.
+//!
+//! A failing operation fails with a retryable [`StorageError::Transient`] at one of these points,
+//! chosen at random among those the [`FaultPlan`] enables and the operation has:
+//! * **before** it reaches the inner store: nothing happened;
+//! * **after** it took effect: a put is durable, a delete done, but the caller sees an error, as
+//!   when an answer is lost on the way back;
+//! * **cut** in the middle of a stream: a read returns a truncated body ([`Cut::Truncate`]) or
+//!   fails part-way ([`Cut::Fail`]); a put's body fails part-way as it is fed to the inner
+//!   store, which must then store nothing.
+//!
+//! Operations may also be delayed, to shuffle concurrent callers. Randomness comes from a seeded
+//! generator, so a single-threaded test sees the same faults on every run; [`FaultCounts`] says
+//! what was injected so tests can check their faults really happened.
+
+use std::io::{self, Read};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::{
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
+    StorageError,
+};
+
+/// How a failing stream is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// A read ends early without an error, as a broken transfer that nobody noticed would: only
+    /// a caller that checks lengths or checksums can tell.
+    Truncate,
+    /// A read fails part-way with a transient error.
+    Fail,
+}
+
+/// Which faults to inject, how often, and the seed that makes them repeatable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultPlan {
+    /// The share of operations that fail, from 0.0 (none) to 1.0 (all).
+    pub failure_share: f64,
+    /// Failures may strike before the inner operation.
+    pub before_effect: bool,
+    /// Failures may strike after the inner operation took effect.
+    pub after_effect: bool,
+    /// Failures may cut streams: reads as given, puts' bodies always by failing.
+    pub cut: Option<Cut>,
+    /// The share of operations delayed by a random time up to `max_delay`.
+    pub delay_share: f64,
+    pub max_delay: Duration,
+    pub seed: u64,
+}
+
+impl FaultPlan {
+    /// No faults, no delays: the wrapper behaves as the store it wraps.
+    pub fn none() -> FaultPlan {
+        FaultPlan {
+            failure_share: 0.0,
+            before_effect: false,
+            after_effect: false,
+            cut: None,
+            delay_share: 0.0,
+            max_delay: Duration::ZERO,
+            seed: 0,
+        }
+    }
+
+    /// `share` of operations fail, before or after taking effect; nothing is cut or delayed.
+    pub fn failing(share: f64, seed: u64) -> FaultPlan {
+        FaultPlan {
+            failure_share: share,
+            before_effect: true,
+            after_effect: true,
+            seed,
+            ..FaultPlan::none()
+        }
+    }
+
+    /// This plan, with failures also cutting streams.
+    pub fn with_cut(self, cut: Cut) -> FaultPlan {
+        FaultPlan {
+            cut: Some(cut),
+            ..self
+        }
+    }
+
+    /// This plan, with `share` of operations delayed by up to `max`.
+    pub fn with_delays(self, share: f64, max: Duration) -> FaultPlan {
+        FaultPlan {
+            delay_share: share,
+            max_delay: max,
+            ..self
+        }
+    }
+}
+
+/// What the wrapper did, counted since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Operations the wrapper saw.
+    pub operations: u64,
+    /// Operations failed before reaching the inner store.
+    pub failed_before: u64,
+    /// Operations failed after the inner store carried them out.
+    pub failed_after: u64,
+    /// Reads that ended early without an error.
+    pub reads_truncated: u64,
+    /// Reads that failed part-way.
+    pub reads_cut: u64,
+    /// Puts whose body failed part-way and which the inner store therefore refused.
+    pub writes_cut: u64,
+    /// Operations delayed.
+    pub delayed: u64,
+}
+
+impl FaultCounts {
+    /// Every failure injected, of any kind (delays are no failures).
+    pub fn failures(&self) -> u64 {
+        self.failed_before
+            + self.failed_after
+            + self.reads_truncated
+            + self.reads_cut
+            + self.writes_cut
+    }
+}
+
+/// Where one operation fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Before,
+    After,
+    Cut,
+}
+
+/// What a kind of operation can suffer.
+#[derive(Clone, Copy)]
+enum Operation {
+    /// head, list, delete: before or after.
+    Plain,
+    /// Streaming reads and all puts: also cut.
+    Stream,
+}
+
+struct State {
+    plan: FaultPlan,
+    rng: fastrand::Rng,
+    counts: FaultCounts,
+}
+
+/// A [`Storage`] that injects faults into the operations it passes to `inner`.
+pub struct FaultyStorage<S> {
+    inner: S,
+    state: Mutex<State>,
+}
+
+impl<S: Storage> FaultyStorage<S> {
+    pub fn new(inner: S, plan: FaultPlan) -> FaultyStorage<S> {
+        FaultyStorage {
+            inner,
+            state: Mutex::new(State {
+                rng: fastrand::Rng::with_seed(plan.seed),
+                plan,
+                counts: FaultCounts::default(),
+            }),
+        }
+    }
+
+    /// The wrapped store, to look at the truth without faults.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Replaces the plan and restarts the random sequence from its seed; counts go on.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        let mut state = self.state();
+        state.rng = fastrand::Rng::with_seed(plan.seed);
+        state.plan = plan;
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        self.state().counts
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts an operation, sleeps if it is to be delayed, and says where it fails.
+    fn decide(&self, operation: Operation) -> Fault {
+        let (delay, fault) = {
+            let mut state = self.state();
+            let State { plan, rng, counts } = &mut *state;
+            counts.operations += 1;
+            let delay = (plan.delay_share > 0.0 && rng.f64() < plan.delay_share).then(|| {
+                counts.delayed += 1;
+                let max = plan.max_delay.as_micros().min(u64::MAX as u128) as u64;
+                Duration::from_micros(rng.u64(0..=max))
+            });
+            let mut choices = Vec::with_capacity(3);
+            if plan.before_effect {
+                choices.push(Fault::Before);
+            }
+            if plan.after_effect {
+                choices.push(Fault::After);
+            }
+            if plan.cut.is_some() && matches!(operation, Operation::Stream) {
+                choices.push(Fault::Cut);
+            }
+            let fault = if !choices.is_empty()
+                && plan.failure_share > 0.0
+                && rng.f64() < plan.failure_share
+            {
+                choices[rng.usize(..choices.len())]
+            } else {
+                Fault::None
+            };
+            (delay, fault)
+        };
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+        fault
+    }
+
+    fn count(&self, bump: impl FnOnce(&mut FaultCounts)) {
+        bump(&mut self.state().counts);
+    }
+
+    fn random_below(&self, end: u64) -> u64 {
+        self.state().rng.u64(..end)
+    }
+
+    fn injected(&self, doing: String, fault: Fault) -> StorageError {
+        let reason = match fault {
+            Fault::Before => "injected fault before the operation",
+            Fault::After => "injected fault after the operation took effect",
+            Fault::Cut | Fault::None => "injected fault in the middle of the stream",
+        };
+        StorageError::Transient {
+            doing,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Runs `operation` on the inner store with `fault` injected around it.
+    fn around<T>(
+        &self,
+        fault: Fault,
+        doing: impl FnOnce() -> String,
+        operation: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match fault {
+            Fault::Before => {
+                self.count(|c| c.failed_before += 1);
+                Err(self.injected(doing(), fault))
+            }
+            Fault::After => {
+                operation()?;
+                self.count(|c| c.failed_after += 1);
+                Err(self.injected(doing(), fault))
+            }
+            Fault::None | Fault::Cut => operation(),
+        }
+    }
+
+    /// A put whose body fails after a random share of its `length` bytes. Counted only if the
+    /// inner store met the failure and refused the put, as it must; an inner store that
+    /// answered without reading that far (the key was taken) had no fault to suffer.
+    fn put_cut(
+        &self,
+        key: &ObjectKey,
+        body: &mut dyn Read,
+        length: u64,
+        cancel: &Cancel,
+    ) -> Result<PutOutcome, StorageError> {
+        let mut cut = CutBody {
+            inner: body,
+            remaining: self.random_below(length.max(1)),
+            fired: false,
+            doing: format!("put {key} in {}", self.location()),
+        };
+        let result = self.inner.put_if_absent_from(key, &mut cut, length, cancel);
+        if cut.fired && result.is_err() {
+            self.count(|c| c.writes_cut += 1);
+        }
+        result
+    }
+}
+
+impl<S: Storage> Storage for FaultyStorage<S> {
+    fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("head {key} in {}", self.location()),
+            || self.inner.head(key),
+        )
+    }
+
+    fn get_reader(
+        &self,
+        key: &ObjectKey,
+        range: ByteRange,
+        cancel: &Cancel,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        let doing = || format!("read {key} from {}", self.location());
+        let fault = self.decide(Operation::Stream);
+        if fault != Fault::Cut {
+            return self.around(fault, doing, || self.inner.get_reader(key, range, cancel));
+        }
+        // A cut needs to know how long the stream would be, to cut inside it.
+        let Some(meta) = self.inner.head(key)? else {
+            return self.inner.get_reader(key, range, cancel);
+        };
+        let (start, end) = range.within(meta.size);
+        if start == end {
+            // Nothing to cut: fail the read outright instead.
+            self.count(|c| c.failed_before += 1);
+            return Err(self.injected(doing(), Fault::Before));
+        }
+        let cut = self
+            .state()
+            .plan
+            .cut
+            .expect("a cut is only chosen with a cut mode");
+        let reader = self.inner.get_reader(key, range, cancel)?;
+        match cut {
+            Cut::Truncate => self.count(|c| c.reads_truncated += 1),
+            Cut::Fail => self.count(|c| c.reads_cut += 1),
+        }
+        Ok(Box::new(CutReader {
+            inner: reader,
+            remaining: self.random_below(end - start),
+            cut,
+            doing: doing(),
+        }))
+    }
+
+    fn put_if_absent_from(
+        &self,
+        key: &ObjectKey,
+        body: &mut dyn Read,
+        length: u64,
+        cancel: &Cancel,
+    ) -> Result<PutOutcome, StorageError> {
+        let fault = self.decide(Operation::Stream);
+        if fault == Fault::Cut {
+            return self.put_cut(key, body, length, cancel);
+        }
+        self.around(
+            fault,
+            || format!("put {key} in {}", self.location()),
+            || self.inner.put_if_absent_from(key, body, length, cancel),
+        )
+    }
+
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+        let fault = self.decide(Operation::Stream);
+        if fault == Fault::Cut {
+            let length = parts.iter().map(|p| p.len() as u64).sum();
+            return self.put_cut(key, &mut PartsReader::new(parts), length, &Cancel::never());
+        }
+        self.around(
+            fault,
+            || format!("put {key} in {}", self.location()),
+            || self.inner.put_if_absent(key, parts),
+        )
+    }
+
+    fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("list {prefix} in {}", self.location()),
+            || self.inner.list(prefix, cancel),
+        )
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("delete {key} in {}", self.location()),
+            || self.inner.delete(key),
+        )
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+/// A read that ends, or fails, after `remaining` more bytes.
+struct CutReader {
+    inner: Box<dyn Read + Send>,
+    remaining: u64,
+    cut: Cut,
+    doing: String,
+}
+
+impl Read for CutReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 && !buf.is_empty() {
+            return match self.cut {
+                Cut::Truncate => Ok(0),
+                Cut::Fail => Err(StorageError::Transient {
+                    doing: self.doing.clone(),
+                    reason: "injected fault in the middle of the stream".to_owned(),
+                }
+                .into_io()),
+            };
+        }
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let read = self.inner.read(&mut buf[..want])?;
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+/// A put's body that fails after `remaining` more bytes, as a connection reset mid-upload.
+struct CutBody<'a> {
+    inner: &'a mut dyn Read,
+    remaining: u64,
+    fired: bool,
+    doing: String,
+}
+
+impl Read for CutBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 && !buf.is_empty() {
+            self.fired = true;
+            return Err(StorageError::Transient {
+                doing: self.doing.clone(),
+                reason: "injected fault in the middle of the stream".to_owned(),
+            }
+            .into_io());
+        }
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let read = self.inner.read(&mut buf[..want])?;
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    fn key(text: &str) -> ObjectKey {
+        ObjectKey::new(text).unwrap()
+    }
+
+    fn only(plan: FaultPlan) -> FaultyStorage<MemoryStorage> {
+        FaultyStorage::new(MemoryStorage::new(), plan)
+    }
+
+    #[test]
+    fn without_faults_it_is_the_store_it_wraps() {
+        let store = only(FaultPlan::none());
+        let k = key("a/b");
+        assert_eq!(
+            store.put_if_absent(&k, &[b"xy"]).unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(store.get(&k).unwrap(), b"xy");
+        assert_eq!(store.inner().get(&k).unwrap(), b"xy");
+        assert_eq!(store.location(), store.inner().location());
+        let counts = store.counts();
+        assert_eq!(counts.operations, 2);
+        assert_eq!(counts.failures(), 0);
+    }
+
+    #[test]
+    fn a_fault_before_the_operation_leaves_nothing() {
+        let store = only(FaultPlan {
+            failure_share: 1.0,
+            before_effect: true,
+            ..FaultPlan::none()
+        });
+        let k = key("a/b");
+        let err = store.put_if_absent(&k, &[b"xy"]).unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "put a/b in {}: injected fault before the operation (a transient failure; trying again may succeed)",
+                store.location()
+            )
+        );
+        assert_eq!(store.inner().head(&k).unwrap(), None);
+        assert_eq!(store.counts().failed_before, 1);
+    }
+
+    #[test]
+    fn a_fault_after_the_operation_leaves_its_effect() {
+        let store = only(FaultPlan {
+            failure_share: 1.0,
+            after_effect: true,
+            ..FaultPlan::none()
+        });
+        let k = key("a/b");
+        assert!(
+            store
+                .put_if_absent(&k, &[b"xy"])
+                .unwrap_err()
+                .is_retryable()
+        );
+        assert_eq!(store.inner().get(&k).unwrap(), b"xy");
+        assert!(store.delete(&k).unwrap_err().is_retryable());
+        assert_eq!(store.inner().head(&k).unwrap(), None);
+        assert_eq!(store.counts().failed_after, 2);
+    }
+
+    #[test]
+    fn cut_reads_truncate_or_fail_part_way() {
+        let store = only(FaultPlan::none());
+        let k = key("a/b");
+        let bytes: Vec<u8> = (0..=255).collect();
+        store.put_if_absent(&k, &[&bytes]).unwrap();
+        store.set_plan(FaultPlan {
+            failure_share: 1.0,
+            cut: Some(Cut::Truncate),
+            seed: 7,
+            ..FaultPlan::none()
+        });
+        let truncated = store.get(&k).unwrap();
+        assert!(truncated.len() < bytes.len());
+        assert_eq!(truncated, bytes[..truncated.len()]);
+        store.set_plan(FaultPlan {
+            failure_share: 1.0,
+            cut: Some(Cut::Fail),
+            seed: 7,
+            ..FaultPlan::none()
+        });
+        assert!(store.get(&k).unwrap_err().is_retryable());
+        assert!(store.get_range(&k, 10, 20).unwrap_err().is_retryable());
+        let counts = store.counts();
+        assert_eq!((counts.reads_truncated, counts.reads_cut), (1, 2));
+    }
+
+    #[test]
+    fn a_cut_put_is_refused_by_the_inner_store() {
+        let store = only(FaultPlan {
+            failure_share: 1.0,
+            cut: Some(Cut::Fail),
+            seed: 3,
+            ..FaultPlan::none()
+        });
+        let k = key("a/b");
+        let bytes = vec![5; 1000];
+        let err = store.put_if_absent(&k, &[&bytes]).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let err = store
+            .put_if_absent_from(&k, &mut &bytes[..], 1000, &Cancel::never())
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(store.inner().head(&k).unwrap(), None);
+        assert_eq!(store.counts().writes_cut, 2);
+    }
+
+    #[test]
+    fn the_same_seed_injects_the_same_faults() {
+        let run = || {
+            let store = only(FaultPlan::failing(0.5, 42));
+            (0..200)
+                .map(|n| {
+                    store
+                        .put_if_absent(&key(&format!("k/{n}")), &[b"x"])
+                        .is_ok()
+                })
+                .collect::<Vec<bool>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        let failed = first.iter().filter(|ok| !**ok).count();
+        assert!((60..140).contains(&failed), "about half fail: {failed}");
+    }
+
+    #[test]
+    fn delays_are_counted() {
+        let store = only(FaultPlan::none().with_delays(1.0, Duration::from_micros(50)));
+        for _ in 0..3 {
+            store.head(&key("a")).unwrap();
+        }
+        assert_eq!(store.counts().delayed, 3);
+        assert_eq!(store.counts().failures(), 0);
+    }
+}
