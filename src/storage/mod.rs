@@ -16,6 +16,7 @@
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -26,6 +27,7 @@ use std::time::SystemTime;
 pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
+pub use s3::{S3Settings, S3Storage};
 
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;

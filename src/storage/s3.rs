@@ -1,0 +1,395 @@
+//! An S3 (or S3-compatible: MinIO, s3s) bucket as an object store, with `aws-sdk-s3` configured
+//! explicitly: the endpoint, region and keys given, nothing probed. Puts are create-only
+//! (`If-None-Match: *`, so a second writer gets 412 and the first object stays) and carry a
+//! CRC-32C the server checks; reads are ranged and streamed. The SDK retries throttling, 5xx
+//! answers, timeouts and resets with backoff and jitter, a bounded number of times; what still
+//! fails is a `Transient` error the caller may retry.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+
+use super::{
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage, StorageError,
+    copy_body,
+};
+
+/// Where and how to reach the bucket.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Prepended, with a `/`, to every key; empty for none.
+    pub prefix: String,
+    /// `http(s)://host:port` of an S3-compatible server; `None` for AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Bucket in the path (`host/bucket/key`) rather than the host name, as MinIO wants.
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub storage_class: Option<String>,
+    /// Server-side encryption (`AES256` or `aws:kms`).
+    pub sse: Option<String>,
+}
+
+/// An S3 bucket (under a prefix) as a [`Storage`].
+pub struct S3Storage {
+    settings: S3Settings,
+    client: aws_sdk_s3::Client,
+    /// The SDK is async; this store is not. Several threads may wait on it at once.
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// Objects up to this size are read into memory and sent in one request.
+const SINGLE_PUT_LIMIT: u64 = 5 << 30;
+
+impl S3Storage {
+    pub fn new(settings: S3Settings) -> Result<S3Storage, StorageError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::from_io("start the S3 client's runtime", e))?;
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            &settings.access_key_id,
+            &settings.secret_access_key,
+            None,
+            None,
+            "tidemark configuration",
+        );
+        let mut config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(settings.path_style)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5));
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let client = aws_sdk_s3::Client::from_conf(config.build());
+        Ok(S3Storage {
+            settings,
+            client,
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// The bucket key of `key`.
+    fn object_key(&self, key: &str) -> String {
+        if self.settings.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.settings.prefix)
+        }
+    }
+
+    /// The storage key of a bucket key under our prefix.
+    fn storage_key(&self, object_key: &str) -> Option<ObjectKey> {
+        let key = if self.settings.prefix.is_empty() {
+            object_key
+        } else {
+            object_key.strip_prefix(&format!("{}/", self.settings.prefix))?
+        };
+        ObjectKey::new(key).ok()
+    }
+
+    fn doing(&self, what: &str, key: &str) -> String {
+        format!(
+            "{what} s3://{}/{}",
+            self.settings.bucket,
+            self.object_key(key)
+        )
+    }
+
+    fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StorageError> {
+        let doing = self.doing("put", key.as_str());
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(self.object_key(key.as_str()))
+            .if_none_match("*")
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .body(ByteStream::from(body));
+        if let Some(class) = &self.settings.storage_class {
+            request = request.storage_class(class.as_str().into());
+        }
+        if let Some(sse) = &self.settings.sse {
+            request = request.server_side_encryption(sse.as_str().into());
+        }
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if status_of(&e) == Some(412) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(classify(doing, &e)),
+        }
+    }
+}
+
+/// The HTTP status of a failed request, when it got an answer.
+fn status_of<E, R>(error: &SdkError<E, R>) -> Option<u16>
+where
+    R: HasStatus,
+{
+    match error {
+        SdkError::ServiceError(service) => Some(service.raw().status_code()),
+        SdkError::ResponseError(response) => Some(response.raw().status_code()),
+        _ => None,
+    }
+}
+
+/// Responses whose status can be read.
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// What a failed request means for the caller.
+fn classify<E, R>(doing: String, error: &SdkError<E, R>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: HasStatus + std::fmt::Debug,
+{
+    let status = status_of(error);
+    let detail = match error {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            format!(
+                "{} ({})",
+                e.message().unwrap_or("no message"),
+                e.code().unwrap_or("no code")
+            )
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_owned(),
+        SdkError::DispatchFailure(failure) => format!("cannot reach the endpoint: {failure:?}"),
+        other => format!("{other}"),
+    };
+    match status {
+        Some(403) => StorageError::Io {
+            doing,
+            source: io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("access denied: {detail}; check the keys and the bucket's policy"),
+            ),
+        },
+        Some(404) => StorageError::Io {
+            doing,
+            source: io::Error::new(io::ErrorKind::NotFound, detail),
+        },
+        Some(status) if status == 409 || status == 429 || status >= 500 => {
+            StorageError::Transient {
+                doing,
+                reason: format!("HTTP {status}: {detail}"),
+            }
+        }
+        Some(status) => StorageError::Io {
+            doing,
+            source: io::Error::other(format!("HTTP {status}: {detail}")),
+        },
+        None => StorageError::Transient {
+            doing,
+            reason: detail,
+        },
+    }
+}
+
+/// A streamed object body, read chunk by chunk on the store's runtime.
+struct BodyReader {
+    runtime: Arc<tokio::runtime::Runtime>,
+    body: ByteStream,
+    chunk: bytes::Bytes,
+    cancel: Cancel,
+    doing: String,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            self.cancel
+                .check(|| self.doing.clone())
+                .map_err(StorageError::into_io)?;
+            match self.runtime.block_on(self.body.try_next()) {
+                Ok(Some(chunk)) => self.chunk = chunk,
+                Ok(None) => return Ok(0),
+                Err(e) => {
+                    return Err(StorageError::Transient {
+                        doing: self.doing.clone(),
+                        reason: format!("the body broke off: {e}"),
+                    }
+                    .into_io());
+                }
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
+    }
+}
+
+impl Storage for S3Storage {
+    fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        let request = self
+            .client
+            .head_object()
+            .bucket(&self.settings.bucket)
+            .key(self.object_key(key.as_str()));
+        match self.runtime.block_on(request.send()) {
+            Ok(head) => Ok(Some(ObjectMeta {
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                modified: head
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+            })),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(classify(self.doing("head", key.as_str()), &e)),
+        }
+    }
+
+    fn get_reader(
+        &self,
+        key: &ObjectKey,
+        range: ByteRange,
+        cancel: &Cancel,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        let doing = self.doing("read", key.as_str());
+        cancel.check(|| doing.clone())?;
+        if range.length == Some(0) {
+            // No bytes wanted; the object must still exist.
+            return match self.head(key)? {
+                Some(_) => Ok(Box::new(io::empty())),
+                None => Err(StorageError::NotFound {
+                    key: key.clone(),
+                    location: self.location(),
+                }),
+            };
+        }
+        let header = match range.length {
+            Some(length) => format!("bytes={}-{}", range.offset, range.offset + length - 1),
+            None => format!("bytes={}-", range.offset),
+        };
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.object_key(key.as_str()));
+        if range != ByteRange::ALL {
+            request = request.range(header);
+        }
+        match self.runtime.block_on(request.send()) {
+            Ok(object) => Ok(Box::new(BodyReader {
+                runtime: Arc::clone(&self.runtime),
+                body: object.body,
+                chunk: bytes::Bytes::new(),
+                cancel: cancel.clone(),
+                doing,
+            })),
+            Err(e) if status_of(&e) == Some(404) => Err(StorageError::NotFound {
+                key: key.clone(),
+                location: self.location(),
+            }),
+            // A range starting at or past the end (an empty object included).
+            Err(e) if status_of(&e) == Some(416) => Ok(Box::new(io::empty())),
+            Err(e) => Err(classify(doing, &e)),
+        }
+    }
+
+    fn put_if_absent_from(
+        &self,
+        key: &ObjectKey,
+        body: &mut dyn Read,
+        length: u64,
+        cancel: &Cancel,
+    ) -> Result<PutOutcome, StorageError> {
+        let doing = self.doing("put", key.as_str());
+        if length > SINGLE_PUT_LIMIT {
+            return Err(StorageError::Io {
+                doing,
+                source: io::Error::other(format!(
+                    "{length} bytes is more than one S3 request takes ({SINGLE_PUT_LIMIT})"
+                )),
+            });
+        }
+        // Read whole before anything is sent: a body that fails or is cut short leaves no object.
+        let mut bytes = Vec::with_capacity(length as usize);
+        copy_body(body, length, cancel, &|| doing.clone(), |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        cancel.check(|| doing.clone())?;
+        self.put_bytes(key, bytes)
+    }
+
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+        self.put_bytes(key, parts.concat())
+    }
+
+    fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
+        let doing = self.doing("list", prefix.as_str());
+        let mut listed = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            cancel.check(|| doing.clone())?;
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.settings.bucket)
+                .prefix(self.object_key(prefix.as_str()))
+                .set_continuation_token(continuation.take());
+            let page = self
+                .runtime
+                .block_on(request.send())
+                .map_err(|e| classify(doing.clone(), &e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().and_then(|k| self.storage_key(k))
+                    && key.is_under(prefix)
+                {
+                    listed.push(ListedObject {
+                        key,
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_owned())
+                }
+                _ => break,
+            }
+        }
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(self.object_key(key.as_str()));
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(classify(self.doing("delete", key.as_str()), &e)),
+        }
+    }
+
+    fn location(&self) -> String {
+        let endpoint = self.settings.endpoint.as_deref().unwrap_or("AWS");
+        if self.settings.prefix.is_empty() {
+            format!("s3://{} at {endpoint}", self.settings.bucket)
+        } else {
+            format!(
+                "s3://{}/{} at {endpoint}",
+                self.settings.bucket, self.settings.prefix
+            )
+        }
+    }
+}
