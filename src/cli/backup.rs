@@ -33,7 +33,7 @@ pub fn backup(
     })?;
     let connect =
         ConnectTarget::from_conninfo(conninfo).with_context(|| format!("stanza '{name}'"))?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(name)?;
     let options = BackupOptions {
         fast_checkpoint: checkpoint == Checkpoint::Fast,

@@ -131,7 +131,7 @@ pub fn restore_command_main() -> ExitCode {
 pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
     let selected = target.select()?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     if selected.config.archive.work_ahead
         && let Some(finished) = archive_through_worker(&selected, wal_path, started)?
@@ -234,7 +234,7 @@ fn absolute_parent(path: &Path) -> Option<PathBuf> {
 /// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
 fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
     let selected = target.select()?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let settings = WorkerSettings {
         pg_wal: pg_wal.to_owned(),
@@ -269,7 +269,7 @@ pub fn archive_get(
             Err(e) => tracing::warn!("prefetch: {e:#}; fetching {segment} directly"),
         }
     }
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let outcome = get_wal_file(&stanza, wal_file_name, destination)
         .with_context(|| format!("restore {wal_file_name}"))?;
@@ -340,7 +340,7 @@ fn from_spool(
 /// Runs the prefetcher for the server whose `pg_wal` directory is `pg_wal`.
 fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
     let selected = target.select()?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let ahead = selected.config.restore.prefetch();
     // Replay is one process on one core, and the fetcher must not take it from it: measured on

@@ -392,7 +392,7 @@ pub fn render_text(info: &StanzaInfo) -> String {
 
 pub fn info(target: &Target, format: OutputFormat) -> anyhow::Result<Finished> {
     let selected = target.select()?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let info = collect(&stanza, selected.stanza.pgdata.as_deref())?;
     match format {

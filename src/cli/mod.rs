@@ -166,7 +166,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
         Command::Plan { recovery, output } => plan::run_plan(&cli.target, &recovery, output),
         Command::Index(IndexCommand::Rebuild) => {
             let selected = cli.target.select()?;
-            let repo = selected.config.open_repository();
+            let repo = selected.config.open_repository()?;
             let stanza = repo.open_stanza(&selected.stanza_name)?;
             let report =
                 crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;

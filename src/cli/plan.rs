@@ -51,7 +51,7 @@ pub fn run_plan(
     output: OutputFormat,
 ) -> anyhow::Result<Finished> {
     let selected = target.select()?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let request = planning::request(
         &recovery.target()?,

@@ -141,7 +141,7 @@ pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finish
         tablespace_map.insert(oid, PathBuf::from(dir));
     }
     let pgdata = std::path::absolute(&args.pgdata).context("--pgdata")?;
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let options = RestoreOptions {
         pgdata: pgdata.clone(),

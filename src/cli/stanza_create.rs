@@ -26,7 +26,7 @@ pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
         segment_size: cluster.segment_size.bytes(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    let repo = selected.config.open_repository();
+    let repo = selected.config.open_repository()?;
     let described = format!(
         "system identifier {}, PostgreSQL {}, {} MiB WAL segments",
         identity.system_id,

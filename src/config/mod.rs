@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::layout::check_stanza_name;
 use crate::repo::{Compression, Repository, WriteSettings};
-use crate::storage::LocalDirectory;
+use crate::storage::{LocalDirectory, S3Settings, S3Storage, Storage};
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
@@ -86,17 +86,150 @@ impl RestoreConfig {
     }
 }
 
+/// Where the repository is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoType {
+    /// A directory on a local (or mounted) file system.
+    #[default]
+    Local,
+    /// An S3 bucket, or one on an S3-compatible server (MinIO, s3s).
+    S3,
+}
+
 /// `[repo]`: where and how objects are stored.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
-    /// Absolute path of the local directory repository.
+    #[serde(default, rename = "type")]
+    pub kind: RepoType,
+    /// Absolute path of the local directory repository (type "local").
+    #[serde(default)]
     pub path: PathBuf,
+    /// The bucket, and what else type "s3" needs.
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub storage_class: Option<String>,
+    pub sse: Option<String>,
     /// Compression of new objects.
     #[serde(default)]
     pub compress: Compression,
     /// zstd level of new objects (1 to 19).
     pub compress_level: Option<i32>,
+}
+
+impl RepoConfig {
+    /// The keys that only type "s3" takes, with whether each is set.
+    fn s3_keys(&self) -> [(&'static str, bool); 9] {
+        [
+            ("bucket", self.bucket.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("region", self.region.is_some()),
+            ("path_style", self.path_style),
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            ("storage_class", self.storage_class.is_some()),
+            ("sse", self.sse.is_some()),
+        ]
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match self.kind {
+            RepoType::Local => {
+                if let Some((key, _)) = self.s3_keys().into_iter().find(|(_, set)| *set) {
+                    bail!(
+                        "repo.{key} applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove {key}"
+                    );
+                }
+                if self.path.as_os_str().is_empty() {
+                    bail!(
+                        "[repo] has no path: add path = \"/var/lib/tidemark\" (or type = \"s3\" and a bucket)"
+                    );
+                }
+                if !self.path.is_absolute() {
+                    bail!(
+                        "repo.path '{}' must be an absolute path (archive_command runs in the data directory)",
+                        self.path.display()
+                    );
+                }
+            }
+            RepoType::S3 => {
+                if !self.path.as_os_str().is_empty() {
+                    bail!(
+                        "repo.path applies to type = \"local\" only: a bucket has no path; remove it"
+                    );
+                }
+                if self.bucket.as_deref().is_none_or(str::is_empty) {
+                    bail!("[repo] type = \"s3\" needs bucket = \"NAME\"");
+                }
+                if self.region.as_deref().is_none_or(str::is_empty) {
+                    bail!(
+                        "[repo] type = \"s3\" needs region = \"REGION\" (for MinIO and most S3-compatible servers, \"us-east-1\")"
+                    );
+                }
+                if let Some(endpoint) = &self.endpoint
+                    && !endpoint.starts_with("http://")
+                    && !endpoint.starts_with("https://")
+                {
+                    bail!("repo.endpoint '{endpoint}' must start with http:// or https://");
+                }
+                if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+                    bail!(
+                        "[repo] has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    );
+                }
+                if let Some(sse) = &self.sse
+                    && sse != "AES256"
+                    && sse != "aws:kms"
+                {
+                    bail!("repo.sse '{sse}' is not one of \"AES256\", \"aws:kms\"");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage this section names.
+    pub fn open_storage(&self) -> anyhow::Result<Box<dyn Storage>> {
+        Ok(match self.kind {
+            RepoType::Local => Box::new(LocalDirectory::new(&self.path)),
+            RepoType::S3 => {
+                let (access_key_id, secret_access_key) = match (
+                    &self.access_key_id,
+                    &self.secret_access_key,
+                ) {
+                    (Some(id), Some(secret)) => (id.clone(), secret.clone()),
+                    _ => match (
+                        std::env::var("AWS_ACCESS_KEY_ID"),
+                        std::env::var("AWS_SECRET_ACCESS_KEY"),
+                    ) {
+                        (Ok(id), Ok(secret)) => (id, secret),
+                        _ => bail!(
+                            "no S3 credentials: set access_key_id and secret_access_key in [repo] (in a file of mode 0600), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                        ),
+                    },
+                };
+                Box::new(S3Storage::new(S3Settings {
+                    bucket: self.bucket.clone().unwrap_or_default(),
+                    prefix: self.prefix.clone().unwrap_or_default(),
+                    endpoint: self.endpoint.clone(),
+                    region: self.region.clone().unwrap_or_default(),
+                    path_style: self.path_style,
+                    access_key_id,
+                    secret_access_key,
+                    storage_class: self.storage_class.clone(),
+                    sse: self.sse.clone(),
+                })?)
+            }
+        })
+    }
 }
 
 /// `[stanza.NAME]`: one PostgreSQL cluster.
@@ -129,7 +262,24 @@ impl Config {
             };
             anyhow::anyhow!("cannot read config file {}: {e}; {hint}", path.display())
         })?;
-        Config::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let config =
+            Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        // A secret in a file others can read is a secret no more.
+        if config.repo.secret_access_key.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("inspect config file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "config file {} holds repo.secret_access_key but is readable by others (mode {:04o}): chmod 600 it",
+                    path.display(),
+                    mode & 0o7777
+                );
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and checks configuration text.
@@ -148,12 +298,7 @@ impl Config {
                 .replace("expected i32", "expected an integer");
             anyhow::anyhow!("{line}{message}")
         })?;
-        if !config.repo.path.is_absolute() {
-            bail!(
-                "repo.path '{}' must be an absolute path (archive_command runs in the data directory)",
-                config.repo.path.display()
-            );
-        }
+        config.repo.check()?;
         if let Some(level) = config.repo.compress_level {
             if config.repo.compress != Compression::Zstd {
                 bail!(
@@ -226,14 +371,14 @@ impl Config {
     }
 
     /// The repository this configuration points at.
-    pub fn open_repository(&self) -> Repository {
-        Repository::new(
-            Box::new(LocalDirectory::new(&self.repo.path)),
+    pub fn open_repository(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::new(
+            self.repo.open_storage()?,
             WriteSettings {
                 compression: self.repo.compress,
                 zstd_level: self.repo.compress_level.unwrap_or(DEFAULT_ZSTD_LEVEL),
             },
-        )
+        ))
     }
 }
 
@@ -277,6 +422,48 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             Config::parse(&GOOD.replace("[stanza.main]", "[restore]\nprefetch = 0\n[stanza.main]"))
                 .unwrap();
         assert_eq!(no_prefetch.restore.prefetch(), 0);
+    }
+
+    /// The keys an S3 repository cannot do without.
+    const S3: &str = "bucket = \"pg-archive\"\nregion = \"us-east-1\"\n";
+
+    #[test]
+    fn reads_an_s3_repository() {
+        let config = Config::parse(&format!(
+            "[repo]\ntype = \"s3\"\n{S3}prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.repo.kind, RepoType::S3);
+        assert_eq!(config.repo.bucket.as_deref(), Some("pg-archive"));
+        assert!(config.repo.path_style);
+        assert_eq!(
+            config.open_repository().unwrap().storage().location(),
+            "s3://pg-archive/prod at http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn a_secret_in_a_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(
+            refused.ends_with(
+                "holds repo.secret_access_key but is readable by others (mode 0644): chmod 600 it"
+            ),
+            "{refused}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load(&path).unwrap();
     }
 
     #[test]
@@ -344,6 +531,42 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 GOOD.replace("[stanza.main]", "[archive]\nasynch = true\n[stanza.main]"),
                 "line 7: unknown key `asynch`, expected one of `async`, `workers`, `spool_path`",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "bucket = \"b\""),
+                "repo.bucket applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove bucket",
+            ),
+            (
+                "[repo]\ncompress = \"lz4\"\n".to_owned(),
+                "[repo] has no path: add path = \"/var/lib/tidemark\"",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}path = \"/x\"\n"),
+                "repo.path applies to type = \"local\" only",
+            ),
+            (
+                "[repo]\ntype = \"s3\"\nregion = \"us-east-1\"\n".to_owned(),
+                "[repo] type = \"s3\" needs bucket = \"NAME\"",
+            ),
+            (
+                "[repo]\ntype = \"s3\"\nbucket = \"b\"\n".to_owned(),
+                "[repo] type = \"s3\" needs region = \"REGION\"",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}endpoint = \"127.0.0.1:9000\"\n"),
+                "repo.endpoint '127.0.0.1:9000' must start with http:// or https://",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\n"),
+                "[repo] has only one of access_key_id and secret_access_key",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),
+                "repo.sse 'rot13' is not one of \"AES256\", \"aws:kms\"",
+            ),
+            (
+                "[repo]\ntype = \"ftp\"\n".to_owned(),
+                "unknown variant `ftp`, expected `local` or `s3`",
             ),
             (
                 GOOD.replace("[stanza.main]", "[restore]\nprefetch = 1000\n[stanza.main]"),

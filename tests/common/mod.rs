@@ -3,6 +3,8 @@
 //! small helpers to run a binary and to see whether a directory changed.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;

@@ -1,0 +1,79 @@
+//! An S3-compatible server for tests: `s3s-fs` (install it with
+//! `cargo install s3s-fs@0.14.1 --features binary --locked`; `.ci/run` does), started on a free
+//! loopback port with its own directory and keys. A missing `s3s-fs` fails the test.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const ACCESS_KEY: &str = "tidemark-test";
+pub const SECRET_KEY: &str = "tidemark-test-secret";
+pub const BUCKET: &str = "archive";
+
+/// An `s3s-fs` process, killed with its directory when dropped.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    _root: TempDir,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `s3s-fs` program: on PATH, else where `cargo install` puts it.
+fn s3s_fs() -> PathBuf {
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("s3s-fs"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    on_path
+        .into_iter()
+        .chain(cargo_home.map(|home| home.join("bin/s3s-fs")))
+        .find(|path| path.is_file())
+        .expect(
+            "s3s-fs is not installed: run `cargo install s3s-fs@0.14.1 --features binary --locked` (.ci/run does)",
+        )
+}
+
+/// Starts `s3s-fs` on a free loopback port with an empty bucket.
+pub fn start_server() -> S3Server {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(s3s_fs())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start s3s-fs");
+    let server = S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _root: root,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}

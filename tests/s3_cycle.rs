@@ -1,0 +1,82 @@
+//! The whole cycle with the repository in a bucket on a real S3-compatible server (`s3s-fs`):
+//! PostgreSQL 15 archives through `tidemark-archive`, `tidemark backup` stores a base backup,
+//! and `tidemark restore` to an instant between two commits, then recovery through
+//! `tidemark-restore`, gives exactly the rows committed by then.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
+use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use tidemark::demo::lab::Lab;
+use tidemark::demo::workload;
+
+#[test]
+fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
+    let server = start_server();
+    let lab = Lab::new("tm-s3-", &common::binaries()).unwrap();
+    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let archive_command = lab.archive_command();
+    primary
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+            ("track_commit_timestamp", "on"),
+        ])
+        .unwrap();
+    primary.start().unwrap();
+    // The keys are in the file, so it must be readable by its owner only.
+    fs::write(
+        &lab.config_path,
+        format!(
+            "[repo]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"prod\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
+            server.endpoint,
+            primary.data_dir().display(),
+            primary.conninfo()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(0o600)).unwrap();
+    give_to_owner(&lab.config_path).unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    workload::create_table(&primary).unwrap();
+    let report = lab.tidemark(&["backup"]).unwrap();
+    assert!(report.starts_with("backup "), "{report}");
+    workload::insert_rows(&primary, 20, Duration::from_millis(30), "on s3").unwrap();
+    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    let rows = workload::committed_rows(&primary).unwrap();
+    primary.stop().unwrap();
+
+    let instant = workload::instant_between(&rows, 10).unwrap();
+    let target = workload::format_instant(instant);
+    let pgdata = lab.tmp.path().join("restored");
+    lab.tidemark(&[
+        "restore",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--target-time",
+        &target,
+    ])
+    .unwrap();
+    let mut restored =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    restored.start().unwrap();
+    restored.wait_for_promotion(common::PATIENCE).unwrap();
+    assert_eq!(
+        workload::present_ids(&restored).unwrap(),
+        workload::ids_committed_by(&rows, instant),
+        "recovery to {target}"
+    );
+    let log = fs::read_to_string(restored.log_file()).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("tidemark-") && l.contains("ERROR")),
+        "{log}"
+    );
+    restored.stop().unwrap();
+    // Everything went through the bucket: the local repository directory was never made.
+    assert!(!lab.repo_path.exists());
+}
