@@ -151,6 +151,30 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Whether a 404 says the bucket, not the object, is missing. (A HEAD answer has no body to
+/// say it; a missing bucket then looks like a missing object, and the next GET or PUT tells.)
+fn no_such_bucket<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(error, SdkError::ServiceError(service) if service.err().code() == Some("NoSuchBucket"))
+}
+
 /// What a failed request means for the caller.
 fn classify<E, R>(doing: String, error: &SdkError<E, R>) -> StorageError
 where
@@ -168,7 +192,15 @@ where
             )
         }
         SdkError::TimeoutError(_) => "the request timed out".to_owned(),
-        SdkError::DispatchFailure(failure) => format!("cannot reach the endpoint: {failure:?}"),
+        SdkError::DispatchFailure(failure) => {
+            let cause = failure
+                .as_connector_error()
+                .map(|e| error_chain(e))
+                .unwrap_or_else(|| "no answer".to_owned());
+            format!(
+                "cannot reach the endpoint ({cause}); check [repo] endpoint and that the server runs"
+            )
+        }
         other => format!("{other}"),
     };
     match status {
@@ -181,7 +213,10 @@ where
         },
         Some(404) => StorageError::Io {
             doing,
-            source: io::Error::new(io::ErrorKind::NotFound, detail),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{detail}; check [repo] bucket and endpoint"),
+            ),
         },
         Some(status) if status == 409 || status == 429 || status >= 500 => {
             StorageError::Transient {
@@ -291,10 +326,12 @@ impl Storage for S3Storage {
                 cancel: cancel.clone(),
                 doing,
             })),
-            Err(e) if status_of(&e) == Some(404) => Err(StorageError::NotFound {
-                key: key.clone(),
-                location: self.location(),
-            }),
+            Err(e) if status_of(&e) == Some(404) && !no_such_bucket(&e) => {
+                Err(StorageError::NotFound {
+                    key: key.clone(),
+                    location: self.location(),
+                })
+            }
             // A range starting at or past the end (an empty object included).
             Err(e) if status_of(&e) == Some(416) => Ok(Box::new(io::empty())),
             Err(e) => Err(classify(doing, &e)),
