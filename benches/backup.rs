@@ -31,9 +31,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::{gib, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes};
+use common::{
+    gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes,
+};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
-use tidemark::demo::lab::{Lab, TidemarkBinaries};
+use tidemark::demo::lab::Lab;
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise; each runs every tool once.
 const ROUNDS: usize = 3;
@@ -365,13 +367,7 @@ fn main() -> anyhow::Result<()> {
     let pgbackrest = pgbackrest_program()?;
     let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
 
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
-    let binaries = TidemarkBinaries {
-        tidemark: exe.clone(),
-        archive: exe.clone(),
-        restore: exe,
-    };
-    let lab = Lab::new("tm-bbench-", &binaries)?;
+    let lab = common::lab("tm-bbench-")?;
     let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "bench", 16)?;
     lab.write_config_with_conninfo(
         cluster.data_dir(),
@@ -468,27 +464,24 @@ fn main() -> anyhow::Result<()> {
     };
 
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); TOOLS.len()];
-    for round in 0..rounds {
-        for i in 0..TOOLS.len() {
-            let index = (round + i) % TOOLS.len();
-            let tool = TOOLS[index];
-            let sample = bench
-                .run(tool)
-                .with_context(|| format!("round {}: {}", round + 1, tool.label()))?;
-            println!(
-                "round {}: {:<26} {:>6.2} s  CPU client {:>4.1} s server {:>4.1} s machine {:>4.1} s  iowait {:>4.1} s  kept {:.3} GiB",
-                round + 1,
-                tool.label(),
-                sample.wall.as_secs_f64(),
-                sample.client_cpu_s,
-                sample.server_cpu_s,
-                sample.machine_cpu_s,
-                sample.iowait_s,
-                gib(sample.stored)
-            );
-            samples[index].push(sample);
-        }
-    }
+    in_rotation(rounds, &TOOLS, |round, index, tool| {
+        let sample = bench
+            .run(tool)
+            .with_context(|| format!("round {}: {}", round + 1, tool.label()))?;
+        println!(
+            "round {}: {:<26} {:>6.2} s  CPU client {:>4.1} s server {:>4.1} s machine {:>4.1} s  iowait {:>4.1} s  kept {:.3} GiB",
+            round + 1,
+            tool.label(),
+            sample.wall.as_secs_f64(),
+            sample.client_cpu_s,
+            sample.server_cpu_s,
+            sample.machine_cpu_s,
+            sample.iowait_s,
+            gib(sample.stored)
+        );
+        samples[index].push(sample);
+        Ok(())
+    })?;
 
     // The repository holds the last round's Tidemark backup: a second one of the unchanged
     // database stores (almost) nothing new.

@@ -39,9 +39,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::{gib, median, pgbackrest_program, remove_if_present, sync_all};
+use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use tidemark::demo::lab::{Lab, TidemarkBinaries};
+use tidemark::demo::lab::Lab;
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 3;
@@ -700,13 +700,7 @@ fn main() -> anyhow::Result<()> {
     let rounds = common::rounds(ROUNDS);
     let pgbackrest = pgbackrest_program()?;
     let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
-    let binaries = TidemarkBinaries {
-        tidemark: exe.clone(),
-        archive: exe.clone(),
-        restore: exe,
-    };
-    let lab = Lab::new("tm-hbench-", &binaries)?;
+    let lab = common::lab("tm-hbench-")?;
 
     // The workload, with archiving off: every segment stays .ready.
     let mut source = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "source", 16)?;
@@ -798,44 +792,36 @@ fn main() -> anyhow::Result<()> {
     let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
     let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
     let drain_rounds = if runs("drain") { rounds } else { 1 };
-    for round in 0..drain_rounds {
-        for i in 0..ARCHIVERS.len() {
-            let index = (round + i) % ARCHIVERS.len();
-            let archiver = ARCHIVERS[index];
-            let took = bench
-                .drain(archiver)
-                .with_context(|| format!("drain round {}: {}", round + 1, archiver.label()))?;
-            println!(
-                "drain  round {}: {:<32} {:>7.2} s",
-                round + 1,
-                archiver.label(),
-                took.as_secs_f64()
-            );
-            drains[index].push(took.as_secs_f64());
-        }
-    }
+    in_rotation(drain_rounds, &ARCHIVERS, |round, index, archiver| {
+        let took = bench
+            .drain(archiver)
+            .with_context(|| format!("drain round {}: {}", round + 1, archiver.label()))?;
+        println!(
+            "drain  round {}: {:<32} {:>7.2} s",
+            round + 1,
+            archiver.label(),
+            took.as_secs_f64()
+        );
+        drains[index].push(took.as_secs_f64());
+        Ok(())
+    })?;
     // Replay reads what the last round archived: each tool's repository is complete, since the
     // rotation ends every round with a different tool but each ran in it.
-    let mut replays: Vec<Vec<f64>> = vec![vec![f64::NAN]; REPLAYERS.len()];
-    if runs("replay") {
-        replays.iter_mut().for_each(Vec::clear);
-    }
-    for round in 0..if runs("replay") { rounds } else { 0 } {
-        for i in 0..REPLAYERS.len() {
-            let index = (round + i) % REPLAYERS.len();
-            let replayer = REPLAYERS[index];
-            let (took, calls) = bench
-                .replay(replayer)
-                .with_context(|| format!("replay round {}: {}", round + 1, replayer.label()))?;
-            println!(
-                "replay round {}: {:<32} {:>7.2} s  {calls}",
-                round + 1,
-                replayer.label(),
-                took.as_secs_f64()
-            );
-            replays[index].push(took.as_secs_f64());
-        }
-    }
+    let mut replays: Vec<Vec<f64>> = vec![Vec::new(); REPLAYERS.len()];
+    let replay_rounds = if runs("replay") { rounds } else { 0 };
+    in_rotation(replay_rounds, &REPLAYERS, |round, index, replayer| {
+        let (took, calls) = bench
+            .replay(replayer)
+            .with_context(|| format!("replay round {}: {}", round + 1, replayer.label()))?;
+        println!(
+            "replay round {}: {:<32} {:>7.2} s  {calls}",
+            round + 1,
+            replayer.label(),
+            took.as_secs_f64()
+        );
+        replays[index].push(took.as_secs_f64());
+        Ok(())
+    })?;
     let calls = if runs("calls") {
         single_calls(&bench)?
     } else {

@@ -7,13 +7,15 @@
 //! `cp` and `cp` + fsync of the same segments. Prints a table, writes
 //! `target/bench-results/wal_compression.json`. Run: `cargo bench --bench wal_compression`.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
-use tidemark::demo::lab::{Lab, TidemarkBinaries};
+use tidemark::demo::lab::Lab;
 use tidemark::repo::Compression;
 use tidemark::repo::object::{decode_into, encode};
 
@@ -118,13 +120,7 @@ fn time_command(mut command: std::process::Command) -> anyhow::Result<Duration> 
 }
 
 fn main() -> anyhow::Result<()> {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
-    let binaries = TidemarkBinaries {
-        tidemark: exe.clone(),
-        archive: exe.clone(),
-        restore: exe,
-    };
-    let lab = Lab::new("tm-bench-", &binaries)?;
+    let lab = common::lab("tm-bench-")?;
     let (wal_dir, pgdata) = make_wal(&lab)?;
     let segments = segments_in(&wal_dir)?;
     anyhow::ensure!(

@@ -96,6 +96,21 @@ pub fn remove_abandoned(dir: &Path, stem: &str) {
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it, so that a reader sees all of
+/// them or none. Not fsynced: for files that are checked before use or may be lost.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let stem = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = temp_path(dir, &stem);
+    fs::write(&temporary, bytes)?;
+    fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = fs::remove_file(&temporary);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

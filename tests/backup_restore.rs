@@ -109,16 +109,6 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
     );
 }
 
-/// Lines of the server log that are Tidemark errors.
-fn tidemark_errors(cluster: &ThrowawayCluster) -> Vec<String> {
-    fs::read_to_string(cluster.log_file())
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     use std::time::Duration;
@@ -252,7 +242,7 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         expected,
         "recovery to {target_time}"
     );
-    assert_eq!(tidemark_errors(&recovered), Vec::<String>::new());
+    assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
     // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
     // with its read-ahead, at most the one after them).
     let log = fs::read_to_string(recovered.log_file()).unwrap();

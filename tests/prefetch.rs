@@ -74,13 +74,6 @@ fn server_log(cluster: &ThrowawayCluster) -> String {
     fs::read_to_string(cluster.log_file()).unwrap()
 }
 
-/// The `tidemark-restore` error lines of a server log.
-fn tidemark_errors(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| l.contains("tidemark-restore") && l.contains("ERROR"))
-        .collect()
-}
-
 /// Segments handed over from the spool, by name.
 fn prefetched(log: &str) -> Vec<String> {
     log.lines()
@@ -149,7 +142,7 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     let restored = recover(&lab, "restored", pgdata);
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     let log = server_log(&restored);
-    assert_eq!(tidemark_errors(&log), Vec::<&str>::new());
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     for (name, problem) in [
         (flipped, "its CRC-32C is"),
         (
@@ -174,32 +167,6 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
         !handed_over.is_empty(),
         "no segment came from the spool:\n{log}"
     );
-}
-
-/// The process ID of the fetcher of `pg_wal`, if one runs: a process whose arguments name this
-/// test's own `pg_wal` (so nothing else on the machine is ever touched).
-fn fetcher_pid(pg_wal: &Path) -> Option<i32> {
-    let wanted = pg_wal.as_os_str().as_encoded_bytes();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args
-            .windows(2)
-            .any(|pair| pair[0] == b"--prefetcher" && pair[1] == wanted)
-        {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 #[test]
@@ -230,7 +197,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
         }
         assert!(Instant::now() < deadline, "recovery did not finish");
         if Instant::now() >= next_kill {
-            if let Some(pid) = fetcher_pid(&pg_wal) {
+            if let Some(pid) = common::helper_pid("--prefetcher", &pg_wal) {
                 let pid = rustix::process::Pid::from_raw(pid).unwrap();
                 if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
                     kills += 1;
@@ -242,7 +209,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     }
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     let log = server_log(&restored);
-    assert_eq!(tidemark_errors(&log), Vec::<&str>::new());
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     let handed_over = prefetched(&log).len();
     println!("{planned} planned segments, {handed_over} handed over from the spool, {kills} kills");
     assert!(
@@ -280,7 +247,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     let recovered = recover(&lab, "second", second);
     assert_eq!(recovered.query(CONTENT).unwrap(), expected);
     let log = server_log(&recovered);
-    assert_eq!(tidemark_errors(&log), Vec::<&str>::new());
+    assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
     let handed_over = prefetched(&log);
     assert!(
         handed_over.iter().any(|s| s.starts_with("00000002")),

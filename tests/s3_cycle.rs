@@ -70,12 +70,7 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
         workload::ids_committed_by(&rows, instant),
         "recovery to {target}"
     );
-    let log = fs::read_to_string(restored.log_file()).unwrap();
-    assert!(
-        !log.lines()
-            .any(|l| l.contains("tidemark-") && l.contains("ERROR")),
-        "{log}"
-    );
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     restored.stop().unwrap();
     // Everything went through the bucket: the local repository directory was never made.
     assert!(!lab.repo_path.exists());

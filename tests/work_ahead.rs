@@ -58,32 +58,6 @@ fn repo_object(repo: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// The process ID of the work-ahead worker of `pg_wal`, if one runs: a process whose arguments
-/// name this test's own `pg_wal` (so nothing else on the machine is ever touched).
-fn worker_pid(pg_wal: &Path) -> Option<i32> {
-    let wanted = pg_wal.as_os_str().as_encoded_bytes();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args
-            .windows(2)
-            .any(|pair| pair[0] == b"--work-ahead-worker" && pair[1] == wanted)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[test]
 fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_worker_is_killed() {
     let lab = Lab::new("tm-workahead-", &common::binaries()).unwrap();
@@ -131,7 +105,7 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
             }
         }
         if Instant::now() >= next_kill {
-            if let Some(pid) = worker_pid(&pg_wal) {
+            if let Some(pid) = common::helper_pid("--work-ahead-worker", &pg_wal) {
                 let pid = rustix::process::Pid::from_raw(pid).unwrap();
                 if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
                     kills += 1;

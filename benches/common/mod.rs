@@ -85,11 +85,27 @@ pub fn sync_all() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The median of `values` (the upper one of an even count).
+/// The median of `values` (the upper one of an even count); NaN when there are none.
 pub fn median(values: &[f64]) -> f64 {
     let mut values = values.to_vec();
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Calls `measure(round, index, tool)` once per tool in each of `rounds` rounds, the order
+/// rotating by one each round, so that no tool always runs first or right after the same one.
+pub fn in_rotation<T: Copy>(
+    rounds: usize,
+    tools: &[T],
+    mut measure: impl FnMut(usize, usize, T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for round in 0..rounds {
+        for i in 0..tools.len() {
+            let index = (round + i) % tools.len();
+            measure(round, index, tools[index])?;
+        }
+    }
+    Ok(())
 }
 
 pub fn gib(bytes: u64) -> f64 {
@@ -103,4 +119,16 @@ pub fn rounds(default: usize) -> usize {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
+}
+
+/// A lab whose three programs are this bench's own (release) `tidemark`, which answers to each
+/// name it is called by.
+pub fn lab(prefix: &str) -> anyhow::Result<tidemark::demo::lab::Lab> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
+    let binaries = tidemark::demo::lab::TidemarkBinaries {
+        tidemark: exe.clone(),
+        archive: exe.clone(),
+        restore: exe,
+    };
+    tidemark::demo::lab::Lab::new(prefix, &binaries)
 }

@@ -1,6 +1,6 @@
 //! The background helpers of the hot paths (the work-ahead worker of `tidemark-archive`, the
 //! prefetcher of `tidemark-restore`): how a call starts one, detached, and the lock file that
-//! keeps it to one per spool.
+//! keeps it to one per spool, where the spools are, and whether their server still runs.
 
 use std::ffi::OsString;
 use std::fs;
@@ -96,4 +96,21 @@ impl HelperLock {
         };
         rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_err()
     }
+}
+
+/// The spool directories of every stanza for helpers of `kind` (`"archive"`, `"restore"`) in
+/// their default place, `pg_wal/.tidemark/<kind>/<stanza>`.
+pub fn spool_dirs(pg_wal: &Path, kind: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(pg_wal.join(".tidemark").join(kind)) else {
+        return Vec::new();
+    };
+    entries.flatten().map(|entry| entry.path()).collect()
+}
+
+/// Whether the server whose WAL directory is `pg_wal` runs: its data directory has a
+/// `postmaster.pid`. Helpers leave once it is gone.
+pub fn server_running(pg_wal: &Path) -> bool {
+    pg_wal
+        .parent()
+        .is_some_and(|data_dir| data_dir.join("postmaster.pid").exists())
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::get::{GetOutcome, get_wal_file};
-use super::helper_process::HelperLock;
+use super::helper_process::{HelperLock, server_running, spool_dirs};
 use crate::pg::{SegmentName, SegmentSize, WalFileName};
 use crate::repo::Stanza;
 use crate::temp_files;
@@ -96,12 +96,9 @@ impl RestoreSpool {
 
     /// The spools of every stanza under a `pg_wal` directory.
     pub fn all_in(pg_wal: &Path) -> Vec<RestoreSpool> {
-        let Ok(entries) = fs::read_dir(pg_wal.join(".tidemark").join("restore")) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .map(|entry| RestoreSpool { dir: entry.path() })
+        spool_dirs(pg_wal, "restore")
+            .into_iter()
+            .map(|dir| RestoreSpool { dir })
             .collect()
     }
 
@@ -109,24 +106,14 @@ impl RestoreSpool {
         self.dir.join("fetcher.log")
     }
 
-    /// Writes `text` to `path` through a temporary name, so a reader sees all of it or nothing.
-    /// Not fsynced: everything in the spool is checked before use.
-    fn write_whole(&self, path: &Path, text: &str) -> std::io::Result<()> {
-        let stem = path.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = temp_files::temp_path(&self.dir, &stem);
-        fs::write(&temporary, text)?;
-        fs::rename(&temporary, path).inspect_err(|_| {
-            let _ = fs::remove_file(&temporary);
-        })
-    }
-
     /// Records that PostgreSQL asked for segment `name`.
     pub fn note_position(&self, name: SegmentName) -> anyhow::Result<()> {
         let text = format!("{name}\n");
-        match self.write_whole(&self.position_path(), &text) {
+        // Not fsynced, like everything in the spool: it is checked before use.
+        match temp_files::write_whole(&self.position_path(), text.as_bytes()) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.create()?;
-                self.write_whole(&self.position_path(), &text)
+                temp_files::write_whole(&self.position_path(), text.as_bytes())
             }
             written => written,
         }
@@ -142,7 +129,7 @@ impl RestoreSpool {
     pub fn write_plan(&self, segments: &[SegmentName]) -> anyhow::Result<()> {
         self.create()?;
         let text: String = segments.iter().map(|s| format!("{s}\n")).collect();
-        self.write_whole(&self.plan_path(), &text)
+        temp_files::write_whole(&self.plan_path(), text.as_bytes())
             .with_context(|| format!("write {}", self.plan_path().display()))
     }
 
@@ -325,7 +312,7 @@ pub fn in_recovery(pg_wal: &Path) -> bool {
     let Some(data_dir) = pg_wal.parent() else {
         return false;
     };
-    data_dir.join("postmaster.pid").exists()
+    server_running(pg_wal)
         && (data_dir.join("recovery.signal").exists() || data_dir.join("standby.signal").exists())
 }
 
@@ -489,8 +476,7 @@ fn fetch_one(stanza: &Stanza<'_>, spool: &RestoreSpool, name: SegmentName) -> an
                     len: header.original_len,
                     crc: header.original_crc,
                 };
-                spool
-                    .write_whole(&spool.sum_path(&text), &sum.to_line())
+                temp_files::write_whole(&spool.sum_path(&text), sum.to_line().as_bytes())
                     .with_context(|| format!("write {}", spool.sum_path(&text).display()))?;
                 Ok(true)
             }

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::helper_process::{HelperCommand, HelperLock};
+use super::helper_process::{HelperCommand, HelperLock, server_running, spool_dirs};
 use super::push::push_wal_file;
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
+use crate::temp_files;
 
 /// How long a worker waits for new `.ready` files before it exits.
 const WORKER_LINGER: Duration = Duration::from_secs(3);
@@ -108,22 +109,11 @@ impl Spool {
         HelperLock::new(self.dir.join("worker.lock"))
     }
 
-    /// Writes `text` to `path` through a temporary name, so a reader sees all of it or nothing.
-    /// Not fsynced: a lost `.ok` or `.error` only means the file is pushed again.
-    fn write_whole(&self, path: &Path, text: &str) -> std::io::Result<()> {
-        let temporary = self.dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        fs::write(&temporary, text)?;
-        fs::rename(&temporary, path)
-    }
-
     /// Records that `file` (at `path`) is durable in the repository.
     fn mark_ok(&self, name: &str, fingerprint: Fingerprint) -> std::io::Result<()> {
         let _ = fs::remove_file(self.error_path(name));
-        self.write_whole(&self.ok_path(name), &fingerprint.to_line())
+        // Not fsynced: a lost `.ok` only means the file is pushed again.
+        temp_files::write_whole(&self.ok_path(name), fingerprint.to_line().as_bytes())
     }
 
     /// Whether a worker made the file at `path` durable, as it is now.
@@ -147,12 +137,9 @@ impl Spool {
 
     /// The spools of every stanza under `pg_wal` in the default place.
     pub fn all_in(pg_wal: &Path) -> Vec<Spool> {
-        let Ok(entries) = fs::read_dir(pg_wal.join(".tidemark").join("archive")) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .map(|entry| Spool { dir: entry.path() })
+        spool_dirs(pg_wal, "archive")
+            .into_iter()
+            .map(|dir| Spool { dir })
             .collect()
     }
 
@@ -218,14 +205,6 @@ pub fn run_worker(stanza: &Stanza<'_>, settings: &WorkerSettings) -> anyhow::Res
     }
 }
 
-/// Whether the server whose WAL directory is `pg_wal` runs: its data directory has a
-/// `postmaster.pid`.
-fn server_running(pg_wal: &Path) -> bool {
-    pg_wal
-        .parent()
-        .is_some_and(|data_dir| data_dir.join("postmaster.pid").exists())
-}
-
 /// Pushes `queue` with `settings.parallel` pushes at once, each ending in a `.ok` or `.error`.
 fn push_all(stanza: &Stanza<'_>, settings: &WorkerSettings, queue: &[String]) {
     let next = AtomicUsize::new(0);
@@ -242,9 +221,9 @@ fn push_all(stanza: &Stanza<'_>, settings: &WorkerSettings, queue: &[String]) {
                         .and_then(|fingerprint| push_wal_file(stanza, &path).map(|_| fingerprint));
                     let recorded = match pushed {
                         Ok(fingerprint) => settings.spool.mark_ok(name, fingerprint),
-                        Err(e) => settings.spool.write_whole(
+                        Err(e) => temp_files::write_whole(
                             &settings.spool.error_path(name),
-                            &format!("archive {}: {e:#}", path.display()),
+                            format!("archive {}: {e:#}", path.display()).as_bytes(),
                         ),
                     };
                     if let Err(e) = recorded {

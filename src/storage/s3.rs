@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
@@ -129,25 +130,11 @@ impl S3Storage {
 }
 
 /// The HTTP status of a failed request, when it got an answer.
-fn status_of<E, R>(error: &SdkError<E, R>) -> Option<u16>
-where
-    R: HasStatus,
-{
+fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
     match error {
-        SdkError::ServiceError(service) => Some(service.raw().status_code()),
-        SdkError::ResponseError(response) => Some(response.raw().status_code()),
+        SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
+        SdkError::ResponseError(response) => Some(response.raw().status().as_u16()),
         _ => None,
-    }
-}
-
-/// Responses whose status can be read.
-trait HasStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 
@@ -168,18 +155,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Whether a 404 says the bucket, not the object, is missing. (A HEAD answer has no body to
 /// say it; a missing bucket then looks like a missing object, and the next GET or PUT tells.)
-fn no_such_bucket<E, R>(error: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
+fn no_such_bucket<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     matches!(error, SdkError::ServiceError(service) if service.err().code() == Some("NoSuchBucket"))
 }
 
 /// What a failed request means for the caller.
-fn classify<E, R>(doing: String, error: &SdkError<E, R>) -> StorageError
+fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: HasStatus + std::fmt::Debug,
 {
     let status = status_of(error);
     let detail = match error {

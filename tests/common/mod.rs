@@ -208,3 +208,42 @@ pub fn wait_ok(child: std::process::Child) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The Tidemark error lines in a server's log. Recovery asks for names that do not exist (the
+/// next timeline's history, `00000001.history` at promotion); those are quiet "not archived"
+/// answers, so any line here is a real failure.
+pub fn tidemark_errors(cluster: &ThrowawayCluster) -> Vec<String> {
+    fs::read_to_string(cluster.log_file())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The process ID of the Tidemark helper started with `flag` (`--work-ahead-worker`,
+/// `--prefetcher`) for `pg_wal`, if one runs: a process whose arguments name this test's own
+/// `pg_wal`, so nothing else on the machine is ever touched.
+pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
+    let wanted = pg_wal.as_os_str().as_encoded_bytes();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args
+            .windows(2)
+            .any(|pair| pair[0] == flag.as_bytes() && pair[1] == wanted)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
