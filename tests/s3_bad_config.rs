@@ -1,8 +1,8 @@
 //! A repository on S3 that is configured wrong is refused with one line that says what is wrong
 //! and what to check, exit 1: a wrong secret, an endpoint where nothing listens, and a
-//! configuration file with the secret that others can read. (A missing bucket is not here:
-//! s3s-fs creates a bucket's directory on the first PutObject, where S3 and MinIO answer
-//! NoSuchBucket; a start-up check with HeadBucket is still to be built.)
+//! configuration file with the secret that others can read. (A missing bucket is in
+//! `tests/check_command.rs`: s3s-fs creates a bucket's directory on the first PutObject, where S3
+//! and MinIO answer NoSuchBucket, so only `tidemark check`'s HeadBucket tells it.)
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! binaries PostgreSQL runs. Each command is a thin layer over library calls.
 
 pub mod backup;
+pub mod check;
 pub mod hot_path;
 pub mod info;
 pub mod logging;
@@ -40,6 +41,16 @@ pub struct Cli {
 pub enum Command {
     /// Bind a stanza to the cluster in its pgdata (system identifier, version, segment size)
     StanzaCreate,
+    /// Check that everything is in place to archive, changing nothing that stays
+    ///
+    /// In order, stopping at the first failure with one line that says what to fix: the
+    /// configuration loads; the repository answers (for S3: the bucket exists, the keys are
+    /// accepted, the endpoint is reachable); a probe object under _check/ can be written, is
+    /// refused a second time (the store honours create-only puts, which "never overwrite"
+    /// rests on), reads back exactly and is deleted; the stanza exists; and the data directory,
+    /// when pgdata is set, holds the stanza's cluster. Run it after changing the configuration.
+    #[command(verbatim_doc_comment)]
+    Check,
     /// Take a base backup over the replication protocol (the stanza's conninfo) into the repository
     ///
     /// Streams BASE_BACKUP straight into the repository: files are split, checksummed,
@@ -157,6 +168,7 @@ pub fn tidemark_main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
     match cli.command {
         Command::StanzaCreate => stanza_create::stanza_create(&cli.target),
+        Command::Check => check::check(&cli.target),
         Command::Backup {
             checkpoint,
             include_wal,

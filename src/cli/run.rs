@@ -45,7 +45,7 @@ pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) ->
         Ok(Ok(Finished::Success)) => ExitCode::SUCCESS,
         Ok(Ok(Finished::NotFound)) => ExitCode::from(1),
         Ok(Err(error)) => {
-            tracing::error!("{}", one_line(&format!("{error:#}")));
+            tracing::error!("{}", one_line(&error_with_causes(&error)));
             ExitCode::from(1)
         }
         Err(_) => ExitCode::from(1),
@@ -59,6 +59,23 @@ pub fn print_stdout(text: &str) -> anyhow::Result<()> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text the message already
+/// holds (an error that shows its source in its own text would otherwise say it twice).
+pub fn error_with_causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let line = cause.to_string();
+        if text.contains(&line) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&line);
+    }
+    text
 }
 
 /// Joins the lines of a message so every error is exactly one line.
@@ -106,5 +123,28 @@ pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
             );
             Err(ExitCode::from(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("read x: {source}")]
+    struct ShowsItsSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let error = anyhow::Error::new(ShowsItsSource {
+            source: std::io::Error::other("disk on fire"),
+        })
+        .context("push 000000010000000000000001");
+        assert_eq!(
+            error_with_causes(&error),
+            "push 000000010000000000000001: read x: disk on fire"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! <stanza>/backup/<label>/backup.json                    a complete backup's record (written last)
 //! <stanza>/backup/<label>/backup_manifest                PostgreSQL's manifest of that backup
 //! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
+//! _check/<host>-<pid>-<nanoseconds>                     `tidemark check`'s probe, deleted at once
 //! ```
 
 use crate::pg::{SegmentName, TimelineId, WalFileName};
@@ -114,6 +115,22 @@ pub fn backup_manifest(stanza: &str, label: &str) -> ObjectKey {
 /// A chunk of file content, named by its SHA-256 (lower-case hex).
 pub fn blob(stanza: &str, sha256: &str) -> ObjectKey {
     key(format!("{stanza}/blob/{}/{sha256}", &sha256[..2]))
+}
+
+/// A probe object for `tidemark check`, unique to this host, process and instant. Stanza names
+/// start with a letter or digit, so `_check` can be no stanza's.
+pub fn check_probe() -> ObjectKey {
+    let host: String = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    key(format!("_check/{host}-{}-{nanos}", std::process::id()))
 }
 
 #[cfg(test)]

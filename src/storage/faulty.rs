@@ -389,6 +389,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn location(&self) -> String {
         self.inner.location()
     }
+
+    fn check_reachable(&self) -> Result<(), StorageError> {
+        self.inner.check_reachable()
+    }
 }
 
 /// A read that ends, or fails, after `remaining` more bytes.

@@ -399,6 +399,38 @@ impl Storage for LocalDirectory {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
+
+    /// The root, or the nearest of its ancestors that exists (puts create the rest), must be a
+    /// directory; whether it is writable, only a write tells.
+    fn check_reachable(&self) -> Result<(), StorageError> {
+        let doing = || format!("look at repository directory {}", self.root.display());
+        let mut dir = self.root.as_path();
+        loop {
+            match fs::metadata(dir) {
+                Ok(metadata) if metadata.is_dir() => return Ok(()),
+                Ok(_) => {
+                    return Err(StorageError::Io {
+                        doing: doing(),
+                        source: io::Error::new(
+                            ErrorKind::NotADirectory,
+                            format!(
+                                "{} is not a directory; point [repo] path at a directory",
+                                dir.display()
+                            ),
+                        ),
+                    });
+                }
+                // A missing directory, or a file where a directory should be higher up.
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    match dir.parent() {
+                        Some(parent) => dir = parent,
+                        None => return Err(StorageError::from_io(doing(), e)),
+                    }
+                }
+                Err(e) => return Err(StorageError::from_io(doing(), e)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,11 @@ impl Storage for MemoryStorage {
     fn location(&self) -> String {
         format!("memory store {}", self.id)
     }
+
+    /// A store in memory is always there.
+    fn check_reachable(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod probe;
 pub mod s3;
 
 use std::fmt;
@@ -380,6 +381,11 @@ pub trait Storage: Send + Sync {
 
     /// Where the objects are, for messages ("/var/lib/tidemark").
     fn location(&self) -> String;
+
+    /// Checks, without writing, that the place the objects go answers: the bucket exists and
+    /// the keys are accepted, or the directory is one. Start-up checks call it first, so that a
+    /// missing bucket is named as such rather than surfacing as a failed put.
+    fn check_reachable(&self) -> Result<(), StorageError>;
 }
 
 /// Reads `range` of an object into memory through [`Storage::get_reader`].
@@ -449,6 +455,10 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn location(&self) -> String {
         (**self).location()
+    }
+
+    fn check_reachable(&self) -> Result<(), StorageError> {
+        (**self).check_reachable()
     }
 }
 

@@ -167,12 +167,13 @@ where
     let status = status_of(error);
     let detail = match error {
         SdkError::ServiceError(service) => {
+            // A HEAD answer has no body, so neither code nor message; the status says it all.
             let e = service.err();
-            format!(
-                "{} ({})",
-                e.message().unwrap_or("no message"),
-                e.code().unwrap_or("no code")
-            )
+            match (e.message(), e.code()) {
+                (Some(message), Some(code)) => format!("{message} ({code})"),
+                (Some(text), None) | (None, Some(text)) => text.to_owned(),
+                (None, None) => format!("HTTP {}", service.raw().status().as_u16()),
+            }
         }
         SdkError::TimeoutError(_) => "the request timed out".to_owned(),
         SdkError::DispatchFailure(failure) => {
@@ -398,6 +399,35 @@ impl Storage for S3Storage {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(classify(self.doing("delete", key.as_str()), &e)),
+        }
+    }
+
+    /// HeadBucket: a 404 is a missing bucket (said as such, since a put to some servers would
+    /// create it), a 403 keys that are refused, no answer an endpoint that is not reachable.
+    fn check_reachable(&self) -> Result<(), StorageError> {
+        let doing = format!("look at bucket {}", self.settings.bucket);
+        let request = self.client.head_bucket().bucket(&self.settings.bucket);
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(StorageError::Io {
+                doing,
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no bucket '{}' at {}; create it, or fix [repo] bucket and endpoint",
+                        self.settings.bucket,
+                        self.settings.endpoint.as_deref().unwrap_or("AWS")
+                    ),
+                ),
+            }),
+            Err(e) if status_of(&e) == Some(301) => Err(StorageError::Io {
+                doing,
+                source: io::Error::other(format!(
+                    "the bucket is in another region than [repo] region = \"{}\"; set the bucket's region",
+                    self.settings.region
+                )),
+            }),
+            Err(e) => Err(classify(doing, &e)),
         }
     }
 

@@ -1,0 +1,193 @@
+//! `tidemark check` against real stores: each thing it checks, broken on purpose, is one line
+//! naming what to fix and exit 1, and with everything right it passes and leaves no probe.
+//! S3 runs on s3s-fs; the local cases run as the cluster's owner, as PostgreSQL would.
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::Ran;
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
+use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use tidemark::demo::lab::Lab;
+use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
+
+/// Writes the lab's configuration with `repo` as the `[repo]` section, with the file's `mode`.
+fn configure(lab: &Lab, pgdata: &Path, repo: &str, mode: u32) {
+    fs::write(
+        &lab.config_path,
+        format!(
+            "[repo]\n{repo}\n[stanza.{}]\npgdata = \"{}\"\n",
+            lab.stanza,
+            pgdata.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(mode)).unwrap();
+    give_to_owner(&lab.config_path).unwrap();
+}
+
+fn tidemark(lab: &Lab, command: &str) -> Ran {
+    let config = lab.config_path.display().to_string();
+    common::run(lab, "tidemark", &["--config", &config, command])
+}
+
+/// Asserts `check` failed with one line containing `expected`.
+fn assert_refused(ran: &Ran, expected: &str, case: &str) {
+    assert_eq!(ran.code, Some(1), "{case}: {ran:?}");
+    let line = ran.only_line();
+    eprintln!("{line}");
+    assert!(line.contains(expected), "{case}: {line}");
+}
+
+#[test]
+fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
+    let server = start_server();
+    let lab = Lab::new("tm-check-s3-", &common::binaries()).unwrap();
+    let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let pgdata = cluster.data_dir().to_owned();
+    let endpoint = &server.endpoint;
+    let nowhere = {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    };
+    let repo = |bucket: &str, endpoint: &str, secret: &str| {
+        format!(
+            "type = \"s3\"\nregion = \"us-east-1\"\npath_style = true\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n"
+        )
+    };
+    let cases = [
+        (
+            repo(BUCKET, endpoint, "not-the-secret"),
+            0o600,
+            "access denied",
+        ),
+        (
+            repo("no-such-bucket", endpoint, SECRET_KEY),
+            0o600,
+            "no bucket 'no-such-bucket'",
+        ),
+        (
+            repo(BUCKET, &nowhere, SECRET_KEY),
+            0o600,
+            "cannot reach the endpoint",
+        ),
+        (
+            repo(BUCKET, endpoint, SECRET_KEY),
+            0o644,
+            "readable by others (mode 0644): chmod 600 it",
+        ),
+    ];
+    for (section, mode, expected) in &cases {
+        configure(&lab, &pgdata, section, *mode);
+        assert_refused(&tidemark(&lab, "check"), expected, section);
+    }
+
+    configure(&lab, &pgdata, &repo(BUCKET, endpoint, SECRET_KEY), 0o600);
+    let before_stanza = tidemark(&lab, "check");
+    assert_refused(
+        &before_stanza,
+        "run 'tidemark stanza-create' for it first",
+        "no stanza yet",
+    );
+    assert_eq!(before_stanza.stdout.lines().count(), 2, "{before_stanza:?}");
+
+    let created = tidemark(&lab, "stanza-create");
+    assert_eq!(created.code, Some(0), "{created:?}");
+    let passed = tidemark(&lab, "check");
+    assert_eq!(passed.code, Some(0), "{passed:?}");
+    assert!(passed.stderr.is_empty(), "{passed:?}");
+    let lines: Vec<&str> = passed.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{passed:?}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("ok: ")),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains("create-only"), "{lines:?}");
+
+    // The probes were all deleted, the missing bucket was not created, and only the stanza
+    // identity is in the bucket.
+    let bucket = S3Storage::new(S3Settings {
+        bucket: BUCKET.to_owned(),
+        prefix: String::new(),
+        endpoint: Some(endpoint.clone()),
+        region: "us-east-1".to_owned(),
+        path_style: true,
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: SECRET_KEY.to_owned(),
+        storage_class: None,
+        sse: None,
+    })
+    .unwrap();
+    let probes = bucket
+        .list(&ObjectKey::new("_check").unwrap(), &Cancel::never())
+        .unwrap();
+    assert!(probes.is_empty(), "probes left behind: {probes:?}");
+    let stanza = bucket
+        .list(&ObjectKey::new(&lab.stanza).unwrap(), &Cancel::never())
+        .unwrap();
+    assert_eq!(stanza.len(), 1, "{stanza:?}");
+}
+
+#[test]
+fn check_names_each_broken_local_setting_and_passes_when_all_is_right() {
+    let lab = Lab::new("tm-check-local-", &common::binaries()).unwrap();
+    let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let other = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "other", 1).unwrap();
+    let repo_path = |path: &Path| format!("path = \"{}\"\n", path.display());
+
+    let a_file = lab.tmp.path().join("a-file");
+    fs::write(&a_file, b"not a directory").unwrap();
+    configure(
+        &lab,
+        cluster.data_dir(),
+        &repo_path(&a_file.join("repo")),
+        0o600,
+    );
+    assert_refused(
+        &tidemark(&lab, "check"),
+        "is not a directory",
+        "repo under a file",
+    );
+
+    // A directory root owns and the cluster owner cannot write to.
+    let locked = lab.tmp.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    configure(&lab, cluster.data_dir(), &repo_path(&locked), 0o600);
+    if rustix::process::geteuid().is_root() {
+        assert_refused(
+            &tidemark(&lab, "check"),
+            "permission denied",
+            "unwritable repo",
+        );
+    }
+
+    configure(&lab, cluster.data_dir(), &repo_path(&lab.repo_path), 0o600);
+    assert_eq!(tidemark(&lab, "stanza-create").code, Some(0));
+    let passed = tidemark(&lab, "check");
+    assert_eq!(passed.code, Some(0), "{passed:?}");
+    assert_eq!(passed.stdout.lines().count(), 4, "{passed:?}");
+    assert!(
+        fs::read_dir(lab.repo_path.join("_check"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+            == 0,
+        "a probe was left in the repository"
+    );
+
+    // The stanza is the first cluster's; pointing pgdata at another cluster is caught.
+    configure(&lab, other.data_dir(), &repo_path(&lab.repo_path), 0o600);
+    assert_refused(
+        &tidemark(&lab, "check"),
+        "is not the one stanza 'main' serves",
+        "another cluster",
+    );
+}
