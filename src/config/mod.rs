@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -11,7 +12,8 @@ use serde::Deserialize;
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::layout::check_stanza_name;
 use crate::repo::{Compression, Repository, WriteSettings};
-use crate::storage::{LocalDirectory, S3Settings, S3Storage, Storage};
+use crate::storage::faulty::{self, FAULT_INJECTION_VARIABLE};
+use crate::storage::{FaultyStorage, LocalDirectory, S3Settings, S3Storage, Storage};
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
@@ -196,8 +198,26 @@ impl RepoConfig {
         Ok(())
     }
 
-    /// The storage this section names.
+    /// The storage this section names; under faults when the environment asks for them (see
+    /// [`FAULT_INJECTION_VARIABLE`]).
     pub fn open_storage(&self) -> anyhow::Result<Box<dyn Storage>> {
+        let storage = self.open_configured_storage()?;
+        match faulty::plan_from_environment().map_err(anyhow::Error::msg)? {
+            None => Ok(storage),
+            Some(plan) => {
+                tracing::warn!(
+                    "{FAULT_INJECTION_VARIABLE} is set: failing {}% of repository operations on purpose",
+                    plan.failure_share * 100.0
+                );
+                Ok(Box::new(FaultyStorage::new(
+                    Arc::<dyn Storage>::from(storage),
+                    plan,
+                )))
+            }
+        }
+    }
+
+    fn open_configured_storage(&self) -> anyhow::Result<Box<dyn Storage>> {
         Ok(match self.kind {
             RepoType::Local => Box::new(LocalDirectory::new(&self.path)),
             RepoType::S3 => {

@@ -14,6 +14,10 @@
 //! Operations may also be delayed, to shuffle concurrent callers. Randomness comes from a seeded
 //! generator, so a single-threaded test sees the same faults on every run; [`FaultCounts`] says
 //! what was injected so tests can check their faults really happened.
+//!
+//! Whole programs can be put under faults too: with `TIDEMARK_FAULT_INJECTION` set (see
+//! [`plan_from_environment`]), every command wraps its repository in this wrapper, so a test can
+//! watch PostgreSQL's own retries of `archive_command` deal with failing pushes.
 
 use std::io::{self, Read};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -92,6 +96,61 @@ impl FaultPlan {
             ..self
         }
     }
+}
+
+/// The environment variable that puts a whole program's repository under faults.
+pub const FAULT_INJECTION_VARIABLE: &str = "TIDEMARK_FAULT_INJECTION";
+
+/// The plan `TIDEMARK_FAULT_INJECTION` asks for, if it is set: `share=S` fails that share of
+/// operations (0 to 1) before or after they take effect, cutting streams part-way too;
+/// `,seed=N` fixes the faults, which otherwise differ from process to process (a retry that
+/// met the same faults as the call before it would fail forever).
+pub fn plan_from_environment() -> Result<Option<FaultPlan>, String> {
+    match std::env::var_os(FAULT_INJECTION_VARIABLE) {
+        None => Ok(None),
+        Some(value) => parse_fault_plan(&value).map(Some),
+    }
+}
+
+/// A fault plan as `TIDEMARK_FAULT_INJECTION` gives it.
+fn parse_fault_plan(value: &std::ffi::OsStr) -> Result<FaultPlan, String> {
+    let bad = |why: &str| {
+        format!(
+            "{FAULT_INJECTION_VARIABLE}={} is not a fault plan: {why}; use share=0.2 or share=0.2,seed=7, or unset it",
+            value.to_string_lossy()
+        )
+    };
+    let text = value.to_str().ok_or_else(|| bad("it is not UTF-8"))?;
+    let mut share = None;
+    let mut seed = None;
+    for setting in text.split(',') {
+        match setting.split_once('=') {
+            Some(("share", s)) => {
+                share = Some(
+                    s.parse::<f64>()
+                        .ok()
+                        .filter(|s| (0.0..=1.0).contains(s))
+                        .ok_or_else(|| bad("share must be a number from 0 to 1"))?,
+                )
+            }
+            Some(("seed", s)) => {
+                seed = Some(
+                    s.parse::<u64>()
+                        .map_err(|_| bad("seed must be a whole number"))?,
+                )
+            }
+            _ => return Err(bad(&format!("'{setting}' is neither share=S nor seed=N"))),
+        }
+    }
+    let share = share.ok_or_else(|| bad("share=S is missing"))?;
+    let seed = seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    Ok(FaultPlan::failing(share, seed).with_cut(Cut::Fail))
 }
 
 /// What the wrapper did, counted since it was made.
@@ -462,6 +521,34 @@ mod tests {
 
     fn only(plan: FaultPlan) -> FaultyStorage<MemoryStorage> {
         FaultyStorage::new(MemoryStorage::new(), plan)
+    }
+
+    #[test]
+    fn the_environment_names_a_share_and_maybe_a_seed() {
+        let plan = parse_fault_plan("share=0.2,seed=7".as_ref()).unwrap();
+        assert_eq!(
+            plan,
+            FaultPlan::failing(0.2, 7).with_cut(Cut::Fail),
+            "{plan:?}"
+        );
+        let unseeded = parse_fault_plan("share=1".as_ref()).unwrap();
+        assert_eq!(unseeded.failure_share, 1.0);
+        for (bad, why) in [
+            ("", "'' is neither share=S nor seed=N"),
+            ("share=1.5", "share must be a number from 0 to 1"),
+            ("share=x", "share must be a number from 0 to 1"),
+            ("share=0.2,seed=-1", "seed must be a whole number"),
+            ("seed=3", "share=S is missing"),
+            ("share=0.2,rate=3", "'rate=3' is neither share=S nor seed=N"),
+        ] {
+            let error = parse_fault_plan(bad.as_ref()).unwrap_err();
+            assert!(
+                error.starts_with(&format!(
+                    "TIDEMARK_FAULT_INJECTION={bad} is not a fault plan: {why};"
+                )),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,179 @@
+//! Pushes to a bucket while a fifth of repository operations fail, before or after they took
+//! effect or part-way through an upload (`TIDEMARK_FAULT_INJECTION` in `archive_command`): every
+//! segment ends up archived through PostgreSQL's own retries, exactly once, with exactly the
+//! bytes PostgreSQL handed over, and a restore from that archive gives exactly the rows
+//! committed at the chosen instant.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
+use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use tidemark::demo::lab::Lab;
+use tidemark::demo::workload;
+use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
+
+const PREFIX: &str = "faults";
+
+#[test]
+fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
+    let server = start_server();
+    let lab = Lab::new("tm-s3faults-", &common::binaries()).unwrap();
+    let copies = lab.tmp.subdir("copies").unwrap();
+    give_to_owner(&copies).unwrap();
+    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    // What PostgreSQL handed over is kept by cp first, to compare the archive with.
+    let archive_command = format!(
+        "cp %p {}/%f && TIDEMARK_FAULT_INJECTION=share=0.2 {}",
+        copies.display(),
+        lab.archive_command()
+    );
+    primary
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+            ("track_commit_timestamp", "on"),
+        ])
+        .unwrap();
+    primary.start().unwrap();
+    fs::write(
+        &lab.config_path,
+        format!(
+            "[repo]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
+            server.endpoint,
+            primary.data_dir().display(),
+            primary.conninfo()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(0o600)).unwrap();
+    give_to_owner(&lab.config_path).unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    workload::create_table(&primary).unwrap();
+    lab.tidemark(&["backup", "--archive-timeout", "300"])
+        .unwrap();
+    // Each round commits rows and switches to a new segment: one push each, at least.
+    for round in 0..24 {
+        workload::insert_rows(
+            &primary,
+            2,
+            Duration::from_millis(5),
+            &format!("round {round}"),
+        )
+        .unwrap();
+        primary.query("SELECT pg_switch_wal()").unwrap();
+    }
+    // After three failures in a row the archiver sleeps until it is woken, at the latest a
+    // minute later; a reload wakes it sooner.
+    let last = primary
+        .query("SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while primary
+        .query(&format!(
+            "SELECT coalesce(last_archived_wal >= '{last}', false) FROM pg_stat_archiver"
+        ))
+        .unwrap()
+        != "t"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{last} not archived; server log: {}",
+            primary.log_tail(10)
+        );
+        primary.query("SELECT pg_reload_conf()").unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let rows = workload::committed_rows(&primary).unwrap();
+    let failed: u64 = primary
+        .query("SELECT failed_count FROM pg_stat_archiver")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = fs::read_to_string(primary.log_file()).unwrap();
+    primary.stop().unwrap();
+
+    // The faults really struck, each kind, and PostgreSQL retried past them.
+    assert!(failed > 0, "no push failed under injected faults");
+    for kind in [
+        "injected fault before the operation",
+        "injected fault after the operation took effect",
+        "injected fault in the middle of the stream",
+    ] {
+        assert!(log.contains(kind), "no '{kind}' in the server log");
+    }
+
+    // Every file PostgreSQL handed over is archived, and nothing else is.
+    let handed_over: BTreeSet<String> = fs::read_dir(&copies)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        handed_over.contains(&last),
+        "{last} not among {handed_over:?}"
+    );
+    assert!(handed_over.len() >= 25, "{handed_over:?}");
+    let bucket = S3Storage::new(S3Settings {
+        bucket: BUCKET.to_owned(),
+        prefix: PREFIX.to_owned(),
+        endpoint: Some(server.endpoint.clone()),
+        region: "us-east-1".to_owned(),
+        path_style: true,
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: SECRET_KEY.to_owned(),
+        storage_class: None,
+        sse: None,
+    })
+    .unwrap();
+    let archived: Vec<String> = bucket
+        .list(&ObjectKey::new("main/wal").unwrap(), &Cancel::never())
+        .unwrap()
+        .into_iter()
+        .map(|object| object.key.file_name().to_owned())
+        .collect();
+    let archived_set: BTreeSet<String> = archived.iter().cloned().collect();
+    assert_eq!(archived.len(), archived_set.len(), "{archived:?}");
+    assert_eq!(archived_set, handed_over);
+
+    // Each archived copy, fetched and checked as restore_command would, is byte for byte what
+    // PostgreSQL handed over.
+    let fetched = lab.tmp.subdir("fetched").unwrap();
+    give_to_owner(&fetched).unwrap();
+    for name in &handed_over {
+        let destination = fetched.join(name);
+        lab.tidemark(&["archive-get", name, destination.to_str().unwrap()])
+            .unwrap();
+        assert!(
+            fs::read(&destination).unwrap() == fs::read(copies.join(name)).unwrap(),
+            "{name} differs from what PostgreSQL handed over"
+        );
+    }
+
+    // A restore from this archive, to an instant in the middle, is exact.
+    let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
+    let target = workload::format_instant(instant);
+    let pgdata = lab.tmp.path().join("restored");
+    lab.tidemark(&[
+        "restore",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--target-time",
+        &target,
+    ])
+    .unwrap();
+    let mut restored =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    restored.start().unwrap();
+    restored.wait_for_promotion(common::PATIENCE).unwrap();
+    assert_eq!(
+        workload::present_ids(&restored).unwrap(),
+        workload::ids_committed_by(&rows, instant),
+        "recovery to {target}"
+    );
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
+    restored.stop().unwrap();
+}
