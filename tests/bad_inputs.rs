@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{WalLab, run, snapshot};
+use common::{WalLab, first_record, run, snapshot};
 use tidemark::repo::object::HEADER_LEN;
 
 fn s(path: &Path) -> &str {
@@ -30,31 +30,6 @@ fn runner_uid() -> u32 {
     } else {
         rustix::process::geteuid().as_raw()
     }
-}
-
-/// Where the first record that starts on the segment's first page is, and its length. The test
-/// segments are real; this only reads what PostgreSQL wrote.
-fn first_record(segment: &[u8]) -> (usize, usize) {
-    let info = u16::from_le_bytes([segment[2], segment[3]]);
-    let continued = u32::from_le_bytes(segment[16..20].try_into().unwrap()) as usize;
-    let start = 40
-        + if info & 1 != 0 {
-            (continued + 7) & !7
-        } else {
-            0
-        };
-    let length = u32::from_le_bytes(segment[start..start + 4].try_into().unwrap()) as usize;
-    assert!(
-        length > 24 && start + length <= 8192,
-        "the first record must lie on the first page"
-    );
-    (start, length)
-}
-
-/// Recomputes a record's CRC-32C as PostgreSQL does: its body, then its header up to the CRC.
-fn refresh_record_crc(record: &mut [u8]) {
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&record[24..]), &record[..20]);
-    record[20..24].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Runs `program args`, expects exit 1 with exactly `expected` on stderr, and no change under the
@@ -379,13 +354,10 @@ fn duplicates_succeed_only_with_identical_content() {
     );
     assert!(snapshot(&wal.lab.repo_path) == before);
 
-    // Same cluster, valid WAL, other content: one byte of a record changed and its CRC redone.
-    let mut changed = fs::read(&original).unwrap();
-    let original_crc = crc32c::crc32c(&changed);
-    let (record, length) = first_record(&changed);
-    // The last byte is record data, not structure.
-    changed[record + length - 1] ^= 0xFF;
-    refresh_record_crc(&mut changed[record..record + length]);
+    // Same cluster, valid WAL, other content.
+    let original_bytes = fs::read(&original).unwrap();
+    let original_crc = crc32c::crc32c(&original_bytes);
+    let changed = common::with_other_content(&original_bytes);
     let changed_path = wal.file_named(name, &changed);
     refused(
         &wal,

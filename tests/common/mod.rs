@@ -182,6 +182,39 @@ impl WalLab {
     }
 }
 
+/// Where the first record that starts on the segment's first page is, and its length: after
+/// the long header and what the previous segment's last record spilled into this one. The test
+/// segments are real; this only reads what PostgreSQL wrote.
+pub fn first_record(segment: &[u8]) -> (usize, usize) {
+    let info = u16::from_le_bytes([segment[2], segment[3]]);
+    let continued = u32::from_le_bytes(segment[16..20].try_into().unwrap()) as usize;
+    let start = 40
+        + if info & 1 != 0 {
+            (continued + 7) & !7
+        } else {
+            0
+        };
+    let length = u32::from_le_bytes(segment[start..start + 4].try_into().unwrap()) as usize;
+    assert!(
+        length > 24 && start + length <= 8192,
+        "the first record must lie on the first page"
+    );
+    (start, length)
+}
+
+/// The same segment with other content that is still valid WAL of the same cluster: the last
+/// byte of its first record (data, not structure) flipped and the record's CRC-32C redone, as
+/// PostgreSQL computes it (the body, then the header up to the CRC).
+pub fn with_other_content(segment: &[u8]) -> Vec<u8> {
+    let (start, length) = first_record(segment);
+    let mut changed = segment.to_vec();
+    let record = &mut changed[start..start + length];
+    record[length - 1] ^= 0xFF;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&record[24..]), &record[..20]);
+    record[20..24].copy_from_slice(&crc.to_le_bytes());
+    changed
+}
+
 /// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
 
 pub const ACCESS_KEY: &str = "tidemark-test";
 pub const SECRET_KEY: &str = "tidemark-test-secret";
@@ -76,4 +77,26 @@ pub fn start_server() -> S3Server {
         std::thread::sleep(Duration::from_millis(20));
     }
     server
+}
+
+/// The keys in the test bucket under `prefix`, read with an S3 client of the test's own.
+pub fn keys_under(server: &S3Server, prefix: &str) -> Vec<String> {
+    let bucket = S3Storage::new(S3Settings {
+        bucket: BUCKET.to_owned(),
+        prefix: String::new(),
+        endpoint: Some(server.endpoint.clone()),
+        region: "us-east-1".to_owned(),
+        path_style: true,
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: SECRET_KEY.to_owned(),
+        storage_class: None,
+        sse: None,
+    })
+    .unwrap();
+    bucket
+        .list(&ObjectKey::new(prefix).unwrap(), &Cancel::never())
+        .unwrap()
+        .into_iter()
+        .map(|object| object.key.as_str().to_owned())
+        .collect()
 }
