@@ -7,9 +7,12 @@ mod common;
 mod storage_suite;
 
 use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, start_server};
+use tidemark::storage::s3::MIN_PART_SIZE;
 use tidemark::storage::{S3Settings, S3Storage};
 
-/// A store on a fresh server, its keys under a prefix as a repository's would be.
+/// A store on a fresh server, its keys under a prefix as a repository's would be. Parts are the
+/// smallest S3 takes, so the suite's objects above 5 MiB go up in multipart uploads and those up
+/// to it in one PUT: both paths meet every case.
 fn s3() -> (S3Storage, S3Server) {
     let server = start_server();
     let store = S3Storage::new(S3Settings {
@@ -22,6 +25,7 @@ fn s3() -> (S3Storage, S3Server) {
         secret_access_key: SECRET_KEY.to_owned(),
         storage_class: None,
         sse: None,
+        multipart_part_size: MIN_PART_SIZE,
     })
     .unwrap();
     (store, server)
