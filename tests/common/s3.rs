@@ -3,7 +3,7 @@
 //! loopback port with its own directory and keys. A missing `s3s-fs` fails the test.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,37 @@ pub const BUCKET: &str = "archive";
 pub struct S3Server {
     child: Child,
     pub endpoint: String,
-    _root: TempDir,
+    root: TempDir,
+}
+
+impl S3Server {
+    /// The directory `s3s-fs` serves: one subdirectory per bucket, and its own files beside them.
+    pub fn data_dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The server's traces of multipart uploads not completed nor aborted, by file name. s3s-fs
+    /// 0.14.1 has no ListMultipartUploads (it answers 501 NotImplemented), so this looks where
+    /// it keeps them, beside the buckets: `.upload-ID.json` for each open upload,
+    /// `.upload_id-ID.part-N` for each part stored, and `.bucket-B.object-K.upload-ID.metadata.json`
+    /// for its attributes. Completing or aborting an upload removes all three.
+    pub fn unfinished_uploads(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.data_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".upload") || name.contains(".upload-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many parts of unfinished uploads the server has stored.
+    pub fn stored_parts(&self) -> usize {
+        self.unfinished_uploads()
+            .iter()
+            .filter(|name| name.starts_with(".upload_id-") && name.contains(".part-"))
+            .count()
+    }
 }
 
 impl Drop for S3Server {
@@ -68,7 +98,7 @@ pub fn start_server() -> S3Server {
     let server = S3Server {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
-        _root: root,
+        root,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
