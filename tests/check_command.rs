@@ -13,7 +13,7 @@ use common::Ran;
 use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
 use tidemark::demo::lab::Lab;
-use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
+use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 /// Writes the lab's configuration with `repo` as the `[repo]` section, with the file's `mode`.
 fn configure(lab: &Lab, pgdata: &Path, repo: &str, mode: u32) {
@@ -114,18 +114,7 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
 
     // The probes were all deleted, the missing bucket was not created, and only the stanza
     // identity is in the bucket.
-    let bucket = S3Storage::new(S3Settings {
-        bucket: BUCKET.to_owned(),
-        prefix: String::new(),
-        endpoint: Some(endpoint.clone()),
-        region: "us-east-1".to_owned(),
-        path_style: true,
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: SECRET_KEY.to_owned(),
-        storage_class: None,
-        sse: None,
-    })
-    .unwrap();
+    let bucket = common::s3::test_bucket(&server, "");
     let probes = bucket
         .list(&ObjectKey::new("_check").unwrap(), &Cancel::never())
         .unwrap();

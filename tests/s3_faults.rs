@@ -15,7 +15,7 @@ use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
 use tidemark::demo::lab::Lab;
 use tidemark::demo::workload;
-use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
+use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 const PREFIX: &str = "faults";
 
@@ -117,18 +117,7 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
         "{last} not among {handed_over:?}"
     );
     assert!(handed_over.len() >= 25, "{handed_over:?}");
-    let bucket = S3Storage::new(S3Settings {
-        bucket: BUCKET.to_owned(),
-        prefix: PREFIX.to_owned(),
-        endpoint: Some(server.endpoint.clone()),
-        region: "us-east-1".to_owned(),
-        path_style: true,
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: SECRET_KEY.to_owned(),
-        storage_class: None,
-        sse: None,
-    })
-    .unwrap();
+    let bucket = common::s3::test_bucket(&server, PREFIX);
     let archived: Vec<String> = bucket
         .list(&ObjectKey::new("main/wal").unwrap(), &Cancel::never())
         .unwrap()

@@ -6,24 +6,15 @@
 mod common;
 mod storage_suite;
 
-use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, start_server};
-use tidemark::storage::{S3Settings, S3Storage};
+use common::s3::{S3Server, start_server};
+use tidemark::storage::S3Storage;
 
-/// A store on a fresh server, its keys under a prefix as a repository's would be.
+/// A store on a fresh server, its keys under a prefix as a repository's would be. Parts are the
+/// smallest S3 takes, so the suite's objects above 5 MiB go up in multipart uploads and those up
+/// to it in one PUT: both paths meet every case.
 fn s3() -> (S3Storage, S3Server) {
     let server = start_server();
-    let store = S3Storage::new(S3Settings {
-        bucket: BUCKET.to_owned(),
-        prefix: "prod".to_owned(),
-        endpoint: Some(server.endpoint.clone()),
-        region: "us-east-1".to_owned(),
-        path_style: true,
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: SECRET_KEY.to_owned(),
-        storage_class: None,
-        sse: None,
-    })
-    .unwrap();
+    let store = common::s3::test_bucket(&server, "prod");
     (store, server)
 }
 

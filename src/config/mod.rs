@@ -13,7 +13,9 @@ use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::layout::check_stanza_name;
 use crate::repo::{Compression, Repository, WriteSettings};
 use crate::storage::faulty::{self, FAULT_INJECTION_VARIABLE};
+use crate::storage::s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::storage::{FaultyStorage, LocalDirectory, S3Settings, S3Storage, Storage};
+use crate::units::ByteSize;
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
@@ -119,6 +121,8 @@ pub struct RepoConfig {
     pub secret_access_key: Option<String>,
     pub storage_class: Option<String>,
     pub sse: Option<String>,
+    /// Objects larger than this go up in a multipart upload, in parts of this size.
+    pub multipart_part_size: Option<ByteSize>,
     /// Compression of new objects.
     #[serde(default)]
     pub compress: Compression,
@@ -128,7 +132,7 @@ pub struct RepoConfig {
 
 impl RepoConfig {
     /// The keys that only type "s3" takes, with whether each is set.
-    fn s3_keys(&self) -> [(&'static str, bool); 9] {
+    fn s3_keys(&self) -> [(&'static str, bool); 10] {
         [
             ("bucket", self.bucket.is_some()),
             ("prefix", self.prefix.is_some()),
@@ -139,6 +143,7 @@ impl RepoConfig {
             ("secret_access_key", self.secret_access_key.is_some()),
             ("storage_class", self.storage_class.is_some()),
             ("sse", self.sse.is_some()),
+            ("multipart_part_size", self.multipart_part_size.is_some()),
         ]
     }
 
@@ -193,6 +198,13 @@ impl RepoConfig {
                 {
                     bail!("repo.sse '{sse}' is not one of \"AES256\", \"aws:kms\"");
                 }
+                if let Some(size) = self.multipart_part_size
+                    && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size.0)
+                {
+                    bail!(
+                        "repo.multipart_part_size {size} is out of range: S3 takes parts of \"5MiB\" to \"5GiB\""
+                    );
+                }
             }
         }
         Ok(())
@@ -246,6 +258,9 @@ impl RepoConfig {
                     secret_access_key,
                     storage_class: self.storage_class.clone(),
                     sse: self.sse.clone(),
+                    multipart_part_size: self
+                        .multipart_part_size
+                        .map_or(DEFAULT_PART_SIZE, |s| s.0),
                 })?)
             }
         })
@@ -450,16 +465,23 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
     #[test]
     fn reads_an_s3_repository() {
         let config = Config::parse(&format!(
-            "[repo]\ntype = \"s3\"\n{S3}prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\n"
+            "[repo]\ntype = \"s3\"\n{S3}prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\nmultipart_part_size = \"64MiB\"\n"
         ))
         .unwrap();
         assert_eq!(config.repo.kind, RepoType::S3);
+        assert_eq!(config.repo.multipart_part_size, Some(ByteSize(64 << 20)));
         assert_eq!(config.repo.bucket.as_deref(), Some("pg-archive"));
         assert!(config.repo.path_style);
         assert_eq!(
             config.open_repository().unwrap().storage().location(),
             "s3://pg-archive/prod at http://127.0.0.1:9000"
         );
+        // A size may also be a number of bytes.
+        let in_bytes = Config::parse(&format!(
+            "[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 5242880\n"
+        ))
+        .unwrap();
+        assert_eq!(in_bytes.repo.multipart_part_size, Some(ByteSize(5 << 20)));
     }
 
     #[test]
@@ -583,6 +605,46 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),
                 "repo.sse 'rot13' is not one of \"AES256\", \"aws:kms\"",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "multipart_part_size = \"16MiB\""),
+                "repo.multipart_part_size applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove multipart_part_size",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"16MB\"\n"),
+                "line 5: \"16MB\" is not a size: write a whole number and one of B, KiB, MiB, GiB, TiB, such as \"16MiB\"",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"1.5GiB\"\n"),
+                "line 5: \"1.5GiB\" is not a size: write a whole number",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"\"\n"),
+                "line 5: \"\" is not a size",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = -5\n"),
+                "line 5: -5 is not a size: sizes are not negative",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = true\n"),
+                "line 5: invalid type: boolean `true`, expected a size such as \"16MiB\"",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"99999999TiB\"\n"),
+                "line 5: \"99999999TiB\" is too large a size",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"4MiB\"\n"),
+                "repo.multipart_part_size 4.0 MiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 0\n"),
+                "repo.multipart_part_size 0 B is out of range",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"6GiB\"\n"),
+                "repo.multipart_part_size 6.0 GiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
             ),
             (
                 "[repo]\ntype = \"ftp\"\n".to_owned(),

@@ -1,9 +1,14 @@
 //! An S3 (or S3-compatible: MinIO, s3s) bucket as an object store, with `aws-sdk-s3` configured
 //! explicitly: the endpoint, region and keys given, nothing probed. Puts are create-only
 //! (`If-None-Match: *`, so a second writer gets 412 and the first object stays) and carry a
-//! CRC-32C the server checks; reads are ranged and streamed. The SDK retries throttling, 5xx
-//! answers, timeouts and resets with backoff and jitter, a bounded number of times; what still
-//! fails is a `Transient` error the caller may retry.
+//! CRC-32C the server checks; reads are ranged and streamed. An object up to the part size goes
+//! up in one PUT, read whole into memory first; a larger one in a multipart upload (see
+//! `s3/multipart.rs`), which is aborted whenever it does not complete, so a failed put leaves
+//! neither an object nor stored parts. The SDK retries throttling, 5xx answers, timeouts and resets with
+//! backoff and jitter, a bounded number of times; what still fails is a `Transient` error the
+//! caller may retry.
+
+mod multipart;
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -14,9 +19,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 
 use super::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage, StorageError,
-    copy_body,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
+    StorageError, copy_body,
 };
+
+pub use multipart::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// Where and how to reach the bucket.
 #[derive(Clone, Debug)]
@@ -34,6 +41,9 @@ pub struct S3Settings {
     pub storage_class: Option<String>,
     /// Server-side encryption (`AES256` or `aws:kms`).
     pub sse: Option<String>,
+    /// Objects larger than this go up in parts of this size (kept within S3's 5 MiB to 5 GiB,
+    /// and grown for objects that would otherwise need more than 10,000 parts).
+    pub multipart_part_size: u64,
 }
 
 /// An S3 bucket (under a prefix) as a [`Storage`].
@@ -43,9 +53,6 @@ pub struct S3Storage {
     /// The SDK is async; this store is not. Several threads may wait on it at once.
     runtime: Arc<tokio::runtime::Runtime>,
 }
-
-/// Objects up to this size are read into memory and sent in one request.
-const SINGLE_PUT_LIMIT: u64 = 5 << 30;
 
 impl S3Storage {
     pub fn new(settings: S3Settings) -> Result<S3Storage, StorageError> {
@@ -329,15 +336,10 @@ impl Storage for S3Storage {
         length: u64,
         cancel: &Cancel,
     ) -> Result<PutOutcome, StorageError> {
-        let doing = self.doing("put", key.as_str());
-        if length > SINGLE_PUT_LIMIT {
-            return Err(StorageError::Io {
-                doing,
-                source: io::Error::other(format!(
-                    "{length} bytes is more than one S3 request takes ({SINGLE_PUT_LIMIT})"
-                )),
-            });
+        if length > multipart::single_put_limit(&self.settings) {
+            return self.put_multipart(key, body, length, cancel);
         }
+        let doing = self.doing("put", key.as_str());
         // Read whole before anything is sent: a body that fails or is cut short leaves no object.
         let mut bytes = Vec::with_capacity(length as usize);
         copy_body(body, length, cancel, &|| doing.clone(), |chunk| {
@@ -349,6 +351,11 @@ impl Storage for S3Storage {
     }
 
     fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+        let length = parts.iter().map(|p| p.len() as u64).sum();
+        if length > multipart::single_put_limit(&self.settings) {
+            let mut body = PartsReader::new(parts);
+            return self.put_multipart(key, &mut body, length, &Cancel::never());
+        }
         self.put_bytes(key, parts.concat())
     }
 

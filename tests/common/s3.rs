@@ -3,11 +3,12 @@
 //! loopback port with its own directory and keys. A missing `s3s-fs` fails the test.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tidemark::storage::s3::MIN_PART_SIZE;
 use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
 
 pub const ACCESS_KEY: &str = "tidemark-test";
@@ -18,7 +19,37 @@ pub const BUCKET: &str = "archive";
 pub struct S3Server {
     child: Child,
     pub endpoint: String,
-    _root: TempDir,
+    root: TempDir,
+}
+
+impl S3Server {
+    /// The directory `s3s-fs` serves: one subdirectory per bucket, and its own files beside them.
+    pub fn data_dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The server's traces of multipart uploads not completed nor aborted, by file name. s3s-fs
+    /// 0.14.1 has no ListMultipartUploads (it answers 501 NotImplemented), so this looks where
+    /// it keeps them, beside the buckets: `.upload-ID.json` for each open upload,
+    /// `.upload_id-ID.part-N` for each part stored, and `.bucket-B.object-K.upload-ID.metadata.json`
+    /// for its attributes. Completing or aborting an upload removes all three.
+    pub fn unfinished_uploads(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.data_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".upload") || name.contains(".upload-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many parts of unfinished uploads the server has stored.
+    pub fn stored_parts(&self) -> usize {
+        self.unfinished_uploads()
+            .iter()
+            .filter(|name| name.starts_with(".upload_id-") && name.contains(".part-"))
+            .count()
+    }
 }
 
 impl Drop for S3Server {
@@ -69,7 +100,7 @@ pub fn start_server() -> S3Server {
     let server = S3Server {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
-        _root: root,
+        root,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -79,21 +110,31 @@ pub fn start_server() -> S3Server {
     server
 }
 
-/// The keys in the test bucket under `prefix`, read with an S3 client of the test's own.
-pub fn keys_under(server: &S3Server, prefix: &str) -> Vec<String> {
-    let bucket = S3Storage::new(S3Settings {
+/// Settings for the test bucket at `endpoint`, its keys under `prefix`, with the smallest
+/// parts S3 takes (so objects above 5 MiB go up in multipart uploads).
+pub fn test_settings(endpoint: &str, prefix: &str) -> S3Settings {
+    S3Settings {
         bucket: BUCKET.to_owned(),
-        prefix: String::new(),
-        endpoint: Some(server.endpoint.clone()),
+        prefix: prefix.to_owned(),
+        endpoint: Some(endpoint.to_owned()),
         region: "us-east-1".to_owned(),
         path_style: true,
         access_key_id: ACCESS_KEY.to_owned(),
         secret_access_key: SECRET_KEY.to_owned(),
         storage_class: None,
         sse: None,
-    })
-    .unwrap();
-    bucket
+        multipart_part_size: MIN_PART_SIZE,
+    }
+}
+
+/// The test bucket under `prefix`, through an S3 client of the test's own.
+pub fn test_bucket(server: &S3Server, prefix: &str) -> S3Storage {
+    S3Storage::new(test_settings(&server.endpoint, prefix)).unwrap()
+}
+
+/// The keys in the test bucket under `prefix`.
+pub fn keys_under(server: &S3Server, prefix: &str) -> Vec<String> {
+    test_bucket(server, "")
         .list(&ObjectKey::new(prefix).unwrap(), &Cancel::never())
         .unwrap()
         .into_iter()
