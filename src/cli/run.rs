@@ -45,7 +45,7 @@ pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) ->
         Ok(Ok(Finished::Success)) => ExitCode::SUCCESS,
         Ok(Ok(Finished::NotFound)) => ExitCode::from(1),
         Ok(Err(error)) => {
-            tracing::error!("{}", one_line(&format!("{error:#}")));
+            tracing::error!("{}", error_line(&error));
             ExitCode::from(1)
         }
         Err(_) => ExitCode::from(1),
@@ -59,6 +59,21 @@ pub fn print_stdout(text: &str) -> anyhow::Result<()> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// An error and its causes on one line. A cause the text already ends with is not repeated:
+/// an error that shows its source in its own message (`"{doing}: {source}"`) still reports it
+/// as its source.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    one_line(&text)
 }
 
 /// Joins the lines of a message so every error is exactly one line.
@@ -106,5 +121,25 @@ pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
             );
             Err(ExitCode::from(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let storage = crate::storage::StorageError::Io {
+            doing: "read s3://b/k".to_owned(),
+            source: std::io::Error::other("access denied"),
+        };
+        let error = anyhow::Error::new(storage).context("open the repository");
+        assert_eq!(
+            error_line(&error),
+            "open the repository: read s3://b/k: access denied"
+        );
+        let plain = anyhow::anyhow!("line 2:\n  unknown key").context("config file x");
+        assert_eq!(error_line(&plain), "config file x: line 2: unknown key");
     }
 }
