@@ -7,7 +7,7 @@ mod common;
 mod storage_suite;
 
 use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, start_server};
-use tidemark::storage::{S3Settings, S3Storage};
+use tidemark::storage::{S3Credentials, S3Settings, S3Storage};
 
 /// A store on a fresh server, its keys under a prefix as a repository's would be.
 fn s3() -> (S3Storage, S3Server) {
@@ -18,8 +18,12 @@ fn s3() -> (S3Storage, S3Server) {
         endpoint: Some(server.endpoint.clone()),
         region: "us-east-1".to_owned(),
         path_style: true,
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: SECRET_KEY.to_owned(),
+        credentials: S3Credentials::keys(
+            ACCESS_KEY.to_owned(),
+            SECRET_KEY.to_owned(),
+            None,
+            "test",
+        ),
         storage_class: None,
         sse: None,
     })

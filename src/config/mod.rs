@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::layout::check_stanza_name;
 use crate::repo::{Compression, Repository, WriteSettings};
-use crate::storage::{LocalDirectory, S3Settings, S3Storage, Storage};
+use crate::storage::{LocalDirectory, S3Credentials, S3Settings, S3Storage, Storage};
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
@@ -115,6 +115,8 @@ pub struct RepoConfig {
     pub path_style: bool,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// A profile of the AWS shared credentials file (and config file) to take the keys from.
+    pub profile: Option<String>,
     pub storage_class: Option<String>,
     pub sse: Option<String>,
     /// Compression of new objects.
@@ -126,7 +128,7 @@ pub struct RepoConfig {
 
 impl RepoConfig {
     /// The keys that only type "s3" takes, with whether each is set.
-    fn s3_keys(&self) -> [(&'static str, bool); 9] {
+    fn s3_keys(&self) -> [(&'static str, bool); 10] {
         [
             ("bucket", self.bucket.is_some()),
             ("prefix", self.prefix.is_some()),
@@ -135,6 +137,7 @@ impl RepoConfig {
             ("path_style", self.path_style),
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
+            ("profile", self.profile.is_some()),
             ("storage_class", self.storage_class.is_some()),
             ("sse", self.sse.is_some()),
         ]
@@ -185,6 +188,27 @@ impl RepoConfig {
                         "[repo] has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                     );
                 }
+                if self.profile.as_deref() == Some("") {
+                    bail!(
+                        "repo.profile is empty: name a profile of the AWS credentials file, or remove profile"
+                    );
+                }
+                let sources: Vec<&str> = [
+                    (
+                        self.access_key_id.is_some(),
+                        "access_key_id/secret_access_key",
+                    ),
+                    (self.profile.is_some(), "profile"),
+                ]
+                .into_iter()
+                .filter_map(|(set, source)| set.then_some(source))
+                .collect();
+                if sources.len() > 1 {
+                    bail!(
+                        "[repo] names more than one source of S3 credentials ({}): keep one and remove the rest",
+                        sources.join(", ")
+                    );
+                }
                 if let Some(sse) = &self.sse
                     && sse != "AES256"
                     && sse != "aws:kms"
@@ -196,34 +220,50 @@ impl RepoConfig {
         Ok(())
     }
 
+    /// The one source of S3 keys this section names (`check` refused more than one), else the
+    /// environment.
+    fn s3_credentials(&self) -> anyhow::Result<S3Credentials> {
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            return Ok(S3Credentials::keys(
+                id.clone(),
+                secret.clone(),
+                None,
+                "tidemark configuration",
+            ));
+        }
+        if let Some(profile) = &self.profile {
+            return Ok(S3Credentials::Profile(profile.clone()));
+        }
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        match (
+            variable("AWS_ACCESS_KEY_ID"),
+            variable("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Ok(S3Credentials::keys(
+                id,
+                secret,
+                variable("AWS_SESSION_TOKEN"),
+                "environment",
+            )),
+            _ => bail!(
+                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), or profile = \"NAME\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+        }
+    }
+
     /// The storage this section names.
     pub fn open_storage(&self) -> anyhow::Result<Box<dyn Storage>> {
         Ok(match self.kind {
             RepoType::Local => Box::new(LocalDirectory::new(&self.path)),
             RepoType::S3 => {
-                let (access_key_id, secret_access_key) = match (
-                    &self.access_key_id,
-                    &self.secret_access_key,
-                ) {
-                    (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-                    _ => match (
-                        std::env::var("AWS_ACCESS_KEY_ID"),
-                        std::env::var("AWS_SECRET_ACCESS_KEY"),
-                    ) {
-                        (Ok(id), Ok(secret)) => (id, secret),
-                        _ => bail!(
-                            "no S3 credentials: set access_key_id and secret_access_key in [repo] (in a file of mode 0600), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        ),
-                    },
-                };
+                let credentials = self.s3_credentials()?;
                 Box::new(S3Storage::new(S3Settings {
                     bucket: self.bucket.clone().unwrap_or_default(),
                     prefix: self.prefix.clone().unwrap_or_default(),
                     endpoint: self.endpoint.clone(),
                     region: self.region.clone().unwrap_or_default(),
                     path_style: self.path_style,
-                    access_key_id,
-                    secret_access_key,
+                    credentials,
                     storage_class: self.storage_class.clone(),
                     sse: self.sse.clone(),
                 })?)
@@ -440,6 +480,9 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             config.open_repository().unwrap().storage().location(),
             "s3://pg-archive/prod at http://127.0.0.1:9000"
         );
+        let profile =
+            Config::parse(&format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\n")).unwrap();
+        assert_eq!(profile.repo.profile.as_deref(), Some("prod"));
     }
 
     #[test]
@@ -559,6 +602,20 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\n"),
                 "[repo] has only one of access_key_id and secret_access_key",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}profile = \"\"\n"),
+                "repo.profile is empty: name a profile of the AWS credentials file, or remove profile",
+            ),
+            (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\nprofile = \"prod\"\n"
+                ),
+                "[repo] names more than one source of S3 credentials (access_key_id/secret_access_key, profile): keep one and remove the rest",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "profile = \"prod\""),
+                "repo.profile applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove profile",
             ),
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),
