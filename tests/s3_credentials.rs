@@ -1,11 +1,16 @@
-//! The S3 keys from a named profile of the AWS shared files, against a real S3-compatible server
-//! (`s3s-fs`). Each mistake is one line and exit 1.
+//! The S3 keys' other sources against a real S3-compatible server (`s3s-fs`): a named profile of
+//! the AWS shared credentials file, and `credentials = "instance"` with a stand-in for the EC2
+//! instance metadata service on loopback (pointed at by `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+//! Each mistake is one line and exit 1; no metadata service means a quick failure, not a hang.
 
 mod common;
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::Ran;
 use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
@@ -57,8 +62,17 @@ fn write_owned(path: &Path, text: &str) {
     give_to_owner(path).unwrap();
 }
 
+/// A port on loopback where nothing listens.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[test]
-fn a_profile_gives_the_keys_and_each_mistake_in_it_is_one_line() {
+fn a_profile_or_the_instance_role_gives_the_keys_and_each_profile_mistake_is_one_line() {
     let server = start_server();
     let lab = Lab::new("tm-s3creds-", &common::binaries()).unwrap();
     let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
@@ -129,4 +143,124 @@ fn a_profile_gives_the_keys_and_each_mistake_in_it_is_one_line() {
     let info = tidemark(&lab, &env, &["info"]);
     assert_eq!(info.code, Some(0), "{info:?}");
     assert!(info.stdout.contains("stanza: main"), "{info:?}");
+
+    // The instance's role, from a metadata service that hands out the same keys.
+    let metadata = MetadataService::start();
+    configure(
+        &lab,
+        &server.endpoint,
+        "credentials = \"instance\"",
+        cluster.data_dir(),
+    );
+    let info = tidemark(
+        &lab,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata.endpoint)],
+        &["info"],
+    );
+    assert_eq!(info.code, Some(0), "{info:?}");
+    assert!(info.stdout.contains("stanza: main"), "{info:?}");
+}
+
+#[test]
+fn without_a_metadata_service_instance_credentials_fail_at_once_in_one_line() {
+    let lab = Lab::new("tm-s3imds-", &common::binaries()).unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", closed_port());
+    // The bucket's endpoint is closed too: the keys are needed before it is asked anything.
+    configure(
+        &lab,
+        &format!("http://127.0.0.1:{}", closed_port()),
+        "credentials = \"instance\"",
+        &lab.tmp.path().join("no-cluster"),
+    );
+    let started = Instant::now();
+    let ran = tidemark(
+        &lab,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &nowhere)],
+        &["info"],
+    );
+    let took = started.elapsed();
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    let line = ran.only_line();
+    assert!(
+        line.starts_with(&format!(
+            "tidemark: ERROR: get S3 credentials from the EC2 instance metadata service at {nowhere}: "
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            "credentials = \"instance\" needs an EC2 instance with an IAM role (elsewhere give keys or a profile)"
+        ),
+        "{line}"
+    );
+    // The fetch gives up after 5 s at most; the rest is slack for a loaded machine.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A stand-in for the EC2 instance metadata service (IMDSv2): a session token for a PUT, then
+/// the role's name and its keys (those of the test server) for GETs that carry the token.
+struct MetadataService {
+    endpoint: String,
+}
+
+impl MetadataService {
+    const TOKEN: &str = "test-token";
+    const ROLE: &str = "tidemark-role";
+
+    fn start() -> MetadataService {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        // Lives as long as the test process; each connection is one request.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let _ = MetadataService::answer(stream.unwrap());
+            }
+        });
+        MetadataService { endpoint }
+    }
+
+    fn answer(mut stream: TcpStream) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        let mut token = None;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header)?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("x-aws-ec2-metadata-token")
+            {
+                token = Some(value.trim().to_owned());
+            }
+        }
+        let mut words = request_line.split_whitespace();
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let role_path = format!("/latest/meta-data/iam/security-credentials/{}", Self::ROLE);
+        let keys = format!(
+            r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"{ACCESS_KEY}","SecretAccessKey":"{SECRET_KEY}","Token":"session","Expiration":"2099-01-01T00:00:00Z"}}"#
+        );
+        let authorized = token.as_deref() == Some(Self::TOKEN);
+        let (status, extra, body) = match (method, path) {
+            ("PUT", "/latest/api/token") => (
+                "200 OK",
+                "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+                Self::TOKEN.to_owned(),
+            ),
+            ("GET", "/latest/meta-data/iam/security-credentials/") if authorized => {
+                ("200 OK", "", Self::ROLE.to_owned())
+            }
+            ("GET", path) if authorized && path == role_path => ("200 OK", "", keys),
+            ("GET", _) if !authorized => ("401 Unauthorized", "", String::new()),
+            _ => ("404 Not Found", "", String::new()),
+        };
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
 }

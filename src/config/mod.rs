@@ -97,6 +97,14 @@ pub enum RepoType {
     S3,
 }
 
+/// `[repo] credentials`: a source of S3 keys that is neither written in the file nor a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// The EC2 instance metadata service (IMDSv2), for the instance's IAM role.
+    Instance,
+}
+
 /// `[repo]`: where and how objects are stored.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +125,8 @@ pub struct RepoConfig {
     pub secret_access_key: Option<String>,
     /// A profile of the AWS shared credentials file (and config file) to take the keys from.
     pub profile: Option<String>,
+    /// Another source of the keys, asked only when named here.
+    pub credentials: Option<CredentialSource>,
     pub storage_class: Option<String>,
     pub sse: Option<String>,
     /// Compression of new objects.
@@ -128,7 +138,7 @@ pub struct RepoConfig {
 
 impl RepoConfig {
     /// The keys that only type "s3" takes, with whether each is set.
-    fn s3_keys(&self) -> [(&'static str, bool); 10] {
+    fn s3_keys(&self) -> [(&'static str, bool); 11] {
         [
             ("bucket", self.bucket.is_some()),
             ("prefix", self.prefix.is_some()),
@@ -138,6 +148,7 @@ impl RepoConfig {
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
             ("profile", self.profile.is_some()),
+            ("credentials", self.credentials.is_some()),
             ("storage_class", self.storage_class.is_some()),
             ("sse", self.sse.is_some()),
         ]
@@ -199,6 +210,7 @@ impl RepoConfig {
                         "access_key_id/secret_access_key",
                     ),
                     (self.profile.is_some(), "profile"),
+                    (self.credentials.is_some(), "credentials = \"instance\""),
                 ]
                 .into_iter()
                 .filter_map(|(set, source)| set.then_some(source))
@@ -234,6 +246,9 @@ impl RepoConfig {
         if let Some(profile) = &self.profile {
             return Ok(S3Credentials::Profile(profile.clone()));
         }
+        if self.credentials == Some(CredentialSource::Instance) {
+            return Ok(S3Credentials::InstanceMetadata);
+        }
         let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
         match (
             variable("AWS_ACCESS_KEY_ID"),
@@ -246,7 +261,7 @@ impl RepoConfig {
                 "environment",
             )),
             _ => bail!(
-                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), or profile = \"NAME\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), profile = \"NAME\" or credentials = \"instance\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             ),
         }
     }
@@ -483,6 +498,11 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
         let profile =
             Config::parse(&format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\n")).unwrap();
         assert_eq!(profile.repo.profile.as_deref(), Some("prod"));
+        let instance = Config::parse(&format!(
+            "[repo]\ntype = \"s3\"\n{S3}credentials = \"instance\"\n"
+        ))
+        .unwrap();
+        assert_eq!(instance.repo.credentials, Some(CredentialSource::Instance));
     }
 
     #[test]
@@ -604,6 +624,10 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
                 "[repo] has only one of access_key_id and secret_access_key",
             ),
             (
+                format!("[repo]\ntype = \"s3\"\n{S3}credentials = \"static\"\n"),
+                "line 5: unknown variant `static`, expected `instance`",
+            ),
+            (
                 format!("[repo]\ntype = \"s3\"\n{S3}profile = \"\"\n"),
                 "repo.profile is empty: name a profile of the AWS credentials file, or remove profile",
             ),
@@ -614,8 +638,24 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
                 "[repo] names more than one source of S3 credentials (access_key_id/secret_access_key, profile): keep one and remove the rest",
             ),
             (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\ncredentials = \"instance\"\n"
+                ),
+                "[repo] names more than one source of S3 credentials (profile, credentials = \"instance\"): keep one",
+            ),
+            (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\ncredentials = \"instance\"\n"
+                ),
+                "(access_key_id/secret_access_key, credentials = \"instance\"): keep one",
+            ),
+            (
                 GOOD.replace("compress = \"lz4\"", "profile = \"prod\""),
                 "repo.profile applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove profile",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "credentials = \"instance\""),
+                "repo.credentials applies to type = \"s3\" only",
             ),
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),

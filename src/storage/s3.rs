@@ -55,7 +55,7 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| StorageError::from_io("start the S3 client's runtime", e))?;
-        let credentials = credentials_provider(&settings.credentials)?;
+        let credentials = credentials_provider(&settings.credentials, &runtime)?;
         let mut config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
@@ -134,7 +134,7 @@ fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
