@@ -14,7 +14,9 @@ use crate::repo::layout::check_stanza_name;
 use crate::repo::{Compression, Repository, WriteSettings};
 use crate::storage::faulty::{self, FAULT_INJECTION_VARIABLE};
 use crate::storage::s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::storage::{FaultyStorage, LocalDirectory, S3Settings, S3Storage, Storage};
+use crate::storage::{
+    FaultyStorage, LocalDirectory, S3Credentials, S3Settings, S3Storage, Storage,
+};
 use crate::units::ByteSize;
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
@@ -101,6 +103,14 @@ pub enum RepoType {
     S3,
 }
 
+/// `[repo] credentials`: a source of S3 keys that is neither written in the file nor a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// The EC2 instance metadata service (IMDSv2), for the instance's IAM role.
+    Instance,
+}
+
 /// `[repo]`: where and how objects are stored.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +129,10 @@ pub struct RepoConfig {
     pub path_style: bool,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// A profile of the AWS shared credentials file (and config file) to take the keys from.
+    pub profile: Option<String>,
+    /// Another source of the keys, asked only when named here.
+    pub credentials: Option<CredentialSource>,
     pub storage_class: Option<String>,
     pub sse: Option<String>,
     /// Objects larger than this go up in a multipart upload, in parts of this size.
@@ -132,7 +146,7 @@ pub struct RepoConfig {
 
 impl RepoConfig {
     /// The keys that only type "s3" takes, with whether each is set.
-    fn s3_keys(&self) -> [(&'static str, bool); 10] {
+    fn s3_keys(&self) -> [(&'static str, bool); 12] {
         [
             ("bucket", self.bucket.is_some()),
             ("prefix", self.prefix.is_some()),
@@ -141,6 +155,8 @@ impl RepoConfig {
             ("path_style", self.path_style),
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
+            ("profile", self.profile.is_some()),
+            ("credentials", self.credentials.is_some()),
             ("storage_class", self.storage_class.is_some()),
             ("sse", self.sse.is_some()),
             ("multipart_part_size", self.multipart_part_size.is_some()),
@@ -192,6 +208,28 @@ impl RepoConfig {
                         "[repo] has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                     );
                 }
+                if self.profile.as_deref() == Some("") {
+                    bail!(
+                        "repo.profile is empty: name a profile of the AWS credentials file, or remove profile"
+                    );
+                }
+                let sources: Vec<&str> = [
+                    (
+                        self.access_key_id.is_some(),
+                        "access_key_id/secret_access_key",
+                    ),
+                    (self.profile.is_some(), "profile"),
+                    (self.credentials.is_some(), "credentials = \"instance\""),
+                ]
+                .into_iter()
+                .filter_map(|(set, source)| set.then_some(source))
+                .collect();
+                if sources.len() > 1 {
+                    bail!(
+                        "[repo] names more than one source of S3 credentials ({}): keep one and remove the rest",
+                        sources.join(", ")
+                    );
+                }
                 if let Some(sse) = &self.sse
                     && sse != "AES256"
                     && sse != "aws:kms"
@@ -208,6 +246,40 @@ impl RepoConfig {
             }
         }
         Ok(())
+    }
+
+    /// The one source of S3 keys this section names (`check` refused more than one), else the
+    /// environment.
+    fn s3_credentials(&self) -> anyhow::Result<S3Credentials> {
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            return Ok(S3Credentials::keys(
+                id.clone(),
+                secret.clone(),
+                None,
+                "tidemark configuration",
+            ));
+        }
+        if let Some(profile) = &self.profile {
+            return Ok(S3Credentials::Profile(profile.clone()));
+        }
+        if self.credentials == Some(CredentialSource::Instance) {
+            return Ok(S3Credentials::InstanceMetadata);
+        }
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        match (
+            variable("AWS_ACCESS_KEY_ID"),
+            variable("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Ok(S3Credentials::keys(
+                id,
+                secret,
+                variable("AWS_SESSION_TOKEN"),
+                "environment",
+            )),
+            _ => bail!(
+                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), profile = \"NAME\" or credentials = \"instance\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+        }
     }
 
     /// The storage this section names; under faults when the environment asks for them (see
@@ -233,29 +305,14 @@ impl RepoConfig {
         Ok(match self.kind {
             RepoType::Local => Box::new(LocalDirectory::new(&self.path)),
             RepoType::S3 => {
-                let (access_key_id, secret_access_key) = match (
-                    &self.access_key_id,
-                    &self.secret_access_key,
-                ) {
-                    (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-                    _ => match (
-                        std::env::var("AWS_ACCESS_KEY_ID"),
-                        std::env::var("AWS_SECRET_ACCESS_KEY"),
-                    ) {
-                        (Ok(id), Ok(secret)) => (id, secret),
-                        _ => bail!(
-                            "no S3 credentials: set access_key_id and secret_access_key in [repo] (in a file of mode 0600), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        ),
-                    },
-                };
+                let credentials = self.s3_credentials()?;
                 Box::new(S3Storage::new(S3Settings {
                     bucket: self.bucket.clone().unwrap_or_default(),
                     prefix: self.prefix.clone().unwrap_or_default(),
                     endpoint: self.endpoint.clone(),
                     region: self.region.clone().unwrap_or_default(),
                     path_style: self.path_style,
-                    access_key_id,
-                    secret_access_key,
+                    credentials,
                     storage_class: self.storage_class.clone(),
                     sse: self.sse.clone(),
                     multipart_part_size: self
@@ -482,6 +539,14 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
         ))
         .unwrap();
         assert_eq!(in_bytes.repo.multipart_part_size, Some(ByteSize(5 << 20)));
+        let profile =
+            Config::parse(&format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\n")).unwrap();
+        assert_eq!(profile.repo.profile.as_deref(), Some("prod"));
+        let instance = Config::parse(&format!(
+            "[repo]\ntype = \"s3\"\n{S3}credentials = \"instance\"\n"
+        ))
+        .unwrap();
+        assert_eq!(instance.repo.credentials, Some(CredentialSource::Instance));
     }
 
     #[test]
@@ -601,6 +666,40 @@ conninfo = "host=/var/run/postgresql port=5432 user=postgres"
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\n"),
                 "[repo] has only one of access_key_id and secret_access_key",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}credentials = \"static\"\n"),
+                "line 5: unknown variant `static`, expected `instance`",
+            ),
+            (
+                format!("[repo]\ntype = \"s3\"\n{S3}profile = \"\"\n"),
+                "repo.profile is empty: name a profile of the AWS credentials file, or remove profile",
+            ),
+            (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\nprofile = \"prod\"\n"
+                ),
+                "[repo] names more than one source of S3 credentials (access_key_id/secret_access_key, profile): keep one and remove the rest",
+            ),
+            (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\ncredentials = \"instance\"\n"
+                ),
+                "[repo] names more than one source of S3 credentials (profile, credentials = \"instance\"): keep one",
+            ),
+            (
+                format!(
+                    "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\ncredentials = \"instance\"\n"
+                ),
+                "(access_key_id/secret_access_key, credentials = \"instance\"): keep one",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "profile = \"prod\""),
+                "repo.profile applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove profile",
+            ),
+            (
+                GOOD.replace("compress = \"lz4\"", "credentials = \"instance\""),
+                "repo.credentials applies to type = \"s3\" only",
             ),
             (
                 format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),

@@ -13,11 +13,13 @@
 //! Backends: [`LocalDirectory`] (the default), [`MemoryStorage`] and the test wrapper
 //! [`FaultyStorage`], which injects the failures object stores really have.
 
+mod aws_profile;
 pub mod faulty;
 pub mod local;
 pub mod memory;
 pub mod probe;
 pub mod s3;
+pub mod s3_credentials;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -29,6 +31,7 @@ pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
 pub use s3::{S3Settings, S3Storage};
+pub use s3_credentials::S3Credentials;
 
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;

@@ -18,6 +18,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 
+use super::s3_credentials::{S3Credentials, credentials_provider};
 use super::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
     StorageError, copy_body,
@@ -36,8 +37,8 @@ pub struct S3Settings {
     pub region: String,
     /// Bucket in the path (`host/bucket/key`) rather than the host name, as MinIO wants.
     pub path_style: bool,
-    pub access_key_id: String,
-    pub secret_access_key: String,
+    /// Where the keys come from; nothing else is looked at.
+    pub credentials: S3Credentials,
     pub storage_class: Option<String>,
     /// Server-side encryption (`AES256` or `aws:kms`).
     pub sse: Option<String>,
@@ -61,13 +62,7 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| StorageError::from_io("start the S3 client's runtime", e))?;
-        let credentials = aws_sdk_s3::config::Credentials::new(
-            &settings.access_key_id,
-            &settings.secret_access_key,
-            None,
-            None,
-            "tidemark configuration",
-        );
+        let credentials = credentials_provider(&settings.credentials, &runtime)?;
         let mut config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
@@ -146,7 +141,7 @@ fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tidemark::storage::s3::MIN_PART_SIZE;
-use tidemark::storage::{Cancel, ObjectKey, S3Settings, S3Storage, Storage};
+use tidemark::storage::{Cancel, ObjectKey, S3Credentials, S3Settings, S3Storage, Storage};
 
 pub const ACCESS_KEY: &str = "tidemark-test";
 pub const SECRET_KEY: &str = "tidemark-test-secret";
@@ -119,8 +119,12 @@ pub fn test_settings(endpoint: &str, prefix: &str) -> S3Settings {
         endpoint: Some(endpoint.to_owned()),
         region: "us-east-1".to_owned(),
         path_style: true,
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: SECRET_KEY.to_owned(),
+        credentials: S3Credentials::keys(
+            ACCESS_KEY.to_owned(),
+            SECRET_KEY.to_owned(),
+            None,
+            "test",
+        ),
         storage_class: None,
         sse: None,
         multipart_part_size: MIN_PART_SIZE,
