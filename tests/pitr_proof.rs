@@ -104,20 +104,6 @@ fn random_instant(rows: &[CommittedRow], range: std::ops::Range<usize>) -> (usiz
     (index, workload::instant_between(rows, index).unwrap())
 }
 
-fn is_segment_name(name: &str) -> bool {
-    name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// The segments (history files left out) PostgreSQL got through `tidemark-restore`, from its
-/// `restored` lines in a server log, in the order asked.
-fn fetched_segments(log: &str) -> Vec<String> {
-    log.lines()
-        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .filter(|name| is_segment_name(name))
-        .collect()
-}
-
 /// The segments PostgreSQL asked `tidemark-restore` for and did not get, because they are not
 /// archived (yet).
 fn unarchived_segments_asked_for(log: &str) -> Vec<String> {
@@ -125,7 +111,7 @@ fn unarchived_segments_asked_for(log: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: "))
         .filter(|rest| rest.contains(" is not in the archive of stanza "))
         .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .filter(|name| is_segment_name(name))
+        .filter(|name| common::is_segment_name(name))
         .collect()
 }
 
@@ -233,7 +219,7 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
         .iter()
         .map(|s| s.as_str().unwrap().to_owned())
         .collect();
-    let fetched = fetched_segments(&log);
+    let fetched = common::fetched_segments(&log);
     let planned_set: BTreeSet<&String> = planned.iter().collect();
     let fetched_set: BTreeSet<&String> = fetched.iter().collect();
     if planned_set != fetched_set {

@@ -215,6 +215,20 @@ pub fn with_other_content(segment: &[u8]) -> Vec<u8> {
     changed
 }
 
+pub fn is_segment_name(name: &str) -> bool {
+    name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The segments (history files left out) PostgreSQL got through `tidemark-restore`, from its
+/// `restored` lines in a server log, in the order asked.
+pub fn fetched_segments(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .filter(|name| is_segment_name(name))
+        .collect()
+}
+
 /// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
