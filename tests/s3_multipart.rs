@@ -326,8 +326,32 @@ fn cancelling_after_a_part_was_stored_leaves_no_object_and_no_upload() {
     assert!(store.get(&k).unwrap() == bytes);
 }
 
+/// Everything logged in this test process from now on (the S3 client logs from its own
+/// threads, so the capture is process-wide; only one test here installs it).
+fn capture_log() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let shared = Shared(Arc::clone(&buffer));
+    tracing_subscriber::fmt()
+        .with_writer(move || shared.clone())
+        .with_ansi(false)
+        .init();
+    buffer
+}
+
 #[test]
 fn a_part_that_fails_on_every_retry_aborts_the_upload() {
+    let log = capture_log();
     let server = start_server();
     let proxy = start_proxy(&server.endpoint, Some(2));
     let store = store(&proxy.endpoint);
@@ -348,6 +372,16 @@ fn a_part_that_fails_on_every_retry_aborts_the_upload() {
         .filter(|r| r.is_upload_part() && r.query("partNumber") == Some("2"))
         .count();
     assert_eq!(attempts, 5, "the SDK tried part 2 five times in all");
+    // Each retry was logged as it happened.
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    for attempt in 2..=5 {
+        assert!(
+            log.contains(&format!(
+                "S3 UploadPart failed; trying again, attempt {attempt} of 5"
+            )),
+            "{log}"
+        );
+    }
     // The abort comes after every part sent has been answered, so no part lands after it.
     let abort = seen
         .iter()

@@ -4,11 +4,12 @@
 //! CRC-32C the server checks; reads are ranged and streamed. An object up to the part size goes
 //! up in one PUT, read whole into memory first; a larger one in a multipart upload (see
 //! `s3/multipart.rs`), which is aborted whenever it does not complete, so a failed put leaves
-//! neither an object nor stored parts. The SDK retries throttling, 5xx answers, timeouts and resets with
-//! backoff and jitter, a bounded number of times; what still fails is a `Transient` error the
-//! caller may retry.
+//! neither an object nor stored parts. The SDK retries throttling, 5xx answers, timeouts and
+//! resets with backoff and jitter, a bounded number of times, each retry logged; what still
+//! fails is a `Transient` error the caller may retry.
 
 mod multipart;
+mod retry_log;
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub struct S3Storage {
     runtime: Arc<tokio::runtime::Runtime>,
 }
 
+/// Attempts of one request, the first included, before its failure is the caller's.
+const MAX_ATTEMPTS: u32 = 5;
+
 impl S3Storage {
     pub fn new(settings: S3Settings) -> Result<S3Storage, StorageError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -68,7 +72,12 @@ impl S3Storage {
             .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
             .credentials_provider(credentials)
             .force_path_style(settings.path_style)
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5));
+            .retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+            )
+            .interceptor(retry_log::RetryLog {
+                max_attempts: MAX_ATTEMPTS,
+            });
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
         }
