@@ -24,21 +24,27 @@
 //!   already pushed, one synchronous push, one `tidemark-restore` served from the prefetch spool
 //!   and one fetched directly, next to `cp` and pgBackRest for the same files. These run as the
 //!   bench's own user, without PostgreSQL, so no `runuser` start-up is counted.
+//! * **S3**: Tidemark work-ahead (default workers) drains the backlog into a local directory and
+//!   into a bucket on `s3s-fs` (started on a free loopback port), and replays with the default
+//!   prefetch from each; the ratios S3 / local are set against the issue's 2× and 1.3×.
 //!
 //! Medians over the rounds (3, or `TIDEMARK_BENCH_ROUNDS`); the order of the tools rotates each
 //! round. Prints a table and the ratios the issue sets targets for, and writes
 //! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
-//! (installed with apt-get when run as root and missing), and about 8 GiB free in /tmp. Run:
+//! (installed with apt-get when run as root and missing), `s3s-fs` (see `tests/common/s3.rs`),
+//! and about 8 GiB free in /tmp. Run:
 //! `cargo bench --bench hot_paths` (about 15 minutes on 2 cores).
 
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
 use tidemark::demo::lab::Lab;
@@ -61,6 +67,29 @@ const CALLS: usize = 15;
 const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
      (SELECT count(*) || '/' || coalesce(sum(delta), 0) FROM pgbench_history)";
 
+/// Where Tidemark's repository is: a local directory, or a bucket on `s3s-fs` on loopback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repo {
+    Dir,
+    S3,
+}
+
+impl Repo {
+    fn label(self) -> &'static str {
+        match self {
+            Repo::Dir => "",
+            Repo::S3 => ", S3",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Repo::Dir => "",
+            Repo::S3 => "_s3",
+        }
+    }
+}
+
 /// How a run archives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Archiver {
@@ -69,7 +98,7 @@ enum Archiver {
     PgBackRestSync,
     PgBackRestAsync,
     TidemarkSync,
-    TidemarkWorkAhead { workers: usize },
+    TidemarkWorkAhead { workers: usize, repo: Repo },
 }
 
 /// The work-ahead runs compared: as many pushes at once as cores (the default), and twice as
@@ -80,8 +109,14 @@ const ARCHIVERS: [Archiver; 7] = [
     Archiver::PgBackRestSync,
     Archiver::PgBackRestAsync,
     Archiver::TidemarkSync,
-    Archiver::TidemarkWorkAhead { workers: 2 },
-    Archiver::TidemarkWorkAhead { workers: 4 },
+    Archiver::TidemarkWorkAhead {
+        workers: 2,
+        repo: Repo::Dir,
+    },
+    Archiver::TidemarkWorkAhead {
+        workers: 4,
+        repo: Repo::Dir,
+    },
 ];
 
 impl Archiver {
@@ -92,8 +127,8 @@ impl Archiver {
             Archiver::PgBackRestSync => "pgbackrest sync (lz4)".to_owned(),
             Archiver::PgBackRestAsync => "pgbackrest async (lz4, 2 proc)".to_owned(),
             Archiver::TidemarkSync => "tidemark sync".to_owned(),
-            Archiver::TidemarkWorkAhead { workers } => {
-                format!("tidemark work-ahead, {workers} workers")
+            Archiver::TidemarkWorkAhead { workers, repo } => {
+                format!("tidemark work-ahead, {workers} workers{}", repo.label())
             }
         }
     }
@@ -105,7 +140,9 @@ impl Archiver {
             Archiver::PgBackRestSync => "pgbackrest_sync".to_owned(),
             Archiver::PgBackRestAsync => "pgbackrest_async".to_owned(),
             Archiver::TidemarkSync => "tidemark_sync".to_owned(),
-            Archiver::TidemarkWorkAhead { workers } => format!("tidemark_work_ahead_{workers}"),
+            Archiver::TidemarkWorkAhead { workers, repo } => {
+                format!("tidemark_work_ahead_{workers}{}", repo.key())
+            }
         }
     }
 }
@@ -123,6 +160,7 @@ enum Replayer {
     PgBackRestAsync,
     Tidemark {
         prefetch: usize,
+        repo: Repo,
     },
 }
 
@@ -132,10 +170,22 @@ const REPLAYERS: [Replayer; 9] = [
     Replayer::Cp,
     Replayer::PgBackRestSync,
     Replayer::PgBackRestAsync,
-    Replayer::Tidemark { prefetch: 0 },
-    Replayer::Tidemark { prefetch: 2 },
-    Replayer::Tidemark { prefetch: 8 },
-    Replayer::Tidemark { prefetch: 32 },
+    Replayer::Tidemark {
+        prefetch: 0,
+        repo: Repo::Dir,
+    },
+    Replayer::Tidemark {
+        prefetch: 2,
+        repo: Repo::Dir,
+    },
+    Replayer::Tidemark {
+        prefetch: 8,
+        repo: Repo::Dir,
+    },
+    Replayer::Tidemark {
+        prefetch: 32,
+        repo: Repo::Dir,
+    },
 ];
 
 impl Replayer {
@@ -146,8 +196,12 @@ impl Replayer {
             Replayer::Cp => "cp".to_owned(),
             Replayer::PgBackRestSync => "pgbackrest archive-get sync".to_owned(),
             Replayer::PgBackRestAsync => "pgbackrest archive-get async".to_owned(),
-            Replayer::Tidemark { prefetch: 0 } => "tidemark, no prefetch".to_owned(),
-            Replayer::Tidemark { prefetch } => format!("tidemark, prefetch {prefetch}"),
+            Replayer::Tidemark { prefetch: 0, repo } => {
+                format!("tidemark, no prefetch{}", repo.label())
+            }
+            Replayer::Tidemark { prefetch, repo } => {
+                format!("tidemark, prefetch {prefetch}{}", repo.label())
+            }
         }
     }
 
@@ -158,7 +212,9 @@ impl Replayer {
             Replayer::Cp => "cp".to_owned(),
             Replayer::PgBackRestSync => "pgbackrest_sync".to_owned(),
             Replayer::PgBackRestAsync => "pgbackrest_async".to_owned(),
-            Replayer::Tidemark { prefetch } => format!("tidemark_prefetch_{prefetch}"),
+            Replayer::Tidemark { prefetch, repo } => {
+                format!("tidemark_prefetch_{prefetch}{}", repo.key())
+            }
         }
     }
 }
@@ -220,6 +276,8 @@ struct Bench {
     cp_archive: PathBuf,
     pgbackrest_repo: PathBuf,
     tidemark_repo: PathBuf,
+    /// The `s3s-fs` server whose bucket is [`Repo::S3`], when the `s3` part runs.
+    s3: Option<S3Server>,
     content: String,
     backlog_segments: usize,
 }
@@ -229,17 +287,43 @@ impl Bench {
         self.lab.tmp.path()
     }
 
-    /// A Tidemark configuration file for `repo`, with `extra` sections appended.
-    fn tidemark_config(&self, name: &str, repo: &Path, extra: &str) -> anyhow::Result<PathBuf> {
+    fn s3(&self) -> anyhow::Result<&S3Server> {
+        self.s3.as_ref().context("s3s-fs was not started")
+    }
+
+    /// Empties Tidemark's repository at `repo`.
+    fn fresh_tidemark_repo(&self, repo: Repo) -> anyhow::Result<()> {
+        match repo {
+            Repo::Dir => fresh_dir(&self.tidemark_repo).map(|_| ()),
+            Repo::S3 => {
+                // s3s-fs keeps a bucket's objects as files in its directory.
+                let bucket = self.s3()?.data_dir().join(BUCKET);
+                remove_if_present(&bucket)?;
+                fs::create_dir(&bucket).with_context(|| format!("create {}", bucket.display()))
+            }
+        }
+    }
+
+    /// A Tidemark configuration file for `repo`, with `extra` sections appended; mode 0600, as
+    /// one holding an S3 secret must be.
+    fn tidemark_config(&self, name: &str, repo: Repo, extra: &str) -> anyhow::Result<PathBuf> {
+        let section = match repo {
+            Repo::Dir => format!("path = \"{}\"\n", self.tidemark_repo.display()),
+            Repo::S3 => format!(
+                "type = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+                 path_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
+                self.s3()?.endpoint
+            ),
+        };
         let path = self.tmp().join(format!("{name}.toml"));
         write_owned(
             &path,
             &format!(
-                "[repo]\npath = \"{}\"\n{extra}\n[stanza.main]\npgdata = \"{}\"\n",
-                repo.display(),
+                "[repo]\n{section}{extra}\n[stanza.main]\npgdata = \"{}\"\n",
                 self.run.display()
             ),
         )?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         Ok(path)
     }
 
@@ -318,14 +402,15 @@ impl Bench {
                 self.pgbackrest_command(&config, "archive-push %p")
             }
             Archiver::TidemarkSync | Archiver::TidemarkWorkAhead { .. } => {
-                fresh_dir(&self.tidemark_repo)?;
-                let extra = match archiver {
-                    Archiver::TidemarkWorkAhead { workers } => {
-                        format!("[archive]\nasync = true\nworkers = {workers}\n")
-                    }
-                    _ => String::new(),
+                let (repo, extra) = match archiver {
+                    Archiver::TidemarkWorkAhead { workers, repo } => (
+                        repo,
+                        format!("[archive]\nasync = true\nworkers = {workers}\n"),
+                    ),
+                    _ => (Repo::Dir, String::new()),
                 };
-                let config = self.tidemark_config("archive", &self.tidemark_repo, &extra)?;
+                self.fresh_tidemark_repo(repo)?;
+                let config = self.tidemark_config("archive", repo, &extra)?;
                 run_as_owner(
                     &self.lab.bin_dir.join("tidemark"),
                     &[
@@ -412,10 +497,10 @@ impl Bench {
                     self.pgbackrest_config("restore", replayer == Replayer::PgBackRestAsync)?;
                 Some(self.pgbackrest_command(&config, "archive-get %f \"%p\""))
             }
-            Replayer::Tidemark { prefetch } => {
+            Replayer::Tidemark { prefetch, repo } => {
                 let config = self.tidemark_config(
                     "restore",
-                    &self.tidemark_repo,
+                    repo,
                     &format!("[restore]\nprefetch = {prefetch}\n"),
                 )?;
                 Some(format!(
@@ -772,7 +857,12 @@ fn main() -> anyhow::Result<()> {
         "only {:.2} GiB of WAL; the bench wants at least 1 GiB",
         gib(wal_bytes)
     );
+    // For a quicker look at one part: TIDEMARK_BENCH_ONLY=replay (or drain, calls, s3; a list).
+    // The replay of pgBackRest, cp and Tidemark reads what their drains archived.
+    let only = std::env::var("TIDEMARK_BENCH_ONLY").unwrap_or_default();
+    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
     let bench = Bench {
+        s3: runs("s3").then(common::s3::start_server),
         pgbackrest,
         backlog,
         base,
@@ -786,12 +876,14 @@ fn main() -> anyhow::Result<()> {
     };
     fresh_dir(&bench.tmp().join("pgbackrest"))?;
 
-    // For a quicker look at one part: TIDEMARK_BENCH_ONLY=replay (or drain, calls; a list).
-    // The replay of pgBackRest, cp and Tidemark reads what their drains archived.
-    let only = std::env::var("TIDEMARK_BENCH_ONLY").unwrap_or_default();
-    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
     let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
-    let drain_rounds = if runs("drain") { rounds } else { 1 };
+    let drain_rounds = if runs("drain") {
+        rounds
+    } else if runs("replay") || runs("calls") {
+        1
+    } else {
+        0
+    };
     in_rotation(drain_rounds, &ARCHIVERS, |round, index, archiver| {
         let took = bench
             .drain(archiver)
@@ -827,6 +919,39 @@ fn main() -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    // Tidemark as configured by default on this machine, except that work-ahead is on.
+    let defaults = tidemark::config::Config::parse("[repo]\npath = \"/r\"\n")?;
+    let workers = defaults.archive.workers();
+    let prefetch = defaults.restore.prefetch();
+    // S3 against local, each drain followed by its replay so that replay reads what it archived.
+    let s3_rounds = if runs("s3") { rounds } else { 0 };
+    let mut s3_drains: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut s3_replays: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    in_rotation(s3_rounds, &[Repo::Dir, Repo::S3], |round, index, repo| {
+        let archiver = Archiver::TidemarkWorkAhead { workers, repo };
+        let took = bench
+            .drain(archiver)
+            .with_context(|| format!("s3 round {}: {}", round + 1, archiver.label()))?;
+        println!(
+            "s3     round {}: {:<36} {:>7.2} s",
+            round + 1,
+            archiver.label(),
+            took.as_secs_f64()
+        );
+        s3_drains[index].push(took.as_secs_f64());
+        let replayer = Replayer::Tidemark { prefetch, repo };
+        let (took, calls) = bench
+            .replay(replayer)
+            .with_context(|| format!("s3 round {}: {}", round + 1, replayer.label()))?;
+        println!(
+            "s3     round {}: {:<36} {:>7.2} s  {calls}",
+            round + 1,
+            replayer.label(),
+            took.as_secs_f64()
+        );
+        s3_replays[index].push(took.as_secs_f64());
+        Ok(())
+    })?;
 
     let drain_median =
         |a: Archiver| median(&drains[ARCHIVERS.iter().position(|x| *x == a).unwrap()]);
@@ -852,13 +977,28 @@ fn main() -> anyhow::Result<()> {
     for (label, ms) in &calls {
         println!("  {label:<52} {ms:>6.1} ms");
     }
-    // The ratios are for Tidemark as configured by default on this machine.
-    let defaults = tidemark::config::Config::parse("[repo]\npath = \"/r\"\n")?;
     let work_ahead = drain_median(Archiver::TidemarkWorkAhead {
-        workers: defaults.archive.workers(),
+        workers,
+        repo: Repo::Dir,
     });
+    let s3_drain = [median(&s3_drains[0]), median(&s3_drains[1])];
+    let s3_replay = [median(&s3_replays[0]), median(&s3_replays[1])];
+    println!(
+        "\nS3 (s3s-fs on loopback) against local, work-ahead with {workers} workers and prefetch {prefetch}"
+    );
+    println!("                                     local         S3   S3/local");
+    for (label, [local, s3]) in [
+        ("archiving drain", s3_drain),
+        ("replay to promotion", s3_replay),
+    ] {
+        println!(
+            "  {label:<32} {local:>7.2} s  {s3:>7.2} s  {:>8.2}",
+            s3 / local
+        );
+    }
     let prefetch = replay_median(Replayer::Tidemark {
-        prefetch: defaults.restore.prefetch(),
+        prefetch,
+        repo: Repo::Dir,
     });
     let ratios = [
         (
@@ -885,6 +1025,14 @@ fn main() -> anyhow::Result<()> {
             "pgbackrest async / tidemark prefetch (replay; target >= 1.5)",
             replay_median(Replayer::PgBackRestAsync) / prefetch,
         ),
+        (
+            "S3 / local, tidemark work-ahead (drain; target <= 2)",
+            s3_drain[1] / s3_drain[0],
+        ),
+        (
+            "S3 / local, tidemark prefetch (replay; target <= 1.3)",
+            s3_replay[1] / s3_replay[0],
+        ),
     ];
     println!("\nratios");
     for (label, ratio) in &ratios {
@@ -898,6 +1046,13 @@ fn main() -> anyhow::Result<()> {
         "pgbackrest_version": pgbackrest_version,
         "drain_s": ARCHIVERS.iter().enumerate().map(|(i, a)| (a.key(), serde_json::json!({"median": median(&drains[i]), "runs": drains[i]}))).collect::<serde_json::Map<_, _>>(),
         "replay_s": REPLAYERS.iter().enumerate().map(|(i, r)| (r.key(), serde_json::json!({"median": median(&replays[i]), "runs": replays[i]}))).collect::<serde_json::Map<_, _>>(),
+        "s3_s": {
+            "workers": workers,
+            "drain_local": {"median": s3_drain[0], "runs": s3_drains[0]},
+            "drain_s3": {"median": s3_drain[1], "runs": s3_drains[1]},
+            "replay_local": {"median": s3_replay[0], "runs": s3_replays[0]},
+            "replay_s3": {"median": s3_replay[1], "runs": s3_replays[1]},
+        },
         "single_call_ms": calls.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "elapsed_s": bench_started.elapsed().as_secs_f64(),

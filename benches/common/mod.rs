@@ -1,7 +1,10 @@
 //! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
-//! removing and syncing between runs, and medians.
+//! removing and syncing between runs, and medians; and the tests' `s3s-fs` starter.
 
 #![allow(dead_code)] // Each bench uses its own subset.
+
+#[path = "../../tests/common/s3.rs"]
+pub mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};

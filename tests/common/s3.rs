@@ -1,4 +1,4 @@
-//! An S3-compatible server for tests: `s3s-fs` (install it with
+//! An S3-compatible server for tests (and benches, which include this file): `s3s-fs` (install it with
 //! `cargo install s3s-fs@0.14.1 --features binary --locked`; `.ci/run` does), started on a free
 //! loopback port with its own directory and keys. A missing `s3s-fs` fails the test.
 
