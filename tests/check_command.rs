@@ -38,7 +38,7 @@ fn tidemark(lab: &Lab, command: &str) -> Ran {
 /// Asserts `check` failed with one line containing `expected`.
 fn assert_refused(ran: &Ran, expected: &str, case: &str) {
     assert_eq!(ran.code, Some(1), "{case}: {ran:?}");
-    let line = ran.only_line();
+    let line = ran.only_line_after_retries();
     eprintln!("{line}");
     assert!(line.contains(expected), "{case}: {line}");
 }

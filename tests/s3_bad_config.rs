@@ -81,7 +81,7 @@ fn each_wrong_s3_setting_is_one_line_and_exit_1() {
             &["--config", &config_path, "stanza-create"],
         );
         assert_eq!(ran.code, Some(1), "{repo}: {ran:?}");
-        let line = ran.only_line();
+        let line = ran.only_line_after_retries();
         assert!(line.contains(expected), "{repo}: {line}");
     }
     // With everything right, the same command works.

@@ -55,6 +55,23 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// The single stderr line, allowing before it the WARN lines of the S3 client's retries
+    /// (an endpoint that does not answer is tried 5 times, each retry logged).
+    pub fn only_line_after_retries(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        let (last, before) = lines
+            .split_last()
+            .unwrap_or_else(|| panic!("expected a stderr line, got none"));
+        assert!(
+            before
+                .iter()
+                .all(|line| line.contains("failed; trying again, attempt")),
+            "expected one stderr line after retry warnings, got: {:?}",
+            self.stderr
+        );
+        last
+    }
+
     /// The single stderr line, asserting there is exactly one.
     pub fn only_line(&self) -> &str {
         let lines: Vec<&str> = self.stderr.lines().collect();
