@@ -156,6 +156,8 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     .unwrap();
     let mut restored =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    // The copied postgresql.conf archives under faults; the restored cluster must not.
+    restored.configure(&[("archive_mode", "off")]).unwrap();
     restored.start().unwrap();
     restored.wait_for_promotion(common::PATIENCE).unwrap();
     assert_eq!(
