@@ -44,7 +44,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+use common::s3::{BUCKET, S3Server, repo_section};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
 use tidemark::demo::lab::Lab;
@@ -309,11 +309,7 @@ impl Bench {
     fn tidemark_config(&self, name: &str, repo: Repo, extra: &str) -> anyhow::Result<PathBuf> {
         let section = match repo {
             Repo::Dir => format!("path = \"{}\"\n", self.tidemark_repo.display()),
-            Repo::S3 => format!(
-                "type = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-                 path_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
-                self.s3()?.endpoint
-            ),
+            Repo::S3 => repo_section(&self.s3()?.endpoint, ""),
         };
         let path = self.tmp().join(format!("{name}.toml"));
         write_owned(

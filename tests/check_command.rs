@@ -5,29 +5,26 @@
 mod common;
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::Ran;
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 /// Writes the lab's configuration with `repo` as the `[repo]` section, with the file's `mode`.
 fn configure(lab: &Lab, pgdata: &Path, repo: &str, mode: u32) {
-    fs::write(
+    common::write_config_file(
         &lab.config_path,
-        format!(
+        &format!(
             "[repo]\n{repo}\n[stanza.{}]\npgdata = \"{}\"\n",
             lab.stanza,
             pgdata.display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(mode)).unwrap();
-    give_to_owner(&lab.config_path).unwrap();
+        mode,
+    );
 }
 
 fn tidemark(lab: &Lab, command: &str) -> Ran {
@@ -39,7 +36,6 @@ fn tidemark(lab: &Lab, command: &str) -> Ran {
 fn assert_refused(ran: &Ran, expected: &str, case: &str) {
     assert_eq!(ran.code, Some(1), "{case}: {ran:?}");
     let line = ran.only_line_after_retries();
-    eprintln!("{line}");
     assert!(line.contains(expected), "{case}: {line}");
 }
 
@@ -50,14 +46,7 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
     let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
     let pgdata = cluster.data_dir().to_owned();
     let endpoint = &server.endpoint;
-    let nowhere = {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("http://127.0.0.1:{port}")
-    };
+    let nowhere = format!("http://127.0.0.1:{}", unused_port());
     let repo = |bucket: &str, endpoint: &str, secret: &str| {
         format!(
             "type = \"s3\"\nregion = \"us-east-1\"\npath_style = true\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n"

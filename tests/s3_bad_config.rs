@@ -6,26 +6,20 @@
 
 mod common;
 
-use std::fs;
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 
 /// Writes the lab's configuration for a bucket, with the file's `mode`.
 fn configure(lab: &Lab, pgdata: &std::path::Path, repo: &str, mode: u32) {
-    fs::write(
+    common::write_config_file(
         &lab.config_path,
-        format!(
+        &format!(
             "[repo]\ntype = \"s3\"\nregion = \"us-east-1\"\npath_style = true\n{repo}\n[stanza.main]\npgdata = \"{}\"\n",
             pgdata.display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(mode)).unwrap();
-    give_to_owner(&lab.config_path).unwrap();
+        mode,
+    );
 }
 
 #[test]
@@ -35,14 +29,7 @@ fn each_wrong_s3_setting_is_one_line_and_exit_1() {
     let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
     let pgdata = cluster.data_dir().to_owned();
     let endpoint = &server.endpoint;
-    let nowhere = {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("http://127.0.0.1:{port}")
-    };
+    let nowhere = format!("http://127.0.0.1:{}", unused_port());
     let keys = |secret: &str| {
         format!("access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n")
     };

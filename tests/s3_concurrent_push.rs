@@ -14,27 +14,23 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 
-use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, start_server};
+use common::s3::{S3Server, repo_section, start_server};
 use common::{Ran, WalLab};
-use tidemark::demo::cluster::give_to_owner;
 
 /// A configuration with `repo` as its `[repo]` section, and the stanza created in it.
 fn round_config(wal: &WalLab, name: &str, repo: &str) -> PathBuf {
     let path = wal.lab.tmp.path().join(format!("{name}.toml"));
-    fs::write(
+    common::write_config_file(
         &path,
-        format!(
+        &format!(
             "[repo]\n{repo}\n[stanza.main]\npgdata = \"{}\"\n",
             wal.cluster.data_dir().display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    give_to_owner(&path).unwrap();
+        0o600,
+    );
     let created = common::run(
         &wal.lab,
         "tidemark",
@@ -49,10 +45,7 @@ fn bucket_config(wal: &WalLab, server: &S3Server, round: usize) -> PathBuf {
     round_config(
         wal,
         &format!("s3-round-{round}"),
-        &format!(
-            "type = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"round-{round}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
-            server.endpoint
-        ),
+        &repo_section(&server.endpoint, &format!("round-{round}")),
     )
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Ran;
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
+use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command};
 use tidemark::demo::lab::Lab;
 
@@ -60,15 +60,6 @@ fn configure(lab: &Lab, endpoint: &str, source: &str, pgdata: &Path) {
 fn write_owned(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     give_to_owner(path).unwrap();
-}
-
-/// A port on loopback where nothing listens.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -165,11 +156,11 @@ fn a_profile_or_the_instance_role_gives_the_keys_and_each_profile_mistake_is_one
 #[test]
 fn without_a_metadata_service_instance_credentials_fail_at_once_in_one_line() {
     let lab = Lab::new("tm-s3imds-", &common::binaries()).unwrap();
-    let nowhere = format!("http://127.0.0.1:{}", closed_port());
+    let nowhere = format!("http://127.0.0.1:{}", unused_port());
     // The bucket's endpoint is closed too: the keys are needed before it is asked anything.
     configure(
         &lab,
-        &format!("http://127.0.0.1:{}", closed_port()),
+        &format!("http://127.0.0.1:{}", unused_port()),
         "credentials = \"instance\"",
         &lab.tmp.path().join("no-cluster"),
     );

@@ -8,11 +8,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
+use common::s3::{repo_section, start_server};
+use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
 use tidemark::demo::workload;
 
@@ -31,18 +30,16 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
         .unwrap();
     primary.start().unwrap();
     // The keys are in the file, so it must be readable by its owner only.
-    fs::write(
+    common::write_config_file(
         &lab.config_path,
-        format!(
-            "[repo]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"prod\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            server.endpoint,
+        &format!(
+            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
+            repo_section(&server.endpoint, "prod"),
             primary.data_dir().display(),
             primary.conninfo()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(0o600)).unwrap();
-    give_to_owner(&lab.config_path).unwrap();
+        0o600,
+    );
     lab.tidemark(&["stanza-create"]).unwrap();
     workload::create_table(&primary).unwrap();
     let report = lab.tidemark(&["backup"]).unwrap();

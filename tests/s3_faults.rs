@@ -8,10 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server};
+use common::s3::{repo_section, start_server};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
 use tidemark::demo::lab::Lab;
 use tidemark::demo::workload;
@@ -40,18 +39,16 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
         ])
         .unwrap();
     primary.start().unwrap();
-    fs::write(
+    common::write_config_file(
         &lab.config_path,
-        format!(
-            "[repo]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            server.endpoint,
+        &format!(
+            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
+            repo_section(&server.endpoint, PREFIX),
             primary.data_dir().display(),
             primary.conninfo()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&lab.config_path, fs::Permissions::from_mode(0o600)).unwrap();
-    give_to_owner(&lab.config_path).unwrap();
+        0o600,
+    );
     lab.tidemark(&["stanza-create"]).unwrap();
     workload::create_table(&primary).unwrap();
     lab.tidemark(&["backup", "--archive-timeout", "300"])

@@ -8,6 +8,7 @@ pub mod s3;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,6 +95,14 @@ pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Writes a configuration file the cluster owner can read, with `mode` (0600 when it holds a
+/// secret, as Tidemark demands).
+pub fn write_config_file(path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    tidemark::demo::cluster::give_to_owner(path).unwrap();
 }
 
 /// Every file under `dir` (temporary ones included) with its bytes, to prove nothing changed.

@@ -80,15 +80,33 @@ fn s3s_fs() -> PathBuf {
         )
 }
 
+/// A loopback port nothing listens on: bound, then let go.
+pub fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `[repo]` lines of a repository in the test bucket at `endpoint`, under `prefix` (none
+/// when empty), with the test keys. A file holding them must be mode 0600.
+pub fn repo_section(endpoint: &str, prefix: &str) -> String {
+    let prefix_line = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("prefix = \"{prefix}\"\n")
+    };
+    format!(
+        "type = \"s3\"\nbucket = \"{BUCKET}\"\n{prefix_line}endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\npath_style = true\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n"
+    )
+}
+
 /// Starts `s3s-fs` on a free loopback port with an empty bucket.
 pub fn start_server() -> S3Server {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let child = Command::new(s3s_fs())
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
