@@ -16,5 +16,4 @@ pub mod protocol;
 pub mod repo;
 pub mod restore;
 pub mod storage;
-pub mod temp_files;
 pub mod units;

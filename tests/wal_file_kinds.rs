@@ -111,7 +111,7 @@ fn a_restore_clears_what_a_killed_restore_left_in_pg_wal() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let host = tidemark::temp_files::host_name();
+    let host = tidemark::storage::durable::host_name();
     let leftover = pg_wal.join(format!(".RECOVERYXLOG.{host}.{dead}.0.tmp"));
     fs::write(&leftover, b"half a segment").unwrap();
     let destination = pg_wal.join("RECOVERYXLOG");

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
-use crate::temp_files;
+use crate::storage::durable;
 
 /// What archive-get did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,8 @@ pub fn get_wal_file(
         _ => Path::new("."),
     };
     let dest_name = dest_name.to_string_lossy();
-    let temp_path = temp_files::temp_path(dest_dir, &dest_name);
-    let file = temp_files::create(&temp_path, 0o600)
+    let temp_path = durable::temp_path(dest_dir, &dest_name);
+    let file = durable::create_temp(&temp_path, 0o600)
         .with_context(|| format!("create {}", temp_path.display()))?;
     let mut temp = TempFile(Some(temp_path));
     let mut writer = BufWriter::with_capacity(1 << 20, file);
@@ -98,6 +98,6 @@ pub fn get_wal_file(
         });
     }
     // What an earlier, killed call left beside the destination would stay there for good.
-    temp_files::remove_abandoned(dest_dir, &dest_name);
+    durable::remove_abandoned(dest_dir, &dest_name);
     Ok(GetOutcome::Restored(header))
 }

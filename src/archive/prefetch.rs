@@ -33,7 +33,7 @@ use super::get::{GetOutcome, get_wal_file};
 use super::helper_process::{HelperLock, server_running, spool_dirs};
 use crate::pg::{SegmentName, SegmentSize, WalFileName};
 use crate::repo::Stanza;
-use crate::temp_files;
+use crate::storage::durable;
 
 /// How long a fetcher stays once PostgreSQL stops asking for new segments.
 const FETCHER_LINGER: Duration = Duration::from_secs(5);
@@ -110,10 +110,10 @@ impl RestoreSpool {
     pub fn note_position(&self, name: SegmentName) -> anyhow::Result<()> {
         let text = format!("{name}\n");
         // Not fsynced, like everything in the spool: it is checked before use.
-        match temp_files::write_whole(&self.position_path(), text.as_bytes()) {
+        match durable::write_whole(&self.position_path(), text.as_bytes()) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.create()?;
-                temp_files::write_whole(&self.position_path(), text.as_bytes())
+                durable::write_whole(&self.position_path(), text.as_bytes())
             }
             written => written,
         }
@@ -129,7 +129,7 @@ impl RestoreSpool {
     pub fn write_plan(&self, segments: &[SegmentName]) -> anyhow::Result<()> {
         self.create()?;
         let text: String = segments.iter().map(|s| format!("{s}\n")).collect();
-        temp_files::write_whole(&self.plan_path(), text.as_bytes())
+        durable::write_whole(&self.plan_path(), text.as_bytes())
             .with_context(|| format!("write {}", self.plan_path().display()))
     }
 
@@ -245,7 +245,7 @@ pub fn hand_over(spool: &RestoreSpool, name: &str, destination: &Path) -> anyhow
         .unwrap_or_else(|| name.to_owned());
     // Renamed away first, the segment is this call's alone: the fetcher's clean-up cannot
     // remove it between the check and the hand-over.
-    let claimed = temp_files::temp_path(dest_dir, &dest_name);
+    let claimed = durable::temp_path(dest_dir, &dest_name);
     match fs::rename(spool.segment_path(name), &claimed) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -476,7 +476,7 @@ fn fetch_one(stanza: &Stanza<'_>, spool: &RestoreSpool, name: SegmentName) -> an
                     len: header.original_len,
                     crc: header.original_crc,
                 };
-                temp_files::write_whole(&spool.sum_path(&text), sum.to_line().as_bytes())
+                durable::write_whole(&spool.sum_path(&text), sum.to_line().as_bytes())
                     .with_context(|| format!("write {}", spool.sum_path(&text).display()))?;
                 Ok(true)
             }

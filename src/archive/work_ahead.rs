@@ -26,7 +26,7 @@ use super::helper_process::{HelperCommand, HelperLock, server_running, spool_dir
 use super::push::push_wal_file;
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
-use crate::temp_files;
+use crate::storage::durable;
 
 /// How long a worker waits for new `.ready` files before it exits.
 const WORKER_LINGER: Duration = Duration::from_secs(3);
@@ -113,7 +113,7 @@ impl Spool {
     fn mark_ok(&self, name: &str, fingerprint: Fingerprint) -> std::io::Result<()> {
         let _ = fs::remove_file(self.error_path(name));
         // Not fsynced: a lost `.ok` only means the file is pushed again.
-        temp_files::write_whole(&self.ok_path(name), fingerprint.to_line().as_bytes())
+        durable::write_whole(&self.ok_path(name), fingerprint.to_line().as_bytes())
     }
 
     /// Whether a worker made the file at `path` durable, as it is now.
@@ -221,7 +221,7 @@ fn push_all(stanza: &Stanza<'_>, settings: &WorkerSettings, queue: &[String]) {
                         .and_then(|fingerprint| push_wal_file(stanza, &path).map(|_| fingerprint));
                     let recorded = match pushed {
                         Ok(fingerprint) => settings.spool.mark_ok(name, fingerprint),
-                        Err(e) => temp_files::write_whole(
+                        Err(e) => durable::write_whole(
                             &settings.spool.error_path(name),
                             format!("archive {}: {e:#}", path.display()).as_bytes(),
                         ),

@@ -103,12 +103,13 @@ pub struct BackupRecord {
 }
 
 impl Stanza<'_> {
-    /// The stored size of a blob, or `None` if it is not stored.
+    /// The stored size of a blob, or `None` if it is not stored. A blob found is made durable
+    /// first, so a backup may reference it: its writer may have been killed before its fsyncs.
     pub fn blob_size(&self, sha256: &str) -> anyhow::Result<Option<u64>> {
         Ok(self
             .repository()
             .storage()
-            .head(&layout::blob(self.name(), sha256))?
+            .head_durable(&layout::blob(self.name(), sha256))?
             .map(|meta| meta.size))
     }
 

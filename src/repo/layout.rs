@@ -120,7 +120,7 @@ pub fn blob(stanza: &str, sha256: &str) -> ObjectKey {
 /// A probe object for `tidemark check`, unique to this host, process and instant. Stanza names
 /// start with a letter or digit, so `_check` can be no stanza's.
 pub fn check_probe() -> ObjectKey {
-    let host = crate::temp_files::host_name();
+    let host = crate::storage::durable::host_name();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -357,6 +357,15 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         )
     }
 
+    fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("head {key} in {}", self.location()),
+            || self.inner.head_durable(key),
+        )
+    }
+
     fn get_reader(
         &self,
         key: &ObjectKey,

@@ -15,13 +15,11 @@ use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{CWD, RenameFlags, renameat_with};
-
+use super::durable;
 use super::{
     ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage,
     StorageError, copy_body,
 };
-use crate::temp_files;
 
 /// A repository in a local directory.
 #[derive(Clone, Debug)]
@@ -69,37 +67,38 @@ impl LocalDirectory {
         }
     }
 
-    /// Creates `dir` and any missing parents, fsyncing each parent after adding an entry so the
-    /// new directories survive a crash along with the files later put in them.
-    fn create_dir_durably(&self, dir: &Path) -> io::Result<()> {
-        if dir.is_dir() {
-            return Ok(());
+    /// Creates `dir` and any missing parents. Not fsynced here: a put fsyncs the whole chain
+    /// once its object is in place, whoever created the directories.
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        // A file in the way is `AlreadyExists` (at `dir`) or `NotADirectory` (above it).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+    }
+
+    /// Makes the entries leading to `dir` durable: `dir` and every directory above it up to
+    /// the root, and the root's own entry in its parent, since any of them may be new (made by
+    /// this put, or by a writer that died or failed before its fsync). A parent of the root
+    /// this user may not read was not made by Tidemark and cannot be fsynced: it is left.
+    fn fsync_chain(&self, dir: &Path) -> io::Result<()> {
+        match durable::fsync_dirs_up_to(dir, &self.root) {
+            // A delete removed the directory since: the entry the put made is gone with it (a
+            // directory is only removed once empty), and there is nothing left to make durable.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            result => result?,
         }
-        if let Some(parent) = dir.parent() {
-            self.create_dir_durably(parent)?;
-        }
-        match fs::DirBuilder::new().mode(0o750).create(dir) {
-            Ok(()) => {}
-            // Made meanwhile by another writer, or a file is in the way (`AlreadyExists`), or
-            // made and removed again by a delete (`NotFound`, which the caller retries).
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return match fs::metadata(dir) {
-                    Ok(metadata) if metadata.is_dir() => Ok(()),
-                    Ok(_) => Err(e),
-                    Err(gone) => Err(gone),
-                };
-            }
-            Err(e) => return Err(e),
-        }
-        match dir.parent() {
-            Some(parent) => fsync_dir(parent),
-            None => Ok(()),
+        match durable::fsync_dir(durable::parent_dir(&self.root)) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
+            result => result,
         }
     }
 
     /// Stores what `write` writes into a new file under `key` unless the key is taken: a unique
-    /// temporary file, fsynced, renamed into place without replacing anything, directory
-    /// fsynced. On any error, including one from `write`, the temporary file is removed.
+    /// temporary file, fsynced, renamed into place without replacing anything, directory chain
+    /// fsynced. On any error, including one from `write`, the temporary file is removed. An
+    /// object found under the key is made durable (file and directory chain) before the put
+    /// reports it: its writer may have died before its own fsyncs.
     fn put_with(
         &self,
         key: &ObjectKey,
@@ -107,7 +106,7 @@ impl LocalDirectory {
     ) -> Result<PutOutcome, StorageError> {
         let path = self.path_of(key);
         let dir = path.parent().expect("an object path has a parent");
-        let temp = temp_files::temp_path(dir, key.file_name());
+        let temp = durable::temp_path(dir, key.file_name());
         let write_error = |e| StorageError::from_io(format!("write {}", temp.display()), e);
         // A delete of the last object in a directory removes the directory and its emptied
         // parents; if that happens while this put creates them or before its temporary file is
@@ -116,7 +115,7 @@ impl LocalDirectory {
         let file = loop {
             attempts += 1;
             let again = attempts < 10;
-            match self.create_dir_durably(dir) {
+            match self.create_dirs(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound && again => continue,
                 Err(e)
@@ -134,7 +133,7 @@ impl LocalDirectory {
                     ));
                 }
             }
-            match temp_files::create(&temp, 0o640) {
+            match durable::create_temp(&temp, 0o640) {
                 Err(e) if e.kind() == ErrorKind::NotFound && again => continue,
                 file => break file,
             }
@@ -146,16 +145,16 @@ impl LocalDirectory {
                 file.sync_all().map_err(write_error)
             })
             .and_then(|()| {
-                rename_no_replace(&temp, &path).map_err(|e| {
+                durable::rename_no_replace(&temp, &path).map_err(|e| {
                     StorageError::from_io(format!("rename {} into place", temp.display()), e)
                 })
             });
         if result.is_ok() {
-            temp_files::remove_abandoned(dir, key.file_name());
+            durable::remove_abandoned(dir, key.file_name());
         }
         match result {
             Ok(true) => {
-                fsync_dir_if_present(dir).map_err(|e| {
+                self.fsync_chain(dir).map_err(|e| {
                     StorageError::from_io(format!("fsync directory {}", dir.display()), e)
                 })?;
                 Ok(PutOutcome::Created)
@@ -165,6 +164,7 @@ impl LocalDirectory {
                 if path.is_dir() {
                     return Err(self.conflict(key, "this key is a prefix of other objects' keys"));
                 }
+                self.make_durable(key, &path)?;
                 Ok(PutOutcome::AlreadyExists)
             }
             Err(e) => {
@@ -173,41 +173,38 @@ impl LocalDirectory {
             }
         }
     }
-}
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    /// Fsyncs the object at `path` (under `key`), found in place, and its directory chain.
+    fn make_durable(&self, key: &ObjectKey, path: &Path) -> Result<(), StorageError> {
+        File::open(path)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| StorageError::from_io(format!("fsync {}", path.display()), e))?;
+        let dir = path.parent().expect("an object path has a parent");
+        self.fsync_chain(dir).map_err(|e| {
+            StorageError::from_io(format!("fsync directory {} of {key}", dir.display()), e)
+        })
+    }
 }
 
 /// Fsyncs `dir` after a change to its entries, unless a delete has removed it since: then the
 /// entry the change made is gone too (a directory is only removed once empty), and there is
 /// nothing left to make durable.
 fn fsync_dir_if_present(dir: &Path) -> io::Result<()> {
-    match fsync_dir(dir) {
+    match durable::fsync_dir(dir) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         result => result,
     }
 }
 
-/// Renames `from` to `to` unless `to` exists. Returns `Ok(false)` if it does.
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(true),
-        Err(rustix::io::Errno::EXIST) => Ok(false),
-        // File systems without RENAME_NOREPLACE: a hard link also fails if the name is taken.
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => match fs::hard_link(from, to) {
-            Ok(()) => {
-                fs::remove_file(from)?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        },
-        Err(errno) => Err(errno.into()),
-    }
-}
-
 impl Storage for LocalDirectory {
+    fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        let meta = self.head(key)?;
+        if meta.is_some() {
+            self.make_durable(key, &self.path_of(key))?;
+        }
+        Ok(meta)
+    }
+
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         let path = self.path_of(key);
         match fs::symlink_metadata(&path) {
@@ -476,7 +473,7 @@ mod tests {
         let k = key("s/wal/a/000000010000000000000001");
         let object_dir = dir.path().join("s/wal/a");
         fs::create_dir_all(&object_dir).unwrap();
-        let leftover = crate::temp_files::temp_path(&object_dir, "000000010000000000000001");
+        let leftover = durable::temp_path(&object_dir, "000000010000000000000001");
         fs::write(&leftover, b"partial").unwrap();
         // Pretend it was another process: rename it to a PID that has exited.
         let mut child = std::process::Command::new("true").spawn().unwrap();

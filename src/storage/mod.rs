@@ -6,7 +6,9 @@
 //! `tests/storage_suite/` check for each of them:
 //! * a put returns only once the object is durable, and a reader never sees a partly written
 //!   object under its key, whatever fails or is cancelled on the way;
-//! * a put never replaces an object: the first one stays, later puts report `AlreadyExists`;
+//! * a put never replaces an object: the first one stays, later puts report `AlreadyExists`,
+//!   and only once the object that was there is durable (its writer may have died before its
+//!   own fsyncs), so that `AlreadyExists` promises what `Created` does;
 //! * errors say whether the object is missing (`is_not_found`) and whether trying again may help
 //!   (`is_retryable`), so callers branch on the error, never on its text.
 //!
@@ -14,6 +16,7 @@
 //! [`FaultyStorage`], which injects the failures object stores really have.
 
 mod aws_profile;
+pub mod durable;
 pub mod faulty;
 pub mod local;
 pub mod memory;
@@ -325,6 +328,14 @@ pub trait Storage: Send + Sync {
     /// is none.
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError>;
 
+    /// What [`head`](Storage::head) says, after making the object, when there is one, as
+    /// durable as a put that created it: what a caller that reuses an object it did not write
+    /// (a backup chunk another backup stored) calls before it relies on it. Stores where a
+    /// visible object is durable (S3) need do nothing more than `head`.
+    fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        self.head(key)
+    }
+
     /// A stream of the bytes of `range` of the object under `key`; `NotFound` if there is none.
     /// The reader holds no more than a chunk in memory; its errors carry a [`StorageError`]
     /// that [`StorageError::from_io`] recovers, and it fails with `Cancelled` once `cancel` is.
@@ -351,7 +362,8 @@ pub trait Storage: Send + Sync {
     }
 
     /// Stores the `length` bytes `body` yields under `key` unless an object is already there.
-    /// Returns only when the object is durable; never replaces an existing object.
+    /// Returns only when the object is durable, whether this put wrote it (`Created`) or found
+    /// it (`AlreadyExists`); never replaces an existing object.
     ///
     /// The body is read in chunks and never held whole. If it yields fewer or more than
     /// `length` bytes, fails, or `cancel` is cancelled, nothing is stored and the error says
@@ -410,6 +422,10 @@ fn read_all<S: Storage + ?Sized>(
 impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         (**self).head(key)
+    }
+
+    fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+        (**self).head_durable(key)
     }
 
     fn get_reader(
