@@ -15,10 +15,12 @@
 
 mod common;
 
+use common::direct::{DirectRepo, describe};
+
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,134 +30,8 @@ const ITERATIONS: usize = 80;
 const EXTRA_ITERATIONS: usize = 80;
 /// Uncontended pushes timed first, of each kind.
 const CALIBRATION_PUSHES: usize = 5;
-const STANZA: &str = "main";
 /// The signal `Child::kill` sends (9 on every Linux architecture).
 const SIGKILL: i32 = 9;
-
-/// Runs one of the lab's binaries directly as the current user (not through `runuser`), so
-/// that a kill reaches the Tidemark process itself.
-fn direct(bin_dir: &Path, program: &str) -> Command {
-    let mut command = Command::new(bin_dir.join(program));
-    command
-        .env_remove("TIDEMARK_CONFIG")
-        .env_remove("TIDEMARK_STANZA")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}; stdout: {:?}; stderr: {:?}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A fresh repository of its own (with its configuration file) whose stanza is created, all
-/// owned by the current user, who can therefore push to it directly.
-struct Repo {
-    dir: PathBuf,
-    config: PathBuf,
-    path: PathBuf,
-}
-
-impl Repo {
-    fn create(bin_dir: &Path, pgdata: &Path, dir: PathBuf) -> Repo {
-        fs::create_dir(&dir).unwrap();
-        let path = dir.join("repo");
-        let config = dir.join("tidemark.toml");
-        fs::write(
-            &config,
-            format!(
-                "[repo]\npath = \"{}\"\n\n[stanza.{STANZA}]\npgdata = \"{}\"\n",
-                path.display(),
-                pgdata.display()
-            ),
-        )
-        .unwrap();
-        let output = direct(bin_dir, "tidemark")
-            .arg("--config")
-            .arg(&config)
-            .arg("stanza-create")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "stanza-create: {}",
-            describe(&output)
-        );
-        Repo { dir, config, path }
-    }
-
-    fn push(&self, bin_dir: &Path, segment: &Path) -> Command {
-        let mut command = direct(bin_dir, "tidemark-archive");
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--stanza", STANZA])
-            .arg(segment);
-        command
-    }
-
-    /// Where the object of segment `name` lives.
-    fn object_path(&self, name: &str) -> PathBuf {
-        self.path
-            .join(STANZA)
-            .join("wal")
-            .join(&name[..16])
-            .join(name)
-    }
-
-    /// Restores `name` into a new file beside the repository and returns its bytes, or how the
-    /// restore failed.
-    fn restore(&self, bin_dir: &Path, name: &str, attempt: &str) -> Result<Vec<u8>, String> {
-        let dest = self.dir.join(format!("restored-{attempt}"));
-        let output = direct(bin_dir, "tidemark-restore")
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--stanza", STANZA, name])
-            .arg(&dest)
-            .output()
-            .unwrap();
-        if !output.status.success() {
-            assert!(
-                !dest.exists(),
-                "a failed restore created {}",
-                dest.display()
-            );
-            return Err(describe(&output));
-        }
-        let bytes = fs::read(&dest).unwrap();
-        fs::remove_file(&dest).unwrap();
-        Ok(bytes)
-    }
-
-    /// Every file under `<repo>/main/wal`: (objects, temporary files named `.…`).
-    fn wal_files(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
-        let (mut objects, mut temps) = (Vec::new(), Vec::new());
-        let mut pending = vec![self.path.join(STANZA).join("wal")];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let entry = entry.unwrap();
-                let path = entry.path();
-                if entry.file_type().unwrap().is_dir() {
-                    pending.push(path);
-                } else if entry.file_name().to_string_lossy().starts_with('.') {
-                    temps.push(path);
-                } else {
-                    objects.push(path);
-                }
-            }
-        }
-        (objects, temps)
-    }
-}
 
 /// What a watched push was doing when first seen: it has exited, its object exists, or its
 /// temporary file exists.
@@ -240,7 +116,7 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
     let (mut totals, mut writes) = (Vec::new(), Vec::new());
     for i in 0..2 * CALIBRATION_PUSHES {
         let (name, path, bytes) = &raw[i % raw.len()];
-        let repo = Repo::create(&bin_dir, &pgdata, work.join(format!("calibrate-{i}")));
+        let repo = DirectRepo::create(&bin_dir, &pgdata, work.join(format!("calibrate-{i}")));
         let spawned = Instant::now();
         let mut child = repo.push(&bin_dir, path).spawn().unwrap();
         if i % 2 == 1 {
@@ -291,7 +167,7 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
             break;
         }
         let (name, path, bytes) = &raw[iteration % raw.len()];
-        let repo = Repo::create(&bin_dir, &pgdata, work.join(format!("kill-{iteration}")));
+        let repo = DirectRepo::create(&bin_dir, &pgdata, work.join(format!("kill-{iteration}")));
         let object = repo.object_path(name);
         let from_temp_file = iteration % 2 == 1;
 

@@ -3,7 +3,9 @@
 //! small helpers to run a binary and to see whether a directory changed.
 #![allow(dead_code)]
 
+pub mod direct;
 pub mod s3;
+pub mod strace;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
