@@ -373,8 +373,8 @@ pub fn take_backup(
         system_id: stanza.identity().system_id,
         pg_version: stanza.identity().pg_version,
         timeline: timeline.0,
-        start_lsn: received.start.0.to_string(),
-        stop_lsn: received.end.0.to_string(),
+        start_lsn: received.start.0,
+        stop_lsn: received.end.0,
         start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         stop_time: received
             .end

@@ -8,9 +8,11 @@
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::PutOnce;
 use super::Stanza;
 use super::layout;
 use super::object::{self, EncodedObject};
+use crate::pg::Lsn;
 use crate::storage::{Cancel, PutOutcome};
 
 /// Version of the backup record format.
@@ -83,8 +85,11 @@ pub struct BackupRecord {
     pub system_id: u64,
     pub pg_version: u32,
     pub timeline: u32,
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    /// Where the backup starts and ends in the WAL, stored as PostgreSQL prints them (`0/2000028`).
+    #[serde(with = "lsn_text")]
+    pub start_lsn: Lsn,
+    #[serde(with = "lsn_text")]
+    pub stop_lsn: Lsn,
     /// RFC 3339, UTC.
     pub start_time: String,
     pub stop_time: String,
@@ -147,13 +152,14 @@ impl Stanza<'_> {
         Ok(())
     }
 
-    /// Stores PostgreSQL's manifest of a backup.
+    /// Stores PostgreSQL's manifest of a backup. Finding the same manifest there is success:
+    /// an earlier attempt of this put took effect and only its answer was lost.
     pub fn put_backup_manifest(&self, label: &str, manifest: &[u8]) -> anyhow::Result<()> {
         let key = layout::backup_manifest(self.name(), label);
-        match self.put_new_object(&key, manifest)? {
-            PutOutcome::Created => Ok(()),
-            PutOutcome::AlreadyExists => {
-                bail!("backup {label} already has a manifest in the repository")
+        match self.put_once(&key, manifest)? {
+            PutOnce::Stored | PutOnce::Identical => Ok(()),
+            PutOnce::Different => {
+                bail!("backup {label} already has another manifest in the repository")
             }
         }
     }
@@ -165,12 +171,14 @@ impl Stanza<'_> {
             .with_context(|| format!("{key} is missing from the repository"))
     }
 
-    /// Stores a backup's record, which makes the backup exist. Never replaces one.
+    /// Stores a backup's record, which makes the backup exist. Never replaces one; finding
+    /// this very record there is success (an earlier attempt of this put took effect and only
+    /// its answer was lost, as when an S3 PUT is retried and answered 412).
     pub fn put_backup_record(&self, record: &BackupRecord) -> anyhow::Result<()> {
         let key = layout::backup_record(self.name(), &record.label);
-        match self.put_new_object(&key, &serde_json::to_vec(record)?)? {
-            PutOutcome::Created => Ok(()),
-            PutOutcome::AlreadyExists => bail!("a backup labelled {} already exists", record.label),
+        match self.put_once(&key, &serde_json::to_vec(record)?)? {
+            PutOnce::Stored | PutOnce::Identical => Ok(()),
+            PutOnce::Different => bail!("a backup labelled {} already exists", record.label),
         }
     }
 
@@ -196,11 +204,7 @@ impl Stanza<'_> {
             }
             records.push(record);
         }
-        records.sort_by(|a, b| {
-            a.stop_lsn_value()
-                .cmp(&b.stop_lsn_value())
-                .then(a.label.cmp(&b.label))
-        });
+        records.sort_by(|a, b| a.stop_lsn.cmp(&b.stop_lsn).then(a.label.cmp(&b.label)));
         Ok(records)
     }
 }
@@ -209,12 +213,117 @@ fn manifest_default() -> bool {
     true
 }
 
-impl BackupRecord {
-    pub fn stop_lsn_value(&self) -> crate::pg::Lsn {
-        self.stop_lsn.parse().unwrap_or_default()
+/// An LSN in a record, as text PostgreSQL would print; a record whose LSN does not parse is
+/// damaged, and reading it fails naming the field rather than guessing `0/0`.
+mod lsn_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::pg::Lsn;
+
+    pub fn serialize<S: Serializer>(lsn: &Lsn, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(lsn)
     }
 
-    pub fn start_lsn_value(&self) -> crate::pg::Lsn {
-        self.start_lsn.parse().unwrap_or_default()
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{Compression, Repository, StanzaIdentity, WriteSettings};
+    use crate::storage::MemoryStorage;
+
+    fn repository() -> Repository {
+        let repo = Repository::new(
+            Box::new(MemoryStorage::new()),
+            WriteSettings {
+                compression: Compression::Zstd,
+                zstd_level: 3,
+            },
+        );
+        repo.create_stanza(&StanzaIdentity {
+            format: 1,
+            stanza: "main".into(),
+            system_id: 7,
+            pg_version: 15,
+            segment_size: 16 << 20,
+            created: "2026-11-21T00:00:00Z".into(),
+        })
+        .unwrap();
+        repo
+    }
+
+    fn record(label: &str) -> BackupRecord {
+        BackupRecord {
+            format: RECORD_FORMAT,
+            label: label.into(),
+            kind: "full".into(),
+            system_id: 7,
+            pg_version: 15,
+            timeline: 1,
+            start_lsn: Lsn(0x300_0028),
+            stop_lsn: Lsn(0x300_0100),
+            start_time: "2026-11-21T10:00:00Z".into(),
+            stop_time: "2026-11-21T10:00:01Z".into(),
+            duration_ms: 1000,
+            wal_start: "000000010000000000000003".into(),
+            wal_stop: "000000010000000000000003".into(),
+            wal_included: false,
+            has_manifest: true,
+            sizes: BackupSizes::default(),
+            tablespaces: vec![],
+            entries: vec![],
+        }
+    }
+
+    #[test]
+    fn a_record_put_again_after_its_answer_was_lost_succeeds_and_another_is_refused() {
+        let repo = repository();
+        let stanza = repo.open_stanza("main").unwrap();
+        let record = record("20261121-100000F");
+        stanza.put_backup_record(&record).unwrap();
+        // The retry of a put that took effect finds its own record: the backup is complete.
+        stanza.put_backup_record(&record).unwrap();
+        let mut other = record.clone();
+        other.duration_ms += 1;
+        let refused = stanza.put_backup_record(&other).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "a backup labelled 20261121-100000F already exists"
+        );
+        assert_eq!(stanza.list_backups().unwrap(), std::slice::from_ref(&record));
+
+        stanza.put_backup_manifest(&record.label, b"{}").unwrap();
+        stanza.put_backup_manifest(&record.label, b"{}").unwrap();
+        let refused = stanza
+            .put_backup_manifest(&record.label, b"{\"other\":1}")
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "backup 20261121-100000F already has another manifest in the repository"
+        );
+        assert_eq!(stanza.get_backup_manifest(&record.label).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_record_whose_lsn_does_not_parse_is_damaged_not_0_0() {
+        let repo = repository();
+        let stanza = repo.open_stanza("main").unwrap();
+        let label = "20261121-100000F";
+        let json = serde_json::to_string(&record(label))
+            .unwrap()
+            .replace("\"0/3000100\"", "\"3000100\"");
+        let key = layout::backup_record("main", label);
+        stanza.put_new_object(&key, json.as_bytes()).unwrap();
+        let error = format!("{:#}", stanza.list_backups().unwrap_err());
+        assert!(
+            error.starts_with(&format!(
+                "backup record {key} is not valid: '3000100' is not an LSN"
+            )),
+            "{error}"
+        );
     }
 }

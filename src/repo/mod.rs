@@ -38,6 +38,17 @@ pub enum StanzaCreated {
     AlreadyExisted,
 }
 
+/// What [`Stanza::put_once`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOnce {
+    /// Stored now, durably.
+    Stored,
+    /// The key held these very bytes already (now made durable): an earlier attempt took effect.
+    Identical,
+    /// The key holds other content, left as it is.
+    Different,
+}
+
 /// A stanza opened for reading and writing WAL.
 pub struct Stanza<'r> {
     repo: &'r Repository,
@@ -199,6 +210,28 @@ impl Stanza<'_> {
             .repo
             .storage
             .put_if_absent(key, &[&encoded.header_bytes(), &encoded.body])?)
+    }
+
+    /// Stores `bytes` under `key` unless an object is there, and says whether one that is
+    /// there holds the same bytes: what a put that may be a retry of itself needs (an S3 PUT
+    /// whose answer was lost is retried by the client and then finds its own object).
+    pub fn put_once(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
+        match self.put_new_object(key, bytes)? {
+            PutOutcome::Created => Ok(PutOnce::Stored),
+            PutOutcome::AlreadyExists => {
+                let stored = self.get_checked_object(key)?.with_context(|| {
+                    format!(
+                        "{key} vanished from {} while being compared",
+                        self.repo.storage.location()
+                    )
+                })?;
+                Ok(if stored == bytes {
+                    PutOnce::Identical
+                } else {
+                    PutOnce::Different
+                })
+            }
+        }
     }
 
     /// Reads the object under `key` and checks it; `None` if there is none.

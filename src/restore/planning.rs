@@ -28,8 +28,8 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
     let backups = backups
         .iter()
         .map(|b| BackupPoint {
-            start: b.start_lsn_value(),
-            stop: b.stop_lsn_value(),
+            start: b.start_lsn,
+            stop: b.stop_lsn,
             timeline: b.timeline,
             label: b.label.clone(),
         })
