@@ -10,6 +10,30 @@ fn info_json(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap()
 }
 
+/// Waits until the archiver has either archived `segment` (it still ran the old command) or
+/// failed on it; true when it failed.
+fn archiving_fails_at(cluster: &ThrowawayCluster, segment: &str) -> bool {
+    let query = format!(
+        "SELECT CASE WHEN last_archived_wal = '{segment}' THEN 'archived' \
+                WHEN last_failed_wal = '{segment}' THEN 'failed' ELSE 'pending' END \
+         FROM pg_stat_archiver"
+    );
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        match cluster.query(&query).unwrap().as_str() {
+            "archived" => return false,
+            "failed" => return true,
+            _ => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the archiver neither archived nor failed on {segment}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 #[test]
 fn info_shows_the_ready_wal_files_not_archived_yet() {
     let lab = Lab::new("tm-lag-", &common::binaries()).unwrap();
@@ -33,22 +57,31 @@ fn info_shows_the_ready_wal_files_not_archived_yet() {
             .contains("archive lag: none (every WAL file"),
     );
 
-    // Archiving stops working: three segments wait.
+    // Archiving stops working: three segments wait. The archiver takes the reload in its own
+    // time, so segments go on being archived until one is seen failing; that one waits first.
     cluster
         .configure(&[("archive_command", "/bin/false")])
         .unwrap();
     cluster.query("SELECT pg_reload_conf()").unwrap();
     let mut waiting = Vec::new();
-    for i in 0..3 {
+    let mut switches = 0;
+    while waiting.len() < 3 {
+        switches += 1;
+        assert!(
+            switches < 50,
+            "the archiver never ran the new archive_command"
+        );
         cluster
-            .query(&format!("CREATE TABLE waiting_{i} AS SELECT 1 AS x"))
+            .query(&format!("CREATE TABLE waiting_{switches} AS SELECT 1 AS x"))
             .unwrap();
         let end = cluster.query("SELECT pg_switch_wal()").unwrap();
-        waiting.push(
-            cluster
-                .query(&format!("SELECT pg_walfile_name('{end}'::pg_lsn - 1)"))
-                .unwrap(),
-        );
+        let segment = cluster
+            .query(&format!("SELECT pg_walfile_name('{end}'::pg_lsn - 1)"))
+            .unwrap();
+        if waiting.is_empty() && !archiving_fails_at(&cluster, &segment) {
+            continue;
+        }
+        waiting.push(segment);
     }
     let info = info_json(&lab);
     let lag = &info["archive_lag"];

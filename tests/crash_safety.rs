@@ -146,7 +146,7 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
     } else {
         median(writes.clone()) * 2
     };
-    let seed = fastrand::u64(..);
+    let seed = common::seed_randomness();
     let mut rng = fastrand::Rng::with_seed(seed);
     println!(
         "uncontended pushes took {totals:?}, renamed their object into place {writes:?} \

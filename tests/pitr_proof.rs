@@ -301,6 +301,7 @@ fn time_target(instant: i64) -> Vec<String> {
 
 #[test]
 fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly_the_planned_wal() {
+    common::seed_randomness();
     let started = Instant::now();
     let lab = Lab::new("tm-proof-", &common::binaries()).unwrap();
     let mut primary = primary(&lab, true);

@@ -41,6 +41,7 @@ fn assert_no_tidemark_errors(cluster: &ThrowawayCluster) {
 
 #[test]
 fn recovery_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timelines() {
+    common::seed_randomness();
     let lab = Lab::new("tm-pitr-", &common::binaries()).unwrap();
     let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
     lab.write_config(primary.data_dir(), "").unwrap();

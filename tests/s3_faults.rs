@@ -93,6 +93,18 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
         .unwrap();
     let log = fs::read_to_string(primary.log_file()).unwrap();
     primary.stop().unwrap();
+    // Each push drew its own seed and logged it: shown with a failure, to repeat its faults.
+    let seeds: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once("on purpose (seed ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split(';').next())
+        .collect();
+    println!(
+        "fault seeds of the {} pushes: {}",
+        seeds.len(),
+        seeds.join(" ")
+    );
+    assert!(!seeds.is_empty(), "no push logged its fault seed");
 
     // The faults really struck, each kind, and PostgreSQL retried past them.
     assert!(failed > 0, "no push failed under injected faults");

@@ -289,9 +289,13 @@ impl RepoConfig {
         match faulty::plan_from_environment().map_err(anyhow::Error::msg)? {
             None => Ok(storage),
             Some(plan) => {
+                // The seed is logged so that a run's faults can be had again.
                 tracing::warn!(
-                    "{FAULT_INJECTION_VARIABLE} is set: failing {}% of repository operations on purpose",
-                    plan.failure_share * 100.0
+                    "{FAULT_INJECTION_VARIABLE} is set: failing {}% of repository operations on purpose (seed {}; share={},seed={} repeats them)",
+                    plan.failure_share * 100.0,
+                    plan.seed,
+                    plan.failure_share,
+                    plan.seed
                 );
                 Ok(Box::new(FaultyStorage::new(
                     Arc::<dyn Storage>::from(storage),

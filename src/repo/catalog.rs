@@ -294,7 +294,10 @@ mod tests {
             refused.to_string(),
             "a backup labelled 20261121-100000F already exists"
         );
-        assert_eq!(stanza.list_backups().unwrap(), std::slice::from_ref(&record));
+        assert_eq!(
+            stanza.list_backups().unwrap(),
+            std::slice::from_ref(&record)
+        );
 
         stanza.put_backup_manifest(&record.label, b"{}").unwrap();
         stanza.put_backup_manifest(&record.label, b"{}").unwrap();

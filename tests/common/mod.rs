@@ -257,6 +257,19 @@ pub fn fetched_segments(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// Seeds this test thread's `fastrand` generator and prints the seed, so that a failure's
+/// random picks can be had again: `TIDEMARK_TEST_SEED=N` repeats a run's seed. Tests that
+/// pick at random call it first.
+pub fn seed_randomness() -> u64 {
+    let seed = std::env::var("TIDEMARK_TEST_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    fastrand::seed(seed);
+    println!("random picks from seed {seed} (TIDEMARK_TEST_SEED={seed} repeats them)");
+    seed
+}
+
 /// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
