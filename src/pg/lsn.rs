@@ -44,6 +44,45 @@ impl fmt::Display for TimelineId {
     }
 }
 
+/// Serde for an LSN written as PostgreSQL writes it (`"0/16B3748"`), in the repository's JSON:
+/// `#[serde(with = "lsn_text")]`. Text that is not an LSN fails to deserialize, naming it.
+pub mod lsn_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Lsn;
+
+    pub fn serialize<S: Serializer>(lsn: &Lsn, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(lsn)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The same for an `Option<Lsn>`, `null` when absent.
+pub mod optional_lsn_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Lsn;
+
+    pub fn serialize<S: Serializer>(lsn: &Option<Lsn>, serializer: S) -> Result<S::Ok, S::Error> {
+        match lsn {
+            Some(lsn) => serializer.collect_str(lsn),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Lsn>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| text.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use super::fields::{i64_at, u16_at, u32_at, u64_at};
 use serde::{Deserialize, Serialize};
 
 use super::file_name::{SegmentName, SegmentSize};
-use super::lsn::Lsn;
+use super::lsn::{Lsn, lsn_text, optional_lsn_text};
 use super::page::{
     LONG_HEADER_LEN, PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
 };
@@ -1398,43 +1398,6 @@ impl<'a> BodyReader<'a> {
         let count = usize::try_from(count)
             .map_err(|_| format!("its {} main data has a count of {count}", self.what))?;
         self.skip(count.saturating_mul(item_len))
-    }
-}
-
-/// LSNs in serialized summaries are written as PostgreSQL writes them ("0/16B3748").
-mod lsn_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::pg::lsn::Lsn;
-
-    pub fn serialize<S: Serializer>(lsn: &Lsn, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(lsn)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Lsn, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-mod optional_lsn_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::pg::lsn::Lsn;
-
-    pub fn serialize<S: Serializer>(lsn: &Option<Lsn>, serializer: S) -> Result<S::Ok, S::Error> {
-        match lsn {
-            Some(lsn) => serializer.collect_str(lsn),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Lsn>, D::Error> {
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| text.parse().map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 

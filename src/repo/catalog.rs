@@ -13,6 +13,7 @@ use super::Stanza;
 use super::layout;
 use super::object::{self, EncodedObject};
 use crate::pg::Lsn;
+use crate::pg::lsn::lsn_text;
 use crate::storage::{Cancel, PutOutcome};
 
 /// Version of the backup record format.
@@ -213,47 +214,14 @@ fn manifest_default() -> bool {
     true
 }
 
-/// An LSN in a record, as text PostgreSQL would print; a record whose LSN does not parse is
-/// damaged, and reading it fails naming the field rather than guessing `0/0`.
-mod lsn_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::pg::Lsn;
-
-    pub fn serialize<S: Serializer>(lsn: &Lsn, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(lsn)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Lsn, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{Compression, Repository, StanzaIdentity, WriteSettings};
+    use crate::repo::{Repository, test_repository};
     use crate::storage::MemoryStorage;
 
     fn repository() -> Repository {
-        let repo = Repository::new(
-            Box::new(MemoryStorage::new()),
-            WriteSettings {
-                compression: Compression::Zstd,
-                zstd_level: 3,
-            },
-        );
-        repo.create_stanza(&StanzaIdentity {
-            format: 1,
-            stanza: "main".into(),
-            system_id: 7,
-            pg_version: 15,
-            segment_size: 16 << 20,
-            created: "2026-11-21T00:00:00Z".into(),
-        })
-        .unwrap();
-        repo
+        test_repository(Box::new(MemoryStorage::new()))
     }
 
     fn record(label: &str) -> BackupRecord {

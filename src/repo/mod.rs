@@ -258,3 +258,26 @@ impl Stanza<'_> {
         })
     }
 }
+
+/// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB
+/// segments) created, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_repository(storage: Box<dyn Storage>) -> Repository {
+    let repo = Repository::new(
+        storage,
+        WriteSettings {
+            compression: Compression::Zstd,
+            zstd_level: 3,
+        },
+    );
+    repo.create_stanza(&StanzaIdentity {
+        format: 1,
+        stanza: "main".into(),
+        system_id: 7,
+        pg_version: 15,
+        segment_size: 16 << 20,
+        created: "2026-11-21T00:00:00Z".into(),
+    })
+    .unwrap();
+    repo
+}

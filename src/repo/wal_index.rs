@@ -202,27 +202,11 @@ impl Stanza<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{Compression, Repository, StanzaIdentity, WriteSettings};
+    use crate::repo::{Repository, test_repository};
     use crate::storage::LocalDirectory;
 
     fn repository(dir: &std::path::Path) -> Repository {
-        let repo = Repository::new(
-            Box::new(LocalDirectory::new(dir)),
-            WriteSettings {
-                compression: Compression::Zstd,
-                zstd_level: 3,
-            },
-        );
-        repo.create_stanza(&StanzaIdentity {
-            format: 1,
-            stanza: "main".into(),
-            system_id: 7,
-            pg_version: 15,
-            segment_size: 16 << 20,
-            created: "2026-11-21T00:00:00Z".into(),
-        })
-        .unwrap();
-        repo
+        test_repository(Box::new(LocalDirectory::new(dir)))
     }
 
     fn summary() -> SegmentSummary {
