@@ -25,28 +25,28 @@ fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The names in `dir`; an error reading it fails the test rather than counting as empty.
+fn names_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| {
+            let entry = entry.unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+            entry.file_name().to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
 /// Segment files in `pg_wal`.
 fn segments_in(pg_wal: &Path) -> usize {
-    fs::read_dir(pg_wal)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| is_segment(n))
-                .count()
-        })
-        .unwrap_or(0)
+    names_in(pg_wal).iter().filter(|n| is_segment(n)).count()
 }
 
 /// WAL files PostgreSQL counts as archived.
 fn done_files(pg_wal: &Path) -> Vec<String> {
-    fs::read_dir(pg_wal.join("archive_status"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter_map(|n| n.strip_suffix(".done").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    names_in(&pg_wal.join("archive_status"))
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".done").map(str::to_owned))
+        .collect()
 }
 
 /// Where the repository keeps an archived WAL file.

@@ -1,6 +1,7 @@
 //! The background helpers of the hot paths (the work-ahead worker of `tidemark-archive`, the
-//! prefetcher of `tidemark-restore`): how a call starts one, detached, and the lock file that
-//! keeps it to one per spool, where the spools are, and whether their server still runs.
+//! prefetcher of `tidemark-restore`): how a call starts one, detached, with its log kept bounded;
+//! the lock file that keeps it to one per spool; where the spools are; and when a helper must
+//! leave (its server stopped, its configuration file changed, its log outgrew its bound).
 
 use std::ffi::OsString;
 use std::fs;
@@ -12,6 +13,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rustix::fs::FlockOperation;
 
+/// How large a helper's log may grow. A call that starts a helper moves a larger log aside to
+/// `<log>.old` (replacing the one there), and a running helper whose log passed it leaves so the
+/// next call does that: at most about twice this much log per helper is ever kept.
+pub const LOG_LIMIT: u64 = 4 << 20;
+
 /// The program and arguments that run a helper.
 #[derive(Clone, Debug)]
 pub struct HelperCommand {
@@ -22,8 +28,11 @@ pub struct HelperCommand {
 
 impl HelperCommand {
     /// Starts the helper in its own process group (so signals PostgreSQL sends the process
-    /// that called us do not reach it), its log appended to `log_path`.
+    /// that called us do not reach it), its log appended to `log_path` (moved aside first when
+    /// it outgrew [`LOG_LIMIT`]).
     pub fn spawn(&self, what: &str, log_path: &Path) -> anyhow::Result<std::process::Child> {
+        rotate_outgrown_log(log_path)
+            .with_context(|| format!("keep the log {} under its limit", log_path.display()))?;
         let mut log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,6 +60,33 @@ impl HelperCommand {
     }
 }
 
+/// Moves the log at `path` to `<path>.old` when it is larger than [`LOG_LIMIT`], or empties it
+/// when it cannot be moved (its directory is not writable). Two calls doing this at once lose at
+/// worst the older log, which is only ever read by people.
+fn rotate_outgrown_log(path: &Path) -> std::io::Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() > LOG_LIMIT => {}
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+        _ => return Ok(()),
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".old");
+    match fs::rename(path, &old) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(_) => fs::OpenOptions::new().write(true).open(path)?.set_len(0),
+    }
+}
+
+/// Whether this helper's own log, its stderr, has outgrown [`LOG_LIMIT`]: the helper then
+/// leaves, so that the next call moves the log aside as it starts another.
+pub fn own_log_outgrown() -> bool {
+    rustix::fs::fstat(std::io::stderr()).is_ok_and(|stat| {
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+            && u64::try_from(stat.st_size).is_ok_and(|size| size > LOG_LIMIT)
+    })
+}
+
 /// The file a helper holds `flock`ed for as long as it runs.
 #[derive(Clone, Debug)]
 pub struct HelperLock {
@@ -76,25 +112,73 @@ impl HelperLock {
             .open(&self.path)
     }
 
+    /// `flock`s the lock file without waiting: `Ok(true)` when locked, `Ok(false)` when a helper
+    /// holds it. Any other failure is an error, never taken for "held": on a file system that
+    /// does not lock (NFS without lockd answers ENOLCK) nobody could ever hold it.
+    fn try_flock(&self, file: &fs::File, operation: FlockOperation) -> anyhow::Result<bool> {
+        match rustix::fs::flock(file, operation) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(errno) => Err(std::io::Error::from(errno))
+                .with_context(|| format!("lock {}", self.path.display())),
+        }
+    }
+
     /// Takes the lock for this process: `None` when another helper holds it. The lock lasts as
     /// long as the returned file is open.
     pub fn try_take(&self) -> anyhow::Result<Option<fs::File>> {
         let file = self
             .open()
             .with_context(|| format!("open {}", self.path.display()))?;
-        Ok(
-            rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)
-                .is_ok()
-                .then_some(file),
-        )
+        Ok(self
+            .try_flock(&file, FlockOperation::NonBlockingLockExclusive)?
+            .then_some(file))
     }
 
-    /// Whether a helper holds the lock.
-    pub fn is_held(&self) -> bool {
-        let Ok(file) = self.open() else {
-            return false;
+    /// Whether a helper holds the lock; an error when that cannot be told (the lock file cannot
+    /// be opened, or the file system cannot lock it). No directory means no helper.
+    pub fn held(&self) -> anyhow::Result<bool> {
+        let file = match self.open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(e).with_context(|| format!("open {}", self.path.display()));
+            }
         };
-        rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_err()
+        Ok(!self.try_flock(&file, FlockOperation::NonBlockingLockShared)?)
+    }
+
+    /// Whether a helper holds the lock, as far as can be told: one that cannot be checked
+    /// counts as not held, so a caller that would wait for its holder does not wait for
+    /// nobody, and one that starts a helper meets the error in [`HelperLock::try_take`].
+    pub fn is_held(&self) -> bool {
+        self.held().unwrap_or(false)
+    }
+}
+
+/// The configuration file as a helper read it when it started. A helper outlives the call that
+/// started it; once the file says something else (another repository, say), the helper leaves
+/// so that the next call starts one that reads it anew.
+#[derive(Clone, Debug)]
+pub struct ConfigSnapshot {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl ConfigSnapshot {
+    /// Reads the file at `path`; take it before loading the configuration from it, so that a
+    /// change in between is seen as one.
+    pub fn take(path: &Path) -> anyhow::Result<ConfigSnapshot> {
+        let bytes = fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        Ok(ConfigSnapshot {
+            path: path.to_owned(),
+            bytes,
+        })
+    }
+
+    /// Whether the file no longer holds what it held (or cannot be read any more).
+    pub fn changed(&self) -> bool {
+        fs::read(&self.path).map_or(true, |now| now != self.bytes)
     }
 }
 
@@ -113,4 +197,85 @@ pub fn server_running(pg_wal: &Path) -> bool {
     pg_wal
         .parent()
         .is_some_and(|data_dir| data_dir.join("postmaster.pid").exists())
+}
+
+/// The last line of the log at `path`, for saying why a helper failed: it ends with the
+/// helper's error line. Only the end of the file is read.
+pub fn last_log_line(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 4096;
+    let mut file = fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| line.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_over_the_limit_is_moved_aside_and_a_smaller_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.log");
+        let old = dir.path().join("worker.log.old");
+        fs::write(&log, b"short\n").unwrap();
+        rotate_outgrown_log(&log).unwrap();
+        assert_eq!(fs::read(&log).unwrap(), b"short\n");
+        assert!(!old.exists());
+
+        let big = vec![b'x'; LOG_LIMIT as usize + 1];
+        fs::write(&log, &big).unwrap();
+        rotate_outgrown_log(&log).unwrap();
+        assert!(!log.exists(), "the outgrown log was moved");
+        assert_eq!(fs::read(&old).unwrap().len(), big.len());
+        rotate_outgrown_log(&log).unwrap();
+    }
+
+    #[test]
+    fn a_changed_or_vanished_configuration_file_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tidemark.toml");
+        fs::write(&path, "[repo]\npath = \"/a\"\n").unwrap();
+        let snapshot = ConfigSnapshot::take(&path).unwrap();
+        assert!(!snapshot.changed());
+        fs::write(&path, "[repo]\npath = \"/b\"\n").unwrap();
+        assert!(snapshot.changed());
+        fs::remove_file(&path).unwrap();
+        assert!(snapshot.changed());
+    }
+
+    #[test]
+    fn the_last_line_of_a_log_is_its_last_non_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.log");
+        let mut text = "x".repeat(10_000);
+        text.push_str("\nprogram: ERROR: the reason\n\n");
+        fs::write(&log, text).unwrap();
+        assert_eq!(
+            last_log_line(&log).as_deref(),
+            Some("program: ERROR: the reason")
+        );
+        assert_eq!(last_log_line(&dir.path().join("none")), None);
+    }
+
+    #[test]
+    fn a_held_lock_is_seen_and_a_missing_directory_holds_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = HelperLock::new(dir.path().join("worker.lock"));
+        assert!(!lock.held().unwrap());
+        let taken = lock.try_take().unwrap().expect("nobody holds it");
+        assert!(lock.held().unwrap());
+        assert!(lock.try_take().unwrap().is_none());
+        drop(taken);
+        assert!(!lock.held().unwrap());
+        let nowhere = HelperLock::new(dir.path().join("gone").join("worker.lock"));
+        assert!(!nowhere.held().unwrap());
+    }
 }

@@ -11,13 +11,17 @@ use anyhow::Context;
 use super::run::{self, Finished};
 use super::target::Selected;
 use super::target::Target;
-use crate::archive::helper_process::HelperCommand;
+use crate::archive::helper_process::{ConfigSnapshot, HelperCommand};
 use crate::archive::prefetch::{
     FetcherSettings, Handover, RestoreSpool, hand_over, in_recovery, run_fetcher, wait_for_fetch,
 };
-use crate::archive::work_ahead::{Spool, Waited, WorkerSettings, run_worker, wait_for_worker};
+use crate::archive::work_ahead::{
+    PushedTo, Spool, Waited, WorkerSettings, run_worker, wait_for_worker,
+};
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
+use crate::config::config_path;
 use crate::pg::{SegmentName, WalFileName};
+use crate::repo::Stanza;
 use crate::units;
 
 /// Push one WAL file into the repository (PostgreSQL's archive_command).
@@ -25,6 +29,10 @@ use crate::units;
 /// Exits 0 only once the file is durable in the repository; 1 on any failure, with one error
 /// line on stderr. Set in postgresql.conf:
 ///   archive_command = 'tidemark-archive --config /etc/tidemark/tidemark.toml %p'
+/// With `[archive] async = true`, the first call starts a background worker that pushes every
+/// `.ready` WAL file ahead of PostgreSQL's calls (they meet in pg_wal/.tidemark/archive); a
+/// call that cannot use it (spool not writable, no lock, no answer within 60 s) pushes its own
+/// file and warns why in one line.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-archive", version, verbatim_doc_comment)]
 pub struct ArchiveCommandArgs {
@@ -127,14 +135,15 @@ pub fn restore_command_main() -> ExitCode {
 }
 
 /// Pushes the WAL file at `wal_path` into the selected stanza; with `[archive] async`, waits
-/// for the work-ahead worker to have pushed it (starting one if none runs).
+/// for the work-ahead worker to have pushed it (starting one if none runs), or pushes it itself
+/// when the worker cannot be used.
 pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
     let selected = target.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     if selected.config.archive.work_ahead
-        && let Some(finished) = archive_through_worker(&selected, wal_path, started)?
+        && let Some(finished) = archive_through_worker(&selected, &stanza, wal_path, started)?
     {
         return Ok(finished);
     }
@@ -159,13 +168,15 @@ pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished
     Ok(Finished::Success)
 }
 
-/// The work-ahead side of `archive_push`: `None` when the call must push the file itself.
+/// The work-ahead side of `archive_push`: `None` when the call must push the file itself. The
+/// worker only saves time, so whatever keeps the call from using it is one warning, and the
+/// call pushes the file directly; only the worker's failed attempt at the file is an error.
 fn archive_through_worker(
     selected: &Selected,
+    stanza: &Stanza<'_>,
     wal_path: &Path,
     started: Instant,
 ) -> anyhow::Result<Option<Finished>> {
-    let context = || format!("archive {}", wal_path.display());
     let (Some(name), Some(pg_wal)) = (
         wal_path.file_name().and_then(|n| n.to_str()),
         absolute_parent(wal_path),
@@ -177,11 +188,13 @@ fn archive_through_worker(
         &pg_wal,
         &selected.stanza_name,
     );
-    let worker = helper_command(selected, "tidemark-archive", WORKER_FLAG, &pg_wal)?;
-    match wait_for_worker(&spool, &pg_wal, name, &pg_wal.join(name), &worker)
-        .with_context(context)?
-    {
-        Waited::Archived => {
+    let waited =
+        helper_command(selected, "tidemark-archive", WORKER_FLAG, &pg_wal).and_then(|worker| {
+            let to = PushedTo::of(stanza);
+            wait_for_worker(&spool, &pg_wal, name, &pg_wal.join(name), &to, &worker)
+        });
+    match waited {
+        Ok(Waited::Archived) => {
             tracing::info!(
                 "archived {name} to stanza '{}' (pushed by the work-ahead worker; waited {} ms)",
                 selected.stanza_name,
@@ -189,8 +202,12 @@ fn archive_through_worker(
             );
             Ok(Some(Finished::Success))
         }
-        Waited::Failed(error) => Err(anyhow::anyhow!("{error}")),
-        Waited::PushYourself => Ok(None),
+        Ok(Waited::Failed(error)) => Err(anyhow::anyhow!("{error}")),
+        Ok(Waited::PushYourself) => Ok(None),
+        Err(e) => {
+            tracing::warn!("work-ahead: {e:#}; archiving {name} without the worker");
+            Ok(None)
+        }
     }
 }
 
@@ -233,17 +250,27 @@ fn absolute_parent(path: &Path) -> Option<PathBuf> {
 
 /// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
 fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
+    let config_path = std::path::absolute(config_path(target.config.as_deref()))
+        .context("resolve the configuration file's path")?;
+    let pg_wal =
+        std::path::absolute(pg_wal).with_context(|| format!("resolve {}", pg_wal.display()))?;
+    // Taken before the configuration is loaded, so a change in between is seen as one.
+    let config = ConfigSnapshot::take(&config_path)?;
     let selected = target.select()?;
+    // The worker outlives the call: it must not keep the data directory (in a failover, maybe a
+    // file system about to be unmounted) busy. Every path it uses from here on is absolute.
+    std::env::set_current_dir("/").context("change the working directory to /")?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let settings = WorkerSettings {
-        pg_wal: pg_wal.to_owned(),
         spool: Spool::locate(
             selected.config.archive.spool_path.as_deref(),
-            pg_wal,
+            &pg_wal,
             &selected.stanza_name,
         ),
+        pg_wal,
         parallel: selected.config.archive.workers(),
+        config,
     };
     run_worker(&stanza, &settings).context("work-ahead worker")?;
     Ok(Finished::Success)

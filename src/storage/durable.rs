@@ -101,6 +101,29 @@ pub fn remove_abandoned(dir: &Path, stem: &str) {
     }
 }
 
+/// Removes the temporary files in `dir`, whatever file they were to become, whose writer, a
+/// process on this host other than this one, no longer exists; best effort, as
+/// [`remove_abandoned`]. For directories of small files with names of their own (spools).
+pub fn remove_all_abandoned(dir: &Path) {
+    let host = format!(".{}.", host_name());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().filter(|n| n.starts_with('.')) else {
+            continue;
+        };
+        // `.<stem>.<host>.<pid>.<n>.tmp`: the host is the last such part before pid and counter.
+        let Some(rest) = name.rfind(&host).map(|at| &name[at + host.len()..]) else {
+            continue;
+        };
+        if writer_is_gone(rest) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Whether the writer of a temporary file is gone, from the part of its name after
 /// `.<stem>.<host>.`: `<pid>.<n>.tmp`. A name that does not parse is judged alive.
 fn writer_is_gone(rest: &str) -> bool {
@@ -209,10 +232,12 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let stem = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = temp_path(dir, &stem);
-    fs::write(&temporary, bytes)?;
-    fs::rename(&temporary, path).inspect_err(|_| {
-        let _ = fs::remove_file(&temporary);
-    })
+    // A write cut short (a full disk) must not leave its temporary file behind either.
+    fs::write(&temporary, bytes)
+        .and_then(|()| fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&temporary);
+        })
 }
 
 #[cfg(test)]
@@ -246,6 +271,38 @@ mod tests {
             "only leftovers of the same stem are touched"
         );
         assert!(ours.exists(), "this process's own files are kept");
+    }
+
+    #[test]
+    fn leftovers_of_every_stem_are_removed_when_their_writer_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = host_name();
+        let abandoned = [
+            dir.path()
+                .join(format!(".000000010000000000000003.ok.{host}.{dead}.0.tmp")),
+            dir.path()
+                .join(format!(".00000002.history.error.{host}.{dead}.7.tmp")),
+        ];
+        let alive = dir.path().join(format!(".a.ok.{host}.1.0.tmp"));
+        let other_host = dir.path().join(format!(".a.ok.elsewhere.{dead}.0.tmp"));
+        let ours = temp_path(dir.path(), "b.ok");
+        let not_temporary = dir.path().join("000000010000000000000003.ok");
+        for path in abandoned
+            .iter()
+            .chain([&alive, &other_host, &ours, &not_temporary])
+        {
+            fs::write(path, b"partial").unwrap();
+        }
+        remove_all_abandoned(dir.path());
+        for path in &abandoned {
+            assert!(!path.exists(), "{} is removed", path.display());
+        }
+        for path in [&alive, &other_host, &ours, &not_temporary] {
+            assert!(path.exists(), "{} is kept", path.display());
+        }
     }
 
     #[test]
