@@ -29,7 +29,8 @@ pub struct RestoreArgs {
     /// Restore tablespace OID into DIR instead of its original location (repeatable)
     #[arg(long, value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,
-    /// Restore into a non-empty directory: keep files that match the backup, remove the others
+    /// Restore into a non-empty directory, or finish a restore that failed: keep files that match
+    /// the backup, remove the others
     #[arg(long, conflicts_with = "force")]
     pub delta: bool,
     /// Restore into a non-empty directory, removing everything in it first
