@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 
 use crate::archive::prefetch::RestoreSpool;
 use crate::backup::verify;
+use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
@@ -101,23 +102,25 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     places.check_nothing_is_overwritten_unasked(options.existing)?;
 
     places.make_tops(options.existing)?;
-    let written = lay_out(stanza, record, &places, options.existing, manifest.as_deref())
+    // The prefetcher of tidemark-restore follows the plan, timeline switches included.
+    let prefetch_plan = (record.label == plan.backup).then_some(plan.segments.as_slice());
+    let written = lay_out(stanza, record, &places, options.existing, manifest.as_deref(), prefetch_plan)
         .map_err(|e| {
             anyhow::anyhow!(
                 "{e:#}; {} is left incomplete and cannot be started (its global/pg_control is written last): restore again with --delta or --force once the cause is fixed",
                 places.pgdata.display()
             )
         })?;
-    // The prefetcher of tidemark-restore follows the plan, timeline switches included.
-    if record.label == plan.backup {
-        RestoreSpool::locate(&places.pgdata.join("pg_wal"), stanza.name())
-            .write_plan(&plan.segments)?;
-    }
     settings::write(
         &places.pgdata,
         &settings::block(&record.label, &recovery_settings(options)),
     )
-    .context("write the recovery settings")?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "write the recovery settings: {e:#}; {} holds all the data but is not set to recover: restore again with --delta once the cause is fixed",
+            places.pgdata.display()
+        )
+    })?;
     Ok(RestoreReport {
         label: record.label.clone(),
         why,
@@ -157,14 +160,15 @@ struct LaidOut {
     removed: u64,
 }
 
-/// Lays the backup out under `places`, which exist: every file and directory made durable,
-/// `global/pg_control` put in place last.
+/// Lays the backup out under `places`, which exist, with the prefetcher's plan (a cache): every
+/// file and directory made durable, `global/pg_control` put in place last.
 fn lay_out(
     stanza: &Stanza<'_>,
     record: &BackupRecord,
     places: &Places,
     existing: ExistingData,
     manifest: Option<&[u8]>,
+    prefetch_plan: Option<&[SegmentName]>,
 ) -> anyhow::Result<LaidOut> {
     let pgdata = &places.pgdata;
     pg_control::withdraw(pgdata)?;
@@ -196,6 +200,9 @@ fn lay_out(
     if let Some(manifest) = manifest {
         durable::write_replacing(&pgdata.join("backup_manifest"), manifest, 0o600, pgdata)
             .context("write backup_manifest")?;
+    }
+    if let Some(segments) = prefetch_plan {
+        RestoreSpool::locate(&pgdata.join("pg_wal"), stanza.name()).write_plan(segments)?;
     }
     for dir in places.directories(record) {
         durable::fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
