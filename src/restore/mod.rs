@@ -27,6 +27,7 @@ use crate::archive::prefetch::RestoreSpool;
 use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
+use crate::plan::RecoveryPlan;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
@@ -84,19 +85,7 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         options.target_timeline.as_deref(),
     )?;
     let plan = planning::plan_for(stanza, &backups, &request)?;
-    let (record, why) = match options.backup_label.as_deref() {
-        Some(label) => (
-            backup_labelled(&backups, label)?,
-            format!("backup {label} was asked for with --backup"),
-        ),
-        None => {
-            let record = backups
-                .iter()
-                .find(|b| b.label == plan.backup)
-                .context("the plan names a backup that is not listed")?;
-            (record, plan.why.clone())
-        }
-    };
+    let (record, why) = chosen_backup(&backups, &plan, options.backup_label.as_deref())?;
     let manifest = checked_manifest(stanza, record)?;
     let places = Places::new(record, &options.pgdata, &options.tablespace_map)?;
     places.check_nothing_is_overwritten_unasked(options.existing)?;
@@ -129,6 +118,27 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         bytes_written: written.bytes,
         removed: written.removed,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The backup to restore and why: the one `--backup` names, else the one the plan starts from.
+fn chosen_backup<'b>(
+    backups: &'b [BackupRecord],
+    plan: &RecoveryPlan,
+    asked_for: Option<&str>,
+) -> anyhow::Result<(&'b BackupRecord, String)> {
+    Ok(match asked_for {
+        Some(label) => (
+            backup_labelled(backups, label)?,
+            format!("backup {label} was asked for with --backup"),
+        ),
+        None => {
+            let record = backups
+                .iter()
+                .find(|b| b.label == plan.backup)
+                .context("the plan names a backup that is not listed")?;
+            (record, plan.why.clone())
+        }
     })
 }
 
@@ -186,21 +196,7 @@ fn lay_out(
     } else {
         0
     };
-    // Rewritten only when a location moved: otherwise the backed-up file stays byte for byte
-    // what the manifest lists, and pg_verifybackup passes.
-    if places.moved(record) {
-        durable::write_replacing(
-            &pgdata.join("tablespace_map"),
-            places.tablespace_map().as_bytes(),
-            0o600,
-            pgdata,
-        )
-        .context("write tablespace_map")?;
-    }
-    if let Some(manifest) = manifest {
-        durable::write_replacing(&pgdata.join("backup_manifest"), manifest, 0o600, pgdata)
-            .context("write backup_manifest")?;
-    }
+    write_beside_the_backup(record, places, manifest)?;
     if let Some(segments) = prefetch_plan {
         RestoreSpool::locate(&pgdata.join("pg_wal"), stanza.name()).write_plan(segments)?;
     }
@@ -218,6 +214,33 @@ fn lay_out(
         bytes: written.bytes + control_bytes,
         removed,
     })
+}
+
+/// Writes, durably, what is not in the backup's files: PostgreSQL's `backup_manifest`, and
+/// `tablespace_map` for the locations used. The map is rewritten only when a location moved:
+/// otherwise the backed-up file stays byte for byte what the manifest lists, and
+/// pg_verifybackup passes.
+fn write_beside_the_backup(
+    record: &BackupRecord,
+    places: &Places,
+    manifest: Option<&[u8]>,
+) -> anyhow::Result<()> {
+    let pgdata = &places.pgdata;
+    if places.moved(record) {
+        let map = places.tablespace_map();
+        durable::write_replacing(
+            &pgdata.join("tablespace_map"),
+            map.as_bytes(),
+            0o600,
+            pgdata,
+        )
+        .context("write tablespace_map")?;
+    }
+    if let Some(manifest) = manifest {
+        durable::write_replacing(&pgdata.join("backup_manifest"), manifest, 0o600, pgdata)
+            .context("write backup_manifest")?;
+    }
+    Ok(())
 }
 
 /// Makes the backup's directories with their modes, its links, and the link of every
