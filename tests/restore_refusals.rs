@@ -231,3 +231,71 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     assert_eq!(restored.query(checksum_sql).unwrap(), checksum);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
 }
+
+#[test]
+fn mistakes_in_the_request_are_refused_before_anything_is_written() {
+    let lab = Lab::new("tm-rrequest-", &common::binaries()).unwrap();
+    let mut cluster = restore_lab::archiving_cluster(&lab);
+    let label = restore_lab::take_backup(&lab);
+    cluster.stop().unwrap();
+    let pgdata = lab.tmp.path().join("restored");
+    let elsewhere = lab.tmp.path().join("elsewhere");
+    let elsewhere_map = format!("16999={}", elsewhere.display());
+    let refusals: [(&[&str], String); 6] = [
+        (
+            &["--tablespace-map", &elsewhere_map],
+            format!(
+                "tidemark: ERROR: restore: --tablespace-map names tablespace 16999, which backup {label} does not have (it has: none)"
+            ),
+        ),
+        (
+            &["--tablespace-map", "16999=x"],
+            "tidemark: ERROR: --tablespace-map '16999=x': the directory must be an absolute path"
+                .to_owned(),
+        ),
+        (
+            &["--tablespace-map", "x"],
+            "tidemark: ERROR: --tablespace-map 'x' is not OID=DIR".to_owned(),
+        ),
+        (
+            &["--backup", "nope"],
+            format!("tidemark: ERROR: restore: there is no backup labelled nope (backups: {label})"),
+        ),
+        (
+            &["--target", "bogus"],
+            "tidemark: ERROR: --target 'bogus' is not known: the only value is 'immediate'"
+                .to_owned(),
+        ),
+        (
+            &["--target-time", "2026-11-21 15:58:00"],
+            "tidemark: ERROR: cannot read --target-time '2026-11-21 15:58:00': write it as 'YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]', with a numeric UTC offset: premature end of input".to_owned(),
+        ),
+    ];
+    for (extra, expected) in refusals {
+        assert_eq!(refused(&lab, &pgdata, extra), expected, "{extra:?}");
+        assert!(!pgdata.exists(), "{extra:?} created {}", pgdata.display());
+        assert!(
+            !elsewhere.exists(),
+            "{extra:?} created {}",
+            elsewhere.display()
+        );
+    }
+
+    // A data directory a server may be running on is left exactly as it is, even with --force.
+    fs::create_dir(&pgdata).unwrap();
+    fs::write(pgdata.join("postmaster.pid"), b"12345\n").unwrap();
+    fs::write(pgdata.join("precious"), b"keep me").unwrap();
+    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    let before = common::snapshot(&pgdata);
+    for extra in [&[][..], &["--force"], &["--delta"]] {
+        assert_eq!(
+            refused(&lab, &pgdata, extra),
+            format!(
+                "tidemark: ERROR: restore: {} has a postmaster.pid: a server may be running on it; stop it first",
+                pgdata.display()
+            ),
+            "{extra:?}"
+        );
+        assert_eq!(common::snapshot(&pgdata), before, "{extra:?} changed it");
+    }
+}
