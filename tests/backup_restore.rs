@@ -7,8 +7,11 @@
 //! that looks like a usable backup.
 
 mod common;
+mod socket_relay;
 
 use std::fs;
+
+use socket_relay::SocketRelay;
 
 use tidemark::demo::cluster::ThrowawayCluster;
 use tidemark::demo::lab::Lab;
@@ -126,7 +129,10 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     assert!(backup.starts_with("backup "), "{backup}");
     workload::insert_rows(&cluster, 80, Duration::from_millis(30), "after the backup").unwrap();
     let rows = workload::committed_rows(&cluster).unwrap();
-    let instant = workload::instant_between(&rows, 20 + fastrand::usize(5..70)).unwrap();
+    let seed = fastrand::u64(..);
+    println!("the target instant is chosen with seed {seed}");
+    let pick = fastrand::Rng::with_seed(seed).usize(5..70);
+    let instant = workload::instant_between(&rows, 20 + pick).unwrap();
     let expected = workload::ids_committed_by(&rows, instant);
     tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
@@ -240,7 +246,7 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     assert_eq!(
         workload::present_ids(&recovered).unwrap(),
         expected,
-        "recovery to {target_time}"
+        "recovery to {target_time} (seed {seed})"
     );
     assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
     // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
@@ -310,6 +316,23 @@ fn tidemark_fails(lab: &Lab, config: &std::path::Path, args: &[&str]) -> (Option
     full.extend_from_slice(args);
     let ran = common::run(lab, "tidemark", &full);
     (ran.code, ran.stderr.trim_end().to_owned())
+}
+
+/// How many chunks the stanza holds (temporary files of unfinished writes left out).
+fn stored_blobs(lab: &Lab) -> usize {
+    let Ok(fans) = fs::read_dir(lab.repo_path.join("main/blob")) else {
+        return 0;
+    };
+    fans.flat_map(|fan| fs::read_dir(fan.unwrap().path()).unwrap())
+        .filter(|blob| {
+            !blob
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count()
 }
 
 fn backup_count(lab: &Lab) -> usize {
@@ -409,10 +432,6 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     use std::os::unix::process::CommandExt;
     let lab = Lab::new("tm-bfail-", &common::binaries()).unwrap();
     let cluster = backed_up_cluster(&lab);
-    // Enough data that a backup takes a moment, to interrupt it.
-    cluster
-        .query("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS note FROM generate_series(1, 1500000) g")
-        .unwrap();
     let config_text = fs::read_to_string(&lab.config_path).unwrap();
     let write_config = |name: &str, text: String| {
         let path = lab.tmp.path().join(name);
@@ -484,26 +503,59 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     );
     assert_eq!(backup_count(&lab), 0);
 
-    // A backup killed while it stores (SIGKILL to its whole process group).
-    let blob_dir = lab.repo_path.join("main/blob");
-    let mut killed =
-        tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
-    killed
-        .args(["--config", lab.config_path.to_str().unwrap(), "backup"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0);
-    let mut child = killed.spawn().unwrap();
-    while fs::read_dir(&blob_dir).map(|d| d.count()).unwrap_or(0) < 3 {
+    // The next two backups go through a relay that passes them the first 8 MiB of the
+    // server's stream (the whole is over 20 MiB) and then stalls them: each is stopped at a
+    // known point, and cannot end before the test acts.
+    const STALL_AFTER: u64 = 8 << 20;
+    let relay_dir = lab.tmp.subdir("relay").unwrap();
+    let relayed_config = write_config(
+        "relayed.toml",
+        config_text.replace(
+            &format!("host={}", cluster.socket_dir().display()),
+            &format!("host={}", relay_dir.display()),
+        ),
+    );
+    let stalled_backup = |stdio: fn() -> std::process::Stdio| {
+        let relay = SocketRelay::start(
+            std::path::Path::new(&endpoint),
+            &relay_dir,
+            cluster.port(),
+            STALL_AFTER,
+        );
+        let mut backup =
+            tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+        backup
+            .args(["--config", relayed_config.to_str().unwrap(), "backup"])
+            .stdout(stdio())
+            .stderr(stdio())
+            .process_group(0);
+        let child = backup.spawn().unwrap();
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup ended before it could be killed"
+            relay.wait_until_limit(common::PATIENCE),
+            "the backup never received its first 8 MiB"
+        );
+        (relay, child)
+    };
+
+    // A backup killed while it stores (SIGKILL to its whole process group), once it has
+    // stored a chunk.
+    let (relay, mut child) = stalled_backup(std::process::Stdio::null);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while stored_blobs(&lab) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled backup stored no chunk of its first 8 MiB"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the stalled backup ended"
+    );
     let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
     child.wait().unwrap();
+    drop(relay);
     assert_eq!(backup_count(&lab), 0, "a killed backup must not be listed");
     let pgdata = lab.tmp.path().join("restored");
     let (code, error) = tidemark_fails(
@@ -519,8 +571,8 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
         )
     );
 
-    // A connection lost mid-stream. First let the killed backup's walsender go, so that it is
-    // the new backup's connection that gets terminated.
+    // A connection lost mid-stream: the server terminates the WAL sender of a stalled backup.
+    // First let the killed backup's WAL sender go, so that it is the new backup's that goes.
     cluster
         .wait_for(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'",
@@ -528,29 +580,16 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-    let mut lost =
-        tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
-    lost.args(["--config", lab.config_path.to_str().unwrap(), "backup"]);
-    let mut child = lost
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        let killed = cluster
-            .query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender' AND state = 'active'")
-            .unwrap();
-        if killed != "0" {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup finished before its connection could be cut"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (relay, child) = stalled_backup(std::process::Stdio::piped);
+    assert_eq!(
+        cluster
+            .query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'")
+            .unwrap(),
+        "1"
+    );
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("the lost backup said: {stderr}");
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -558,6 +597,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
         "{stderr}"
     );
     assert_eq!(backup_count(&lab), 0, "a failed backup must not be listed");
+    drop(relay);
 
     // Now a backup that completes; it reuses what the interrupted ones stored.
     let done = lab.tidemark(&["backup"]).unwrap();

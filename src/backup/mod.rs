@@ -313,7 +313,8 @@ pub fn take_backup(
     if has_manifest {
         let manifest = BackupManifest::parse(&received.manifest)
             .context("check PostgreSQL's backup manifest")?;
-        verify::check_against_manifest(&entries, &manifest)?;
+        verify::check_against_manifest(&entries, &manifest)
+            .context("check what the server sent against its backup manifest")?;
     } else if received.server_version_num >= crate::protocol::base_backup::MANIFEST_FROM {
         bail!("the server sent no backup manifest, though it was asked for one");
     }

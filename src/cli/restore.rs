@@ -1,6 +1,7 @@
 //! `tidemark restore`: choose a backup for the target, lay it out, write the recovery settings.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -9,7 +10,7 @@ use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::Lsn;
 use crate::restore::target::RecoveryTarget;
-use crate::restore::{ExistingData, RestoreOptions, restore};
+use crate::restore::{ExistingData, RestoreOptions, restore, settings};
 use crate::units;
 
 /// The restore options of the command line.
@@ -29,7 +30,8 @@ pub struct RestoreArgs {
     /// Restore tablespace OID into DIR instead of its original location (repeatable)
     #[arg(long, value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,
-    /// Restore into a non-empty directory: keep files that match the backup, remove the others
+    /// Restore into a non-empty directory, or finish a restore that failed: keep files that match
+    /// the backup, remove the others
     #[arg(long, conflicts_with = "force")]
     pub delta: bool,
     /// Restore into a non-empty directory, removing everything in it first
@@ -96,18 +98,6 @@ impl RecoveryTargetArgs {
     }
 }
 
-fn shell_word(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c))
-    {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 /// The restore_command for the recovered server: `tidemark-restore` beside this program, by
 /// absolute path, else this program's `archive-get`, with the same configuration and stanza.
 fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
@@ -116,12 +106,20 @@ fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
     let config = config
         .canonicalize()
         .with_context(|| format!("find {}", config.display()))?;
-    let options = format!("--config {} --stanza {stanza}", shell_word(&config));
-    Ok(if sibling.is_file() {
-        format!("{} {options} %f %p", shell_word(&sibling))
+    let (program, subcommand) = if sibling.is_file() {
+        (sibling, None)
     } else {
-        format!("{} {options} archive-get %f %p", shell_word(&exe))
-    })
+        (exe, Some(OsStr::new("archive-get")))
+    };
+    let mut words = vec![
+        program.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--stanza"),
+        OsStr::new(stanza),
+    ];
+    words.extend(subcommand);
+    settings::restore_command(&words).context("write restore_command")
 }
 
 pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finished> {

@@ -1,0 +1,105 @@
+//! Shared by the restore tests: a real PostgreSQL 15 cluster that archives into a lab's stanza
+//! and that `tidemark backup` reaches over its socket, and reading and rewriting the objects of a
+//! backup in the repository the way damage or a mistake would.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tidemark::demo::cluster::ThrowawayCluster;
+use tidemark::demo::lab::Lab;
+use tidemark::repo::compress::Compression;
+use tidemark::repo::object;
+
+/// A running cluster (1 MiB WAL segments) archiving through the lab's `tidemark-archive`, with
+/// the stanza created and a configuration whose conninfo reaches it as `postgres`.
+pub fn archiving_cluster(lab: &Lab) -> ThrowawayCluster {
+    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let archive_command = lab.archive_command();
+    cluster
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+        ])
+        .unwrap();
+    cluster.start().unwrap();
+    lab.write_config_with_conninfo(cluster.data_dir(), "", Some(&cluster.conninfo()))
+        .unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    cluster
+}
+
+/// Takes a backup and returns its label, from the `backup LABEL complete: ...` line.
+pub fn take_backup(lab: &Lab) -> String {
+    let output = lab.tidemark(&["backup"]).unwrap();
+    let label = output
+        .strip_prefix("backup ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not a backup line: {output}"));
+    assert!(output.contains(" complete: "), "{output}");
+    label.to_owned()
+}
+
+/// Where an object of the lab's stanza lies in the repository directory.
+pub fn object_path(lab: &Lab, key: &str) -> PathBuf {
+    lab.repo_path.join(key)
+}
+
+/// The original bytes of a stored object, checked.
+pub fn read_object(path: &Path) -> Vec<u8> {
+    let stored = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut content = Vec::new();
+    object::decode_into(&stored, &mut content).unwrap();
+    content
+}
+
+/// Replaces a stored object with a valid one holding `content`: what a mistake, not damage,
+/// would leave, so only Tidemark's own checks can catch it.
+pub fn rewrite_object(path: &Path, content: &[u8]) {
+    let encoded = object::encode(Compression::None, 0, content).unwrap();
+    let mut bytes = encoded.header_bytes().to_vec();
+    bytes.extend_from_slice(&encoded.body);
+    fs::write(path, bytes).unwrap();
+}
+
+/// The record (`backup.json`) of backup `label`.
+pub fn backup_record(lab: &Lab, label: &str) -> serde_json::Value {
+    let path = object_path(lab, &format!("{}/backup/{label}/backup.json", lab.stanza));
+    serde_json::from_slice(&read_object(&path)).unwrap()
+}
+
+/// The path of the blob holding the only chunk of the file `file` of backup `label`; panics
+/// unless the file has exactly one chunk that no other file of the backup shares, so that
+/// damaging the blob damages this file alone.
+pub fn only_blob_of(lab: &Lab, label: &str, file: &str) -> PathBuf {
+    let record = backup_record(lab, label);
+    let entries = record["entries"].as_array().unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e["path"] == file)
+        .unwrap_or_else(|| panic!("backup {label} has no {file}"));
+    let chunks = entry["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 1, "{file} has {} chunks", chunks.len());
+    let sha256 = chunks[0]["sha256"].as_str().unwrap();
+    let users = entries
+        .iter()
+        .filter(|e| {
+            e["chunks"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["sha256"] == sha256))
+        })
+        .count();
+    assert_eq!(users, 1, "the chunk of {file} is shared with other files");
+    object_path(
+        lab,
+        &format!("{}/blob/{}/{sha256}", lab.stanza, &sha256[..2]),
+    )
+}
+
+/// The data directory's path of a table's main fork, relative to the data directory
+/// (`base/5/16384`).
+pub fn relation_path(cluster: &ThrowawayCluster, table: &str) -> String {
+    cluster
+        .query(&format!("SELECT pg_relation_filepath('{table}')"))
+        .unwrap()
+}
