@@ -92,7 +92,7 @@ fn assert_chain_durable(traced: &Traced, at: usize, object: &Path, root: &Path) 
             traced.find_before(traced.calls.len(), |c| {
                 c.name.starts_with("mkdir")
                     && c.succeeded()
-                    && c.strings().first().and_then(|made| made.parent()) == Some(dir.as_path())
+                    && c.made_dir().as_deref().and_then(Path::parent) == Some(dir.as_path())
             })
         };
         let after = changed.map_or(0, |i| i + 1);
@@ -388,4 +388,41 @@ fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
     }
     assert!(reused > 0, "the second backup reused no chunk");
     drop(cluster);
+}
+
+#[test]
+fn strace_logs_are_read_with_calls_interrupted_by_other_threads_joined() {
+    let log = "\
+7 openat(AT_FDCWD</w>, \"d/f\", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 3</w/d/f>
+8 fsync(4</w/d> <unfinished ...>
+7 mkdir(\"/w/e\", 0777) = 0
+8 <... fsync resumed>)       = 0
+7 renameat2(AT_FDCWD</w>, \"/w/d/.t\", AT_FDCWD</w>, \"/w/d/g\", RENAME_NOREPLACE) = 0
+7 unlink(\"/w/gone\") = -1 ENOENT (No such file or directory)
+7 +++ exited with 0 +++
+";
+    let events = strace::events(&strace::read(log));
+    let effects: Vec<(&Effect, usize, usize)> = events
+        .iter()
+        .map(|e| (&e.effect, e.started, e.ended))
+        .collect();
+    let p = PathBuf::from;
+    use strace::Effect;
+    assert_eq!(
+        effects,
+        vec![
+            (&Effect::Added(p("/w/d/f")), 0, 0),
+            (&Effect::OpenedForWriting(p("/w/d/f")), 0, 0),
+            (&Effect::Added(p("/w/e")), 2, 2),
+            (&Effect::Fsynced(p("/w/d")), 1, 3),
+            (
+                &Effect::Renamed {
+                    from: p("/w/d/.t"),
+                    to: p("/w/d/g")
+                },
+                4,
+                4
+            ),
+        ]
+    );
 }

@@ -7,18 +7,14 @@
 
 mod common;
 mod restore_lab;
-#[path = "restore_durability/trace.rs"]
-mod trace;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::strace::{self, Effect, Event};
 use tidemark::demo::cluster::owner_command;
 use tidemark::demo::lab::Lab;
-use trace::{Effect, Event, within};
-
-const STRACE: &str = "/usr/bin/strace";
 
 /// What was restored where, and so which parts of the trace matter.
 struct Restored {
@@ -42,11 +38,11 @@ impl Restored {
     /// The prefetcher's plan under `pg_wal/.tidemark` is a cache, written without fsync by
     /// design (losing it only costs prefetching): not part of the data.
     fn is_cache(&self, path: &Path) -> bool {
-        within(path, &self.pgdata.join("pg_wal/.tidemark"))
+        path.starts_with(self.pgdata.join("pg_wal/.tidemark"))
     }
 
     fn is_watched(&self, path: &Path) -> bool {
-        self.made.iter().any(|root| within(path, root)) && !self.is_cache(path)
+        self.made.iter().any(|root| path.starts_with(root)) && !self.is_cache(path)
     }
 
     /// `recovery.signal` and the temporary file it is made through.
@@ -256,10 +252,6 @@ fn problems(events: &[Event], restored: &Restored) -> Vec<String> {
 
 #[test]
 fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal() {
-    assert!(
-        Path::new(STRACE).is_file(),
-        "{STRACE} is missing: install strace (apt-get install strace) to run this test"
-    );
     let lab = Lab::new("tm-rdur-", &common::binaries()).unwrap();
     let mut cluster = restore_lab::archiving_cluster(&lab);
     let location = lab.tmp.subdir("tablespace").unwrap();
@@ -294,24 +286,20 @@ fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal
     };
     let trace_path = lab.tmp.path().join("restore.strace");
     let mapping = format!("{oid}={}", restored.tablespace.display());
-    let output = owner_command(Path::new(STRACE), lab.tmp.path())
-        .args(["-f", "-y", "-qq", "-s", "4096", "-e", "signal=none"])
-        .args(["-e", "trace=%file,fsync,fdatasync", "-o"])
-        .arg(&trace_path)
-        .arg(lab.bin_dir.join("tidemark"))
+    let mut restore = owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+    restore
         .arg("--config")
         .arg(&lab.config_path)
         .args(["restore", "--pgdata"])
         .arg(&restored.pgdata)
-        .args(["--tablespace-map", &mapping])
-        .output()
-        .unwrap();
+        .args(["--tablespace-map", &mapping]);
+    let traced = strace::run(&restore, &[], &trace_path);
     assert!(
-        output.status.success(),
+        traced.output.status.success(),
         "restore under strace failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&traced.output.stderr)
     );
-    let events = trace::read(&fs::read_to_string(&trace_path).unwrap());
+    let events = traced.events();
     assert!(
         events
             .iter()
