@@ -13,13 +13,14 @@
 //! segments'; each case in a fresh repository, so every directory is new.
 
 mod common;
+mod restore_lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::direct::{DirectRepo, describe};
 use common::strace::{self, Syscall, Traced};
-use tidemark::demo::cluster::{ThrowawayCluster, owner_command};
+use tidemark::demo::cluster::owner_command;
 use tidemark::demo::lab::Lab;
 
 /// A history file of timeline 2, as PostgreSQL writes one at a promotion.
@@ -305,17 +306,7 @@ fn objects(repo: &DirectRepo) -> Vec<PathBuf> {
 #[test]
 fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
     let lab = Lab::new("tm-fsync-backup-", &common::binaries()).unwrap();
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &lab.archive_command()),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    lab.write_config_with_conninfo(cluster.data_dir(), "", Some(&cluster.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let cluster = restore_lab::archiving_cluster(&lab);
     cluster
         .query("CREATE TABLE kept AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 50000) g")
         .unwrap();

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Ran};
+use common::{PATIENCE, Ran, has_flag, processes};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
 use tidemark::demo::lab::Lab;
 
@@ -225,14 +225,11 @@ impl Backlog {
 
     /// The work-ahead workers of this test's `pg_wal` that run (not `strace` running one).
     fn workers(&self) -> Vec<i32> {
-        let pg_wal = self.pg_wal.as_os_str().as_encoded_bytes();
         processes()
             .into_iter()
             .filter(|(pid, args)| {
                 args.first().is_some_and(|a| !a.ends_with(b"strace"))
-                    && args
-                        .windows(2)
-                        .any(|pair| pair[0] == WORKER_FLAG.as_bytes() && pair[1] == pg_wal)
+                    && has_flag(args, WORKER_FLAG, &self.pg_wal)
                     && is_running(*pid)
             })
             .map(|(pid, _)| pid)
@@ -263,31 +260,6 @@ fn list(dir: &Path) -> Vec<String> {
                 .unwrap()
         })
         .collect()
-}
-
-/// Every process with its arguments.
-fn processes() -> Vec<(i32, Vec<Vec<u8>>)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // A process may end while being looked at.
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args = cmdline
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
-        found.push((pid, args));
-    }
-    found
 }
 
 /// Whether process `pid` exists and is not a zombie waiting to be reaped.

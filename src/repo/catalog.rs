@@ -215,6 +215,34 @@ fn manifest_default() -> bool {
 }
 
 #[cfg(test)]
+impl BackupRecord {
+    /// A record of an empty full backup of stanza `main`'s cluster (see
+    /// [`crate::repo::test_repository`]) ending at `stop_time` and `stop_lsn`, for unit tests.
+    pub(crate) fn example(label: &str, stop_time: &str, stop_lsn: Lsn) -> BackupRecord {
+        BackupRecord {
+            format: RECORD_FORMAT,
+            label: label.into(),
+            kind: "full".into(),
+            system_id: 7,
+            pg_version: 15,
+            timeline: 1,
+            start_lsn: Lsn(0x100_0028),
+            stop_lsn,
+            start_time: stop_time.into(),
+            stop_time: stop_time.into(),
+            duration_ms: 0,
+            wal_start: String::new(),
+            wal_stop: String::new(),
+            wal_included: false,
+            has_manifest: true,
+            sizes: BackupSizes::default(),
+            tablespaces: vec![],
+            entries: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::repo::{Repository, test_repository};
@@ -224,34 +252,12 @@ mod tests {
         test_repository(Box::new(MemoryStorage::new()))
     }
 
-    fn record(label: &str) -> BackupRecord {
-        BackupRecord {
-            format: RECORD_FORMAT,
-            label: label.into(),
-            kind: "full".into(),
-            system_id: 7,
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: Lsn(0x300_0028),
-            stop_lsn: Lsn(0x300_0100),
-            start_time: "2026-11-21T10:00:00Z".into(),
-            stop_time: "2026-11-21T10:00:01Z".into(),
-            duration_ms: 1000,
-            wal_start: "000000010000000000000003".into(),
-            wal_stop: "000000010000000000000003".into(),
-            wal_included: false,
-            has_manifest: true,
-            sizes: BackupSizes::default(),
-            tablespaces: vec![],
-            entries: vec![],
-        }
-    }
-
     #[test]
     fn a_record_put_again_after_its_answer_was_lost_succeeds_and_another_is_refused() {
         let repo = repository();
         let stanza = repo.open_stanza("main").unwrap();
-        let record = record("20261121-100000F");
+        let record =
+            BackupRecord::example("20261121-100000F", "2026-11-21T10:00:01Z", Lsn(0x300_0100));
         stanza.put_backup_record(&record).unwrap();
         // The retry of a put that took effect finds its own record: the backup is complete.
         stanza.put_backup_record(&record).unwrap();
@@ -284,9 +290,13 @@ mod tests {
         let repo = repository();
         let stanza = repo.open_stanza("main").unwrap();
         let label = "20261121-100000F";
-        let json = serde_json::to_string(&record(label))
-            .unwrap()
-            .replace("\"0/3000100\"", "\"3000100\"");
+        let json = serde_json::to_string(&BackupRecord::example(
+            label,
+            "2026-11-21T10:00:01Z",
+            Lsn(0x300_0100),
+        ))
+        .unwrap()
+        .replace("\"0/3000100\"", "\"3000100\"");
         let key = layout::backup_record("main", label);
         stanza.put_new_object(&key, json.as_bytes()).unwrap();
         let error = format!("{:#}", stanza.list_backups().unwrap_err());

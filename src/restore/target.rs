@@ -79,29 +79,9 @@ pub fn backup_labelled<'b>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::catalog::{BackupSizes, RECORD_FORMAT};
 
     fn record(label: &str, stop_time: &str, stop_lsn: &str) -> BackupRecord {
-        BackupRecord {
-            format: RECORD_FORMAT,
-            label: label.into(),
-            kind: "full".into(),
-            system_id: 1,
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: "0/1000028".parse().unwrap(),
-            stop_lsn: stop_lsn.parse().unwrap(),
-            start_time: stop_time.into(),
-            stop_time: stop_time.into(),
-            duration_ms: 0,
-            wal_start: String::new(),
-            wal_stop: String::new(),
-            wal_included: false,
-            has_manifest: true,
-            sizes: BackupSizes::default(),
-            tablespaces: vec![],
-            entries: vec![],
-        }
+        BackupRecord::example(label, stop_time, stop_lsn.parse().unwrap())
     }
 
     #[test]

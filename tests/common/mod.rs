@@ -309,12 +309,10 @@ pub fn tidemark_errors(cluster: &ThrowawayCluster) -> Vec<String> {
         .collect()
 }
 
-/// The process ID of the Tidemark helper started with `flag` (`--work-ahead-worker`,
-/// `--prefetcher`) for `pg_wal`, if one runs: a process whose arguments name this test's own
-/// `pg_wal`, so nothing else on the machine is ever touched.
-pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
-    let wanted = pg_wal.as_os_str().as_encoded_bytes();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
+/// Every process with its arguments; one that ends while being looked at is left out.
+pub fn processes() -> Vec<(i32, Vec<Vec<u8>>)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -325,13 +323,29 @@ pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args
-            .windows(2)
-            .any(|pair| pair[0] == flag.as_bytes() && pair[1] == wanted)
-        {
-            return Some(pid);
-        }
+        let args = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        found.push((pid, args));
     }
-    None
+    found
+}
+
+/// Whether `args` hold `flag` followed by `value`.
+pub fn has_flag(args: &[Vec<u8>], flag: &str, value: &Path) -> bool {
+    let value = value.as_os_str().as_encoded_bytes();
+    args.windows(2)
+        .any(|pair| pair[0] == flag.as_bytes() && pair[1] == value)
+}
+
+/// The process ID of the Tidemark helper started with `flag` (`--work-ahead-worker`,
+/// `--prefetcher`) for `pg_wal`, if one runs: a process whose arguments name this test's own
+/// `pg_wal`, so nothing else on the machine is ever touched.
+pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
+    processes()
+        .into_iter()
+        .find(|(_, args)| has_flag(args, flag, pg_wal))
+        .map(|(pid, _)| pid)
 }

@@ -63,7 +63,10 @@ impl Syscall {
     /// For a rename, whether it succeeded or not: (from, to), resolved against the
     /// directories their descriptors name.
     pub fn rename_paths(&self) -> Option<(PathBuf, PathBuf)> {
-        match effects_of(&self.name, &self.arguments(), "0")?.into_iter().next()? {
+        match effects_of(&self.name, &self.arguments(), "0")?
+            .into_iter()
+            .next()?
+        {
             Effect::Renamed { from, to } => Some((from, to)),
             _ => None,
         }
