@@ -2,7 +2,8 @@
 //! header promises more than one segment (or more than a history file's limit) is refused
 //! before a byte reaches the destination's directory, and an object larger than any object of
 //! a segment is refused after that many bytes, from a local directory and from a bucket (where
-//! only that many are downloaded).
+//! only that many are downloaded). A destination too full for a good segment is said to be
+//! full, not the object damaged.
 
 mod common;
 #[path = "tmpfs/mod.rs"]
@@ -43,6 +44,13 @@ fn a_header_promising_more_than_a_segment_or_a_history_file_is_refused_before_an
     let wal = WalLab::new("tm-bounded-header-");
     let config = wal.config();
     let segment = wal.segments()[1].clone();
+    let good = wal.segments()[2].clone();
+    let pushed = common::run(
+        &wal.lab,
+        "tidemark-archive",
+        &["--config", config, wal.raw.join(&good).to_str().unwrap()],
+    );
+    assert_eq!(pushed.code, Some(0), "{pushed:?}");
     // Valid objects, checksums and all, of a 3 MiB "segment" and a 32 MiB "history file".
     let segment_key = format!("main/wal/{}/{segment}", &segment[..16]);
     plant(
@@ -88,6 +96,28 @@ fn a_header_promising_more_than_a_segment_or_a_history_file_is_refused_before_an
         );
         assert_eq!(small.names(), Vec::<String>::new());
     }
+
+    // A good segment into a file system too small for it: the disk is full, the object fine.
+    let tiny = Tmpfs::mount(&wal.lab.tmp.path().join("tiny"), 512 << 10);
+    let destination = tiny.path().join("RECOVERYXLOG");
+    let ran = common::run(
+        &wal.lab,
+        "tidemark-restore",
+        &["--config", config, &good, destination.to_str().unwrap()],
+    );
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    let line = ran.only_line();
+    assert!(
+        line.starts_with(&format!(
+            "tidemark-restore: ERROR: restore {good}: write {}/.RECOVERYXLOG.",
+            tiny.path().display()
+        )) && line.ends_with(&format!(
+            "; nothing was written to {}: No space left on device (os error 28)",
+            destination.display()
+        )),
+        "{line}"
+    );
+    assert_eq!(tiny.names(), Vec::<String>::new());
 }
 
 #[test]

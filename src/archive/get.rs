@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
 use crate::repo::Stanza;
-use crate::repo::object::{self, HEADER_LEN, ObjectHeader};
+use crate::repo::object::{self, HEADER_LEN, ObjectError, ObjectHeader};
 use crate::storage::{ByteRange, Cancel, ObjectKey, StorageError, durable};
 
 /// What archive-get did.
@@ -121,19 +121,29 @@ pub fn get_wal_file(
     let temp_path = durable::temp_path(dest_dir, &dest_name);
     let file = durable::create_temp(&temp_path, 0o600)
         .with_context(|| format!("create {}", temp_path.display()))?;
-    let mut temp = TempFile(Some(temp_path));
+    let mut temp = TempFile(Some(temp_path.clone()));
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     // Decompression stops at the header's original length, checked above.
-    let header = object::decode_into(&stored, &mut writer).with_context(|| {
-        format!(
-            "archived object {key} in {location} is damaged; {}",
-            nothing_written()
-        )
-    })?;
+    let header = match object::decode_into(&stored, &mut writer) {
+        Ok(header) => header,
+        // The object may be fine: the destination's disk failed (or is full).
+        Err(ObjectError::Write(e)) => {
+            return Err(e)
+                .with_context(|| format!("write {}; {}", temp_path.display(), nothing_written()));
+        }
+        Err(damage) => {
+            return Err(damage).with_context(|| {
+                format!(
+                    "archived object {key} in {location} is damaged; {}",
+                    nothing_written()
+                )
+            });
+        }
+    };
     writer
         .flush()
         .with_context(|| format!("write {}", destination.display()))?;
-    let temp_path = temp.0.take().expect("set above");
+    temp.0 = None;
     if let Err(e) = fs::rename(&temp_path, destination) {
         let _ = fs::remove_file(&temp_path);
         return Err(e).with_context(|| {
