@@ -19,6 +19,7 @@ use crate::archive::recovery_mode::RecoveryMode;
 use crate::archive::work_ahead::{Spool, Waited, WorkerSettings, run_worker, wait_for_worker};
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
 use crate::pg::{SegmentName, WalFileName};
+use crate::storage::durable;
 use crate::units;
 
 /// Push one WAL file into the repository (PostgreSQL's archive_command).
@@ -82,8 +83,9 @@ const PREFETCHER_FLAG: &str = "--prefetcher";
 /// Set in the recovery settings (postgresql.conf):
 ///   restore_command = 'tidemark-restore --config /etc/tidemark/tidemark.toml %f %p'
 /// During a recovery, the first call starts a background fetcher that keeps the next
-/// `[restore] prefetch` segments (default 8; 0 = off) verified in pg_wal/.tidemark/restore;
-/// a call whose segment is there checks it again and renames it into place.
+/// `[restore] prefetch` segments (default 8; 0 = off) verified in pg_wal/.tidemark/restore,
+/// within the free space of pg_wal's file system; a call whose segment is there checks it
+/// again and renames it into place.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]
 pub struct RestoreCommandArgs {
@@ -295,6 +297,7 @@ pub fn archive_get(
 /// [`archive_get`], its errors not yet said to be of this file.
 fn fetch(target: &Target, wal_file_name: &str, destination: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
+    remove_abandoned_hand_overs(destination);
     let selected = target.select()?;
     if selected.config.restore.prefetch() > 0
         && let Ok(WalFileName::Segment(segment)) = WalFileName::parse(wal_file_name)
@@ -328,6 +331,15 @@ fn fetch(target: &Target, wal_file_name: &str, destination: &Path) -> anyhow::Re
             );
             Ok(Finished::NotFound)
         }
+    }
+}
+
+/// Removes the temporary files of earlier calls to `destination` whose process is gone: a call
+/// killed (PostgreSQL sends SIGTERM at shutdown) between claiming a segment from the spool, or
+/// fetching one, and renaming it to `%p` leaves a segment-sized hidden file beside it.
+fn remove_abandoned_hand_overs(destination: &Path) {
+    if let Some(name) = destination.file_name() {
+        durable::remove_abandoned(durable::parent_dir(destination), &name.to_string_lossy());
     }
 }
 
