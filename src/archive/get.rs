@@ -170,11 +170,14 @@ fn read_bounded(
     let storage = stanza.repository().storage();
     let limit = expected.object_limit();
     let doing = || format!("read {key} from {}", storage.location());
-    let mut reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
+    // The range keeps the store (an S3 server) from sending more; `take`, a server that
+    // ignored it from being read further.
+    let reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
         Ok(reader) => reader,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e).context("read it from the repository"),
     };
+    let mut reader = reader.take(limit + 1);
     // A segment's object is read into one allocation; other files are small.
     let mut stored = match expected {
         OriginalLength::Exactly(_) => Vec::with_capacity(limit as usize + 1),
