@@ -108,10 +108,10 @@ fn log_len(cluster: &ThrowawayCluster) -> u64 {
     fs::metadata(cluster.log_file()).map_or(0, |m| m.len())
 }
 
-/// The Tidemark error lines of a log.
+/// The Tidemark error lines of a log (`tidemark-restore: ERROR: ...`, `tidemark: ERROR: ...`).
 fn tidemark_errors(log: &str) -> Vec<&str> {
     log.lines()
-        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
+        .filter(|l| l.starts_with("tidemark") && l.contains(": ERROR: "))
         .collect()
 }
 
@@ -152,19 +152,26 @@ fn control_data(lab: &Lab, pgdata: &Path) -> String {
 }
 
 /// Checks that the server, whose log since its last start is `log`, stopped its archive
-/// recovery at `segment` with the one error line saying `cause`, without ending it.
-fn assert_stopped_at(lab: &Lab, cluster: &ThrowawayCluster, log: &str, segment: &str, cause: &str) {
+/// recovery at `file` with `program`'s one error line saying `cause`, without ending it.
+fn assert_stopped_by(
+    lab: &Lab,
+    cluster: &ThrowawayCluster,
+    log: &str,
+    program: &str,
+    file: &str,
+    cause: &str,
+) {
     assert!(
         log.contains(&format!(
-            "FATAL:  could not restore file \"{segment}\" from archive: child process exited with exit code 128"
+            "FATAL:  could not restore file \"{file}\" from archive: child process exited with exit code 128"
         )),
-        "PostgreSQL did not stop at {segment}:\n{log}"
+        "PostgreSQL did not stop at {file}:\n{log}"
     );
     let errors = tidemark_errors(log);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     let error = errors[0];
     assert!(
-        error.starts_with(&format!("tidemark-restore: ERROR: restore {segment}: "))
+        error.starts_with(&format!("{program}: ERROR: restore {file}: "))
             && error.contains(cause)
             && error.ends_with(
                 "; archive recovery stops here (exit code 128) rather than take this for the end of the archive and promote: fix the cause and start the server again, and recovery resumes where it stopped"
@@ -228,23 +235,56 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
 
     let mut restored =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    // A restore_command that cannot even be read (no %p) stops recovery at its first call.
+    let restore_command = lab.restore_command();
+    let without_destination = restore_command.strip_suffix(" %p").unwrap();
+    restored
+        .configure(&[("restore_command", without_destination)])
+        .unwrap();
     let from = log_len(&restored);
     start_until_it_stops(&mut restored);
-    assert_stopped_at(
+    let log = log_since(&restored, from);
+    assert!(
+        log.contains("FATAL:  could not restore file \"00000002.history\" from archive: child process exited with exit code 128"),
+        "{log}"
+    );
+    assert!(
+        log.contains("tidemark-restore: ERROR: the following required arguments were not provided: <DESTINATION>"),
+        "{log}"
+    );
+    restored
+        .configure(&[("restore_command", &restore_command)])
+        .unwrap();
+
+    let from = log_len(&restored);
+    start_until_it_stops(&mut restored);
+    assert_stopped_by(
         &lab,
         &restored,
         &log_since(&restored, from),
+        "tidemark-restore",
         unreadable,
         "permission denied",
     );
 
+    // `tidemark archive-get`, which `tidemark restore` writes when no tidemark-restore is
+    // beside it, keeps the same contract.
     set_mode(&unreadable_path, mode);
+    let archive_get = format!(
+        "{} --config {} --stanza main archive-get %f %p",
+        lab.bin_dir.join("tidemark").display(),
+        lab.config_path.display()
+    );
+    restored
+        .configure(&[("restore_command", &archive_get)])
+        .unwrap();
     let from = log_len(&restored);
     start_until_it_stops(&mut restored);
-    assert_stopped_at(
+    assert_stopped_by(
         &lab,
         &restored,
         &log_since(&restored, from),
+        "tidemark",
         damaged,
         "is damaged; nothing was written to pg_wal/RECOVERYXLOG: its stored bytes are damaged",
     );
@@ -380,7 +420,14 @@ fn archive_recovery_stops_when_the_bucket_stops_answering_mid_recovery() {
     });
     wait_until_stopped(&restored);
     let log = fs::read_to_string(restored.log_file()).unwrap();
-    assert_stopped_at(&lab, &restored, &log, &next, "cannot reach the endpoint");
+    assert_stopped_by(
+        &lab,
+        &restored,
+        &log,
+        "tidemark-restore",
+        &next,
+        "cannot reach the endpoint",
+    );
 
     // The bucket answers again (from another port): recovery resumes and reaches the end.
     server.restart();
