@@ -1,19 +1,34 @@
 //! Planned parallel prefetch (`[restore] prefetch`, on by default) on real PostgreSQL 15
 //! recoveries: segments damaged in the spool before their hand-over are refused and fetched again;
-//! recovery is exact while the fetcher is killed with SIGKILL again and again; and recovery
-//! follows a timeline switch with segments handed over from the spool.
+//! recovery is exact while the fetcher is killed with SIGKILL again and again; recovery follows a
+//! timeline switch with segments handed over from the spool; a long pause in replay keeps the
+//! spool, and the next call clears what a killed hand-over left in `pg_wal`; and on a small
+//! `pg_wal` the fetcher leaves its reserve free instead of filling the file system.
+//!
+//! Tests that must act at a given point of a recovery hold PostgreSQL there with the
+//! `restore_command` gate of `restore_gate/` rather than race it.
 
 mod common;
+#[path = "restore_gate/mod.rs"]
+mod restore_gate;
+#[path = "tmpfs/mod.rs"]
+mod tmpfs;
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use restore_gate::{Arrival, Gate};
 use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
 use tidemark::demo::lab::Lab;
+use tmpfs::Tmpfs;
 
 /// Kills of the fetcher the test insists on.
 const MIN_KILLS: usize = 20;
+
+/// How long a gate-driven test waits for the next call before it looks whether recovery ended.
+const GATE_POLL: Duration = Duration::from_millis(200);
 
 /// What pgbench leaves in the database, compared between primary and restored copy.
 const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
@@ -169,54 +184,336 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     );
 }
 
+/// The planned segments of a restored data directory, in order.
+fn plan_of(pgdata: &Path) -> Vec<String> {
+    fs::read_to_string(spool(pgdata).join("plan"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts `cluster` with the gate as its restore_command and passes every call held at the gate
+/// to `at_gate` until the server has promoted; returns once it has.
+fn recover_through_gate(
+    lab: &Lab,
+    cluster: &mut ThrowawayCluster,
+    gate: &Gate,
+    mut at_gate: impl FnMut(&Arrival),
+) {
+    cluster
+        .configure(&[("restore_command", &gate.restore_command(lab))])
+        .unwrap();
+    let log_file = cluster.log_file().to_owned();
+    let deadline = Instant::now() + common::PATIENCE * 3;
+    std::thread::scope(|scope| {
+        // `pg_ctl start` returns once the server is consistent, which takes calls at the gate.
+        let starting = scope.spawn(|| cluster.start());
+        loop {
+            match gate.next_arrival(GATE_POLL) {
+                Some(arrival) => {
+                    at_gate(&arrival);
+                    gate.release(&arrival);
+                }
+                None => {
+                    let log = fs::read_to_string(&log_file).unwrap_or_default();
+                    if log.contains("database system is ready to accept connections") {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "recovery did not finish:\n{log}");
+                }
+            }
+        }
+        starting.join().unwrap().unwrap();
+    });
+    cluster.wait_for_promotion(common::PATIENCE).unwrap();
+}
+
+/// The fetcher of `pg_wal`, waiting for one to run (at most [`common::PATIENCE`]).
+fn running_fetcher(pg_wal: &Path) -> i32 {
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        if let Some(pid) = common::helper_pid("--prefetcher", pg_wal) {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fetcher runs for {}",
+            pg_wal.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Kills process `pid` with SIGKILL and waits until it is gone (its files, its lock, closed).
+fn kill_and_wait(pid: i32) {
+    let raw = rustix::process::Pid::from_raw(pid).unwrap();
+    rustix::process::kill_process(raw, rustix::process::Signal::KILL).unwrap();
+    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    let deadline = Instant::now() + common::PATIENCE;
+    // Gone, or a zombie: either way it holds nothing any more.
+    while fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    }) {
+        assert!(Instant::now() < deadline, "process {pid} does not die");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until `path` exists (at most [`common::PATIENCE`]).
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + common::PATIENCE;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     let lab = Lab::new("tm-prefetch-kill-", &common::binaries()).unwrap();
     let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 30_000);
+    let expected = write_and_archive(&lab, &primary, 10_000);
     primary.stop().unwrap();
 
     let pgdata = restore(&lab, "restored");
-    let planned = fs::read_to_string(spool(&pgdata).join("plan"))
-        .unwrap()
-        .lines()
-        .count();
+    let plan = plan_of(&pgdata);
+    assert!(
+        plan.len() >= 2 * MIN_KILLS,
+        "the plan is too short for {MIN_KILLS} kills: {} segments",
+        plan.len()
+    );
+    let planned_at: HashMap<&str, usize> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
     let pg_wal = pgdata.join("pg_wal");
+    let spool = spool(&pgdata);
     let mut restored =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    restored.start().unwrap();
+    // While PostgreSQL waits at the gate after each planned segment, the fetcher is killed
+    // after every other one; after the others the test waits until the fetcher has spooled
+    // the next segment, which must then be handed over from the spool.
+    let gate = Gate::new(&lab);
     let mut kills = 0;
-    let mut next_kill = Instant::now() + Duration::from_millis(fastrand::u64(5..80));
-    let deadline = Instant::now() + common::PATIENCE;
-    loop {
-        let done = restored
-            .query("SELECT NOT pg_is_in_recovery()")
-            .is_ok_and(|promoted| promoted == "t");
-        if done {
-            break;
+    let mut to_hand_over = Vec::new();
+    let mut passed = HashSet::new();
+    recover_through_gate(&lab, &mut restored, &gate, |arrival| {
+        let Some(&at) = planned_at.get(arrival.file_name.as_str()) else {
+            return;
+        };
+        // PostgreSQL reads the last segment again at the end: once is enough.
+        if !passed.insert(at) {
+            return;
         }
-        assert!(Instant::now() < deadline, "recovery did not finish");
-        if Instant::now() >= next_kill {
-            if let Some(pid) = common::helper_pid("--prefetcher", &pg_wal) {
-                let pid = rustix::process::Pid::from_raw(pid).unwrap();
-                if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
-                    kills += 1;
-                }
-            }
-            next_kill = Instant::now() + Duration::from_millis(fastrand::u64(5..80));
+        if at % 2 == 0 {
+            kill_and_wait(running_fetcher(&pg_wal));
+            kills += 1;
+        } else if let Some(next) = plan.get(at + 1) {
+            wait_for_file(&spool.join(format!("{next}.sum")));
+            to_hand_over.push(next.clone());
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    });
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     let log = server_log(&restored);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
-    let handed_over = prefetched(&log).len();
-    println!("{planned} planned segments, {handed_over} handed over from the spool, {kills} kills");
+    let handed_over: HashSet<String> = prefetched(&log).into_iter().collect();
+    println!(
+        "{} planned segments, {} handed over from the spool, {kills} kills",
+        plan.len(),
+        handed_over.len()
+    );
     assert!(
         kills >= MIN_KILLS,
-        "the fetcher was killed only {kills} times during a recovery of {planned} segments"
+        "the fetcher was killed only {kills} times during a recovery of {} segments",
+        plan.len()
+    );
+    let missed: Vec<&String> = to_hand_over
+        .iter()
+        .filter(|s| !handed_over.contains(*s))
+        .collect();
+    assert!(missed.is_empty(), "spooled but not handed over: {missed:?}");
+}
+
+#[test]
+fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
+    let lab = Lab::new("tm-prefetch-pause-", &common::binaries()).unwrap();
+    let mut primary = primary_with_backup(&lab);
+    let expected = write_and_archive(&lab, &primary, 2000);
+    primary.stop().unwrap();
+
+    let pgdata = restore(&lab, "restored");
+    let plan = plan_of(&pgdata);
+    assert!(plan.len() >= 6, "the plan is too short: {plan:?}");
+    let hold_at = plan[plan.len() / 2].clone();
+    let next = plan[plan.len() / 2 + 1].clone();
+    let pg_wal = pgdata.join("pg_wal");
+    let spool = spool(&pgdata);
+    // What a call killed (SIGTERM at a fast shutdown) in the middle of a hand-over leaves: the
+    // segment it claimed from the spool, under a hidden name of a process that is gone.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let host = tidemark::storage::durable::host_name();
+    let abandoned = pg_wal.join(format!(".RECOVERYXLOG.{host}.{dead}.0.tmp"));
+    let mut restored =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    let gate = Gate::new(&lab);
+    let mut held = false;
+    let mut cleared = None;
+    recover_through_gate(&lab, &mut restored, &gate, |arrival| {
+        if arrival.file_name == hold_at && !held {
+            held = true;
+            // PostgreSQL asks for nothing while it waits here, as in a replay pause: the
+            // fetcher stops fetching (or, before, left with the spool).
+            let deadline = Instant::now() + common::PATIENCE;
+            loop {
+                let log = fs::read_to_string(spool.join("fetcher.log")).unwrap_or_default();
+                if log.contains("PostgreSQL has asked for no new segment for 5 s")
+                    || common::helper_pid("--prefetcher", &pg_wal).is_none()
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the fetcher never went idle");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                spool.join(format!("{next}.sum")).exists() && spool.join(&next).exists(),
+                "the pause threw the spooled {next} away"
+            );
+            assert!(common::helper_pid("--prefetcher", &pg_wal).is_some());
+            fs::write(&abandoned, vec![0u8; 1 << 20]).unwrap();
+            give_to_owner(&abandoned).unwrap();
+        } else if arrival.file_name == next && cleared.is_none() {
+            cleared = Some(!abandoned.exists());
+        }
+    });
+    assert_eq!(restored.query(CONTENT).unwrap(), expected);
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
+    let log = server_log(&restored);
+    assert!(
+        prefetched(&log).contains(&next),
+        "{next} was not handed over from the spool after the pause"
+    );
+    assert_eq!(
+        cleared,
+        Some(true),
+        "the call after the pause left {} in pg_wal",
+        abandoned.display()
+    );
+}
+
+#[test]
+fn on_a_small_pg_wal_the_fetcher_leaves_its_reserve_free() {
+    let lab = Lab::new("tm-prefetch-space-", &common::binaries()).unwrap();
+    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let archive_command = lab.archive_command();
+    // Frequent checkpoints, so the recovering server has restartpoints and frees pg_wal often.
+    primary
+        .configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+            ("max_wal_size", "8MB"),
+            ("min_wal_size", "2MB"),
+        ])
+        .unwrap();
+    primary.start().unwrap();
+    // Far more prefetch than the file system of pg_wal can hold.
+    lab.write_config_with_conninfo(
+        primary.data_dir(),
+        "\n[restore]\nprefetch = 64\n",
+        Some(&primary.conninfo()),
+    )
+    .unwrap();
+    lab.tidemark(&["stanza-create"]).unwrap();
+    let report = lab.tidemark(&["backup"]).unwrap();
+    assert!(report.starts_with("backup "), "{report}");
+    primary
+        .query("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 12) AS pad FROM generate_series(1, 150000) g")
+        .unwrap();
+    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    let content_query = "SELECT count(*) || '/' || sum(length(pad)) FROM filler";
+    let expected = primary.query(content_query).unwrap();
+    primary.stop().unwrap();
+
+    let pgdata = restore(&lab, "restored");
+    let plan = plan_of(&pgdata);
+    assert!(plan.len() >= 60, "too little WAL: {} segments", plan.len());
+    // pg_wal on a file system of 40 MiB: the server needs a part, 64 segments do not fit.
+    let walfs = Tmpfs::mount(&lab.tmp.path().join("walfs"), 40 << 20);
+    let pg_wal = pgdata.join("pg_wal");
+    move_contents(&pg_wal, walfs.path());
+    fs::remove_dir(&pg_wal).unwrap();
+    std::os::unix::fs::symlink(walfs.path(), &pg_wal).unwrap();
+    let spool = spool(&pgdata);
+    let mut restored =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
+    restored
+        .configure(&[("max_wal_size", "8MB"), ("min_wal_size", "2MB")])
+        .unwrap();
+    // Replay waits after the first segment until the fetcher has stopped for want of room
+    // (or, before, ran out of it).
+    let gate = Gate::new(&lab);
+    let mut waited = false;
+    recover_through_gate(&lab, &mut restored, &gate, |_| {
+        if waited {
+            return;
+        }
+        waited = true;
+        let deadline = Instant::now() + common::PATIENCE;
+        loop {
+            let log = fs::read_to_string(spool.join("fetcher.log")).unwrap_or_default();
+            if log.contains("prefetch holds back") || log.contains("No space left on device") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fetcher never filled pg_wal:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert_eq!(restored.query(content_query).unwrap(), expected);
+    let fetcher_log = fs::read_to_string(spool.join("fetcher.log")).unwrap();
+    let server_log = server_log(&restored);
+    for log in [&fetcher_log, &server_log] {
+        assert!(!log.contains("No space left on device"), "{log}");
+    }
+    assert!(fetcher_log.contains("prefetch holds back"), "{fetcher_log}");
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
+    let handed_over = prefetched(&server_log).len();
+    println!(
+        "{} planned segments, {handed_over} handed over from the spool; the fetcher said:\n{fetcher_log}",
+        plan.len()
     );
     assert!(handed_over > 0, "no segment came from the spool");
+    restored.stop().unwrap();
+}
+
+/// Moves everything in directory `from` into directory `to`, keeping owners and modes.
+fn move_contents(from: &Path, to: &Path) {
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod helper_process;
 pub mod index_rebuild;
 pub mod prefetch;
 pub mod push;
+pub mod recovery_mode;
 pub mod walk_archived;
 pub mod work_ahead;
 

@@ -17,7 +17,17 @@
 //!   the same segment again;
 //! * `fetcher.lock` is held (`flock`) by the one fetcher of the spool while it runs.
 //!
+//! The spool is bounded: it never holds more than `[restore] prefetch` segments, those being
+//! fetched counted, plus the one a call is handing over; and a segment is fetched only while
+//! the file system keeps a reserve free after it (see `space`). The fetcher runs as long as
+//! the recovery: when PostgreSQL asks for nothing new for a while (a replay pause,
+//! `recovery_min_apply_delay`, a standby streaming) it stops fetching but keeps what it
+//! fetched for the calls to come; once recovery is over or the server has stopped, it removes
+//! the spool's segments and exits.
+//!
 //! Everything here is a cache: losing any file only means a segment is fetched directly.
+
+mod space;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -30,15 +40,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::get::{GetOutcome, get_wal_file};
-use super::helper_process::{HelperLock, server_running, spool_dirs};
+use super::helper_process::{HelperLock, spool_dirs};
+use super::recovery_mode::RecoveryMode;
 use crate::pg::{SegmentName, SegmentSize, WalFileName};
 use crate::repo::Stanza;
 use crate::storage::durable;
+use crate::units;
 
-/// How long a fetcher stays once PostgreSQL stops asking for new segments.
+/// How long the fetcher keeps fetching once PostgreSQL stops asking for new segments.
 const FETCHER_LINGER: Duration = Duration::from_secs(5);
 /// How often the fetcher looks at what PostgreSQL asked for last.
 const FETCHER_POLL: Duration = Duration::from_millis(2);
+/// How often it looks once it has stopped fetching: PostgreSQL may stay away for hours.
+const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How long a segment the archive does not hold is left alone before it is asked for again.
 const MISSING_RETRY: Duration = Duration::from_secs(1);
 /// How often a call waiting for the fetcher looks for its segment.
@@ -306,14 +320,7 @@ pub fn wait_for_fetch(spool: &RestoreSpool, name: &str) {
 /// recovery ends. Only then does prefetching make sense (a call by hand gets its file and no
 /// helper), and a fetcher stops as soon as it is over.
 pub fn in_recovery(pg_wal: &Path) -> bool {
-    if pg_wal.file_name().is_none_or(|name| name != "pg_wal") {
-        return false;
-    }
-    let Some(data_dir) = pg_wal.parent() else {
-        return false;
-    };
-    server_running(pg_wal)
-        && (data_dir.join("recovery.signal").exists() || data_dir.join("standby.signal").exists())
+    RecoveryMode::of_pg_wal(pg_wal).is_recovery()
 }
 
 /// How the fetcher is set up.
@@ -352,17 +359,77 @@ fn window(
     names
 }
 
-/// What the fetch threads share.
+/// What the fetcher's threads share.
+#[derive(Default)]
+struct Shared {
+    /// The segments to keep ready, in the order to fetch them; none while idle.
+    wanted: Mutex<Vec<SegmentName>>,
+    state: Mutex<FetchState>,
+    /// Set when the fetcher ends.
+    stop: AtomicBool,
+    /// Set while PostgreSQL asks for nothing new.
+    idle: AtomicBool,
+    /// Fetches under way.
+    busy: AtomicUsize,
+}
+
+/// The bookkeeping of the fetches.
 #[derive(Default)]
 struct FetchState {
     /// Names a thread is fetching.
     in_progress: HashSet<SegmentName>,
+    /// Segments in the spool: as last listed, and those fetched since.
+    spooled: HashSet<SegmentName>,
     /// Names the archive did not hold (or that failed), and when that was found.
     missing: HashMap<SegmentName, Instant>,
+    /// Whether fetching is held back for lack of free space.
+    short_of_space: bool,
+    /// Whether that was said: once per fetcher, since it comes and goes with every
+    /// restartpoint on a file system that is tight.
+    said_short_of_space: bool,
 }
 
-/// Runs the fetcher of `settings.spool` until recovery is over or PostgreSQL has asked for
-/// nothing new for a while; returns at once if another fetcher holds the lock.
+impl FetchState {
+    /// Whether the spool holds fewer than `ahead` segments, counting those being fetched (a
+    /// segment just fetched may be counted twice for a moment, never left out).
+    fn has_free_slot(&self, ahead: usize) -> bool {
+        self.spooled.len() + self.in_progress.len() < ahead
+    }
+
+    /// Whether one more fetch may start: the spool, fetches under way included, holds fewer
+    /// than `ahead` segments, and the file system has room for it (see `space`).
+    fn may_start_fetch(&mut self, ahead: usize, segment_bytes: u64, dir: &Path) -> bool {
+        if !self.has_free_slot(ahead) {
+            return false;
+        }
+        let in_flight = self.in_progress.len() as u64;
+        let free = space::FreeSpace::of(dir);
+        let room = free
+            .as_ref()
+            .is_ok_and(|free| space::room_for_one_more(*free, segment_bytes, in_flight));
+        if !room && !self.short_of_space && !self.said_short_of_space {
+            self.said_short_of_space = true;
+            match free {
+                Ok(free) => tracing::warn!(
+                    "prefetch holds back: the file system of {} has {} free, and another segment would leave less than the {} kept free for PostgreSQL; calls fetch their own segments until there is room (said once)",
+                    dir.display(),
+                    units::bytes(free.available),
+                    units::bytes(space::reserve(free.total, segment_bytes))
+                ),
+                Err(e) => tracing::warn!(
+                    "prefetch holds back: cannot tell the free space of {} ({e}); calls fetch their own segments (said once)",
+                    dir.display()
+                ),
+            }
+        }
+        self.short_of_space = !room;
+        room
+    }
+}
+
+/// Runs the fetcher of `settings.spool` until recovery is over or the server has stopped;
+/// returns at once if another fetcher holds the lock. While PostgreSQL asks for nothing new it
+/// fetches nothing and keeps what it fetched.
 pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::Result<()> {
     let spool = &settings.spool;
     spool.create()?;
@@ -374,84 +441,96 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
     let plan = spool.plan();
     let planned_at: HashMap<SegmentName, usize> =
         plan.iter().enumerate().map(|(i, s)| (*s, i)).collect();
-    let wanted = Mutex::new(Vec::<SegmentName>::new());
-    let state = Mutex::new(FetchState::default());
-    let stop = AtomicBool::new(false);
-    let busy = AtomicUsize::new(0);
+    let shared = Shared::default();
     std::thread::scope(|scope| {
         for _ in 0..settings.parallel.max(1) {
-            scope.spawn(|| {
-                fetch_loop(stanza, spool, &wanted, &state, &stop, &busy);
-            });
+            scope.spawn(|| fetch_loop(stanza, settings, &shared));
         }
         let mut last_position = None;
         let mut moved_at = Instant::now();
+        let mut idle = false;
         loop {
             let position = spool.position();
             if position != last_position {
                 last_position = position;
                 moved_at = Instant::now();
             }
+            let was_idle = idle;
+            idle = moved_at.elapsed() > FETCHER_LINGER && shared.busy.load(Ordering::SeqCst) == 0;
+            shared.idle.store(idle, Ordering::SeqCst);
+            if idle && !was_idle {
+                tracing::info!(
+                    "PostgreSQL has asked for no new segment for {} s: fetching stops until it does, and what is fetched stays ready",
+                    FETCHER_LINGER.as_secs()
+                );
+            }
             if let Some(position) = position {
                 let mut names = window(position, &plan, &planned_at, settings.ahead, size);
                 // The segment asked for last may be being handed over right now.
                 names.push(position);
-                remove_passed(spool, &names);
+                {
+                    // Listed under the lock, so a fetch that ends meanwhile is counted.
+                    let mut state = shared.state.lock().expect("not poisoned");
+                    state.spooled = remove_passed(spool, &names);
+                }
                 names.pop();
-                *wanted.lock().expect("not poisoned") = names;
+                *shared.wanted.lock().expect("not poisoned") =
+                    if idle { Vec::new() } else { names };
             }
-            let idle = moved_at.elapsed() > FETCHER_LINGER && busy.load(Ordering::SeqCst) == 0;
-            if idle || !in_recovery(&settings.pg_wal) {
-                stop.store(true, Ordering::SeqCst);
+            if !in_recovery(&settings.pg_wal) {
+                shared.stop.store(true, Ordering::SeqCst);
                 break;
             }
-            std::thread::sleep(FETCHER_POLL);
+            std::thread::sleep(if idle { IDLE_POLL } else { FETCHER_POLL });
         }
     });
-    // Replay has moved on or ended: what is spooled would only take space.
+    // Recovery is over or the server stopped: what is spooled would only take space.
     remove_passed(spool, &[]);
     Ok(())
 }
 
-/// One fetch thread: takes the first wanted segment nobody has and fetches it into the spool.
-fn fetch_loop(
-    stanza: &Stanza<'_>,
-    spool: &RestoreSpool,
-    wanted: &Mutex<Vec<SegmentName>>,
-    state: &Mutex<FetchState>,
-    stop: &AtomicBool,
-    busy: &AtomicUsize,
-) {
-    while !stop.load(Ordering::SeqCst) {
+/// One fetch thread: takes the first wanted segment nobody has and fetches it into the spool,
+/// when the spool has a free slot and the file system room for it.
+fn fetch_loop(stanza: &Stanza<'_>, settings: &FetcherSettings, shared: &Shared) {
+    let spool = &settings.spool;
+    let segment_bytes = u64::from(stanza.expected_cluster().segment_size.bytes());
+    while !shared.stop.load(Ordering::SeqCst) {
+        let names = shared.wanted.lock().expect("not poisoned").clone();
         let next = {
-            let names = wanted.lock().expect("not poisoned").clone();
-            let mut state = state.lock().expect("not poisoned");
+            let mut state = shared.state.lock().expect("not poisoned");
             let now = Instant::now();
             state
                 .missing
                 .retain(|_, found| now.duration_since(*found) < MISSING_RETRY);
-            let next = names.into_iter().find(|name| {
+            let next = names.iter().copied().find(|name| {
                 !state.in_progress.contains(name)
                     && !state.missing.contains_key(name)
                     && !spool.sum_path(&name.to_string()).exists()
             });
-            if let Some(name) = next {
-                state.in_progress.insert(name);
-                busy.fetch_add(1, Ordering::SeqCst);
-                // Marked before the fetch can be seen missing, so a call waits for it.
-                let _ = fs::write(spool.fetching_path(&name.to_string()), b"");
+            match next {
+                Some(name) if state.may_start_fetch(settings.ahead, segment_bytes, spool.dir()) => {
+                    state.in_progress.insert(name);
+                    shared.busy.fetch_add(1, Ordering::SeqCst);
+                    // Marked before the fetch can be seen missing, so a call waits for it.
+                    let _ = fs::write(spool.fetching_path(&name.to_string()), b"");
+                    Some(name)
+                }
+                _ => None,
             }
-            next
         };
         let Some(name) = next else {
-            std::thread::sleep(FETCHER_POLL);
+            let quiet = shared.idle.load(Ordering::SeqCst)
+                || shared.state.lock().expect("not poisoned").short_of_space;
+            std::thread::sleep(if quiet { IDLE_POLL } else { FETCHER_POLL });
             continue;
         };
         let fetched = fetch_one(stanza, spool, name);
-        let mut state = state.lock().expect("not poisoned");
+        let mut state = shared.state.lock().expect("not poisoned");
         state.in_progress.remove(&name);
         match fetched {
-            Ok(true) => {}
+            Ok(true) => {
+                state.spooled.insert(name);
+            }
             Ok(false) => {
                 state.missing.insert(name, Instant::now());
             }
@@ -460,7 +539,7 @@ fn fetch_loop(
                 state.missing.insert(name, Instant::now());
             }
         }
-        busy.fetch_sub(1, Ordering::SeqCst);
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -502,21 +581,30 @@ fn remove_leftovers(spool: &RestoreSpool) {
     }
 }
 
-/// Removes spooled segments (and their sums) that are not in `keep`.
-fn remove_passed(spool: &RestoreSpool, keep: &[SegmentName]) {
+/// Removes spooled segments (and their sums) that are not in `keep`; returns the segments
+/// left in the spool.
+fn remove_passed(spool: &RestoreSpool, keep: &[SegmentName]) -> HashSet<SegmentName> {
+    let mut left = HashSet::new();
     let Ok(entries) = fs::read_dir(spool.dir()) else {
-        return;
+        return left;
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
-        let segment = file_name.strip_suffix(".sum").unwrap_or(&file_name);
-        if let Some(segment) = segment_named(segment)
-            && !keep.contains(&segment)
-        {
+        let (segment, is_sum) = match file_name.strip_suffix(".sum") {
+            Some(segment) => (segment, true),
+            None => (&*file_name, false),
+        };
+        let Some(segment) = segment_named(segment) else {
+            continue;
+        };
+        if !keep.contains(&segment) {
             let _ = fs::remove_file(entry.path());
+        } else if !is_sum {
+            left.insert(segment);
         }
     }
+    left
 }
 
 #[cfg(test)]
@@ -550,6 +638,21 @@ mod tests {
             window(name(3, 9), &plan, &planned_at, 2, size()),
             [name(3, 10), name(3, 11)]
         );
+    }
+
+    #[test]
+    fn fetches_under_way_take_slots_of_the_spool_like_spooled_segments() {
+        let mut state = FetchState::default();
+        assert!(state.has_free_slot(2));
+        state.spooled.insert(name(1, 3));
+        assert!(state.has_free_slot(2));
+        state.in_progress.insert(name(1, 4));
+        assert!(!state.has_free_slot(2));
+        // A passed segment still being fetched holds its slot until its fetch ends.
+        state.spooled.clear();
+        state.in_progress.insert(name(1, 2));
+        assert!(!state.has_free_slot(2));
+        assert!(!state.has_free_slot(0));
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::run::{self, Finished};
+use super::run::{self, Failure, Finished};
 use super::target::Selected;
 use super::target::Target;
 use crate::archive::helper_process::{ConfigSnapshot, HelperCommand};
 use crate::archive::prefetch::{
-    FetcherSettings, Handover, RestoreSpool, hand_over, in_recovery, run_fetcher, wait_for_fetch,
+    FetcherSettings, Handover, RestoreSpool, hand_over, run_fetcher, wait_for_fetch,
 };
+use crate::archive::recovery_mode::RecoveryMode;
 use crate::archive::work_ahead::{
     PushedTo, Spool, Waited, WorkerSettings, run_worker, wait_for_worker,
 };
@@ -22,6 +23,7 @@ use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
 use crate::config::config_path;
 use crate::pg::{SegmentName, WalFileName};
 use crate::repo::Stanza;
+use crate::storage::durable;
 use crate::units;
 
 /// Push one WAL file into the repository (PostgreSQL's archive_command).
@@ -78,13 +80,20 @@ const PREFETCHER_FLAG: &str = "--prefetcher";
 
 /// Fetch one WAL file from the repository (PostgreSQL's restore_command).
 ///
-/// Exits 0 when the verified file is at DESTINATION; 1 when the archive does not hold it
-/// (not an error: PostgreSQL asks for names that do not exist) or on any failure, which
-/// prints one error line. Set in the recovery settings (postgresql.conf):
+/// Exits 0 when the verified file is at DESTINATION, and 1 when the archive does not hold
+/// it (not an error: PostgreSQL asks for names that do not exist). A failure (repository
+/// unreachable after its retries, a damaged object, a full disk, a configuration error)
+/// prints one error line and exits
+///   128 during an archive recovery (recovery.signal): PostgreSQL stops recovery with a
+///       FATAL instead of taking the failure for the end of the archive and promoting;
+///       fix the cause and start the server again to resume;
+///   1 on a standby (standby.signal), which asks again later, and by hand.
+/// Set in the recovery settings (postgresql.conf):
 ///   restore_command = 'tidemark-restore --config /etc/tidemark/tidemark.toml %f %p'
 /// During a recovery, the first call starts a background fetcher that keeps the next
-/// `[restore] prefetch` segments (default 8; 0 = off) verified in pg_wal/.tidemark/restore;
-/// a call whose segment is there checks it again and renames it into place.
+/// `[restore] prefetch` segments (default 8; 0 = off) verified in pg_wal/.tidemark/restore,
+/// within the free space of pg_wal's file system; a call whose segment is there checks it
+/// again and renames it into place.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]
 pub struct RestoreCommandArgs {
@@ -127,11 +136,37 @@ pub fn restore_command_main() -> ExitCode {
         };
     }
     match run::parse_args::<RestoreCommandArgs>(program) {
-        Ok(args) => run::run(program, || {
-            archive_get(&args.target, &args.wal_file_name, &args.destination)
-        }),
+        Ok(args) => run_archive_get(
+            program,
+            &args.target,
+            &args.wal_file_name,
+            &args.destination,
+        ),
+        // A restore_command that cannot be read is a failure too: in archive recovery exit 1
+        // would end the recovery as if the archive were empty.
+        Err(code) if code != ExitCode::SUCCESS => {
+            ExitCode::from(RecoveryMode::of_working_directory().failure_exit_code())
+        }
         Err(code) => code,
     }
+}
+
+/// Runs [`archive_get`] as restore_command (`tidemark-restore`, `tidemark archive-get`): a
+/// failure exits as the recovery it serves needs (see `archive::recovery_mode`).
+pub fn run_archive_get(
+    program: &str,
+    target: &Target,
+    wal_file_name: &str,
+    destination: &Path,
+) -> ExitCode {
+    let mode = RecoveryMode::of_destination(destination);
+    let failure = Failure {
+        code: mode.failure_exit_code(),
+        consequence: mode.failure_consequence(),
+    };
+    run::run_failing_as(program, failure, || {
+        archive_get(target, wal_file_name, destination)
+    })
 }
 
 /// Pushes the WAL file at `wal_path` into the selected stanza; with `[archive] async`, waits
@@ -276,18 +311,25 @@ fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished>
     Ok(Finished::Success)
 }
 
-/// Fetches `wal_file_name` from the selected stanza into `destination`.
+/// Fetches `wal_file_name` from the selected stanza into `destination`. Every error, a
+/// configuration error included, says it was met restoring `wal_file_name`.
 pub fn archive_get(
     target: &Target,
     wal_file_name: &str,
     destination: &Path,
 ) -> anyhow::Result<Finished> {
+    fetch(target, wal_file_name, destination).with_context(|| format!("restore {wal_file_name}"))
+}
+
+/// [`archive_get`], its errors not yet said to be of this file.
+fn fetch(target: &Target, wal_file_name: &str, destination: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
+    remove_abandoned_hand_overs(destination);
     let selected = target.select()?;
     if selected.config.restore.prefetch() > 0
         && let Ok(WalFileName::Segment(segment)) = WalFileName::parse(wal_file_name)
         && let Some(pg_wal) = absolute_parent(destination)
-        && in_recovery(&pg_wal)
+        && RecoveryMode::of_pg_wal(&pg_wal).is_recovery()
     {
         // The spool only ever saves time: whatever goes wrong there, the call fetches directly.
         match from_spool(&selected, segment, &pg_wal, destination, started) {
@@ -298,8 +340,7 @@ pub fn archive_get(
     }
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-    let outcome = get_wal_file(&stanza, wal_file_name, destination)
-        .with_context(|| format!("restore {wal_file_name}"))?;
+    let outcome = get_wal_file(&stanza, wal_file_name, destination)?;
     match outcome {
         GetOutcome::Restored(header) => {
             tracing::info!(
@@ -317,6 +358,15 @@ pub fn archive_get(
             );
             Ok(Finished::NotFound)
         }
+    }
+}
+
+/// Removes the temporary files of earlier calls to `destination` whose process is gone: a call
+/// killed (PostgreSQL sends SIGTERM at shutdown) between claiming a segment from the spool, or
+/// fetching one, and renaming it to `%p` leaves a segment-sized hidden file beside it.
+fn remove_abandoned_hand_overs(destination: &Path) {
+    if let Some(name) = destination.file_name() {
+        durable::remove_abandoned(durable::parent_dir(destination), &name.to_string_lossy());
     }
 }
 

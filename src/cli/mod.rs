@@ -162,6 +162,14 @@ pub fn tidemark_main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // `tidemark archive-get %f %p` may be a restore_command: its failures exit as one must.
+    if let Command::ArchiveGet {
+        wal_file_name,
+        destination,
+    } = &cli.command
+    {
+        return hot_path::run_archive_get("tidemark", &cli.target, wal_file_name, destination);
+    }
     run::run("tidemark", || dispatch(cli))
 }
 

@@ -1,7 +1,9 @@
-//! Runs a command the way every Tidemark binary must end: exit 0 on success, 1 on any failure or
-//! "not found", the error printed once as one line. Never a higher code, never a death by a
-//! panic's abort: PostgreSQL treats codes above 125 and signals from archive_command and
-//! restore_command as fatal.
+//! Runs a command the way every Tidemark binary must end: exit 0 on success, 1 on "not found"
+//! and on any failure, the error printed once as one line. Never a death by a panic's abort.
+//! PostgreSQL treats codes above 125 and signals from archive_command and restore_command as
+//! fatal, so a failure exits above 1 only where that is the point: `tidemark-restore` during an
+//! archive recovery, where exit 1 would read as "the archive ends here" (see
+//! `archive::recovery_mode`).
 
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
@@ -29,8 +31,34 @@ pub fn program_name(default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// Runs `command` with logging set up, and maps its result to an exit code.
+/// How a failed command ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// What that exit code does, said after the error on its line.
+    pub consequence: Option<&'static str>,
+}
+
+impl Failure {
+    /// Exit 1, nothing more to say: every command but `restore_command` in archive recovery.
+    pub const PLAIN: Failure = Failure {
+        code: 1,
+        consequence: None,
+    };
+}
+
+/// Runs `command` with logging set up, and maps its result to an exit code: 1 on failure.
 pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) -> ExitCode {
+    run_failing_as(program, Failure::PLAIN, command)
+}
+
+/// Like [`run`], a failure (an error or a panic) ending as `failure` says.
+pub fn run_failing_as(
+    program: &str,
+    failure: Failure,
+    command: impl FnOnce() -> anyhow::Result<Finished>,
+) -> ExitCode {
     logging::init(program);
     let name = program.to_owned();
     panic::set_hook(Box::new(move |info| {
@@ -45,10 +73,15 @@ pub fn run(program: &str, command: impl FnOnce() -> anyhow::Result<Finished>) ->
         Ok(Ok(Finished::Success)) => ExitCode::SUCCESS,
         Ok(Ok(Finished::NotFound)) => ExitCode::from(1),
         Ok(Err(error)) => {
-            tracing::error!("{}", one_line(&error_with_causes(&error)));
-            ExitCode::from(1)
+            let mut line = error_with_causes(&error);
+            if let Some(consequence) = failure.consequence {
+                line.push_str("; ");
+                line.push_str(consequence);
+            }
+            tracing::error!("{}", one_line(&line));
+            ExitCode::from(failure.code)
         }
-        Err(_) => ExitCode::from(1),
+        Err(_) => ExitCode::from(failure.code),
     }
 }
 

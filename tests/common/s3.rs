@@ -50,6 +50,20 @@ impl S3Server {
             .filter(|name| name.starts_with(".upload_id-") && name.contains(".part-"))
             .count()
     }
+
+    /// Stops the server, keeping its directory: the bucket no longer answers.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Serves the same directory again, on a new free port (`endpoint` says which).
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, endpoint) = spawn(self.root.path());
+        self.child = child;
+        self.endpoint = endpoint;
+    }
 }
 
 impl Drop for S3Server {
@@ -106,26 +120,32 @@ pub fn repo_section(endpoint: &str, prefix: &str) -> String {
 pub fn start_server() -> S3Server {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+    let (child, endpoint) = spawn(root.path());
+    S3Server {
+        child,
+        endpoint,
+        root,
+    }
+}
+
+/// Runs `s3s-fs` serving `root` on a free loopback port, once it listens; returns it and its
+/// endpoint.
+fn spawn(root: &Path) -> (Child, String) {
     let port = unused_port();
     let child = Command::new(s3s_fs())
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root.path())
+        .arg(root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start s3s-fs");
-    let server = S3Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        root,
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "s3s-fs did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
-    server
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 /// Settings for the test bucket at `endpoint`, its keys under `prefix`, with the smallest
