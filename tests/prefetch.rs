@@ -388,13 +388,40 @@ fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
                 spool.join(format!("{next}.sum")).exists() && spool.join(&next).exists(),
                 "the pause threw the spooled {next} away"
             );
-            assert!(common::helper_pid("--prefetcher", &pg_wal).is_some());
+            let fetcher = common::helper_pid("--prefetcher", &pg_wal).expect("a fetcher runs");
+            // It outlives the call that started it, so it must not hold the data directory.
+            assert_eq!(
+                fs::read_link(format!("/proc/{fetcher}/cwd")).unwrap(),
+                Path::new("/"),
+                "the fetcher works in a directory a failover may need to unmount"
+            );
             fs::write(&abandoned, vec![0u8; 1 << 20]).unwrap();
             give_to_owner(&abandoned).unwrap();
         } else if arrival.file_name == next && cleared.is_none() {
             cleared = Some(!abandoned.exists());
+            // The configuration changes (it may now name another repository): the fetcher
+            // that read the old one leaves, and the next call starts one that reads it anew.
+            let fetcher = common::helper_pid("--prefetcher", &pg_wal).expect("a fetcher runs");
+            let mut config = fs::OpenOptions::new()
+                .append(true)
+                .open(&lab.config_path)
+                .unwrap();
+            std::io::Write::write_all(&mut config, b"\n# changed while recovering\n").unwrap();
+            let deadline = Instant::now() + common::PATIENCE;
+            while Path::new(&format!("/proc/{fetcher}")).exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the fetcher went on after its configuration file changed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     });
+    let fetcher_log = fs::read_to_string(spool.join("fetcher.log")).unwrap_or_default();
+    assert!(
+        fetcher_log.contains("prefetcher leaves: the configuration file changed"),
+        "{fetcher_log}"
+    );
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     let log = server_log(&restored);

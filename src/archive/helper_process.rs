@@ -78,9 +78,22 @@ fn rotate_outgrown_log(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Whether this helper's own log, its stderr, has outgrown [`LOG_LIMIT`]: the helper then
-/// leaves, so that the next call moves the log aside as it starts another.
-pub fn own_log_outgrown() -> bool {
+/// Why a helper must leave although its server may still need it, if it must: its
+/// configuration file changed (it would go on serving the old repository), or its log outgrew
+/// [`LOG_LIMIT`]. Either way the next call starts a new one, which reads the file anew and moves
+/// the log aside.
+pub fn reason_to_leave(config: &ConfigSnapshot) -> Option<&'static str> {
+    if config.changed() {
+        Some("the configuration file changed; the next call starts a helper that reads it")
+    } else if own_log_outgrown() {
+        Some("its log outgrew its limit; the next call moves it aside and starts another")
+    } else {
+        None
+    }
+}
+
+/// Whether this helper's own log, its stderr, has outgrown [`LOG_LIMIT`].
+fn own_log_outgrown() -> bool {
     rustix::fs::fstat(std::io::stderr()).is_ok_and(|stat| {
         rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
             && u64::try_from(stat.st_size).is_ok_and(|size| size > LOG_LIMIT)

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::get::{GetOutcome, get_wal_file};
-use super::helper_process::{HelperLock, spool_dirs};
+use super::helper_process::{ConfigSnapshot, HelperLock, reason_to_leave, spool_dirs};
 use super::recovery_mode::RecoveryMode;
 use crate::pg::{SegmentName, SegmentSize, WalFileName};
 use crate::repo::Stanza;
@@ -333,6 +333,8 @@ pub struct FetcherSettings {
     pub ahead: usize,
     /// Fetches at once.
     pub parallel: usize,
+    /// The configuration file as the fetcher read it.
+    pub config: ConfigSnapshot,
 }
 
 /// The segments to keep ready after `position`: the plan's next ones when it lists `position`,
@@ -477,14 +479,21 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
                 *shared.wanted.lock().expect("not poisoned") =
                     if idle { Vec::new() } else { names };
             }
-            if !in_recovery(&settings.pg_wal) {
+            let leave = if in_recovery(&settings.pg_wal) {
+                reason_to_leave(&settings.config)
+            } else {
+                Some("recovery is over or the server stopped")
+            };
+            if let Some(reason) = leave {
+                tracing::info!("prefetcher leaves: {reason}");
                 shared.stop.store(true, Ordering::SeqCst);
                 break;
             }
             std::thread::sleep(if idle { IDLE_POLL } else { FETCHER_POLL });
         }
     });
-    // Recovery is over or the server stopped: what is spooled would only take space.
+    // Recovery is over, or the server stopped, or a fetcher reading the new configuration takes
+    // over: what is spooled would only take space, or come from the repository no longer set.
     remove_passed(spool, &[]);
     Ok(())
 }

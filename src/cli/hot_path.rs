@@ -285,16 +285,7 @@ fn absolute_parent(path: &Path) -> Option<PathBuf> {
 
 /// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
 fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
-    let config_path = std::path::absolute(config_path(target.config.as_deref()))
-        .context("resolve the configuration file's path")?;
-    let pg_wal =
-        std::path::absolute(pg_wal).with_context(|| format!("resolve {}", pg_wal.display()))?;
-    // Taken before the configuration is loaded, so a change in between is seen as one.
-    let config = ConfigSnapshot::take(&config_path)?;
-    let selected = target.select()?;
-    // The worker outlives the call: it must not keep the data directory (in a failover, maybe a
-    // file system about to be unmounted) busy. Every path it uses from here on is absolute.
-    std::env::set_current_dir("/").context("change the working directory to /")?;
+    let (config, selected, pg_wal) = start_helper(target, pg_wal)?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let settings = WorkerSettings {
@@ -416,7 +407,8 @@ fn from_spool(
 
 /// Runs the prefetcher for the server whose `pg_wal` directory is `pg_wal`.
 fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+    let (config, selected, pg_wal) = start_helper(target, pg_wal)?;
+    let pg_wal = pg_wal.as_path();
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let ahead = selected.config.restore.prefetch();
@@ -430,7 +422,27 @@ fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
         spool: RestoreSpool::locate(pg_wal, &selected.stanza_name),
         ahead,
         parallel: ahead.min(cores / 2).max(1),
+        config,
     };
     run_fetcher(&stanza, &settings).context("prefetcher")?;
     Ok(Finished::Success)
+}
+
+/// What a helper (work-ahead worker, prefetcher) does first: notes its configuration file as it
+/// reads it (taken before loading, so that a change in between is seen as one), selects its
+/// stanza, and leaves the data directory. A helper outlives the call that started it and must
+/// not keep the data directory (in a failover, maybe a file system about to be unmounted) busy;
+/// every path it uses from here on is absolute, `pg_wal` included.
+fn start_helper(
+    target: &Target,
+    pg_wal: &Path,
+) -> anyhow::Result<(ConfigSnapshot, Selected, PathBuf)> {
+    let config_path = std::path::absolute(config_path(target.config.as_deref()))
+        .context("resolve the configuration file's path")?;
+    let pg_wal =
+        std::path::absolute(pg_wal).with_context(|| format!("resolve {}", pg_wal.display()))?;
+    let config = ConfigSnapshot::take(&config_path)?;
+    let selected = target.select()?;
+    std::env::set_current_dir("/").context("change the working directory to /")?;
+    Ok((config, selected, pg_wal))
 }

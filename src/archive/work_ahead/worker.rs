@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::ready_files;
 use super::spool::{Fingerprint, PushedTo, Spool};
-use crate::archive::helper_process::{ConfigSnapshot, own_log_outgrown, server_running};
+use crate::archive::helper_process::{ConfigSnapshot, reason_to_leave, server_running};
 use crate::archive::push::push_wal_file;
 use crate::repo::Stanza;
 
@@ -42,12 +42,8 @@ impl WorkerSettings {
             // Nothing becomes ready once the server is gone, and a stopped cluster's directory
             // must have no process of ours working in it.
             Some("the server stopped")
-        } else if self.config.changed() {
-            Some("the configuration file changed; the next call starts a worker that reads it")
-        } else if own_log_outgrown() {
-            Some("its log outgrew its limit; the next call moves it aside and starts a worker")
         } else {
-            None
+            reason_to_leave(&self.config)
         }
     }
 }
