@@ -19,7 +19,7 @@ pub fn check(target: &Target) -> anyhow::Result<Finished> {
     let location = repo.storage().location();
     probe(repo.storage(), &layout::check_probe())?;
     run::print_stdout(&format!(
-        "ok: repository {location} answers; a probe object was written, refused a second time (create-only), read back exactly and deleted\n"
+        "ok: repository {location} answers; a probe object was written, refused a second time (create-only), read back exactly, deleted, and then not found\n"
     ))?;
     let stanza = repo.open_stanza(name)?;
     let identity = stanza.identity();

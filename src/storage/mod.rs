@@ -266,6 +266,16 @@ impl StorageError {
         }
     }
 
+    /// Whether the store refused access: the `PermissionDenied` variant, or an I/O error of
+    /// that kind (an S3 403).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            StorageError::PermissionDenied { .. } => true,
+            StorageError::Io { source, .. } => source.kind() == ErrorKind::PermissionDenied,
+            _ => false,
+        }
+    }
+
     pub fn is_cancelled(&self) -> bool {
         matches!(self, StorageError::Cancelled { .. })
     }

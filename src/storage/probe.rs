@@ -25,6 +25,10 @@ pub enum ProbeError {
         "a probe object {key} already exists in {location}; another check may be running: try again"
     )]
     ProbeTaken { location: String, key: ObjectKey },
+    #[error(
+        "{location} answers a read of the deleted probe object {key} with 'access denied', not 'not found': tidemark-restore could not tell a WAL file that is not archived from a failure, and an archive recovery would stop at the first file PostgreSQL asks for that is not there; allow listing the bucket (s3:ListBucket), which S3 needs to answer 404"
+    )]
+    MissingIsDenied { location: String, key: ObjectKey },
 }
 
 /// Runs the probe under `key` and leaves nothing behind, whatever fails after the probe was
@@ -68,15 +72,22 @@ fn check_written(storage: &dyn Storage, key: &ObjectKey, stored: &[u8]) -> Resul
     Ok(())
 }
 
+/// Deletes the probe, and reads it again as `tidemark-restore` reads a WAL file: the store must
+/// say it is not there, the one answer a restore_command may take for "not archived".
 fn delete_probe(storage: &dyn Storage, key: &ObjectKey) -> Result<(), ProbeError> {
     storage.delete(key)?;
-    if storage.head(key)?.is_some() {
-        return Err(ProbeError::NotDeleted {
+    match storage.get_range(key, 0, 1) {
+        Err(e) if e.is_not_found() => Ok(()),
+        Ok(_) => Err(ProbeError::NotDeleted {
             location: storage.location(),
             key: key.clone(),
-        });
+        }),
+        Err(e) if e.is_permission_denied() => Err(ProbeError::MissingIsDenied {
+            location: storage.location(),
+            key: key.clone(),
+        }),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// A probe body that says what it is, should one ever be left behind.
@@ -89,7 +100,9 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::storage::{FaultPlan, FaultyStorage, MemoryStorage};
+    use crate::storage::{
+        ByteRange, Cancel, FaultPlan, FaultyStorage, ListedObject, MemoryStorage, ObjectMeta,
+    };
 
     fn key() -> ObjectKey {
         ObjectKey::new("_check/probe").unwrap()
@@ -109,6 +122,74 @@ mod tests {
         let error = probe(&store, &key()).unwrap_err();
         assert!(matches!(error, ProbeError::ProbeTaken { .. }), "{error}");
         assert_eq!(store.get(&key()).unwrap(), b"someone else's");
+    }
+
+    /// What S3 is to keys that may not list the bucket: a missing object is "access denied".
+    struct DeniesMissing(MemoryStorage);
+
+    impl Storage for DeniesMissing {
+        fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
+            self.0.head(key)
+        }
+
+        fn get_reader(
+            &self,
+            key: &ObjectKey,
+            range: ByteRange,
+            cancel: &Cancel,
+        ) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+            self.0.get_reader(key, range, cancel).map_err(|e| {
+                if e.is_not_found() {
+                    StorageError::Io {
+                        doing: format!("read {key}"),
+                        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                    }
+                } else {
+                    e
+                }
+            })
+        }
+
+        fn put_if_absent_from(
+            &self,
+            key: &ObjectKey,
+            body: &mut dyn std::io::Read,
+            length: u64,
+            cancel: &Cancel,
+        ) -> Result<PutOutcome, StorageError> {
+            self.0.put_if_absent_from(key, body, length, cancel)
+        }
+
+        fn list(
+            &self,
+            prefix: &ObjectKey,
+            cancel: &Cancel,
+        ) -> Result<Vec<ListedObject>, StorageError> {
+            self.0.list(prefix, cancel)
+        }
+
+        fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+            self.0.delete(key)
+        }
+
+        fn location(&self) -> String {
+            "s3://bucket".to_owned()
+        }
+
+        fn check_reachable(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_that_denies_missing_objects_is_refused() {
+        let store = DeniesMissing(MemoryStorage::new());
+        let error = probe(&store, &key()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "s3://bucket answers a read of the deleted probe object _check/probe with 'access denied', not 'not found': tidemark-restore could not tell a WAL file that is not archived from a failure, and an archive recovery would stop at the first file PostgreSQL asks for that is not there; allow listing the bucket (s3:ListBucket), which S3 needs to answer 404"
+        );
+        assert!(store.0.head(&key()).unwrap().is_none(), "the probe is gone");
     }
 
     #[test]
