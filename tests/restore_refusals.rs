@@ -208,7 +208,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     let line = refused(&lab, &pgdata, &["--delta"]);
     assert!(
         line.starts_with(&format!(
-            "tidemark: ERROR: restore: write {second}: read blob {blob_key}: {blob_key} does not exist in {}",
+            "tidemark: ERROR: restore: write {second}: blob {blob_key} does not exist in {}",
             lab.repo_path.display()
         )) && line.ends_with(&incomplete),
         "{line}"

@@ -7,15 +7,15 @@
 //! destination's directory. Decompression then stops at the promised length.
 
 use std::fs;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
-use crate::repo::Stanza;
-use crate::repo::object::{self, HEADER_LEN, ObjectError, ObjectHeader};
-use crate::storage::{ByteRange, Cancel, ObjectKey, StorageError, durable};
+use crate::repo::object::{self, ObjectError, ObjectHeader};
+use crate::repo::{BoundedRead, Stanza};
+use crate::storage::durable;
 
 /// What archive-get did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,15 +56,6 @@ impl OriginalLength {
             OriginalLength::Exactly(len) | OriginalLength::AtMost(len) => len,
         }
     }
-
-    /// The largest object a file of this length can be stored as: the header, then the bytes
-    /// as compressed. Neither zstd nor lz4 frames grow incompressible input by more than a
-    /// block header per block and a frame header (zstd: n/256 + 64 bytes at most, lz4: 4 bytes
-    /// per 64 KiB block and 27), well inside n/128 + 64 KiB.
-    fn object_limit(self) -> u64 {
-        let len = self.limit();
-        HEADER_LEN as u64 + len + len / 128 + (64 << 10)
-    }
 }
 
 /// A temporary file beside the destination that is removed unless it was renamed into place.
@@ -101,8 +92,16 @@ pub fn get_wal_file(
     let key = stanza.wal_key(name);
     let location = stanza.repository().storage().location();
     let nothing_written = || format!("nothing was written to {}", destination.display());
-    let Some(stored) = read_bounded(stanza, &key, expected)? else {
-        return Ok(GetOutcome::NotArchived);
+    let stored = match stanza
+        .read_at_most(&key, expected.limit())
+        .context("read it from the repository")?
+    {
+        BoundedRead::Object(stored) => stored,
+        BoundedRead::Missing => return Ok(GetOutcome::NotArchived),
+        BoundedRead::TooLarge { limit } => bail!(
+            "archived object {key} in {location} is larger than the {limit} bytes any object of a {}-byte file can be stored in: it is not one Tidemark archived for this stanza; nothing was read past that",
+            expected.limit()
+        ),
     };
     let header = ObjectHeader::decode(&stored).with_context(|| {
         format!(
@@ -159,44 +158,6 @@ pub fn get_wal_file(
     Ok(GetOutcome::Restored(header))
 }
 
-/// The whole object under `key`, or `None` if there is none. Read through a range one byte
-/// longer than the largest object a file of length `expected` can be stored as, so an object
-/// larger than that is refused without reading (or, from S3, downloading) the rest of it.
-fn read_bounded(
-    stanza: &Stanza<'_>,
-    key: &ObjectKey,
-    expected: OriginalLength,
-) -> anyhow::Result<Option<Vec<u8>>> {
-    let storage = stanza.repository().storage();
-    let limit = expected.object_limit();
-    let doing = || format!("read {key} from {}", storage.location());
-    // The range keeps the store (an S3 server) from sending more; `take`, a server that
-    // ignored it from being read further.
-    let reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
-        Ok(reader) => reader,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e).context("read it from the repository"),
-    };
-    let mut reader = reader.take(limit + 1);
-    // A segment's object is read into one allocation; other files are small.
-    let mut stored = match expected {
-        OriginalLength::Exactly(_) => Vec::with_capacity(limit as usize + 1),
-        OriginalLength::AtMost(_) => Vec::new(),
-    };
-    reader
-        .read_to_end(&mut stored)
-        .map_err(|e| StorageError::from_io(doing(), e))
-        .context("read it from the repository")?;
-    if stored.len() as u64 > limit {
-        bail!(
-            "archived object {key} in {} is larger than the {limit} bytes any object of a {}-byte file can be stored in: it is not one Tidemark archived for this stanza; nothing was read past that",
-            storage.location(),
-            expected.limit()
-        );
-    }
-    Ok(Some(stored))
-}
-
 /// Refuses an object whose header promises a file of another length than `expected`, saying
 /// what it holds.
 fn check_original_length(header: &ObjectHeader, expected: OriginalLength) -> Result<(), String> {
@@ -217,26 +178,6 @@ fn check_original_length(header: &ObjectHeader, expected: OriginalLength) -> Res
 mod tests {
     use super::*;
     use crate::repo::compress::Compression;
-
-    #[test]
-    fn no_compression_grows_a_file_past_its_object_limit() {
-        // Incompressible bytes are the worst case for every compression.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..(1 << 20) + 12_345)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        let limit = OriginalLength::Exactly(noise.len() as u64).object_limit();
-        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
-            let object = object::encode(compression, 1, &noise).unwrap();
-            let stored = (HEADER_LEN + object.body.len()) as u64;
-            assert!(stored <= limit, "{compression:?}: {stored} > {limit}");
-        }
-    }
 
     #[test]
     fn a_header_must_promise_a_file_of_the_right_length() {

@@ -12,11 +12,12 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind};
+use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind, MAX_CHUNK};
 
-/// Files are stored in chunks of at most this size: the unit of parallel compression and of
-/// sharing between backups (an unchanged 16 MiB of a 1 GiB table file is not stored again).
-pub const CHUNK_SIZE: usize = 16 << 20;
+/// Files are stored in chunks of at most this size, the catalog's [`MAX_CHUNK`]: the unit of
+/// parallel compression and of sharing between backups (an unchanged 16 MiB of a 1 GiB table
+/// file is not stored again).
+pub const CHUNK_SIZE: usize = MAX_CHUNK as usize;
 
 /// A chunk to hash and store; `id` says where its SHA-256 goes.
 pub struct ChunkJob {

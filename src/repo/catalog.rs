@@ -8,13 +8,16 @@
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::PutOnce;
 use super::Stanza;
 use super::layout;
 use super::object::{self, EncodedObject};
+use super::{BoundedRead, PutOnce};
 use crate::pg::Lsn;
 use crate::pg::lsn::lsn_text;
 use crate::storage::{Cancel, PutOutcome};
+
+/// The largest chunk a file is cut into: every blob holds at most this many bytes.
+pub const MAX_CHUNK: u64 = 16 << 20;
 
 /// Version of the backup record format.
 pub const RECORD_FORMAT: u32 = 1;
@@ -130,16 +133,31 @@ impl Stanza<'_> {
             .then_some((object::HEADER_LEN + object.body.len()) as u64))
     }
 
-    /// Reads a blob and checks it: its object checksums and its SHA-256.
+    /// Reads a blob and checks it: its object checksums and its SHA-256. A blob is a chunk of at
+    /// most [`MAX_CHUNK`] bytes: a larger object, or a header promising more, is refused before
+    /// it is read or decompressed further.
     pub fn get_blob(&self, sha256: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
         use sha2::Digest;
         let key = layout::blob(self.name(), sha256);
         let location = self.repository().storage().location();
-        let stored = self
-            .repository()
-            .storage()
-            .get(&key)
-            .with_context(|| format!("read blob {key}"))?;
+        let stored = match self
+            .read_at_most(&key, MAX_CHUNK)
+            .with_context(|| format!("read blob {key}"))?
+        {
+            BoundedRead::Object(stored) => stored,
+            BoundedRead::Missing => bail!("blob {key} does not exist in {location}"),
+            BoundedRead::TooLarge { limit } => bail!(
+                "blob {key} in {location} is damaged: it is larger than the {limit} bytes any chunk can be stored in"
+            ),
+        };
+        let header = object::ObjectHeader::decode(&stored)
+            .with_context(|| format!("blob {key} in {location} is damaged"))?;
+        if header.original_len > MAX_CHUNK {
+            bail!(
+                "blob {key} in {location} is damaged: its header promises {} bytes, more than the {MAX_CHUNK} of any chunk",
+                header.original_len
+            );
+        }
         out.clear();
         object::decode_into(&stored, out)
             .with_context(|| format!("blob {key} in {location} is damaged"))?;
@@ -283,6 +301,44 @@ mod tests {
             "backup 20261121-100000F already has another manifest in the repository"
         );
         assert_eq!(stanza.get_backup_manifest(&record.label).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_blob_larger_than_any_chunk_is_refused_before_it_is_read_or_decompressed() {
+        let repo = repository();
+        let stanza = repo.open_stanza("main").unwrap();
+        let mut out = Vec::new();
+        let missing = "00".repeat(32);
+        let error = stanza.get_blob(&missing, &mut out).unwrap_err();
+        let location = repo.storage().location();
+        assert_eq!(
+            error.to_string(),
+            format!("blob main/blob/00/{missing} does not exist in {location}")
+        );
+
+        // Stored as it is, a chunk of one more byte than any chunk holds.
+        let big = vec![1u8; MAX_CHUNK as usize + 1];
+        let sha256 = "11".repeat(32);
+        let object = object::encode(crate::repo::Compression::None, 0, &big).unwrap();
+        stanza.put_blob(&sha256, &object).unwrap();
+        let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
+        assert!(
+            error.contains("is damaged: its header promises 16777217 bytes, more than the 16777216 of any chunk"),
+            "{error}"
+        );
+        // Larger still than any stored chunk can be: not read past the limit.
+        let huge = vec![2u8; MAX_CHUNK as usize * 2];
+        let sha256 = "22".repeat(32);
+        let object = object::encode(crate::repo::Compression::None, 0, &huge).unwrap();
+        stanza.put_blob(&sha256, &object).unwrap();
+        let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
+        assert!(
+            error.contains(&format!(
+                "is damaged: it is larger than the {} bytes any chunk can be stored in",
+                object::max_stored_len(MAX_CHUNK)
+            )),
+            "{error}"
+        );
     }
 
     #[test]

@@ -8,11 +8,16 @@ pub mod object;
 pub mod stanza;
 pub mod wal_index;
 
+use std::io::Read;
+
 use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
 use crate::pg::segment_check::ExpectedCluster;
-use crate::storage::{Cancel, ListedObject, ObjectKey, PutOutcome, Storage, StorageError};
+
+use crate::storage::{
+    ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, Storage, StorageError,
+};
 pub use compress::Compression;
 use object::{EncodedObject, HEADER_LEN, ObjectHeader};
 pub use stanza::StanzaIdentity;
@@ -47,6 +52,18 @@ pub enum PutOnce {
     Identical,
     /// The key holds other content, left as it is.
     Different,
+}
+
+/// What [`Stanza::read_at_most`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BoundedRead {
+    /// The stored object, whole.
+    Object(Vec<u8>),
+    /// No object under the key.
+    Missing,
+    /// An object larger than `limit` bytes, more than any object of a file of the size asked
+    /// for can be: not one Tidemark stored there. Nothing past the limit was read.
+    TooLarge { limit: u64 },
 }
 
 /// A stanza opened for reading and writing WAL.
@@ -232,6 +249,39 @@ impl Stanza<'_> {
                 })
             }
         }
+    }
+
+    /// The stored object under `key` of a file of at most `max_original` bytes. Read through a
+    /// range one byte longer than the largest object such a file can be stored as
+    /// ([`object::max_stored_len`]), so an object larger than that is refused without reading
+    /// (or, from S3, downloading) the rest of it.
+    pub fn read_at_most(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+    ) -> Result<BoundedRead, StorageError> {
+        let storage = self.repo.storage();
+        let limit = object::max_stored_len(max_original);
+        // The range keeps the store (an S3 server) from sending more; `take`, a server that
+        // ignored it from being read further.
+        let reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
+            Ok(reader) => reader,
+            Err(e) if e.is_not_found() => return Ok(BoundedRead::Missing),
+            Err(e) => return Err(e),
+        };
+        // One allocation, whatever the object's size: pages it does not fill are never touched.
+        let mut stored = Vec::with_capacity(limit as usize + 1);
+        reader
+            .take(limit + 1)
+            .read_to_end(&mut stored)
+            .map_err(|e| {
+                StorageError::from_io(format!("read {key} from {}", storage.location()), e)
+            })?;
+        Ok(if stored.len() as u64 > limit {
+            BoundedRead::TooLarge { limit }
+        } else {
+            BoundedRead::Object(stored)
+        })
     }
 
     /// Reads the object under `key` and checks it; `None` if there is none.

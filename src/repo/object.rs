@@ -184,6 +184,14 @@ impl Write for CheckingWriter<'_> {
     }
 }
 
+/// The largest object a file of `original_len` bytes can be stored as: the header, then the
+/// bytes as compressed. Neither zstd nor lz4 frames grow incompressible input by more than a
+/// block header per block and a frame header (zstd: n/256 + 64 bytes at most, lz4: 4 bytes per
+/// 64 KiB block and 27), well inside n/128 + 64 KiB. Readers bound what they read by it.
+pub fn max_stored_len(original_len: u64) -> u64 {
+    HEADER_LEN as u64 + original_len + original_len / 128 + (64 << 10)
+}
+
 /// Checks a whole stored object and writes its original bytes to `out`. On error, whatever was
 /// written to `out` must be discarded by the caller.
 pub fn decode_into(object: &[u8], out: &mut dyn Write) -> Result<ObjectHeader, ObjectError> {
@@ -244,6 +252,26 @@ mod tests {
     fn stored(compression: Compression, original: &[u8]) -> Vec<u8> {
         let object = encode(compression, 1, original).unwrap();
         [&object.header_bytes()[..], &object.body].concat()
+    }
+
+    #[test]
+    fn no_compression_stores_a_file_in_more_than_max_stored_len() {
+        // Incompressible bytes are the worst case for every compression.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..(1 << 20) + 12_345)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let limit = max_stored_len(noise.len() as u64);
+        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+            let object = encode(compression, 1, &noise).unwrap();
+            let stored = (HEADER_LEN + object.body.len()) as u64;
+            assert!(stored <= limit, "{compression:?}: {stored} > {limit}");
+        }
     }
 
     #[test]
