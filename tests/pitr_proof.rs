@@ -35,6 +35,35 @@ fn noise(lab: &Lab, cluster: &ThrowawayCluster, seconds: u32) -> std::process::C
     )
 }
 
+/// Runs `work` while pgbench commits beside it from before it starts until after it ends,
+/// however long it takes: one rate-limited pgbench after another.
+fn with_noise_throughout<T: Send>(
+    lab: &Lab,
+    cluster: &ThrowawayCluster,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    let mut pgbench_noise = noise(lab, cluster, 1);
+    cluster
+        .wait_for(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
+            "2",
+            common::PATIENCE,
+        )
+        .unwrap();
+    std::thread::scope(|scope| {
+        let working = scope.spawn(work);
+        while !working.is_finished() {
+            if pgbench_noise.try_wait().unwrap().is_some() {
+                common::wait_ok(pgbench_noise);
+                pgbench_noise = noise(lab, cluster, 1);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        common::wait_ok(pgbench_noise);
+        working.join().unwrap()
+    })
+}
+
 /// A primary archiving into the lab's stanza through `tidemark-archive`, with 1 MiB segments (so
 /// a short workload spans several), commit timestamps on, and a configuration `tidemark backup`
 /// can use; pgbench's tables (scale 1) and the workload's table are created.
@@ -312,16 +341,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
     common::wait_ok(pgbench_noise);
-    let pgbench_noise = noise(&lab, &primary, 3);
-    primary
-        .wait_for(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
-            "2",
-            common::PATIENCE,
-        )
-        .unwrap();
-    let second_backup = backup(&lab);
-    common::wait_ok(pgbench_noise);
+    let second_backup = with_noise_throughout(&lab, &primary, || backup(&lab));
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
     common::wait_ok(pgbench_noise);
