@@ -595,8 +595,10 @@ fn single_calls(bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let dir = bench.tmp().join("calls");
     fresh_dir(&dir)?;
     // A fake data directory that looks like one in recovery to tidemark-restore, and a pg_wal
-    // with real segments marked ready, to tidemark-archive.
+    // with real segments marked ready, to tidemark-archive. Its postmaster.pid says a server
+    // runs: the work-ahead worker leaves as soon as there is none.
     let data = fresh_dir(&dir.join("data"))?;
+    fs::write(data.join("postmaster.pid"), "")?;
     let pg_wal = fresh_dir(&data.join("pg_wal"))?;
     fresh_dir(&pg_wal.join("archive_status"))?;
     let mut names: Vec<String> = fs::read_dir(bench.backlog.join("pg_wal"))?
@@ -702,7 +704,6 @@ fn single_calls(bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
         ))?);
     }
     results.push(("tidemark-restore, fetched directly", median(&direct)));
-    fs::write(data.join("postmaster.pid"), "")?;
     fs::write(data.join("recovery.signal"), "")?;
     let restore_spool = pg_wal.join(".tidemark/restore/main");
     let mut spooled = Vec::new();
