@@ -15,14 +15,12 @@
 //! Backends: [`LocalDirectory`] (the default), [`MemoryStorage`] and the test wrapper
 //! [`FaultyStorage`], which injects the failures object stores really have.
 
-mod aws_profile;
 pub mod durable;
 pub mod faulty;
 pub mod local;
 pub mod memory;
 pub mod probe;
 pub mod s3;
-pub mod s3_credentials;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -33,8 +31,7 @@ use std::time::SystemTime;
 pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
-pub use s3::{S3Settings, S3Storage};
-pub use s3_credentials::S3Credentials;
+pub use s3::{S3Credentials, S3Settings, S3Storage};
 
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;

@@ -1,15 +1,4 @@
-//! An S3 (or S3-compatible: MinIO, s3s) bucket as an object store, with `aws-sdk-s3` configured
-//! explicitly: the endpoint, region and keys given, nothing probed. Puts are create-only
-//! (`If-None-Match: *`, so a second writer gets 412 and the first object stays) and carry a
-//! CRC-32C the server checks; reads are ranged and streamed. An object up to the part size goes
-//! up in one PUT, read whole into memory first; a larger one in a multipart upload (see
-//! `s3/multipart.rs`), which is aborted whenever it does not complete, so a failed put leaves
-//! neither an object nor stored parts. The SDK retries throttling, 5xx answers, timeouts and
-//! resets with backoff and jitter, a bounded number of times, each retry logged; what still
-//! fails is a `Transient` error the caller may retry.
-
-mod multipart;
-mod retry_log;
+//! The S3 store itself: settings, the client built from them, and the [`Storage`] operations.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -19,13 +8,12 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 
-use super::s3_credentials::{S3Credentials, credentials_provider};
-use super::{
+use super::credentials::{S3Credentials, credentials_provider};
+use super::{multipart, retry_log};
+use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
     StorageError, copy_body,
 };
-
-pub use multipart::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// Where and how to reach the bucket.
 #[derive(Clone, Debug)]
@@ -50,10 +38,10 @@ pub struct S3Settings {
 
 /// An S3 bucket (under a prefix) as a [`Storage`].
 pub struct S3Storage {
-    settings: S3Settings,
-    client: aws_sdk_s3::Client,
+    pub(super) settings: S3Settings,
+    pub(super) client: aws_sdk_s3::Client,
     /// The SDK is async; this store is not. Several threads may wait on it at once.
-    runtime: Arc<tokio::runtime::Runtime>,
+    pub(super) runtime: Arc<tokio::runtime::Runtime>,
 }
 
 /// Attempts of one request, the first included, before its failure is the caller's.
@@ -90,7 +78,7 @@ impl S3Storage {
     }
 
     /// The bucket key of `key`.
-    fn object_key(&self, key: &str) -> String {
+    pub(super) fn object_key(&self, key: &str) -> String {
         if self.settings.prefix.is_empty() {
             key.to_owned()
         } else {
@@ -108,7 +96,7 @@ impl S3Storage {
         ObjectKey::new(key).ok()
     }
 
-    fn doing(&self, what: &str, key: &str) -> String {
+    pub(super) fn doing(&self, what: &str, key: &str) -> String {
         format!(
             "{what} s3://{}/{}",
             self.settings.bucket,
@@ -141,7 +129,7 @@ impl S3Storage {
 }
 
 /// The HTTP status of a failed request, when it got an answer.
-fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
+pub(super) fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
     match error {
         SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
         SdkError::ResponseError(response) => Some(response.raw().status().as_u16()),
@@ -171,7 +159,7 @@ fn no_such_bucket<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) ->
 }
 
 /// What a failed request means for the caller.
-fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
+pub(super) fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
