@@ -14,7 +14,7 @@ use aws_credential_types::provider::future;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 
 use super::aws_profile::{SharedFiles, read_profile};
-use super::store::error_chain;
+use super::errors::error_chain;
 use crate::storage::StorageError;
 
 /// The one source of an S3 store's keys.

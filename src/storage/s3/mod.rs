@@ -9,18 +9,25 @@
 //! fails is a `Transient` error the caller may retry.
 //!
 //! The files, each importing only those listed before it:
+//! * `errors.rs` — what a failed request means: its status, and the [`StorageError`] it becomes;
 //! * `aws_profile.rs` — keys from a named profile of the AWS shared files;
 //! * `credentials.rs` — the one source of the keys, turned into the SDK's provider;
 //! * `retry_log.rs` — a WARN line for each retry the SDK makes;
-//! * `store.rs` — the settings, the client and [`S3Storage`]'s operations;
-//! * `multipart.rs` — uploads of objects larger than one part.
+//! * `bucket.rs` — the settings, the client built from them, and key naming under the prefix;
+//! * `multipart.rs` — uploads of objects larger than one part;
+//! * `store.rs` — [`S3Storage`]'s [`Storage`] operations.
+//!
+//! [`StorageError`]: crate::storage::StorageError
+//! [`Storage`]: crate::storage::Storage
 
 mod aws_profile;
+mod bucket;
 mod credentials;
+mod errors;
 mod multipart;
 mod retry_log;
 mod store;
 
+pub use bucket::{S3Settings, S3Storage};
 pub use credentials::S3Credentials;
 pub use multipart::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
-pub use store::{S3Settings, S3Storage};
