@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::storage::durable;
+use crate::storage::durable::{self, ReplaceError};
 
 /// The path of `pg_control` in a data directory.
 pub fn path(pgdata: &Path) -> PathBuf {
@@ -44,18 +44,15 @@ pub fn put_in_place(
 ) -> anyhow::Result<u64> {
     let destination = path(pgdata);
     let global = durable::parent_dir(&destination);
-    let temporary = durable::temp_path(global, "pg_control");
-    let placed = write(&temporary).and_then(|size| {
-        fs::rename(&temporary, &destination)
-            .with_context(|| format!("rename {} into place", temporary.display()))?;
-        Ok(size)
-    });
-    if placed.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    let size = placed?;
-    durable::fsync_dir(global).with_context(|| format!("fsync {}", global.display()))?;
-    Ok(size)
+    durable::replace_with(&destination, global, write).map_err(|e| match e {
+        ReplaceError::Write(e) => e,
+        ReplaceError::Rename { temporary, source } => {
+            anyhow::Error::new(source).context(format!("rename {} into place", temporary.display()))
+        }
+        ReplaceError::Fsync { dir, source } => {
+            anyhow::Error::new(source).context(format!("fsync {}", dir.display()))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! directory above it that may be new.
 //!
 //! Every writer that promises durability goes through here: the local-directory backend, the
-//! restore of a data directory and its recovery settings. The order is always
+//! restore of a data directory, its `pg_control` ([`replace_with`]) and its recovery settings
+//! ([`write_replacing`]). The order is always
 //! write → fsync(file) → rename → fsync(directory) → fsync(each parent up to the top):
 //! * a file is written under a temporary name beside its destination (`.<stem>.<host>.<pid>.<n>.tmp`;
 //!   the dot keeps readers, and PostgreSQL in `pg_wal`, from taking it for data; host and
@@ -16,7 +17,8 @@
 //!   on every write, whoever created its directories.
 //!
 //! Files that are only caches (the hot paths' spools) use [`write_whole`], which is atomic
-//! but not fsynced: losing one only costs work.
+//! but not fsynced: losing one only costs work. So does, with its own streamed write, the WAL
+//! file archive-get hands PostgreSQL: PostgreSQL fsyncs the files it keeps itself.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
@@ -173,8 +175,14 @@ pub fn fsync_dirs_up_to(dir: &Path, top: &Path) -> io::Result<()> {
 /// directory chain up to `top`. What a writer calls before it reports a file found in place
 /// (an earlier, perhaps killed, writer's) as stored.
 pub fn make_durable(path: &Path, top: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()?;
+    fsync_file(path)?;
     fsync_dirs_up_to(parent_dir(path), top)
+}
+
+/// Fsyncs the file at `path`, which is already there, making its content durable (not its
+/// name: that is its directory's, see [`fsync_dir`]).
+pub fn fsync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
 }
 
 /// Renames `from` to `to` unless `to` exists. Returns `Ok(false)` if it does.
@@ -210,20 +218,62 @@ pub fn create_dir_all(dir: &Path, mode: u32, top: &Path) -> io::Result<()> {
 /// file beside it is written and fsynced, renamed over `path`, and the directory chain up to
 /// `top` fsynced. A crash leaves the old file or the new one, never a mix.
 pub fn write_replacing(path: &Path, bytes: &[u8], mode: u32, top: &Path) -> io::Result<()> {
+    let written = replace_with(path, top, |temporary| {
+        let mut file = create_temp(temporary, mode)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    written.map_err(|e| match e {
+        ReplaceError::Write(e) | ReplaceError::Rename { source: e, .. } => e,
+        ReplaceError::Fsync { source, .. } => source,
+    })
+}
+
+/// Which step of [`replace_with`] failed.
+#[derive(Debug)]
+pub enum ReplaceError<E> {
+    /// The writer's own failure.
+    Write(E),
+    /// Renaming the written temporary file over the destination.
+    Rename {
+        temporary: PathBuf,
+        source: io::Error,
+    },
+    /// Fsyncing the directory chain after the rename; the new file is in place, but not yet
+    /// known to be durable.
+    Fsync { dir: PathBuf, source: io::Error },
+}
+
+/// Puts a new file in place of `path`, replacing any file there, durably: `write` writes the
+/// file at the temporary path beside `path` it is given, and must fsync it; that file is then
+/// renamed over `path`, and the directory chain up to `top` fsynced. On a failure of the write
+/// or the rename the temporary file is removed, and `path` is as it was.
+pub fn replace_with<T, E>(
+    path: &Path,
+    top: &Path,
+    write: impl FnOnce(&Path) -> Result<T, E>,
+) -> Result<T, ReplaceError<E>> {
     let dir = parent_dir(path);
     let stem = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = temp_path(dir, &stem);
-    let written = create_temp(&temporary, mode)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&temporary, path));
-    if let Err(e) = written {
+    let placed = write(&temporary)
+        .map_err(ReplaceError::Write)
+        .and_then(|value| match fs::rename(&temporary, path) {
+            Ok(()) => Ok(value),
+            Err(source) => Err(ReplaceError::Rename {
+                temporary: temporary.clone(),
+                source,
+            }),
+        });
+    if placed.is_err() {
         let _ = fs::remove_file(&temporary);
-        return Err(e);
     }
-    fsync_dirs_up_to(dir, top)
+    let value = placed?;
+    fsync_dirs_up_to(dir, top).map_err(|source| ReplaceError::Fsync {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(value)
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it, so that a reader sees all of
@@ -329,6 +379,42 @@ mod tests {
         assert!(rename_no_replace(&b, &c).unwrap());
         assert_eq!(fs::read(&c).unwrap(), b"second");
         assert!(!b.exists());
+    }
+
+    #[test]
+    fn a_replacement_that_fails_leaves_the_old_file_and_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg_control");
+        fs::write(&path, b"old").unwrap();
+        let failed = replace_with(&path, dir.path(), |temporary| {
+            fs::write(temporary, b"half")?;
+            Err::<(), io::Error>(io::Error::other("chunk damaged"))
+        });
+        assert!(matches!(failed, Err(ReplaceError::Write(_))));
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // A directory that is not empty cannot be renamed over.
+        let occupied = dir.path().join("occupied");
+        fs::create_dir(&occupied).unwrap();
+        fs::write(occupied.join("inside"), b"x").unwrap();
+        let refused = replace_with(&occupied, dir.path(), |temporary| {
+            fs::write(temporary, b"new").map(|()| 3)
+        });
+        assert!(matches!(refused, Err(ReplaceError::Rename { .. })));
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file"
+        );
+
+        let size = replace_with(&path, dir.path(), |temporary| {
+            fs::write(temporary, b"new").map(|()| 3)
+        })
+        .unwrap();
+        assert_eq!(size, 3);
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

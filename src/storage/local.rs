@@ -176,8 +176,7 @@ impl LocalDirectory {
 
     /// Fsyncs the object at `path` (under `key`), found in place, and its directory chain.
     fn make_durable(&self, key: &ObjectKey, path: &Path) -> Result<(), StorageError> {
-        File::open(path)
-            .and_then(|file| file.sync_all())
+        durable::fsync_file(path)
             .map_err(|e| StorageError::from_io(format!("fsync {}", path.display()), e))?;
         let dir = path.parent().expect("an object path has a parent");
         self.fsync_chain(dir).map_err(|e| {

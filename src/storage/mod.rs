@@ -12,17 +12,19 @@
 //! * errors say whether the object is missing (`is_not_found`) and whether trying again may help
 //!   (`is_retryable`), so callers branch on the error, never on its text.
 //!
-//! Backends: [`LocalDirectory`] (the default), [`MemoryStorage`] and the test wrapper
-//! [`FaultyStorage`], which injects the failures object stores really have.
+//! Backends: [`LocalDirectory`] (the default), [`S3Storage`] (everything S3 is in `s3/`),
+//! [`MemoryStorage`] and the test wrapper [`FaultyStorage`], which injects the failures object
+//! stores really have. [`open`] builds the one a [`BackendSettings`] describes; `config/`, above
+//! this module, makes that description from the configuration file. Every file written to be
+//! durable is written through [`durable`], the one crash-safe file module.
 
-mod aws_profile;
 pub mod durable;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+mod open;
 pub mod probe;
 pub mod s3;
-pub mod s3_credentials;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -33,8 +35,8 @@ use std::time::SystemTime;
 pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
-pub use s3::{S3Settings, S3Storage};
-pub use s3_credentials::S3Credentials;
+pub use open::{BackendSettings, OpenError, open};
+pub use s3::{S3Credentials, S3Settings, S3Storage};
 
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;

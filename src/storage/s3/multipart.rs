@@ -18,7 +18,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use tokio::task::{JoinError, JoinSet};
 
-use super::{S3Settings, S3Storage, classify, status_of};
+use super::bucket::{S3Settings, S3Storage};
+use super::errors::{classify, status_of};
 use crate::storage::{Cancel, ObjectKey, PutOutcome, StorageError, copy_body};
 use crate::units;
 

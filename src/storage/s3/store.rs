@@ -1,121 +1,21 @@
-//! An S3 (or S3-compatible: MinIO, s3s) bucket as an object store, with `aws-sdk-s3` configured
-//! explicitly: the endpoint, region and keys given, nothing probed. Puts are create-only
-//! (`If-None-Match: *`, so a second writer gets 412 and the first object stays) and carry a
-//! CRC-32C the server checks; reads are ranged and streamed. An object up to the part size goes
-//! up in one PUT, read whole into memory first; a larger one in a multipart upload (see
-//! `s3/multipart.rs`), which is aborted whenever it does not complete, so a failed put leaves
-//! neither an object nor stored parts. The SDK retries throttling, 5xx answers, timeouts and
-//! resets with backoff and jitter, a bounded number of times, each retry logged; what still
-//! fails is a `Transient` error the caller may retry.
-
-mod multipart;
-mod retry_log;
+//! [`S3Storage`]'s [`Storage`] operations: single-request puts, streamed ranged reads, heads,
+//! listings and deletes (multipart uploads are in `multipart.rs`).
 
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 
-use super::s3_credentials::{S3Credentials, credentials_provider};
-use super::{
+use super::bucket::S3Storage;
+use super::errors::{classify, no_such_bucket, status_of};
+use super::multipart;
+use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
     StorageError, copy_body,
 };
 
-pub use multipart::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
-
-/// Where and how to reach the bucket.
-#[derive(Clone, Debug)]
-pub struct S3Settings {
-    pub bucket: String,
-    /// Prepended, with a `/`, to every key; empty for none.
-    pub prefix: String,
-    /// `http(s)://host:port` of an S3-compatible server; `None` for AWS.
-    pub endpoint: Option<String>,
-    pub region: String,
-    /// Bucket in the path (`host/bucket/key`) rather than the host name, as MinIO wants.
-    pub path_style: bool,
-    /// Where the keys come from; nothing else is looked at.
-    pub credentials: S3Credentials,
-    pub storage_class: Option<String>,
-    /// Server-side encryption (`AES256` or `aws:kms`).
-    pub sse: Option<String>,
-    /// Objects larger than this go up in parts of this size (kept within S3's 5 MiB to 5 GiB,
-    /// and grown for objects that would otherwise need more than 10,000 parts).
-    pub multipart_part_size: u64,
-}
-
-/// An S3 bucket (under a prefix) as a [`Storage`].
-pub struct S3Storage {
-    settings: S3Settings,
-    client: aws_sdk_s3::Client,
-    /// The SDK is async; this store is not. Several threads may wait on it at once.
-    runtime: Arc<tokio::runtime::Runtime>,
-}
-
-/// Attempts of one request, the first included, before its failure is the caller's.
-const MAX_ATTEMPTS: u32 = 5;
-
 impl S3Storage {
-    pub fn new(settings: S3Settings) -> Result<S3Storage, StorageError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::from_io("start the S3 client's runtime", e))?;
-        let credentials = credentials_provider(&settings.credentials, &runtime)?;
-        let mut config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
-            .credentials_provider(credentials)
-            .force_path_style(settings.path_style)
-            .retry_config(
-                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
-            )
-            .interceptor(retry_log::RetryLog {
-                max_attempts: MAX_ATTEMPTS,
-            });
-        if let Some(endpoint) = &settings.endpoint {
-            config = config.endpoint_url(endpoint);
-        }
-        let client = aws_sdk_s3::Client::from_conf(config.build());
-        Ok(S3Storage {
-            settings,
-            client,
-            runtime: Arc::new(runtime),
-        })
-    }
-
-    /// The bucket key of `key`.
-    fn object_key(&self, key: &str) -> String {
-        if self.settings.prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}/{key}", self.settings.prefix)
-        }
-    }
-
-    /// The storage key of a bucket key under our prefix.
-    fn storage_key(&self, object_key: &str) -> Option<ObjectKey> {
-        let key = if self.settings.prefix.is_empty() {
-            object_key
-        } else {
-            object_key.strip_prefix(&format!("{}/", self.settings.prefix))?
-        };
-        ObjectKey::new(key).ok()
-    }
-
-    fn doing(&self, what: &str, key: &str) -> String {
-        format!(
-            "{what} s3://{}/{}",
-            self.settings.bucket,
-            self.object_key(key)
-        )
-    }
-
     fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StorageError> {
         let doing = self.doing("put", key.as_str());
         let mut request = self
@@ -137,96 +37,6 @@ impl S3Storage {
             Err(e) if status_of(&e) == Some(412) => Ok(PutOutcome::AlreadyExists),
             Err(e) => Err(classify(doing, &e)),
         }
-    }
-}
-
-/// The HTTP status of a failed request, when it got an answer.
-fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
-    match error {
-        SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
-        SdkError::ResponseError(response) => Some(response.raw().status().as_u16()),
-        _ => None,
-    }
-}
-
-/// An error and its causes on one line.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
-}
-
-/// Whether a 404 says the bucket, not the object, is missing. (A HEAD answer has no body to
-/// say it; a missing bucket then looks like a missing object, and the next GET or PUT tells.)
-fn no_such_bucket<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
-    matches!(error, SdkError::ServiceError(service) if service.err().code() == Some("NoSuchBucket"))
-}
-
-/// What a failed request means for the caller.
-fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let status = status_of(error);
-    let detail = match error {
-        SdkError::ServiceError(service) => {
-            // A HEAD answer has no body, so neither code nor message; the status says it all.
-            let e = service.err();
-            match (e.message(), e.code()) {
-                (Some(message), Some(code)) => format!("{message} ({code})"),
-                (Some(text), None) | (None, Some(text)) => text.to_owned(),
-                (None, None) => format!("HTTP {}", service.raw().status().as_u16()),
-            }
-        }
-        SdkError::TimeoutError(_) => "the request timed out".to_owned(),
-        SdkError::DispatchFailure(failure) => {
-            let cause = failure
-                .as_connector_error()
-                .map(|e| error_chain(e))
-                .unwrap_or_else(|| "no answer".to_owned());
-            format!(
-                "cannot reach the endpoint ({cause}); check [repo] endpoint and that the server runs"
-            )
-        }
-        other => format!("{other}"),
-    };
-    match status {
-        Some(403) => StorageError::Io {
-            doing,
-            source: io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("access denied: {detail}; check the keys and the bucket's policy"),
-            ),
-        },
-        Some(404) => StorageError::Io {
-            doing,
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{detail}; check [repo] bucket and endpoint"),
-            ),
-        },
-        Some(status) if status == 409 || status == 429 || status >= 500 => {
-            StorageError::Transient {
-                doing,
-                reason: format!("HTTP {status}: {detail}"),
-            }
-        }
-        Some(status) => StorageError::Io {
-            doing,
-            source: io::Error::other(format!("HTTP {status}: {detail}")),
-        },
-        None => StorageError::Transient {
-            doing,
-            reason: detail,
-        },
     }
 }
 

@@ -13,9 +13,9 @@ use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_credential_types::provider::future;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 
-use super::StorageError;
 use super::aws_profile::{SharedFiles, read_profile};
-use super::s3::error_chain;
+use super::errors::error_chain;
+use crate::storage::StorageError;
 
 /// The one source of an S3 store's keys.
 #[derive(Clone)]

@@ -1,0 +1,78 @@
+//! From the `[repo]` section to the repository: the description of its backend that
+//! `storage::open` builds from (config/ describes backends, it never builds them), with the one
+//! source of S3 keys resolved, and the write settings of new objects.
+
+use anyhow::bail;
+
+use super::schema::{Config, CredentialSource, RepoConfig, RepoType};
+use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
+use crate::repo::{Repository, WriteSettings};
+use crate::storage::s3::DEFAULT_PART_SIZE;
+use crate::storage::{self, BackendSettings, S3Credentials, S3Settings};
+
+impl Config {
+    /// The repository this configuration points at.
+    pub fn open_repository(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::new(
+            storage::open(self.repo.backend()?)?,
+            WriteSettings {
+                compression: self.repo.compress,
+                zstd_level: self.repo.compress_level.unwrap_or(DEFAULT_ZSTD_LEVEL),
+            },
+        ))
+    }
+}
+
+impl RepoConfig {
+    /// The backend this section describes.
+    pub fn backend(&self) -> anyhow::Result<BackendSettings> {
+        Ok(match self.kind {
+            RepoType::Local => BackendSettings::Local(self.path.clone()),
+            RepoType::S3 => BackendSettings::S3(S3Settings {
+                bucket: self.bucket.clone().unwrap_or_default(),
+                prefix: self.prefix.clone().unwrap_or_default(),
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone().unwrap_or_default(),
+                path_style: self.path_style,
+                credentials: self.s3_credentials()?,
+                storage_class: self.storage_class.clone(),
+                sse: self.sse.clone(),
+                multipart_part_size: self.multipart_part_size.map_or(DEFAULT_PART_SIZE, |s| s.0),
+            }),
+        })
+    }
+
+    /// The one source of S3 keys this section names (`check` refused more than one), else the
+    /// environment.
+    fn s3_credentials(&self) -> anyhow::Result<S3Credentials> {
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            return Ok(S3Credentials::keys(
+                id.clone(),
+                secret.clone(),
+                None,
+                "tidemark configuration",
+            ));
+        }
+        if let Some(profile) = &self.profile {
+            return Ok(S3Credentials::Profile(profile.clone()));
+        }
+        if self.credentials == Some(CredentialSource::Instance) {
+            return Ok(S3Credentials::InstanceMetadata);
+        }
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        match (
+            variable("AWS_ACCESS_KEY_ID"),
+            variable("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Ok(S3Credentials::keys(
+                id,
+                secret,
+                variable("AWS_SESSION_TOKEN"),
+                "environment",
+            )),
+            _ => bail!(
+                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), profile = \"NAME\" or credentials = \"instance\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Finding and reading the configuration file: which path (`--config`, else `TIDEMARK_CONFIG`,
+//! else the default), a file that cannot be read or holds a secret others can read, and TOML
+//! errors reworded into one line that names the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::schema::Config;
+
+/// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
+
+/// Which file to read: the flag, else the environment (clap folds `TIDEMARK_CONFIG` into the
+/// flag), else the default path.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => "pass --config FILE or set TIDEMARK_CONFIG",
+                std::io::ErrorKind::PermissionDenied => {
+                    "it must be readable by the user running this command (for archive_command, PostgreSQL's)"
+                }
+                _ => "check the path given by --config or TIDEMARK_CONFIG",
+            };
+            anyhow::anyhow!("cannot read config file {}: {e}; {hint}", path.display())
+        })?;
+        let config =
+            Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        // A secret in a file others can read is a secret no more.
+        if config.repo.secret_access_key.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("inspect config file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "config file {} holds repo.secret_access_key but is readable by others (mode {:04o}): chmod 600 it",
+                    path.display(),
+                    mode & 0o7777
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .map(|line| format!("line {line}: "))
+                .unwrap_or_default();
+            let message = e
+                .message()
+                .trim()
+                .replace("unknown field", "unknown key")
+                .replace("missing field", "missing key")
+                .replace("expected i32", "expected an integer");
+            anyhow::anyhow!("{line}{message}")
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,143 @@
+//! The configuration file's schema: one serde type per section, every key named, defaults
+//! where a key may be left out, and the few values computed from keys. What is allowed beyond
+//! the types is checked in `check.rs`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::repo::Compression;
+use crate::units::ByteSize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub repo: RepoConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+    #[serde(default)]
+    pub restore: RestoreConfig,
+
+    #[serde(default)]
+    pub stanza: BTreeMap<String, StanzaConfig>,
+}
+
+/// `[archive]`: how `tidemark-archive` pushes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Work-ahead archiving: a background worker pushes every `.ready` WAL file in parallel.
+    /// Off by default: on 2 cores and a local repository `benches/hot_paths.rs` measured it no
+    /// faster than synchronous pushes (both are bound by compression there, and a synchronous
+    /// push already checks and compresses on two cores); it pays where a push waits.
+    #[serde(default = "work_ahead_by_default", rename = "async")]
+    pub work_ahead: bool,
+    /// Pushes the worker runs at once (default: the number of cores).
+    pub workers: Option<usize>,
+    /// Where the worker and the calls meet (default: `pg_wal/.tidemark`).
+    pub spool_path: Option<PathBuf>,
+}
+
+fn work_ahead_by_default() -> bool {
+    false
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> ArchiveConfig {
+        ArchiveConfig {
+            work_ahead: work_ahead_by_default(),
+            workers: None,
+            spool_path: None,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Pushes the work-ahead worker runs at once: `workers`, else the number of cores.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
+/// Segments `tidemark-restore` keeps fetched ahead of replay when `[restore] prefetch` is not set.
+pub const DEFAULT_PREFETCH: usize = 8;
+
+/// `[restore]`: how `tidemark-restore` fetches.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Segments a background fetcher keeps ready ahead of replay (0: none, every call fetches
+    /// its own segment).
+    pub prefetch: Option<usize>,
+}
+
+impl RestoreConfig {
+    pub fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(DEFAULT_PREFETCH)
+    }
+}
+
+/// Where the repository is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoType {
+    /// A directory on a local (or mounted) file system.
+    #[default]
+    Local,
+    /// An S3 bucket, or one on an S3-compatible server (MinIO, s3s).
+    S3,
+}
+
+/// `[repo] credentials`: a source of S3 keys that is neither written in the file nor a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// The EC2 instance metadata service (IMDSv2), for the instance's IAM role.
+    Instance,
+}
+
+/// `[repo]`: where and how objects are stored.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    #[serde(default, rename = "type")]
+    pub kind: RepoType,
+    /// Absolute path of the local directory repository (type "local").
+    #[serde(default)]
+    pub path: PathBuf,
+    /// The bucket, and what else type "s3" needs.
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// A profile of the AWS shared credentials file (and config file) to take the keys from.
+    pub profile: Option<String>,
+    /// Another source of the keys, asked only when named here.
+    pub credentials: Option<CredentialSource>,
+    pub storage_class: Option<String>,
+    pub sse: Option<String>,
+    /// Objects larger than this go up in a multipart upload, in parts of this size.
+    pub multipart_part_size: Option<ByteSize>,
+    /// Compression of new objects.
+    #[serde(default)]
+    pub compress: Compression,
+    /// zstd level of new objects (1 to 19).
+    pub compress_level: Option<i32>,
+}
+
+/// `[stanza.NAME]`: one PostgreSQL cluster.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StanzaConfig {
+    /// The cluster's data directory (read by `stanza-create`).
+    pub pgdata: Option<PathBuf>,
+    /// libpq connection string of the cluster.
+    pub conninfo: Option<String>,
+}

@@ -1,0 +1,329 @@
+//! The configuration file's tests: the documented example, S3 repositories, secrets in readable
+//! files, every mistake's one-line error, and the choice of stanza.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::repo::Compression;
+use crate::units::ByteSize;
+
+const GOOD: &str = r#"
+[repo]
+path = "/var/lib/tidemark"
+compress = "lz4"
+
+[stanza.main]
+pgdata = "/var/lib/postgresql/15/main"
+conninfo = "host=/var/run/postgresql port=5432 user=postgres"
+"#;
+
+#[test]
+fn reads_the_documented_example() {
+    let config = Config::parse(GOOD).unwrap();
+    assert_eq!(config.repo.path, PathBuf::from("/var/lib/tidemark"));
+    assert_eq!(config.repo.compress, Compression::Lz4);
+    let (name, stanza) = config.select_stanza(None).unwrap();
+    assert_eq!(name, "main");
+    assert_eq!(
+        stanza.pgdata.unwrap(),
+        PathBuf::from("/var/lib/postgresql/15/main")
+    );
+    let defaults = Config::parse("[repo]\npath = \"/r\"\n").unwrap();
+    assert_eq!(defaults.repo.compress, Compression::Zstd);
+    assert!(!defaults.archive.work_ahead);
+    let work_ahead = Config::parse(&GOOD.replace(
+        "[stanza.main]",
+        "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"\n[stanza.main]",
+    ))
+    .unwrap();
+    assert!(work_ahead.archive.work_ahead);
+    assert_eq!(work_ahead.archive.workers, Some(4));
+    assert_eq!(defaults.restore.prefetch(), DEFAULT_PREFETCH);
+    let no_prefetch =
+        Config::parse(&GOOD.replace("[stanza.main]", "[restore]\nprefetch = 0\n[stanza.main]"))
+            .unwrap();
+    assert_eq!(no_prefetch.restore.prefetch(), 0);
+}
+
+/// The keys an S3 repository cannot do without.
+const S3: &str = "bucket = \"pg-archive\"\nregion = \"us-east-1\"\n";
+
+#[test]
+fn reads_an_s3_repository() {
+    let config = Config::parse(&format!(
+        "[repo]\ntype = \"s3\"\n{S3}prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\nmultipart_part_size = \"64MiB\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.repo.kind, RepoType::S3);
+    assert_eq!(config.repo.multipart_part_size, Some(ByteSize(64 << 20)));
+    assert_eq!(config.repo.bucket.as_deref(), Some("pg-archive"));
+    assert!(config.repo.path_style);
+    assert_eq!(
+        config.open_repository().unwrap().storage().location(),
+        "s3://pg-archive/prod at http://127.0.0.1:9000"
+    );
+    // A size may also be a number of bytes.
+    let in_bytes = Config::parse(&format!(
+        "[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 5242880\n"
+    ))
+    .unwrap();
+    assert_eq!(in_bytes.repo.multipart_part_size, Some(ByteSize(5 << 20)));
+    let profile =
+        Config::parse(&format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\n")).unwrap();
+    assert_eq!(profile.repo.profile.as_deref(), Some("prod"));
+    let instance = Config::parse(&format!(
+        "[repo]\ntype = \"s3\"\n{S3}credentials = \"instance\"\n"
+    ))
+    .unwrap();
+    assert_eq!(instance.repo.credentials, Some(CredentialSource::Instance));
+}
+
+#[test]
+fn a_secret_in_a_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tidemark.toml");
+    std::fs::write(
+        &path,
+        format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = format!("{:#}", Config::load(&path).unwrap_err());
+    assert!(
+        refused.ends_with(
+            "holds repo.secret_access_key but is readable by others (mode 0644): chmod 600 it"
+        ),
+        "{refused}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Config::load(&path).unwrap();
+}
+
+#[test]
+fn every_mistake_is_named_on_one_line() {
+    let cases = mistakes_in_any_section()
+        .into_iter()
+        .chain(mistakes_in_repo_keys())
+        .chain(mistakes_in_sizes_types_and_ranges());
+    for (text, expected) in cases {
+        let message = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        assert!(!message.contains('\n'), "{message:?} is not one line");
+    }
+}
+
+/// Files with one mistake each, and what their error must say: unknown keys and variants,
+/// paths, levels, `[archive]` and stanza names.
+fn mistakes_in_any_section() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            GOOD.replace("compress =", "compresss ="),
+            "line 4: unknown key `compresss`, expected one of",
+        ),
+        (
+            GOOD.replace("pgdata", "pg_data"),
+            "line 7: unknown key `pg_data`",
+        ),
+        (
+            GOOD.replace("\"lz4\"", "\"gzip\""),
+            "line 4: unknown variant `gzip`, expected one of `zstd`, `lz4`, `none`",
+        ),
+        (
+            GOOD.replace("/var/lib/tidemark", "relative/dir"),
+            "repo.path 'relative/dir' must be an absolute path",
+        ),
+        (
+            GOOD.replace("[repo]", "[repository]"),
+            "unknown key `repository`",
+        ),
+        (
+            format!("{GOOD}compress_level = 30\n"),
+            "unknown key `compress_level`",
+        ),
+        (
+            GOOD.replace("compress = \"lz4\"", "compress_level = 30"),
+            "repo.compress_level 30 is out of range",
+        ),
+        (
+            GOOD.replace("compress = \"lz4\"", "compress_level = \"3\""),
+            "line 4: invalid type: string \"3\", expected an integer",
+        ),
+        (
+            GOOD.replace(
+                "compress = \"lz4\"",
+                "compress = \"lz4\"\ncompress_level = 3",
+            ),
+            "repo.compress_level applies to zstd only, but compress = \"lz4\": remove compress_level",
+        ),
+        ("[stanza.main]\n".to_owned(), "missing key `repo`"),
+        (
+            GOOD.replace("stanza.main", "stanza.\"a/b\""),
+            "'a/b' is not a valid stanza name",
+        ),
+        (
+            GOOD.replace("[stanza.main]", "[archive]\nasync = \"yes\"\n[stanza.main]"),
+            "line 7: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            GOOD.replace("[stanza.main]", "[archive]\nworkers = 0\n[stanza.main]"),
+            "archive.workers 0 is out of range: use 1 to 64",
+        ),
+        (
+            GOOD.replace(
+                "[stanza.main]",
+                "[archive]\nspool_path = \"spool\"\n[stanza.main]",
+            ),
+            "archive.spool_path 'spool' must be an absolute path",
+        ),
+        (
+            GOOD.replace("[stanza.main]", "[archive]\nasynch = true\n[stanza.main]"),
+            "line 7: unknown key `asynch`, expected one of `async`, `workers`, `spool_path`",
+        ),
+    ]
+}
+
+/// Mistakes in `[repo]`: keys of the other type, missing keys, sources of S3 keys.
+fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            GOOD.replace("compress = \"lz4\"", "bucket = \"b\""),
+            "repo.bucket applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove bucket",
+        ),
+        (
+            "[repo]\ncompress = \"lz4\"\n".to_owned(),
+            "[repo] has no path: add path = \"/var/lib/tidemark\"",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}path = \"/x\"\n"),
+            "repo.path applies to type = \"local\" only",
+        ),
+        (
+            "[repo]\ntype = \"s3\"\nregion = \"us-east-1\"\n".to_owned(),
+            "[repo] type = \"s3\" needs bucket = \"NAME\"",
+        ),
+        (
+            "[repo]\ntype = \"s3\"\nbucket = \"b\"\n".to_owned(),
+            "[repo] type = \"s3\" needs region = \"REGION\"",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}endpoint = \"127.0.0.1:9000\"\n"),
+            "repo.endpoint '127.0.0.1:9000' must start with http:// or https://",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\n"),
+            "[repo] has only one of access_key_id and secret_access_key",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}credentials = \"static\"\n"),
+            "line 5: unknown variant `static`, expected `instance`",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}profile = \"\"\n"),
+            "repo.profile is empty: name a profile of the AWS credentials file, or remove profile",
+        ),
+        (
+            format!(
+                "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\nprofile = \"prod\"\n"
+            ),
+            "[repo] names more than one source of S3 credentials (access_key_id/secret_access_key, profile): keep one and remove the rest",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\ncredentials = \"instance\"\n"),
+            "[repo] names more than one source of S3 credentials (profile, credentials = \"instance\"): keep one",
+        ),
+        (
+            format!(
+                "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\ncredentials = \"instance\"\n"
+            ),
+            "(access_key_id/secret_access_key, credentials = \"instance\"): keep one",
+        ),
+        (
+            GOOD.replace("compress = \"lz4\"", "profile = \"prod\""),
+            "repo.profile applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove profile",
+        ),
+        (
+            GOOD.replace("compress = \"lz4\"", "credentials = \"instance\""),
+            "repo.credentials applies to type = \"s3\" only",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),
+            "repo.sse 'rot13' is not one of \"AES256\", \"aws:kms\"",
+        ),
+    ]
+}
+
+/// Mistakes in sizes, in types and in `[restore]`'s range.
+fn mistakes_in_sizes_types_and_ranges() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            GOOD.replace("compress = \"lz4\"", "multipart_part_size = \"16MiB\""),
+            "repo.multipart_part_size applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove multipart_part_size",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"16MB\"\n"),
+            "line 5: \"16MB\" is not a size: write a whole number and one of B, KiB, MiB, GiB, TiB, such as \"16MiB\"",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"1.5GiB\"\n"),
+            "line 5: \"1.5GiB\" is not a size: write a whole number",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"\"\n"),
+            "line 5: \"\" is not a size",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = -5\n"),
+            "line 5: -5 is not a size: sizes are not negative",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = true\n"),
+            "line 5: invalid type: boolean `true`, expected a size such as \"16MiB\"",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"99999999TiB\"\n"),
+            "line 5: \"99999999TiB\" is too large a size",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"4MiB\"\n"),
+            "repo.multipart_part_size 4.0 MiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 0\n"),
+            "repo.multipart_part_size 0 B is out of range",
+        ),
+        (
+            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"6GiB\"\n"),
+            "repo.multipart_part_size 6.0 GiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
+        ),
+        (
+            "[repo]\ntype = \"ftp\"\n".to_owned(),
+            "unknown variant `ftp`, expected `local` or `s3`",
+        ),
+        (
+            GOOD.replace("[stanza.main]", "[restore]\nprefetch = 1000\n[stanza.main]"),
+            "restore.prefetch 1000 is out of range: use 0 (off) to 256",
+        ),
+        (
+            GOOD.replace("[stanza.main]", "[restore]\nprefetch = -1\n[stanza.main]"),
+            "line 7: invalid value: integer `-1`, expected usize",
+        ),
+    ]
+}
+
+#[test]
+fn the_stanza_is_chosen_by_name_or_by_being_the_only_one() {
+    let two = format!("{GOOD}[stanza.other]\n");
+    let config = Config::parse(&two).unwrap();
+    assert_eq!(config.select_stanza(Some("other")).unwrap().0, "other");
+    let message = format!("{:#}", config.select_stanza(None).unwrap_err());
+    assert!(
+        message.contains("several stanzas (main, other)"),
+        "{message}"
+    );
+    let message = format!("{:#}", config.select_stanza(Some("mian")).unwrap_err());
+    assert!(
+        message.contains("stanza 'mian' is not in the config file (it has: main, other)"),
+        "{message}"
+    );
+}
