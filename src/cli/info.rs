@@ -11,8 +11,9 @@ use super::run::{self, Finished};
 use super::target::Target;
 use crate::archive::walk_archived::ArchivedEvents;
 use crate::archive::work_ahead::ready_files;
+use crate::pg::time;
 use crate::pg::{SegmentSize, WalFileName};
-use crate::plan::{Archive, format_time, recoverable_windows};
+use crate::plan::{Archive, recoverable_windows};
 use crate::repo::Stanza;
 use crate::restore::planning;
 use crate::units;
@@ -224,7 +225,7 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
                 from_time: stop_time(&w.backup),
                 from_backup: w.backup,
                 from_lsn: w.from.to_string(),
-                to_time: w.last_xact.map(|(_, time)| format_time(time)),
+                to_time: w.last_xact.map(|(_, time)| time::format_utc(time)),
                 to_commit_lsn: w.last_xact.map(|(lsn, _)| lsn.to_string()),
                 to_lsn: w.to.to_string(),
                 gap: w.gap.map(|g| g.to_string()),

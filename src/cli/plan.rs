@@ -6,7 +6,8 @@ use super::info::OutputFormat;
 use super::restore::RecoveryTargetArgs;
 use super::run::{self, Finished};
 use super::target::Target;
-use crate::plan::{StopPoint, format_time};
+use crate::pg::time;
+use crate::plan::StopPoint;
 use crate::restore::planning;
 use crate::units;
 
@@ -15,16 +16,16 @@ fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
         StopPoint::BeforeTransaction { lsn, xid, time } => (
             format!(
                 "stops before the end of transaction {xid} at {lsn} ({}), which is not applied",
-                format_time(*time)
+                time::format_utc(*time)
             ),
-            json!({"kind": "before_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+            json!({"kind": "before_transaction", "lsn": lsn.to_string(), "xid": xid, "time": time::format_utc(*time)}),
         ),
         StopPoint::AfterTransaction { lsn, xid, time } => (
             format!(
                 "stops after the end of transaction {xid} at {lsn} ({}), which is applied",
-                format_time(*time)
+                time::format_utc(*time)
             ),
-            json!({"kind": "after_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+            json!({"kind": "after_transaction", "lsn": lsn.to_string(), "xid": xid, "time": time::format_utc(*time)}),
         ),
         StopPoint::AfterRestorePoint { lsn, name } => (
             format!("stops after restore point '{name}' at {lsn}"),

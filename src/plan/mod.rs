@@ -15,10 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
-use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId};
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
-const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
 
 /// A backup as the planner needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,18 +179,6 @@ pub enum PlanError {
         segment: SegmentName,
         reason: String,
     },
-}
-
-/// PostgreSQL time as UTC text, for messages.
-pub fn format_time(postgres_micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(postgres_micros + POSTGRES_EPOCH_UNIX_MICROS)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
-        .unwrap_or_else(|| postgres_micros.to_string())
-}
-
-/// Unix microseconds as PostgreSQL time.
-pub fn postgres_time(unix_micros: i64) -> i64 {
-    unix_micros - POSTGRES_EPOCH_UNIX_MICROS
 }
 
 /// The path to `timeline`: its ancestors from its history file, then itself.
@@ -698,7 +683,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                     let stretch = collect(archive, &path, newest, None)?;
                     let what = match &request.target {
                         Target::Time(time) => {
-                            format!("no commit or abort after {}", format_time(*time))
+                            format!("no commit or abort after {}", time::format_utc(*time))
                         }
                         Target::Xid(xid) => format!("no end of transaction {xid}"),
                         Target::Name(name) => format!("no restore point '{name}'"),
@@ -707,7 +692,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                     let today = match stretch.last_xact {
                         Some((_, time)) => format!(
                             "today a restore can reach the last archived commit or abort, at {}",
-                            format_time(time)
+                            time::format_utc(time)
                         ),
                         None => format!("today a restore can reach LSN {}", stretch.end),
                     };

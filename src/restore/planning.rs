@@ -98,7 +98,7 @@ pub fn request(
         RecoveryTarget::EndOfArchive => crate::plan::Target::EndOfArchive,
         RecoveryTarget::Immediate => crate::plan::Target::Immediate,
         RecoveryTarget::Time(_, time) => {
-            crate::plan::Target::Time(crate::plan::postgres_time(time.timestamp_micros()))
+            crate::plan::Target::Time(crate::pg::time::from_unix_micros(time.timestamp_micros()))
         }
         RecoveryTarget::Lsn(lsn) => crate::plan::Target::Lsn(*lsn),
         RecoveryTarget::Xid(xid) => crate::plan::Target::Xid(
