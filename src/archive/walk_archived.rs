@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal_records::{RecordWalker, WalkedSegment};
 use crate::pg::{Lsn, SegmentName, WalFileName};
-use crate::plan::{SegmentDetail, SegmentEvents};
+use crate::planning::planner::{SegmentDetail, SegmentEvents};
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
 

@@ -13,9 +13,9 @@ use crate::archive::walk_archived::ArchivedEvents;
 use crate::archive::work_ahead::ready_files;
 use crate::pg::time;
 use crate::pg::{SegmentSize, WalFileName};
-use crate::plan::{Archive, recoverable_windows};
+use crate::planning::inputs as planning;
+use crate::planning::planner::{Archive, recoverable_windows};
 use crate::repo::Stanza;
-use crate::restore::planning;
 use crate::units;
 
 /// Output format of reporting commands.

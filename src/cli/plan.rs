@@ -7,8 +7,8 @@ use super::restore::RecoveryTargetArgs;
 use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::time;
-use crate::plan::StopPoint;
-use crate::restore::planning;
+use crate::planning::inputs as planning;
+use crate::planning::planner::StopPoint;
 use crate::units;
 
 fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {

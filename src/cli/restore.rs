@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::Lsn;
-use crate::restore::target::RecoveryTarget;
+use crate::planning::target::RecoveryTarget;
 use crate::restore::{ExistingData, RestoreOptions, restore, settings};
 use crate::units;
 

@@ -12,9 +12,7 @@
 mod files;
 mod pg_control;
 mod places;
-pub mod planning;
 pub mod settings;
-pub mod target;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,12 +25,13 @@ use crate::archive::prefetch::RestoreSpool;
 use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
-use crate::plan::RecoveryPlan;
+use crate::planning::inputs as planning;
+use crate::planning::planner::RecoveryPlan;
+use crate::planning::target::{RecoveryTarget, backup_labelled};
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
 use places::Places;
-use target::{RecoveryTarget, backup_labelled};
 
 /// What to do with a `--pgdata` that is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

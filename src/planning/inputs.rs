@@ -6,14 +6,14 @@ use anyhow::Context;
 use crate::archive::walk_archived::ArchivedEvents;
 use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
-use crate::plan::{
+use crate::planning::planner::{
     Archive, BackupPoint, Histories, IndexedSegment, PlanRequest, RecoveryPlan, SegmentIndex,
     TimelineChoice,
 };
+use crate::planning::target::RecoveryTarget;
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupRecord;
 use crate::repo::object;
-use crate::restore::target::RecoveryTarget;
 
 /// The planner's view of a stanza.
 pub struct PlannerInputs {
@@ -95,17 +95,17 @@ pub fn request(
     timeline: Option<&str>,
 ) -> anyhow::Result<PlanRequest> {
     let target = match target {
-        RecoveryTarget::EndOfArchive => crate::plan::Target::EndOfArchive,
-        RecoveryTarget::Immediate => crate::plan::Target::Immediate,
-        RecoveryTarget::Time(_, time) => {
-            crate::plan::Target::Time(crate::pg::time::from_unix_micros(time.timestamp_micros()))
-        }
-        RecoveryTarget::Lsn(lsn) => crate::plan::Target::Lsn(*lsn),
-        RecoveryTarget::Xid(xid) => crate::plan::Target::Xid(
+        RecoveryTarget::EndOfArchive => crate::planning::planner::Target::EndOfArchive,
+        RecoveryTarget::Immediate => crate::planning::planner::Target::Immediate,
+        RecoveryTarget::Time(_, time) => crate::planning::planner::Target::Time(
+            crate::pg::time::from_unix_micros(time.timestamp_micros()),
+        ),
+        RecoveryTarget::Lsn(lsn) => crate::planning::planner::Target::Lsn(*lsn),
+        RecoveryTarget::Xid(xid) => crate::planning::planner::Target::Xid(
             xid.parse()
                 .with_context(|| format!("--target-xid '{xid}' is not a 32-bit transaction ID"))?,
         ),
-        RecoveryTarget::Name(name) => crate::plan::Target::Name(name.clone()),
+        RecoveryTarget::Name(name) => crate::planning::planner::Target::Name(name.clone()),
     };
     let timeline = match timeline {
         None | Some("latest") => TimelineChoice::Latest,
@@ -138,5 +138,5 @@ pub fn plan_for(
         histories: &inputs.histories,
         events: &events,
     };
-    Ok(crate::plan::plan(&archive, request)?)
+    Ok(crate::planning::planner::plan(&archive, request)?)
 }

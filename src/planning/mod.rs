@@ -1,0 +1,6 @@
+//! Recovery planning: the recovery target, loading the planner's inputs from the repository,
+//! and the pure planner.
+
+pub mod inputs;
+pub mod planner;
+pub mod target;
