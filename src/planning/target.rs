@@ -1,10 +1,9 @@
-//! Recovery targets as PostgreSQL takes them, and finding the backup `--backup` names.
+//! Recovery targets as PostgreSQL takes them.
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 
 use crate::pg::Lsn;
-use crate::repo::catalog::BackupRecord;
 
 /// Where recovery stops.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,49 +56,9 @@ impl RecoveryTarget {
     }
 }
 
-/// The backup labelled `label` (`--backup`). Which backup serves a target is the planner's
-/// choice; this only finds the one asked for.
-pub fn backup_labelled<'b>(
-    backups: &'b [BackupRecord],
-    label: &str,
-) -> anyhow::Result<&'b BackupRecord> {
-    backups.iter().find(|b| b.label == label).with_context(|| {
-        let known: Vec<&str> = backups.iter().map(|b| b.label.as_str()).collect();
-        format!(
-            "there is no backup labelled {label} (backups: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(label: &str, stop_time: &str, stop_lsn: &str) -> BackupRecord {
-        BackupRecord::example(label, stop_time, stop_lsn.parse().unwrap())
-    }
-
-    #[test]
-    fn a_backup_is_found_by_its_label_or_the_labels_are_listed() {
-        let backups = [
-            record("a", "2026-11-21T10:00:00Z", "0/3000000"),
-            record("b", "2026-11-21T12:00:00Z", "0/5000000"),
-        ];
-        assert_eq!(backup_labelled(&backups, "a").unwrap().label, "a");
-        assert_eq!(
-            backup_labelled(&backups, "zz").unwrap_err().to_string(),
-            "there is no backup labelled zz (backups: a, b)"
-        );
-        assert_eq!(
-            backup_labelled(&[], "a").unwrap_err().to_string(),
-            "there is no backup labelled a (backups: none)"
-        );
-    }
 
     #[test]
     fn a_time_without_an_offset_is_refused() {

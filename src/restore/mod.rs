@@ -9,6 +9,7 @@
 //! ([`settings`]). A restore that stops anywhere before the end leaves a directory PostgreSQL
 //! refuses to start, and one that ends leaves everything it wrote durable.
 
+mod backup_choice;
 mod files;
 mod pg_control;
 mod places;
@@ -26,11 +27,11 @@ use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
 use crate::planning::inputs as planning;
-use crate::planning::planner::RecoveryPlan;
-use crate::planning::target::{RecoveryTarget, backup_labelled};
+use crate::planning::target::RecoveryTarget;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
+use backup_choice::chosen_backup;
 use places::Places;
 
 /// What to do with a `--pgdata` that is not empty.
@@ -117,27 +118,6 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         bytes_written: written.bytes,
         removed: written.removed,
         elapsed: started.elapsed(),
-    })
-}
-
-/// The backup to restore and why: the one `--backup` names, else the one the plan starts from.
-fn chosen_backup<'b>(
-    backups: &'b [BackupRecord],
-    plan: &RecoveryPlan,
-    asked_for: Option<&str>,
-) -> anyhow::Result<(&'b BackupRecord, String)> {
-    Ok(match asked_for {
-        Some(label) => (
-            backup_labelled(backups, label)?,
-            format!("backup {label} was asked for with --backup"),
-        ),
-        None => {
-            let record = backups
-                .iter()
-                .find(|b| b.label == plan.backup)
-                .context("the plan names a backup that is not listed")?;
-            (record, plan.why.clone())
-        }
     })
 }
 
