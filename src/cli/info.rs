@@ -12,7 +12,7 @@ use super::target::Target;
 use crate::archive::walk_archived::ArchivedEvents;
 use crate::archive::work_ahead::ready_files;
 use crate::pg::time;
-use crate::pg::{SegmentSize, WalFileName};
+use crate::pg::{SegmentSize, TimelineId, WalFileName};
 use crate::planning::inputs as planning;
 use crate::planning::planner::{Archive, recoverable_windows};
 use crate::repo::Stanza;
@@ -219,7 +219,7 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
                 })
                 .unwrap_or_default()
         };
-        Ok(recoverable_windows(&archive, timeline)?
+        Ok(recoverable_windows(&archive, TimelineId(timeline))?
             .into_iter()
             .map(|w| WindowInfo {
                 from_time: stop_time(&w.backup),

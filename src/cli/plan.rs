@@ -9,6 +9,7 @@ use super::target::Target;
 use crate::pg::time;
 use crate::planning::inputs as planning;
 use crate::planning::planner::StopPoint;
+use crate::planning::target::PlanRequest;
 use crate::units;
 
 fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
@@ -54,7 +55,7 @@ pub fn run_plan(
     let selected = target.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-    let request = planning::request(
+    let request = PlanRequest::new(
         &recovery.target()?,
         recovery.target_exclusive,
         recovery.target_timeline.as_deref(),
@@ -96,8 +97,8 @@ pub fn run_plan(
             serde_json::to_string_pretty(&json!({
                 "backup": plan.backup,
                 "why": plan.why,
-                "timeline": plan.timeline,
-                "path": plan.path.iter().map(|s| json!({"timeline": s.timeline, "begins": s.begins.to_string(), "ends": s.ends.map(|e| e.to_string())})).collect::<Vec<_>>(),
+                "timeline": plan.timeline.0,
+                "path": plan.path.iter().map(|s| json!({"timeline": s.timeline.0, "begins": s.begins.to_string(), "ends": s.ends.map(|e| e.to_string())})).collect::<Vec<_>>(),
                 "segments": plan.segments.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "bytes": plan.bytes,
                 "stop": stop_json,

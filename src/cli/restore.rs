@@ -81,10 +81,7 @@ impl RecoveryTargetArgs {
         } else if let Some(lsn) = &args.target_lsn {
             RecoveryTarget::Lsn(lsn.parse::<Lsn>().context("--target-lsn")?)
         } else if let Some(xid) = &args.target_xid {
-            if xid.parse::<u64>().is_err() {
-                bail!("--target-xid '{xid}' is not a transaction ID (a number)");
-            }
-            RecoveryTarget::Xid(xid.clone())
+            RecoveryTarget::xid(xid)?
         } else if let Some(name) = &args.target_name {
             RecoveryTarget::Name(name.clone())
         } else if let Some(target) = &args.target {

@@ -4,13 +4,12 @@
 use anyhow::Context;
 
 use crate::archive::walk_archived::ArchivedEvents;
-use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
+use crate::pg::{TimelineId, WalFileName};
 use crate::planning::planner::{
-    Archive, BackupPoint, Histories, IndexedSegment, PlanRequest, RecoveryPlan, SegmentIndex,
-    TimelineChoice,
+    Archive, BackupPoint, Histories, IndexedSegment, RecoveryPlan, SegmentIndex,
 };
-use crate::planning::target::RecoveryTarget;
+use crate::planning::target::PlanRequest;
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupRecord;
 use crate::repo::object;
@@ -30,7 +29,7 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
         .map(|b| BackupPoint {
             start: b.start_lsn,
             stop: b.stop_lsn,
-            timeline: b.timeline,
+            timeline: TimelineId(b.timeline),
             label: b.label.clone(),
         })
         .collect();
@@ -57,7 +56,7 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
                     })?,
                 };
                 segments.insert(
-                    (segment.timeline.0, segment.segment_number(size)?),
+                    (segment.timeline, segment.segment_number(size)?),
                     IndexedSegment {
                         bytes: listed.size,
                         summary: entry.summary,
@@ -73,7 +72,7 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
                     format!("archived object {} is damaged", stanza.wal_key(name))
                 })?;
                 histories.insert(
-                    timeline.0,
+                    timeline,
                     TimelineHistory::parse(timeline, &content)
                         .with_context(|| format!("archived {name}"))?,
                 );
@@ -85,41 +84,6 @@ pub fn load(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<Pla
         backups,
         segments,
         histories,
-    })
-}
-
-/// The planner's request for a restore target and `--target-timeline`.
-pub fn request(
-    target: &RecoveryTarget,
-    exclusive: bool,
-    timeline: Option<&str>,
-) -> anyhow::Result<PlanRequest> {
-    let target = match target {
-        RecoveryTarget::EndOfArchive => crate::planning::planner::Target::EndOfArchive,
-        RecoveryTarget::Immediate => crate::planning::planner::Target::Immediate,
-        RecoveryTarget::Time(_, time) => crate::planning::planner::Target::Time(
-            crate::pg::time::from_unix_micros(time.timestamp_micros()),
-        ),
-        RecoveryTarget::Lsn(lsn) => crate::planning::planner::Target::Lsn(*lsn),
-        RecoveryTarget::Xid(xid) => crate::planning::planner::Target::Xid(
-            xid.parse()
-                .with_context(|| format!("--target-xid '{xid}' is not a 32-bit transaction ID"))?,
-        ),
-        RecoveryTarget::Name(name) => crate::planning::planner::Target::Name(name.clone()),
-    };
-    let timeline = match timeline {
-        None | Some("latest") => TimelineChoice::Latest,
-        Some("current") => TimelineChoice::Current,
-        Some(number) => TimelineChoice::Exact(
-            number
-                .parse()
-                .with_context(|| format!("--target-timeline '{number}' is not a timeline: use a number, 'current' or 'latest'"))?,
-        ),
-    };
-    Ok(PlanRequest {
-        target,
-        inclusive: !exclusive,
-        timeline,
     })
 }
 

@@ -27,7 +27,7 @@ use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
 use crate::planning::inputs as planning;
-use crate::planning::target::RecoveryTarget;
+use crate::planning::target::{PlanRequest, RecoveryTarget};
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
@@ -79,7 +79,7 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     let backups = stanza.list_backups()?;
     // Plan first: a target recovery cannot reach is refused before anything is written, and
     // the backup is the one the plan starts from. --backup overrides the choice, not the check.
-    let request = planning::request(
+    let request = PlanRequest::new(
         &options.target,
         options.exclusive,
         options.target_timeline.as_deref(),

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use super::target::{PlanRequest, RecoveryTarget, TimelineChoice};
 use crate::pg::history::TimelineHistory;
 use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
@@ -21,7 +22,7 @@ use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupPoint {
     pub label: String,
-    pub timeline: u32,
+    pub timeline: TimelineId,
     /// Where replay starts.
     pub start: Lsn,
     /// Where the backup is consistent.
@@ -36,39 +37,10 @@ pub struct IndexedSegment {
 }
 
 /// The WAL index by (timeline, segment number).
-pub type SegmentIndex = BTreeMap<(u32, u64), IndexedSegment>;
+pub type SegmentIndex = BTreeMap<(TimelineId, u64), IndexedSegment>;
 
 /// Timeline histories by timeline.
-pub type Histories = BTreeMap<u32, TimelineHistory>;
-
-/// Where recovery should stop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    EndOfArchive,
-    Immediate,
-    /// PostgreSQL time: microseconds since 2000-01-01 UTC.
-    Time(i64),
-    Lsn(Lsn),
-    Xid(u32),
-    Name(String),
-}
-
-/// Which timeline to recover along (`recovery_target_timeline`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimelineChoice {
-    Latest,
-    Current,
-    Exact(u32),
-}
-
-/// What recovery is asked to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanRequest {
-    pub target: Target,
-    /// `recovery_target_inclusive` (PostgreSQL's default: on).
-    pub inclusive: bool,
-    pub timeline: TimelineChoice,
-}
+pub type Histories = BTreeMap<TimelineId, TimelineHistory>;
 
 /// The events of one segment that a target can stop at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,7 +76,7 @@ pub struct Archive<'a> {
 /// A stretch of the timeline path: `timeline` from `begins` until `ends`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineSpan {
-    pub timeline: u32,
+    pub timeline: TimelineId,
     pub begins: Lsn,
     pub ends: Option<Lsn>,
 }
@@ -141,7 +113,7 @@ pub enum StopPoint {
 pub struct RecoveryPlan {
     pub backup: String,
     pub why: String,
-    pub timeline: u32,
+    pub timeline: TimelineId,
     pub path: Vec<TimelineSpan>,
     /// Every segment recovery reads, in order, from the backup's start to the stop record.
     pub segments: Vec<SegmentName>,
@@ -155,9 +127,9 @@ pub enum PlanError {
     #[error("the stanza has no backup yet: take one with 'tidemark backup'")]
     NoBackup,
     #[error("timeline {0} has no history file in the archive, so its ancestry is unknown")]
-    UnknownTimeline(u32),
+    UnknownTimeline(TimelineId),
     #[error("no backup lies on the path of timeline {0}")]
-    NoBackupOnPath(u32),
+    NoBackupOnPath(TimelineId),
     #[error(
         "no backup ends before the target: the earliest point a restore can reach is the end of backup {label} at {stop}"
     )]
@@ -170,7 +142,7 @@ pub enum PlanError {
         "the archived WAL along timeline {timeline} does not reach the target: {what} is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; {today}"
     )]
     NotReached {
-        timeline: u32,
+        timeline: TimelineId,
         what: String,
         today: String,
     },
@@ -183,12 +155,12 @@ pub enum PlanError {
 
 /// The path to `timeline`: its ancestors from its history file, then itself.
 fn timeline_path(
-    timeline: u32,
-    histories: &BTreeMap<u32, TimelineHistory>,
+    timeline: TimelineId,
+    histories: &Histories,
 ) -> Result<Vec<TimelineSpan>, PlanError> {
-    if timeline == 1 {
+    if timeline == TimelineId(1) {
         return Ok(vec![TimelineSpan {
-            timeline: 1,
+            timeline,
             begins: Lsn(0),
             ends: None,
         }]);
@@ -200,7 +172,7 @@ fn timeline_path(
     let mut begins = Lsn(0);
     for entry in &history.entries {
         path.push(TimelineSpan {
-            timeline: entry.parent.0,
+            timeline: entry.parent,
             begins,
             ends: Some(entry.switch_point),
         });
@@ -216,7 +188,7 @@ fn timeline_path(
 
 /// The timeline PostgreSQL reads segment `segno` from: the newest on the path that has begun
 /// by then (a new timeline's first segment holds the parent's WAL up to the switch, too).
-fn timeline_of_segment(path: &[TimelineSpan], segno: u64, size: SegmentSize) -> u32 {
+fn timeline_of_segment(path: &[TimelineSpan], segno: u64, size: SegmentSize) -> TimelineId {
     let segment_bytes = u64::from(size.bytes());
     path.iter()
         .rev()
@@ -252,7 +224,7 @@ impl Event<'_> {
 /// Decides whether recovery stops at `event`, as PostgreSQL would.
 fn stops_at(event: &Event<'_>, request: &PlanRequest) -> Option<StopPoint> {
     match (event, &request.target) {
-        (Event::Transaction(x), Target::Time(target)) => {
+        (Event::Transaction(x), RecoveryTarget::Time { at: target, .. }) => {
             let past = if request.inclusive {
                 x.time > *target
             } else {
@@ -264,20 +236,22 @@ fn stops_at(event: &Event<'_>, request: &PlanRequest) -> Option<StopPoint> {
                 time: x.time,
             })
         }
-        (Event::Transaction(x), Target::Xid(xid)) if x.xid == *xid => Some(if request.inclusive {
-            StopPoint::AfterTransaction {
-                lsn: x.lsn,
-                xid: x.xid,
-                time: x.time,
-            }
-        } else {
-            StopPoint::BeforeTransaction {
-                lsn: x.lsn,
-                xid: x.xid,
-                time: x.time,
-            }
-        }),
-        (Event::RestorePoint(r), Target::Name(name)) if r.name == *name => {
+        (Event::Transaction(x), RecoveryTarget::Xid { xid, .. }) if u64::from(x.xid) == *xid => {
+            Some(if request.inclusive {
+                StopPoint::AfterTransaction {
+                    lsn: x.lsn,
+                    xid: x.xid,
+                    time: x.time,
+                }
+            } else {
+                StopPoint::BeforeTransaction {
+                    lsn: x.lsn,
+                    xid: x.xid,
+                    time: x.time,
+                }
+            })
+        }
+        (Event::RestorePoint(r), RecoveryTarget::Name(name)) if r.name == *name => {
             Some(StopPoint::AfterRestorePoint {
                 lsn: r.lsn,
                 name: r.name.clone(),
@@ -293,18 +267,18 @@ fn may_stop_in(summary: &SegmentSummary, request: &PlanRequest) -> bool {
         return true;
     }
     match &request.target {
-        Target::Time(target) => summary.max_time.is_some_and(|latest| {
+        RecoveryTarget::Time { at: target, .. } => summary.max_time.is_some_and(|latest| {
             if request.inclusive {
                 latest > *target
             } else {
                 latest >= *target
             }
         }),
-        Target::Xid(xid) => {
-            matches!((summary.min_xid, summary.max_xid), (Some(min), Some(max)) if (min..=max).contains(xid))
+        RecoveryTarget::Xid { xid, .. } => {
+            matches!((summary.min_xid, summary.max_xid), (Some(min), Some(max)) if (u64::from(min)..=u64::from(max)).contains(xid))
         }
-        Target::Name(name) => summary.restore_points.iter().any(|r| r.name == *name),
-        Target::EndOfArchive | Target::Immediate | Target::Lsn(_) => false,
+        RecoveryTarget::Name(name) => summary.restore_points.iter().any(|r| r.name == *name),
+        RecoveryTarget::EndOfArchive | RecoveryTarget::Immediate | RecoveryTarget::Lsn(_) => false,
     }
 }
 
@@ -325,14 +299,17 @@ fn first_stop(
             continue;
         }
         // Restore points are all in the summary; transaction ends only in the segment.
-        let needs_segment =
-            summary.spill_undecoded || matches!(request.target, Target::Time(_) | Target::Xid(_));
+        let needs_segment = summary.spill_undecoded
+            || matches!(
+                request.target,
+                RecoveryTarget::Time { .. } | RecoveryTarget::Xid { .. }
+            );
         let detail = if needs_segment {
-            let segment = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
+            let segment = SegmentName::from_segment_number(timeline, segno, size);
             let next_timeline = timeline_of_segment(path, segno + 1, size);
             let next = (summary.continues_into_next
                 && archive.segments.contains_key(&(next_timeline, segno + 1)))
-            .then(|| SegmentName::from_segment_number(TimelineId(next_timeline), segno + 1, size));
+            .then(|| SegmentName::from_segment_number(next_timeline, segno + 1, size));
             archive
                 .events
                 .segment_events(segment, next)
@@ -378,11 +355,7 @@ fn lsn_stop_segment(
 ) -> Result<Result<u64, u64>, PlanError> {
     let size = archive.segment_size;
     let name_of = |segno: u64| {
-        SegmentName::from_segment_number(
-            TimelineId(timeline_of_segment(path, segno, size)),
-            segno,
-            size,
-        )
+        SegmentName::from_segment_number(timeline_of_segment(path, segno, size), segno, size)
     };
     let summary_of = |segno: u64| {
         archive
@@ -476,7 +449,7 @@ fn stretch_from(
     let mut segno = backup.start.0 / segment_bytes;
     while last.is_none_or(|last| segno <= last) {
         let timeline = timeline_of_segment(path, segno, size);
-        let name = SegmentName::from_segment_number(TimelineId(timeline), segno, size);
+        let name = SegmentName::from_segment_number(timeline, segno, size);
         let Some(indexed) = archive.segments.get(&(timeline, segno)) else {
             stretch.archive_continues = archived_end.is_some_and(|end| segno < end);
             if last.is_some() || stretch.archive_continues {
@@ -541,7 +514,7 @@ pub struct RecoverableWindow {
 /// has a hole before it is consistent reaches nothing.
 pub fn recoverable_windows(
     archive: &Archive<'_>,
-    timeline: u32,
+    timeline: TimelineId,
 ) -> Result<Vec<RecoverableWindow>, PlanError> {
     let path = timeline_path(timeline, archive.histories)?;
     let mut backups: Vec<&BackupPoint> = archive
@@ -586,7 +559,13 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
     candidates.sort_by_key(|b| std::cmp::Reverse(b.stop));
     let timeline = match request.timeline {
         TimelineChoice::Exact(timeline) => timeline,
-        TimelineChoice::Latest => archive.histories.keys().copied().max().unwrap_or(1).max(1),
+        TimelineChoice::Latest => archive
+            .histories
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(TimelineId(1))
+            .max(TimelineId(1)),
         TimelineChoice::Current => candidates[0].timeline,
     };
     let path = timeline_path(timeline, archive.histories)?;
@@ -613,7 +592,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
             stop,
         };
     match &request.target {
-        Target::EndOfArchive => {
+        RecoveryTarget::EndOfArchive => {
             let stretch = collect(archive, &path, newest, None)?;
             let end = stretch.end;
             Ok(made(
@@ -623,7 +602,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                 StopPoint::EndOfArchive(end),
             ))
         }
-        Target::Immediate => {
+        RecoveryTarget::Immediate => {
             let last = (newest.stop.0.max(1) - 1) / segment_bytes;
             let stretch = collect(archive, &path, newest, Some(last))?;
             Ok(made(
@@ -633,7 +612,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                 StopPoint::Consistency(newest.stop),
             ))
         }
-        Target::Lsn(target) => {
+        RecoveryTarget::Lsn(target) => {
             let backup = on_path
                 .iter()
                 .find(|b| b.stop <= *target)
@@ -664,7 +643,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
             );
             Ok(made(backup, why, stretch, StopPoint::AtLsn(*target)))
         }
-        Target::Time(_) | Target::Xid(_) | Target::Name(_) => {
+        RecoveryTarget::Time { .. } | RecoveryTarget::Xid { .. } | RecoveryTarget::Name(_) => {
             match first_stop(archive, &path, request)? {
                 Some((lsn, stop, last)) => {
                     // The newest backup whose state does not yet include the stop record.
@@ -682,11 +661,11 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
                 None => {
                     let stretch = collect(archive, &path, newest, None)?;
                     let what = match &request.target {
-                        Target::Time(time) => {
+                        RecoveryTarget::Time { at: time, .. } => {
                             format!("no commit or abort after {}", time::format_utc(*time))
                         }
-                        Target::Xid(xid) => format!("no end of transaction {xid}"),
-                        Target::Name(name) => format!("no restore point '{name}'"),
+                        RecoveryTarget::Xid { xid, .. } => format!("no end of transaction {xid}"),
+                        RecoveryTarget::Name(name) => format!("no restore point '{name}'"),
                         _ => unreachable!("only these targets stop at a record"),
                     };
                     let today = match stretch.last_xact {
@@ -796,11 +775,9 @@ mod tests {
         segno: u64,
         (indexed, xact_ends): (IndexedSegment, Vec<XactEnd>),
     ) {
-        let name = SegmentName::from_segment_number(
-            TimelineId(timeline),
-            segno,
-            SegmentSize::new(MIB).unwrap(),
-        );
+        let timeline = TimelineId(timeline);
+        let name =
+            SegmentName::from_segment_number(timeline, segno, SegmentSize::new(MIB).unwrap());
         let summary = &indexed.summary;
         let mut starts: Vec<Lsn> = summary.first_record.into_iter().collect();
         starts.extend(xact_ends.iter().map(|x| x.lsn));
@@ -826,13 +803,13 @@ mod tests {
         let backups = vec![
             BackupPoint {
                 label: "A".into(),
-                timeline: 1,
+                timeline: TimelineId(1),
                 start: Lsn(MIB + 0x28),
                 stop: Lsn(MIB + 0x100),
             },
             BackupPoint {
                 label: "B".into(),
-                timeline: 1,
+                timeline: TimelineId(1),
                 start: Lsn(3 * MIB + 0x28),
                 stop: Lsn(3 * MIB + 0x100),
             },
@@ -892,7 +869,7 @@ mod tests {
         add(&mut segments, &mut events, 2, 5, segment(5, &[], false));
         let mut histories = BTreeMap::new();
         histories.insert(
-            2,
+            TimelineId(2),
             TimelineHistory::parse(
                 TimelineId(2),
                 b"1\t0/400100\tbefore 2026-11-21 10:00:00+00\n",
@@ -902,7 +879,21 @@ mod tests {
         (backups, segments, histories, events)
     }
 
-    fn request(target: Target, inclusive: bool, timeline: TimelineChoice) -> PlanRequest {
+    fn at_time(at: i64) -> RecoveryTarget {
+        RecoveryTarget::Time {
+            text: format!("PostgreSQL time {at}"),
+            at,
+        }
+    }
+
+    fn xid(xid: u64) -> RecoveryTarget {
+        RecoveryTarget::Xid {
+            text: xid.to_string(),
+            xid,
+        }
+    }
+
+    fn request(target: RecoveryTarget, inclusive: bool, timeline: TimelineChoice) -> PlanRequest {
         PlanRequest {
             target,
             inclusive,
@@ -927,12 +918,12 @@ mod tests {
             histories: &histories,
             events: &events,
         };
-        let on_one = TimelineChoice::Exact(1);
+        let on_one = TimelineChoice::Exact(TimelineId(1));
         // (request, backup, segments as "TTLLLLLLLLSS" tails, stop)
         let cases: Vec<(PlanRequest, &str, Vec<&str>, StopPoint)> = vec![
             // Between commits: stop before the first commit past the target.
             (
-                request(Target::Time(3500), true, on_one),
+                request(at_time(3500), true, on_one),
                 "B",
                 vec!["0000000003", "0000000004", "0000000005"],
                 StopPoint::BeforeTransaction {
@@ -943,7 +934,7 @@ mod tests {
             ),
             // Commit 102 comes after B is consistent, so B serves.
             (
-                request(Target::Time(2500), true, on_one),
+                request(at_time(2500), true, on_one),
                 "B",
                 vec!["0000000003"],
                 StopPoint::BeforeTransaction {
@@ -954,7 +945,7 @@ mod tests {
             ),
             // A commit before B's consistency point is past the target: B is too new, A serves.
             (
-                request(Target::Time(1500), true, on_one),
+                request(at_time(1500), true, on_one),
                 "A",
                 vec!["0000000001", "0000000002"],
                 StopPoint::BeforeTransaction {
@@ -965,7 +956,7 @@ mod tests {
             ),
             // Exactly at a commit time: inclusive keeps it, exclusive does not.
             (
-                request(Target::Time(2000), true, on_one),
+                request(at_time(2000), true, on_one),
                 "B",
                 vec!["0000000003"],
                 StopPoint::BeforeTransaction {
@@ -975,7 +966,7 @@ mod tests {
                 },
             ),
             (
-                request(Target::Time(2000), false, on_one),
+                request(at_time(2000), false, on_one),
                 "A",
                 vec!["0000000001", "0000000002"],
                 StopPoint::BeforeTransaction {
@@ -986,7 +977,7 @@ mod tests {
             ),
             // Xid: after it when inclusive, before it when not.
             (
-                request(Target::Xid(104), true, on_one),
+                request(xid(104), true, on_one),
                 "B",
                 vec!["0000000003", "0000000004", "0000000005"],
                 StopPoint::AfterTransaction {
@@ -996,7 +987,7 @@ mod tests {
                 },
             ),
             (
-                request(Target::Xid(101), false, on_one),
+                request(xid(101), false, on_one),
                 "A",
                 vec!["0000000001", "0000000002"],
                 StopPoint::BeforeTransaction {
@@ -1006,7 +997,7 @@ mod tests {
                 },
             ),
             (
-                request(Target::Name("before upgrade".into()), true, on_one),
+                request(RecoveryTarget::Name("before upgrade".into()), true, on_one),
                 "B",
                 vec!["0000000003", "0000000004", "0000000005"],
                 StopPoint::AfterRestorePoint {
@@ -1015,13 +1006,13 @@ mod tests {
                 },
             ),
             (
-                request(Target::Immediate, true, on_one),
+                request(RecoveryTarget::Immediate, true, on_one),
                 "B",
                 vec!["0000000003"],
                 StopPoint::Consistency(Lsn(3 * MIB + 0x100)),
             ),
             (
-                request(Target::Lsn(Lsn(2 * MIB + 5)), true, on_one),
+                request(RecoveryTarget::Lsn(Lsn(2 * MIB + 5)), true, on_one),
                 "A",
                 vec!["0000000001", "0000000002"],
                 StopPoint::AtLsn(Lsn(2 * MIB + 5)),
@@ -1029,34 +1020,34 @@ mod tests {
             // Past the last record start of its segment (as after a switch): the stop record is
             // the first of the next segment.
             (
-                request(Target::Lsn(Lsn(3 * MIB + 0x300)), false, on_one),
+                request(RecoveryTarget::Lsn(Lsn(3 * MIB + 0x300)), false, on_one),
                 "B",
                 vec!["0000000003", "0000000004"],
                 StopPoint::AtLsn(Lsn(3 * MIB + 0x300)),
             ),
             // The first record at or past it is the one spilling into the next segment.
             (
-                request(Target::Lsn(Lsn(4 * MIB + 0x400)), true, on_one),
+                request(RecoveryTarget::Lsn(Lsn(4 * MIB + 0x400)), true, on_one),
                 "B",
                 vec!["0000000003", "0000000004", "0000000005"],
                 StopPoint::AtLsn(Lsn(4 * MIB + 0x400)),
             ),
             // A record before the spilling one is at or past it.
             (
-                request(Target::Lsn(Lsn(4 * MIB + 0x20)), true, on_one),
+                request(RecoveryTarget::Lsn(Lsn(4 * MIB + 0x20)), true, on_one),
                 "B",
                 vec!["0000000003", "0000000004"],
                 StopPoint::AtLsn(Lsn(4 * MIB + 0x20)),
             ),
             (
-                request(Target::EndOfArchive, true, on_one),
+                request(RecoveryTarget::EndOfArchive, true, on_one),
                 "B",
                 vec!["0000000003", "0000000004", "0000000005", "0000000006"],
                 StopPoint::EndOfArchive(Lsn(7 * MIB)),
             ),
             // Along timeline 2 (latest): segment 4 comes from timeline 2, which forked in it.
             (
-                request(Target::Time(4400), true, TimelineChoice::Latest),
+                request(at_time(4400), true, TimelineChoice::Latest),
                 "B",
                 vec!["0000000003", "0000000004"],
                 StopPoint::BeforeTransaction {
@@ -1076,10 +1067,10 @@ mod tests {
         }
         let along_two = plan(
             &archive,
-            &request(Target::Time(4400), true, TimelineChoice::Latest),
+            &request(at_time(4400), true, TimelineChoice::Latest),
         )
         .unwrap();
-        assert_eq!(along_two.timeline, 2);
+        assert_eq!(along_two.timeline, TimelineId(2));
         assert_eq!(
             along_two
                 .segments
@@ -1095,7 +1086,7 @@ mod tests {
         let (backups, mut segments, histories, events) = archive_fixture();
         let size = SegmentSize::new(MIB).unwrap();
         let name = |segno| SegmentName::from_segment_number(TimelineId(1), segno, size);
-        let time_3500 = request(Target::Time(3500), true, TimelineChoice::Exact(1));
+        let time_3500 = request(at_time(3500), true, TimelineChoice::Exact(TimelineId(1)));
         {
             let archive = Archive {
                 segment_size: size,
@@ -1110,22 +1101,30 @@ mod tests {
             // A restore point target reads no segment: the summaries hold every restore point.
             plan(
                 &archive,
-                &request(Target::Name("nope".into()), true, TimelineChoice::Exact(1)),
+                &request(
+                    RecoveryTarget::Name("nope".into()),
+                    true,
+                    TimelineChoice::Exact(TimelineId(1)),
+                ),
             )
             .unwrap_err();
             plan(
                 &archive,
                 &request(
-                    Target::Name("before upgrade".into()),
+                    RecoveryTarget::Name("before upgrade".into()),
                     true,
-                    TimelineChoice::Exact(1),
+                    TimelineChoice::Exact(TimelineId(1)),
                 ),
             )
             .unwrap();
             assert_eq!(*events.read.borrow(), []);
         }
         // A segment whose spilling record could not be read from it is read when passed.
-        segments.get_mut(&(1, 2)).unwrap().summary.spill_undecoded = true;
+        segments
+            .get_mut(&(TimelineId(1), 2))
+            .unwrap()
+            .summary
+            .spill_undecoded = true;
         let archive = Archive {
             segment_size: size,
             backups: &backups,
@@ -1153,7 +1152,7 @@ mod tests {
         };
         // Timeline 1: A's and B's windows overlap into one, to the end of segment 6.
         assert_eq!(
-            windows(&segments, 1),
+            windows(&segments, TimelineId(1)),
             [RecoverableWindow {
                 backup: "A".into(),
                 from: Lsn(MIB + 0x100),
@@ -1163,14 +1162,14 @@ mod tests {
             }]
         );
         // Timeline 2 follows timeline 1 to the fork, then its own segments 4 and 5.
-        let along_two = windows(&segments, 2);
+        let along_two = windows(&segments, TimelineId(2));
         assert_eq!(along_two.len(), 1);
         assert_eq!(along_two[0].to, Lsn(6 * MIB));
         assert_eq!(along_two[0].last_xact, Some((Lsn(4 * MIB + 0x800), 4500)));
         // A hole between A and B: A's window ends at it, B's starts after it.
-        segments.remove(&(1, 2));
+        segments.remove(&(TimelineId(1), 2));
         assert_eq!(
-            windows(&segments, 1),
+            windows(&segments, TimelineId(1)),
             [
                 RecoverableWindow {
                     backup: "A".into(),
@@ -1188,9 +1187,9 @@ mod tests {
                 }
             ]
         );
-        segments.insert((1, 2), segment(2, &[], false).0);
-        segments.remove(&(1, 5));
-        let split = windows(&segments, 1);
+        segments.insert((TimelineId(1), 2), segment(2, &[], false).0);
+        segments.remove(&(TimelineId(1), 5));
+        let split = windows(&segments, TimelineId(1));
         assert_eq!(split.len(), 1, "{split:?}");
         assert_eq!(
             (split[0].to, split[0].gap.map(|g| g.to_string())),
@@ -1202,7 +1201,7 @@ mod tests {
     fn unreachable_targets_say_why() {
         let (backups, mut segments, histories, events) = archive_fixture();
         let size = SegmentSize::new(MIB).unwrap();
-        let on_one = TimelineChoice::Exact(1);
+        let on_one = TimelineChoice::Exact(TimelineId(1));
         {
             let archive = Archive {
                 segment_size: size,
@@ -1213,14 +1212,14 @@ mod tests {
             };
             // Before the first backup is consistent.
             assert_eq!(
-                plan(&archive, &request(Target::Time(500), true, on_one))
+                plan(&archive, &request(at_time(500), true, on_one))
                     .unwrap_err()
                     .to_string(),
                 "no backup ends before the target: the earliest point a restore can reach is the end of backup A at 0/100100"
             );
             // Past the last archived commit.
             assert_eq!(
-                plan(&archive, &request(Target::Time(9000), true, on_one))
+                plan(&archive, &request(at_time(9000), true, on_one))
                     .unwrap_err()
                     .to_string(),
                 "the archived WAL along timeline 1 does not reach the target: no commit or abort after 2000-01-01 00:00:00.009000+00 is archived yet, so PostgreSQL would stop with \"recovery ended before configured recovery target was reached\"; today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00"
@@ -1229,19 +1228,19 @@ mod tests {
             assert_eq!(
                 plan(
                     &archive,
-                    &request(Target::Lsn(Lsn(6 * MIB + 0x200)), true, on_one)
+                    &request(RecoveryTarget::Lsn(Lsn(6 * MIB + 0x200)), true, on_one)
                 )
                 .unwrap_err(),
                 PlanError::NotReached {
-                    timeline: 1,
+                    timeline: TimelineId(1),
                     what: "no record starting at or past 0/600200".into(),
                     today: "today a restore can reach LSN 0/700000".into()
                 }
             );
             assert_eq!(
-                plan(&archive, &request(Target::Name("nope".into()), true, on_one)).unwrap_err(),
+                plan(&archive, &request(RecoveryTarget::Name("nope".into()), true, on_one)).unwrap_err(),
                 PlanError::NotReached {
-                    timeline: 1,
+                    timeline: TimelineId(1),
                     what: "no restore point 'nope'".into(),
                     today: "today a restore can reach the last archived commit or abort, at 2000-01-01 00:00:00.006000+00".into()
                 }
@@ -1249,10 +1248,14 @@ mod tests {
             assert_eq!(
                 plan(
                     &archive,
-                    &request(Target::EndOfArchive, true, TimelineChoice::Exact(3))
+                    &request(
+                        RecoveryTarget::EndOfArchive,
+                        true,
+                        TimelineChoice::Exact(TimelineId(3))
+                    )
                 )
                 .unwrap_err(),
-                PlanError::UnknownTimeline(3)
+                PlanError::UnknownTimeline(TimelineId(3))
             );
             let none = Archive {
                 segment_size: size,
@@ -1262,12 +1265,12 @@ mod tests {
                 events: &events,
             };
             assert_eq!(
-                plan(&none, &request(Target::EndOfArchive, true, on_one)).unwrap_err(),
+                plan(&none, &request(RecoveryTarget::EndOfArchive, true, on_one)).unwrap_err(),
                 PlanError::NoBackup
             );
         }
         // A hole in the archive.
-        segments.remove(&(1, 4));
+        segments.remove(&(TimelineId(1), 4));
         let archive = Archive {
             segment_size: size,
             backups: &backups,
@@ -1276,23 +1279,29 @@ mod tests {
             events: &events,
         };
         assert_eq!(
-            plan(&archive, &request(Target::Time(4500), true, on_one))
+            plan(&archive, &request(at_time(4500), true, on_one))
                 .unwrap_err()
                 .to_string(),
             "WAL segment 000000010000000000000004 is not in the archive: recovery from backup B cannot get past it"
         );
         assert_eq!(
-            plan(&archive, &request(Target::EndOfArchive, true, on_one))
-                .unwrap_err()
-                .to_string(),
+            plan(
+                &archive,
+                &request(RecoveryTarget::EndOfArchive, true, on_one)
+            )
+            .unwrap_err()
+            .to_string(),
             "WAL segment 000000010000000000000004 is not in the archive: recovery from backup B cannot get past it"
         );
         // The segment after the target's, where its stop record is, is missing.
         for target in [Lsn(3 * MIB + 0x300), Lsn(4 * MIB + 0x10)] {
             assert_eq!(
-                plan(&archive, &request(Target::Lsn(target), true, on_one))
-                    .unwrap_err()
-                    .to_string(),
+                plan(
+                    &archive,
+                    &request(RecoveryTarget::Lsn(target), true, on_one)
+                )
+                .unwrap_err()
+                .to_string(),
                 "WAL segment 000000010000000000000004 is not in the archive: recovery from backup B cannot get past it",
                 "{target}"
             );
