@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use super::run::{self, Finished};
 use super::target::Target;
-use crate::archive::walk_archived::ArchivedEvents;
 use crate::archive::work_ahead::ready_files;
 use crate::pg::time;
 use crate::pg::{SegmentSize, TimelineId, WalFileName};
 use crate::planning::inputs as planning;
 use crate::planning::planner::{Archive, recoverable_windows};
+use crate::planning::segment_events::ArchivedEvents;
 use crate::repo::Stanza;
 use crate::units;
 

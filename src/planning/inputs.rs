@@ -3,12 +3,12 @@
 
 use anyhow::Context;
 
-use crate::archive::walk_archived::ArchivedEvents;
 use crate::pg::history::TimelineHistory;
 use crate::pg::{TimelineId, WalFileName};
 use crate::planning::planner::{
     Archive, BackupPoint, Histories, IndexedSegment, RecoveryPlan, SegmentIndex,
 };
+use crate::planning::segment_events::ArchivedEvents;
 use crate::planning::target::PlanRequest;
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupRecord;

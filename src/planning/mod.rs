@@ -3,4 +3,5 @@
 
 pub mod inputs;
 pub mod planner;
+pub mod segment_events;
 pub mod target;
