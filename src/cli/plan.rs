@@ -7,7 +7,7 @@ use super::restore::RecoveryTargetArgs;
 use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::time;
-use crate::planning::inputs as planning;
+use crate::planning::inputs::plan_for;
 use crate::planning::planner::StopPoint;
 use crate::planning::target::PlanRequest;
 use crate::units;
@@ -60,8 +60,8 @@ pub fn run_plan(
         recovery.target_exclusive,
         recovery.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(&stanza, &stanza.list_backups()?, &request)
-        .map_err(|e| e.context("plan"))?;
+    let plan =
+        plan_for(&stanza, &stanza.list_backups()?, &request).map_err(|e| e.context("plan"))?;
     let (stop_text, stop_json) = describe_stop(&plan.stop);
     let path: Vec<String> = plan
         .path

@@ -26,7 +26,7 @@ use crate::archive::prefetch::RestoreSpool;
 use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
-use crate::planning::inputs as planning;
+use crate::planning::inputs::plan_for;
 use crate::planning::target::{PlanRequest, RecoveryTarget};
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
@@ -84,7 +84,7 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         options.exclusive,
         options.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(stanza, &backups, &request)?;
+    let plan = plan_for(stanza, &backups, &request)?;
     let (record, why) = chosen_backup(&backups, &plan, options.backup_label.as_deref())?;
     let manifest = checked_manifest(stanza, record)?;
     let places = Places::new(record, &options.pgdata, &options.tablespace_map)?;
