@@ -8,6 +8,10 @@
 //! ([`pg_control`]); only then the recovery settings, and `recovery.signal` last of all
 //! ([`settings`]). A restore that stops anywhere before the end leaves a directory PostgreSQL
 //! refuses to start, and one that ends leaves everything it wrote durable.
+//!
+//! May import: `planning/` (a restore plans first, and writes the target's settings),
+//! `archive::prefetch` (to hand the plan to `tidemark-restore`'s prefetcher), `backup::verify`,
+//! `repo/`, `storage::durable` and `pg/`.
 
 mod backup_choice;
 mod files;
