@@ -89,18 +89,16 @@ pub fn walk_spanning(
     next: SegmentName,
 ) -> anyhow::Result<WalkedSegment> {
     let expected = stanza.expected_cluster();
-    let (_, first) = read_checked(
-        stanza,
-        WalFileName::Segment(segment),
-        segment,
-        SegmentKind::Complete,
-    )?;
-    let (_, second) = read_checked(
-        stanza,
-        WalFileName::Segment(next),
-        next,
-        SegmentKind::Complete,
-    )?;
+    let read = |segment| {
+        read_checked(
+            stanza,
+            WalFileName::Segment(segment),
+            segment,
+            SegmentKind::Complete,
+        )
+        .map(|(_, content)| content)
+    };
+    let (first, second) = (read(segment)?, read(next)?);
     let mut walker = RecordWalker::spanning(
         segment,
         expected.segment_size,

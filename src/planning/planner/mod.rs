@@ -143,31 +143,9 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
         return Err(PlanError::NoBackup);
     }
     let route = Route::choose(archive, request.timeline)?;
-    let newest = route.newest();
     match &request.target {
-        RecoveryTarget::EndOfArchive => {
-            let stretch = unbroken_stretch(archive, &route.path, newest, None)?;
-            let stop = StopPoint::EndOfArchive(stretch.end);
-            Ok(planned(
-                &route,
-                newest,
-                "it is the newest backup".to_owned(),
-                stretch,
-                stop,
-            ))
-        }
-        RecoveryTarget::Immediate => {
-            let segment_bytes = u64::from(archive.segment_size.bytes());
-            let last = (newest.stop.0.max(1) - 1) / segment_bytes;
-            let stretch = unbroken_stretch(archive, &route.path, newest, Some(last))?;
-            let stop = StopPoint::Consistency(newest.stop);
-            Ok(planned(
-                &route,
-                newest,
-                "it is the newest backup".to_owned(),
-                stretch,
-                stop,
-            ))
+        RecoveryTarget::EndOfArchive | RecoveryTarget::Immediate => {
+            plan_from_newest(archive, &route, &request.target)
         }
         RecoveryTarget::Lsn(target) => plan_to_lsn(archive, &route, *target),
         RecoveryTarget::Time { .. } | RecoveryTarget::Xid { .. } | RecoveryTarget::Name(_) => {
@@ -193,6 +171,27 @@ fn planned(
         bytes: stretch.bytes,
         stop,
     }
+}
+
+/// Plans recovery from the newest backup: to where it is consistent (`immediate`), or through
+/// all archived WAL.
+fn plan_from_newest(
+    archive: &Archive<'_>,
+    route: &Route<'_>,
+    target: &RecoveryTarget,
+) -> Result<RecoveryPlan, PlanError> {
+    let newest = route.newest();
+    let immediate = *target == RecoveryTarget::Immediate;
+    let segment_bytes = u64::from(archive.segment_size.bytes());
+    let last = immediate.then(|| (newest.stop.0.max(1) - 1) / segment_bytes);
+    let stretch = unbroken_stretch(archive, &route.path, newest, last)?;
+    let stop = if immediate {
+        StopPoint::Consistency(newest.stop)
+    } else {
+        StopPoint::EndOfArchive(stretch.end)
+    };
+    let why = "it is the newest backup".to_owned();
+    Ok(planned(route, newest, why, stretch, stop))
 }
 
 /// Plans recovery to the first record at or past LSN `target`.

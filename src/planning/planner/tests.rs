@@ -202,6 +202,27 @@ fn xid(xid: u64) -> RecoveryTarget {
     }
 }
 
+/// The archive of `backups` and `segments`, in segments of 1 MiB.
+fn archive_over<'a>(
+    backups: &'a [BackupPoint],
+    segments: &'a SegmentIndex,
+    histories: &'a Histories,
+    events: &'a Events,
+) -> Archive<'a> {
+    Archive {
+        segment_size: SegmentSize::new(MIB).unwrap(),
+        backups,
+        segments,
+        histories,
+        events,
+    }
+}
+
+/// Stops before the end of transaction `xid` at `lsn`, committed at `time`.
+fn before(lsn: Lsn, xid: u32, time: i64) -> StopPoint {
+    StopPoint::BeforeTransaction { lsn, xid, time }
+}
+
 fn request(target: RecoveryTarget, inclusive: bool, timeline: TimelineChoice) -> PlanRequest {
     PlanRequest {
         target,
@@ -230,54 +251,34 @@ fn transaction_cases() -> Vec<Case> {
             request(at_time(3500), true, on_one),
             "B",
             vec!["0000000003", "0000000004", "0000000005"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(4 * MIB + 0x500),
-                xid: 103,
-                time: 4000,
-            },
+            before(Lsn(4 * MIB + 0x500), 103, 4000),
         ),
         // Commit 102 comes after B is consistent, so B serves.
         (
             request(at_time(2500), true, on_one),
             "B",
             vec!["0000000003"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(3 * MIB + 0x200),
-                xid: 102,
-                time: 3000,
-            },
+            before(Lsn(3 * MIB + 0x200), 102, 3000),
         ),
         // A commit before B's consistency point is past the target: B is too new, A serves.
         (
             request(at_time(1500), true, on_one),
             "A",
             vec!["0000000001", "0000000002"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(2 * MIB + 0x400),
-                xid: 101,
-                time: 2000,
-            },
+            before(Lsn(2 * MIB + 0x400), 101, 2000),
         ),
         // Exactly at a commit time: inclusive keeps it, exclusive does not.
         (
             request(at_time(2000), true, on_one),
             "B",
             vec!["0000000003"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(3 * MIB + 0x200),
-                xid: 102,
-                time: 3000,
-            },
+            before(Lsn(3 * MIB + 0x200), 102, 3000),
         ),
         (
             request(at_time(2000), false, on_one),
             "A",
             vec!["0000000001", "0000000002"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(2 * MIB + 0x400),
-                xid: 101,
-                time: 2000,
-            },
+            before(Lsn(2 * MIB + 0x400), 101, 2000),
         ),
         // Xid: after it when inclusive, before it when not.
         (
@@ -294,11 +295,7 @@ fn transaction_cases() -> Vec<Case> {
             request(xid(101), false, on_one),
             "A",
             vec!["0000000001", "0000000002"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(2 * MIB + 0x400),
-                xid: 101,
-                time: 2000,
-            },
+            before(Lsn(2 * MIB + 0x400), 101, 2000),
         ),
     ]
 }
@@ -362,11 +359,7 @@ fn other_cases() -> Vec<Case> {
             request(at_time(4400), true, TimelineChoice::Latest),
             "B",
             vec!["0000000003", "0000000004"],
-            StopPoint::BeforeTransaction {
-                lsn: Lsn(4 * MIB + 0x800),
-                xid: 200,
-                time: 4500,
-            },
+            before(Lsn(4 * MIB + 0x800), 200, 4500),
         ),
     ]
 }
@@ -374,13 +367,7 @@ fn other_cases() -> Vec<Case> {
 #[test]
 fn plans_follow_postgresql_stopping_rules() {
     let (backups, segments, histories, events) = archive_fixture();
-    let archive = Archive {
-        segment_size: SegmentSize::new(MIB).unwrap(),
-        backups: &backups,
-        segments: &segments,
-        histories: &histories,
-        events: &events,
-    };
+    let archive = archive_over(&backups, &segments, &histories, &events);
     let cases = transaction_cases().into_iter().chain(other_cases());
     for (request, backup, expected, stop) in cases {
         let planned = plan(&archive, &request).unwrap_or_else(|e| panic!("{request:?}: {e}"));
@@ -413,13 +400,7 @@ fn only_the_segments_where_recovery_may_stop_are_read() {
     let name = |segno| SegmentName::from_segment_number(TimelineId(1), segno, size);
     let time_3500 = request(at_time(3500), true, TimelineChoice::Exact(TimelineId(1)));
     {
-        let archive = Archive {
-            segment_size: size,
-            backups: &backups,
-            segments: &segments,
-            histories: &histories,
-            events: &events,
-        };
+        let archive = archive_over(&backups, &segments, &histories, &events);
         plan(&archive, &time_3500).unwrap();
         assert_eq!(*events.read.borrow(), [name(4)]);
         events.read.borrow_mut().clear();
@@ -450,13 +431,7 @@ fn only_the_segments_where_recovery_may_stop_are_read() {
         .unwrap()
         .summary
         .spill_undecoded = true;
-    let archive = Archive {
-        segment_size: size,
-        backups: &backups,
-        segments: &segments,
-        histories: &histories,
-        events: &events,
-    };
+    let archive = archive_over(&backups, &segments, &histories, &events);
     plan(&archive, &time_3500).unwrap();
     assert_eq!(*events.read.borrow(), [name(2), name(4)]);
 }
@@ -466,13 +441,7 @@ fn recoverable_windows_run_from_each_backup_to_the_end_of_its_wal() {
     let (backups, mut segments, histories, events) = archive_fixture();
     let size = SegmentSize::new(MIB).unwrap();
     let windows = |segments: &SegmentIndex, timeline| {
-        let archive = Archive {
-            segment_size: size,
-            backups: &backups,
-            segments,
-            histories: &histories,
-            events: &events,
-        };
+        let archive = archive_over(&backups, segments, &histories, &events);
         recoverable_windows(&archive, timeline).unwrap()
     };
     // Timeline 1: A's and B's windows overlap into one, to the end of segment 6.
@@ -525,16 +494,9 @@ fn recoverable_windows_run_from_each_backup_to_the_end_of_its_wal() {
 #[test]
 fn unreachable_targets_say_why() {
     let (backups, mut segments, histories, events) = archive_fixture();
-    let size = SegmentSize::new(MIB).unwrap();
     let on_one = TimelineChoice::Exact(TimelineId(1));
     {
-        let archive = Archive {
-            segment_size: size,
-            backups: &backups,
-            segments: &segments,
-            histories: &histories,
-            events: &events,
-        };
+        let archive = archive_over(&backups, &segments, &histories, &events);
         // Before the first backup is consistent.
         assert_eq!(
             plan(&archive, &request(at_time(500), true, on_one))
@@ -582,13 +544,7 @@ fn unreachable_targets_say_why() {
             .unwrap_err(),
             PlanError::UnknownTimeline(TimelineId(3))
         );
-        let none = Archive {
-            segment_size: size,
-            backups: &[],
-            segments: &segments,
-            histories: &histories,
-            events: &events,
-        };
+        let none = archive_over(&[], &segments, &histories, &events);
         assert_eq!(
             plan(&none, &request(RecoveryTarget::EndOfArchive, true, on_one)).unwrap_err(),
             PlanError::NoBackup
@@ -596,13 +552,7 @@ fn unreachable_targets_say_why() {
     }
     // A hole in the archive.
     segments.remove(&(TimelineId(1), 4));
-    let archive = Archive {
-        segment_size: size,
-        backups: &backups,
-        segments: &segments,
-        histories: &histories,
-        events: &events,
-    };
+    let archive = archive_over(&backups, &segments, &histories, &events);
     assert_eq!(
         plan(&archive, &request(at_time(4500), true, on_one))
             .unwrap_err()
