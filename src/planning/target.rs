@@ -2,6 +2,8 @@
 //! recovery settings: the target (where recovery stops, as PostgreSQL's `recovery_target*`
 //! settings name it), whether recovery stops after it or before it, and which timeline it
 //! follows.
+//!
+//! May import: `pg/` only. No I/O.
 
 use anyhow::{Context, bail};
 use chrono::DateTime;
