@@ -11,7 +11,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod pg;
-pub mod plan;
+pub mod planning;
 pub mod protocol;
 pub mod repo;
 pub mod restore;

@@ -1,14 +1,15 @@
 //! Reads archived segments back and walks their records, checked as a restore checks them: for
-//! `tidemark index rebuild`, and for the planner, which needs every transaction end of the
-//! segment where recovery stops (the WAL index keeps only their ranges), and for an LSN target
-//! where the first record at or past it starts.
+//! `tidemark index rebuild`, and for the planner (`planning::segment_events`), which needs every
+//! transaction end of the segment where recovery stops (the WAL index keeps only their ranges),
+//! and for an LSN target where the first record at or past it starts.
+//!
+//! May import: `pg/` and `repo/`; it knows nothing of planning.
 
 use anyhow::Context;
 
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal_records::{RecordWalker, WalkedSegment};
 use crate::pg::{Lsn, SegmentName, WalFileName};
-use crate::plan::{SegmentDetail, SegmentEvents};
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
 
@@ -50,7 +51,7 @@ pub fn walk_archived(
 }
 
 /// Walks an archived segment or `.partial`, noting the first record at or past `watch`.
-fn walk_watching(
+pub fn walk_watching(
     stanza: &Stanza<'_>,
     name: WalFileName,
     watch: Option<Lsn>,
@@ -80,32 +81,24 @@ fn walk_watching(
     Ok((header, walked))
 }
 
-/// The events of `segment`, reading the record that spills into `next` from both.
-fn events_of(
+/// Walks complete archived segments `segment` and `next` as one stretch of WAL, so that the
+/// record that spills from the one into the other is decoded whole.
+pub fn walk_spanning(
     stanza: &Stanza<'_>,
     segment: SegmentName,
-    next: Option<SegmentName>,
-) -> anyhow::Result<SegmentDetail> {
-    let Some(next) = next else {
-        let (_, walked) = walk_archived(stanza, WalFileName::Segment(segment))?;
-        return Ok(SegmentDetail {
-            xact_ends: walked.xact_ends,
-            restore_points: walked.summary.restore_points,
-        });
-    };
+    next: SegmentName,
+) -> anyhow::Result<WalkedSegment> {
     let expected = stanza.expected_cluster();
-    let (_, first) = read_checked(
-        stanza,
-        WalFileName::Segment(segment),
-        segment,
-        SegmentKind::Complete,
-    )?;
-    let (_, second) = read_checked(
-        stanza,
-        WalFileName::Segment(next),
-        next,
-        SegmentKind::Complete,
-    )?;
+    let read = |segment| {
+        read_checked(
+            stanza,
+            WalFileName::Segment(segment),
+            segment,
+            SegmentKind::Complete,
+        )
+        .map(|(_, content)| content)
+    };
+    let (first, second) = (read(segment)?, read(next)?);
     let mut walker = RecordWalker::spanning(
         segment,
         expected.segment_size,
@@ -114,42 +107,7 @@ fn events_of(
     )?;
     walker.feed(&first)?;
     walker.feed(&second)?;
-    let walked = walker
+    walker
         .finish(true)
-        .with_context(|| format!("archived {segment} and {next}"))?;
-    let next_start = next.start_lsn(expected.segment_size)?;
-    Ok(SegmentDetail {
-        xact_ends: walked
-            .xact_ends
-            .into_iter()
-            .filter(|x| x.lsn < next_start)
-            .collect(),
-        restore_points: walked
-            .summary
-            .restore_points
-            .into_iter()
-            .filter(|r| r.lsn < next_start)
-            .collect(),
-    })
-}
-
-/// The planner's reader of segment events, over a stanza.
-pub struct ArchivedEvents<'s, 'r> {
-    pub stanza: &'s Stanza<'r>,
-}
-
-impl SegmentEvents for ArchivedEvents<'_, '_> {
-    fn segment_events(
-        &self,
-        segment: SegmentName,
-        next: Option<SegmentName>,
-    ) -> Result<SegmentDetail, String> {
-        events_of(self.stanza, segment, next).map_err(|e| format!("{e:#}"))
-    }
-
-    fn first_record_from(&self, segment: SegmentName, from: Lsn) -> Result<Option<Lsn>, String> {
-        walk_watching(self.stanza, WalFileName::Segment(segment), Some(from))
-            .map(|(_, walked)| walked.first_record_from)
-            .map_err(|e| format!("{e:#}"))
-    }
+        .with_context(|| format!("archived {segment} and {next}"))
 }

@@ -9,12 +9,13 @@ use serde::Serialize;
 
 use super::run::{self, Finished};
 use super::target::Target;
-use crate::archive::walk_archived::ArchivedEvents;
 use crate::archive::work_ahead::ready_files;
-use crate::pg::{SegmentSize, WalFileName};
-use crate::plan::{Archive, format_time, recoverable_windows};
+use crate::pg::time;
+use crate::pg::{SegmentSize, TimelineId, WalFileName};
+use crate::planning::inputs::StanzaPlanner;
+use crate::planning::planner::RecoverableWindow;
 use crate::repo::Stanza;
-use crate::restore::planning;
+use crate::repo::catalog::BackupRecord;
 use crate::units;
 
 /// Output format of reporting commands.
@@ -195,40 +196,13 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
         }
     }
     // The planner's view of the stanza, read once for every timeline.
-    let inputs = planning::load(stanza, &backups);
+    let planner = StanzaPlanner::load(stanza, &backups);
     let windows = |timeline: u32| -> anyhow::Result<Vec<WindowInfo>> {
-        let inputs = inputs.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let events = ArchivedEvents { stanza };
-        let archive = Archive {
-            segment_size: size,
-            backups: &inputs.backups,
-            segments: &inputs.segments,
-            histories: &inputs.histories,
-            events: &events,
-        };
-        // As PostgreSQL prints times, like the commit times beside it.
-        let stop_time = |label: &str| {
-            backups
-                .iter()
-                .find(|b| b.label == label)
-                .map(|b| {
-                    chrono::DateTime::parse_from_rfc3339(&b.stop_time)
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
-                        .unwrap_or_else(|_| b.stop_time.clone())
-                })
-                .unwrap_or_default()
-        };
-        Ok(recoverable_windows(&archive, timeline)?
+        let planner = planner.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(planner
+            .recoverable_windows(TimelineId(timeline))?
             .into_iter()
-            .map(|w| WindowInfo {
-                from_time: stop_time(&w.backup),
-                from_backup: w.backup,
-                from_lsn: w.from.to_string(),
-                to_time: w.last_xact.map(|(_, time)| format_time(time)),
-                to_commit_lsn: w.last_xact.map(|(lsn, _)| lsn.to_string()),
-                to_lsn: w.to.to_string(),
-                gap: w.gap.map(|g| g.to_string()),
-            })
+            .map(|w| window_info(w, &backups))
             .collect())
     };
     for (timeline, mut segments) in by_timeline {
@@ -263,6 +237,31 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
         }
     }
     Ok(info)
+}
+
+/// A recoverable window as `info` shows it, with times as PostgreSQL prints them.
+fn window_info(window: RecoverableWindow, backups: &[BackupRecord]) -> WindowInfo {
+    // As PostgreSQL prints times, like the commit times beside it.
+    let stop_time = |label: &str| {
+        backups
+            .iter()
+            .find(|b| b.label == label)
+            .map(|b| {
+                chrono::DateTime::parse_from_rfc3339(&b.stop_time)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+                    .unwrap_or_else(|_| b.stop_time.clone())
+            })
+            .unwrap_or_default()
+    };
+    WindowInfo {
+        from_time: stop_time(&window.backup),
+        from_backup: window.backup,
+        from_lsn: window.from.to_string(),
+        to_time: window.last_xact.map(|(_, time)| time::format_utc(time)),
+        to_commit_lsn: window.last_xact.map(|(lsn, _)| lsn.to_string()),
+        to_lsn: window.to.to_string(),
+        gap: window.gap.map(|g| g.to_string()),
+    }
 }
 
 fn segment_number(name: WalFileName, size: SegmentSize) -> u64 {

@@ -6,8 +6,10 @@ use super::info::OutputFormat;
 use super::restore::RecoveryTargetArgs;
 use super::run::{self, Finished};
 use super::target::Target;
-use crate::plan::{StopPoint, format_time};
-use crate::restore::planning;
+use crate::pg::time;
+use crate::planning::inputs::plan_for;
+use crate::planning::planner::StopPoint;
+use crate::planning::target::PlanRequest;
 use crate::units;
 
 fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
@@ -15,16 +17,16 @@ fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
         StopPoint::BeforeTransaction { lsn, xid, time } => (
             format!(
                 "stops before the end of transaction {xid} at {lsn} ({}), which is not applied",
-                format_time(*time)
+                time::format_utc(*time)
             ),
-            json!({"kind": "before_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+            json!({"kind": "before_transaction", "lsn": lsn.to_string(), "xid": xid, "time": time::format_utc(*time)}),
         ),
         StopPoint::AfterTransaction { lsn, xid, time } => (
             format!(
                 "stops after the end of transaction {xid} at {lsn} ({}), which is applied",
-                format_time(*time)
+                time::format_utc(*time)
             ),
-            json!({"kind": "after_transaction", "lsn": lsn.to_string(), "xid": xid, "time": format_time(*time)}),
+            json!({"kind": "after_transaction", "lsn": lsn.to_string(), "xid": xid, "time": time::format_utc(*time)}),
         ),
         StopPoint::AfterRestorePoint { lsn, name } => (
             format!("stops after restore point '{name}' at {lsn}"),
@@ -53,13 +55,13 @@ pub fn run_plan(
     let selected = target.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-    let request = planning::request(
+    let request = PlanRequest::new(
         &recovery.target()?,
         recovery.target_exclusive,
         recovery.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(&stanza, &stanza.list_backups()?, &request)
-        .map_err(|e| e.context("plan"))?;
+    let plan =
+        plan_for(&stanza, &stanza.list_backups()?, &request).map_err(|e| e.context("plan"))?;
     let (stop_text, stop_json) = describe_stop(&plan.stop);
     let path: Vec<String> = plan
         .path
@@ -95,8 +97,8 @@ pub fn run_plan(
             serde_json::to_string_pretty(&json!({
                 "backup": plan.backup,
                 "why": plan.why,
-                "timeline": plan.timeline,
-                "path": plan.path.iter().map(|s| json!({"timeline": s.timeline, "begins": s.begins.to_string(), "ends": s.ends.map(|e| e.to_string())})).collect::<Vec<_>>(),
+                "timeline": plan.timeline.0,
+                "path": plan.path.iter().map(|s| json!({"timeline": s.timeline.0, "begins": s.begins.to_string(), "ends": s.ends.map(|e| e.to_string())})).collect::<Vec<_>>(),
                 "segments": plan.segments.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "bytes": plan.bytes,
                 "stop": stop_json,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::Lsn;
-use crate::restore::target::RecoveryTarget;
+use crate::planning::target::RecoveryTarget;
 use crate::restore::{ExistingData, RestoreOptions, restore, settings};
 use crate::units;
 
@@ -81,10 +81,7 @@ impl RecoveryTargetArgs {
         } else if let Some(lsn) = &args.target_lsn {
             RecoveryTarget::Lsn(lsn.parse::<Lsn>().context("--target-lsn")?)
         } else if let Some(xid) = &args.target_xid {
-            if xid.parse::<u64>().is_err() {
-                bail!("--target-xid '{xid}' is not a transaction ID (a number)");
-            }
-            RecoveryTarget::Xid(xid.clone())
+            RecoveryTarget::xid(xid)?
         } else if let Some(name) = &args.target_name {
             RecoveryTarget::Name(name.clone())
         } else if let Some(target) = &args.target {

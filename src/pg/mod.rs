@@ -14,6 +14,7 @@ pub mod history;
 pub mod lsn;
 pub mod page;
 pub mod segment_check;
+pub mod time;
 pub mod version;
 pub mod wal_records;
 

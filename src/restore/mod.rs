@@ -8,13 +8,16 @@
 //! ([`pg_control`]); only then the recovery settings, and `recovery.signal` last of all
 //! ([`settings`]). A restore that stops anywhere before the end leaves a directory PostgreSQL
 //! refuses to start, and one that ends leaves everything it wrote durable.
+//!
+//! May import: `planning/` (a restore plans first, and writes the target's settings),
+//! `archive::prefetch` (to hand the plan to `tidemark-restore`'s prefetcher), `backup::verify`,
+//! `repo/`, `storage::durable` and `pg/`.
 
+mod backup_choice;
 mod files;
 mod pg_control;
 mod places;
-pub mod planning;
 pub mod settings;
-pub mod target;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,12 +30,13 @@ use crate::archive::prefetch::RestoreSpool;
 use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
-use crate::plan::RecoveryPlan;
+use crate::planning::inputs::plan_for;
+use crate::planning::target::{PlanRequest, RecoveryTarget};
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
+use backup_choice::chosen_backup;
 use places::Places;
-use target::{RecoveryTarget, backup_labelled};
 
 /// What to do with a `--pgdata` that is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +83,12 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     let backups = stanza.list_backups()?;
     // Plan first: a target recovery cannot reach is refused before anything is written, and
     // the backup is the one the plan starts from. --backup overrides the choice, not the check.
-    let request = planning::request(
+    let request = PlanRequest::new(
         &options.target,
         options.exclusive,
         options.target_timeline.as_deref(),
     )?;
-    let plan = planning::plan_for(stanza, &backups, &request)?;
+    let plan = plan_for(stanza, &backups, &request)?;
     let (record, why) = chosen_backup(&backups, &plan, options.backup_label.as_deref())?;
     let manifest = checked_manifest(stanza, record)?;
     let places = Places::new(record, &options.pgdata, &options.tablespace_map)?;
@@ -118,27 +122,6 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         bytes_written: written.bytes,
         removed: written.removed,
         elapsed: started.elapsed(),
-    })
-}
-
-/// The backup to restore and why: the one `--backup` names, else the one the plan starts from.
-fn chosen_backup<'b>(
-    backups: &'b [BackupRecord],
-    plan: &RecoveryPlan,
-    asked_for: Option<&str>,
-) -> anyhow::Result<(&'b BackupRecord, String)> {
-    Ok(match asked_for {
-        Some(label) => (
-            backup_labelled(backups, label)?,
-            format!("backup {label} was asked for with --backup"),
-        ),
-        None => {
-            let record = backups
-                .iter()
-                .find(|b| b.label == plan.backup)
-                .context("the plan names a backup that is not listed")?;
-            (record, plan.why.clone())
-        }
     })
 }
 
