@@ -69,13 +69,24 @@ fn write_and_archive(lab: &Lab, cluster: &ThrowawayCluster, transactions: u32) -
     cluster.query(CONTENT).unwrap()
 }
 
-/// `tidemark restore` of the newest backup to the end of the archive into a new directory.
-fn restore(lab: &Lab, name: &str) -> PathBuf {
+/// `tidemark restore` of the newest backup to the end of the archive into a new directory, its
+/// `pg_wal` on a tmpfs of `wal_bytes` (kept until the returned `Tmpfs` drops, after the cluster).
+/// The fetcher keeps a twentieth of `pg_wal`'s file system free: on the host's disk, whether it
+/// fetched at all would depend on how full that disk happens to be.
+fn restore(lab: &Lab, name: &str, wal_bytes: u64) -> (PathBuf, Tmpfs) {
     let pgdata = lab.tmp.path().join(name);
     lab.tidemark(&["restore", "--pgdata", pgdata.to_str().unwrap()])
         .unwrap();
-    pgdata
+    let walfs = Tmpfs::mount(&lab.tmp.path().join(format!("{name}-wal")), wal_bytes);
+    let pg_wal = pgdata.join("pg_wal");
+    move_contents(&pg_wal, walfs.path());
+    fs::remove_dir(&pg_wal).unwrap();
+    std::os::unix::fs::symlink(walfs.path(), &pg_wal).unwrap();
+    (pgdata, walfs)
 }
+
+/// A `pg_wal` with room for all the tests' WAL, far below which the reserve stays.
+const ROOMY_WAL: u64 = 1 << 30;
 
 /// Starts a restored data directory and waits until it has recovered and promoted.
 fn recover(lab: &Lab, name: &str, pgdata: PathBuf) -> ThrowawayCluster {
@@ -121,7 +132,7 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     let expected = write_and_archive(&lab, &primary, 2000);
     primary.stop().unwrap();
 
-    let pgdata = restore(&lab, "restored");
+    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let spool = spool(&pgdata);
     let plan: Vec<String> = fs::read_to_string(spool.join("plan"))
         .unwrap()
@@ -282,7 +293,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     let expected = write_and_archive(&lab, &primary, 10_000);
     primary.stop().unwrap();
 
-    let pgdata = restore(&lab, "restored");
+    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
     assert!(
         plan.len() >= 2 * MIN_KILLS,
@@ -349,7 +360,7 @@ fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
     let expected = write_and_archive(&lab, &primary, 2000);
     primary.stop().unwrap();
 
-    let pgdata = restore(&lab, "restored");
+    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
     assert!(plan.len() >= 6, "the plan is too short: {plan:?}");
     let hold_at = plan[plan.len() / 2].clone();
@@ -470,15 +481,10 @@ fn on_a_small_pg_wal_the_fetcher_leaves_its_reserve_free() {
     let expected = primary.query(content_query).unwrap();
     primary.stop().unwrap();
 
-    let pgdata = restore(&lab, "restored");
+    // pg_wal on a file system of 40 MiB: the server needs a part, 64 segments do not fit.
+    let (pgdata, _walfs) = restore(&lab, "restored", 40 << 20);
     let plan = plan_of(&pgdata);
     assert!(plan.len() >= 60, "too little WAL: {} segments", plan.len());
-    // pg_wal on a file system of 40 MiB: the server needs a part, 64 segments do not fit.
-    let walfs = Tmpfs::mount(&lab.tmp.path().join("walfs"), 40 << 20);
-    let pg_wal = pgdata.join("pg_wal");
-    move_contents(&pg_wal, walfs.path());
-    fs::remove_dir(&pg_wal).unwrap();
-    std::os::unix::fs::symlink(walfs.path(), &pg_wal).unwrap();
     let spool = spool(&pgdata);
     let mut restored =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
@@ -551,7 +557,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     primary.stop().unwrap();
 
     // A restore promotes to timeline 2 and keeps writing (and archiving into the stanza).
-    let first = restore(&lab, "first");
+    let (first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
     let mut promoted = recover(&lab, "first", first);
     let expected = write_and_archive(&lab, &promoted, 1500);
     let timeline = promoted
@@ -561,7 +567,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     promoted.stop().unwrap();
 
     // From the same (timeline 1) backup, recovery follows timeline 1 into timeline 2.
-    let second = restore(&lab, "second");
+    let (second, _second_wal) = restore(&lab, "second", ROOMY_WAL);
     let plan = fs::read_to_string(spool(&second).join("plan")).unwrap();
     assert!(
         plan.lines().any(|s| s.starts_with("00000001"))
