@@ -68,6 +68,11 @@ impl PageHeader {
             long,
         })
     }
+
+    /// The WAL page size (`xlp_xlog_blcksz`), which only a long header states.
+    pub fn page_size(&self) -> Option<u32> {
+        self.long.map(|long| long.page_size)
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +98,16 @@ mod tests {
         assert_eq!(long.system_id, 7710620464850392560);
         assert_eq!(long.segment_size, 16 << 20);
         assert_eq!(long.page_size, 8192);
+        assert_eq!(header.page_size(), Some(8192));
+    }
+
+    #[test]
+    fn only_a_long_header_states_the_page_size() {
+        let mut page = [0u8; LONG_HEADER_LEN];
+        page[36..40].copy_from_slice(&4096u32.to_le_bytes());
+        assert_eq!(PageHeader::decode(&page).unwrap().page_size(), None);
+        page[2] = XLP_LONG_HEADER as u8;
+        assert_eq!(PageHeader::decode(&page).unwrap().page_size(), Some(4096));
     }
 
     #[test]
