@@ -1,4 +1,4 @@
-//! The record walker (`tidemark::pg::wal_records`) on REAL WAL written by a real PostgreSQL 15
+//! The record walker (`tidemark::pg::wal`) on REAL WAL written by a real PostgreSQL 15
 //! server started by the test: a workload of commits, aborts, two-phase commits and rollbacks,
 //! subtransactions, a restore point, checkpoints, a base backup and switches, archived by `cp`;
 //! every archived segment is walked and compared with what `pg_waldump` prints for it (records
@@ -22,9 +22,7 @@ use common::WalLab;
 use tidemark::demo::cluster::{PgBinaries, SharedTempDir, ThrowawayCluster, owner_command};
 use tidemark::pg::page::{PageHeader, XLP_FIRST_IS_CONTRECORD};
 use tidemark::pg::segment_check::CHUNK_ALIGNMENT;
-use tidemark::pg::wal_records::{
-    RecordWalker, WalRecordDefect, WalkedSegment, XactEnd, XactEndKind,
-};
+use tidemark::pg::wal::{RecordWalker, WalRecordDefect, WalkedSegment, XactEnd, XactEndKind};
 use tidemark::pg::{Lsn, PgMajor, SegmentName, SegmentSize, WalFileName};
 
 const MIB: u64 = 1 << 20;

@@ -10,7 +10,7 @@ use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
 use crate::pg::page::{LONG_HEADER_LEN, PageHeader};
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
-use crate::pg::wal_records::{RecordWalker, SegmentSummary};
+use crate::pg::wal::{RecordWalker, SegmentSummary};
 use crate::repo::compress::compress;
 use crate::repo::object::{self, EncodedObject};
 use crate::repo::{Stanza, layout};

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::pg::page::PageHeader;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
-use crate::pg::wal_records::{RecordWalker, WalkedSegment};
+use crate::pg::wal::{RecordWalker, WalkedSegment};
 use crate::pg::{Lsn, SegmentName, WalFileName};
 use crate::plan::{SegmentDetail, SegmentEvents};
 use crate::repo::Stanza;

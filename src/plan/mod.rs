@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
+use crate::pg::wal::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId};
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
@@ -251,8 +251,8 @@ fn on_path(backup: &BackupPoint, path: &[TimelineSpan]) -> bool {
 
 /// One event of the WAL that a target can stop at, in WAL order.
 enum Event<'s> {
-    Transaction(&'s crate::pg::wal_records::XactEnd),
-    RestorePoint(&'s crate::pg::wal_records::RestorePoint),
+    Transaction(&'s crate::pg::wal::XactEnd),
+    RestorePoint(&'s crate::pg::wal::RestorePoint),
 }
 
 impl Event<'_> {
@@ -725,7 +725,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::wal_records::XactEndKind;
+    use crate::pg::wal::XactEndKind;
 
     const MIB: u64 = 1 << 20;
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::Stanza;
 use super::layout;
 use crate::pg::WalFileName;
-use crate::pg::wal_records::SegmentSummary;
+use crate::pg::wal::SegmentSummary;
 use crate::storage::{Cancel, PutOutcome};
 
 /// Version of the index entry and pack format.
@@ -222,7 +222,7 @@ mod tests {
 
     /// A summary with every field set, as a segment with every kind of record gives one.
     fn full_summary() -> SegmentSummary {
-        use crate::pg::wal_records::{
+        use crate::pg::wal::{
             BackupEnd, CheckpointRecord, EndOfRecovery, RestorePoint, XactEnd, XactEndKind,
         };
         SegmentSummary {
