@@ -15,6 +15,9 @@ pub const LONG_HEADER_LEN: usize = 40;
 pub const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
 /// `xlp_info`: this page has a long header (first page of a segment only).
 pub const XLP_LONG_HEADER: u16 = 0x0002;
+/// `xlp_info`: the record that was continuing onto this page was lost in a crash and the page was
+/// rewritten with new WAL (12.9+/13.5+/14.1+); a reader drops the partial record.
+pub const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
 /// `xlp_info`: every flag any supported version defines (12.9+/13.5+/14.1+ added 0x0008).
 pub const XLP_ALL_FLAGS: u16 = 0x000F;
 

@@ -8,41 +8,22 @@
 //! so that planning over 100,000 segments reads a few hundred objects, not 100,000. A pack is
 //! named by how many entries it holds; a later, larger pack of the same directory supersedes it,
 //! and nothing is ever overwritten. Entries no pack holds yet are read one by one.
+//!
+//! What an entry and a pack hold, as JSON, is `schema`'s.
+
+mod schema;
+
+pub use schema::{INDEX_FORMAT, IndexEntry, IndexPack};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 
 use super::Stanza;
 use super::layout;
 use crate::pg::WalFileName;
 use crate::pg::wal::SegmentSummary;
 use crate::storage::{Cancel, PutOutcome};
-
-/// Version of the index entry and pack format.
-pub const INDEX_FORMAT: u32 = 2;
-
-/// One segment's index entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexEntry {
-    pub format: u32,
-    pub segment: String,
-    /// CRC-32C of the segment's original bytes, as its object header records it.
-    pub segment_crc32c: u32,
-    pub summary: SegmentSummary,
-}
-
-/// The entries of one WAL directory in one object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexPack {
-    pub format: u32,
-    pub directory: String,
-    /// In segment name order.
-    pub entries: Vec<IndexEntry>,
-}
 
 /// Checks a decoded entry or pack's format.
 fn check_format(format: u32, what: &dyn std::fmt::Display) -> anyhow::Result<()> {
@@ -202,7 +183,6 @@ impl Stanza<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::Lsn;
     use crate::repo::{Repository, test_repository};
     use crate::storage::LocalDirectory;
 
@@ -218,134 +198,6 @@ mod tests {
                 "checkpoints":[],"backup_ends":[],"end_of_recovery":[],"min_xid":null,"max_xid":null}"#,
         )
         .unwrap()
-    }
-
-    /// A summary with every field set, as a segment with every kind of record gives one.
-    fn full_summary() -> SegmentSummary {
-        use crate::pg::wal::{
-            BackupEnd, CheckpointRecord, EndOfRecovery, RestorePoint, XactEnd, XactEndKind,
-        };
-        SegmentSummary {
-            first_record: Some(Lsn(0x0300_0028)),
-            last_record: Some(Lsn(0x0300_1AE8)),
-            end_of_wal: Lsn(0x0300_1B00),
-            ends_with_switch: true,
-            continues_into_next: false,
-            xact_count: 4,
-            last_xact: Some(XactEnd {
-                lsn: Lsn(0x0300_0130),
-                kind: XactEndKind::AbortPrepared,
-                xid: 742,
-                time: 848_583_932_543_707,
-            }),
-            min_time: Some(-5),
-            max_time: Some(848_583_932_543_707),
-            spill_undecoded: true,
-            restore_points: vec![RestorePoint {
-                lsn: Lsn(0x1_0300_0200),
-                name: "before \"the\" upgrade".into(),
-                time: 848_583_900_000_000,
-            }],
-            checkpoints: vec![
-                CheckpointRecord {
-                    lsn: Lsn(0x0300_0300),
-                    redo: Lsn(0x0300_0028),
-                    time_unix: 1_795_000_000,
-                    online: true,
-                    timeline: 3,
-                },
-                CheckpointRecord {
-                    lsn: Lsn(0x0300_0400),
-                    redo: Lsn(0x0300_0400),
-                    time_unix: 1_795_000_001,
-                    online: false,
-                    timeline: 3,
-                },
-            ],
-            backup_ends: vec![BackupEnd {
-                lsn: Lsn(0x0300_0500),
-                backup_start: Lsn(0x0200_0028),
-            }],
-            end_of_recovery: vec![EndOfRecovery {
-                lsn: Lsn(0x0300_0600),
-                time: 848_583_932_000_000,
-                timeline: 3,
-                prev_timeline: 2,
-            }],
-            min_xid: Some(739),
-            max_xid: Some(u32::MAX),
-        }
-    }
-
-    /// The bytes of the repository's index entries do not change: readers of older repositories
-    /// and other tools depend on them. Every field set, then every field that can be left out
-    /// left out.
-    #[test]
-    fn index_entries_are_written_in_the_repository_format() {
-        let entry = |summary| IndexEntry {
-            format: INDEX_FORMAT,
-            segment: "000000030000000000000003".into(),
-            segment_crc32c: 0xDEAD_BEEF,
-            summary,
-        };
-        let full = entry(full_summary());
-        let full_json = concat!(
-            r#"{"format":2,"segment":"000000030000000000000003","segment_crc32c":3735928559,"#,
-            r#""summary":{"first_record":"0/3000028","last_record":"0/3001AE8","#,
-            r#""end_of_wal":"0/3001B00","ends_with_switch":true,"continues_into_next":false,"#,
-            r#""xact_count":4,"last_xact":{"lsn":"0/3000130","kind":"AbortPrepared","xid":742,"#,
-            r#""time":848583932543707},"min_time":-5,"max_time":848583932543707,"#,
-            r#""spill_undecoded":true,"restore_points":[{"lsn":"1/3000200","#,
-            r#""name":"before \"the\" upgrade","time":848583900000000}],"#,
-            r#""checkpoints":[{"lsn":"0/3000300","redo":"0/3000028","time_unix":1795000000,"#,
-            r#""online":true,"timeline":3},{"lsn":"0/3000400","redo":"0/3000400","#,
-            r#""time_unix":1795000001,"online":false,"timeline":3}],"#,
-            r#""backup_ends":[{"lsn":"0/3000500","backup_start":"0/2000028"}],"#,
-            r#""end_of_recovery":[{"lsn":"0/3000600","time":848583932000000,"timeline":3,"#,
-            r#""prev_timeline":2}],"min_xid":739,"max_xid":4294967295}}"#
-        );
-        assert_eq!(serde_json::to_string(&full).unwrap(), full_json);
-        assert_eq!(serde_json::from_str::<IndexEntry>(full_json).unwrap(), full);
-
-        let sparse = entry(SegmentSummary {
-            first_record: None,
-            last_record: None,
-            end_of_wal: Lsn(0x0400_0000),
-            ends_with_switch: false,
-            continues_into_next: true,
-            xact_count: 0,
-            last_xact: None,
-            min_time: None,
-            max_time: None,
-            spill_undecoded: false,
-            restore_points: Vec::new(),
-            checkpoints: Vec::new(),
-            backup_ends: Vec::new(),
-            end_of_recovery: Vec::new(),
-            min_xid: None,
-            max_xid: None,
-        });
-        let sparse_json = concat!(
-            r#"{"format":2,"segment":"000000030000000000000003","segment_crc32c":3735928559,"#,
-            r#""summary":{"first_record":null,"last_record":null,"end_of_wal":"0/4000000","#,
-            r#""continues_into_next":true,"xact_count":0}}"#
-        );
-        assert_eq!(serde_json::to_string(&sparse).unwrap(), sparse_json);
-        assert_eq!(
-            serde_json::from_str::<IndexEntry>(sparse_json).unwrap(),
-            sparse
-        );
-
-        let pack = IndexPack {
-            format: INDEX_FORMAT,
-            directory: "0000000300000000".into(),
-            entries: vec![full, sparse],
-        };
-        let pack_json = format!(
-            r#"{{"format":2,"directory":"0000000300000000","entries":[{full_json},{sparse_json}]}}"#
-        );
-        assert_eq!(serde_json::to_string(&pack).unwrap(), pack_json);
-        assert_eq!(serde_json::from_str::<IndexPack>(&pack_json).unwrap(), pack);
     }
 
     #[test]
