@@ -138,29 +138,15 @@ impl SegmentSummary {
     }
 
     /// Notes a record that starts in this segment; records come in WAL order.
+    #[inline]
     pub(super) fn note_start(&mut self, lsn: Lsn) {
         self.first_record = self.first_record.or(Some(lsn));
         self.last_record = Some(lsn);
     }
 
-    /// Notes what a record says. A transaction end, which the summary only counts, is handed
-    /// back to be listed.
-    pub(super) fn note_fact(&mut self, fact: RecordFact) -> Option<XactEnd> {
-        match fact {
-            RecordFact::XactEnd(end) => {
-                self.note_xact_end(&end);
-                return Some(end);
-            }
-            RecordFact::RestorePoint(point) => self.restore_points.push(point),
-            RecordFact::Checkpoint(checkpoint) => self.checkpoints.push(checkpoint),
-            RecordFact::BackupEnd(end) => self.backup_ends.push(end),
-            RecordFact::EndOfRecovery(end) => self.end_of_recovery.push(end),
-        }
-        None
-    }
-
     /// Counts a transaction end into the ranges; ends come in WAL order.
-    fn note_xact_end(&mut self, end: &XactEnd) {
+    #[inline(always)]
+    pub(super) fn note_xact_end(&mut self, end: &XactEnd) {
         self.xact_count += 1;
         self.min_xid = Some(self.min_xid.map_or(end.xid, |x| x.min(end.xid)));
         self.max_xid = Some(self.max_xid.map_or(end.xid, |x| x.max(end.xid)));

@@ -6,6 +6,10 @@
 //!
 //! What a walk finds are plain facts (`facts`); how the WAL index stores them is `repo/`'s
 //! business.
+//!
+//! Every segment pushed is walked, record by record: the small functions the walk calls from
+//! one of these files into another are `#[inline]`, since the files compile into different
+//! codegen units and the walk must cost no more than it did as one file.
 
 mod block_headers;
 mod defect;

@@ -12,7 +12,7 @@
 use super::block_headers::MAX_HEADERS_LEN;
 use super::defect::WalRecordDefect;
 use super::record::{
-    MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordHeader, maxalign, record_crc, total_len,
+    MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordHeader, maxalign, record_crc, total_len_at,
 };
 use super::rmgr::xlog::is_switch;
 use super::rmgr::{body_is_read, rmgr_is_valid};
@@ -24,7 +24,7 @@ use crate::pg::page::{
 use crate::pg::version::PgMajor;
 
 /// Where reading stands between two pages.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// At the start, which may be the middle of a record begun in earlier WAL.
     SkippingContinuation,
@@ -34,8 +34,10 @@ enum State {
     InRecord,
     /// After an `XLOG_SWITCH`: the rest is padding, not read.
     Switched,
-    /// Valid WAL ended, for this reason, or the caller refused a record: nothing more is read.
-    Stopped(WalRecordDefect),
+    /// Valid WAL ended, or the caller refused a record (`RecordReader::stop` says why): nothing
+    /// more is read. The reason is kept apart so that the state stays a plain value, cheap to
+    /// set at every record.
+    Stopped,
 }
 
 /// A whole record whose CRC is right, as the reader hands it to its caller.
@@ -139,6 +141,8 @@ pub(super) struct RecordReader {
     valid_end: u64,
     /// Whole records read.
     records: u64,
+    /// Why reading stopped: set together with `State::Stopped`.
+    stop: Option<WalRecordDefect>,
 }
 
 impl RecordReader {
@@ -152,23 +156,25 @@ impl RecordReader {
             previous: None,
             valid_end: start.0,
             records: 0,
+            stop: None,
         }
     }
 
     /// Records starting in the pages read so far, including one still being gathered.
     pub fn record_count(&self) -> u64 {
-        self.records + u64::from(matches!(self.state, State::InRecord))
+        self.records + u64::from(self.state == State::InRecord)
     }
 
     /// Reads the whole page at `page_lsn`, handing each record it completes to `on_record`. An
-    /// error of `on_record` ends the reading and is returned.
+    /// error of `on_record` says why the record's body does not decode: that ends the reading,
+    /// and is returned as a defect.
     pub fn read_page(
         &mut self,
         page: &[u8],
         page_lsn: u64,
-        on_record: &mut impl FnMut(Record) -> Result<(), WalRecordDefect>,
+        on_record: &mut impl FnMut(Record) -> Result<(), String>,
     ) -> Result<(), WalRecordDefect> {
-        if matches!(self.state, State::Switched | State::Stopped(_)) {
+        if matches!(self.state, State::Switched | State::Stopped) {
             return Ok(());
         }
         let header = PageHeader::decode(page).expect("a page is longer than its header");
@@ -204,7 +210,7 @@ impl RecordReader {
                 }
                 header_len
             }
-            State::Switched | State::Stopped(_) => return Ok(()),
+            State::Switched | State::Stopped => return Ok(()),
         };
         self.read_records(page, page_lsn, offset, on_record)
     }
@@ -215,7 +221,10 @@ impl RecordReader {
         let valid_end = Lsn(self.valid_end);
         match self.state {
             State::Switched => (ReadEnd::Switch, valid_end),
-            State::Stopped(why) => (ReadEnd::Stopped(why), valid_end),
+            State::Stopped => {
+                let why = self.stop.expect("end_here says why reading stops");
+                (ReadEnd::Stopped(why), valid_end)
+            }
             State::Between { .. } => (ReadEnd::BetweenRecords, valid_end),
             State::InRecord => {
                 let spilling = ReadEnd::Spilling {
@@ -230,7 +239,8 @@ impl RecordReader {
 
     /// Stops reading where valid WAL ends.
     fn end_here(&mut self, why: WalRecordDefect) {
-        self.state = State::Stopped(why);
+        self.stop = Some(why);
+        self.state = State::Stopped;
     }
 
     /// At the start, skips the rest of a record begun in earlier WAL as `XLogFindNextRecord`
@@ -339,7 +349,7 @@ impl RecordReader {
         page: &[u8],
         page_lsn: u64,
         mut offset: usize,
-        on_record: &mut impl FnMut(Record) -> Result<(), WalRecordDefect>,
+        on_record: &mut impl FnMut(Record) -> Result<(), String>,
     ) -> Result<(), WalRecordDefect> {
         loop {
             match self.state {
@@ -351,7 +361,7 @@ impl RecordReader {
                         return Ok(());
                     }
                     let lsn = page_lsn + offset as u64;
-                    let total = total_len(&page[offset..]);
+                    let total = total_len_at(page, offset);
                     if !self.plausible_length(lsn, total) {
                         return Ok(());
                     }
@@ -384,7 +394,7 @@ impl RecordReader {
                     }
                     self.complete_gathered_record(page_lsn + offset as u64, on_record)?;
                 }
-                State::SkippingContinuation | State::Switched | State::Stopped(_) => {
+                State::SkippingContinuation | State::Switched | State::Stopped => {
                     return Ok(());
                 }
             }
@@ -450,7 +460,7 @@ impl RecordReader {
     fn complete_gathered_record(
         &mut self,
         end: u64,
-        on_record: &mut impl FnMut(Record) -> Result<(), WalRecordDefect>,
+        on_record: &mut impl FnMut(Record) -> Result<(), String>,
     ) -> Result<(), WalRecordDefect> {
         let kept = std::mem::take(&mut self.record.bytes);
         let completed =
@@ -468,7 +478,7 @@ impl RecordReader {
         kept: &[u8],
         body_crc: u32,
         end: u64,
-        on_record: &mut impl FnMut(Record) -> Result<(), WalRecordDefect>,
+        on_record: &mut impl FnMut(Record) -> Result<(), String>,
     ) -> Result<(), WalRecordDefect> {
         let lsn = Lsn(lsn);
         let header = RecordHeader::decode(kept);
@@ -481,7 +491,10 @@ impl RecordReader {
             });
             return Ok(());
         }
-        if let Err(defect) = on_record(Record { lsn, header, kept }) {
+        if let Err(reason) = on_record(Record { lsn, header, kept }) {
+            // PostgreSQL wrote this record (its CRC is right), so a body that does not decode is
+            // corruption or a version mismatch, never the end of WAL.
+            let defect = WalRecordDefect::BadBody { lsn, reason };
             self.end_here(defect.clone());
             return Err(defect);
         }

@@ -32,31 +32,39 @@ pub(super) struct RecordHeader {
 impl RecordHeader {
     /// Decodes the header at the start of `record`, which holds at least [`RECORD_HEADER_LEN`]
     /// bytes.
+    #[inline]
     pub fn decode(record: &[u8]) -> RecordHeader {
+        // One length check for every field, so that a caller reading one field pays for one.
+        let header: &[u8; RECORD_HEADER_LEN] = record[..RECORD_HEADER_LEN]
+            .try_into()
+            .expect("a record header's worth of bytes");
         RecordHeader {
-            total_len: total_len(record),
-            xid: u32_at(record, 4),
-            prev: Lsn(u64_at(record, 8)),
-            info: record[16],
-            rmid: record[17],
-            crc: u32_at(record, CRC_OFFSET),
+            total_len: u32_at(header, 0),
+            xid: u32_at(header, 4),
+            prev: Lsn(u64_at(header, 8)),
+            info: header[16],
+            rmid: header[17],
+            crc: u32_at(header, CRC_OFFSET),
         }
     }
 }
 
-/// `xl_tot_len` of the record starting at `record`: its first field, which is on the record's
-/// first page even when the rest of the header is not, since records start MAXALIGNed.
-pub(super) fn total_len(record: &[u8]) -> u32 {
-    u32_at(record, 0)
+/// `xl_tot_len` of the record starting at `offset` of `page`: its first field, which is on the
+/// record's first page even when the rest of the header is not, since records start MAXALIGNed.
+#[inline]
+pub(super) fn total_len_at(page: &[u8], offset: usize) -> u32 {
+    u32_at(page, offset)
 }
 
 /// The CRC PostgreSQL stores in `xl_crc`: CRC-32C over the bytes after the header (`body_crc`),
 /// continued over the header up to the CRC field.
+#[inline]
 pub(super) fn record_crc(body_crc: u32, header: &[u8]) -> u32 {
     crc32c::crc32c_append(body_crc, &header[..CRC_OFFSET])
 }
 
 /// `MAXALIGN`: records start on 8-byte boundaries.
+#[inline]
 pub(super) fn maxalign(x: u64) -> u64 {
     (x + 7) & !7
 }

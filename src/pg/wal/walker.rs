@@ -29,18 +29,16 @@ struct Findings {
 }
 
 impl Findings {
-    /// Decodes a whole record's block and data headers and reads the bodies that matter. A
-    /// record with a valid CRC that does not decode is corruption or a version mismatch, never
-    /// the end of WAL.
-    fn note_record(&mut self, record: Record) -> Result<(), WalRecordDefect> {
+    /// Decodes a whole record's block and data headers and reads the bodies that matter; an
+    /// error says why they do not decode.
+    fn note_record(&mut self, record: Record) -> Result<(), String> {
         let Record { lsn, header, kept } = record;
         let total = header.total_len as usize;
-        let bad_body = |reason| WalRecordDefect::BadBody { lsn, reason };
-        let main_len = main_data_len(kept, total, self.version).map_err(bad_body)?;
+        let main_len = main_data_len(kept, total, self.version)?;
         // Only the records whose bodies are read are kept whole.
         if body_is_read(header.rmid) {
             let main = &kept[total - main_len..total];
-            if let Some(fact) = describe(&header, lsn, main, self.version).map_err(bad_body)? {
+            if let Some(fact) = describe(&header, lsn, main, self.version)? {
                 self.note_fact(fact);
             }
         }
@@ -48,9 +46,21 @@ impl Findings {
         Ok(())
     }
 
+    /// Notes what a record says in the summary; a transaction end, which the summary only
+    /// counts, is listed too. Always inlined into the walk of every record, as
+    /// [`SegmentSummary::note_xact_end`] is: left to itself the compiler calls both.
+    #[inline(always)]
     fn note_fact(&mut self, fact: RecordFact) {
-        if let Some(end) = self.summary.note_fact(fact) {
-            self.xact_ends.push(end);
+        let summary = &mut self.summary;
+        match fact {
+            RecordFact::XactEnd(end) => {
+                summary.note_xact_end(&end);
+                self.xact_ends.push(end);
+            }
+            RecordFact::RestorePoint(point) => summary.restore_points.push(point),
+            RecordFact::Checkpoint(checkpoint) => summary.checkpoints.push(checkpoint),
+            RecordFact::BackupEnd(end) => summary.backup_ends.push(end),
+            RecordFact::EndOfRecovery(end) => summary.end_of_recovery.push(end),
         }
     }
 

@@ -21,11 +21,13 @@ const RM_MAX_BUILTIN_ID: u8 = 21;
 const RM_MIN_CUSTOM_ID: u8 = 128;
 
 /// Whether PostgreSQL `version` has resource manager `rmid`.
+#[inline]
 pub(super) fn rmgr_is_valid(rmid: u8, version: PgMajor) -> bool {
     rmid <= RM_MAX_BUILTIN_ID || (version.number() >= 15 && rmid >= RM_MIN_CUSTOM_ID)
 }
 
 /// Whether the bodies of `rmid`'s records are read here, so that a record must be kept whole.
+#[inline]
 pub(super) fn body_is_read(rmid: u8) -> bool {
     matches!(rmid, RM_XLOG_ID | RM_XACT_ID)
 }

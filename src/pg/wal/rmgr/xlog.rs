@@ -33,6 +33,7 @@ const RESTORE_POINT_NAME_AT: usize = 8;
 const END_OF_RECOVERY_LEN: usize = 16;
 
 /// Whether a record is an `XLOG_SWITCH`, after which the rest of the segment is padding.
+#[inline]
 pub(in crate::pg::wal) fn is_switch(rmid: u8, info: u8) -> bool {
     rmid == RM_XLOG_ID && info & XLR_RMGR_INFO_MASK == XLOG_SWITCH
 }
