@@ -14,9 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tidemark::pg::wal_records::{
-    CheckpointRecord, RestorePoint, SegmentSummary, XactEnd, XactEndKind,
-};
+use tidemark::pg::wal::{CheckpointRecord, RestorePoint, SegmentSummary, XactEnd, XactEndKind};
 use tidemark::pg::{Lsn, SegmentName, SegmentSize, TimelineId, WalFileName};
 use tidemark::repo::catalog::{BackupRecord, BackupSizes};
 use tidemark::repo::{Compression, Repository, StanzaIdentity, WriteSettings};

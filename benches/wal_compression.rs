@@ -163,7 +163,7 @@ fn main() -> anyhow::Result<()> {
             name,
             tidemark::pg::segment_check::SegmentKind::Complete,
         )?;
-        let mut walker = tidemark::pg::wal_records::RecordWalker::new(name, size, version, 8192);
+        let mut walker = tidemark::pg::wal::RecordWalker::new(name, size, version, 8192);
         for chunk in content.chunks(1 << 20) {
             checker.feed(chunk)?;
             walker.feed(chunk)?;

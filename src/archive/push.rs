@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 
 use crate::pg::WalFileName;
 use crate::pg::history::TimelineHistory;
-use crate::pg::page::LONG_HEADER_LEN;
+use crate::pg::page::{LONG_HEADER_LEN, PageHeader};
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
-use crate::pg::wal_records::{RecordWalker, SegmentSummary};
+use crate::pg::wal::{RecordWalker, SegmentSummary};
 use crate::repo::compress::compress;
 use crate::repo::object::{self, EncodedObject};
 use crate::repo::{Stanza, layout};
@@ -91,9 +91,9 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
                         crc = crc32c::crc32c_append(crc, chunk);
                         // The checker accepted this long header, page size included.
                         let walker = walker.get_or_insert_with(|| {
-                            let page_size = u32::from_le_bytes(
-                                chunk[36..40].try_into().expect("a long header"),
-                            );
+                            let page_size = PageHeader::decode(chunk)
+                                .and_then(|header| header.page_size())
+                                .expect("a long header");
                             RecordWalker::new(
                                 segment,
                                 expected.segment_size,

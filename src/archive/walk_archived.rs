@@ -7,8 +7,9 @@
 
 use anyhow::Context;
 
+use crate::pg::page::PageHeader;
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
-use crate::pg::wal_records::{RecordWalker, WalkedSegment};
+use crate::pg::wal::{RecordWalker, WalkedSegment};
 use crate::pg::{Lsn, SegmentName, WalFileName};
 use crate::repo::Stanza;
 use crate::repo::object::{self, ObjectHeader};
@@ -39,7 +40,9 @@ fn read_checked(
 
 /// The page size a checked segment's long header names.
 fn page_size(content: &[u8]) -> u32 {
-    u32::from_le_bytes(content[36..40].try_into().expect("checked: a long header"))
+    PageHeader::decode(content)
+        .and_then(|header| header.page_size())
+        .expect("checked: a long header")
 }
 
 /// Walks an archived segment or `.partial`.

@@ -16,7 +16,7 @@ pub mod page;
 pub mod segment_check;
 pub mod time;
 pub mod version;
-pub mod wal_records;
+pub mod wal;
 
 pub use file_name::{SegmentName, SegmentSize, WalFileName};
 pub use lsn::{Lsn, TimelineId};

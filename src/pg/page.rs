@@ -15,6 +15,9 @@ pub const LONG_HEADER_LEN: usize = 40;
 pub const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
 /// `xlp_info`: this page has a long header (first page of a segment only).
 pub const XLP_LONG_HEADER: u16 = 0x0002;
+/// `xlp_info`: the record that was continuing onto this page was lost in a crash and the page was
+/// rewritten with new WAL (12.9+/13.5+/14.1+); a reader drops the partial record.
+pub const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
 /// `xlp_info`: every flag any supported version defines (12.9+/13.5+/14.1+ added 0x0008).
 pub const XLP_ALL_FLAGS: u16 = 0x000F;
 
@@ -68,6 +71,11 @@ impl PageHeader {
             long,
         })
     }
+
+    /// The WAL page size (`xlp_xlog_blcksz`), which only a long header states.
+    pub fn page_size(&self) -> Option<u32> {
+        self.long.map(|long| long.page_size)
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +101,16 @@ mod tests {
         assert_eq!(long.system_id, 7710620464850392560);
         assert_eq!(long.segment_size, 16 << 20);
         assert_eq!(long.page_size, 8192);
+        assert_eq!(header.page_size(), Some(8192));
+    }
+
+    #[test]
+    fn only_a_long_header_states_the_page_size() {
+        let mut page = [0u8; LONG_HEADER_LEN];
+        page[36..40].copy_from_slice(&4096u32.to_le_bytes());
+        assert_eq!(PageHeader::decode(&page).unwrap().page_size(), None);
+        page[2] = XLP_LONG_HEADER as u8;
+        assert_eq!(PageHeader::decode(&page).unwrap().page_size(), Some(4096));
     }
 
     #[test]

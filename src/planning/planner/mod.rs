@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use super::target::{PlanRequest, RecoveryTarget};
 use crate::pg::history::TimelineHistory;
-use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
+use crate::pg::wal::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
 pub use stop::StopPoint;
 use stop::{first_stop, lsn_stop_segment};

@@ -4,7 +4,7 @@
 
 use super::timelines::{TimelineSpan, timeline_of_segment};
 use super::{Archive, PlanError, SegmentDetail};
-use crate::pg::wal_records::{RestorePoint, SegmentSummary, XactEnd};
+use crate::pg::wal::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName};
 use crate::planning::target::{PlanRequest, RecoveryTarget};
 

@@ -2,7 +2,7 @@
 //! reads, the recoverable windows, and why a target cannot be reached.
 
 use super::*;
-use crate::pg::wal_records::XactEndKind;
+use crate::pg::wal::XactEndKind;
 use crate::planning::target::TimelineChoice;
 
 const MIB: u64 = 1 << 20;

@@ -8,41 +8,22 @@
 //! so that planning over 100,000 segments reads a few hundred objects, not 100,000. A pack is
 //! named by how many entries it holds; a later, larger pack of the same directory supersedes it,
 //! and nothing is ever overwritten. Entries no pack holds yet are read one by one.
+//!
+//! What an entry and a pack hold, as JSON, is `schema`'s.
+
+mod schema;
+
+pub use schema::{INDEX_FORMAT, IndexEntry, IndexPack};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 
 use super::Stanza;
 use super::layout;
 use crate::pg::WalFileName;
-use crate::pg::wal_records::SegmentSummary;
+use crate::pg::wal::SegmentSummary;
 use crate::storage::{Cancel, PutOutcome};
-
-/// Version of the index entry and pack format.
-pub const INDEX_FORMAT: u32 = 2;
-
-/// One segment's index entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexEntry {
-    pub format: u32,
-    pub segment: String,
-    /// CRC-32C of the segment's original bytes, as its object header records it.
-    pub segment_crc32c: u32,
-    pub summary: SegmentSummary,
-}
-
-/// The entries of one WAL directory in one object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexPack {
-    pub format: u32,
-    pub directory: String,
-    /// In segment name order.
-    pub entries: Vec<IndexEntry>,
-}
 
 /// Checks a decoded entry or pack's format.
 fn check_format(format: u32, what: &dyn std::fmt::Display) -> anyhow::Result<()> {

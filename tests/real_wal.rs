@@ -1,10 +1,21 @@
-//! Table tests of `tidemark::pg` on REAL WAL written by a real PostgreSQL 15 server started by the
-//! test (never hand-made bytes): every archived segment's long header agrees with
-//! `pg_controldata` and its name, and the segment checker accepts it; real segments damaged in
-//! real ways (renamed, truncated, from another cluster, a stale page, data after the zero tail)
-//! are refused with the exact defect; `pg_control` decodes as `pg_controldata` reads it; a real
-//! timeline switch gives a history file that parses and a first new-timeline segment, with the
-//! parent's pages, that passes; and a 16 MiB-segment cluster passes only against its own size.
+//! `tidemark::pg` on REAL WAL written by a real PostgreSQL 15 server started by the test (never
+//! hand-made bytes).
+//!
+//! Pages: every archived segment's long header agrees with `pg_controldata` and its name, and the
+//! segment checker accepts it; real segments damaged in real ways (renamed, truncated, from
+//! another cluster, a stale page, data after the zero tail) are refused with the exact defect;
+//! `pg_control` decodes as `pg_controldata` reads it; a real timeline switch gives a history file
+//! that parses and a first new-timeline segment, with the parent's pages, that passes; and a
+//! 16 MiB-segment cluster passes only against its own size.
+//!
+//! Records: the record walker (`tidemark::pg::wal`) on a workload of commits, aborts, two-phase
+//! commits and rollbacks, subtransactions, a restore point, checkpoints, a base backup and
+//! switches, archived by `cp`: every archived segment is walked and compared with what
+//! `pg_waldump` prints for it (records starting in the segment, first and last record, every
+//! transaction end with its XID and timestamp, restore points, checkpoint redo LSNs, backup ends,
+//! switches, spills into the next segment). A real segment with one byte flipped inside a record
+//! is a defect naming exactly that record, and the live segment left in `pg_wal` ends where
+//! `pg_waldump` says its WAL ends.
 //!
 //! A missing PostgreSQL fails these tests: nothing is skipped.
 
@@ -13,8 +24,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use chrono::DateTime;
 use common::{PATIENCE, WalLab};
 use tidemark::demo::cluster::{
     PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command,
@@ -25,6 +38,7 @@ use tidemark::pg::page::{PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, 
 use tidemark::pg::segment_check::{
     CHUNK_ALIGNMENT, ExpectedCluster, SegmentChecker, SegmentDefect, SegmentKind,
 };
+use tidemark::pg::wal::{RecordWalker, WalRecordDefect, WalkedSegment, XactEnd, XactEndKind};
 use tidemark::pg::{Lsn, PgMajor, SegmentName, SegmentSize, TimelineId, WalFileName};
 
 const MIB: u32 = 1 << 20;
@@ -32,6 +46,8 @@ const MIB: u32 = 1 << 20;
 const PAGE: usize = 8192;
 /// Size of a long page header, after which a segment's first record may start.
 const LONG_HEADER: u64 = 40;
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
 
 fn pg15() -> PgMajor {
     PgMajor::new(15).unwrap()
@@ -56,12 +72,14 @@ struct PgRun {
     stderr: String,
 }
 
-/// Runs PostgreSQL program `program` as the cluster owner in the C locale, so its output is the
-/// English text parsed here whatever the machine's locale.
+/// Runs PostgreSQL program `program` as the cluster owner in UTC and the C locale, so its output
+/// (messages, `pg_waldump`'s timestamps) is the text parsed here whatever the machine's settings.
+/// Whatever its exit status: `pg_waldump` reports the end of WAL as an error.
 fn pg_run(pg: &PgBinaries, cwd: &Path, program: &str, args: &[&OsStr]) -> PgRun {
     let output = owner_command(&pg.path(program), cwd)
         .args(args)
         .env("LC_ALL", "C")
+        .env("TZ", "UTC")
         .output()
         .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     PgRun {
@@ -98,19 +116,48 @@ where
         .unwrap_or_else(|e| panic!("pg_controldata's {label:?} is {text:?}: {e:?}"))
 }
 
-/// The LSNs of the records `pg_waldump` printed ("lsn: 0/01000028, prev ...").
-fn waldump_lsns(output: &str) -> Vec<Lsn> {
+/// One line of `pg_waldump` output.
+#[derive(Clone, Debug)]
+struct Dumped {
+    rmgr: String,
+    total: u64,
+    xid: u32,
+    lsn: Lsn,
+    desc: String,
+}
+
+/// The text between `start` and the next `end` in `line`, trimmed.
+fn field<'a>(line: &'a str, start: &str, end: &str) -> &'a str {
+    let rest = &line[line
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in {line:?}"))
+        + start.len()..];
+    rest[..rest.find(end).unwrap_or(rest.len())].trim()
+}
+
+/// Parses `pg_waldump` lines such as `rmgr: Transaction len (rec/tot):  34/  34, tx:  726,
+/// lsn: 0/02000130, prev 0/02000108, desc: COMMIT 2026-11-21 13:45:32.543707 UTC`.
+fn parse_waldump(output: &str) -> Vec<Dumped> {
     output
         .lines()
-        .filter_map(|line| {
-            let rest = &line[line.find(", lsn: ")? + ", lsn: ".len()..];
-            let text = &rest[..rest.find(',')?];
-            Some(
-                text.parse()
-                    .unwrap_or_else(|e| panic!("pg_waldump line {line:?}: {e}")),
-            )
+        .filter(|line| line.starts_with("rmgr: "))
+        .map(|line| Dumped {
+            rmgr: field(line, "rmgr: ", " len").to_owned(),
+            total: field(field(line, "len (rec/tot):", ","), "/", ",")
+                .parse()
+                .unwrap(),
+            xid: field(line, "tx:", ",").parse().unwrap(),
+            lsn: field(line, "lsn: ", ",").parse().unwrap(),
+            desc: field(line, "desc: ", "\n").to_owned(),
         })
         .collect()
+}
+
+/// The records `pg_waldump args` prints, which must read its WAL to the end without an error.
+fn waldump_all(pg: &PgBinaries, cwd: &Path, args: &[&OsStr]) -> Vec<Dumped> {
+    let run = pg_run(pg, cwd, "pg_waldump", args);
+    assert!(run.success, "pg_waldump {args:?}: {}", run.stderr);
+    parse_waldump(&run.stdout)
 }
 
 fn segment_name(file_name: &str) -> SegmentName {
@@ -274,16 +321,9 @@ fn every_archived_segment_agrees_with_pg_controldata_and_passes_the_checker() {
         // pg_waldump finds the segment's first record inside the segment; when the segment does
         // not start inside a record, right after the long header.
         let path = wal.raw.join(name.to_string());
-        let run = pg_run(
-            pg,
-            cwd,
-            "pg_waldump",
-            &["-n".as_ref(), "1".as_ref(), path.as_os_str()],
-        );
-        assert!(run.success, "pg_waldump {name}: {}", run.stderr);
-        let lsns = waldump_lsns(&run.stdout);
-        assert_eq!(lsns.len(), 1, "pg_waldump -n 1 {name}: {}", run.stdout);
-        let first = lsns[0];
+        let dumped = waldump_all(pg, cwd, &["-n".as_ref(), "1".as_ref(), path.as_os_str()]);
+        assert_eq!(dumped.len(), 1, "pg_waldump -n 1 {name}: {dumped:?}");
+        let first = dumped[0].lsn;
         assert!(
             start <= first && first.0 < start.0 + u64::from(MIB),
             "{name} holds {start} to +1 MiB, pg_waldump's first record is at {first}"
@@ -680,33 +720,17 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     // pg_waldump reads timeline 1's last segment up to exactly there: its last complete record
     // ends at the switch point (the unfinished one after it ends in a segment never archived).
     let tl1_path = raw.join(last_tl1.to_string());
-    let run = pg_run(
-        &lab.pg,
-        lab.tmp.path(),
-        "pg_waldump",
-        &[tl1_path.as_os_str()],
-    );
-    assert!(run.success, "pg_waldump {last_tl1}: {}", run.stderr);
-    let last_line = run
-        .stdout
-        .lines()
-        .last()
-        .expect("pg_waldump printed records");
-    let last_record = *waldump_lsns(last_line).last().unwrap();
-    let total: u64 = last_line
-        .split_once("len (rec/tot):")
-        .and_then(|(_, rest)| rest.split(',').next()?.split_once('/'))
-        .and_then(|(_, total)| total.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no record length in {last_line:?}"));
-    let last_end = Lsn(last_record.0 + total.next_multiple_of(8));
+    let dumped = waldump_all(&lab.pg, lab.tmp.path(), &[tl1_path.as_os_str()]);
+    let last = dumped.last().expect("pg_waldump printed records");
+    let last_end = Lsn(last.lsn.0 + last.total.next_multiple_of(8));
     assert_eq!(
-        last_record.0 / PAGE as u64,
+        last.lsn.0 / PAGE as u64,
         last_end.0 / PAGE as u64,
-        "the last record {last_line:?} should not cross a page"
+        "the last record {last:?} should not cross a page"
     );
     assert_eq!(
         last_end, switch_point,
-        "timeline 1's last complete record {last_line:?} ends at {last_end}"
+        "timeline 1's last complete record {last:?} ends at {last_end}"
     );
     assert!(
         redo >= switch_point,
@@ -759,18 +783,10 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     );
 
     // pg_waldump reads timeline 2 on from a record that starts exactly at the switch point.
-    let run = pg_run(
-        &lab.pg,
-        lab.tmp.path(),
-        "pg_waldump",
-        &[tl2_path.as_os_str()],
-    );
-    assert!(run.success, "pg_waldump {first_tl2}: {}", run.stderr);
-    let lsns = waldump_lsns(&run.stdout);
+    let dumped = waldump_all(&lab.pg, lab.tmp.path(), &[tl2_path.as_os_str()]);
     assert!(
-        lsns.contains(&switch_point),
-        "pg_waldump shows no record at the switch point {switch_point}:\n{}",
-        run.stdout
+        dumped.iter().any(|d| d.lsn == switch_point),
+        "pg_waldump shows no record at the switch point {switch_point}:\n{dumped:#?}"
     );
 
     // Every segment in the archive, of either timeline, passes.
@@ -801,22 +817,46 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     drop(restored);
 }
 
+/// A started cluster of 16 MiB segments in a fresh directory, archiving with `cp` into `raw`.
+struct SixteenMib {
+    /// Declared first, so that it is stopped before the directory it lives in goes.
+    cluster: ThrowawayCluster,
+    pg: PgBinaries,
+    raw: PathBuf,
+    tmp: SharedTempDir,
+}
+
+impl SixteenMib {
+    /// Starts one in a directory named from `prefix`, with `settings` besides archiving.
+    fn start(prefix: &str, settings: &[(&str, &str)]) -> SixteenMib {
+        let pg = PgBinaries::locate().expect("PostgreSQL 15 server programs are required");
+        let tmp = SharedTempDir::new(prefix).unwrap();
+        let raw = tmp.subdir("raw").unwrap();
+        let mut cluster = ThrowawayCluster::init(&pg, tmp.path(), "big", 16).unwrap();
+        let archive_command = format!("cp %p {}/%f", raw.display());
+        let mut all = vec![
+            ("archive_mode", "on"),
+            ("archive_command", archive_command.as_str()),
+        ];
+        all.extend_from_slice(settings);
+        cluster.configure(&all).unwrap();
+        cluster.start().unwrap();
+        SixteenMib {
+            cluster,
+            pg,
+            raw,
+            tmp,
+        }
+    }
+}
+
 #[test]
 fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
-    let pg = PgBinaries::locate().expect("PostgreSQL 15 server programs are required");
-    let tmp = SharedTempDir::new("tm-fmt16-").unwrap();
-    let raw = tmp.subdir("raw").unwrap();
-    let mut big = ThrowawayCluster::init(&pg, tmp.path(), "big", 16).unwrap();
-    let archive_command = format!("cp %p {}/%f", raw.display());
-    big.configure(&[
-        ("archive_mode", "on"),
-        ("archive_command", &archive_command),
-    ])
-    .unwrap();
-    big.start().unwrap();
+    let mut lab = SixteenMib::start("tm-fmt16-", &[]);
+    let big = &mut lab.cluster;
     big.query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
-    let file = tidemark::demo::switch_and_wait_for_archive(&big).unwrap();
+    let file = tidemark::demo::switch_and_wait_for_archive(big).unwrap();
     let system_id: u64 = big
         .query("SELECT system_identifier FROM pg_control_system()")
         .unwrap()
@@ -825,7 +865,7 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
     big.stop().unwrap();
 
     let sixteen = 16 * MIB;
-    let control = controldata(&pg, tmp.path(), big.data_dir());
+    let control = controldata(&lab.pg, lab.tmp.path(), lab.cluster.data_dir());
     assert_eq!(
         controldata_field::<u64>(&control, "Database system identifier"),
         system_id
@@ -834,12 +874,12 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
         controldata_field::<u32>(&control, "Bytes per WAL segment"),
         sixteen
     );
-    let identity = tidemark::datadir::read_identity(big.data_dir()).unwrap();
+    let identity = tidemark::datadir::read_identity(lab.cluster.data_dir()).unwrap();
     assert_eq!(identity.segment_size, size(sixteen));
     assert_eq!(identity.system_id, system_id);
 
     let name = segment_name(&file);
-    let bytes = fs::read(raw.join(&file)).unwrap();
+    let bytes = fs::read(lab.raw.join(&file)).unwrap();
     assert_eq!(bytes.len(), sixteen as usize);
     let header = PageHeader::decode(&bytes).unwrap();
     assert_eq!(header.page_address, start_of(name, sixteen));
@@ -874,6 +914,562 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
             expected: u64::from(MIB),
         })
     );
-    drop(big);
-    drop(tmp);
+}
+
+/// Walks `bytes` as segment `name` in chunks of `chunk`: the summary and the record count.
+fn walk(
+    name: SegmentName,
+    segment_bytes: u32,
+    bytes: &[u8],
+    complete: bool,
+    chunk: usize,
+) -> Result<(WalkedSegment, u64), WalRecordDefect> {
+    let mut walker = RecordWalker::new(name, size(segment_bytes), pg15(), PAGE as u32);
+    for piece in bytes.chunks(chunk) {
+        walker.feed(piece)?;
+    }
+    let count = walker.record_count();
+    walker.finish(complete).map(|summary| (summary, count))
+}
+
+/// What `pg_waldump` prints for the whole archive of `wal`, its first segment to its last: the
+/// records, and its stderr.
+fn waldump_archive(wal: &WalLab) -> (Vec<Dumped>, String) {
+    let files = wal.segments();
+    let run = pg_run(
+        &wal.lab.pg,
+        wal.lab.tmp.path(),
+        "pg_waldump",
+        &[
+            "--path".as_ref(),
+            wal.raw.as_os_str(),
+            files.first().expect("archived segments").as_ref(),
+            files.last().unwrap().as_ref(),
+        ],
+    );
+    (parse_waldump(&run.stdout), run.stderr)
+}
+
+/// A TimestampTz as pg_waldump prints it in UTC: `2026-11-21 13:45:32.543707 UTC`.
+fn waldump_time(timestamptz: i64) -> String {
+    DateTime::from_timestamp_micros(timestamptz + POSTGRES_EPOCH_UNIX_US)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.6f UTC")
+        .to_string()
+}
+
+/// The transaction end pg_waldump printed on `line`, as the walker should report it.
+fn dumped_xact_end(line: &Dumped) -> Option<(XactEndKind, u32, &str)> {
+    if line.rmgr != "Transaction" {
+        return None;
+    }
+    let (word, rest) = line.desc.split_once(' ')?;
+    let kind = match word {
+        "COMMIT" => XactEndKind::Commit,
+        "ABORT" => XactEndKind::Abort,
+        "COMMIT_PREPARED" => XactEndKind::CommitPrepared,
+        "ABORT_PREPARED" => XactEndKind::AbortPrepared,
+        _ => return None,
+    };
+    match kind {
+        XactEndKind::Commit | XactEndKind::Abort => Some((kind, line.xid, rest)),
+        // "COMMIT_PREPARED 728: 2026-11-21 ..." names the prepared transaction; tx is 0.
+        _ => {
+            let (xid, time) = rest.split_once(": ")?;
+            Some((kind, xid.parse().ok()?, time))
+        }
+    }
+}
+
+/// Runs the workload on the lab's cluster, archives it and stops the cluster.
+fn run_workload(wal: &mut WalLab) {
+    let cluster = &mut wal.cluster;
+    cluster
+        .configure(&[("max_prepared_transactions", "5")])
+        .unwrap();
+    cluster.start().unwrap();
+    cluster
+        .query("CREATE TABLE rec (id int, note text)")
+        .unwrap();
+    for i in 0..3 {
+        cluster
+            .query(&format!("INSERT INTO rec VALUES ({i}, 'committed')"))
+            .unwrap();
+    }
+    cluster
+        .execute_each(&[
+            "BEGIN",
+            "INSERT INTO rec VALUES (100, 'aborted')",
+            "ROLLBACK",
+        ])
+        .unwrap();
+    cluster
+        .execute_each(&[
+            "BEGIN",
+            "INSERT INTO rec VALUES (200, 'prepared')",
+            "PREPARE TRANSACTION 'tm_p1'",
+        ])
+        .unwrap();
+    cluster.query("COMMIT PREPARED 'tm_p1'").unwrap();
+    cluster
+        .execute_each(&[
+            "BEGIN",
+            "INSERT INTO rec VALUES (201, 'prepared')",
+            "PREPARE TRANSACTION 'tm_p2'",
+        ])
+        .unwrap();
+    cluster.query("ROLLBACK PREPARED 'tm_p2'").unwrap();
+    cluster
+        .execute_each(&[
+            "BEGIN",
+            "INSERT INTO rec VALUES (300, 'top')",
+            "SAVEPOINT s",
+            "INSERT INTO rec VALUES (301, 'sub')",
+            "RELEASE s",
+            "COMMIT",
+        ])
+        .unwrap();
+    cluster
+        .query("SELECT pg_create_restore_point('rp_one')")
+        .unwrap();
+    cluster.query("CHECKPOINT").unwrap();
+    let backup = wal.lab.tmp.path().join("base");
+    cluster.base_backup(&backup).unwrap();
+    // Enough WAL (full-page images after the checkpoint, rows over many pages) for records to
+    // cross pages and segments.
+    cluster
+        .query("INSERT INTO rec SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, 6000) g")
+        .unwrap();
+    cluster
+        .query("UPDATE filler SET note = note || 'x' WHERE id % 7 = 0")
+        .unwrap();
+    cluster
+        .query("INSERT INTO rec VALUES (400, 'last')")
+        .unwrap();
+    tidemark::demo::switch_and_wait_for_archive(cluster).unwrap();
+    cluster
+        .query("INSERT INTO rec VALUES (500, 'after the last switch')")
+        .unwrap();
+    // With archiving on, a shutdown switches to a new segment (archived before the server
+    // exits) and writes its checkpoint there.
+    cluster.stop().unwrap();
+}
+
+/// What pg_waldump says about the records starting in one segment, compared with the walker.
+fn compare_with_waldump(
+    file: &str,
+    walked: &WalkedSegment,
+    count: u64,
+    dumped: &[&Dumped],
+    next_first_page: Option<&[u8]>,
+) {
+    let summary = &walked.summary;
+    assert_eq!(count, dumped.len() as u64, "{file}: records starting in it");
+    assert_eq!(
+        summary.first_record,
+        dumped.first().map(|d| d.lsn),
+        "{file}: first record"
+    );
+    assert_eq!(
+        summary.last_record,
+        dumped.last().map(|d| d.lsn),
+        "{file}: last record"
+    );
+
+    let expected_ends: Vec<(Lsn, XactEndKind, u32, &str)> = dumped
+        .iter()
+        .filter_map(|d| dumped_xact_end(d).map(|(kind, xid, rest)| (d.lsn, kind, xid, rest)))
+        .collect();
+    assert_eq!(
+        walked.xact_ends.len(),
+        expected_ends.len(),
+        "{file}: transaction ends {:?}",
+        walked.xact_ends
+    );
+    for (end, (lsn, kind, xid, rest)) in walked.xact_ends.iter().zip(&expected_ends) {
+        let XactEnd {
+            lsn: got_lsn,
+            kind: got_kind,
+            xid: got_xid,
+            time,
+        } = end;
+        assert_eq!((got_lsn, got_kind, got_xid), (lsn, kind, xid), "{file}");
+        let printed = waldump_time(*time);
+        assert!(
+            rest.starts_with(&printed),
+            "{file}: {kind:?} at {lsn}: pg_waldump printed {rest:?}, the walker read {printed}"
+        );
+    }
+    // The summary's ranges are those of the transaction ends.
+    let xids = walked.xact_ends.iter().map(|e| e.xid);
+    assert_eq!(summary.min_xid, xids.clone().min(), "{file}");
+    assert_eq!(summary.max_xid, xids.max(), "{file}");
+    let times = walked.xact_ends.iter().map(|e| e.time);
+    assert_eq!(summary.min_time, times.clone().min(), "{file}");
+    assert_eq!(summary.max_time, times.max(), "{file}");
+    assert_eq!(
+        summary.xact_count as usize,
+        walked.xact_ends.len(),
+        "{file}"
+    );
+    assert_eq!(
+        summary.last_xact.as_ref(),
+        walked.xact_ends.last(),
+        "{file}"
+    );
+
+    let xlog = |prefix: &str| -> Vec<&Dumped> {
+        dumped
+            .iter()
+            .copied()
+            .filter(|d| d.rmgr == "XLOG" && d.desc.starts_with(prefix))
+            .collect()
+    };
+    let restore_points: Vec<(Lsn, String)> = xlog("RESTORE_POINT ")
+        .iter()
+        .map(|d| (d.lsn, d.desc["RESTORE_POINT ".len()..].trim().to_owned()))
+        .collect();
+    let walked: Vec<(Lsn, String)> = summary
+        .restore_points
+        .iter()
+        .map(|rp| (rp.lsn, rp.name.clone()))
+        .collect();
+    assert_eq!(walked, restore_points, "{file}: restore points");
+
+    // "CHECKPOINT_ONLINE redo 0/1000028; tli 1; prev tli 1; ..."
+    let checkpoints: Vec<(Lsn, Lsn, bool, u32)> = xlog("CHECKPOINT_")
+        .iter()
+        .map(|d| {
+            (
+                d.lsn,
+                field(&d.desc, "redo ", ";").parse().unwrap(),
+                d.desc.starts_with("CHECKPOINT_ONLINE"),
+                field(&d.desc, "; tli ", ";").parse().unwrap(),
+            )
+        })
+        .collect();
+    let walked: Vec<(Lsn, Lsn, bool, u32)> = summary
+        .checkpoints
+        .iter()
+        .map(|c| (c.lsn, c.redo, c.online, c.timeline))
+        .collect();
+    assert_eq!(walked, checkpoints, "{file}: checkpoints");
+
+    // "BACKUP_END 0/3000028"
+    let backup_ends: Vec<(Lsn, Lsn)> = xlog("BACKUP_END ")
+        .iter()
+        .map(|d| (d.lsn, d.desc["BACKUP_END ".len()..].trim().parse().unwrap()))
+        .collect();
+    let walked: Vec<(Lsn, Lsn)> = summary
+        .backup_ends
+        .iter()
+        .map(|b| (b.lsn, b.backup_start))
+        .collect();
+    assert_eq!(walked, backup_ends, "{file}: backup ends");
+
+    let switch = xlog("SWITCH");
+    assert_eq!(summary.ends_with_switch, !switch.is_empty(), "{file}");
+    if let Some(switch) = switch.first() {
+        assert_eq!(summary.last_record, Some(switch.lsn), "{file}");
+        assert_eq!(summary.end_of_wal, Lsn(switch.lsn.0 + 24), "{file}");
+    }
+    // The walker says the last record spills over exactly when the next segment starts with
+    // the rest of a record.
+    if let Some(page) = next_first_page {
+        let header = PageHeader::decode(page).unwrap();
+        assert_eq!(
+            summary.continues_into_next,
+            header.info & XLP_FIRST_IS_CONTRECORD != 0,
+            "{file}: next segment's first page has xlp_info {:#06X}",
+            header.info
+        );
+    }
+}
+
+#[test]
+fn every_archived_segment_agrees_with_pg_waldump() {
+    let mut wal = WalLab::new("tm-rec-");
+    run_workload(&mut wal);
+    let segments = archived_segments(&wal);
+    assert!(
+        segments.len() >= 8,
+        "only {} segments archived",
+        segments.len()
+    );
+    let (dumped, stderr) = waldump_archive(&wal);
+    assert!(
+        dumped.len() > 1000,
+        "pg_waldump printed {} records; stderr: {stderr}",
+        dumped.len()
+    );
+
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, (name, bytes)) in segments.iter().enumerate() {
+        let file = &name.to_string();
+        let start = name.start_lsn(size(MIB)).unwrap();
+        let end = Lsn(start.0 + u64::from(MIB));
+        let (summary, count) = walk(*name, MIB, bytes, true, CHUNK_ALIGNMENT)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            walk(*name, MIB, bytes, true, bytes.len()).unwrap(),
+            (summary.clone(), count),
+            "{file}: walked whole"
+        );
+        let in_segment: Vec<&Dumped> = dumped
+            .iter()
+            .filter(|d| start <= d.lsn && d.lsn < end)
+            .collect();
+        let next_first_page = segments.get(index + 1).map(|(_, b)| &b[..PAGE]);
+        compare_with_waldump(file, &summary, count, &in_segment, next_first_page);
+
+        *totals.entry("records").or_default() += count as usize;
+        *totals.entry("transaction ends").or_default() += summary.xact_ends.len();
+        for end in &summary.xact_ends {
+            *totals.entry(kind_name(end.kind)).or_default() += 1;
+        }
+        *totals.entry("restore points").or_default() += summary.summary.restore_points.len();
+        *totals.entry("checkpoints").or_default() += summary.summary.checkpoints.len();
+        *totals.entry("backup ends").or_default() += summary.summary.backup_ends.len();
+        *totals.entry("switches").or_default() += usize::from(summary.summary.ends_with_switch);
+        *totals.entry("spilling").or_default() += usize::from(summary.summary.continues_into_next);
+        *totals.entry("starting mid-record").or_default() += usize::from(
+            summary
+                .summary
+                .first_record
+                .is_none_or(|first| first.0 > start.0 + 40),
+        );
+        if summary
+            .summary
+            .restore_points
+            .iter()
+            .any(|rp| rp.name == "rp_one")
+        {
+            *totals.entry("rp_one").or_default() += 1;
+        }
+    }
+    println!("walked {} segments: {totals:?}", segments.len());
+    assert_eq!(
+        totals["records"],
+        dumped.len(),
+        "every record pg_waldump printed"
+    );
+    for (what, at_least) in [
+        ("COMMIT", 5),
+        ("ABORT", 1),
+        ("COMMIT_PREPARED", 1),
+        ("ABORT_PREPARED", 1),
+        ("rp_one", 1),
+        ("checkpoints", 2),
+        ("backup ends", 1),
+        ("switches", 2),
+        ("spilling", 2),
+        ("starting mid-record", 2),
+    ] {
+        let found = totals.get(what).copied().unwrap_or(0);
+        assert!(
+            found >= at_least,
+            "the workload should leave at least {at_least} {what} in the archive: {totals:?}"
+        );
+    }
+
+    // The segment after the last archived one holds the shutdown checkpoint, in `pg_wal` only.
+    let (last_name, _) = segments.last().unwrap();
+    let current = SegmentName::from_segment_number(
+        last_name.timeline,
+        last_name.segment_number(size(MIB)).unwrap() + 1,
+        size(MIB),
+    );
+    the_live_segment_ends_where_pg_waldump_says(&wal, &current.to_string());
+}
+
+fn kind_name(kind: XactEndKind) -> &'static str {
+    match kind {
+        XactEndKind::Commit => "COMMIT",
+        XactEndKind::Abort => "ABORT",
+        XactEndKind::CommitPrepared => "COMMIT_PREPARED",
+        XactEndKind::AbortPrepared => "ABORT_PREPARED",
+    }
+}
+
+/// The segment still in `pg_wal` was never completed (a recycled file, its first page rewritten):
+/// as a `.partial` its WAL ends where pg_waldump stops ("invalid record length at X: wanted 24,
+/// got 0", X the next record's aligned start); as a complete segment it is a defect.
+fn the_live_segment_ends_where_pg_waldump_says(wal: &WalLab, current: &str) {
+    let path = wal.cluster.data_dir().join("pg_wal").join(current);
+    let bytes = fs::read(&path).unwrap_or_else(|e| {
+        let listing: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        panic!("read {}: {e}; pg_wal holds {listing:?}", path.display())
+    });
+    let name = segment_name(current);
+    let (summary, count) = walk(name, MIB, &bytes, false, CHUNK_ALIGNMENT).unwrap();
+    let PgRun { stdout, stderr, .. } = pg_run(
+        &wal.lab.pg,
+        wal.lab.tmp.path(),
+        "pg_waldump",
+        &[
+            "--path".as_ref(),
+            path.parent().unwrap().as_os_str(),
+            current.as_ref(),
+        ],
+    );
+    let dumped = parse_waldump(&stdout);
+    assert_eq!(count, dumped.len() as u64, "{current}: {stderr}");
+    assert_eq!(summary.summary.last_record, dumped.last().map(|d| d.lsn));
+    assert!(!summary.summary.ends_with_switch && !summary.summary.continues_into_next);
+    let stop: Lsn = field(&stderr, "invalid record length at ", ":")
+        .parse()
+        .unwrap();
+    assert_eq!((summary.summary.end_of_wal.0 + 7) & !7, stop.0, "{stderr}");
+    // The shutdown checkpoint is its last record.
+    let last = summary
+        .summary
+        .checkpoints
+        .last()
+        .expect("a shutdown checkpoint");
+    assert!(!last.online);
+    assert_eq!(Some(last.lsn), summary.summary.last_record);
+
+    match walk(name, MIB, &bytes, true, CHUNK_ALIGNMENT) {
+        Err(WalRecordDefect::EndsEarly { end, reason }) => {
+            assert_eq!(end, summary.summary.end_of_wal);
+            assert!(reason.contains(&stop.to_string()), "{reason}");
+        }
+        other => panic!("{current} as a complete segment: {other:?}"),
+    }
+}
+
+#[test]
+fn a_byte_flipped_inside_a_real_record_is_a_defect_naming_that_record() {
+    let wal = WalLab::new("tm-rec-flip-");
+    let files = wal.segments();
+    let (all, stderr) = waldump_archive(&wal);
+    let starts = |file: &String| segment_name(file).start_lsn(size(MIB)).unwrap();
+    let in_file = |file: &String| -> Vec<Dumped> {
+        let start = starts(file);
+        all.iter()
+            .filter(|d| start <= d.lsn && d.lsn.0 < start.0 + u64::from(MIB))
+            .cloned()
+            .collect()
+    };
+    // The segment holding the most records: one the lab's inserts filled.
+    let file = files.iter().max_by_key(|file| in_file(file).len()).unwrap();
+    let name = segment_name(file);
+    let bytes = fs::read(wal.raw.join(file)).unwrap();
+    let start = starts(file);
+    let dumped = in_file(file);
+    assert!(dumped.len() > 1000, "{file}: {stderr}");
+    let (clean, _) = walk(name, MIB, &bytes, true, CHUNK_ALIGNMENT).unwrap();
+    assert_eq!(clean.summary.first_record, Some(dumped[0].lsn));
+
+    // A record in the middle of the segment that lies within one page.
+    let (index, victim) = dumped
+        .iter()
+        .enumerate()
+        .find(|(i, d)| {
+            let offset = (d.lsn.0 - start.0) as usize;
+            *i >= dumped.len() / 2 && offset % PAGE + d.total as usize <= PAGE && d.total > 30
+        })
+        .unwrap_or_else(|| panic!("{file}: no record in the middle within one page"));
+    let previous = &dumped[index - 1];
+    let mut flipped = bytes.clone();
+    let at = (victim.lsn.0 - start.0 + victim.total - 1) as usize;
+    flipped[at] ^= 0x20;
+
+    match walk(name, MIB, &flipped, true, CHUNK_ALIGNMENT) {
+        Err(defect @ WalRecordDefect::CrcMismatch { lsn, .. }) => {
+            assert_eq!(lsn, victim.lsn, "{defect}");
+            assert!(defect.to_string().contains(&victim.lsn.to_string()));
+            println!("flipped byte at {}: {defect}", Lsn(start.0 + at as u64));
+        }
+        other => panic!(
+            "{file} with a byte flipped in the record at {}: {other:?}",
+            victim.lsn
+        ),
+    }
+    // As a .partial the flipped record simply ends the WAL after the one before it.
+    let (partial, count) = walk(name, MIB, &flipped, false, CHUNK_ALIGNMENT).unwrap();
+    assert_eq!(partial.summary.last_record, Some(previous.lsn));
+    assert_eq!(count, index as u64);
+    assert!(previous.lsn < partial.summary.end_of_wal && partial.summary.end_of_wal <= victim.lsn);
+    assert!(!partial.summary.ends_with_switch && !partial.summary.continues_into_next);
+}
+
+/// Measures the walker on real 16 MiB segments from pgbench, in whatever profile the test is
+/// built (run it with `cargo test --release --test real_wal -- --ignored --nocapture`).
+/// Prints the figure; never asserts a speed.
+#[test]
+#[ignore = "a measurement: run explicitly, in release mode"]
+fn measure_decoding_16_mib_segments() {
+    // Only the WAL matters here, not its durability.
+    let mut lab = SixteenMib::start(
+        "tm-rec16-",
+        &[("synchronous_commit", "off"), ("fsync", "off")],
+    );
+    let port = lab.cluster.port().to_string();
+    let pgbench = |args: &[&str]| {
+        let mut all: Vec<&OsStr> = vec![
+            "-h".as_ref(),
+            lab.cluster.socket_dir().as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+        ];
+        all.extend(args.iter().map(OsStr::new));
+        all.push("postgres".as_ref());
+        tidemark::demo::cluster::run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
+            .unwrap();
+    };
+    pgbench(&["-i", "-s", "10", "-q"]);
+    pgbench(&["-c", "8", "-j", "2", "-t", "6000"]);
+    tidemark::demo::switch_and_wait_for_archive(&lab.cluster).unwrap();
+    lab.cluster.stop().unwrap();
+
+    let mut files: Vec<String> = fs::read_dir(&lab.raw)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for file in &files {
+        let bytes = fs::read(lab.raw.join(file)).unwrap();
+        let name = segment_name(file);
+        let mut best = f64::MAX;
+        let mut walked = None;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let result = walk(name, 16 * MIB, &bytes, true, CHUNK_ALIGNMENT).unwrap();
+            best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+            walked = Some(result);
+        }
+        let (summary, count) = walked.unwrap();
+        rows.push((best, count, summary.summary.ends_with_switch));
+        println!(
+            "{file}: {count} records, {} transaction ends, switch {}: best of 5 {best:.2} ms",
+            summary.xact_ends.len(),
+            summary.summary.ends_with_switch
+        );
+    }
+    // Segments of pgbench transactions filled to the end are the figure that matters: many small
+    // records (the initial load's segments hold fewer, larger ones).
+    let full: Vec<f64> = rows
+        .iter()
+        .filter(|(_, count, switch)| *count > 50_000 && !switch)
+        .map(|(ms, _, _)| *ms)
+        .collect();
+    if !full.is_empty() {
+        println!(
+            "decoding a full 16 MiB segment: {:.2} ms on average over {} segments ({})",
+            full.iter().sum::<f64>() / full.len() as f64,
+            full.len(),
+            if cfg!(debug_assertions) {
+                "debug build"
+            } else {
+                "release build"
+            }
+        );
+    }
 }
