@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod demo;
 pub mod pg;
 pub mod planning;
+pub mod program;
 pub mod protocol;
 pub mod repo;
 pub mod restore;

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::run::{self, Finished};
 use super::target::Target;
 use crate::backup::{BackupOptions, take_backup};
+use crate::program::{self, Finished};
 use crate::protocol::ConnectTarget;
 use crate::units;
 
@@ -42,7 +42,7 @@ pub fn backup(
     };
     let record = take_backup(&stanza, &connect, &options).context("backup")?;
     let sizes = record.sizes;
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "backup {} complete: {} files, {} original, {} stored ({} new, {} chunks reused), WAL {} .. {}{}, {:.1} s\n",
         record.label,
         sizes.files,

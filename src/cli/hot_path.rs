@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::run::{self, Failure, Finished};
 use super::target::Selected;
 use super::target::Target;
 use crate::archive::helper_process::{ConfigSnapshot, HelperCommand};
@@ -22,6 +21,7 @@ use crate::archive::work_ahead::{
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
 use crate::config::config_path;
 use crate::pg::{SegmentName, WalFileName};
+use crate::program::{self, Failure, Finished};
 use crate::repo::Stanza;
 use crate::storage::durable;
 use crate::units;
@@ -113,15 +113,15 @@ pub struct RestoreCommandArgs {
 pub fn archive_command_main() -> ExitCode {
     let program = "tidemark-archive";
     if std::env::args_os().any(|arg| arg == WORKER_FLAG) {
-        return match run::parse_args::<WorkAheadWorkerArgs>(program) {
-            Ok(args) => run::run(program, || {
+        return match program::parse_args::<WorkAheadWorkerArgs>(program) {
+            Ok(args) => program::run(program, || {
                 work_ahead_worker(&args.target, &args.work_ahead_worker)
             }),
             Err(code) => code,
         };
     }
-    match run::parse_args::<ArchiveCommandArgs>(program) {
-        Ok(args) => run::run(program, || archive_push(&args.target, &args.wal_path)),
+    match program::parse_args::<ArchiveCommandArgs>(program) {
+        Ok(args) => program::run(program, || archive_push(&args.target, &args.wal_path)),
         Err(code) => code,
     }
 }
@@ -130,12 +130,12 @@ pub fn archive_command_main() -> ExitCode {
 pub fn restore_command_main() -> ExitCode {
     let program = "tidemark-restore";
     if std::env::args_os().any(|arg| arg == PREFETCHER_FLAG) {
-        return match run::parse_args::<PrefetcherArgs>(program) {
-            Ok(args) => run::run(program, || prefetcher(&args.target, &args.prefetcher)),
+        return match program::parse_args::<PrefetcherArgs>(program) {
+            Ok(args) => program::run(program, || prefetcher(&args.target, &args.prefetcher)),
             Err(code) => code,
         };
     }
-    match run::parse_args::<RestoreCommandArgs>(program) {
+    match program::parse_args::<RestoreCommandArgs>(program) {
         Ok(args) => run_archive_get(
             program,
             &args.target,
@@ -164,7 +164,7 @@ pub fn run_archive_get(
         code: mode.failure_exit_code(),
         consequence: mode.failure_consequence(),
     };
-    run::run_failing_as(program, failure, || {
+    program::run_failing_as(program, failure, || {
         archive_get(target, wal_file_name, destination)
     })
 }

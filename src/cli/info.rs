@@ -7,13 +7,13 @@ use anyhow::Context;
 
 use serde::Serialize;
 
-use super::run::{self, Finished};
 use super::target::Target;
 use crate::archive::work_ahead::ready_files;
 use crate::pg::time;
 use crate::pg::{SegmentSize, TimelineId, WalFileName};
 use crate::planning::inputs::StanzaPlanner;
 use crate::planning::planner::RecoverableWindow;
+use crate::program::{self, Finished};
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupRecord;
 use crate::units;
@@ -395,9 +395,9 @@ pub fn info(target: &Target, format: OutputFormat) -> anyhow::Result<Finished> {
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let info = collect(&stanza, selected.stanza.pgdata.as_deref())?;
     match format {
-        OutputFormat::Text => run::print_stdout(&render_text(&info))?,
+        OutputFormat::Text => program::print_stdout(&render_text(&info))?,
         OutputFormat::Json => {
-            run::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&info)?))?
+            program::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&info)?))?
         }
     }
     Ok(Finished::Success)

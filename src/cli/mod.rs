@@ -5,10 +5,8 @@ pub mod backup;
 pub mod check;
 pub mod hot_path;
 pub mod info;
-pub mod logging;
 pub mod plan;
 pub mod restore;
-pub mod run;
 pub mod stanza_create;
 pub mod target;
 
@@ -18,8 +16,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::program::{self, Finished};
 use info::OutputFormat;
-use run::Finished;
 use target::Target;
 
 /// Tidemark: PostgreSQL WAL archiving and point-in-time recovery.
@@ -153,12 +151,12 @@ pub enum IndexCommand {
 /// Main of the `tidemark` binary. Called as `tidemark-archive` or `tidemark-restore` (a link or
 /// copy), it is that binary, so one file can serve all three roles.
 pub fn tidemark_main() -> ExitCode {
-    match run::program_name("tidemark").as_str() {
+    match program::program_name("tidemark").as_str() {
         "tidemark-archive" => return hot_path::archive_command_main(),
         "tidemark-restore" => return hot_path::restore_command_main(),
         _ => {}
     }
-    let cli = match run::parse_args::<Cli>("tidemark") {
+    let cli = match program::parse_args::<Cli>("tidemark") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -170,7 +168,7 @@ pub fn tidemark_main() -> ExitCode {
     {
         return hot_path::run_archive_get("tidemark", &cli.target, wal_file_name, destination);
     }
-    run::run("tidemark", || dispatch(cli))
+    program::run("tidemark", || dispatch(cli))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
@@ -190,7 +188,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             let stanza = repo.open_stanza(&selected.stanza_name)?;
             let report =
                 crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;
-            run::print_stdout(&format!(
+            program::print_stdout(&format!(
                 "WAL index of stanza '{}': {} segments, {} entries written, {} already there, {} packs written\n",
                 stanza.name(),
                 report.segments,

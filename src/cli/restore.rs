@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::run::{self, Finished};
 use super::target::Target;
 use crate::pg::Lsn;
 use crate::planning::target::RecoveryTarget;
+use crate::program::{self, Finished};
 use crate::restore::{ExistingData, RestoreOptions, restore, settings};
 use crate::units;
 
@@ -164,7 +164,7 @@ pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finish
     } else {
         String::new()
     };
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "restored backup {} into {}: {}\n{} files, {} written{kept}, in {:.1} s\nrecovery settings written: start the server (pg_ctl -D {} start); it recovers through tidemark-restore to {} and then does '{}'\n",
         report.label,
         pgdata.display(),

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 
-use super::run::{self, Finished};
 use super::target::Target;
 use crate::datadir;
+use crate::program::{self, Finished};
 use crate::repo::stanza::STANZA_FORMAT;
 use crate::repo::{StanzaCreated, StanzaIdentity};
 
@@ -43,6 +43,6 @@ pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
             repo.storage().location()
         ),
     };
-    run::print_stdout(&message)?;
+    program::print_stdout(&message)?;
     Ok(Finished::Success)
 }
