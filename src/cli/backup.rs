@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::target::Target;
 use crate::backup::{BackupOptions, take_backup};
+use crate::config::ConfigChoice;
 use crate::program::{self, Finished};
 use crate::protocol::ConnectTarget;
 use crate::units;
@@ -18,12 +18,12 @@ pub enum Checkpoint {
 }
 
 pub fn backup(
-    target: &Target,
+    choice: &ConfigChoice,
     checkpoint: Checkpoint,
     include_wal: bool,
     archive_timeout: u64,
 ) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
     let conninfo = selected.stanza.conninfo.as_deref().with_context(|| {
         format!(

@@ -2,14 +2,14 @@
 //! answers and takes, refuses a second time, returns and deletes a probe object, the stanza
 //! exists, and the data directory (when configured) holds the stanza's cluster.
 
-use super::target::Target;
+use crate::config::ConfigChoice;
 use crate::datadir;
 use crate::program::{self, Finished};
 use crate::repo::layout;
 use crate::storage::probe::probe;
 
-pub fn check(target: &Target) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn check(choice: &ConfigChoice) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
     program::print_stdout(&format!(
         "ok: config file {} (stanza '{name}')\n",

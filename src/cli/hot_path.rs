@@ -8,8 +8,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::target::Selected;
-use super::target::Target;
 use crate::archive::helper_process::{ConfigSnapshot, HelperCommand};
 use crate::archive::prefetch::{
     FetcherSettings, Handover, RestoreSpool, hand_over, run_fetcher, wait_for_fetch,
@@ -19,6 +17,8 @@ use crate::archive::work_ahead::{
     PushedTo, Spool, Waited, WorkerSettings, run_worker, wait_for_worker,
 };
 use crate::archive::{GetOutcome, PushOutcome, get_wal_file, push_wal_file};
+use crate::config::ConfigChoice;
+use crate::config::Selected;
 use crate::config::config_path;
 use crate::pg::{SegmentName, WalFileName};
 use crate::program::{self, Failure, Finished};
@@ -39,7 +39,7 @@ use crate::units;
 #[command(name = "tidemark-archive", version, verbatim_doc_comment)]
 pub struct ArchiveCommandArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub choice: ConfigChoice,
 
     /// The WAL file to archive: PostgreSQL's %p (e.g. pg_wal/000000010000000000000003)
     #[arg(value_name = "WAL_PATH")]
@@ -52,7 +52,7 @@ pub struct ArchiveCommandArgs {
 #[command(name = "tidemark-archive")]
 struct WorkAheadWorkerArgs {
     #[command(flatten)]
-    target: Target,
+    choice: ConfigChoice,
 
     /// The pg_wal directory whose `.ready` files the worker pushes
     #[arg(long, value_name = "PG_WAL")]
@@ -68,7 +68,7 @@ const WORKER_FLAG: &str = "--work-ahead-worker";
 #[command(name = "tidemark-restore")]
 struct PrefetcherArgs {
     #[command(flatten)]
-    target: Target,
+    choice: ConfigChoice,
 
     /// The pg_wal directory of the recovering server
     #[arg(long, value_name = "PG_WAL")]
@@ -98,7 +98,7 @@ const PREFETCHER_FLAG: &str = "--prefetcher";
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]
 pub struct RestoreCommandArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub choice: ConfigChoice,
 
     /// The file PostgreSQL asks for: its %f (e.g. 000000010000000000000003 or 00000002.history)
     #[arg(value_name = "WAL_FILE_NAME")]
@@ -115,13 +115,13 @@ pub fn archive_command_main() -> ExitCode {
     if std::env::args_os().any(|arg| arg == WORKER_FLAG) {
         return match program::parse_args::<WorkAheadWorkerArgs>(program) {
             Ok(args) => program::run(program, || {
-                work_ahead_worker(&args.target, &args.work_ahead_worker)
+                work_ahead_worker(&args.choice, &args.work_ahead_worker)
             }),
             Err(code) => code,
         };
     }
     match program::parse_args::<ArchiveCommandArgs>(program) {
-        Ok(args) => program::run(program, || archive_push(&args.target, &args.wal_path)),
+        Ok(args) => program::run(program, || archive_push(&args.choice, &args.wal_path)),
         Err(code) => code,
     }
 }
@@ -131,14 +131,14 @@ pub fn restore_command_main() -> ExitCode {
     let program = "tidemark-restore";
     if std::env::args_os().any(|arg| arg == PREFETCHER_FLAG) {
         return match program::parse_args::<PrefetcherArgs>(program) {
-            Ok(args) => program::run(program, || prefetcher(&args.target, &args.prefetcher)),
+            Ok(args) => program::run(program, || prefetcher(&args.choice, &args.prefetcher)),
             Err(code) => code,
         };
     }
     match program::parse_args::<RestoreCommandArgs>(program) {
         Ok(args) => run_archive_get(
             program,
-            &args.target,
+            &args.choice,
             &args.wal_file_name,
             &args.destination,
         ),
@@ -155,7 +155,7 @@ pub fn restore_command_main() -> ExitCode {
 /// failure exits as the recovery it serves needs (see `archive::recovery_mode`).
 pub fn run_archive_get(
     program: &str,
-    target: &Target,
+    choice: &ConfigChoice,
     wal_file_name: &str,
     destination: &Path,
 ) -> ExitCode {
@@ -165,16 +165,16 @@ pub fn run_archive_get(
         consequence: mode.failure_consequence(),
     };
     program::run_failing_as(program, failure, || {
-        archive_get(target, wal_file_name, destination)
+        archive_get(choice, wal_file_name, destination)
     })
 }
 
 /// Pushes the WAL file at `wal_path` into the selected stanza; with `[archive] async`, waits
 /// for the work-ahead worker to have pushed it (starting one if none runs), or pushes it itself
 /// when the worker cannot be used.
-pub fn archive_push(target: &Target, wal_path: &Path) -> anyhow::Result<Finished> {
+pub fn archive_push(choice: &ConfigChoice, wal_path: &Path) -> anyhow::Result<Finished> {
     let started = Instant::now();
-    let selected = target.select()?;
+    let selected = choice.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     if selected.config.archive.work_ahead
@@ -284,8 +284,8 @@ fn absolute_parent(path: &Path) -> Option<PathBuf> {
 }
 
 /// Runs the work-ahead worker for the `pg_wal` directory `pg_wal`.
-fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
-    let (config, selected, pg_wal) = start_helper(target, pg_wal)?;
+fn work_ahead_worker(choice: &ConfigChoice, pg_wal: &Path) -> anyhow::Result<Finished> {
+    let (config, selected, pg_wal) = start_helper(choice, pg_wal)?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let settings = WorkerSettings {
@@ -305,18 +305,22 @@ fn work_ahead_worker(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished>
 /// Fetches `wal_file_name` from the selected stanza into `destination`. Every error, a
 /// configuration error included, says it was met restoring `wal_file_name`.
 pub fn archive_get(
-    target: &Target,
+    choice: &ConfigChoice,
     wal_file_name: &str,
     destination: &Path,
 ) -> anyhow::Result<Finished> {
-    fetch(target, wal_file_name, destination).with_context(|| format!("restore {wal_file_name}"))
+    fetch(choice, wal_file_name, destination).with_context(|| format!("restore {wal_file_name}"))
 }
 
 /// [`archive_get`], its errors not yet said to be of this file.
-fn fetch(target: &Target, wal_file_name: &str, destination: &Path) -> anyhow::Result<Finished> {
+fn fetch(
+    choice: &ConfigChoice,
+    wal_file_name: &str,
+    destination: &Path,
+) -> anyhow::Result<Finished> {
     let started = Instant::now();
     remove_abandoned_hand_overs(destination);
-    let selected = target.select()?;
+    let selected = choice.select()?;
     if selected.config.restore.prefetch() > 0
         && let Ok(WalFileName::Segment(segment)) = WalFileName::parse(wal_file_name)
         && let Some(pg_wal) = absolute_parent(destination)
@@ -406,8 +410,8 @@ fn from_spool(
 }
 
 /// Runs the prefetcher for the server whose `pg_wal` directory is `pg_wal`.
-fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
-    let (config, selected, pg_wal) = start_helper(target, pg_wal)?;
+fn prefetcher(choice: &ConfigChoice, pg_wal: &Path) -> anyhow::Result<Finished> {
+    let (config, selected, pg_wal) = start_helper(choice, pg_wal)?;
     let pg_wal = pg_wal.as_path();
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
@@ -434,15 +438,15 @@ fn prefetcher(target: &Target, pg_wal: &Path) -> anyhow::Result<Finished> {
 /// not keep the data directory (in a failover, maybe a file system about to be unmounted) busy;
 /// every path it uses from here on is absolute, `pg_wal` included.
 fn start_helper(
-    target: &Target,
+    choice: &ConfigChoice,
     pg_wal: &Path,
 ) -> anyhow::Result<(ConfigSnapshot, Selected, PathBuf)> {
-    let config_path = std::path::absolute(config_path(target.config.as_deref()))
+    let config_path = std::path::absolute(config_path(choice.config.as_deref()))
         .context("resolve the configuration file's path")?;
     let pg_wal =
         std::path::absolute(pg_wal).with_context(|| format!("resolve {}", pg_wal.display()))?;
     let config = ConfigSnapshot::take(&config_path)?;
-    let selected = target.select()?;
+    let selected = choice.select()?;
     std::env::set_current_dir("/").context("change the working directory to /")?;
     Ok((config, selected, pg_wal))
 }

@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use serde::Serialize;
 
-use super::target::Target;
 use crate::archive::work_ahead::ready_files;
+use crate::config::ConfigChoice;
 use crate::pg::time;
 use crate::pg::{SegmentSize, TimelineId, WalFileName};
 use crate::planning::inputs::StanzaPlanner;
@@ -389,8 +389,8 @@ pub fn render_text(info: &StanzaInfo) -> String {
     out
 }
 
-pub fn info(target: &Target, format: OutputFormat) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn info(choice: &ConfigChoice, format: OutputFormat) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let info = collect(&stanza, selected.stanza.pgdata.as_deref())?;

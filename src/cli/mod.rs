@@ -8,7 +8,6 @@ pub mod info;
 pub mod plan;
 pub mod restore;
 pub mod stanza_create;
-pub mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,9 +15,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::config::ConfigChoice;
 use crate::program::{self, Finished};
 use info::OutputFormat;
-use target::Target;
 
 /// Tidemark: PostgreSQL WAL archiving and point-in-time recovery.
 ///
@@ -29,7 +28,7 @@ use target::Target;
 #[command(name = "tidemark", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
-    pub target: Target,
+    pub choice: ConfigChoice,
 
     #[command(subcommand)]
     pub command: Command,
@@ -166,24 +165,24 @@ pub fn tidemark_main() -> ExitCode {
         destination,
     } = &cli.command
     {
-        return hot_path::run_archive_get("tidemark", &cli.target, wal_file_name, destination);
+        return hot_path::run_archive_get("tidemark", &cli.choice, wal_file_name, destination);
     }
     program::run("tidemark", || dispatch(cli))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
     match cli.command {
-        Command::StanzaCreate => stanza_create::stanza_create(&cli.target),
-        Command::Check => check::check(&cli.target),
+        Command::StanzaCreate => stanza_create::stanza_create(&cli.choice),
+        Command::Check => check::check(&cli.choice),
         Command::Backup {
             checkpoint,
             include_wal,
             archive_timeout,
-        } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
-        Command::Restore(args) => restore::run_restore(&cli.target, &args),
-        Command::Plan { recovery, output } => plan::run_plan(&cli.target, &recovery, output),
+        } => backup::backup(&cli.choice, checkpoint, include_wal, archive_timeout),
+        Command::Restore(args) => restore::run_restore(&cli.choice, &args),
+        Command::Plan { recovery, output } => plan::run_plan(&cli.choice, &recovery, output),
         Command::Index(IndexCommand::Rebuild) => {
-            let selected = cli.target.select()?;
+            let selected = cli.choice.select()?;
             let repo = selected.config.open_repository()?;
             let stanza = repo.open_stanza(&selected.stanza_name)?;
             let report =
@@ -198,12 +197,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             ))?;
             Ok(Finished::Success)
         }
-        Command::Info { output } => info::info(&cli.target, output),
-        Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
+        Command::Info { output } => info::info(&cli.choice, output),
+        Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.choice, &wal_path),
         Command::ArchiveGet {
             wal_file_name,
             destination,
-        } => hot_path::archive_get(&cli.target, &wal_file_name, &destination),
+        } => hot_path::archive_get(&cli.choice, &wal_file_name, &destination),
         Command::Demo => crate::demo::run_demo().map(|()| Finished::Success),
     }
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::info::OutputFormat;
 use super::restore::RecoveryTargetArgs;
-use super::target::Target;
+use crate::config::ConfigChoice;
 use crate::pg::time;
 use crate::planning::inputs::plan_for;
 use crate::planning::planner::StopPoint;
@@ -48,11 +48,11 @@ fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
 }
 
 pub fn run_plan(
-    target: &Target,
+    choice: &ConfigChoice,
     recovery: &RecoveryTargetArgs,
     output: OutputFormat,
 ) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+    let selected = choice.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let request = PlanRequest::new(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::target::Target;
+use crate::config::ConfigChoice;
 use crate::pg::Lsn;
 use crate::planning::target::RecoveryTarget;
 use crate::program::{self, Finished};
@@ -119,8 +119,8 @@ fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
     settings::restore_command(&words).context("write restore_command")
 }
 
-pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn run_restore(choice: &ConfigChoice, args: &RestoreArgs) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let recovery_target = args.recovery.target()?;
     let mut tablespace_map = BTreeMap::new();
     for mapping in &args.tablespace_map {

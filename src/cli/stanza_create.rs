@@ -2,14 +2,14 @@
 
 use anyhow::Context;
 
-use super::target::Target;
+use crate::config::ConfigChoice;
 use crate::datadir;
 use crate::program::{self, Finished};
 use crate::repo::stanza::STANZA_FORMAT;
 use crate::repo::{StanzaCreated, StanzaIdentity};
 
-pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
     let pgdata = selected.stanza.pgdata.as_ref().with_context(|| {
         format!(
