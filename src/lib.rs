@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod demo;
+pub mod lifecycle;
 pub mod pg;
 pub mod planning;
 pub mod program;
