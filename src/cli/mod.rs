@@ -198,7 +198,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             Ok(Finished::Success)
         }
         Command::Info { output } => info::info(&cli.choice, output),
-        Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.choice, &wal_path),
+        Command::ArchivePush { wal_path } => {
+            crate::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
+        }
         Command::ArchiveGet {
             wal_file_name,
             destination,
