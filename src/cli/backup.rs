@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::backup::{BackupOptions, take_backup};
-use crate::config::ConfigChoice;
-use crate::program::{self, Finished};
-use crate::protocol::ConnectTarget;
-use crate::units;
+use tidemark::backup::{BackupOptions, take_backup};
+use tidemark::config::ConfigChoice;
+use tidemark::program::{self, Finished};
+use tidemark::protocol::ConnectTarget;
+use tidemark::units;
 
 /// How the server checkpoints at the start of the backup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

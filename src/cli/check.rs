@@ -2,11 +2,11 @@
 //! answers and takes, refuses a second time, returns and deletes a probe object, the stanza
 //! exists, and the data directory (when configured) holds the stanza's cluster.
 
-use crate::config::ConfigChoice;
-use crate::datadir;
-use crate::program::{self, Finished};
-use crate::repo::layout;
-use crate::storage::probe::probe;
+use tidemark::config::ConfigChoice;
+use tidemark::datadir;
+use tidemark::program::{self, Finished};
+use tidemark::repo::layout;
+use tidemark::storage::probe::probe;
 
 pub fn check(choice: &ConfigChoice) -> anyhow::Result<Finished> {
     let selected = choice.select()?;

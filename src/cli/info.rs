@@ -1,9 +1,9 @@
 //! `tidemark info`: prints the stanza report (`lifecycle::report`) for a person (text) or a
 //! script (`--output json`).
 
-use crate::config::ConfigChoice;
-use crate::lifecycle;
-use crate::program::{self, Finished};
+use tidemark::config::ConfigChoice;
+use tidemark::lifecycle;
+use tidemark::program::{self, Finished};
 
 /// Output format of reporting commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

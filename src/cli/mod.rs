@@ -1,13 +1,24 @@
-//! The command line: the `tidemark` command and its subcommands, and the mains of the two
-//! binaries PostgreSQL runs. Each command is a thin layer over library calls.
+//! The `tidemark` binary's own module tree: its clap tree, one module per subcommand, each
+//! parsing, calling the library, printing and ending with the exit code `tidemark::program`
+//! gives. Not part of the library.
+//!
+//! The command lines of `tidemark-archive` and `tidemark-restore` are those crates' own
+//! (`archive_command/src/command.rs`, `restore_command/src/command.rs`); this binary compiles
+//! them in too, since it is those programs when called by their names: a link or copy of it
+//! can serve all three roles, and the helpers that `tidemark archive-push` and `tidemark
+//! archive-get` start are this binary under those names.
 
-pub mod backup;
-pub mod check;
-pub mod hot_path;
-pub mod info;
-pub mod plan;
-pub mod restore;
-pub mod stanza_create;
+mod backup;
+mod check;
+mod info;
+mod plan;
+mod restore;
+mod stanza_create;
+
+#[path = "../../archive_command/src/command.rs"]
+mod archive_command;
+#[path = "../../restore_command/src/command.rs"]
+mod restore_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +26,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::ConfigChoice;
-use crate::program::{self, Finished};
 use info::OutputFormat;
+use tidemark::archive::get_command::RESTORE_PROGRAM;
+use tidemark::archive::push_command::ARCHIVE_PROGRAM;
+use tidemark::config::ConfigChoice;
+use tidemark::program::{self, Finished};
 
 /// Tidemark: PostgreSQL WAL archiving and point-in-time recovery.
 ///
@@ -151,8 +164,8 @@ pub enum IndexCommand {
 /// copy), it is that binary, so one file can serve all three roles.
 pub fn tidemark_main() -> ExitCode {
     match program::program_name("tidemark").as_str() {
-        "tidemark-archive" => return hot_path::archive_command_main(),
-        "tidemark-restore" => return hot_path::restore_command_main(),
+        ARCHIVE_PROGRAM => return archive_command::main(),
+        RESTORE_PROGRAM => return restore_command::main(),
         _ => {}
     }
     let cli = match program::parse_args::<Cli>("tidemark") {
@@ -165,7 +178,12 @@ pub fn tidemark_main() -> ExitCode {
         destination,
     } = &cli.command
     {
-        return hot_path::run_archive_get("tidemark", &cli.choice, wal_file_name, destination);
+        return restore_command::run_as_restore_command(
+            "tidemark",
+            &cli.choice,
+            wal_file_name,
+            destination,
+        );
     }
     program::run("tidemark", || dispatch(cli))
 }
@@ -185,8 +203,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             let selected = cli.choice.select()?;
             let repo = selected.config.open_repository()?;
             let stanza = repo.open_stanza(&selected.stanza_name)?;
-            let report =
-                crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;
+            let report = tidemark::archive::index_rebuild::rebuild_index(&stanza)
+                .context("index rebuild")?;
             program::print_stdout(&format!(
                 "WAL index of stanza '{}': {} segments, {} entries written, {} already there, {} packs written\n",
                 stanza.name(),
@@ -199,12 +217,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
         }
         Command::Info { output } => info::info(&cli.choice, output),
         Command::ArchivePush { wal_path } => {
-            crate::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
+            tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }
         Command::ArchiveGet {
             wal_file_name,
             destination,
-        } => hot_path::archive_get(&cli.choice, &wal_file_name, &destination),
-        Command::Demo => crate::demo::run_demo().map(|()| Finished::Success),
+        } => restore_command::archive_get(&cli.choice, &wal_file_name, &destination),
+        Command::Demo => tidemark::demo::run_demo().map(|()| Finished::Success),
     }
 }

@@ -4,13 +4,13 @@ use serde_json::json;
 
 use super::info::OutputFormat;
 use super::restore::RecoveryTargetArgs;
-use crate::config::ConfigChoice;
-use crate::pg::time;
-use crate::planning::inputs::plan_for;
-use crate::planning::planner::StopPoint;
-use crate::planning::target::PlanRequest;
-use crate::program::{self, Finished};
-use crate::units;
+use tidemark::config::ConfigChoice;
+use tidemark::pg::time;
+use tidemark::planning::inputs::plan_for;
+use tidemark::planning::planner::StopPoint;
+use tidemark::planning::target::PlanRequest;
+use tidemark::program::{self, Finished};
+use tidemark::units;
 
 fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
     match stop {

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::config::ConfigChoice;
-use crate::pg::Lsn;
-use crate::planning::target::RecoveryTarget;
-use crate::program::{self, Finished};
-use crate::restore::{ExistingData, RestoreOptions, restore, settings};
-use crate::units;
+use tidemark::config::ConfigChoice;
+use tidemark::pg::Lsn;
+use tidemark::planning::target::RecoveryTarget;
+use tidemark::program::{self, Finished};
+use tidemark::restore::{ExistingData, RestoreOptions, restore, settings};
+use tidemark::units;
 
 /// The restore options of the command line.
 #[derive(Clone, Debug, clap::Args)]

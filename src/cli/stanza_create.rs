@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 
-use crate::config::ConfigChoice;
-use crate::datadir;
-use crate::program::{self, Finished};
-use crate::repo::stanza::STANZA_FORMAT;
-use crate::repo::{StanzaCreated, StanzaIdentity};
+use tidemark::config::ConfigChoice;
+use tidemark::datadir;
+use tidemark::program::{self, Finished};
+use tidemark::repo::stanza::STANZA_FORMAT;
+use tidemark::repo::{StanzaCreated, StanzaIdentity};
 
 pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
     let selected = choice.select()?;

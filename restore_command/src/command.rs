@@ -1,49 +1,20 @@
-//! The commands PostgreSQL runs: `archive_command` (`tidemark-archive`, `tidemark archive-push`)
-//! and `restore_command` (`tidemark-restore`, `tidemark archive-get`). Both load the
-//! configuration, open the stanza and call one library function; no network, no probing.
+//! `tidemark-restore`'s command line: its arguments (PostgreSQL's `%f` and `%p`, `--config`,
+//! `--stanza`, and the hidden `--prefetcher` of the helper it starts itself), and the exit code
+//! each call ends with, which depends on the recovery it serves. What it does is
+//! `tidemark::archive::get_command`.
+//!
+//! The `tidemark` binary compiles this file too (src/cli/mod.rs): called by this name (a link or
+//! copy, or as the prefetcher that `tidemark archive-get` starts), it is this program, and its
+//! `archive-get` ends as this program does.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::archive::get_command::PREFETCHER_FLAG;
-use crate::archive::push_command::WORKER_FLAG;
-use crate::archive::recovery_mode::RecoveryMode;
-use crate::archive::{self, Fetched};
-use crate::config::ConfigChoice;
-use crate::program::{self, Failure, Finished};
-
-/// Push one WAL file into the repository (PostgreSQL's archive_command).
-///
-/// Exits 0 only once the file is durable in the repository; 1 on any failure, with one error
-/// line on stderr. Set in postgresql.conf:
-///   archive_command = 'tidemark-archive --config /etc/tidemark/tidemark.toml %p'
-/// With `[archive] async = true`, the first call starts a background worker that pushes every
-/// `.ready` WAL file ahead of PostgreSQL's calls (they meet in pg_wal/.tidemark/archive); a
-/// call that cannot use it (spool not writable, no lock, no answer within 60 s) pushes its own
-/// file and warns why in one line.
-#[derive(Debug, clap::Parser)]
-#[command(name = "tidemark-archive", version, verbatim_doc_comment)]
-pub struct ArchiveCommandArgs {
-    #[command(flatten)]
-    pub choice: ConfigChoice,
-
-    /// The WAL file to archive: PostgreSQL's %p (e.g. pg_wal/000000010000000000000003)
-    #[arg(value_name = "WAL_PATH")]
-    pub wal_path: PathBuf,
-}
-
-/// The work-ahead worker, which `tidemark-archive` starts itself with `[archive] async = true`;
-/// not for people, so it is not in `--help`.
-#[derive(Debug, clap::Parser)]
-#[command(name = "tidemark-archive")]
-struct WorkAheadWorkerArgs {
-    #[command(flatten)]
-    choice: ConfigChoice,
-
-    /// The pg_wal directory whose `.ready` files the worker pushes
-    #[arg(long, value_name = "PG_WAL")]
-    work_ahead_worker: PathBuf,
-}
+use tidemark::archive::get_command::{PREFETCHER_FLAG, RESTORE_PROGRAM};
+use tidemark::archive::recovery_mode::RecoveryMode;
+use tidemark::archive::{self, Fetched};
+use tidemark::config::ConfigChoice;
+use tidemark::program::{self, Failure, Finished};
 
 /// The prefetcher, which `tidemark-restore` starts itself unless `[restore] prefetch = 0`; not
 /// for people, so it is not in `--help`.
@@ -76,58 +47,35 @@ struct PrefetcherArgs {
 /// again and renames it into place.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore", version, verbatim_doc_comment)]
-pub struct RestoreCommandArgs {
+struct RestoreCommandArgs {
     #[command(flatten)]
-    pub choice: ConfigChoice,
+    choice: ConfigChoice,
 
     /// The file PostgreSQL asks for: its %f (e.g. 000000010000000000000003 or 00000002.history)
     #[arg(value_name = "WAL_FILE_NAME")]
-    pub wal_file_name: String,
+    wal_file_name: String,
 
     /// Where to put it: PostgreSQL's %p (e.g. pg_wal/RECOVERYXLOG)
     #[arg(value_name = "DESTINATION")]
-    pub destination: PathBuf,
-}
-
-/// Main of `tidemark-archive`.
-pub fn archive_command_main() -> ExitCode {
-    let program = "tidemark-archive";
-    if std::env::args_os().any(|arg| arg == WORKER_FLAG) {
-        return match program::parse_args::<WorkAheadWorkerArgs>(program) {
-            Ok(args) => program::run(program, || {
-                archive::work_ahead_worker_command(&args.choice, &args.work_ahead_worker)
-                    .map(|()| Finished::Success)
-            }),
-            Err(code) => code,
-        };
-    }
-    match program::parse_args::<ArchiveCommandArgs>(program) {
-        Ok(args) => program::run(program, || {
-            archive::push_command(&args.choice, &args.wal_path).map(|()| Finished::Success)
-        }),
-        Err(code) => code,
-    }
+    destination: PathBuf,
 }
 
 /// Main of `tidemark-restore`.
-pub fn restore_command_main() -> ExitCode {
-    let program = "tidemark-restore";
+pub fn main() -> ExitCode {
+    let name = RESTORE_PROGRAM;
     if std::env::args_os().any(|arg| arg == PREFETCHER_FLAG) {
-        return match program::parse_args::<PrefetcherArgs>(program) {
-            Ok(args) => program::run(program, || {
+        return match program::parse_args::<PrefetcherArgs>(name) {
+            Ok(args) => program::run(name, || {
                 archive::prefetcher_command(&args.choice, &args.prefetcher)
                     .map(|()| Finished::Success)
             }),
             Err(code) => code,
         };
     }
-    match program::parse_args::<RestoreCommandArgs>(program) {
-        Ok(args) => run_archive_get(
-            program,
-            &args.choice,
-            &args.wal_file_name,
-            &args.destination,
-        ),
+    match program::parse_args::<RestoreCommandArgs>(name) {
+        Ok(args) => {
+            run_as_restore_command(name, &args.choice, &args.wal_file_name, &args.destination)
+        }
         // A restore_command that cannot be read is a failure too: in archive recovery exit 1
         // would end the recovery as if the archive were empty.
         Err(code) if code != ExitCode::SUCCESS => {
@@ -140,8 +88,8 @@ pub fn restore_command_main() -> ExitCode {
 /// Runs `archive::get_command` as restore_command (`tidemark-restore`, `tidemark archive-get`):
 /// exit 1 when the archive does not hold the file, and a failure exits as the recovery it serves
 /// needs (see `archive::recovery_mode`).
-pub fn run_archive_get(
-    program: &str,
+pub fn run_as_restore_command(
+    program_name: &str,
     choice: &ConfigChoice,
     wal_file_name: &str,
     destination: &Path,
@@ -151,7 +99,7 @@ pub fn run_archive_get(
         code: mode.failure_exit_code(),
         consequence: mode.failure_consequence(),
     };
-    program::run_failing_as(program, failure, || {
+    program::run_failing_as(program_name, failure, || {
         archive_get(choice, wal_file_name, destination)
     })
 }
