@@ -37,29 +37,25 @@ struct ArchiveCommandArgs {
 /// not for people, so it is not in `--help`.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-archive")]
-struct WorkAheadWorkerArgs {
+pub struct WorkAheadWorkerArgs {
     #[command(flatten)]
-    choice: ConfigChoice,
+    pub choice: ConfigChoice,
 
     /// The pg_wal directory whose `.ready` files the worker pushes
     #[arg(long, value_name = "PG_WAL")]
-    work_ahead_worker: PathBuf,
+    pub work_ahead_worker: PathBuf,
 }
 
 /// Main of `tidemark-archive`.
 pub fn main() -> ExitCode {
-    let name = ARCHIVE_PROGRAM;
-    if std::env::args_os().any(|arg| arg == WORKER_FLAG) {
-        return match program::parse_args::<WorkAheadWorkerArgs>(name) {
-            Ok(args) => program::run(name, || {
-                archive::work_ahead_worker_command(&args.choice, &args.work_ahead_worker)
-                    .map(|()| Finished::Success)
-            }),
-            Err(code) => code,
-        };
+    let helper = |args: WorkAheadWorkerArgs| {
+        archive::work_ahead_worker_command(&args.choice, &args.work_ahead_worker)
+    };
+    if let Some(code) = program::run_as_helper(ARCHIVE_PROGRAM, WORKER_FLAG, helper) {
+        return code;
     }
-    match program::parse_args::<ArchiveCommandArgs>(name) {
-        Ok(args) => program::run(name, || {
+    match program::parse_args::<ArchiveCommandArgs>(ARCHIVE_PROGRAM) {
+        Ok(args) => program::run(ARCHIVE_PROGRAM, || {
             archive::push_command(&args.choice, &args.wal_path).map(|()| Finished::Success)
         }),
         Err(code) => code,

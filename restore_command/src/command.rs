@@ -20,13 +20,13 @@ use tidemark::program::{self, Failure, Finished};
 /// for people, so it is not in `--help`.
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidemark-restore")]
-struct PrefetcherArgs {
+pub struct PrefetcherArgs {
     #[command(flatten)]
-    choice: ConfigChoice,
+    pub choice: ConfigChoice,
 
     /// The pg_wal directory of the recovering server
     #[arg(long, value_name = "PG_WAL")]
-    prefetcher: PathBuf,
+    pub prefetcher: PathBuf,
 }
 
 /// Fetch one WAL file from the repository (PostgreSQL's restore_command).
@@ -62,20 +62,17 @@ struct RestoreCommandArgs {
 
 /// Main of `tidemark-restore`.
 pub fn main() -> ExitCode {
-    let name = RESTORE_PROGRAM;
-    if std::env::args_os().any(|arg| arg == PREFETCHER_FLAG) {
-        return match program::parse_args::<PrefetcherArgs>(name) {
-            Ok(args) => program::run(name, || {
-                archive::prefetcher_command(&args.choice, &args.prefetcher)
-                    .map(|()| Finished::Success)
-            }),
-            Err(code) => code,
-        };
+    let helper = |args: PrefetcherArgs| archive::prefetcher_command(&args.choice, &args.prefetcher);
+    if let Some(code) = program::run_as_helper(RESTORE_PROGRAM, PREFETCHER_FLAG, helper) {
+        return code;
     }
-    match program::parse_args::<RestoreCommandArgs>(name) {
-        Ok(args) => {
-            run_as_restore_command(name, &args.choice, &args.wal_file_name, &args.destination)
-        }
+    match program::parse_args::<RestoreCommandArgs>(RESTORE_PROGRAM) {
+        Ok(args) => run_as_restore_command(
+            RESTORE_PROGRAM,
+            &args.choice,
+            &args.wal_file_name,
+            &args.destination,
+        ),
         // A restore_command that cannot be read is a failure too: in archive recovery exit 1
         // would end the recovery as if the archive were empty.
         Err(code) if code != ExitCode::SUCCESS => {

@@ -20,6 +20,9 @@ mod archive_command;
 #[path = "../../restore_command/src/command.rs"]
 mod restore_command;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

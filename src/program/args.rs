@@ -48,3 +48,20 @@ pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
         }
     }
 }
+
+/// Runs this process as the helper whose hidden `flag` its arguments hold (`tidemark-archive
+/// --work-ahead-worker`, `tidemark-restore --prefetcher`: the program started by itself, not by
+/// PostgreSQL), parsing them as `H`; `None` when they do not hold it.
+pub fn run_as_helper<H: clap::Parser>(
+    program: &str,
+    flag: &str,
+    helper: impl FnOnce(H) -> anyhow::Result<()>,
+) -> Option<ExitCode> {
+    if !std::env::args_os().any(|arg| arg == flag) {
+        return None;
+    }
+    Some(match parse_args::<H>(program) {
+        Ok(args) => super::run(program, || helper(args).map(|()| super::Finished::Success)),
+        Err(code) => code,
+    })
+}

@@ -12,7 +12,7 @@
 mod args;
 mod logging;
 
-pub use args::parse_args;
+pub use args::{parse_args, run_as_helper};
 
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
