@@ -148,23 +148,7 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
         history_files: Vec::new(),
         partial_files: Vec::new(),
         backup_history_files: Vec::new(),
-        backups: backups
-            .iter()
-            .map(|b| BackupInfo {
-                label: b.label.clone(),
-                kind: b.kind.clone(),
-                timeline: b.timeline,
-                start_time: b.start_time.clone(),
-                stop_time: b.stop_time.clone(),
-                start_lsn: b.start_lsn.to_string(),
-                stop_lsn: b.stop_lsn.to_string(),
-                wal_start: b.wal_start.clone(),
-                wal_stop: b.wal_stop.clone(),
-                wal_included: b.wal_included,
-                sizes: b.sizes,
-                duration_ms: b.duration_ms,
-            })
-            .collect(),
+        backups: backups.iter().map(BackupInfo::of).collect(),
         archive_lag: None,
         archive_lag_error: None,
     };
@@ -196,26 +180,9 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
             .map(|w| window_info(w, &backups))
             .collect())
     };
-    for (timeline, mut segments) in by_timeline {
-        segments.sort_by_key(|(name, _, _)| name.segment());
-        let number = |name: &WalFileName| segment_number(*name, size);
-        let (first, last) = (segments[0].0, segments[segments.len() - 1].0);
-        let count = segments.len() as u64;
-        let (recoverable, recoverable_error) = match windows(timeline) {
-            Ok(windows) => (windows, None),
-            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
-        };
-        info.timelines.push(TimelineInfo {
-            timeline,
-            first_segment: first.to_string(),
-            last_segment: last.to_string(),
-            segments: count,
-            missing_segments: (number(&last) - number(&first) + 1).saturating_sub(count),
-            original_bytes: segments.iter().map(|s| s.1).sum(),
-            stored_bytes: segments.iter().map(|s| s.2).sum(),
-            recoverable,
-            recoverable_error,
-        });
+    for (timeline, segments) in by_timeline {
+        info.timelines
+            .push(timeline_info(timeline, segments, size, windows(timeline)));
     }
     match pgdata.map(|pgdata| archive_lag(pgdata, &archived)) {
         Some(Ok(lag)) => info.archive_lag = Some(lag),
@@ -228,6 +195,55 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
         }
     }
     Ok(info)
+}
+
+impl BackupInfo {
+    /// A backup as the report shows it.
+    fn of(b: &BackupRecord) -> BackupInfo {
+        BackupInfo {
+            label: b.label.clone(),
+            kind: b.kind.clone(),
+            timeline: b.timeline,
+            start_time: b.start_time.clone(),
+            stop_time: b.stop_time.clone(),
+            start_lsn: b.start_lsn.to_string(),
+            stop_lsn: b.stop_lsn.to_string(),
+            wal_start: b.wal_start.clone(),
+            wal_stop: b.wal_stop.clone(),
+            wal_included: b.wal_included,
+            sizes: b.sizes,
+            duration_ms: b.duration_ms,
+        }
+    }
+}
+
+/// One timeline's archived `segments` (name, original and stored length; at least one), and
+/// the windows restores along it reach, or why they are unknown.
+fn timeline_info(
+    timeline: u32,
+    mut segments: Vec<(WalFileName, u64, u64)>,
+    size: SegmentSize,
+    windows: anyhow::Result<Vec<WindowInfo>>,
+) -> TimelineInfo {
+    segments.sort_by_key(|(name, _, _)| name.segment());
+    let number = |name: &WalFileName| segment_number(*name, size);
+    let (first, last) = (segments[0].0, segments[segments.len() - 1].0);
+    let count = segments.len() as u64;
+    let (recoverable, recoverable_error) = match windows {
+        Ok(windows) => (windows, None),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
+    TimelineInfo {
+        timeline,
+        first_segment: first.to_string(),
+        last_segment: last.to_string(),
+        segments: count,
+        missing_segments: (number(&last) - number(&first) + 1).saturating_sub(count),
+        original_bytes: segments.iter().map(|s| s.1).sum(),
+        stored_bytes: segments.iter().map(|s| s.2).sum(),
+        recoverable,
+        recoverable_error,
+    }
 }
 
 /// A recoverable window as `info` shows it, with times as PostgreSQL prints them.
