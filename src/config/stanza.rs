@@ -26,8 +26,10 @@ pub struct ConfigChoice {
 /// A loaded configuration and the stanza chosen in it.
 pub struct Selected {
     pub config: Config,
+    /// The file it was loaded from, as chosen (maybe relative).
     pub config_path: PathBuf,
     pub stanza_name: String,
+    /// The chosen `[stanza.NAME]` section.
     pub stanza: StanzaConfig,
 }
 
