@@ -31,11 +31,7 @@ fn cluster_lines(out: &mut String, info: &StanzaInfo) {
 
 /// The complete backups, two lines each.
 fn backup_lines(out: &mut String, backups: &[BackupInfo]) {
-    if backups.is_empty() {
-        line(out, "    backups: none".to_owned());
-    } else {
-        line(out, "    backups:".to_owned());
-    }
+    heading(out, "backups", backups.is_empty().then_some("none"));
     for b in backups {
         line(
             out,
@@ -68,11 +64,7 @@ fn backup_lines(out: &mut String, backups: &[BackupInfo]) {
 
 /// The archived WAL per timeline, with the windows restores along it can reach.
 fn wal_lines(out: &mut String, timelines: &[TimelineInfo]) {
-    if timelines.is_empty() {
-        line(out, "    wal archive: empty".to_owned());
-    } else {
-        line(out, "    wal archive:".to_owned());
-    }
+    heading(out, "wal archive", timelines.is_empty().then_some("empty"));
     for t in timelines {
         let missing = if t.missing_segments == 0 {
             "none missing".to_owned()
@@ -170,6 +162,14 @@ fn file_lines(out: &mut String, info: &StanzaInfo) {
         if !files.is_empty() {
             line(out, format!("    {label}: {}", files.join(", ")));
         }
+    }
+}
+
+/// A part's first line: its title, and what it says when it has nothing to list.
+fn heading(out: &mut String, title: &str, when_empty: Option<&str>) {
+    match when_empty {
+        Some(nothing) => line(out, format!("    {title}: {nothing}")),
+        None => line(out, format!("    {title}:")),
     }
 }
 
