@@ -1,5 +1,8 @@
-//! The `tidemark` command; see `tidemark --help`.
+//! The `tidemark` command; see `tidemark --help`. Its command line is its own (`cli/`), over the
+//! library.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    tidemark::cli::tidemark_main()
+    cli::tidemark_main()
 }

@@ -1,5 +1,7 @@
 //! `tidemark-archive`: PostgreSQL's archive_command. Exit 0 only when the WAL file is durable.
 
+mod command;
+
 fn main() -> std::process::ExitCode {
-    tidemark::cli::hot_path::archive_command_main()
+    command::main()
 }

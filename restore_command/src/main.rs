@@ -1,6 +1,8 @@
 //! `tidemark-restore`: PostgreSQL's restore_command. Exit 0 with the verified file in place, 1 if
 //! it is not archived or cannot be restored.
 
+mod command;
+
 fn main() -> std::process::ExitCode {
-    tidemark::cli::hot_path::restore_command_main()
+    command::main()
 }

@@ -1,7 +1,8 @@
 //! The background helpers of the hot paths (the work-ahead worker of `tidemark-archive`, the
 //! prefetcher of `tidemark-restore`): how a call starts one, detached, with its log kept bounded;
-//! the lock file that keeps it to one per spool; where the spools are; and when a helper must
-//! leave (its server stopped, its configuration file changed, its log outgrew its bound).
+//! what a helper does first; the lock file that keeps it to one per spool; where the spools are;
+//! and when a helper must leave (its server stopped, its configuration file changed, its log
+//! outgrew its bound).
 
 use std::ffi::OsString;
 use std::fs;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rustix::fs::FlockOperation;
+
+use crate::config::{ConfigChoice, Selected};
 
 /// How large a helper's log may grow. A call that starts a helper moves a larger log aside to
 /// `<log>.old` (replacing the one there), and a running helper whose log passed it leaves so the
@@ -27,6 +30,31 @@ pub struct HelperCommand {
 }
 
 impl HelperCommand {
+    /// How a call starts its helper: this program as `arg0`, with the call's configuration and
+    /// stanza, and `flag` naming the `pg_wal` directory.
+    pub fn this_program(
+        selected: &Selected,
+        arg0: &str,
+        flag: &str,
+        pg_wal: &Path,
+    ) -> anyhow::Result<HelperCommand> {
+        let program = std::env::current_exe().context("find this program to start its helper")?;
+        let config_path = std::path::absolute(&selected.config_path)
+            .with_context(|| format!("resolve {}", selected.config_path.display()))?;
+        Ok(HelperCommand {
+            program,
+            arg0: arg0.to_owned(),
+            args: vec![
+                "--config".into(),
+                config_path.into_os_string(),
+                "--stanza".into(),
+                selected.stanza_name.clone().into(),
+                flag.into(),
+                pg_wal.as_os_str().to_owned(),
+            ],
+        })
+    }
+
     /// Starts the helper in its own process group (so signals PostgreSQL sends the process
     /// that called us do not reach it), its log appended to `log_path` (moved aside first when
     /// it outgrew [`LOG_LIMIT`]).
@@ -167,6 +195,37 @@ impl HelperLock {
     pub fn is_held(&self) -> bool {
         self.held().unwrap_or(false)
     }
+}
+
+/// The directory a hot-path file lives in, absolute: a helper outlives the call and runs
+/// elsewhere than its working directory.
+pub fn absolute_parent(path: &Path) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    std::path::absolute(if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    })
+    .ok()
+}
+
+/// What a helper (work-ahead worker, prefetcher) does first: notes its configuration file as it
+/// reads it (taken before loading, so that a change in between is seen as one), selects its
+/// stanza, and leaves the data directory. A helper outlives the call that started it and must
+/// not keep the data directory (in a failover, maybe a file system about to be unmounted) busy;
+/// every path it uses from here on is absolute, `pg_wal` included.
+pub fn start_helper(
+    choice: &ConfigChoice,
+    pg_wal: &Path,
+) -> anyhow::Result<(ConfigSnapshot, Selected, PathBuf)> {
+    let config_path = std::path::absolute(choice.config_path())
+        .context("resolve the configuration file's path")?;
+    let pg_wal =
+        std::path::absolute(pg_wal).with_context(|| format!("resolve {}", pg_wal.display()))?;
+    let config = ConfigSnapshot::take(&config_path)?;
+    let selected = choice.select()?;
+    std::env::set_current_dir("/").context("change the working directory to /")?;
+    Ok((config, selected, pg_wal))
 }
 
 /// The configuration file as a helper read it when it started. A helper outlives the call that

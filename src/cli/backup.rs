@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::run::{self, Finished};
-use super::target::Target;
-use crate::backup::{BackupOptions, take_backup};
-use crate::protocol::ConnectTarget;
-use crate::units;
+use tidemark::backup::{BackupOptions, take_backup};
+use tidemark::config::ConfigChoice;
+use tidemark::program::{self, Finished};
+use tidemark::protocol::ConnectTarget;
+use tidemark::units;
 
 /// How the server checkpoints at the start of the backup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -18,12 +18,12 @@ pub enum Checkpoint {
 }
 
 pub fn backup(
-    target: &Target,
+    choice: &ConfigChoice,
     checkpoint: Checkpoint,
     include_wal: bool,
     archive_timeout: u64,
 ) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
     let conninfo = selected.stanza.conninfo.as_deref().with_context(|| {
         format!(
@@ -42,7 +42,7 @@ pub fn backup(
     };
     let record = take_backup(&stanza, &connect, &options).context("backup")?;
     let sizes = record.sizes;
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "backup {} complete: {} files, {} original, {} stored ({} new, {} chunks reused), WAL {} .. {}{}, {:.1} s\n",
         record.label,
         sizes.files,

@@ -2,23 +2,23 @@
 //! answers and takes, refuses a second time, returns and deletes a probe object, the stanza
 //! exists, and the data directory (when configured) holds the stanza's cluster.
 
-use super::run::{self, Finished};
-use super::target::Target;
-use crate::datadir;
-use crate::repo::layout;
-use crate::storage::probe::probe;
+use tidemark::config::ConfigChoice;
+use tidemark::datadir;
+use tidemark::program::{self, Finished};
+use tidemark::repo::layout;
+use tidemark::storage::probe::probe;
 
-pub fn check(target: &Target) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn check(choice: &ConfigChoice) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "ok: config file {} (stanza '{name}')\n",
         selected.config_path.display()
     ))?;
     let repo = selected.config.open_repository()?;
     let location = repo.storage().location();
     probe(repo.storage(), &layout::check_probe())?;
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "ok: repository {location} answers; a probe object was written, refused a second time (create-only), read back exactly, deleted, and then not found\n"
     ))?;
     let stanza = repo.open_stanza(name)?;
@@ -29,7 +29,7 @@ pub fn check(target: &Target) -> anyhow::Result<Finished> {
         identity.pg_version,
         identity.segment_size >> 20
     );
-    run::print_stdout(&format!("ok: stanza '{name}' exists for {described}\n"))?;
+    program::print_stdout(&format!("ok: stanza '{name}' exists for {described}\n"))?;
     if let Some(pgdata) = &selected.stanza.pgdata {
         let cluster = datadir::read_identity(pgdata)?;
         let same = (
@@ -50,7 +50,7 @@ pub fn check(target: &Target) -> anyhow::Result<Finished> {
                 cluster.segment_size.bytes() >> 20
             );
         }
-        run::print_stdout(&format!(
+        program::print_stdout(&format!(
             "ok: data directory {} holds that cluster\n",
             pgdata.display()
         ))?;

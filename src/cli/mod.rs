@@ -1,16 +1,27 @@
-//! The command line: the `tidemark` command and its subcommands, and the mains of the two
-//! binaries PostgreSQL runs. Each command is a thin layer over library calls.
+//! The `tidemark` binary's own module tree: its clap tree, one module per subcommand, each
+//! parsing, calling the library, printing and ending with the exit code `tidemark::program`
+//! gives. Not part of the library.
+//!
+//! The command lines of `tidemark-archive` and `tidemark-restore` are those crates' own
+//! (`archive_command/src/command.rs`, `restore_command/src/command.rs`); this binary compiles
+//! them in too, since it is those programs when called by their names: a link or copy of it
+//! can serve all three roles, and the helpers that `tidemark archive-push` and `tidemark
+//! archive-get` start are this binary under those names.
 
-pub mod backup;
-pub mod check;
-pub mod hot_path;
-pub mod info;
-pub mod logging;
-pub mod plan;
-pub mod restore;
-pub mod run;
-pub mod stanza_create;
-pub mod target;
+mod backup;
+mod check;
+mod info;
+mod plan;
+mod restore;
+mod stanza_create;
+
+#[path = "../../archive_command/src/command.rs"]
+mod archive_command;
+#[path = "../../restore_command/src/command.rs"]
+mod restore_command;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +30,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use info::OutputFormat;
-use run::Finished;
-use target::Target;
+use tidemark::archive::get_command::RESTORE_PROGRAM;
+use tidemark::archive::push_command::ARCHIVE_PROGRAM;
+use tidemark::config::ConfigChoice;
+use tidemark::program::{self, Finished};
 
 /// Tidemark: PostgreSQL WAL archiving and point-in-time recovery.
 ///
@@ -31,7 +44,7 @@ use target::Target;
 #[command(name = "tidemark", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
-    pub target: Target,
+    pub choice: ConfigChoice,
 
     #[command(subcommand)]
     pub command: Command,
@@ -153,12 +166,12 @@ pub enum IndexCommand {
 /// Main of the `tidemark` binary. Called as `tidemark-archive` or `tidemark-restore` (a link or
 /// copy), it is that binary, so one file can serve all three roles.
 pub fn tidemark_main() -> ExitCode {
-    match run::program_name("tidemark").as_str() {
-        "tidemark-archive" => return hot_path::archive_command_main(),
-        "tidemark-restore" => return hot_path::restore_command_main(),
+    match program::program_name("tidemark").as_str() {
+        ARCHIVE_PROGRAM => return archive_command::main(),
+        RESTORE_PROGRAM => return restore_command::main(),
         _ => {}
     }
-    let cli = match run::parse_args::<Cli>("tidemark") {
+    let cli = match program::parse_args::<Cli>("tidemark") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -168,29 +181,34 @@ pub fn tidemark_main() -> ExitCode {
         destination,
     } = &cli.command
     {
-        return hot_path::run_archive_get("tidemark", &cli.target, wal_file_name, destination);
+        return restore_command::run_as_restore_command(
+            "tidemark",
+            &cli.choice,
+            wal_file_name,
+            destination,
+        );
     }
-    run::run("tidemark", || dispatch(cli))
+    program::run("tidemark", || dispatch(cli))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
     match cli.command {
-        Command::StanzaCreate => stanza_create::stanza_create(&cli.target),
-        Command::Check => check::check(&cli.target),
+        Command::StanzaCreate => stanza_create::stanza_create(&cli.choice),
+        Command::Check => check::check(&cli.choice),
         Command::Backup {
             checkpoint,
             include_wal,
             archive_timeout,
-        } => backup::backup(&cli.target, checkpoint, include_wal, archive_timeout),
-        Command::Restore(args) => restore::run_restore(&cli.target, &args),
-        Command::Plan { recovery, output } => plan::run_plan(&cli.target, &recovery, output),
+        } => backup::backup(&cli.choice, checkpoint, include_wal, archive_timeout),
+        Command::Restore(args) => restore::run_restore(&cli.choice, &args),
+        Command::Plan { recovery, output } => plan::run_plan(&cli.choice, &recovery, output),
         Command::Index(IndexCommand::Rebuild) => {
-            let selected = cli.target.select()?;
+            let selected = cli.choice.select()?;
             let repo = selected.config.open_repository()?;
             let stanza = repo.open_stanza(&selected.stanza_name)?;
-            let report =
-                crate::archive::index_rebuild::rebuild_index(&stanza).context("index rebuild")?;
-            run::print_stdout(&format!(
+            let report = tidemark::archive::index_rebuild::rebuild_index(&stanza)
+                .context("index rebuild")?;
+            program::print_stdout(&format!(
                 "WAL index of stanza '{}': {} segments, {} entries written, {} already there, {} packs written\n",
                 stanza.name(),
                 report.segments,
@@ -200,12 +218,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             ))?;
             Ok(Finished::Success)
         }
-        Command::Info { output } => info::info(&cli.target, output),
-        Command::ArchivePush { wal_path } => hot_path::archive_push(&cli.target, &wal_path),
+        Command::Info { output } => info::info(&cli.choice, output),
+        Command::ArchivePush { wal_path } => {
+            tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
+        }
         Command::ArchiveGet {
             wal_file_name,
             destination,
-        } => hot_path::archive_get(&cli.target, &wal_file_name, &destination),
-        Command::Demo => crate::demo::run_demo().map(|()| Finished::Success),
+        } => restore_command::archive_get(&cli.choice, &wal_file_name, &destination),
+        Command::Demo => tidemark::demo::run_demo().map(|()| Finished::Success),
     }
 }

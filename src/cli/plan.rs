@@ -4,13 +4,13 @@ use serde_json::json;
 
 use super::info::OutputFormat;
 use super::restore::RecoveryTargetArgs;
-use super::run::{self, Finished};
-use super::target::Target;
-use crate::pg::time;
-use crate::planning::inputs::plan_for;
-use crate::planning::planner::StopPoint;
-use crate::planning::target::PlanRequest;
-use crate::units;
+use tidemark::config::ConfigChoice;
+use tidemark::pg::time;
+use tidemark::planning::inputs::plan_for;
+use tidemark::planning::planner::StopPoint;
+use tidemark::planning::target::PlanRequest;
+use tidemark::program::{self, Finished};
+use tidemark::units;
 
 fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
     match stop {
@@ -48,11 +48,11 @@ fn describe_stop(stop: &StopPoint) -> (String, serde_json::Value) {
 }
 
 pub fn run_plan(
-    target: &Target,
+    choice: &ConfigChoice,
     recovery: &RecoveryTargetArgs,
     output: OutputFormat,
 ) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+    let selected = choice.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let request = PlanRequest::new(
@@ -82,7 +82,7 @@ pub fn run_plan(
         .map(ToString::to_string)
         .unwrap_or_default();
     match output {
-        OutputFormat::Text => run::print_stdout(&format!(
+        OutputFormat::Text => program::print_stdout(&format!(
             "restore backup {}: {}\nrecover along {}\nreading {} segments, {} .. {} ({} to fetch)\nrecovery {stop_text}\n",
             plan.backup,
             plan.why,
@@ -92,7 +92,7 @@ pub fn run_plan(
             last,
             units::bytes(plan.bytes)
         ))?,
-        OutputFormat::Json => run::print_stdout(&format!(
+        OutputFormat::Json => program::print_stdout(&format!(
             "{}\n",
             serde_json::to_string_pretty(&json!({
                 "backup": plan.backup,

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::run::{self, Finished};
-use super::target::Target;
-use crate::pg::Lsn;
-use crate::planning::target::RecoveryTarget;
-use crate::restore::{ExistingData, RestoreOptions, restore, settings};
-use crate::units;
+use tidemark::config::ConfigChoice;
+use tidemark::pg::Lsn;
+use tidemark::planning::target::RecoveryTarget;
+use tidemark::program::{self, Finished};
+use tidemark::restore::{ExistingData, RestoreOptions, restore, settings};
+use tidemark::units;
 
 /// The restore options of the command line.
 #[derive(Clone, Debug, clap::Args)]
@@ -119,8 +119,8 @@ fn restore_command(config: &Path, stanza: &str) -> anyhow::Result<String> {
     settings::restore_command(&words).context("write restore_command")
 }
 
-pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn run_restore(choice: &ConfigChoice, args: &RestoreArgs) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let recovery_target = args.recovery.target()?;
     let mut tablespace_map = BTreeMap::new();
     for mapping in &args.tablespace_map {
@@ -164,7 +164,7 @@ pub fn run_restore(target: &Target, args: &RestoreArgs) -> anyhow::Result<Finish
     } else {
         String::new()
     };
-    run::print_stdout(&format!(
+    program::print_stdout(&format!(
         "restored backup {} into {}: {}\n{} files, {} written{kept}, in {:.1} s\nrecovery settings written: start the server (pg_ctl -D {} start); it recovers through tidemark-restore to {} and then does '{}'\n",
         report.label,
         pgdata.display(),

@@ -2,14 +2,14 @@
 
 use anyhow::Context;
 
-use super::run::{self, Finished};
-use super::target::Target;
-use crate::datadir;
-use crate::repo::stanza::STANZA_FORMAT;
-use crate::repo::{StanzaCreated, StanzaIdentity};
+use tidemark::config::ConfigChoice;
+use tidemark::datadir;
+use tidemark::program::{self, Finished};
+use tidemark::repo::stanza::STANZA_FORMAT;
+use tidemark::repo::{StanzaCreated, StanzaIdentity};
 
-pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
-    let selected = target.select()?;
+pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
     let name = &selected.stanza_name;
     let pgdata = selected.stanza.pgdata.as_ref().with_context(|| {
         format!(
@@ -43,6 +43,6 @@ pub fn stanza_create(target: &Target) -> anyhow::Result<Finished> {
             repo.storage().location()
         ),
     };
-    run::print_stdout(&message)?;
+    program::print_stdout(&message)?;
     Ok(Finished::Success)
 }

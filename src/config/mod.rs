@@ -7,7 +7,8 @@
 //! * `schema.rs` — the sections and keys, as serde types;
 //! * `check.rs` — what the types cannot say, one line per mistake;
 //! * `load.rs` — which file, reading it, and TOML errors made one line;
-//! * `stanza.rs` — which `[stanza.NAME]` a command works on;
+//! * `stanza.rs` — which file and which `[stanza.NAME]` in it a command works on (`--config`,
+//!   `--stanza`);
 //! * `backend.rs` — the `[repo]` section as a backend description, and the repository.
 
 mod backend;
@@ -21,6 +22,7 @@ pub use schema::{
     ArchiveConfig, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType, RestoreConfig,
     StanzaConfig,
 };
+pub use stanza::{ConfigChoice, Selected};
 
 #[cfg(test)]
 mod tests;

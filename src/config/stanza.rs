@@ -1,9 +1,59 @@
-//! Which `[stanza.NAME]` section a command works on: the one named, else the only one.
+//! Which configuration file and which `[stanza.NAME]` section in it a command works on: the
+//! stanza named, else the only one.
 
-use anyhow::bail;
+use std::path::PathBuf;
 
+use anyhow::{Context, bail};
+
+use super::load::config_path;
 use super::schema::{Config, StanzaConfig};
 use crate::repo::layout::check_stanza_name;
+
+/// `--config` and `--stanza`, each also settable from the environment: the two options every
+/// Tidemark program shares. Their flags, environment variables and help lines are defined here
+/// once, for all three programs, as the configuration's other options are.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ConfigChoice {
+    /// Configuration file [default: /etc/tidemark/tidemark.toml]
+    #[arg(long, value_name = "FILE", env = "TIDEMARK_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Stanza to work on; optional when the configuration file has only one
+    #[arg(long, value_name = "NAME", env = "TIDEMARK_STANZA", global = true)]
+    pub stanza: Option<String>,
+}
+
+/// A loaded configuration and the stanza chosen in it.
+pub struct Selected {
+    pub config: Config,
+    /// The file it was loaded from, as chosen (maybe relative).
+    pub config_path: PathBuf,
+    pub stanza_name: String,
+    /// The chosen `[stanza.NAME]` section.
+    pub stanza: StanzaConfig,
+}
+
+impl ConfigChoice {
+    /// The file chosen: `--config`, else `TIDEMARK_CONFIG`, else the default.
+    pub fn config_path(&self) -> PathBuf {
+        config_path(self.config.as_deref())
+    }
+
+    /// Loads the chosen configuration file and chooses the stanza in it.
+    pub fn select(&self) -> anyhow::Result<Selected> {
+        let path = self.config_path();
+        let config = Config::load(&path)?;
+        let (stanza_name, stanza) = config
+            .select_stanza(self.stanza.as_deref())
+            .with_context(|| format!("config file {}", path.display()))?;
+        Ok(Selected {
+            config,
+            config_path: path,
+            stanza_name,
+            stanza,
+        })
+    }
+}
 
 impl Config {
     /// The stanza to work on: `requested` (from `--stanza` or `TIDEMARK_STANZA`), else the only

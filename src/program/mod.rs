@@ -1,15 +1,22 @@
-//! Runs a command the way every Tidemark binary must end: exit 0 on success, 1 on "not found"
-//! and on any failure, the error printed once as one line. Never a death by a panic's abort.
+//! How a Tidemark program runs and ends, for all three binaries: logging to stderr, the panic
+//! hook, every error printed once as one line, and the exit codes PostgreSQL reads. Exit 0 on
+//! success, 1 on "not found" and on any failure; never a death by a panic's abort.
 //! PostgreSQL treats codes above 125 and signals from archive_command and restore_command as
 //! fatal, so a failure exits above 1 only where that is the point: `tidemark-restore` during an
 //! archive recovery, where exit 1 would read as "the archive ends here" (see
 //! `archive::recovery_mode`).
+//!
+//! * `logging.rs` — log lines on stderr, one per event;
+//! * `args.rs` — command-line parsing whose usage errors end as one line and exit 1.
+
+mod args;
+mod logging;
+
+pub use args::{parse_args, run_as_helper};
 
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
-
-use super::logging;
 
 /// How a command ended when it did not fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,49 +121,6 @@ pub fn error_with_causes(error: &anyhow::Error) -> String {
 /// Joins the lines of a message so every error is exactly one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Parses arguments with clap, turning a usage error into one line and exit code 1 (clap's own
-/// code for it is 2, which PostgreSQL would also take as failure, but we promise 0 or 1).
-pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
-    match P::try_parse() {
-        Ok(parsed) => Ok(parsed),
-        Err(error) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = error.print();
-                return Err(
-                    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    },
-                );
-            }
-            let rendered = error.render().to_string();
-            let message: Vec<&str> = rendered
-                .lines()
-                .map(str::trim)
-                .filter(|line| {
-                    !line.is_empty()
-                        && !line.starts_with("Usage:")
-                        && !line.starts_with("For more information")
-                })
-                .collect();
-            let message = one_line(&message.join(" "));
-            let message = message.strip_prefix("error: ").unwrap_or(&message);
-            let _ = writeln!(
-                std::io::stderr(),
-                "{program}: ERROR: {message}; run '{program} --help' for usage"
-            );
-            Err(ExitCode::from(1))
-        }
-    }
 }
 
 #[cfg(test)]
