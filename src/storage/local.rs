@@ -77,6 +77,13 @@ impl LocalDirectory {
             .create(dir)
     }
 
+    /// Whether a file (an object) sits at `dir` or at a directory above it, below the root.
+    fn file_in_the_way(&self, dir: &Path) -> bool {
+        dir.ancestors()
+            .take_while(|a| *a != self.root)
+            .any(|a| fs::symlink_metadata(a).is_ok_and(|m| !m.is_dir()))
+    }
+
     /// Makes the entries leading to `dir` durable: `dir` and every directory above it up to
     /// the root, and the root's own entry in its parent, since any of them may be new (made by
     /// this put, or by a writer that died or failed before its fsync). A parent of the root
@@ -118,12 +125,18 @@ impl LocalDirectory {
             match self.create_dirs(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound && again => continue,
+                // `AlreadyExists` also comes from a directory another put made and a delete
+                // removed between the mkdir and the check that it is a directory: only a file
+                // in the way is a conflict.
                 Err(e)
                     if matches!(
                         e.kind(),
                         ErrorKind::AlreadyExists | ErrorKind::NotADirectory
                     ) =>
                 {
+                    if again && !self.file_in_the_way(dir) {
+                        continue;
+                    }
                     return Err(self.conflict(key, "another object's key is a prefix of this key"));
                 }
                 Err(e) => {
