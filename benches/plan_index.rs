@@ -110,7 +110,7 @@ fn build(root: &Path) -> anyhow::Result<()> {
         kind: "full".into(),
         system_id: 7_000_000_000_000_000_001,
         pg_version: 15,
-        timeline: 1,
+        timeline: TimelineId(1),
         start_lsn: Lsn(40),
         stop_lsn: Lsn(SEGMENT_BYTES + 100),
         start_time: "2026-11-21T00:00:00Z".into(),

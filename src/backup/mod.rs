@@ -62,7 +62,7 @@ pub fn take_backup(
         kind: "full".to_owned(),
         system_id: stanza.identity().system_id,
         pg_version: stanza.identity().pg_version,
-        timeline: received.start.1.0,
+        timeline: received.start.1,
         start_lsn: received.start.0,
         stop_lsn: received.end.0,
         start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),

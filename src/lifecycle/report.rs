@@ -203,7 +203,7 @@ impl BackupInfo {
         BackupInfo {
             label: b.label.clone(),
             kind: b.kind.clone(),
-            timeline: b.timeline,
+            timeline: b.timeline.0,
             start_time: b.start_time.clone(),
             stop_time: b.stop_time.clone(),
             start_lsn: b.start_lsn.to_string(),

@@ -61,6 +61,25 @@ pub mod lsn_text {
     }
 }
 
+/// Serde for a [`TimelineId`] stored as its number (`"timeline": 1`), with
+/// `#[serde(with = "timeline_number")]`.
+pub mod timeline_number {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::TimelineId;
+
+    pub fn serialize<S: Serializer>(
+        timeline: &TimelineId,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(timeline.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TimelineId, D::Error> {
+        u32::deserialize(deserializer).map(TimelineId)
+    }
+}
+
 /// The same for an `Option<Lsn>`, `null` when absent.
 pub mod optional_lsn_text {
     use serde::{Deserialize, Deserializer, Serializer};

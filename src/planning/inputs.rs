@@ -42,7 +42,7 @@ impl<'s, 'r> StanzaPlanner<'s, 'r> {
                 .map(|b| BackupPoint {
                     start: b.start_lsn,
                     stop: b.stop_lsn,
-                    timeline: TimelineId(b.timeline),
+                    timeline: b.timeline,
                     label: b.label.clone(),
                 })
                 .collect(),

@@ -12,8 +12,8 @@ use super::Stanza;
 use super::layout;
 use super::object::{self, EncodedObject};
 use super::{BoundedRead, PutOnce};
-use crate::pg::Lsn;
-use crate::pg::lsn::lsn_text;
+use crate::pg::lsn::{lsn_text, timeline_number};
+use crate::pg::{Lsn, TimelineId};
 use crate::storage::{Cancel, PutOutcome};
 
 /// The largest chunk a file is cut into: every blob holds at most this many bytes.
@@ -88,7 +88,9 @@ pub struct BackupRecord {
     pub kind: String,
     pub system_id: u64,
     pub pg_version: u32,
-    pub timeline: u32,
+    /// The timeline the backup starts on, stored as its number.
+    #[serde(with = "timeline_number")]
+    pub timeline: TimelineId,
     /// Where the backup starts and ends in the WAL, stored as PostgreSQL prints them (`0/2000028`).
     #[serde(with = "lsn_text")]
     pub start_lsn: Lsn,
@@ -243,7 +245,7 @@ impl BackupRecord {
             kind: "full".into(),
             system_id: 7,
             pg_version: 15,
-            timeline: 1,
+            timeline: TimelineId(1),
             start_lsn: Lsn(0x100_0028),
             stop_lsn,
             start_time: stop_time.into(),
@@ -339,6 +341,20 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_record_is_stored_as_docs_repository_format_says_timeline_a_number_lsns_as_postgresql_prints_them()
+     {
+        let record =
+            BackupRecord::example("20261121-100000F", "2026-11-21T10:00:01Z", Lsn(0x300_0100));
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(
+            json.contains(r#""timeline":1,"start_lsn":"0/1000028","stop_lsn":"0/3000100","#),
+            "{json}"
+        );
+        let read: BackupRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, record);
     }
 
     #[test]
