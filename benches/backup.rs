@@ -34,8 +34,8 @@ use anyhow::{Context, bail, ensure};
 use common::{
     gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes,
 };
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise; each runs every tool once.
 const ROUNDS: usize = 3;
@@ -406,7 +406,7 @@ fn main() -> anyhow::Result<()> {
     ];
     run_as_owner(&lab.pg.path("pgbench"), &pgbench_args, lab.tmp.path())?;
     cluster.query("CHECKPOINT")?;
-    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    testkit::switch_and_wait_for_archive(&cluster)?;
     wait_for_idle_archiver(&cluster)?;
     let database: u64 = cluster
         .query("SELECT pg_database_size('postgres')")?

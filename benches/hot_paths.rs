@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use common::s3::{BUCKET, S3Server, repo_section};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 3;

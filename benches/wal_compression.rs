@@ -14,8 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, run_as_owner};
 use tidemark::repo::Compression;
 use tidemark::repo::object::{decode_into, encode};
 
@@ -89,7 +89,7 @@ fn make_wal(lab: &Lab) -> anyhow::Result<(PathBuf, PathBuf)> {
     };
     pgbench(&["-i", "-q", "-s", "20"])?;
     pgbench(&["-n", "-T", "20", "-c", "2"])?;
-    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    testkit::switch_and_wait_for_archive(&cluster)?;
     cluster.stop()?;
     Ok((raw, cluster.data_dir().to_path_buf()))
 }

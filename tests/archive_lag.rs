@@ -3,8 +3,8 @@
 
 mod common;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 
 fn info_json(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap()
@@ -48,7 +48,7 @@ fn info_shows_the_ready_wal_files_not_archived_yet() {
     cluster.start().unwrap();
     lab.write_config(cluster.data_dir(), "").unwrap();
     lab.tidemark(&["stanza-create"]).unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     let info = info_json(&lab);
     assert_eq!(info["archive_lag"]["waiting"], 0, "{info:#}");
     assert!(

@@ -13,8 +13,8 @@ use std::fs;
 
 use socket_relay::SocketRelay;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 
 /// A running cluster archiving through the lab's tidemark-archive, with a stanza, a
 /// replication user `backup` (SCRAM-SHA-256) and a configuration whose conninfo uses it.
@@ -115,8 +115,8 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
 #[test]
 fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     use std::time::Duration;
-    use tidemark::demo::cluster::run_as_owner;
-    use tidemark::demo::workload;
+    use testkit::run_as_owner;
+    use testkit::workload;
 
     let lab = Lab::new("tm-restore-", &common::binaries()).unwrap();
     let mut cluster = backed_up_cluster(&lab);
@@ -134,7 +134,7 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     let pick = fastrand::Rng::with_seed(seed).usize(5..70);
     let instant = workload::instant_between(&rows, 20 + pick).unwrap();
     let expected = workload::ids_committed_by(&rows, instant);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     let pgdata = lab.tmp.path().join("restored");
@@ -366,7 +366,7 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
         .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
         .unwrap();
     lab.tidemark(&["backup"]).unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // Its original location is not empty (the cluster still uses it): restoring there is
@@ -408,7 +408,7 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
     .unwrap();
     let mut restored =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    tidemark::demo::cluster::give_to_owner(&moved).unwrap();
+    testkit::give_to_owner(&moved).unwrap();
     restored.start().unwrap();
     restored
         .wait_for_promotion(Duration::from_secs(120))
@@ -522,8 +522,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             cluster.port(),
             STALL_AFTER,
         );
-        let mut backup =
-            tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+        let mut backup = testkit::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
         backup
             .args(["--config", relayed_config.to_str().unwrap(), "backup"])
             .stdout(stdio())
@@ -624,7 +623,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     assert!(!pgdata.exists());
     fs::create_dir(&pgdata).unwrap();
     fs::write(pgdata.join("precious"), b"keep me").unwrap();
-    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    testkit::give_to_owner(&pgdata).unwrap();
     let (code, error) = tidemark_fails(
         &lab,
         &lab.config_path,

@@ -20,8 +20,8 @@ use std::process::Command;
 
 use common::direct::{DirectRepo, describe};
 use common::strace::{self, Syscall, Traced};
-use tidemark::demo::cluster::owner_command;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::owner_command;
 
 /// A history file of timeline 2, as PostgreSQL writes one at a promotion.
 const HISTORY: &[u8] = b"1\t0/3000028\tno recovery target specified\n";

@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
-use tidemark::demo::switch_and_wait_for_archive;
-use tidemark::demo::workload::{self, CommittedRow};
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::switch_and_wait_for_archive;
+use testkit::workload::{self, CommittedRow};
 
 /// Rate-limited pgbench for `seconds`: a steady stream of commits interleaved with the recorded
 /// ones in the WAL, without starving the 2 cores the tests share.

@@ -8,11 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
-use tidemark::demo::recovery::{RecoveryTarget, recover_copy};
-use tidemark::demo::switch_and_wait_for_archive;
-use tidemark::demo::workload::{self, CommittedRow};
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::recovery::{RecoveryTarget, recover_copy};
+use testkit::switch_and_wait_for_archive;
+use testkit::workload::{self, CommittedRow};
 
 /// An instant strictly between two of `rows`' commits, picked at random among those after `from`.
 fn random_instant(rows: &[CommittedRow], from: usize) -> i64 {

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use restore_gate::{Arrival, Gate};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner};
 use tmpfs::Tmpfs;
 
 /// Kills of the fetcher the test insists on.
@@ -65,7 +65,7 @@ fn write_and_archive(lab: &Lab, cluster: &ThrowawayCluster, transactions: u32) -
         cluster,
         &["-n", "-c", "2", "-t", &transactions],
     ));
-    tidemark::demo::switch_and_wait_for_archive(cluster).unwrap();
+    testkit::switch_and_wait_for_archive(cluster).unwrap();
     cluster.query(CONTENT).unwrap()
 }
 
@@ -476,7 +476,7 @@ fn on_a_small_pg_wal_the_fetcher_leaves_its_reserve_free() {
     primary
         .query("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 12) AS pad FROM generate_series(1, 150000) g")
         .unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let content_query = "SELECT count(*) || '/' || sum(length(pad)) FROM filler";
     let expected = primary.query(content_query).unwrap();
     primary.stop().unwrap();

@@ -29,9 +29,7 @@ use std::time::Instant;
 
 use chrono::DateTime;
 use common::{PATIENCE, WalLab};
-use tidemark::demo::cluster::{
-    PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command,
-};
+use testkit::{PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command};
 use tidemark::pg::control::ControlFileIdentity;
 use tidemark::pg::history::TimelineHistory;
 use tidemark::pg::page::{PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER};
@@ -663,7 +661,7 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     restored
         .query("SELECT pg_logical_emit_message(false, 'tidemark', repeat('y', 32768))")
         .unwrap();
-    let switched = tidemark::demo::switch_and_wait_for_archive(&restored).unwrap();
+    let switched = testkit::switch_and_wait_for_archive(&restored).unwrap();
     let first_tl2 = SegmentName::from_segment_number(TimelineId(2), n, size(MIB));
     assert_eq!(switched, first_tl2.to_string());
     assert_eq!(
@@ -856,7 +854,7 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
     let big = &mut lab.cluster;
     big.query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
-    let file = tidemark::demo::switch_and_wait_for_archive(big).unwrap();
+    let file = testkit::switch_and_wait_for_archive(big).unwrap();
     let system_id: u64 = big
         .query("SELECT system_identifier FROM pg_control_system()")
         .unwrap()
@@ -1046,7 +1044,7 @@ fn run_workload(wal: &mut WalLab) {
     cluster
         .query("INSERT INTO rec VALUES (400, 'last')")
         .unwrap();
-    tidemark::demo::switch_and_wait_for_archive(cluster).unwrap();
+    testkit::switch_and_wait_for_archive(cluster).unwrap();
     cluster
         .query("INSERT INTO rec VALUES (500, 'after the last switch')")
         .unwrap();
@@ -1419,12 +1417,11 @@ fn measure_decoding_16_mib_segments() {
         ];
         all.extend(args.iter().map(OsStr::new));
         all.push("postgres".as_ref());
-        tidemark::demo::cluster::run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
-            .unwrap();
+        testkit::run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path()).unwrap();
     };
     pgbench(&["-i", "-s", "10", "-q"]);
     pgbench(&["-c", "8", "-j", "2", "-t", "6000"]);
-    tidemark::demo::switch_and_wait_for_archive(&lab.cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&lab.cluster).unwrap();
     lab.cluster.stop().unwrap();
 
     let mut files: Vec<String> = fs::read_dir(&lab.raw)

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use tidemark::demo::cluster::{PgBinaries, SharedTempDir, ThrowawayCluster};
+use testkit::{PgBinaries, SharedTempDir, ThrowawayCluster};
 use tidemark::protocol::base_backup::{BackupEvent, BaseBackupDecoder, BaseBackupOptions};
 use tidemark::protocol::{ConnectTarget, ReplicationConnection, ServerError};
 

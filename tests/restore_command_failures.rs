@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::s3::{repo_section, start_server};
 use restore_gate::Gate;
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 
 /// What pgbench leaves in the database, compared between primary and restored copy.
 const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
@@ -54,7 +54,7 @@ fn write_archive_and_stop(lab: &Lab, mut primary: ThrowawayCluster, transactions
         &primary,
         &["-n", "-c", "2", "-t", &transactions],
     ));
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let content = primary.query(CONTENT).unwrap();
     primary.stop().unwrap();
     content

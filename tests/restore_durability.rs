@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::strace::{self, Effect, Event};
-use tidemark::demo::cluster::owner_command;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::owner_command;
 
 /// What was restored where, and so which parts of the trace matter.
 struct Restored {
@@ -270,7 +270,7 @@ fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal
         .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
         .unwrap();
     restore_lab::take_backup(&lab);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // The data directory and the tablespace's new place, each under a parent the restore must

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, run_as_owner};
 
 /// Runs `tidemark restore --pgdata <pgdata> <extra>` and returns its one stderr line, having
 /// checked that it failed with exit code 1.
@@ -122,7 +122,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     let first = restore_lab::relation_path(&cluster, "first");
     let second = restore_lab::relation_path(&cluster, "second");
     let label = restore_lab::take_backup(&lab);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
     let pgdata = lab.tmp.path().join("restored");
     let incomplete = format!(
@@ -285,7 +285,7 @@ fn mistakes_in_the_request_are_refused_before_anything_is_written() {
     fs::create_dir(&pgdata).unwrap();
     fs::write(pgdata.join("postmaster.pid"), b"12345\n").unwrap();
     fs::write(pgdata.join("precious"), b"keep me").unwrap();
-    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    testkit::give_to_owner(&pgdata).unwrap();
     let before = common::snapshot(&pgdata);
     for extra in [&[][..], &["--force"], &["--delta"]] {
         assert_eq!(

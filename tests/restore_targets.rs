@@ -12,8 +12,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 
 /// Creates the table the tests count rows of.
 fn create_ledger(cluster: &ThrowawayCluster) {
@@ -86,7 +86,7 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
         ))
         .unwrap();
     insert(&cluster, 21, 30);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // %f would become the requested file's name if PostgreSQL's substitution reached it.
@@ -128,7 +128,7 @@ fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_n
     insert(&cluster, 11, 20);
     let second = restore_lab::take_backup(&lab);
     insert(&cluster, 21, 30);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     let newest = lab.tmp.path().join("newest");

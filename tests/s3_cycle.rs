@@ -11,9 +11,9 @@ use std::fs;
 use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
-use tidemark::demo::workload;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::workload;
 
 #[test]
 fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
@@ -45,7 +45,7 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "on s3").unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let rows = workload::committed_rows(&primary).unwrap();
     primary.stop().unwrap();
 

@@ -11,9 +11,9 @@ use std::fs;
 use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
-use tidemark::demo::lab::Lab;
-use tidemark::demo::workload;
+use testkit::Lab;
+use testkit::workload;
+use testkit::{ThrowawayCluster, give_to_owner};
 use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 const PREFIX: &str = "faults";

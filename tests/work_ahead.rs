@@ -11,8 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 
 /// How long pgbench writes.
 const LOAD_SECONDS: u64 = 120;
@@ -117,7 +117,7 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
     }
     let output = load.wait_with_output().unwrap();
     assert!(output.status.success(), "pgbench: {output:?}");
-    let last = tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let last = testkit::switch_and_wait_for_archive(&cluster).unwrap();
     let failed = cluster
         .query("SELECT failed_count FROM pg_stat_archiver")
         .unwrap();

@@ -126,12 +126,12 @@ pub fn rounds(default: usize) -> usize {
 
 /// A lab whose three programs are this bench's own (release) `tidemark`, which answers to each
 /// name it is called by.
-pub fn lab(prefix: &str) -> anyhow::Result<tidemark::demo::lab::Lab> {
+pub fn lab(prefix: &str) -> anyhow::Result<testkit::Lab> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
-    let binaries = tidemark::demo::lab::TidemarkBinaries {
+    let binaries = testkit::TidemarkBinaries {
         tidemark: exe.clone(),
         archive: exe.clone(),
         restore: exe,
     };
-    tidemark::demo::lab::Lab::new(prefix, &binaries)
+    testkit::Lab::new(prefix, &binaries)
 }

@@ -206,6 +206,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             wal_file_name,
             destination,
         } => hot_path::archive_get(&cli.target, &wal_file_name, &destination),
-        Command::Demo => crate::demo::run_demo().map(|()| Finished::Success),
+        Command::Demo => testkit::demo::run_demo().map(|()| Finished::Success),
     }
 }

@@ -6,8 +6,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 use tidemark::repo::compress::Compression;
 use tidemark::repo::object;
 

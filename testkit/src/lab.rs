@@ -10,7 +10,8 @@ use std::process::Output;
 
 use anyhow::{Context, bail};
 
-use super::cluster::{PgBinaries, SharedTempDir, give_to_owner, owner_command};
+use crate::owner::{SharedTempDir, give_to_owner, owner_command, write_owned_file};
+use crate::servers::postgres::PgBinaries;
 
 /// Where the three Tidemark programs come from.
 #[derive(Clone, Debug)]
@@ -103,6 +104,23 @@ impl Lab {
         fs::write(&self.config_path, text)
             .with_context(|| format!("write {}", self.config_path.display()))?;
         give_to_owner(&self.config_path)
+    }
+
+    /// Writes the configuration file with `repo_section` as the whole `[repo]` section (a
+    /// bucket's, say) and the stanza for `pgdata` reached through `conninfo`. The lines may hold
+    /// keys, so the file is readable by its owner only, as Tidemark demands then.
+    pub fn write_config_with_repo_section(
+        &self,
+        pgdata: &Path,
+        repo_section: &str,
+        conninfo: &str,
+    ) -> anyhow::Result<()> {
+        let text = format!(
+            "[repo]\n{repo_section}\n[stanza.{}]\npgdata = \"{}\"\nconninfo = \"{conninfo}\"\n",
+            self.stanza,
+            pgdata.display()
+        );
+        write_owned_file(&self.config_path, &text, 0o600)
     }
 
     /// `archive_command` for postgresql.conf.
