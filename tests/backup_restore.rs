@@ -15,40 +15,15 @@ use socket_relay::SocketRelay;
 
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// A running cluster archiving through the lab's tidemark-archive, with a stanza, a
 /// replication user `backup` (SCRAM-SHA-256) and a configuration whose conninfo uses it.
 fn backed_up_cluster(lab: &Lab) -> ThrowawayCluster {
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    let existing = fs::read_to_string(&hba).unwrap();
-    fs::write(
-        &hba,
-        format!("local replication backup scram-sha-256\n{existing}"),
-    )
-    .unwrap();
-    let archive_command = lab.archive_command();
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-            ("password_encryption", "scram-sha-256"),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    cluster
-        .query("CREATE ROLE backup LOGIN REPLICATION PASSWORD 'backup secret'")
-        .unwrap();
-    let conninfo = format!(
-        "host={} port={} user=backup password='backup secret'",
-        cluster.socket_dir().display(),
-        cluster.port()
-    );
-    lab.write_config_with_conninfo(cluster.data_dir(), "", Some(&conninfo))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    cluster
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .replication_user("backup", "backup secret");
+    archiving_primary(lab, &options).unwrap()
 }
 
 /// The figures of a `backup complete` line: (files, label).

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::switch_and_wait_for_archive;
 use testkit::workload::{self, CommittedRow};
 
@@ -68,20 +69,10 @@ fn with_noise_throughout<T: Send>(
 /// a short workload spans several), commit timestamps on, and a configuration `tidemark backup`
 /// can use; pgbench's tables (scale 1) and the workload's table are created.
 fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-            ("autovacuum", if autovacuum { "on" } else { "off" }),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .setting("autovacuum", if autovacuum { "on" } else { "off" });
+    let primary = archiving_primary(lab, &options).unwrap();
     common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
     primary

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use restore_gate::{Arrival, Gate};
 use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{ThrowawayCluster, give_to_owner};
 use tmpfs::Tmpfs;
 
@@ -37,19 +38,8 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 /// A primary with 1 MiB segments archiving into the lab's stanza through `tidemark-archive`,
 /// with pgbench tables and a backup.
 fn primary_with_backup(lab: &Lab) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", "64MB"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default().setting("max_wal_size", "64MB");
+    let primary = archiving_primary(lab, &options).unwrap();
     common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
@@ -451,26 +441,13 @@ fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
 #[test]
 fn on_a_small_pg_wal_the_fetcher_leaves_its_reserve_free() {
     let lab = Lab::new("tm-prefetch-space-", &common::binaries()).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    // Frequent checkpoints, so the recovering server has restartpoints and frees pg_wal often.
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", "8MB"),
-            ("min_wal_size", "2MB"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    // Far more prefetch than the file system of pg_wal can hold.
-    lab.write_config_with_conninfo(
-        primary.data_dir(),
-        "\n[restore]\nprefetch = 64\n",
-        Some(&primary.conninfo()),
-    )
-    .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    // Frequent checkpoints, so the recovering server has restartpoints and frees pg_wal often;
+    // and far more prefetch than the file system of pg_wal can hold.
+    let options = PrimaryOptions::default()
+        .setting("max_wal_size", "8MB")
+        .setting("min_wal_size", "2MB")
+        .repo_extra("\n[restore]\nprefetch = 64\n");
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary

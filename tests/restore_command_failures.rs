@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::s3::{repo_section, start_server};
 use restore_gate::Gate;
 use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 
 /// What pgbench leaves in the database, compared between primary and restored copy.
@@ -27,18 +28,8 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 /// with pgbench tables and a backup. `config_extra` goes into the configuration file after
 /// the `[repo]` lines.
 fn primary_with_backup(lab: &Lab, config_extra: &str) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), config_extra, Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let primary =
+        archiving_primary(lab, &PrimaryOptions::default().repo_extra(config_extra)).unwrap();
     common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");

@@ -6,7 +6,6 @@
 //! backup the planner chooses and with an older one named by `--backup`.
 
 mod common;
-mod restore_lab;
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +13,7 @@ use std::time::Duration;
 
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// Creates the table the tests count rows of.
 fn create_ledger(cluster: &ThrowawayCluster) {
@@ -73,10 +73,10 @@ fn recovered_ids(lab: &Lab, name: &str, pgdata: &Path) -> (ThrowawayCluster, Str
 #[test]
 fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_characters() {
     let lab = Lab::new("tm-rname-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     create_ledger(&cluster);
     insert(&cluster, 1, 10);
-    restore_lab::take_backup(&lab);
+    common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
     let point = r"it's a \ 100% point";
     cluster
@@ -121,12 +121,12 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
 #[test]
 fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_names() {
     let lab = Lab::new("tm-rimm-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     create_ledger(&cluster);
     insert(&cluster, 1, 10);
-    let first = restore_lab::take_backup(&lab);
+    let first = common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
-    let second = restore_lab::take_backup(&lab);
+    let second = common::backups::take_backup(&lab);
     insert(&cluster, 21, 30);
     testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();

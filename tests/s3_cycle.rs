@@ -13,34 +13,18 @@ use std::time::Duration;
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
 
 #[test]
 fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
     let server = start_server();
     let lab = Lab::new("tm-s3-", &common::binaries()).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    // The keys are in the file, so it must be readable by its owner only.
-    common::write_config_file(
-        &lab.config_path,
-        &format!(
-            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            repo_section(&server.endpoint, "prod"),
-            primary.data_dir().display(),
-            primary.conninfo()
-        ),
-        0o600,
-    );
-    lab.tidemark(&["stanza-create"]).unwrap();
+    // The keys are in the file, so it is readable by its owner only.
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .repo_section(repo_section(&server.endpoint, "prod"));
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     workload::create_table(&primary).unwrap();
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
 use testkit::{ThrowawayCluster, give_to_owner};
 use tidemark::storage::{Cancel, ObjectKey, Storage};
@@ -24,32 +25,17 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     let lab = Lab::new("tm-s3faults-", &common::binaries()).unwrap();
     let copies = lab.tmp.subdir("copies").unwrap();
     give_to_owner(&copies).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
     // What PostgreSQL handed over is kept by cp first, to compare the archive with.
     let archive_command = format!(
         "cp %p {}/%f && TIDEMARK_FAULT_INJECTION=share=0.2 {}",
         copies.display(),
         lab.archive_command()
     );
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    common::write_config_file(
-        &lab.config_path,
-        &format!(
-            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            repo_section(&server.endpoint, PREFIX),
-            primary.data_dir().display(),
-            primary.conninfo()
-        ),
-        0o600,
-    );
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .archive_command(archive_command)
+        .repo_section(repo_section(&server.endpoint, PREFIX));
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     workload::create_table(&primary).unwrap();
     lab.tidemark(&["backup", "--archive-timeout", "300"])
         .unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use testkit::Lab;
-use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// How long pgbench writes.
 const LOAD_SECONDS: u64 = 120;
@@ -61,23 +61,11 @@ fn repo_object(repo: &Path, name: &str) -> PathBuf {
 #[test]
 fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_worker_is_killed() {
     let lab = Lab::new("tm-workahead-", &common::binaries()).unwrap();
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    lab.write_config(cluster.data_dir(), "").unwrap();
-    let mut config = fs::read_to_string(&lab.config_path).unwrap();
-    config.push_str("\n[archive]\nasync = true\n");
-    fs::write(&lab.config_path, config).unwrap();
-    let archive_command = lab.archive_command();
-    let max_wal_size = format!("{MAX_WAL_SEGMENTS}MB");
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", &max_wal_size),
-            ("min_wal_size", "4MB"),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default()
+        .repo_extra("\n[archive]\nasync = true\n")
+        .setting("max_wal_size", &format!("{MAX_WAL_SEGMENTS}MB"))
+        .setting("min_wal_size", "4MB");
+    let mut cluster = archiving_primary(&lab, &options).unwrap();
     let pg_wal = cluster.data_dir().join("pg_wal");
     // Segments written before archive_mode was on (by initdb) are never archived: archiving
     // starts with the segment current at the first start.

@@ -4,6 +4,7 @@
 //! in a server log. Servers, clusters and labs themselves are the `testkit` crate's.
 #![allow(dead_code)]
 
+pub mod backups;
 pub mod direct;
 pub mod s3;
 pub mod strace;
