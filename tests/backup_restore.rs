@@ -16,6 +16,7 @@ use socket_relay::SocketRelay;
 use testkit::Lab;
 use testkit::ThrowawayCluster;
 use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::steps::{check_rows, start_restored};
 
 /// A running cluster archiving through the lab's tidemark-archive, with a stanza, a
 /// replication user `backup` (SCRAM-SHA-256) and a configuration whose conninfo uses it.
@@ -212,17 +213,9 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         "{verified}"
     );
 
-    let mut recovered =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    recovered.start().unwrap();
-    recovered
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
-    assert_eq!(
-        workload::present_ids(&recovered).unwrap(),
-        expected,
-        "recovery to {target_time} (seed {seed})"
-    );
+    let recovered = start_restored(&lab, "restored", &[]).unwrap();
+    check_rows(&recovered, &expected)
+        .unwrap_or_else(|e| panic!("recovery to {target_time} (seed {seed}): {e:#}"));
     assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
     // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
     // with its read-ahead, at most the one after them).
@@ -318,7 +311,6 @@ fn backup_count(lab: &Lab) -> usize {
 
 #[test]
 fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
-    use std::time::Duration;
     let lab = Lab::new("tm-tblspc-", &common::binaries()).unwrap();
     let mut cluster = backed_up_cluster(&lab);
     let location = lab.tmp.subdir("tablespace").unwrap();
@@ -381,13 +373,8 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
         &mapping,
     ])
     .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
     testkit::give_to_owner(&moved).unwrap();
-    restored.start().unwrap();
-    restored
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+    let restored = start_restored(&lab, "restored", &[]).unwrap();
     assert_eq!(
         restored
             .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")

@@ -6,6 +6,10 @@
 //! committed by then. For every one of those restores the plan `tidemark plan` printed before is
 //! held against what PostgreSQL did: the segments it fetched through `tidemark-restore` are
 //! exactly the planned ones, and it stopped before the transaction the plan named.
+//! The same proof the way a DBA recovers without `tidemark restore`: a `pg_basebackup` copy,
+//! recovered through `tidemark-restore` to a recorded instant, gives back exactly the rows
+//! committed by then; promoted (timeline 2), it archives more, and a second recovery from the same
+//! copy follows both timelines to an instant on timeline 2, which `info` then shows without gaps.
 //! Then the targets the archive cannot serve: before the first backup, beyond the last archived
 //! commit, behind a segment missing from the repository — refused by `plan` and `restore` alike
 //! with one line that says why, leaving `--pgdata` as it was.
@@ -19,9 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
+use common::backups::take_backup;
 use testkit::Lab;
 use testkit::ThrowawayCluster;
-use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::recovery::{RecoveryTarget, recover_copy};
+use testkit::steps::{PrimaryOptions, Restored, archiving_primary, restore_to, rows_differ};
 use testkit::switch_and_wait_for_archive;
 use testkit::workload::{self, CommittedRow};
 
@@ -76,13 +82,6 @@ fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
     common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
     primary
-}
-
-/// `tidemark backup`; returns the new backup's label.
-fn backup(lab: &Lab) -> String {
-    let report = lab.tidemark(&["backup"]).unwrap();
-    assert!(report.starts_with("backup "), "{report}");
-    report.split_whitespace().nth(1).unwrap().to_owned()
 }
 
 /// The stanza's backups as `info --output json` lists them, oldest first.
@@ -172,19 +171,6 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
         }
     };
 
-    let pgdata = lab.tmp.path().join(&case.name);
-    let mut restore_args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
-    restore_args.extend(&target);
-    let report = lab.tidemark(&restore_args).unwrap();
-    assert!(
-        report.contains(&format!(
-            "restored backup {} into ",
-            plan["backup"].as_str().unwrap()
-        )),
-        "{report}"
-    );
-
-    let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), &case.name, pgdata).unwrap();
     let archive_mode = if case.archive_after { "on" } else { "off" };
     // PostgreSQL 15's default `recovery_prefetch = try` decodes WAL up to
     // `wal_decode_buffer_size` (512 kB) ahead of replay, through restore_command: when the stop
@@ -193,40 +179,35 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
     // a second time after the stop). That read-ahead is PostgreSQL's speculation, not something
     // recovery needs; with it off, PostgreSQL reads exactly what replay needs, which is what the
     // plan promises and what is compared here.
-    cluster
-        .configure(&[("archive_mode", archive_mode), ("recovery_prefetch", "off")])
-        .unwrap();
-    cluster.start().unwrap();
-    if let Err(e) = cluster.wait_for_promotion(common::PATIENCE) {
-        problems.push(format!(
-            "{}: recovery did not finish, though the plan {plan} says it can: {e:#}",
-            case.name
-        ));
-        return None;
-    }
+    let settings = [("archive_mode", archive_mode), ("recovery_prefetch", "off")];
+    let Restored { report, cluster } = match restore_to(lab, &case.name, &target, &settings) {
+        Ok(restored) => restored,
+        Err(e) => {
+            problems.push(format!(
+                "{}: restore or recovery did not finish, though the plan {plan} says it can: {e:#}",
+                case.name
+            ));
+            return None;
+        }
+    };
+    assert!(
+        report.contains(&format!(
+            "restored backup {} into ",
+            plan["backup"].as_str().unwrap()
+        )),
+        "{report}"
+    );
 
     let present = workload::present_ids(&cluster).unwrap();
-    if present != case.expected {
-        let missing: Vec<&i64> = case
-            .expected
-            .iter()
-            .filter(|i| !present.contains(i))
-            .collect();
-        let extra: Vec<&i64> = present
-            .iter()
-            .filter(|i| !case.expected.contains(i))
-            .collect();
+    if let Some(difference) = rows_differ(&present, &case.expected) {
         problems.push(format!(
-            "{}: restored rows differ from those committed by the target ({:?}): missing {missing:?}, extra {extra:?}; plan stop {}",
+            "{}: restored rows differ from those committed by the target ({:?}): {difference}; plan stop {}",
             case.name, case.target, plan["stop"]
         ));
     }
 
     let log = fs::read_to_string(cluster.log_file()).unwrap();
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
-        .collect();
+    let errors = common::tidemark_errors(&cluster);
     if !errors.is_empty() {
         problems.push(format!(
             "{}: tidemark errors in the log: {errors:#?}",
@@ -325,14 +306,14 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let started = Instant::now();
     let lab = Lab::new("tm-proof-", &common::binaries()).unwrap();
     let mut primary = primary(&lab, true);
-    let first_backup = backup(&lab);
+    let first_backup = take_backup(&lab);
 
     // Timeline 1: recorded single-row commits, pgbench noise beside them, a second backup taken
     // in the middle of it all, then a quiet stretch of recorded commits alone.
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
     common::wait_ok(pgbench_noise);
-    let second_backup = with_noise_throughout(&lab, &primary, || backup(&lab));
+    let second_backup = with_noise_throughout(&lab, &primary, || take_backup(&lab));
     let pgbench_noise = noise(&lab, &primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
     common::wait_ok(pgbench_noise);
@@ -552,6 +533,122 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// Recovery asks for names that do not exist (the next timeline's history, `00000001.history`
+/// at promotion); those must be quiet "not archived" answers, never ERROR lines in the log.
+fn assert_no_tidemark_errors(cluster: &ThrowawayCluster) {
+    let log = fs::read_to_string(cluster.log_file()).unwrap();
+    let errors = common::tidemark_errors(cluster);
+    assert!(
+        errors.is_empty(),
+        "tidemark errors in {}: {errors:#?}",
+        cluster.log_file().display()
+    );
+    assert!(
+        log.contains("tidemark-restore: INFO: restored "),
+        "no segment came through tidemark-restore"
+    );
+}
+
+#[test]
+fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timelines()
+ {
+    common::seed_randomness();
+    let lab = Lab::new("tm-pitr-", &common::binaries()).unwrap();
+    let mut primary =
+        archiving_primary(&lab, &PrimaryOptions::default().commit_timestamps()).unwrap();
+    common::wait_ok(common::pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
+    workload::create_table(&primary).unwrap();
+    let base_backup = lab.tmp.path().join("base");
+    primary.base_backup(&base_backup).unwrap();
+
+    // Timeline 1: recorded commits with pgbench noise in between.
+    let noise = common::pgbench(&lab, &primary, &["-T", "4", "-c", "2", "-n"]);
+    workload::insert_rows(&primary, 120, Duration::from_millis(30), "timeline 1").unwrap();
+    common::wait_ok(noise);
+    let rows = workload::committed_rows(&primary).unwrap();
+    assert_eq!(rows.len(), 120);
+    switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+
+    let (_, instant) = random_instant(&rows, 10..rows.len() - 1);
+    let expected = workload::ids_committed_by(&rows, instant);
+    let target = RecoveryTarget {
+        time: Some(workload::format_instant(instant)),
+        archive_after: true,
+        ..RecoveryTarget::default()
+    };
+    let restored = recover_copy(&lab, &base_backup, "restored1", &target).unwrap();
+    assert_eq!(
+        workload::present_ids(&restored).unwrap(),
+        expected,
+        "recovery to {} (timeline 1)",
+        workload::format_instant(instant)
+    );
+    assert_eq!(
+        restored
+            .query("SELECT timeline_id FROM pg_control_checkpoint()")
+            .unwrap(),
+        "2"
+    );
+
+    // Timeline 2: the recovered cluster writes and archives through the same stanza.
+    let noise = common::pgbench(&lab, &restored, &["-T", "2", "-c", "1", "-n"]);
+    workload::insert_rows(&restored, 40, Duration::from_millis(30), "timeline 2").unwrap();
+    common::wait_ok(noise);
+    let rows_timeline_2 = workload::committed_rows(&restored).unwrap();
+    assert_eq!(rows_timeline_2.len(), expected.len() + 40);
+    switch_and_wait_for_archive(&restored).unwrap();
+    assert_no_tidemark_errors(&restored);
+    drop(restored);
+
+    let (_, instant_2) = random_instant(
+        &rows_timeline_2,
+        expected.len() + 5..rows_timeline_2.len() - 1,
+    );
+    let expected_2 = workload::ids_committed_by(&rows_timeline_2, instant_2);
+    let target_2 = RecoveryTarget {
+        time: Some(workload::format_instant(instant_2)),
+        timeline: Some("latest".to_owned()),
+        ..RecoveryTarget::default()
+    };
+    let restored_2 = recover_copy(&lab, &base_backup, "restored2", &target_2).unwrap();
+    assert_eq!(
+        workload::present_ids(&restored_2).unwrap(),
+        expected_2,
+        "recovery to {} (timeline 2, through timeline 1)",
+        workload::format_instant(instant_2)
+    );
+    assert_eq!(
+        restored_2
+            .query("SELECT timeline_id FROM pg_control_checkpoint()")
+            .unwrap(),
+        "3"
+    );
+    assert_no_tidemark_errors(&restored_2);
+
+    // The repository shows both timelines, without gaps, and the history file.
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    let timelines: Vec<u64> = info["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(timelines, [1, 2], "{info:#}");
+    for timeline in info["timelines"].as_array().unwrap() {
+        assert_eq!(timeline["missing_segments"], 0, "{info:#}");
+    }
+    assert!(
+        info["history_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "00000002.history"),
+        "{info:#}"
+    );
+}
+
 /// Runs `tidemark <args>` as the cluster owner with the lab's configuration.
 fn tidemark_fails(lab: &Lab, args: &[&str]) -> common::Ran {
     let mut full = vec!["--config", lab.config_path.to_str().unwrap()];
@@ -565,7 +662,7 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
     // No autovacuum: the last commit archived is the workload's, known to the microsecond.
     let mut primary = primary(&lab, false);
     workload::insert_rows(&primary, 5, Duration::from_millis(20), "before the backup").unwrap();
-    let label = backup(&lab);
+    let label = take_backup(&lab);
     workload::insert_rows(&primary, 5, Duration::from_millis(20), "first").unwrap();
     primary.query("SELECT pg_switch_wal()").unwrap();
     // The segment the second batch goes to; it will be taken out of the repository.
@@ -676,7 +773,7 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
 /// `primary` without autovacuum, with a backup and three recorded rows after it.
 fn small_primary(lab: &Lab) -> ThrowawayCluster {
     let primary = primary(lab, false);
-    backup(lab);
+    take_backup(lab);
     workload::insert_rows(&primary, 3, Duration::from_millis(20), "first").unwrap();
     primary
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use restore_gate::{Arrival, Gate};
 use testkit::Lab;
+use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{ThrowawayCluster, give_to_owner};
 use tmpfs::Tmpfs;
@@ -78,12 +79,10 @@ fn restore(lab: &Lab, name: &str, wal_bytes: u64) -> (PathBuf, Tmpfs) {
 /// A `pg_wal` with room for all the tests' WAL, far below which the reserve stays.
 const ROOMY_WAL: u64 = 1 << 30;
 
-/// Starts a restored data directory and waits until it has recovered and promoted.
-fn recover(lab: &Lab, name: &str, pgdata: PathBuf) -> ThrowawayCluster {
-    let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), name, pgdata).unwrap();
-    cluster.start().unwrap();
-    cluster.wait_for_promotion(common::PATIENCE).unwrap();
-    cluster
+/// Starts the data directory restored into `<lab>/<name>` and waits until it has recovered and
+/// promoted.
+fn recover(lab: &Lab, name: &str) -> ThrowawayCluster {
+    start_restored(lab, name, &[]).unwrap()
 }
 
 fn server_log(cluster: &ThrowawayCluster) -> String {
@@ -155,7 +154,7 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
         give_to_owner(&entry.unwrap().path()).unwrap();
     }
 
-    let restored = recover(&lab, "restored", pgdata);
+    let restored = recover(&lab, "restored");
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     let log = server_log(&restored);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
@@ -534,8 +533,8 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     primary.stop().unwrap();
 
     // A restore promotes to timeline 2 and keeps writing (and archiving into the stanza).
-    let (first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
-    let mut promoted = recover(&lab, "first", first);
+    let (_first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
+    let mut promoted = recover(&lab, "first");
     let expected = write_and_archive(&lab, &promoted, 1500);
     let timeline = promoted
         .query("SELECT timeline_id FROM pg_control_checkpoint()")
@@ -551,7 +550,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
             && plan.lines().any(|s| s.starts_with("00000002")),
         "the plan does not cross the switch:\n{plan}"
     );
-    let recovered = recover(&lab, "second", second);
+    let recovered = recover(&lab, "second");
     assert_eq!(recovered.query(CONTENT).unwrap(), expected);
     let log = server_log(&recovered);
     assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());

@@ -9,12 +9,12 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use testkit::Lab;
+use testkit::run_as_owner;
+use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
-use testkit::{ThrowawayCluster, run_as_owner};
 
 /// Runs `tidemark restore --pgdata <pgdata> <extra>` and returns its one stderr line, having
 /// checked that it failed with exit code 1.
@@ -221,13 +221,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
         .tidemark(&["restore", "--pgdata", pgdata.to_str().unwrap(), "--delta"])
         .unwrap();
     assert!(report.contains("files kept as they were"), "{report}");
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    restored.configure(&[("archive_mode", "off")]).unwrap();
-    restored.start().unwrap();
-    restored
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+    let restored = start_restored(&lab, "restored", &[("archive_mode", "off")]).unwrap();
     assert_eq!(restored.query(checksum_sql).unwrap(), checksum);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
 }

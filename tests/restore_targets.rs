@@ -9,10 +9,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// Creates the table the tests count rows of.
@@ -50,14 +50,8 @@ fn restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> String {
 /// Starts the restored data directory (archiving off: it is a copy), waits until it has
 /// promoted and returns the ids it holds; the server's log must show segments restored
 /// through `tidemark-restore` and no Tidemark error.
-fn recovered_ids(lab: &Lab, name: &str, pgdata: &Path) -> (ThrowawayCluster, String) {
-    let mut cluster =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), name, pgdata.to_path_buf()).unwrap();
-    cluster.configure(&[("archive_mode", "off")]).unwrap();
-    cluster.start().unwrap();
-    cluster
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+fn recovered_ids(lab: &Lab, name: &str) -> (ThrowawayCluster, String) {
+    let cluster = start_restored(lab, name, &[("archive_mode", "off")]).unwrap();
     let log = fs::read_to_string(cluster.log_file()).unwrap();
     assert!(
         log.contains("tidemark-restore: INFO: restored "),
@@ -109,7 +103,7 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
         "{settings}"
     );
 
-    let (restored, ids) = recovered_ids(&lab, "restored", &pgdata);
+    let (restored, ids) = recovered_ids(&lab, "restored");
     assert_eq!(ids, "1..20 20", "recovery to restore point {point:?}");
     let log = fs::read_to_string(restored.log_file()).unwrap();
     assert!(
@@ -142,7 +136,7 @@ fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_n
             .unwrap()
             .contains("recovery_target = 'immediate'\n")
     );
-    let (newest_cluster, ids) = recovered_ids(&lab, "newest", &newest);
+    let (newest_cluster, ids) = recovered_ids(&lab, "newest");
     assert_eq!(ids, "1..20 20", "--target immediate from backup {second}");
     drop(newest_cluster);
 
@@ -160,6 +154,6 @@ fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_n
         )),
         "{report}"
     );
-    let (_older_cluster, ids) = recovered_ids(&lab, "older", &older);
+    let (_older_cluster, ids) = recovered_ids(&lab, "older");
     assert_eq!(ids, "1..10 10", "--target immediate --backup {first}");
 }

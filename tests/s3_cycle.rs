@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
-use testkit::ThrowawayCluster;
+use testkit::steps::restore_and_check;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
 
@@ -47,26 +47,16 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
         .map(|s| s.as_str().unwrap().to_owned())
         .collect();
     assert!(!planned.is_empty(), "{plan:#}");
-    let pgdata = lab.tmp.path().join("restored");
-    lab.tidemark(&[
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-        "--target-time",
-        &target,
-    ])
-    .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
     // PostgreSQL's own read-ahead would ask for a segment past the stop (see pitr_proof.rs).
-    restored.configure(&[("recovery_prefetch", "off")]).unwrap();
-    restored.start().unwrap();
-    restored.wait_for_promotion(common::PATIENCE).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored).unwrap(),
-        workload::ids_committed_by(&rows, instant),
-        "recovery to {target}"
-    );
+    let mut restored = restore_and_check(
+        &lab,
+        "restored",
+        &["--target-time", &target],
+        &[("recovery_prefetch", "off")],
+        &workload::ids_committed_by(&rows, instant),
+    )
+    .unwrap_or_else(|e| panic!("recovery to {target}: {e:#}"))
+    .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     let log = fs::read_to_string(restored.log_file()).unwrap();
     let fetched: BTreeSet<String> = common::fetched_segments(&log).into_iter().collect();

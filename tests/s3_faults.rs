@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
+use testkit::give_to_owner;
+use testkit::steps::restore_and_check;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
-use testkit::{ThrowawayCluster, give_to_owner};
 use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 const PREFIX: &str = "faults";
@@ -140,26 +141,16 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     // A restore from this archive, to an instant in the middle, is exact.
     let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
     let target = workload::format_instant(instant);
-    let pgdata = lab.tmp.path().join("restored");
-    lab.tidemark(&[
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-        "--target-time",
-        &target,
-    ])
-    .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
     // The copied postgresql.conf archives under faults; the restored cluster must not.
-    restored.configure(&[("archive_mode", "off")]).unwrap();
-    restored.start().unwrap();
-    restored.wait_for_promotion(common::PATIENCE).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored).unwrap(),
-        workload::ids_committed_by(&rows, instant),
-        "recovery to {target}"
-    );
+    let mut restored = restore_and_check(
+        &lab,
+        "restored",
+        &["--target-time", &target],
+        &[("archive_mode", "off")],
+        &workload::ids_committed_by(&rows, instant),
+    )
+    .unwrap_or_else(|e| panic!("recovery to {target}: {e:#}"))
+    .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     restored.stop().unwrap();
 }

@@ -183,13 +183,25 @@ pub fn restore_to(
     ];
     args.extend(target);
     let report = lab.tidemark(&args)?;
+    let cluster = start_restored(lab, name, settings)?;
+    Ok(Restored { report, cluster })
+}
+
+/// Starts the cluster `tidemark restore` wrote into `<lab>/<name>`, with `settings` added (e.g.
+/// `archive_mode = off`), and waits until its recovery has promoted it.
+pub fn start_restored(
+    lab: &Lab,
+    name: &str,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<ThrowawayCluster> {
+    let pgdata = lab.tmp.path().join(name);
     let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), name, pgdata)?;
     if !settings.is_empty() {
         cluster.configure(settings)?;
     }
     cluster.start()?;
     cluster.wait_for_promotion(Duration::from_secs(180))?;
-    Ok(Restored { report, cluster })
+    Ok(cluster)
 }
 
 /// [`restore_to`], then [`check_rows`]: the workload's rows in the restored cluster must be
