@@ -814,19 +814,7 @@ fn main() -> anyhow::Result<()> {
         lab.tmp.path(),
     )?;
     let load_started = Instant::now();
-    let pgbench = |args: &[&str]| -> anyhow::Result<String> {
-        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        all.extend([
-            "-h".as_ref(),
-            source.socket_dir().as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-            "postgres".as_ref(),
-        ]);
-        run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
-    };
+    let pgbench = |args: &[&str]| source.run_pgbench(args);
     pgbench(&["-i", "-q", "-s", SCALE])?;
     let written = || -> anyhow::Result<u64> {
         Ok(source

@@ -33,23 +33,18 @@ use testkit::workload::{self, CommittedRow};
 
 /// Rate-limited pgbench for `seconds`: a steady stream of commits interleaved with the recorded
 /// ones in the WAL, without starving the 2 cores the tests share.
-fn noise(lab: &Lab, cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
+fn noise(cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
     let seconds = seconds.to_string();
-    common::pgbench(
-        lab,
-        cluster,
-        &["-n", "-c", "2", "-R", "150", "-T", &seconds],
-    )
+    common::pgbench(cluster, &["-n", "-c", "2", "-R", "150", "-T", &seconds])
 }
 
 /// Runs `work` while pgbench commits beside it from before it starts until after it ends,
 /// however long it takes: one rate-limited pgbench after another.
 fn with_noise_throughout<T: Send>(
-    lab: &Lab,
     cluster: &ThrowawayCluster,
     work: impl FnOnce() -> T + Send,
 ) -> T {
-    let mut pgbench_noise = noise(lab, cluster, 1);
+    let mut pgbench_noise = noise(cluster, 1);
     cluster
         .wait_for(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
@@ -62,7 +57,7 @@ fn with_noise_throughout<T: Send>(
         while !working.is_finished() {
             if pgbench_noise.try_wait().unwrap().is_some() {
                 common::wait_ok(pgbench_noise);
-                pgbench_noise = noise(lab, cluster, 1);
+                pgbench_noise = noise(cluster, 1);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -79,7 +74,7 @@ fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
         .commit_timestamps()
         .setting("autovacuum", if autovacuum { "on" } else { "off" });
     let primary = archiving_primary(lab, &options).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
     primary
 }
@@ -310,11 +305,11 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
 
     // Timeline 1: recorded single-row commits, pgbench noise beside them, a second backup taken
     // in the middle of it all, then a quiet stretch of recorded commits alone.
-    let pgbench_noise = noise(&lab, &primary, 5);
+    let pgbench_noise = noise(&primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
     common::wait_ok(pgbench_noise);
-    let second_backup = with_noise_throughout(&lab, &primary, || take_backup(&lab));
-    let pgbench_noise = noise(&lab, &primary, 5);
+    let second_backup = with_noise_throughout(&primary, || take_backup(&lab));
+    let pgbench_noise = noise(&primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
     common::wait_ok(pgbench_noise);
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "quiet").unwrap();
@@ -325,7 +320,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     // The quiet stretch ends its segment; noise fills the next one, so that WAL past the
     // last planned segment is archived and a read-ahead into it would show.
     primary.query("SELECT pg_switch_wal()").unwrap();
-    common::wait_ok(noise(&lab, &primary, 1));
+    common::wait_ok(noise(&primary, 1));
     switch_and_wait_for_archive(&primary).unwrap();
     primary.stop().unwrap();
     println!(
@@ -439,7 +434,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
             .unwrap(),
         "2"
     );
-    let pgbench_noise = noise(&lab, &fork, 3);
+    let pgbench_noise = noise(&fork, 3);
     workload::insert_rows(&fork, 60, Duration::from_millis(30), "timeline 2").unwrap();
     common::wait_ok(pgbench_noise);
     let rows_2 = workload::committed_rows(&fork).unwrap();
@@ -556,13 +551,13 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
     let lab = Lab::new("tm-pitr-", &common::binaries()).unwrap();
     let mut primary =
         archiving_primary(&lab, &PrimaryOptions::default().commit_timestamps()).unwrap();
-    common::wait_ok(common::pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     workload::create_table(&primary).unwrap();
     let base_backup = lab.tmp.path().join("base");
     primary.base_backup(&base_backup).unwrap();
 
     // Timeline 1: recorded commits with pgbench noise in between.
-    let noise = common::pgbench(&lab, &primary, &["-T", "4", "-c", "2", "-n"]);
+    let noise = common::pgbench(&primary, &["-T", "4", "-c", "2", "-n"]);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "timeline 1").unwrap();
     common::wait_ok(noise);
     let rows = workload::committed_rows(&primary).unwrap();
@@ -592,7 +587,7 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
     );
 
     // Timeline 2: the recovered cluster writes and archives through the same stanza.
-    let noise = common::pgbench(&lab, &restored, &["-T", "2", "-c", "1", "-n"]);
+    let noise = common::pgbench(&restored, &["-T", "2", "-c", "1", "-n"]);
     workload::insert_rows(&restored, 40, Duration::from_millis(30), "timeline 2").unwrap();
     common::wait_ok(noise);
     let rows_timeline_2 = workload::committed_rows(&restored).unwrap();

@@ -41,7 +41,7 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 fn primary_with_backup(lab: &Lab) -> ThrowawayCluster {
     let options = PrimaryOptions::default().setting("max_wal_size", "64MB");
     let primary = archiving_primary(lab, &options).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary
@@ -49,10 +49,9 @@ fn primary_with_backup(lab: &Lab) -> ThrowawayCluster {
 
 /// Runs `transactions` pgbench transactions per client (2 clients) on `cluster`, then makes sure
 /// everything is archived; returns the database content.
-fn write_and_archive(lab: &Lab, cluster: &ThrowawayCluster, transactions: u32) -> String {
+fn write_and_archive(cluster: &ThrowawayCluster, transactions: u32) -> String {
     let transactions = transactions.to_string();
     common::wait_ok(common::pgbench(
-        lab,
         cluster,
         &["-n", "-c", "2", "-t", &transactions],
     ));
@@ -118,7 +117,7 @@ fn plant(spool: &Path, name: &str, bytes: &[u8], sum_of: &[u8]) {
 fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     let lab = Lab::new("tm-prefetch-damage-", &common::binaries()).unwrap();
     let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 2000);
+    let expected = write_and_archive(&primary, 2000);
     primary.stop().unwrap();
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
@@ -279,7 +278,7 @@ fn wait_for_file(path: &Path) {
 fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     let lab = Lab::new("tm-prefetch-kill-", &common::binaries()).unwrap();
     let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 10_000);
+    let expected = write_and_archive(&primary, 10_000);
     primary.stop().unwrap();
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
@@ -346,7 +345,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
 fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
     let lab = Lab::new("tm-prefetch-pause-", &common::binaries()).unwrap();
     let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 2000);
+    let expected = write_and_archive(&primary, 2000);
     primary.stop().unwrap();
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
@@ -529,13 +528,13 @@ fn move_contents(from: &Path, to: &Path) {
 fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     let lab = Lab::new("tm-prefetch-timeline-", &common::binaries()).unwrap();
     let mut primary = primary_with_backup(&lab);
-    write_and_archive(&lab, &primary, 1000);
+    write_and_archive(&primary, 1000);
     primary.stop().unwrap();
 
     // A restore promotes to timeline 2 and keeps writing (and archiving into the stanza).
     let (_first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
     let mut promoted = recover(&lab, "first");
-    let expected = write_and_archive(&lab, &promoted, 1500);
+    let expected = write_and_archive(&promoted, 1500);
     let timeline = promoted
         .query("SELECT timeline_id FROM pg_control_checkpoint()")
         .unwrap();

@@ -1405,22 +1405,10 @@ fn measure_decoding_16_mib_segments() {
         "tm-rec16-",
         &[("synchronous_commit", "off"), ("fsync", "off")],
     );
-    let port = lab.cluster.port().to_string();
-    let pgbench = |args: &[&str]| {
-        let mut all: Vec<&OsStr> = vec![
-            "-h".as_ref(),
-            lab.cluster.socket_dir().as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-        ];
-        all.extend(args.iter().map(OsStr::new));
-        all.push("postgres".as_ref());
-        testkit::run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path()).unwrap();
-    };
-    pgbench(&["-i", "-s", "10", "-q"]);
-    pgbench(&["-c", "8", "-j", "2", "-t", "6000"]);
+    lab.cluster.run_pgbench(&["-i", "-s", "10", "-q"]).unwrap();
+    lab.cluster
+        .run_pgbench(&["-c", "8", "-j", "2", "-t", "6000"])
+        .unwrap();
     testkit::switch_and_wait_for_archive(&lab.cluster).unwrap();
     lab.cluster.stop().unwrap();
 

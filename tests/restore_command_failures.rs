@@ -30,7 +30,7 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 fn primary_with_backup(lab: &Lab, config_extra: &str) -> ThrowawayCluster {
     let primary =
         archiving_primary(lab, &PrimaryOptions::default().repo_extra(config_extra)).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary
@@ -38,10 +38,9 @@ fn primary_with_backup(lab: &Lab, config_extra: &str) -> ThrowawayCluster {
 
 /// Runs `transactions` pgbench transactions per client (2 clients), makes sure everything is
 /// archived, and stops the primary; returns the database content.
-fn write_archive_and_stop(lab: &Lab, mut primary: ThrowawayCluster, transactions: u32) -> String {
+fn write_archive_and_stop(mut primary: ThrowawayCluster, transactions: u32) -> String {
     let transactions = transactions.to_string();
     common::wait_ok(common::pgbench(
-        lab,
         &primary,
         &["-n", "-c", "2", "-t", &transactions],
     ));
@@ -185,7 +184,7 @@ fn assert_stopped_by(
 fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-failures-", &common::binaries()).unwrap();
     let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "restored");
 
     // One segment the server's user may not read, a later one damaged in the repository.
@@ -294,7 +293,7 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
 fn a_standby_keeps_asking_through_a_failure_without_promoting_and_catches_up_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-standby-", &common::binaries()).unwrap();
     let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "standby");
     fs::remove_file(pgdata.join("recovery.signal")).unwrap();
     fs::write(pgdata.join("standby.signal"), b"").unwrap();
@@ -375,9 +374,9 @@ fn archive_recovery_stops_when_the_bucket_stops_answering_mid_recovery() {
     };
     write_config(&server.endpoint);
     lab.tidemark(&["stanza-create"]).unwrap();
-    common::wait_ok(common::pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     lab.tidemark(&["backup"]).unwrap();
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "restored");
     let stop_after = plan[plan.len() / 2].clone();
     let next = plan[plan.len() / 2 + 1].clone();

@@ -73,9 +73,9 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
         .query("SELECT pg_walfile_name(pg_current_wal_lsn())")
         .unwrap();
 
-    common::wait_ok(common::pgbench(&lab, &cluster, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&cluster, &["-i", "-q", "-s", "2"]));
     let seconds = LOAD_SECONDS.to_string();
-    let mut load = common::pgbench(&lab, &cluster, &["-n", "-c", "2", "-T", &seconds]);
+    let mut load = common::pgbench(&cluster, &["-n", "-c", "2", "-T", &seconds]);
 
     let mut kills = 0;
     let mut most_segments = 0;

@@ -4,13 +4,11 @@
 //! show that the restored data is exactly what was committed then.
 //! The pieces are shared with the end-to-end tests.
 
-use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::lab::{Lab, TidemarkBinaries};
-use crate::owner::{owner_command, run_as_owner};
 use crate::steps::{
     PrimaryOptions, archiving_primary, check_rows, restore_to, switch_and_wait_for_archive,
 };
@@ -44,22 +42,7 @@ pub fn run_demo() -> anyhow::Result<()> {
         3,
         "loading pgbench data and taking a base backup (tidemark backup)",
     );
-    let pgbench = lab.pg.path("pgbench");
-    let socket = primary.socket_dir().as_os_str().to_owned();
-    let port = primary.port().to_string();
-    let connection: [&OsStr; 6] = [
-        "-h".as_ref(),
-        &socket,
-        "-p".as_ref(),
-        port.as_ref(),
-        "-U".as_ref(),
-        "postgres".as_ref(),
-    ];
-    let mut init_args: Vec<&OsStr> =
-        vec!["-i".as_ref(), "-q".as_ref(), "-s".as_ref(), "5".as_ref()];
-    init_args.extend(connection);
-    init_args.push("postgres".as_ref());
-    run_as_owner(&pgbench, &init_args, lab.tmp.path())?;
+    primary.run_pgbench(&["-i", "-q", "-s", "5"])?;
     workload::create_table(&primary)?;
     print!("      {}", lab.tidemark(&["backup"])?);
 
@@ -67,10 +50,8 @@ pub fn run_demo() -> anyhow::Result<()> {
         4,
         "running pgbench and 60 recorded single-row commits at the same time",
     );
-    let mut noise = owner_command(&pgbench, lab.tmp.path())
-        .args(["-T", "6", "-c", "2", "-n"])
-        .args(connection)
-        .arg("postgres")
+    let mut noise = primary
+        .pgbench_command(&["-T", "6", "-c", "2", "-n"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -1,21 +1,15 @@
-//! pgbench against a throwaway cluster, run as its owner: the noise beside a recorded workload,
-//! or tables to fill a backup.
+//! pgbench in the background beside a recorded workload, as the tests run it (see
+//! [`ThrowawayCluster::run_pgbench`] to run it to the end).
 
-use std::ffi::OsStr;
 use std::process::{Child, Stdio};
 
-use crate::lab::Lab;
-use crate::owner::owner_command;
 use crate::servers::postgres::ThrowawayCluster;
 
 /// Starts pgbench with `args` against `cluster`, as its owner, in the background (output
 /// discarded, errors kept for [`wait_ok`]).
-pub fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> Child {
-    let port = cluster.port().to_string();
-    owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
-        .args(args)
-        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
-        .args(["-p", &port, "-U", "postgres", "postgres"])
+pub fn pgbench(cluster: &ThrowawayCluster, args: &[&str]) -> Child {
+    cluster
+        .pgbench_command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -18,6 +18,7 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 /// `tidemark-archive`; the lab's local repository; a conninfo that reaches it as `postgres`).
 #[derive(Clone, Debug)]
 pub struct PrimaryOptions {
+    name: String,
     segment_mb: u32,
     settings: Vec<(String, String)>,
     archive_command: Option<String>,
@@ -29,6 +30,7 @@ pub struct PrimaryOptions {
 impl Default for PrimaryOptions {
     fn default() -> PrimaryOptions {
         PrimaryOptions {
+            name: "primary".to_owned(),
             segment_mb: 1,
             settings: Vec::new(),
             archive_command: None,
@@ -40,6 +42,12 @@ impl Default for PrimaryOptions {
 }
 
 impl PrimaryOptions {
+    /// The cluster's name: its data directory is `<lab>/<name>` (default `primary`).
+    pub fn name(mut self, name: &str) -> PrimaryOptions {
+        self.name = name.to_owned();
+        self
+    }
+
     /// WAL segments of `mb` MiB.
     pub fn segment_mb(mut self, mb: u32) -> PrimaryOptions {
         self.segment_mb = mb;
@@ -84,11 +92,11 @@ impl PrimaryOptions {
     }
 }
 
-/// Starts a PostgreSQL primary (`<lab>/primary`) that archives through the lab's
+/// Starts a PostgreSQL primary (`<lab>/<name>`) that archives through the lab's
 /// `tidemark-archive`, with the lab's configuration written for it and the stanza created.
 pub fn archiving_primary(lab: &Lab, options: &PrimaryOptions) -> anyhow::Result<ThrowawayCluster> {
     let mut primary =
-        ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", options.segment_mb)?;
+        ThrowawayCluster::init(&lab.pg, lab.tmp.path(), &options.name, options.segment_mb)?;
     if let Some((name, _)) = &options.replication_user {
         primary.allow_first(&format!("local replication {name} scram-sha-256"))?;
     }

@@ -66,17 +66,16 @@ macro_rules! fault_tests {
         );
     };
     (@each $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                let (inner, _keep) = ($make)();
-                let store = tidemark::storage::FaultyStorage::new(
+        $crate::storage_suite::conformance_tests!(@each || {
+                let (inner, keep) = ($make)();
+                let faulty = tidemark::storage::FaultyStorage::new(
                     inner,
                     tidemark::storage::FaultPlan::none(),
                 );
-                $crate::storage_suite::$case(&store);
-            }
-        )*
+                (faulty, keep)
+            };
+            $($case),*
+        );
     };
 }
 pub(crate) use fault_tests;

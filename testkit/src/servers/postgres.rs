@@ -4,7 +4,7 @@
 //! they never clash with other clusters (or TCP ports) on the machine. They run as the cluster
 //! owner (see [`crate::owner`]).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::owner::{give_to_owner_recursively, make_owned_dir, run_as_owner};
+use crate::owner::{give_to_owner_recursively, make_owned_dir, owner_command, run_as_owner};
 use crate::processes::wait_for_helpers_to_leave;
 
 /// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
@@ -352,6 +352,36 @@ impl ThrowawayCluster {
         let out = run_as_owner(&self.bins.path("psql"), &args, &self.work_dir)
             .with_context(|| format!("query PostgreSQL cluster in {}", self.data_dir.display()))?;
         Ok(out.trim().to_string())
+    }
+
+    /// pgbench's arguments that reach this cluster's `postgres` database as `postgres`: they go
+    /// after the others.
+    fn pgbench_connection(&self) -> [OsString; 7] {
+        [
+            "-h".into(),
+            self.socket_dir.clone().into(),
+            "-p".into(),
+            self.port.to_string().into(),
+            "-U".into(),
+            "postgres".into(),
+            "postgres".into(),
+        ]
+    }
+
+    /// A `Command` that runs pgbench with `args` against this cluster, as its owner.
+    pub fn pgbench_command(&self, args: &[&str]) -> Command {
+        let mut command = owner_command(&self.bins.path("pgbench"), &self.work_dir);
+        command.args(args).args(self.pgbench_connection());
+        command
+    }
+
+    /// Runs pgbench with `args` against this cluster to the end; returns its output, or an error
+    /// with its exit status and messages.
+    pub fn run_pgbench(&self, args: &[&str]) -> Result<String> {
+        let connection = self.pgbench_connection();
+        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        all.extend(connection.iter().map(OsString::as_os_str));
+        run_as_owner(&self.bins.path("pgbench"), &all, &self.work_dir)
     }
 
     /// Polls `query(sql)` every 100 ms until it returns `expected`; fails after
