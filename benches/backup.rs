@@ -383,7 +383,6 @@ fn main() -> anyhow::Result<()> {
 
     let load_started = Instant::now();
     cluster.run_pgbench(&["-i", "-q", "-s", SCALE])?;
-    let port = cluster.port().to_string();
     cluster.query("CHECKPOINT")?;
     testkit::switch_and_wait_for_archive(&cluster)?;
     wait_for_idle_archiver(&cluster)?;
@@ -409,26 +408,11 @@ fn main() -> anyhow::Result<()> {
     let pgbackrest_dir = lab.tmp.subdir("pgbackrest")?;
     fs::write(
         &pgbackrest_config,
-        format!(
-            "[global]\n\
-             process-max=2\n\
-             compress-type=lz4\n\
-             start-fast=y\n\
-             archive-check=n\n\
-             repo1-retention-full=2\n\
-             log-level-console=warn\n\
-             log-level-file=off\n\
-             log-path={dir}/log\n\
-             lock-path={dir}/lock\n\
-             \n\
-             [bench]\n\
-             pg1-path={pgdata}\n\
-             pg1-socket-path={socket}\n\
-             pg1-port={port}\n\
-             pg1-user=postgres\n",
-            dir = pgbackrest_dir.display(),
-            pgdata = cluster.data_dir().display(),
-            socket = cluster.socket_dir().display(),
+        common::pgbackrest_conf(
+            "start-fast=y\narchive-check=n\nrepo1-retention-full=2\n",
+            &pgbackrest_dir,
+            cluster.data_dir(),
+            cluster.socket_dir(),
         ),
     )?;
     give_to_owner(&pgbackrest_config)?;

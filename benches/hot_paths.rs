@@ -330,30 +330,16 @@ impl Bench {
         let path = self.tmp().join(format!("pgbackrest-{name}.conf"));
         write_owned(
             &path,
-            &format!(
-                "[global]\n\
-                 repo1-path={repo}\n\
-                 compress-type=lz4\n\
-                 process-max=2\n\
-                 archive-async={async_}\n\
-                 spool-path={spool}\n\
-                 log-level-console=warn\n\
-                 log-level-stderr=warn\n\
-                 log-level-file=off\n\
-                 log-path={dir}/log\n\
-                 lock-path={dir}/lock\n\
-                 \n\
-                 [bench]\n\
-                 pg1-path={pgdata}\n\
-                 pg1-socket-path={socket}\n\
-                 pg1-port=5432\n\
-                 pg1-user=postgres\n",
-                repo = self.pgbackrest_repo.display(),
-                async_ = if asynchronous { "y" } else { "n" },
-                spool = spool.display(),
-                dir = dir.display(),
-                pgdata = self.run.display(),
-                socket = self.tmp().join("srun").display(),
+            &common::pgbackrest_conf(
+                &format!(
+                    "repo1-path={repo}\narchive-async={async_}\nspool-path={spool}\nlog-level-stderr=warn\n",
+                    repo = self.pgbackrest_repo.display(),
+                    async_ = if asynchronous { "y" } else { "n" },
+                    spool = spool.display(),
+                ),
+                &dir,
+                &self.run,
+                &self.tmp().join("srun"),
             ),
         )?;
         Ok(path)

@@ -34,16 +34,15 @@ fn parse_complete_line(line: &str) -> (u64, String) {
         "{line}"
     );
     let label = line.split_whitespace().nth(1).unwrap().to_owned();
-    let files = line
-        .split("complete: ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let files = leading_number(line.split("complete: ").nth(1).unwrap());
     (files, label)
+}
+
+/// The number `text` starts with (`984 files, ...`).
+fn leading_number(text: &str) -> u64 {
+    let word = text.split_whitespace().next().unwrap_or_default();
+    word.parse()
+        .unwrap_or_else(|e| panic!("{text:?} does not start with a number: {e}"))
 }
 
 #[test]
@@ -232,18 +231,8 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let planned: Vec<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
-    let mut fetched: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .filter(|name| name.len() == 24)
-        .collect();
+    let planned: Vec<String> = common::planned_segments(&plan);
+    let mut fetched = common::fetched_segments(&log);
     fetched.sort();
     fetched.dedup();
     let after_last = {
@@ -314,20 +303,12 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
     let lab = Lab::new("tm-tblspc-", &common::binaries()).unwrap();
     let mut cluster = backed_up_cluster(&lab);
     let location = lab.tmp.subdir("tablespace").unwrap();
-    cluster
-        .query(&format!(
-            "CREATE TABLESPACE outside LOCATION '{}'",
-            location.display()
-        ))
-        .unwrap();
+    let oid = cluster.create_tablespace("outside", &location).unwrap();
     cluster
         .query("CREATE TABLE far (id int PRIMARY KEY, note text) TABLESPACE outside")
         .unwrap();
     cluster
         .query("INSERT INTO far SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
-        .unwrap();
-    let oid = cluster
-        .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
         .unwrap();
     let checksum = cluster
         .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
@@ -636,15 +617,7 @@ fn include_wal_and_delta_keeps_matching_files_rewrites_changed_ones_and_removes_
         .tidemark(&["restore", "--pgdata", pgdata_arg, "--delta"])
         .unwrap();
     assert!(report.contains("files kept as they were, "), "{report}");
-    let written: u64 = report
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let written = leading_number(report.lines().nth(1).unwrap());
     assert!(written < 10, "--delta rewrote {written} files: {report}");
     assert_eq!(fs::read(pgdata.join("PG_VERSION")).unwrap(), pg_version);
     assert!(!pgdata.join("base/stray").exists());

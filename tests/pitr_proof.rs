@@ -209,12 +209,7 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
             case.name
         ));
     }
-    let planned: Vec<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let planned: Vec<String> = common::planned_segments(&plan);
     let fetched = common::fetched_segments(&log);
     let planned_set: BTreeSet<&String> = planned.iter().collect();
     let fetched_set: BTreeSet<&String> = fetched.iter().collect();

@@ -141,6 +141,17 @@ fn control_data(lab: &Lab, pgdata: &Path) -> String {
     .unwrap()
 }
 
+/// Sets `restore_command`, starts `cluster` until recovery stops it, and returns what the
+/// server logged meanwhile.
+fn start_with_restore_command(cluster: &mut ThrowawayCluster, restore_command: &str) -> String {
+    cluster
+        .configure(&[("restore_command", restore_command)])
+        .unwrap();
+    let from = log_len(cluster);
+    start_until_it_stops(cluster);
+    log_since(cluster, from)
+}
+
 /// Checks that the server, whose log since its last start is `log`, stopped its archive
 /// recovery at `file` with `program`'s one error line saying `cause`, without ending it.
 fn assert_stopped_by(
@@ -228,12 +239,7 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
     // A restore_command that cannot even be read (no %p) stops recovery at its first call.
     let restore_command = lab.restore_command();
     let without_destination = restore_command.strip_suffix(" %p").unwrap();
-    restored
-        .configure(&[("restore_command", without_destination)])
-        .unwrap();
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
-    let log = log_since(&restored, from);
+    let log = start_with_restore_command(&mut restored, without_destination);
     assert!(
         log.contains("FATAL:  could not restore file \"00000002.history\" from archive: child process exited with exit code 128"),
         "{log}"
@@ -242,16 +248,11 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
         log.contains("tidemark-restore: ERROR: the following required arguments were not provided: <DESTINATION>"),
         "{log}"
     );
-    restored
-        .configure(&[("restore_command", &restore_command)])
-        .unwrap();
-
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
+    let log = start_with_restore_command(&mut restored, &restore_command);
     assert_stopped_by(
         &lab,
         &restored,
-        &log_since(&restored, from),
+        &log,
         "tidemark-restore",
         unreadable,
         "permission denied",
@@ -265,15 +266,11 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
         lab.bin_dir.join("tidemark").display(),
         lab.config_path.display()
     );
-    restored
-        .configure(&[("restore_command", &archive_get)])
-        .unwrap();
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
+    let log = start_with_restore_command(&mut restored, &archive_get);
     assert_stopped_by(
         &lab,
         &restored,
-        &log_since(&restored, from),
+        &log,
         "tidemark",
         damaged,
         "is damaged; nothing was written to pg_wal/RECOVERYXLOG: its stored bytes are damaged",

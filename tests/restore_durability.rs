@@ -255,19 +255,11 @@ fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal
     let lab = Lab::new("tm-rdur-", &common::binaries()).unwrap();
     let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     let location = lab.tmp.subdir("tablespace").unwrap();
-    cluster
-        .query(&format!(
-            "CREATE TABLESPACE outside LOCATION '{}'",
-            location.display()
-        ))
-        .unwrap();
+    let oid = cluster.create_tablespace("outside", &location).unwrap();
     cluster
         .query(
             "CREATE TABLE far TABLESPACE outside AS SELECT g AS id FROM generate_series(1, 1000) g",
         )
-        .unwrap();
-    let oid = cluster
-        .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
         .unwrap();
     common::backups::take_backup(&lab);
     testkit::switch_and_wait_for_archive(&cluster).unwrap();

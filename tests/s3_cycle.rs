@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
-use testkit::steps::restore_and_check;
+use testkit::steps::restore_to_instant;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
 
@@ -40,22 +40,17 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
             .unwrap(),
     )
     .unwrap();
-    let planned: BTreeSet<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let planned: BTreeSet<String> = common::planned_segments(&plan).into_iter().collect();
     assert!(!planned.is_empty(), "{plan:#}");
     // PostgreSQL's own read-ahead would ask for a segment past the stop (see pitr_proof.rs).
-    let mut restored = restore_and_check(
+    let mut restored = restore_to_instant(
         &lab,
         "restored",
-        &["--target-time", &target],
+        &rows,
+        instant,
         &[("recovery_prefetch", "off")],
-        &workload::ids_committed_by(&rows, instant),
     )
-    .unwrap_or_else(|e| panic!("recovery to {target}: {e:#}"))
+    .unwrap_or_else(|e| panic!("{e:#}"))
     .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     let log = fs::read_to_string(restored.log_file()).unwrap();

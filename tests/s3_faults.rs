@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::s3::{repo_section, start_server};
 use testkit::Lab;
 use testkit::give_to_owner;
-use testkit::steps::restore_and_check;
+use testkit::steps::restore_to_instant;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::workload;
 use tidemark::storage::{Cancel, ObjectKey, Storage};
@@ -140,17 +140,11 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
 
     // A restore from this archive, to an instant in the middle, is exact.
     let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
-    let target = workload::format_instant(instant);
     // The copied postgresql.conf archives under faults; the restored cluster must not.
-    let mut restored = restore_and_check(
-        &lab,
-        "restored",
-        &["--target-time", &target],
-        &[("archive_mode", "off")],
-        &workload::ids_committed_by(&rows, instant),
-    )
-    .unwrap_or_else(|e| panic!("recovery to {target}: {e:#}"))
-    .cluster;
+    let mut restored =
+        restore_to_instant(&lab, "restored", &rows, instant, &[("archive_mode", "off")])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     restored.stop().unwrap();
 }

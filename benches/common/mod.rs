@@ -51,6 +51,31 @@ pub fn pgbackrest_program() -> anyhow::Result<PathBuf> {
     find().context("pgbackrest is still not on PATH after apt-get install pgbackrest")
 }
 
+/// A pgBackRest configuration for stanza `bench`: the cluster at `pgdata` reached through its
+/// socket in `socket_dir` (port 5432, which only names the socket), LZ4 and two processes, its log
+/// and lock under `dir`, quiet on the console; `global` adds lines to `[global]`.
+pub fn pgbackrest_conf(global: &str, dir: &Path, pgdata: &Path, socket_dir: &Path) -> String {
+    format!(
+        "[global]\n\
+         {global}\
+         compress-type=lz4\n\
+         process-max=2\n\
+         log-level-console=warn\n\
+         log-level-file=off\n\
+         log-path={dir}/log\n\
+         lock-path={dir}/lock\n\
+         \n\
+         [bench]\n\
+         pg1-path={pgdata}\n\
+         pg1-socket-path={socket}\n\
+         pg1-port=5432\n\
+         pg1-user=postgres\n",
+        dir = dir.display(),
+        pgdata = pgdata.display(),
+        socket = socket_dir.display(),
+    )
+}
+
 /// pgBackRest's version line ("pgBackRest 2.45").
 pub fn pgbackrest_version(pgbackrest: &Path) -> String {
     Command::new(pgbackrest)

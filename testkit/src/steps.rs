@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::lab::Lab;
 use crate::servers::postgres::ThrowawayCluster;
-use crate::workload;
+use crate::workload::{self, CommittedRow};
 
 /// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -225,6 +225,21 @@ pub fn restore_and_check(
     check_rows(&restored.cluster, expected)
         .with_context(|| format!("check the rows of the cluster restored to {target:?}"))?;
     Ok(restored)
+}
+
+/// [`restore_and_check`] to `instant` (`--target-time`), where the rows must be those of `rows`
+/// committed by then.
+pub fn restore_to_instant(
+    lab: &Lab,
+    name: &str,
+    rows: &[CommittedRow],
+    instant: i64,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<Restored> {
+    let target = workload::format_instant(instant);
+    let expected = workload::ids_committed_by(rows, instant);
+    restore_and_check(lab, name, &["--target-time", &target], settings, &expected)
+        .with_context(|| format!("recovery to {target}"))
 }
 
 /// Fails unless the workload's rows in `cluster` are exactly `expected` (ids in order), naming

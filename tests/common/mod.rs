@@ -262,6 +262,16 @@ pub fn fetched_segments(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The segments a plan (`tidemark plan --output json`) names, in its order.
+pub fn planned_segments(plan: &serde_json::Value) -> Vec<String> {
+    let segments = plan["segments"].as_array();
+    let segments = segments.unwrap_or_else(|| panic!("a plan without segments: {plan:#}"));
+    segments
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Seeds this test thread's `fastrand` generator and prints the seed, so that a failure's
 /// random picks can be had again: `TIDEMARK_TEST_SEED=N` repeats a run's seed. Tests that
 /// pick at random call it first.

@@ -354,6 +354,16 @@ impl ThrowawayCluster {
         Ok(out.trim().to_string())
     }
 
+    /// Creates tablespace `name` in `location` (a directory the owner can write) and returns its
+    /// OID.
+    pub fn create_tablespace(&self, name: &str, location: &Path) -> Result<String> {
+        let location = location.to_string_lossy().replace('\'', "''");
+        self.query(&format!("CREATE TABLESPACE {name} LOCATION '{location}'"))?;
+        self.query(&format!(
+            "SELECT oid FROM pg_tablespace WHERE spcname = '{name}'"
+        ))
+    }
+
     /// pgbench's arguments that reach this cluster's `postgres` database as `postgres`: they go
     /// after the others.
     fn pgbench_connection(&self) -> [OsString; 7] {
