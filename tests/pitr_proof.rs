@@ -141,6 +141,31 @@ struct Case {
     archive_after: bool,
 }
 
+impl Case {
+    /// A restore to `target` that must give back `expected`, archiving off.
+    fn new(name: impl Into<String>, target: Vec<String>, expected: Vec<i64>) -> Case {
+        Case {
+            name: name.into(),
+            target,
+            expected,
+            archive_after: false,
+        }
+    }
+
+    /// A restore to `instant` (with `more` target options) that must give back the rows of
+    /// `rows` committed by then, archiving off.
+    fn at_instant(
+        name: impl Into<String>,
+        rows: &[CommittedRow],
+        instant: i64,
+        more: &[&str],
+    ) -> Case {
+        let mut target = time_target(instant);
+        target.extend(more.iter().map(|option| option.to_string()));
+        Case::new(name, target, workload::ids_committed_by(rows, instant))
+    }
+}
+
 /// What one restore showed.
 struct Outcome {
     plan: serde_json::Value,
@@ -334,12 +359,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     }
     for index in picked {
         let instant = workload::instant_between(&rows, index).unwrap();
-        cases.push(Case {
-            name: format!("between-{index}"),
-            target: time_target(instant),
-            expected: workload::ids_committed_by(&rows, instant),
-            archive_after: false,
-        });
+        cases.push(Case::at_instant(
+            format!("between-{index}"),
+            &rows,
+            instant,
+            &[],
+        ));
     }
     // Halfway through the second backup: pgbench commits past the target lie before that
     // backup is consistent, so only the first can serve.
@@ -352,12 +377,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     };
     let during_backup = (micros("start_time") + micros("stop_time")) / 2;
     assert!(rows[119].commit_micros < during_backup && during_backup < rows[120].commit_micros);
-    cases.push(Case {
-        name: "during-second-backup".to_owned(),
-        target: time_target(during_backup),
-        expected: workload::ids_committed_by(&rows, during_backup),
-        archive_after: false,
-    });
+    cases.push(Case::at_instant(
+        "during-second-backup".to_owned(),
+        &rows,
+        during_backup,
+        &[],
+    ));
     // Exactly at a commit of the quiet stretch (no concurrent commit can share its WAL
     // neighbourhood there): inclusive keeps it, exclusive does not. Commit times are whole
     // microseconds and format_instant prints all six digits, so the target is that commit's time.
@@ -373,20 +398,18 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let inclusive = workload::ids_committed_by(&rows, at.commit_micros);
     let exclusive = workload::ids_committed_by(&rows, at.commit_micros - 1);
     assert!(inclusive.contains(&at.id) && !exclusive.contains(&at.id));
-    cases.push(Case {
-        name: format!("at-commit-of-{}-inclusive", at.id),
-        target: time_target(at.commit_micros),
-        expected: inclusive,
-        archive_after: false,
-    });
+    cases.push(Case::new(
+        format!("at-commit-of-{}-inclusive", at.id),
+        time_target(at.commit_micros),
+        inclusive,
+    ));
     let mut exclusive_target = time_target(at.commit_micros);
     exclusive_target.push("--target-exclusive".to_owned());
-    cases.push(Case {
-        name: format!("at-commit-of-{}-exclusive", at.id),
-        target: exclusive_target,
-        expected: exclusive,
-        archive_after: false,
-    });
+    cases.push(Case::new(
+        format!("at-commit-of-{}-exclusive", at.id),
+        exclusive_target,
+        exclusive,
+    ));
 
     for case in &cases {
         let Some(outcome) = prove(&lab, case, &mut problems) else {
@@ -447,14 +470,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let mut after_fork = Vec::new();
     for _ in 0..2 {
         let (index, instant) = random_instant(&rows_2, fork_case.expected.len()..rows_2.len() - 1);
-        let mut target = time_target(instant);
-        target.extend(["--target-timeline".to_owned(), "latest".to_owned()]);
-        after_fork.push(Case {
-            name: format!("timeline-2-between-{index}"),
-            target,
-            expected: workload::ids_committed_by(&rows_2, instant),
-            archive_after: false,
-        });
+        after_fork.push(Case::at_instant(
+            format!("timeline-2-between-{index}"),
+            &rows_2,
+            instant,
+            &["--target-timeline", "latest"],
+        ));
     }
     // An instant timeline 1 reached only after the fork: along timeline 2 nothing commits
     // between the fork and timeline 2's first commit, so the restore holds what the fork did.
@@ -469,14 +490,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     });
     // And timeline 1 past the fork, asked for by number.
     let (index, instant) = random_instant(&rows, fork_index + 5..239);
-    let mut target = time_target(instant);
-    target.extend(["--target-timeline".to_owned(), "1".to_owned()]);
-    after_fork.push(Case {
-        name: format!("timeline-1-past-the-fork-{index}"),
-        target,
-        expected: workload::ids_committed_by(&rows, instant),
-        archive_after: false,
-    });
+    after_fork.push(Case::at_instant(
+        format!("timeline-1-past-the-fork-{index}"),
+        &rows,
+        instant,
+        &["--target-timeline", "1"],
+    ));
     for case in &after_fork {
         let Some(outcome) = prove(&lab, case, &mut problems) else {
             continue;
@@ -842,19 +861,18 @@ fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
     let instant = spanning.commit_micros - 1;
     let cases = [
         // PostgreSQL stops before the spanning commit.
-        Case {
-            name: "just-before-the-spanning-commit".to_owned(),
-            target: time_target(instant),
-            expected: workload::ids_committed_by(&rows, instant),
-            archive_after: false,
-        },
+        Case::at_instant(
+            "just-before-the-spanning-commit".to_owned(),
+            &rows,
+            instant,
+            &[],
+        ),
         // And can stop right after it.
-        Case {
-            name: "at-the-spanning-transaction".to_owned(),
-            target: vec!["--target-xid".to_owned(), xid_of[&spanning.id].to_string()],
-            expected: workload::ids_committed_by(&rows, spanning.commit_micros),
-            archive_after: false,
-        },
+        Case::new(
+            "at-the-spanning-transaction".to_owned(),
+            vec!["--target-xid".to_owned(), xid_of[&spanning.id].to_string()],
+            workload::ids_committed_by(&rows, spanning.commit_micros),
+        ),
     ];
     for case in &cases {
         if let Some(outcome) = prove(&lab, case, &mut problems) {
@@ -882,12 +900,11 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
 
     let mut problems = Vec::new();
     // The next segment is archived: the plan must list it.
-    let case = Case {
-        name: "at-the-end-of-a-switch".to_owned(),
-        target: vec!["--target-lsn".to_owned(), first_switch],
-        expected: workload::ids_committed_by(&rows, rows[2].commit_micros),
-        archive_after: false,
-    };
+    let case = Case::new(
+        "at-the-end-of-a-switch".to_owned(),
+        vec!["--target-lsn".to_owned(), first_switch],
+        workload::ids_committed_by(&rows, rows[2].commit_micros),
+    );
     if let Some(outcome) = prove(&lab, &case, &mut problems) {
         discard(outcome.cluster);
     }
@@ -900,12 +917,11 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
             planned.stdout
         ));
         // What restoring to it does.
-        let case = Case {
-            name: "at-the-end-of-the-archive".to_owned(),
-            target: vec!["--target-lsn".to_owned(), last_switch],
-            expected: workload::ids_committed_by(&rows, rows[5].commit_micros),
-            archive_after: false,
-        };
+        let case = Case::new(
+            "at-the-end-of-the-archive".to_owned(),
+            vec!["--target-lsn".to_owned(), last_switch],
+            workload::ids_committed_by(&rows, rows[5].commit_micros),
+        );
         if let Some(outcome) = prove(&lab, &case, &mut problems) {
             discard(outcome.cluster);
         }

@@ -59,6 +59,15 @@ fn write_and_archive(cluster: &ThrowawayCluster, transactions: u32) -> String {
     cluster.query(CONTENT).unwrap()
 }
 
+/// Runs `transactions` pgbench transactions per client on a [`primary_with_backup`], archives
+/// everything and stops it; returns the database content.
+fn archived_workload(lab: &Lab, transactions: u32) -> String {
+    let mut primary = primary_with_backup(lab);
+    let content = write_and_archive(&primary, transactions);
+    primary.stop().unwrap();
+    content
+}
+
 /// `tidemark restore` of the newest backup to the end of the archive into a new directory, its
 /// `pg_wal` on a tmpfs of `wal_bytes` (kept until the returned `Tmpfs` drops, after the cluster).
 /// The fetcher keeps a twentieth of `pg_wal`'s file system free: on the host's disk, whether it
@@ -116,17 +125,11 @@ fn plant(spool: &Path, name: &str, bytes: &[u8], sum_of: &[u8]) {
 #[test]
 fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     let lab = Lab::new("tm-prefetch-damage-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&primary, 2000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 2000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let spool = spool(&pgdata);
-    let plan: Vec<String> = fs::read_to_string(spool.join("plan"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let plan = plan_of(&pgdata);
     assert!(
         plan.len() >= 6,
         "the plan is too short for this test: {plan:?}"
@@ -277,9 +280,7 @@ fn wait_for_file(path: &Path) {
 #[test]
 fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     let lab = Lab::new("tm-prefetch-kill-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&primary, 10_000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 10_000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
@@ -344,9 +345,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
 #[test]
 fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
     let lab = Lab::new("tm-prefetch-pause-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&primary, 2000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 2000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
@@ -527,9 +526,7 @@ fn move_contents(from: &Path, to: &Path) {
 #[test]
 fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     let lab = Lab::new("tm-prefetch-timeline-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    write_and_archive(&primary, 1000);
-    primary.stop().unwrap();
+    archived_workload(&lab, 1000);
 
     // A restore promotes to timeline 2 and keeps writing (and archiving into the stanza).
     let (_first, _first_wal) = restore(&lab, "first", ROOMY_WAL);

@@ -125,19 +125,19 @@ impl Lab {
 
     /// `archive_command` for postgresql.conf.
     pub fn archive_command(&self) -> String {
-        format!(
-            "{} --config {} --stanza {} %p",
-            self.bin_dir.join("tidemark-archive").display(),
-            self.config_path.display(),
-            self.stanza
-        )
+        self.command_line("tidemark-archive", "%p")
     }
 
     /// `restore_command` for postgresql.conf.
     pub fn restore_command(&self) -> String {
+        self.command_line("tidemark-restore", "%f %p")
+    }
+
+    /// The lab's `program` with its configuration and stanza, then `placeholders`.
+    fn command_line(&self, program: &str, placeholders: &str) -> String {
         format!(
-            "{} --config {} --stanza {} %f %p",
-            self.bin_dir.join("tidemark-restore").display(),
+            "{} --config {} --stanza {} {placeholders}",
+            self.bin_dir.join(program).display(),
             self.config_path.display(),
             self.stanza
         )

@@ -254,17 +254,8 @@ impl ThrowawayCluster {
     /// Starts the server (`pg_ctl -w -t 120 start`), waiting until it accepts
     /// connections; the error includes the end of the server log.
     pub fn start(&mut self) -> Result<()> {
-        let args: [&OsStr; 8] = [
-            "-D".as_ref(),
-            self.data_dir.as_os_str(),
-            "-w".as_ref(),
-            "-t".as_ref(),
-            "120".as_ref(),
-            "-l".as_ref(),
-            self.log_file.as_os_str(),
-            "start".as_ref(),
-        ];
-        match run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir) {
+        let log = format!("--log={}", self.log_file.display());
+        match self.pg_ctl(&["-w", "-t", "120", &log, "start"]) {
             Ok(_) => {
                 self.running = true;
                 Ok(())
@@ -306,15 +297,14 @@ impl ThrowawayCluster {
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Result<String> {
-        let args: [&OsStr; 6] = [
-            "-D".as_ref(),
-            self.data_dir.as_os_str(),
-            "-w".as_ref(),
-            "-m".as_ref(),
-            mode.as_ref(),
-            "stop".as_ref(),
-        ];
-        run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir)
+        self.pg_ctl(&["-w", "-m", mode, "stop"])
+    }
+
+    /// Runs `pg_ctl -D <data directory> <args>` as the owner.
+    fn pg_ctl(&self, args: &[&str]) -> Result<String> {
+        let mut all: Vec<&OsStr> = vec!["-D".as_ref(), self.data_dir.as_os_str()];
+        all.extend(args.iter().map(OsStr::new));
+        run_as_owner(&self.bins.path("pg_ctl"), &all, &self.work_dir)
     }
 
     /// Runs `sql` with psql and returns its trimmed, unaligned, tuples-only output. Several
