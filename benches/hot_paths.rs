@@ -31,7 +31,7 @@
 //! Medians over the rounds (3, or `TIDEMARK_BENCH_ROUNDS`); the order of the tools rotates each
 //! round. Prints a table and the ratios the issue sets targets for, and writes
 //! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
-//! (installed with apt-get when run as root and missing), `s3s-fs` (see `tests/common/s3.rs`),
+//! (installed with apt-get when run as root and missing), `s3s-fs` (see `testkit/src/servers/s3s_fs.rs`),
 //! and about 8 GiB free in /tmp. Run:
 //! `cargo bench --bench hot_paths` (about 15 minutes on 2 cores).
 

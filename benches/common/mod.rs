@@ -1,5 +1,6 @@
 //! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
-//! removing and syncing between runs, and medians; and the tests' `s3s-fs` starter.
+//! removing and syncing between runs, medians and pgBackRest's configuration; and the tests' S3
+//! test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server).
 
 #![allow(dead_code)] // Each bench uses its own subset.
 

@@ -74,3 +74,31 @@ pub fn wait_for_helpers_to_leave(pg_wal: &Path, patience: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    #[test]
+    fn a_helper_is_found_by_its_flag_and_pg_wal_and_waited_for_until_it_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg_wal = dir.path().join("pg_wal");
+        // A stand-in with a helper's arguments: `sh -c CODE NAME ARGS...` keeps ARGS in its
+        // command line while it sleeps.
+        let mut helper = Command::new("sh")
+            .args(["-c", "sleep 60", "tidemark-restore", PREFETCHER])
+            .arg(&pg_wal)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run sh");
+        assert_eq!(helper_pid(PREFETCHER, &pg_wal), Some(helper.id() as i32));
+        assert_eq!(helper_pid(WORK_AHEAD_WORKER, &pg_wal), None);
+        assert_eq!(helper_pid(PREFETCHER, &dir.path().join("other")), None);
+        assert!(!wait_for_helpers_to_leave(&pg_wal, Duration::ZERO));
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        assert!(wait_for_helpers_to_leave(&pg_wal, Duration::from_secs(30)));
+    }
+}
