@@ -61,18 +61,18 @@ pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
 /// whether they all left.
 pub fn wait_for_helpers_to_leave(pg_wal: &Path, patience: Duration) -> bool {
     let deadline = Instant::now() + patience;
-    loop {
-        let running = [WORK_AHEAD_WORKER, PREFETCHER]
+    let running = || {
+        [WORK_AHEAD_WORKER, PREFETCHER]
             .iter()
-            .any(|flag| helper_pid(flag, pg_wal).is_some());
-        if !running {
-            return true;
-        }
+            .any(|flag| helper_pid(flag, pg_wal).is_some())
+    };
+    while running() {
         if Instant::now() >= deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    true
 }
 
 #[cfg(test)]

@@ -316,30 +316,23 @@ impl ThrowawayCluster {
     /// Runs each statement as its own psql command (`-c` per statement), so each commits on its
     /// own, all in one session; returns the trimmed output of them all.
     pub fn execute_each(&self, statements: &[&str]) -> Result<String> {
-        let port = self.port.to_string();
-        let mut args: Vec<&OsStr> = vec![
-            "-X".as_ref(),
-            "-A".as_ref(),
-            "-t".as_ref(),
-            "-q".as_ref(),
-            // Never prompt for a password: there is no one to answer.
-            "-w".as_ref(),
-            "-v".as_ref(),
-            "ON_ERROR_STOP=1".as_ref(),
-            "-h".as_ref(),
-            self.socket_dir.as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-            "-d".as_ref(),
-            "postgres".as_ref(),
+        // Never prompt for a password (-w): there is no one to answer.
+        let mut args = vec![
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "postgres",
         ];
         for statement in statements {
-            args.push("-c".as_ref());
-            args.push(statement.as_ref());
+            args.extend(["-c", statement]);
         }
-        let out = run_as_owner(&self.bins.path("psql"), &args, &self.work_dir)
+        let out = self
+            .run_client("psql", &args)
             .with_context(|| format!("query PostgreSQL cluster in {}", self.data_dir.display()))?;
         Ok(out.trim().to_string())
     }
@@ -354,9 +347,8 @@ impl ThrowawayCluster {
         ))
     }
 
-    /// pgbench's arguments that reach this cluster's `postgres` database as `postgres`: they go
-    /// after the others.
-    fn pgbench_connection(&self) -> [OsString; 7] {
+    /// The client options that reach this cluster as `postgres`: its socket and port.
+    fn connection(&self) -> [OsString; 6] {
         [
             "-h".into(),
             self.socket_dir.clone().into(),
@@ -364,24 +356,32 @@ impl ThrowawayCluster {
             self.port.to_string().into(),
             "-U".into(),
             "postgres".into(),
-            "postgres".into(),
         ]
     }
 
-    /// A `Command` that runs pgbench with `args` against this cluster, as its owner.
+    /// Runs the PostgreSQL client `program` as the owner with [`Self::connection`], then `args`;
+    /// returns its output.
+    fn run_client(&self, program: &str, args: &[&str]) -> Result<String> {
+        let connection = self.connection();
+        let mut all: Vec<&OsStr> = connection.iter().map(OsString::as_os_str).collect();
+        all.extend(args.iter().map(OsStr::new));
+        run_as_owner(&self.bins.path(program), &all, &self.work_dir)
+    }
+
+    /// A `Command` that runs pgbench with `args` against this cluster's `postgres` database, as
+    /// its owner.
     pub fn pgbench_command(&self, args: &[&str]) -> Command {
         let mut command = owner_command(&self.bins.path("pgbench"), &self.work_dir);
-        command.args(args).args(self.pgbench_connection());
+        command.args(self.connection()).args(args).arg("postgres");
         command
     }
 
-    /// Runs pgbench with `args` against this cluster to the end; returns its output, or an error
-    /// with its exit status and messages.
+    /// Runs pgbench with `args` against this cluster's `postgres` database to the end; returns
+    /// its output, or an error with its exit status and messages.
     pub fn run_pgbench(&self, args: &[&str]) -> Result<String> {
-        let connection = self.pgbench_connection();
-        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        all.extend(connection.iter().map(OsString::as_os_str));
-        run_as_owner(&self.bins.path("pgbench"), &all, &self.work_dir)
+        let mut all = args.to_vec();
+        all.push("postgres");
+        self.run_client("pgbench", &all)
     }
 
     /// Polls `query(sql)` every 100 ms until it returns `expected`; fails after
@@ -444,32 +444,26 @@ impl ThrowawayCluster {
     /// needs archived WAL); `dest` must not exist and its parent must be writable by
     /// the cluster owner.
     pub fn base_backup(&self, dest: &Path) -> Result<()> {
-        let port = self.port.to_string();
-        let args: [&OsStr; 14] = [
-            "-D".as_ref(),
-            dest.as_os_str(),
-            "-X".as_ref(),
-            "none".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-            "--no-sync".as_ref(),
-            "-w".as_ref(),
-            "-h".as_ref(),
-            self.socket_dir.as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
+        let dest_arg = dest
+            .to_str()
+            .context("a base backup's path must be UTF-8")?;
+        let args = [
+            "-D",
+            dest_arg,
+            "-X",
+            "none",
+            "-c",
+            "fast",
+            "--no-sync",
+            "-w",
         ];
-        run_as_owner(&self.bins.path("pg_basebackup"), &args, &self.work_dir).with_context(
-            || {
-                format!(
-                    "take base backup of PostgreSQL cluster in {} into {}",
-                    self.data_dir.display(),
-                    dest.display()
-                )
-            },
-        )?;
+        self.run_client("pg_basebackup", &args).with_context(|| {
+            format!(
+                "take base backup of PostgreSQL cluster in {} into {}",
+                self.data_dir.display(),
+                dest.display()
+            )
+        })?;
         Ok(())
     }
 
