@@ -19,15 +19,7 @@ use testkit::steps::{PrimaryOptions, archiving_primary};
 /// Runs `tidemark restore --pgdata <pgdata> <extra>` and returns its one stderr line, having
 /// checked that it failed with exit code 1.
 fn refused(lab: &Lab, pgdata: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "--config",
-        lab.config_path.to_str().unwrap(),
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let ran = common::run(lab, "tidemark", &args);
+    let ran = common::run_restore(lab, &lab.config_path, pgdata, extra);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     println!("refused: {}", ran.only_line());
     ran.only_line().to_owned()

@@ -34,15 +34,7 @@ fn insert(cluster: &ThrowawayCluster, from: u32, to: u32) {
 /// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner and
 /// returns its report, failing the test unless it succeeded.
 fn restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let ran = common::run(lab, "tidemark", &args);
+    let ran = common::run_restore(lab, config, pgdata, extra);
     assert_eq!(ran.code, Some(0), "{ran:?}");
     ran.stdout
 }
@@ -64,12 +56,18 @@ fn recovered_ids(lab: &Lab, name: &str) -> (ThrowawayCluster, String) {
     (cluster, ids)
 }
 
+/// An archiving primary whose `ledger` holds rows 1 to 10.
+fn ledger_primary(lab: &Lab) -> ThrowawayCluster {
+    let cluster = archiving_primary(lab, &PrimaryOptions::default()).unwrap();
+    create_ledger(&cluster);
+    insert(&cluster, 1, 10);
+    cluster
+}
+
 #[test]
 fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_characters() {
     let lab = Lab::new("tm-rname-", &common::binaries()).unwrap();
-    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
-    create_ledger(&cluster);
-    insert(&cluster, 1, 10);
+    let mut cluster = ledger_primary(&lab);
     common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
     let point = r"it's a \ 100% point";
@@ -115,9 +113,7 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
 #[test]
 fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_names() {
     let lab = Lab::new("tm-rimm-", &common::binaries()).unwrap();
-    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
-    create_ledger(&cluster);
-    insert(&cluster, 1, 10);
+    let mut cluster = ledger_primary(&lab);
     let first = common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
     let second = common::backups::take_backup(&lab);

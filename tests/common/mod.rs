@@ -106,6 +106,19 @@ pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
     }
 }
 
+/// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner.
+pub fn run_restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> Ran {
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "restore",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(lab, "tidemark", &args)
+}
+
 /// Writes a configuration file the cluster owner can read, with `mode` (0600 when it holds a
 /// secret, as Tidemark demands).
 pub fn write_config_file(path: &Path, text: &str, mode: u32) {
@@ -207,6 +220,28 @@ impl WalLab {
         let path = dir.join(name);
         fs::write(&path, bytes).unwrap();
         testkit::give_to_owner(&path).unwrap();
+        path
+    }
+
+    /// Writes a configuration `<lab>/<name>` (mode 0600: it may hold keys) with `repo` as its
+    /// `[repo]` section and this cluster as stanza `main`, and creates the stanza in it.
+    pub fn config_with_stanza(&self, name: &str, repo: &str) -> PathBuf {
+        let path = self.lab.tmp.path().join(name);
+        write_config_file(
+            &path,
+            &format!(
+                "[repo]\n{repo}\n[stanza.main]\npgdata = \"{}\"\n",
+                self.cluster.data_dir().display()
+            ),
+            0o600,
+        );
+        let config = path.to_str().unwrap();
+        let created = run(
+            &self.lab,
+            "tidemark",
+            &["--config", config, "stanza-create"],
+        );
+        assert_eq!(created.code, Some(0), "{created:?}");
         path
     }
 
