@@ -855,11 +855,7 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
     big.query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
     let file = testkit::switch_and_wait_for_archive(big).unwrap();
-    let system_id: u64 = big
-        .query("SELECT system_identifier FROM pg_control_system()")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let system_id: u64 = big.system_identifier().unwrap();
     big.stop().unwrap();
 
     let sixteen = 16 * MIB;
@@ -1412,12 +1408,7 @@ fn measure_decoding_16_mib_segments() {
     testkit::switch_and_wait_for_archive(&lab.cluster).unwrap();
     lab.cluster.stop().unwrap();
 
-    let mut files: Vec<String> = fs::read_dir(&lab.raw)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.len() == 24)
-        .collect();
-    files.sort();
+    let files = common::segment_names_in(&lab.raw);
     let mut rows = Vec::new();
     for file in &files {
         let bytes = fs::read(lab.raw.join(file)).unwrap();

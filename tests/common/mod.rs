@@ -183,11 +183,7 @@ impl WalLab {
             cluster.query("SELECT pg_switch_wal()").unwrap();
         }
         testkit::switch_and_wait_for_archive(&cluster).unwrap();
-        let system_id = cluster
-            .query("SELECT system_identifier FROM pg_control_system()")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let system_id = cluster.system_identifier().unwrap();
         cluster.stop().unwrap();
         WalLab {
             cluster,
@@ -199,13 +195,7 @@ impl WalLab {
 
     /// Names of the archived segments, in order.
     pub fn segments(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.raw)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.len() == 24)
-            .collect();
-        names.sort();
-        names
+        segment_names_in(&self.raw)
     }
 
     /// A file the owner can read, holding `bytes`, under `name` in a fresh directory.
@@ -281,6 +271,17 @@ pub fn with_other_content(segment: &[u8]) -> Vec<u8> {
     let crc = crc32c::crc32c_append(crc32c::crc32c(&record[24..]), &record[..20]);
     record[20..24].copy_from_slice(&crc.to_le_bytes());
     changed
+}
+
+/// The names of the segments (24 characters) in `dir`, in order.
+pub fn segment_names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn is_segment_name(name: &str) -> bool {

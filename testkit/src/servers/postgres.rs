@@ -313,6 +313,14 @@ impl ThrowawayCluster {
         self.execute_each(&[sql])
     }
 
+    /// The cluster's system identifier (`pg_control_system()`), which names it in WAL and
+    /// backups.
+    pub fn system_identifier(&self) -> Result<u64> {
+        let text = self.query("SELECT system_identifier FROM pg_control_system()")?;
+        text.parse()
+            .with_context(|| format!("parse system identifier {text:?}"))
+    }
+
     /// Runs each statement as its own psql command (`-c` per statement), so each commits on its
     /// own, all in one session; returns the trimmed output of them all.
     pub fn execute_each(&self, statements: &[&str]) -> Result<String> {
