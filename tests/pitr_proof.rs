@@ -27,7 +27,9 @@ use common::backups::take_backup;
 use testkit::Lab;
 use testkit::ThrowawayCluster;
 use testkit::recovery::{RecoveryTarget, recover_copy};
-use testkit::steps::{PrimaryOptions, Restored, archiving_primary, restore_to, rows_differ};
+use testkit::steps::{
+    PrimaryOptions, Restored, archiving_primary, check_rows, restore_to, rows_differ,
+};
 use testkit::switch_and_wait_for_archive;
 use testkit::workload::{self, CommittedRow};
 
@@ -447,11 +449,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     else {
         panic!("{}", problems.join("\n\n"));
     };
-    assert_eq!(
-        fork.query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2"
-    );
+    assert_eq!(fork.checkpoint_timeline().unwrap(), "2");
     let pgbench_noise = noise(&fork, 3);
     workload::insert_rows(&fork, 60, Duration::from_millis(30), "timeline 2").unwrap();
     common::wait_ok(pgbench_noise);
@@ -587,18 +585,11 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
         ..RecoveryTarget::default()
     };
     let restored = recover_copy(&lab, &base_backup, "restored1", &target).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored).unwrap(),
-        expected,
-        "recovery to {} (timeline 1)",
-        workload::format_instant(instant)
-    );
-    assert_eq!(
-        restored
-            .query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2"
-    );
+    check_rows(&restored, &expected).unwrap_or_else(|e| {
+        let instant = workload::format_instant(instant);
+        panic!("recovery to {instant} (timeline 1): {e:#}")
+    });
+    assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
 
     // Timeline 2: the recovered cluster writes and archives through the same stanza.
     let noise = common::pgbench(&restored, &["-T", "2", "-c", "1", "-n"]);
@@ -621,18 +612,11 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
         ..RecoveryTarget::default()
     };
     let restored_2 = recover_copy(&lab, &base_backup, "restored2", &target_2).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored_2).unwrap(),
-        expected_2,
-        "recovery to {} (timeline 2, through timeline 1)",
-        workload::format_instant(instant_2)
-    );
-    assert_eq!(
-        restored_2
-            .query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "3"
-    );
+    check_rows(&restored_2, &expected_2).unwrap_or_else(|e| {
+        let instant = workload::format_instant(instant_2);
+        panic!("recovery to {instant} (timeline 2, through timeline 1): {e:#}")
+    });
+    assert_eq!(restored_2.checkpoint_timeline().unwrap(), "3");
     assert_no_tidemark_errors(&restored_2);
 
     // The repository shows both timelines, without gaps, and the history file.

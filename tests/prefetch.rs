@@ -532,9 +532,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     let (_first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
     let mut promoted = recover(&lab, "first");
     let expected = write_and_archive(&promoted, 1500);
-    let timeline = promoted
-        .query("SELECT timeline_id FROM pg_control_checkpoint()")
-        .unwrap();
+    let timeline = promoted.checkpoint_timeline().unwrap();
     assert_eq!(timeline, "2");
     promoted.stop().unwrap();
 

@@ -664,12 +664,7 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     let switched = testkit::switch_and_wait_for_archive(&restored).unwrap();
     let first_tl2 = SegmentName::from_segment_number(TimelineId(2), n, size(MIB));
     assert_eq!(switched, first_tl2.to_string());
-    assert_eq!(
-        restored
-            .query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2"
-    );
+    assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
     let redo: Lsn = restored
         .query("SELECT redo_lsn FROM pg_control_checkpoint()")
         .unwrap()

@@ -313,6 +313,12 @@ impl ThrowawayCluster {
         self.execute_each(&[sql])
     }
 
+    /// The timeline of the latest checkpoint (`pg_control_checkpoint()`), as text: a promoted
+    /// copy is on a new one once its end-of-recovery checkpoint is done.
+    pub fn checkpoint_timeline(&self) -> Result<String> {
+        self.query("SELECT timeline_id FROM pg_control_checkpoint()")
+    }
+
     /// The cluster's system identifier (`pg_control_system()`), which names it in WAL and
     /// backups.
     pub fn system_identifier(&self) -> Result<u64> {
