@@ -24,7 +24,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,8 +33,9 @@ use anyhow::{Context, bail, ensure};
 use common::{
     gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes,
 };
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::{ThrowawayCluster, give_to_owner, owner_command};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise; each runs every tool once.
 const ROUNDS: usize = 3;
@@ -368,20 +368,12 @@ fn main() -> anyhow::Result<()> {
     let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
 
     let lab = common::lab("tm-bbench-")?;
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "bench", 16)?;
-    lab.write_config_with_conninfo(
-        cluster.data_dir(),
-        "compress = \"lz4\"",
-        Some(&cluster.conninfo()),
-    )?;
-    let archive_command = lab.archive_command();
-    cluster.configure(&[
-        ("archive_mode", "on"),
-        ("archive_command", &archive_command),
-        ("max_wal_size", "4GB"),
-    ])?;
-    cluster.start()?;
-    lab.tidemark(&["stanza-create"])?;
+    let options = PrimaryOptions::default()
+        .name("bench")
+        .segment_mb(16)
+        .repo_extra("compress = \"lz4\"")
+        .setting("max_wal_size", "4GB");
+    let mut cluster = archiving_primary(&lab, &options)?;
     let postmaster = fs::read_to_string(cluster.data_dir().join("postmaster.pid"))?
         .lines()
         .next()
@@ -390,23 +382,9 @@ fn main() -> anyhow::Result<()> {
         .to_owned();
 
     let load_started = Instant::now();
-    let port = cluster.port().to_string();
-    let pgbench_args: [&OsStr; 11] = [
-        "-i".as_ref(),
-        "-q".as_ref(),
-        "-s".as_ref(),
-        SCALE.as_ref(),
-        "-h".as_ref(),
-        cluster.socket_dir().as_os_str(),
-        "-p".as_ref(),
-        port.as_ref(),
-        "-U".as_ref(),
-        "postgres".as_ref(),
-        "postgres".as_ref(),
-    ];
-    run_as_owner(&lab.pg.path("pgbench"), &pgbench_args, lab.tmp.path())?;
+    cluster.run_pgbench(&["-i", "-q", "-s", SCALE])?;
     cluster.query("CHECKPOINT")?;
-    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    testkit::switch_and_wait_for_archive(&cluster)?;
     wait_for_idle_archiver(&cluster)?;
     let database: u64 = cluster
         .query("SELECT pg_database_size('postgres')")?
@@ -430,26 +408,11 @@ fn main() -> anyhow::Result<()> {
     let pgbackrest_dir = lab.tmp.subdir("pgbackrest")?;
     fs::write(
         &pgbackrest_config,
-        format!(
-            "[global]\n\
-             process-max=2\n\
-             compress-type=lz4\n\
-             start-fast=y\n\
-             archive-check=n\n\
-             repo1-retention-full=2\n\
-             log-level-console=warn\n\
-             log-level-file=off\n\
-             log-path={dir}/log\n\
-             lock-path={dir}/lock\n\
-             \n\
-             [bench]\n\
-             pg1-path={pgdata}\n\
-             pg1-socket-path={socket}\n\
-             pg1-port={port}\n\
-             pg1-user=postgres\n",
-            dir = pgbackrest_dir.display(),
-            pgdata = cluster.data_dir().display(),
-            socket = cluster.socket_dir().display(),
+        common::pgbackrest_conf(
+            "start-fast=y\narchive-check=n\nrepo1-retention-full=2\n",
+            &pgbackrest_dir,
+            cluster.data_dir(),
+            cluster.socket_dir(),
         ),
     )?;
     give_to_owner(&pgbackrest_config)?;

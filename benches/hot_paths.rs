@@ -31,7 +31,7 @@
 //! Medians over the rounds (3, or `TIDEMARK_BENCH_ROUNDS`); the order of the tools rotates each
 //! round. Prints a table and the ratios the issue sets targets for, and writes
 //! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
-//! (installed with apt-get when run as root and missing), `s3s-fs` (see `tests/common/s3.rs`),
+//! (installed with apt-get when run as root and missing), `s3s-fs` (see `testkit/src/servers/s3s_fs.rs`),
 //! and about 8 GiB free in /tmp. Run:
 //! `cargo bench --bench hot_paths` (about 15 minutes on 2 cores).
 
@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use common::s3::{BUCKET, S3Server, repo_section};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 3;
@@ -330,30 +330,16 @@ impl Bench {
         let path = self.tmp().join(format!("pgbackrest-{name}.conf"));
         write_owned(
             &path,
-            &format!(
-                "[global]\n\
-                 repo1-path={repo}\n\
-                 compress-type=lz4\n\
-                 process-max=2\n\
-                 archive-async={async_}\n\
-                 spool-path={spool}\n\
-                 log-level-console=warn\n\
-                 log-level-stderr=warn\n\
-                 log-level-file=off\n\
-                 log-path={dir}/log\n\
-                 lock-path={dir}/lock\n\
-                 \n\
-                 [bench]\n\
-                 pg1-path={pgdata}\n\
-                 pg1-socket-path={socket}\n\
-                 pg1-port=5432\n\
-                 pg1-user=postgres\n",
-                repo = self.pgbackrest_repo.display(),
-                async_ = if asynchronous { "y" } else { "n" },
-                spool = spool.display(),
-                dir = dir.display(),
-                pgdata = self.run.display(),
-                socket = self.tmp().join("srun").display(),
+            &common::pgbackrest_conf(
+                &format!(
+                    "repo1-path={repo}\narchive-async={async_}\nspool-path={spool}\nlog-level-stderr=warn\n",
+                    repo = self.pgbackrest_repo.display(),
+                    async_ = if asynchronous { "y" } else { "n" },
+                    spool = spool.display(),
+                ),
+                &dir,
+                &self.run,
+                &self.tmp().join("srun"),
             ),
         )?;
         Ok(path)
@@ -814,19 +800,7 @@ fn main() -> anyhow::Result<()> {
         lab.tmp.path(),
     )?;
     let load_started = Instant::now();
-    let pgbench = |args: &[&str]| -> anyhow::Result<String> {
-        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        all.extend([
-            "-h".as_ref(),
-            source.socket_dir().as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-            "postgres".as_ref(),
-        ]);
-        run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
-    };
+    let pgbench = |args: &[&str]| source.run_pgbench(args);
     pgbench(&["-i", "-q", "-s", SCALE])?;
     let written = || -> anyhow::Result<u64> {
         Ok(source

@@ -14,8 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 use tidemark::repo::Compression;
 use tidemark::repo::object::{decode_into, encode};
 
@@ -73,23 +73,9 @@ fn make_wal(lab: &Lab) -> anyhow::Result<(PathBuf, PathBuf)> {
         ("archive_command", &archive_command),
     ])?;
     cluster.start()?;
-    let port = cluster.port().to_string();
-    let socket = cluster.socket_dir().as_os_str().to_owned();
-    let pgbench = |args: &[&str]| -> anyhow::Result<()> {
-        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        all.extend([
-            OsStr::new("-h"),
-            &socket,
-            OsStr::new("-p"),
-            OsStr::new(&port),
-            OsStr::new("postgres"),
-        ]);
-        run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())?;
-        Ok(())
-    };
-    pgbench(&["-i", "-q", "-s", "20"])?;
-    pgbench(&["-n", "-T", "20", "-c", "2"])?;
-    tidemark::demo::switch_and_wait_for_archive(&cluster)?;
+    cluster.run_pgbench(&["-i", "-q", "-s", "20"])?;
+    cluster.run_pgbench(&["-n", "-T", "20", "-c", "2"])?;
+    testkit::switch_and_wait_for_archive(&cluster)?;
     cluster.stop()?;
     Ok((raw, cluster.data_dir().to_path_buf()))
 }

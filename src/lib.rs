@@ -19,14 +19,14 @@
 //! * `restore` — laying out a data directory to recover (`pg`, `storage`, `repo`, `archive`,
 //!   `backup`, `planning`);
 //! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `repo`,
-//!   `archive`, `planning`);
-//! * `demo` — the throwaway-cluster demo and test harness (`archive`).
+//!   `archive`, `planning`).
+//!
+//! The test harness and `tidemark demo` are the `testkit` crate, outside the library.
 
 pub mod archive;
 pub mod backup;
 pub mod config;
 pub mod datadir;
-pub mod demo;
 pub mod lifecycle;
 pub mod pg;
 pub mod planning;

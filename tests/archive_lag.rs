@@ -3,8 +3,9 @@
 
 mod common;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 fn info_json(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap()
@@ -37,18 +38,8 @@ fn archiving_fails_at(cluster: &ThrowawayCluster, segment: &str) -> bool {
 #[test]
 fn info_shows_the_ready_wal_files_not_archived_yet() {
     let lab = Lab::new("tm-lag-", &common::binaries()).unwrap();
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    lab.write_config(cluster.data_dir(), "").unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     let info = info_json(&lab);
     assert_eq!(info["archive_lag"]["waiting"], 0, "{info:#}");
     assert!(

@@ -13,42 +13,18 @@ use std::fs;
 
 use socket_relay::SocketRelay;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::steps::{check_rows, start_restored};
 
 /// A running cluster archiving through the lab's tidemark-archive, with a stanza, a
 /// replication user `backup` (SCRAM-SHA-256) and a configuration whose conninfo uses it.
 fn backed_up_cluster(lab: &Lab) -> ThrowawayCluster {
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    let existing = fs::read_to_string(&hba).unwrap();
-    fs::write(
-        &hba,
-        format!("local replication backup scram-sha-256\n{existing}"),
-    )
-    .unwrap();
-    let archive_command = lab.archive_command();
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-            ("password_encryption", "scram-sha-256"),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    cluster
-        .query("CREATE ROLE backup LOGIN REPLICATION PASSWORD 'backup secret'")
-        .unwrap();
-    let conninfo = format!(
-        "host={} port={} user=backup password='backup secret'",
-        cluster.socket_dir().display(),
-        cluster.port()
-    );
-    lab.write_config_with_conninfo(cluster.data_dir(), "", Some(&conninfo))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    cluster
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .replication_user("backup", "backup secret");
+    archiving_primary(lab, &options).unwrap()
 }
 
 /// The figures of a `backup complete` line: (files, label).
@@ -58,16 +34,15 @@ fn parse_complete_line(line: &str) -> (u64, String) {
         "{line}"
     );
     let label = line.split_whitespace().nth(1).unwrap().to_owned();
-    let files = line
-        .split("complete: ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let files = leading_number(line.split("complete: ").nth(1).unwrap());
     (files, label)
+}
+
+/// The number `text` starts with (`984 files, ...`).
+fn leading_number(text: &str) -> u64 {
+    let word = text.split_whitespace().next().unwrap_or_default();
+    word.parse()
+        .unwrap_or_else(|e| panic!("{text:?} does not start with a number: {e}"))
 }
 
 #[test]
@@ -115,8 +90,8 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
 #[test]
 fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     use std::time::Duration;
-    use tidemark::demo::cluster::run_as_owner;
-    use tidemark::demo::workload;
+    use testkit::run_as_owner;
+    use testkit::workload;
 
     let lab = Lab::new("tm-restore-", &common::binaries()).unwrap();
     let mut cluster = backed_up_cluster(&lab);
@@ -134,7 +109,7 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     let pick = fastrand::Rng::with_seed(seed).usize(5..70);
     let instant = workload::instant_between(&rows, 20 + pick).unwrap();
     let expected = workload::ids_committed_by(&rows, instant);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     let pgdata = lab.tmp.path().join("restored");
@@ -237,17 +212,9 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         "{verified}"
     );
 
-    let mut recovered =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    recovered.start().unwrap();
-    recovered
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
-    assert_eq!(
-        workload::present_ids(&recovered).unwrap(),
-        expected,
-        "recovery to {target_time} (seed {seed})"
-    );
+    let recovered = start_restored(&lab, "restored", &[]).unwrap();
+    check_rows(&recovered, &expected)
+        .unwrap_or_else(|e| panic!("recovery to {target_time} (seed {seed}): {e:#}"));
     assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
     // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
     // with its read-ahead, at most the one after them).
@@ -264,18 +231,8 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let planned: Vec<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
-    let mut fetched: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .filter(|name| name.len() == 24)
-        .collect();
+    let planned: Vec<String> = common::planned_segments(&plan);
+    let mut fetched = common::fetched_segments(&log);
     fetched.sort();
     fetched.dedup();
     let after_last = {
@@ -343,30 +300,21 @@ fn backup_count(lab: &Lab) -> usize {
 
 #[test]
 fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
-    use std::time::Duration;
     let lab = Lab::new("tm-tblspc-", &common::binaries()).unwrap();
     let mut cluster = backed_up_cluster(&lab);
     let location = lab.tmp.subdir("tablespace").unwrap();
-    cluster
-        .query(&format!(
-            "CREATE TABLESPACE outside LOCATION '{}'",
-            location.display()
-        ))
-        .unwrap();
+    let oid = cluster.create_tablespace("outside", &location).unwrap();
     cluster
         .query("CREATE TABLE far (id int PRIMARY KEY, note text) TABLESPACE outside")
         .unwrap();
     cluster
         .query("INSERT INTO far SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
         .unwrap();
-    let oid = cluster
-        .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
-        .unwrap();
     let checksum = cluster
         .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
         .unwrap();
     lab.tidemark(&["backup"]).unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // Its original location is not empty (the cluster still uses it): restoring there is
@@ -406,13 +354,8 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
         &mapping,
     ])
     .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    tidemark::demo::cluster::give_to_owner(&moved).unwrap();
-    restored.start().unwrap();
-    restored
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+    testkit::give_to_owner(&moved).unwrap();
+    let restored = start_restored(&lab, "restored", &[]).unwrap();
     assert_eq!(
         restored
             .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
@@ -522,8 +465,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             cluster.port(),
             STALL_AFTER,
         );
-        let mut backup =
-            tidemark::demo::cluster::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+        let mut backup = testkit::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
         backup
             .args(["--config", relayed_config.to_str().unwrap(), "backup"])
             .stdout(stdio())
@@ -624,7 +566,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     assert!(!pgdata.exists());
     fs::create_dir(&pgdata).unwrap();
     fs::write(pgdata.join("precious"), b"keep me").unwrap();
-    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    testkit::give_to_owner(&pgdata).unwrap();
     let (code, error) = tidemark_fails(
         &lab,
         &lab.config_path,
@@ -675,15 +617,7 @@ fn include_wal_and_delta_keeps_matching_files_rewrites_changed_ones_and_removes_
         .tidemark(&["restore", "--pgdata", pgdata_arg, "--delta"])
         .unwrap();
     assert!(report.contains("files kept as they were, "), "{report}");
-    let written: u64 = report
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let written = leading_number(report.lines().nth(1).unwrap());
     assert!(written < 10, "--delta rewrote {written} files: {report}");
     assert_eq!(fs::read(pgdata.join("PG_VERSION")).unwrap(), pg_version);
     assert!(!pgdata.join("base/stray").exists());

@@ -224,13 +224,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
     );
 
     // A segment of another cluster: initdb writes its first segment.
-    let other = tidemark::demo::cluster::ThrowawayCluster::init(
-        &wal.lab.pg,
-        wal.lab.tmp.path(),
-        "other",
-        1,
-    )
-    .unwrap();
+    let other =
+        testkit::ThrowawayCluster::init(&wal.lab.pg, wal.lab.tmp.path(), "other", 1).unwrap();
     let other_name = fs::read_dir(other.data_dir().join("pg_wal"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

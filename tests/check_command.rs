@@ -10,8 +10,8 @@ use std::path::Path;
 
 use common::Ran;
 use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 /// Writes the lab's configuration with `repo` as the `[repo]` section, with the file's `mode`.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tidemark::demo::cluster::*;
+use testkit::*;
 
 #[test]
 fn throwaway_cluster_runs_queries_and_takes_a_base_backup() -> anyhow::Result<()> {

@@ -13,15 +13,15 @@
 //! segments'; each case in a fresh repository, so every directory is new.
 
 mod common;
-mod restore_lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::direct::{DirectRepo, describe};
 use common::strace::{self, Syscall, Traced};
-use tidemark::demo::cluster::owner_command;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::owner_command;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// A history file of timeline 2, as PostgreSQL writes one at a promotion.
 const HISTORY: &[u8] = b"1\t0/3000028\tno recovery target specified\n";
@@ -306,7 +306,7 @@ fn objects(repo: &DirectRepo) -> Vec<PathBuf> {
 #[test]
 fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
     let lab = Lab::new("tm-fsync-backup-", &common::binaries()).unwrap();
-    let cluster = restore_lab::archiving_cluster(&lab);
+    let cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     cluster
         .query("CREATE TABLE kept AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 50000) g")
         .unwrap();

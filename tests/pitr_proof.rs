@@ -6,6 +6,10 @@
 //! committed by then. For every one of those restores the plan `tidemark plan` printed before is
 //! held against what PostgreSQL did: the segments it fetched through `tidemark-restore` are
 //! exactly the planned ones, and it stopped before the transaction the plan named.
+//! The same proof the way a DBA recovers without `tidemark restore`: a `pg_basebackup` copy,
+//! recovered through `tidemark-restore` to a recorded instant, gives back exactly the rows
+//! committed by then; promoted (timeline 2), it archives more, and a second recovery from the same
+//! copy follows both timelines to an instant on timeline 2, which `info` then shows without gaps.
 //! Then the targets the archive cannot serve: before the first backup, beyond the last archived
 //! commit, behind a segment missing from the repository — refused by `plan` and `restore` alike
 //! with one line that says why, leaving `--pgdata` as it was.
@@ -19,30 +23,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
-use tidemark::demo::switch_and_wait_for_archive;
-use tidemark::demo::workload::{self, CommittedRow};
+use common::backups::take_backup;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::recovery::{RecoveryTarget, recover_copy};
+use testkit::steps::{
+    PrimaryOptions, Restored, archiving_primary, check_rows, restore_to, rows_differ,
+};
+use testkit::switch_and_wait_for_archive;
+use testkit::workload::{self, CommittedRow};
 
 /// Rate-limited pgbench for `seconds`: a steady stream of commits interleaved with the recorded
 /// ones in the WAL, without starving the 2 cores the tests share.
-fn noise(lab: &Lab, cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
+fn noise(cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
     let seconds = seconds.to_string();
-    common::pgbench(
-        lab,
-        cluster,
-        &["-n", "-c", "2", "-R", "150", "-T", &seconds],
-    )
+    common::pgbench(cluster, &["-n", "-c", "2", "-R", "150", "-T", &seconds])
 }
 
 /// Runs `work` while pgbench commits beside it from before it starts until after it ends,
 /// however long it takes: one rate-limited pgbench after another.
 fn with_noise_throughout<T: Send>(
-    lab: &Lab,
     cluster: &ThrowawayCluster,
     work: impl FnOnce() -> T + Send,
 ) -> T {
-    let mut pgbench_noise = noise(lab, cluster, 1);
+    let mut pgbench_noise = noise(cluster, 1);
     cluster
         .wait_for(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
@@ -55,7 +59,7 @@ fn with_noise_throughout<T: Send>(
         while !working.is_finished() {
             if pgbench_noise.try_wait().unwrap().is_some() {
                 common::wait_ok(pgbench_noise);
-                pgbench_noise = noise(lab, cluster, 1);
+                pgbench_noise = noise(cluster, 1);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -68,30 +72,13 @@ fn with_noise_throughout<T: Send>(
 /// a short workload spans several), commit timestamps on, and a configuration `tidemark backup`
 /// can use; pgbench's tables (scale 1) and the workload's table are created.
 fn primary(lab: &Lab, autovacuum: bool) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-            ("autovacuum", if autovacuum { "on" } else { "off" }),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "1"]));
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .setting("autovacuum", if autovacuum { "on" } else { "off" });
+    let primary = archiving_primary(lab, &options).unwrap();
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
     primary
-}
-
-/// `tidemark backup`; returns the new backup's label.
-fn backup(lab: &Lab) -> String {
-    let report = lab.tidemark(&["backup"]).unwrap();
-    assert!(report.starts_with("backup "), "{report}");
-    report.split_whitespace().nth(1).unwrap().to_owned()
 }
 
 /// The stanza's backups as `info --output json` lists them, oldest first.
@@ -156,6 +143,31 @@ struct Case {
     archive_after: bool,
 }
 
+impl Case {
+    /// A restore to `target` that must give back `expected`, archiving off.
+    fn new(name: impl Into<String>, target: Vec<String>, expected: Vec<i64>) -> Case {
+        Case {
+            name: name.into(),
+            target,
+            expected,
+            archive_after: false,
+        }
+    }
+
+    /// A restore to `instant` (with `more` target options) that must give back the rows of
+    /// `rows` committed by then, archiving off.
+    fn at_instant(
+        name: impl Into<String>,
+        rows: &[CommittedRow],
+        instant: i64,
+        more: &[&str],
+    ) -> Case {
+        let mut target = time_target(instant);
+        target.extend(more.iter().map(|option| option.to_string()));
+        Case::new(name, target, workload::ids_committed_by(rows, instant))
+    }
+}
+
 /// What one restore showed.
 struct Outcome {
     plan: serde_json::Value,
@@ -181,19 +193,6 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
         }
     };
 
-    let pgdata = lab.tmp.path().join(&case.name);
-    let mut restore_args = vec!["restore", "--pgdata", pgdata.to_str().unwrap()];
-    restore_args.extend(&target);
-    let report = lab.tidemark(&restore_args).unwrap();
-    assert!(
-        report.contains(&format!(
-            "restored backup {} into ",
-            plan["backup"].as_str().unwrap()
-        )),
-        "{report}"
-    );
-
-    let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), &case.name, pgdata).unwrap();
     let archive_mode = if case.archive_after { "on" } else { "off" };
     // PostgreSQL 15's default `recovery_prefetch = try` decodes WAL up to
     // `wal_decode_buffer_size` (512 kB) ahead of replay, through restore_command: when the stop
@@ -202,52 +201,42 @@ fn prove(lab: &Lab, case: &Case, problems: &mut Vec<String>) -> Option<Outcome> 
     // a second time after the stop). That read-ahead is PostgreSQL's speculation, not something
     // recovery needs; with it off, PostgreSQL reads exactly what replay needs, which is what the
     // plan promises and what is compared here.
-    cluster
-        .configure(&[("archive_mode", archive_mode), ("recovery_prefetch", "off")])
-        .unwrap();
-    cluster.start().unwrap();
-    if let Err(e) = cluster.wait_for_promotion(common::PATIENCE) {
-        problems.push(format!(
-            "{}: recovery did not finish, though the plan {plan} says it can: {e:#}",
-            case.name
-        ));
-        return None;
-    }
+    let settings = [("archive_mode", archive_mode), ("recovery_prefetch", "off")];
+    let Restored { report, cluster } = match restore_to(lab, &case.name, &target, &settings) {
+        Ok(restored) => restored,
+        Err(e) => {
+            problems.push(format!(
+                "{}: restore or recovery did not finish, though the plan {plan} says it can: {e:#}",
+                case.name
+            ));
+            return None;
+        }
+    };
+    assert!(
+        report.contains(&format!(
+            "restored backup {} into ",
+            plan["backup"].as_str().unwrap()
+        )),
+        "{report}"
+    );
 
     let present = workload::present_ids(&cluster).unwrap();
-    if present != case.expected {
-        let missing: Vec<&i64> = case
-            .expected
-            .iter()
-            .filter(|i| !present.contains(i))
-            .collect();
-        let extra: Vec<&i64> = present
-            .iter()
-            .filter(|i| !case.expected.contains(i))
-            .collect();
+    if let Some(difference) = rows_differ(&present, &case.expected) {
         problems.push(format!(
-            "{}: restored rows differ from those committed by the target ({:?}): missing {missing:?}, extra {extra:?}; plan stop {}",
+            "{}: restored rows differ from those committed by the target ({:?}): {difference}; plan stop {}",
             case.name, case.target, plan["stop"]
         ));
     }
 
     let log = fs::read_to_string(cluster.log_file()).unwrap();
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
-        .collect();
+    let errors = common::tidemark_errors(&cluster);
     if !errors.is_empty() {
         problems.push(format!(
             "{}: tidemark errors in the log: {errors:#?}",
             case.name
         ));
     }
-    let planned: Vec<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let planned: Vec<String> = common::planned_segments(&plan);
     let fetched = common::fetched_segments(&log);
     let planned_set: BTreeSet<&String> = planned.iter().collect();
     let fetched_set: BTreeSet<&String> = fetched.iter().collect();
@@ -334,15 +323,15 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let started = Instant::now();
     let lab = Lab::new("tm-proof-", &common::binaries()).unwrap();
     let mut primary = primary(&lab, true);
-    let first_backup = backup(&lab);
+    let first_backup = take_backup(&lab);
 
     // Timeline 1: recorded single-row commits, pgbench noise beside them, a second backup taken
     // in the middle of it all, then a quiet stretch of recorded commits alone.
-    let pgbench_noise = noise(&lab, &primary, 5);
+    let pgbench_noise = noise(&primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy first").unwrap();
     common::wait_ok(pgbench_noise);
-    let second_backup = with_noise_throughout(&lab, &primary, || backup(&lab));
-    let pgbench_noise = noise(&lab, &primary, 5);
+    let second_backup = with_noise_throughout(&primary, || take_backup(&lab));
+    let pgbench_noise = noise(&primary, 5);
     workload::insert_rows(&primary, 120, Duration::from_millis(30), "noisy second").unwrap();
     common::wait_ok(pgbench_noise);
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "quiet").unwrap();
@@ -353,7 +342,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     // The quiet stretch ends its segment; noise fills the next one, so that WAL past the
     // last planned segment is archived and a read-ahead into it would show.
     primary.query("SELECT pg_switch_wal()").unwrap();
-    common::wait_ok(noise(&lab, &primary, 1));
+    common::wait_ok(noise(&primary, 1));
     switch_and_wait_for_archive(&primary).unwrap();
     primary.stop().unwrap();
     println!(
@@ -372,12 +361,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     }
     for index in picked {
         let instant = workload::instant_between(&rows, index).unwrap();
-        cases.push(Case {
-            name: format!("between-{index}"),
-            target: time_target(instant),
-            expected: workload::ids_committed_by(&rows, instant),
-            archive_after: false,
-        });
+        cases.push(Case::at_instant(
+            format!("between-{index}"),
+            &rows,
+            instant,
+            &[],
+        ));
     }
     // Halfway through the second backup: pgbench commits past the target lie before that
     // backup is consistent, so only the first can serve.
@@ -390,12 +379,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     };
     let during_backup = (micros("start_time") + micros("stop_time")) / 2;
     assert!(rows[119].commit_micros < during_backup && during_backup < rows[120].commit_micros);
-    cases.push(Case {
-        name: "during-second-backup".to_owned(),
-        target: time_target(during_backup),
-        expected: workload::ids_committed_by(&rows, during_backup),
-        archive_after: false,
-    });
+    cases.push(Case::at_instant(
+        "during-second-backup".to_owned(),
+        &rows,
+        during_backup,
+        &[],
+    ));
     // Exactly at a commit of the quiet stretch (no concurrent commit can share its WAL
     // neighbourhood there): inclusive keeps it, exclusive does not. Commit times are whole
     // microseconds and format_instant prints all six digits, so the target is that commit's time.
@@ -411,20 +400,18 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let inclusive = workload::ids_committed_by(&rows, at.commit_micros);
     let exclusive = workload::ids_committed_by(&rows, at.commit_micros - 1);
     assert!(inclusive.contains(&at.id) && !exclusive.contains(&at.id));
-    cases.push(Case {
-        name: format!("at-commit-of-{}-inclusive", at.id),
-        target: time_target(at.commit_micros),
-        expected: inclusive,
-        archive_after: false,
-    });
+    cases.push(Case::new(
+        format!("at-commit-of-{}-inclusive", at.id),
+        time_target(at.commit_micros),
+        inclusive,
+    ));
     let mut exclusive_target = time_target(at.commit_micros);
     exclusive_target.push("--target-exclusive".to_owned());
-    cases.push(Case {
-        name: format!("at-commit-of-{}-exclusive", at.id),
-        target: exclusive_target,
-        expected: exclusive,
-        archive_after: false,
-    });
+    cases.push(Case::new(
+        format!("at-commit-of-{}-exclusive", at.id),
+        exclusive_target,
+        exclusive,
+    ));
 
     for case in &cases {
         let Some(outcome) = prove(&lab, case, &mut problems) else {
@@ -462,12 +449,8 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     else {
         panic!("{}", problems.join("\n\n"));
     };
-    assert_eq!(
-        fork.query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2"
-    );
-    let pgbench_noise = noise(&lab, &fork, 3);
+    assert_eq!(fork.checkpoint_timeline().unwrap(), "2");
+    let pgbench_noise = noise(&fork, 3);
     workload::insert_rows(&fork, 60, Duration::from_millis(30), "timeline 2").unwrap();
     common::wait_ok(pgbench_noise);
     let rows_2 = workload::committed_rows(&fork).unwrap();
@@ -485,14 +468,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     let mut after_fork = Vec::new();
     for _ in 0..2 {
         let (index, instant) = random_instant(&rows_2, fork_case.expected.len()..rows_2.len() - 1);
-        let mut target = time_target(instant);
-        target.extend(["--target-timeline".to_owned(), "latest".to_owned()]);
-        after_fork.push(Case {
-            name: format!("timeline-2-between-{index}"),
-            target,
-            expected: workload::ids_committed_by(&rows_2, instant),
-            archive_after: false,
-        });
+        after_fork.push(Case::at_instant(
+            format!("timeline-2-between-{index}"),
+            &rows_2,
+            instant,
+            &["--target-timeline", "latest"],
+        ));
     }
     // An instant timeline 1 reached only after the fork: along timeline 2 nothing commits
     // between the fork and timeline 2's first commit, so the restore holds what the fork did.
@@ -507,14 +488,12 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     });
     // And timeline 1 past the fork, asked for by number.
     let (index, instant) = random_instant(&rows, fork_index + 5..239);
-    let mut target = time_target(instant);
-    target.extend(["--target-timeline".to_owned(), "1".to_owned()]);
-    after_fork.push(Case {
-        name: format!("timeline-1-past-the-fork-{index}"),
-        target,
-        expected: workload::ids_committed_by(&rows, instant),
-        archive_after: false,
-    });
+    after_fork.push(Case::at_instant(
+        format!("timeline-1-past-the-fork-{index}"),
+        &rows,
+        instant,
+        &["--target-timeline", "1"],
+    ));
     for case in &after_fork {
         let Some(outcome) = prove(&lab, case, &mut problems) else {
             continue;
@@ -561,6 +540,108 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// Recovery asks for names that do not exist (the next timeline's history, `00000001.history`
+/// at promotion); those must be quiet "not archived" answers, never ERROR lines in the log.
+fn assert_no_tidemark_errors(cluster: &ThrowawayCluster) {
+    let log = fs::read_to_string(cluster.log_file()).unwrap();
+    let errors = common::tidemark_errors(cluster);
+    assert!(
+        errors.is_empty(),
+        "tidemark errors in {}: {errors:#?}",
+        cluster.log_file().display()
+    );
+    assert!(
+        log.contains("tidemark-restore: INFO: restored "),
+        "no segment came through tidemark-restore"
+    );
+}
+
+#[test]
+fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed_by_then_across_timelines()
+ {
+    common::seed_randomness();
+    let lab = Lab::new("tm-pitr-", &common::binaries()).unwrap();
+    let mut primary =
+        archiving_primary(&lab, &PrimaryOptions::default().commit_timestamps()).unwrap();
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
+    workload::create_table(&primary).unwrap();
+    let base_backup = lab.tmp.path().join("base");
+    primary.base_backup(&base_backup).unwrap();
+
+    // Timeline 1: recorded commits with pgbench noise in between.
+    let noise = common::pgbench(&primary, &["-T", "4", "-c", "2", "-n"]);
+    workload::insert_rows(&primary, 120, Duration::from_millis(30), "timeline 1").unwrap();
+    common::wait_ok(noise);
+    let rows = workload::committed_rows(&primary).unwrap();
+    assert_eq!(rows.len(), 120);
+    switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+
+    let (_, instant) = random_instant(&rows, 10..rows.len() - 1);
+    let expected = workload::ids_committed_by(&rows, instant);
+    let target = RecoveryTarget {
+        time: Some(workload::format_instant(instant)),
+        archive_after: true,
+        ..RecoveryTarget::default()
+    };
+    let restored = recover_copy(&lab, &base_backup, "restored1", &target).unwrap();
+    check_rows(&restored, &expected).unwrap_or_else(|e| {
+        let instant = workload::format_instant(instant);
+        panic!("recovery to {instant} (timeline 1): {e:#}")
+    });
+    assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
+
+    // Timeline 2: the recovered cluster writes and archives through the same stanza.
+    let noise = common::pgbench(&restored, &["-T", "2", "-c", "1", "-n"]);
+    workload::insert_rows(&restored, 40, Duration::from_millis(30), "timeline 2").unwrap();
+    common::wait_ok(noise);
+    let rows_timeline_2 = workload::committed_rows(&restored).unwrap();
+    assert_eq!(rows_timeline_2.len(), expected.len() + 40);
+    switch_and_wait_for_archive(&restored).unwrap();
+    assert_no_tidemark_errors(&restored);
+    drop(restored);
+
+    let (_, instant_2) = random_instant(
+        &rows_timeline_2,
+        expected.len() + 5..rows_timeline_2.len() - 1,
+    );
+    let expected_2 = workload::ids_committed_by(&rows_timeline_2, instant_2);
+    let target_2 = RecoveryTarget {
+        time: Some(workload::format_instant(instant_2)),
+        timeline: Some("latest".to_owned()),
+        ..RecoveryTarget::default()
+    };
+    let restored_2 = recover_copy(&lab, &base_backup, "restored2", &target_2).unwrap();
+    check_rows(&restored_2, &expected_2).unwrap_or_else(|e| {
+        let instant = workload::format_instant(instant_2);
+        panic!("recovery to {instant} (timeline 2, through timeline 1): {e:#}")
+    });
+    assert_eq!(restored_2.checkpoint_timeline().unwrap(), "3");
+    assert_no_tidemark_errors(&restored_2);
+
+    // The repository shows both timelines, without gaps, and the history file.
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
+    let timelines: Vec<u64> = info["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(timelines, [1, 2], "{info:#}");
+    for timeline in info["timelines"].as_array().unwrap() {
+        assert_eq!(timeline["missing_segments"], 0, "{info:#}");
+    }
+    assert!(
+        info["history_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "00000002.history"),
+        "{info:#}"
+    );
+}
+
 /// Runs `tidemark <args>` as the cluster owner with the lab's configuration.
 fn tidemark_fails(lab: &Lab, args: &[&str]) -> common::Ran {
     let mut full = vec!["--config", lab.config_path.to_str().unwrap()];
@@ -574,7 +655,7 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
     // No autovacuum: the last commit archived is the workload's, known to the microsecond.
     let mut primary = primary(&lab, false);
     workload::insert_rows(&primary, 5, Duration::from_millis(20), "before the backup").unwrap();
-    let label = backup(&lab);
+    let label = take_backup(&lab);
     workload::insert_rows(&primary, 5, Duration::from_millis(20), "first").unwrap();
     primary.query("SELECT pg_switch_wal()").unwrap();
     // The segment the second batch goes to; it will be taken out of the repository.
@@ -685,7 +766,7 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
 /// `primary` without autovacuum, with a backup and three recorded rows after it.
 fn small_primary(lab: &Lab) -> ThrowawayCluster {
     let primary = primary(lab, false);
-    backup(lab);
+    take_backup(lab);
     workload::insert_rows(&primary, 3, Duration::from_millis(20), "first").unwrap();
     primary
 }
@@ -764,19 +845,18 @@ fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
     let instant = spanning.commit_micros - 1;
     let cases = [
         // PostgreSQL stops before the spanning commit.
-        Case {
-            name: "just-before-the-spanning-commit".to_owned(),
-            target: time_target(instant),
-            expected: workload::ids_committed_by(&rows, instant),
-            archive_after: false,
-        },
+        Case::at_instant(
+            "just-before-the-spanning-commit".to_owned(),
+            &rows,
+            instant,
+            &[],
+        ),
         // And can stop right after it.
-        Case {
-            name: "at-the-spanning-transaction".to_owned(),
-            target: vec!["--target-xid".to_owned(), xid_of[&spanning.id].to_string()],
-            expected: workload::ids_committed_by(&rows, spanning.commit_micros),
-            archive_after: false,
-        },
+        Case::new(
+            "at-the-spanning-transaction".to_owned(),
+            vec!["--target-xid".to_owned(), xid_of[&spanning.id].to_string()],
+            workload::ids_committed_by(&rows, spanning.commit_micros),
+        ),
     ];
     for case in &cases {
         if let Some(outcome) = prove(&lab, case, &mut problems) {
@@ -804,12 +884,11 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
 
     let mut problems = Vec::new();
     // The next segment is archived: the plan must list it.
-    let case = Case {
-        name: "at-the-end-of-a-switch".to_owned(),
-        target: vec!["--target-lsn".to_owned(), first_switch],
-        expected: workload::ids_committed_by(&rows, rows[2].commit_micros),
-        archive_after: false,
-    };
+    let case = Case::new(
+        "at-the-end-of-a-switch".to_owned(),
+        vec!["--target-lsn".to_owned(), first_switch],
+        workload::ids_committed_by(&rows, rows[2].commit_micros),
+    );
     if let Some(outcome) = prove(&lab, &case, &mut problems) {
         discard(outcome.cluster);
     }
@@ -822,12 +901,11 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
             planned.stdout
         ));
         // What restoring to it does.
-        let case = Case {
-            name: "at-the-end-of-the-archive".to_owned(),
-            target: vec!["--target-lsn".to_owned(), last_switch],
-            expected: workload::ids_committed_by(&rows, rows[5].commit_micros),
-            archive_after: false,
-        };
+        let case = Case::new(
+            "at-the-end-of-the-archive".to_owned(),
+            vec!["--target-lsn".to_owned(), last_switch],
+            workload::ids_committed_by(&rows, rows[5].commit_micros),
+        );
         if let Some(outcome) = prove(&lab, &case, &mut problems) {
             discard(outcome.cluster);
         }

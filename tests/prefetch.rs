@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use restore_gate::{Arrival, Gate};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::steps::start_restored;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::{ThrowawayCluster, give_to_owner};
 use tmpfs::Tmpfs;
 
 /// Kills of the fetcher the test insists on.
@@ -37,20 +39,9 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 /// A primary with 1 MiB segments archiving into the lab's stanza through `tidemark-archive`,
 /// with pgbench tables and a backup.
 fn primary_with_backup(lab: &Lab) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", "64MB"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), "", Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
+    let options = PrimaryOptions::default().setting("max_wal_size", "64MB");
+    let primary = archiving_primary(lab, &options).unwrap();
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary
@@ -58,15 +49,23 @@ fn primary_with_backup(lab: &Lab) -> ThrowawayCluster {
 
 /// Runs `transactions` pgbench transactions per client (2 clients) on `cluster`, then makes sure
 /// everything is archived; returns the database content.
-fn write_and_archive(lab: &Lab, cluster: &ThrowawayCluster, transactions: u32) -> String {
+fn write_and_archive(cluster: &ThrowawayCluster, transactions: u32) -> String {
     let transactions = transactions.to_string();
     common::wait_ok(common::pgbench(
-        lab,
         cluster,
         &["-n", "-c", "2", "-t", &transactions],
     ));
-    tidemark::demo::switch_and_wait_for_archive(cluster).unwrap();
+    testkit::switch_and_wait_for_archive(cluster).unwrap();
     cluster.query(CONTENT).unwrap()
+}
+
+/// Runs `transactions` pgbench transactions per client on a [`primary_with_backup`], archives
+/// everything and stops it; returns the database content.
+fn archived_workload(lab: &Lab, transactions: u32) -> String {
+    let mut primary = primary_with_backup(lab);
+    let content = write_and_archive(&primary, transactions);
+    primary.stop().unwrap();
+    content
 }
 
 /// `tidemark restore` of the newest backup to the end of the archive into a new directory, its
@@ -88,12 +87,10 @@ fn restore(lab: &Lab, name: &str, wal_bytes: u64) -> (PathBuf, Tmpfs) {
 /// A `pg_wal` with room for all the tests' WAL, far below which the reserve stays.
 const ROOMY_WAL: u64 = 1 << 30;
 
-/// Starts a restored data directory and waits until it has recovered and promoted.
-fn recover(lab: &Lab, name: &str, pgdata: PathBuf) -> ThrowawayCluster {
-    let mut cluster = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), name, pgdata).unwrap();
-    cluster.start().unwrap();
-    cluster.wait_for_promotion(common::PATIENCE).unwrap();
-    cluster
+/// Starts the data directory restored into `<lab>/<name>` and waits until it has recovered and
+/// promoted.
+fn recover(lab: &Lab, name: &str) -> ThrowawayCluster {
+    start_restored(lab, name, &[]).unwrap()
 }
 
 fn server_log(cluster: &ThrowawayCluster) -> String {
@@ -128,17 +125,11 @@ fn plant(spool: &Path, name: &str, bytes: &[u8], sum_of: &[u8]) {
 #[test]
 fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
     let lab = Lab::new("tm-prefetch-damage-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 2000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 2000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let spool = spool(&pgdata);
-    let plan: Vec<String> = fs::read_to_string(spool.join("plan"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let plan = plan_of(&pgdata);
     assert!(
         plan.len() >= 6,
         "the plan is too short for this test: {plan:?}"
@@ -165,7 +156,7 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
         give_to_owner(&entry.unwrap().path()).unwrap();
     }
 
-    let restored = recover(&lab, "restored", pgdata);
+    let restored = recover(&lab, "restored");
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
     let log = server_log(&restored);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
@@ -289,9 +280,7 @@ fn wait_for_file(path: &Path) {
 #[test]
 fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
     let lab = Lab::new("tm-prefetch-kill-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 10_000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 10_000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
@@ -356,9 +345,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
 #[test]
 fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
     let lab = Lab::new("tm-prefetch-pause-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    let expected = write_and_archive(&lab, &primary, 2000);
-    primary.stop().unwrap();
+    let expected = archived_workload(&lab, 2000);
 
     let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
     let plan = plan_of(&pgdata);
@@ -451,32 +438,19 @@ fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
 #[test]
 fn on_a_small_pg_wal_the_fetcher_leaves_its_reserve_free() {
     let lab = Lab::new("tm-prefetch-space-", &common::binaries()).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    // Frequent checkpoints, so the recovering server has restartpoints and frees pg_wal often.
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", "8MB"),
-            ("min_wal_size", "2MB"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    // Far more prefetch than the file system of pg_wal can hold.
-    lab.write_config_with_conninfo(
-        primary.data_dir(),
-        "\n[restore]\nprefetch = 64\n",
-        Some(&primary.conninfo()),
-    )
-    .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    // Frequent checkpoints, so the recovering server has restartpoints and frees pg_wal often;
+    // and far more prefetch than the file system of pg_wal can hold.
+    let options = PrimaryOptions::default()
+        .setting("max_wal_size", "8MB")
+        .setting("min_wal_size", "2MB")
+        .repo_extra("\n[restore]\nprefetch = 64\n");
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary
         .query("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 12) AS pad FROM generate_series(1, 150000) g")
         .unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let content_query = "SELECT count(*) || '/' || sum(length(pad)) FROM filler";
     let expected = primary.query(content_query).unwrap();
     primary.stop().unwrap();
@@ -552,17 +526,13 @@ fn move_contents(from: &Path, to: &Path) {
 #[test]
 fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
     let lab = Lab::new("tm-prefetch-timeline-", &common::binaries()).unwrap();
-    let mut primary = primary_with_backup(&lab);
-    write_and_archive(&lab, &primary, 1000);
-    primary.stop().unwrap();
+    archived_workload(&lab, 1000);
 
     // A restore promotes to timeline 2 and keeps writing (and archiving into the stanza).
-    let (first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
-    let mut promoted = recover(&lab, "first", first);
-    let expected = write_and_archive(&lab, &promoted, 1500);
-    let timeline = promoted
-        .query("SELECT timeline_id FROM pg_control_checkpoint()")
-        .unwrap();
+    let (_first, _first_wal) = restore(&lab, "first", ROOMY_WAL);
+    let mut promoted = recover(&lab, "first");
+    let expected = write_and_archive(&promoted, 1500);
+    let timeline = promoted.checkpoint_timeline().unwrap();
     assert_eq!(timeline, "2");
     promoted.stop().unwrap();
 
@@ -574,7 +544,7 @@ fn recovery_follows_a_timeline_switch_with_prefetched_segments() {
             && plan.lines().any(|s| s.starts_with("00000002")),
         "the plan does not cross the switch:\n{plan}"
     );
-    let recovered = recover(&lab, "second", second);
+    let recovered = recover(&lab, "second");
     assert_eq!(recovered.query(CONTENT).unwrap(), expected);
     let log = server_log(&recovered);
     assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());

@@ -29,9 +29,7 @@ use std::time::Instant;
 
 use chrono::DateTime;
 use common::{PATIENCE, WalLab};
-use tidemark::demo::cluster::{
-    PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command,
-};
+use testkit::{PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command};
 use tidemark::pg::control::ControlFileIdentity;
 use tidemark::pg::history::TimelineHistory;
 use tidemark::pg::page::{PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER};
@@ -663,15 +661,10 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     restored
         .query("SELECT pg_logical_emit_message(false, 'tidemark', repeat('y', 32768))")
         .unwrap();
-    let switched = tidemark::demo::switch_and_wait_for_archive(&restored).unwrap();
+    let switched = testkit::switch_and_wait_for_archive(&restored).unwrap();
     let first_tl2 = SegmentName::from_segment_number(TimelineId(2), n, size(MIB));
     assert_eq!(switched, first_tl2.to_string());
-    assert_eq!(
-        restored
-            .query("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2"
-    );
+    assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
     let redo: Lsn = restored
         .query("SELECT redo_lsn FROM pg_control_checkpoint()")
         .unwrap()
@@ -856,12 +849,8 @@ fn a_16_mib_segment_passes_only_against_its_own_segment_size() {
     let big = &mut lab.cluster;
     big.query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
-    let file = tidemark::demo::switch_and_wait_for_archive(big).unwrap();
-    let system_id: u64 = big
-        .query("SELECT system_identifier FROM pg_control_system()")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let file = testkit::switch_and_wait_for_archive(big).unwrap();
+    let system_id: u64 = big.system_identifier().unwrap();
     big.stop().unwrap();
 
     let sixteen = 16 * MIB;
@@ -1046,7 +1035,7 @@ fn run_workload(wal: &mut WalLab) {
     cluster
         .query("INSERT INTO rec VALUES (400, 'last')")
         .unwrap();
-    tidemark::demo::switch_and_wait_for_archive(cluster).unwrap();
+    testkit::switch_and_wait_for_archive(cluster).unwrap();
     cluster
         .query("INSERT INTO rec VALUES (500, 'after the last switch')")
         .unwrap();
@@ -1407,32 +1396,14 @@ fn measure_decoding_16_mib_segments() {
         "tm-rec16-",
         &[("synchronous_commit", "off"), ("fsync", "off")],
     );
-    let port = lab.cluster.port().to_string();
-    let pgbench = |args: &[&str]| {
-        let mut all: Vec<&OsStr> = vec![
-            "-h".as_ref(),
-            lab.cluster.socket_dir().as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-        ];
-        all.extend(args.iter().map(OsStr::new));
-        all.push("postgres".as_ref());
-        tidemark::demo::cluster::run_as_owner(&lab.pg.path("pgbench"), &all, lab.tmp.path())
-            .unwrap();
-    };
-    pgbench(&["-i", "-s", "10", "-q"]);
-    pgbench(&["-c", "8", "-j", "2", "-t", "6000"]);
-    tidemark::demo::switch_and_wait_for_archive(&lab.cluster).unwrap();
+    lab.cluster.run_pgbench(&["-i", "-s", "10", "-q"]).unwrap();
+    lab.cluster
+        .run_pgbench(&["-c", "8", "-j", "2", "-t", "6000"])
+        .unwrap();
+    testkit::switch_and_wait_for_archive(&lab.cluster).unwrap();
     lab.cluster.stop().unwrap();
 
-    let mut files: Vec<String> = fs::read_dir(&lab.raw)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.len() == 24)
-        .collect();
-    files.sort();
+    let files = common::segment_names_in(&lab.raw);
     let mut rows = Vec::new();
     for file in &files {
         let bytes = fs::read(lab.raw.join(file)).unwrap();

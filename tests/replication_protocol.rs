@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use tidemark::demo::cluster::{PgBinaries, SharedTempDir, ThrowawayCluster};
+use testkit::{PgBinaries, SharedTempDir, ThrowawayCluster};
 use tidemark::protocol::base_backup::{BackupEvent, BaseBackupDecoder, BaseBackupOptions};
 use tidemark::protocol::{ConnectTarget, ReplicationConnection, ServerError};
 
@@ -47,11 +47,7 @@ fn target(cluster: &ThrowawayCluster, user: &str, password: &str) -> ConnectTarg
 async fn logs_in_with_each_password_method_and_identifies_the_system() {
     let tmp = SharedTempDir::new("tm-proto-").unwrap();
     let cluster = cluster_with_password_logins(&tmp);
-    let system_id: u64 = cluster
-        .query("SELECT system_identifier FROM pg_control_system()")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let system_id: u64 = cluster.system_identifier().unwrap();
     for (user, password) in [
         ("scram", "scram secret"),
         ("md5", "md5 secret"),

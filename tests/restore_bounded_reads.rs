@@ -153,22 +153,7 @@ fn an_object_larger_than_any_of_a_segment_is_refused_after_that_many_bytes() {
 
     // The same object in a bucket: only a range of the limit and one byte is asked for.
     let server = start_server();
-    let s3_config = wal.lab.tmp.path().join("s3.toml");
-    common::write_config_file(
-        &s3_config,
-        &format!(
-            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\n",
-            repo_section(&server.endpoint, "prod"),
-            wal.cluster.data_dir().display()
-        ),
-        0o600,
-    );
-    let created = common::run(
-        &wal.lab,
-        "tidemark",
-        &["--config", s3_config.to_str().unwrap(), "stanza-create"],
-    );
-    assert_eq!(created.code, Some(0), "{created:?}");
+    let s3_config = wal.config_with_stanza("s3.toml", &repo_section(&server.endpoint, "prod"));
     let bucket = S3Storage::new(test_settings(&server.endpoint, "prod")).unwrap();
     bucket
         .put_if_absent(&ObjectKey::new(key.clone()).unwrap(), &[&oversized])

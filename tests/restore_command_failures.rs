@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::s3::{repo_section, start_server};
 use restore_gate::Gate;
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 
 /// What pgbench leaves in the database, compared between primary and restored copy.
 const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
@@ -27,19 +28,9 @@ const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbe
 /// with pgbench tables and a backup. `config_extra` goes into the configuration file after
 /// the `[repo]` lines.
 fn primary_with_backup(lab: &Lab, config_extra: &str) -> ThrowawayCluster {
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    lab.write_config_with_conninfo(primary.data_dir(), config_extra, Some(&primary.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    common::wait_ok(common::pgbench(lab, &primary, &["-i", "-q", "-s", "2"]));
+    let primary =
+        archiving_primary(lab, &PrimaryOptions::default().repo_extra(config_extra)).unwrap();
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     primary
@@ -47,14 +38,13 @@ fn primary_with_backup(lab: &Lab, config_extra: &str) -> ThrowawayCluster {
 
 /// Runs `transactions` pgbench transactions per client (2 clients), makes sure everything is
 /// archived, and stops the primary; returns the database content.
-fn write_archive_and_stop(lab: &Lab, mut primary: ThrowawayCluster, transactions: u32) -> String {
+fn write_archive_and_stop(mut primary: ThrowawayCluster, transactions: u32) -> String {
     let transactions = transactions.to_string();
     common::wait_ok(common::pgbench(
-        lab,
         &primary,
         &["-n", "-c", "2", "-t", &transactions],
     ));
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let content = primary.query(CONTENT).unwrap();
     primary.stop().unwrap();
     content
@@ -151,6 +141,17 @@ fn control_data(lab: &Lab, pgdata: &Path) -> String {
     .unwrap()
 }
 
+/// Sets `restore_command`, starts `cluster` until recovery stops it, and returns what the
+/// server logged meanwhile.
+fn start_with_restore_command(cluster: &mut ThrowawayCluster, restore_command: &str) -> String {
+    cluster
+        .configure(&[("restore_command", restore_command)])
+        .unwrap();
+    let from = log_len(cluster);
+    start_until_it_stops(cluster);
+    log_since(cluster, from)
+}
+
 /// Checks that the server, whose log since its last start is `log`, stopped its archive
 /// recovery at `file` with `program`'s one error line saying `cause`, without ending it.
 fn assert_stopped_by(
@@ -194,7 +195,7 @@ fn assert_stopped_by(
 fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-failures-", &common::binaries()).unwrap();
     let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "restored");
 
     // One segment the server's user may not read, a later one damaged in the repository.
@@ -238,12 +239,7 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
     // A restore_command that cannot even be read (no %p) stops recovery at its first call.
     let restore_command = lab.restore_command();
     let without_destination = restore_command.strip_suffix(" %p").unwrap();
-    restored
-        .configure(&[("restore_command", without_destination)])
-        .unwrap();
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
-    let log = log_since(&restored, from);
+    let log = start_with_restore_command(&mut restored, without_destination);
     assert!(
         log.contains("FATAL:  could not restore file \"00000002.history\" from archive: child process exited with exit code 128"),
         "{log}"
@@ -252,16 +248,11 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
         log.contains("tidemark-restore: ERROR: the following required arguments were not provided: <DESTINATION>"),
         "{log}"
     );
-    restored
-        .configure(&[("restore_command", &restore_command)])
-        .unwrap();
-
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
+    let log = start_with_restore_command(&mut restored, &restore_command);
     assert_stopped_by(
         &lab,
         &restored,
-        &log_since(&restored, from),
+        &log,
         "tidemark-restore",
         unreadable,
         "permission denied",
@@ -275,15 +266,11 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
         lab.bin_dir.join("tidemark").display(),
         lab.config_path.display()
     );
-    restored
-        .configure(&[("restore_command", &archive_get)])
-        .unwrap();
-    let from = log_len(&restored);
-    start_until_it_stops(&mut restored);
+    let log = start_with_restore_command(&mut restored, &archive_get);
     assert_stopped_by(
         &lab,
         &restored,
-        &log_since(&restored, from),
+        &log,
         "tidemark",
         damaged,
         "is damaged; nothing was written to pg_wal/RECOVERYXLOG: its stored bytes are damaged",
@@ -303,7 +290,7 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
 fn a_standby_keeps_asking_through_a_failure_without_promoting_and_catches_up_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-standby-", &common::binaries()).unwrap();
     let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "standby");
     fs::remove_file(pgdata.join("recovery.signal")).unwrap();
     fs::write(pgdata.join("standby.signal"), b"").unwrap();
@@ -384,9 +371,9 @@ fn archive_recovery_stops_when_the_bucket_stops_answering_mid_recovery() {
     };
     write_config(&server.endpoint);
     lab.tidemark(&["stanza-create"]).unwrap();
-    common::wait_ok(common::pgbench(&lab, &primary, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     lab.tidemark(&["backup"]).unwrap();
-    let expected = write_archive_and_stop(&lab, primary, 1500);
+    let expected = write_archive_and_stop(primary, 1500);
     let (pgdata, plan) = restore(&lab, "restored");
     let stop_after = plan[plan.len() / 2].clone();
     let next = plan[plan.len() / 2 + 1].clone();

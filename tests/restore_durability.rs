@@ -6,15 +6,15 @@
 //! leaves a data directory that PostgreSQL would start recovering with data missing.
 
 mod common;
-mod restore_lab;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::strace::{self, Effect, Event};
-use tidemark::demo::cluster::owner_command;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::owner_command;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// What was restored where, and so which parts of the trace matter.
 struct Restored {
@@ -253,24 +253,16 @@ fn problems(events: &[Event], restored: &Restored) -> Vec<String> {
 #[test]
 fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal() {
     let lab = Lab::new("tm-rdur-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     let location = lab.tmp.subdir("tablespace").unwrap();
-    cluster
-        .query(&format!(
-            "CREATE TABLESPACE outside LOCATION '{}'",
-            location.display()
-        ))
-        .unwrap();
+    let oid = cluster.create_tablespace("outside", &location).unwrap();
     cluster
         .query(
             "CREATE TABLE far TABLESPACE outside AS SELECT g AS id FROM generate_series(1, 1000) g",
         )
         .unwrap();
-    let oid = cluster
-        .query("SELECT oid FROM pg_tablespace WHERE spcname = 'outside'")
-        .unwrap();
-    restore_lab::take_backup(&lab);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    common::backups::take_backup(&lab);
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // The data directory and the tablespace's new place, each under a parent the restore must

@@ -6,28 +6,20 @@
 //! `restore --delta` finishes the job and the server recovers.
 
 mod common;
-mod restore_lab;
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tidemark::demo::cluster::{ThrowawayCluster, run_as_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::run_as_owner;
+use testkit::steps::start_restored;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// Runs `tidemark restore --pgdata <pgdata> <extra>` and returns its one stderr line, having
 /// checked that it failed with exit code 1.
 fn refused(lab: &Lab, pgdata: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "--config",
-        lab.config_path.to_str().unwrap(),
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let ran = common::run(lab, "tidemark", &args);
+    let ran = common::run_restore(lab, &lab.config_path, pgdata, extra);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     println!("refused: {}", ran.only_line());
     ran.only_line().to_owned()
@@ -110,7 +102,7 @@ fn assert_incomplete_and_unstartable(lab: &Lab, pgdata: &Path) {
 #[test]
 fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented() {
     let lab = Lab::new("tm-rrefuse-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     cluster
         .query("CREATE TABLE first AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 2000) g")
         .unwrap();
@@ -119,10 +111,10 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
         .unwrap();
     let checksum_sql = "SELECT md5(string_agg(note, ',' ORDER BY id)) FROM first";
     let checksum = cluster.query(checksum_sql).unwrap();
-    let first = restore_lab::relation_path(&cluster, "first");
-    let second = restore_lab::relation_path(&cluster, "second");
-    let label = restore_lab::take_backup(&lab);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let first = common::backups::relation_path(&cluster, "first");
+    let second = common::backups::relation_path(&cluster, "second");
+    let label = common::backups::take_backup(&lab);
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
     let pgdata = lab.tmp.path().join("restored");
     let incomplete = format!(
@@ -132,8 +124,8 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
 
     // The record and the manifest disagree: refused before anything is written.
     let manifest_path =
-        restore_lab::object_path(&lab, &format!("main/backup/{label}/backup_manifest"));
-    let manifest = restore_lab::read_object(&manifest_path);
+        common::backups::object_path(&lab, &format!("main/backup/{label}/backup_manifest"));
+    let manifest = common::backups::read_object(&manifest_path);
     let mismatches: [(&str, ManifestChange, String); 4] = [
         (
             "wrong size",
@@ -167,7 +159,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
         ),
     ];
     for (what, change, detail) in mismatches {
-        restore_lab::rewrite_object(&manifest_path, &altered_manifest(&manifest, change));
+        common::backups::rewrite_object(&manifest_path, &altered_manifest(&manifest, change));
         let line = refused(&lab, &pgdata, &[]);
         let prefix = format!(
             "tidemark: ERROR: restore: backup {label} does not match its backup_manifest, so nothing was written: {detail}"
@@ -179,10 +171,10 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
         );
         assert!(!pgdata.exists(), "{what}: {} was created", pgdata.display());
     }
-    restore_lab::rewrite_object(&manifest_path, &manifest);
+    common::backups::rewrite_object(&manifest_path, &manifest);
 
     // A damaged chunk: found while writing, the file named, the directory left unstartable.
-    let first_blob = restore_lab::only_blob_of(&lab, &label, &first);
+    let first_blob = common::backups::only_blob_of(&lab, &label, &first);
     let good_blob = fs::read(&first_blob).unwrap();
     let mut damaged = good_blob.clone();
     let middle = damaged.len() / 2;
@@ -201,7 +193,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     fs::write(&first_blob, &good_blob).unwrap();
 
     // A missing chunk, met by --delta over the incomplete directory.
-    let second_blob = restore_lab::only_blob_of(&lab, &label, &second);
+    let second_blob = common::backups::only_blob_of(&lab, &label, &second);
     let kept_aside = lab.tmp.path().join("kept-aside");
     fs::rename(&second_blob, &kept_aside).unwrap();
     let blob_key = second_blob.strip_prefix(&lab.repo_path).unwrap().display();
@@ -221,13 +213,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
         .tidemark(&["restore", "--pgdata", pgdata.to_str().unwrap(), "--delta"])
         .unwrap();
     assert!(report.contains("files kept as they were"), "{report}");
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
-    restored.configure(&[("archive_mode", "off")]).unwrap();
-    restored.start().unwrap();
-    restored
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+    let restored = start_restored(&lab, "restored", &[("archive_mode", "off")]).unwrap();
     assert_eq!(restored.query(checksum_sql).unwrap(), checksum);
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
 }
@@ -235,8 +221,8 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
 #[test]
 fn mistakes_in_the_request_are_refused_before_anything_is_written() {
     let lab = Lab::new("tm-rrequest-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
-    let label = restore_lab::take_backup(&lab);
+    let mut cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
+    let label = common::backups::take_backup(&lab);
     cluster.stop().unwrap();
     let pgdata = lab.tmp.path().join("restored");
     let elsewhere = lab.tmp.path().join("elsewhere");
@@ -285,7 +271,7 @@ fn mistakes_in_the_request_are_refused_before_anything_is_written() {
     fs::create_dir(&pgdata).unwrap();
     fs::write(pgdata.join("postmaster.pid"), b"12345\n").unwrap();
     fs::write(pgdata.join("precious"), b"keep me").unwrap();
-    tidemark::demo::cluster::give_to_owner(&pgdata).unwrap();
+    testkit::give_to_owner(&pgdata).unwrap();
     let before = common::snapshot(&pgdata);
     for extra in [&[][..], &["--force"], &["--delta"]] {
         assert_eq!(

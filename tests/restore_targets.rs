@@ -6,14 +6,14 @@
 //! backup the planner chooses and with an older one named by `--backup`.
 
 mod common;
-mod restore_lab;
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
+use testkit::steps::start_restored;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// Creates the table the tests count rows of.
 fn create_ledger(cluster: &ThrowawayCluster) {
@@ -34,15 +34,7 @@ fn insert(cluster: &ThrowawayCluster, from: u32, to: u32) {
 /// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner and
 /// returns its report, failing the test unless it succeeded.
 fn restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let ran = common::run(lab, "tidemark", &args);
+    let ran = common::run_restore(lab, config, pgdata, extra);
     assert_eq!(ran.code, Some(0), "{ran:?}");
     ran.stdout
 }
@@ -50,14 +42,8 @@ fn restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> String {
 /// Starts the restored data directory (archiving off: it is a copy), waits until it has
 /// promoted and returns the ids it holds; the server's log must show segments restored
 /// through `tidemark-restore` and no Tidemark error.
-fn recovered_ids(lab: &Lab, name: &str, pgdata: &Path) -> (ThrowawayCluster, String) {
-    let mut cluster =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), name, pgdata.to_path_buf()).unwrap();
-    cluster.configure(&[("archive_mode", "off")]).unwrap();
-    cluster.start().unwrap();
-    cluster
-        .wait_for_promotion(Duration::from_secs(120))
-        .unwrap();
+fn recovered_ids(lab: &Lab, name: &str) -> (ThrowawayCluster, String) {
+    let cluster = start_restored(lab, name, &[("archive_mode", "off")]).unwrap();
     let log = fs::read_to_string(cluster.log_file()).unwrap();
     assert!(
         log.contains("tidemark-restore: INFO: restored "),
@@ -70,13 +56,19 @@ fn recovered_ids(lab: &Lab, name: &str, pgdata: &Path) -> (ThrowawayCluster, Str
     (cluster, ids)
 }
 
+/// An archiving primary whose `ledger` holds rows 1 to 10.
+fn ledger_primary(lab: &Lab) -> ThrowawayCluster {
+    let cluster = archiving_primary(lab, &PrimaryOptions::default()).unwrap();
+    create_ledger(&cluster);
+    insert(&cluster, 1, 10);
+    cluster
+}
+
 #[test]
 fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_characters() {
     let lab = Lab::new("tm-rname-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
-    create_ledger(&cluster);
-    insert(&cluster, 1, 10);
-    restore_lab::take_backup(&lab);
+    let mut cluster = ledger_primary(&lab);
+    common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
     let point = r"it's a \ 100% point";
     cluster
@@ -86,7 +78,7 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
         ))
         .unwrap();
     insert(&cluster, 21, 30);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     // %f would become the requested file's name if PostgreSQL's substitution reached it.
@@ -109,7 +101,7 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
         "{settings}"
     );
 
-    let (restored, ids) = recovered_ids(&lab, "restored", &pgdata);
+    let (restored, ids) = recovered_ids(&lab, "restored");
     assert_eq!(ids, "1..20 20", "recovery to restore point {point:?}");
     let log = fs::read_to_string(restored.log_file()).unwrap();
     assert!(
@@ -121,14 +113,12 @@ fn a_restore_point_is_reached_through_a_config_path_full_of_shell_and_percent_ch
 #[test]
 fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_names() {
     let lab = Lab::new("tm-rimm-", &common::binaries()).unwrap();
-    let mut cluster = restore_lab::archiving_cluster(&lab);
-    create_ledger(&cluster);
-    insert(&cluster, 1, 10);
-    let first = restore_lab::take_backup(&lab);
+    let mut cluster = ledger_primary(&lab);
+    let first = common::backups::take_backup(&lab);
     insert(&cluster, 11, 20);
-    let second = restore_lab::take_backup(&lab);
+    let second = common::backups::take_backup(&lab);
     insert(&cluster, 21, 30);
-    tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
 
     let newest = lab.tmp.path().join("newest");
@@ -142,7 +132,7 @@ fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_n
             .unwrap()
             .contains("recovery_target = 'immediate'\n")
     );
-    let (newest_cluster, ids) = recovered_ids(&lab, "newest", &newest);
+    let (newest_cluster, ids) = recovered_ids(&lab, "newest");
     assert_eq!(ids, "1..20 20", "--target immediate from backup {second}");
     drop(newest_cluster);
 
@@ -160,6 +150,6 @@ fn target_immediate_stops_at_the_end_of_the_chosen_backup_or_of_the_one_backup_n
         )),
         "{report}"
     );
-    let (_older_cluster, ids) = recovered_ids(&lab, "older", &older);
+    let (_older_cluster, ids) = recovered_ids(&lab, "older");
     assert_eq!(ids, "1..10 10", "--target immediate --backup {first}");
 }

@@ -7,8 +7,8 @@
 mod common;
 
 use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::ThrowawayCluster;
 
 /// Writes the lab's configuration for a bucket, with the file's `mode`.
 fn configure(lab: &Lab, pgdata: &std::path::Path, repo: &str, mode: u32) {

@@ -22,22 +22,7 @@ use common::{Ran, WalLab};
 
 /// A configuration with `repo` as its `[repo]` section, and the stanza created in it.
 fn round_config(wal: &WalLab, name: &str, repo: &str) -> PathBuf {
-    let path = wal.lab.tmp.path().join(format!("{name}.toml"));
-    common::write_config_file(
-        &path,
-        &format!(
-            "[repo]\n{repo}\n[stanza.main]\npgdata = \"{}\"\n",
-            wal.cluster.data_dir().display()
-        ),
-        0o600,
-    );
-    let created = common::run(
-        &wal.lab,
-        "tidemark",
-        &["--config", path.to_str().unwrap(), "stanza-create"],
-    );
-    assert_eq!(created.code, Some(0), "{created:?}");
-    path
+    wal.config_with_stanza(&format!("{name}.toml"), repo)
 }
 
 /// The bucket, under a prefix of its own so each round starts empty.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::Ran;
 use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner, owner_command};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner, owner_command};
 
 /// Runs `tidemark --config CONFIG args` as the cluster owner with only the AWS variables in
 /// `env` (none of the caller's).

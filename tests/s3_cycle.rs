@@ -11,41 +11,25 @@ use std::fs;
 use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
-use tidemark::demo::workload;
+use testkit::Lab;
+use testkit::steps::restore_to_instant;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::workload;
 
 #[test]
 fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
     let server = start_server();
     let lab = Lab::new("tm-s3-", &common::binaries()).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    // The keys are in the file, so it must be readable by its owner only.
-    common::write_config_file(
-        &lab.config_path,
-        &format!(
-            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            repo_section(&server.endpoint, "prod"),
-            primary.data_dir().display(),
-            primary.conninfo()
-        ),
-        0o600,
-    );
-    lab.tidemark(&["stanza-create"]).unwrap();
+    // The keys are in the file, so it is readable by its owner only.
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .repo_section(repo_section(&server.endpoint, "prod"));
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     workload::create_table(&primary).unwrap();
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "on s3").unwrap();
-    tidemark::demo::switch_and_wait_for_archive(&primary).unwrap();
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
     let rows = workload::committed_rows(&primary).unwrap();
     primary.stop().unwrap();
 
@@ -56,33 +40,18 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
             .unwrap(),
     )
     .unwrap();
-    let planned: BTreeSet<String> = plan["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let planned: BTreeSet<String> = common::planned_segments(&plan).into_iter().collect();
     assert!(!planned.is_empty(), "{plan:#}");
-    let pgdata = lab.tmp.path().join("restored");
-    lab.tidemark(&[
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-        "--target-time",
-        &target,
-    ])
-    .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
     // PostgreSQL's own read-ahead would ask for a segment past the stop (see pitr_proof.rs).
-    restored.configure(&[("recovery_prefetch", "off")]).unwrap();
-    restored.start().unwrap();
-    restored.wait_for_promotion(common::PATIENCE).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored).unwrap(),
-        workload::ids_committed_by(&rows, instant),
-        "recovery to {target}"
-    );
+    let mut restored = restore_to_instant(
+        &lab,
+        "restored",
+        &rows,
+        instant,
+        &[("recovery_prefetch", "off")],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+    .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     let log = fs::read_to_string(restored.log_file()).unwrap();
     let fetched: BTreeSet<String> = common::fetched_segments(&log).into_iter().collect();

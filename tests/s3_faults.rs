@@ -11,9 +11,11 @@ use std::fs;
 use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
-use tidemark::demo::lab::Lab;
-use tidemark::demo::workload;
+use testkit::Lab;
+use testkit::give_to_owner;
+use testkit::steps::restore_to_instant;
+use testkit::steps::{PrimaryOptions, archiving_primary};
+use testkit::workload;
 use tidemark::storage::{Cancel, ObjectKey, Storage};
 
 const PREFIX: &str = "faults";
@@ -24,32 +26,17 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     let lab = Lab::new("tm-s3faults-", &common::binaries()).unwrap();
     let copies = lab.tmp.subdir("copies").unwrap();
     give_to_owner(&copies).unwrap();
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
     // What PostgreSQL handed over is kept by cp first, to compare the archive with.
     let archive_command = format!(
         "cp %p {}/%f && TIDEMARK_FAULT_INJECTION=share=0.2 {}",
         copies.display(),
         lab.archive_command()
     );
-    primary
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("track_commit_timestamp", "on"),
-        ])
-        .unwrap();
-    primary.start().unwrap();
-    common::write_config_file(
-        &lab.config_path,
-        &format!(
-            "[repo]\n{}\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
-            repo_section(&server.endpoint, PREFIX),
-            primary.data_dir().display(),
-            primary.conninfo()
-        ),
-        0o600,
-    );
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default()
+        .commit_timestamps()
+        .archive_command(archive_command)
+        .repo_section(repo_section(&server.endpoint, PREFIX));
+    let mut primary = archiving_primary(&lab, &options).unwrap();
     workload::create_table(&primary).unwrap();
     lab.tidemark(&["backup", "--archive-timeout", "300"])
         .unwrap();
@@ -153,27 +140,11 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
 
     // A restore from this archive, to an instant in the middle, is exact.
     let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
-    let target = workload::format_instant(instant);
-    let pgdata = lab.tmp.path().join("restored");
-    lab.tidemark(&[
-        "restore",
-        "--pgdata",
-        pgdata.to_str().unwrap(),
-        "--target-time",
-        &target,
-    ])
-    .unwrap();
-    let mut restored =
-        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata).unwrap();
     // The copied postgresql.conf archives under faults; the restored cluster must not.
-    restored.configure(&[("archive_mode", "off")]).unwrap();
-    restored.start().unwrap();
-    restored.wait_for_promotion(common::PATIENCE).unwrap();
-    assert_eq!(
-        workload::present_ids(&restored).unwrap(),
-        workload::ids_committed_by(&rows, instant),
-        "recovery to {target}"
-    );
+    let mut restored =
+        restore_to_instant(&lab, "restored", &rows, instant, &[("archive_mode", "off")])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .cluster;
     assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
     restored.stop().unwrap();
 }

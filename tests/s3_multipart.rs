@@ -1,5 +1,5 @@
 //! Multipart uploads of the S3 backend against a real S3-compatible server, `s3s-fs` (see
-//! `common/s3.rs`), with parts of 5 MiB, the smallest S3 takes: large objects round-trip byte
+//! `testkit::servers::s3s_fs`), with parts of 5 MiB, the smallest S3 takes: large objects round-trip byte
 //! for byte, a taken key stays as it was, and a put that fails part way (a failing, short or
 //! cancelled body, a part failing on every retry) leaves neither an object nor an unfinished
 //! upload. s3s-fs checks neither part checksums nor, atomically, `If-None-Match`, so a small

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 
 use common::{WalLab, run, snapshot};
-use tidemark::demo::cluster::ThrowawayCluster;
+use testkit::ThrowawayCluster;
 
 #[test]
 fn stanza_create_is_idempotent_and_refuses_another_cluster() {

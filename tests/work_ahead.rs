@@ -11,8 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::steps::{PrimaryOptions, archiving_primary};
 
 /// How long pgbench writes.
 const LOAD_SECONDS: u64 = 120;
@@ -61,23 +61,11 @@ fn repo_object(repo: &Path, name: &str) -> PathBuf {
 #[test]
 fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_worker_is_killed() {
     let lab = Lab::new("tm-workahead-", &common::binaries()).unwrap();
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    lab.write_config(cluster.data_dir(), "").unwrap();
-    let mut config = fs::read_to_string(&lab.config_path).unwrap();
-    config.push_str("\n[archive]\nasync = true\n");
-    fs::write(&lab.config_path, config).unwrap();
-    let archive_command = lab.archive_command();
-    let max_wal_size = format!("{MAX_WAL_SEGMENTS}MB");
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-            ("max_wal_size", &max_wal_size),
-            ("min_wal_size", "4MB"),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
+    let options = PrimaryOptions::default()
+        .repo_extra("\n[archive]\nasync = true\n")
+        .setting("max_wal_size", &format!("{MAX_WAL_SEGMENTS}MB"))
+        .setting("min_wal_size", "4MB");
+    let mut cluster = archiving_primary(&lab, &options).unwrap();
     let pg_wal = cluster.data_dir().join("pg_wal");
     // Segments written before archive_mode was on (by initdb) are never archived: archiving
     // starts with the segment current at the first start.
@@ -85,9 +73,9 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
         .query("SELECT pg_walfile_name(pg_current_wal_lsn())")
         .unwrap();
 
-    common::wait_ok(common::pgbench(&lab, &cluster, &["-i", "-q", "-s", "2"]));
+    common::wait_ok(common::pgbench(&cluster, &["-i", "-q", "-s", "2"]));
     let seconds = LOAD_SECONDS.to_string();
-    let mut load = common::pgbench(&lab, &cluster, &["-n", "-c", "2", "-T", &seconds]);
+    let mut load = common::pgbench(&cluster, &["-n", "-c", "2", "-T", &seconds]);
 
     let mut kills = 0;
     let mut most_segments = 0;
@@ -117,7 +105,7 @@ fn work_ahead_keeps_up_under_load_and_reports_only_durable_segments_while_its_wo
     }
     let output = load.wait_with_output().unwrap();
     assert!(output.status.success(), "pgbench: {output:?}");
-    let last = tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
+    let last = testkit::switch_and_wait_for_archive(&cluster).unwrap();
     let failed = cluster
         .query("SELECT failed_count FROM pg_stat_archiver")
         .unwrap();

@@ -23,8 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Ran, has_flag, processes};
-use tidemark::demo::cluster::{ThrowawayCluster, give_to_owner};
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::{ThrowawayCluster, give_to_owner};
 
 /// The flag a work-ahead worker runs with.
 const WORKER_FLAG: &str = "--work-ahead-worker";
@@ -556,7 +556,7 @@ fn the_spool_and_the_logs_stay_bounded_while_the_worker_lives() {
             most_stale = most_stale.max(stale);
         }
     }
-    tidemark::demo::switch_and_wait_for_archive(&backlog.cluster).unwrap();
+    testkit::switch_and_wait_for_archive(&backlog.cluster).unwrap();
     println!(
         "{seen_alive} of {SWITCHES} looks found a worker; at most {most_stale} stale .ok files"
     );

@@ -1,5 +1,6 @@
 //! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
-//! removing and syncing between runs, and medians; and the tests' `s3s-fs` starter.
+//! removing and syncing between runs, medians and pgBackRest's configuration; and the tests' S3
+//! test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server).
 
 #![allow(dead_code)] // Each bench uses its own subset.
 
@@ -49,6 +50,31 @@ pub fn pgbackrest_program() -> anyhow::Result<PathBuf> {
         );
     }
     find().context("pgbackrest is still not on PATH after apt-get install pgbackrest")
+}
+
+/// A pgBackRest configuration for stanza `bench`: the cluster at `pgdata` reached through its
+/// socket in `socket_dir` (port 5432, which only names the socket), LZ4 and two processes, its log
+/// and lock under `dir`, quiet on the console; `global` adds lines to `[global]`.
+pub fn pgbackrest_conf(global: &str, dir: &Path, pgdata: &Path, socket_dir: &Path) -> String {
+    format!(
+        "[global]\n\
+         {global}\
+         compress-type=lz4\n\
+         process-max=2\n\
+         log-level-console=warn\n\
+         log-level-file=off\n\
+         log-path={dir}/log\n\
+         lock-path={dir}/lock\n\
+         \n\
+         [bench]\n\
+         pg1-path={pgdata}\n\
+         pg1-socket-path={socket}\n\
+         pg1-port=5432\n\
+         pg1-user=postgres\n",
+        dir = dir.display(),
+        pgdata = pgdata.display(),
+        socket = socket_dir.display(),
+    )
 }
 
 /// pgBackRest's version line ("pgBackRest 2.45").
@@ -126,12 +152,12 @@ pub fn rounds(default: usize) -> usize {
 
 /// A lab whose three programs are this bench's own (release) `tidemark`, which answers to each
 /// name it is called by.
-pub fn lab(prefix: &str) -> anyhow::Result<tidemark::demo::lab::Lab> {
+pub fn lab(prefix: &str) -> anyhow::Result<testkit::Lab> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tidemark"));
-    let binaries = tidemark::demo::lab::TidemarkBinaries {
+    let binaries = testkit::TidemarkBinaries {
         tidemark: exe.clone(),
         archive: exe.clone(),
         restore: exe,
     };
-    tidemark::demo::lab::Lab::new(prefix, &binaries)
+    testkit::Lab::new(prefix, &binaries)
 }

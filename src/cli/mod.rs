@@ -226,6 +226,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             wal_file_name,
             destination,
         } => restore_command::archive_get(&cli.choice, &wal_file_name, &destination),
-        Command::Demo => tidemark::demo::run_demo().map(|()| Finished::Success),
+        Command::Demo => testkit::demo::run_demo().map(|()| Finished::Success),
     }
 }

@@ -1,8 +1,10 @@
 //! Shared by the integration tests: the real Tidemark binaries, a lab with a real PostgreSQL 15
 //! cluster whose WAL was archived by `cp` (so tests can feed real segments to the binaries), and
-//! small helpers to run a binary and to see whether a directory changed.
+//! small helpers to run a binary, to see whether a directory changed and to read Tidemark's lines
+//! in a server log. Servers, clusters and labs themselves are the `testkit` crate's.
 #![allow(dead_code)]
 
+pub mod backups;
 pub mod direct;
 pub mod s3;
 pub mod strace;
@@ -10,12 +12,17 @@ pub mod strace;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::{Lab, TidemarkBinaries};
+use testkit::{Lab, ThrowawayCluster, TidemarkBinaries};
+
+// Re-exported for the tests that used them from here; each test uses its own subset.
+#[allow(unused_imports)]
+pub use testkit::pgbench::{pgbench, wait_ok};
+#[allow(unused_imports)]
+pub use testkit::processes::{has_flag, helper_pid, processes};
+#[allow(unused_imports)]
+pub use testkit::steps::PATIENCE;
 
 /// The freshly built `tidemark`, `tidemark-archive` and `tidemark-restore`.
 ///
@@ -99,12 +106,23 @@ pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
     }
 }
 
+/// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner.
+pub fn run_restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> Ran {
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "restore",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(lab, "tidemark", &args)
+}
+
 /// Writes a configuration file the cluster owner can read, with `mode` (0600 when it holds a
 /// secret, as Tidemark demands).
 pub fn write_config_file(path: &Path, text: &str, mode: u32) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    tidemark::demo::cluster::give_to_owner(path).unwrap();
+    testkit::owner::write_owned_file(path, text, mode).unwrap();
 }
 
 /// Every file under `dir` (temporary ones included) with its bytes, to prove nothing changed.
@@ -164,12 +182,8 @@ impl WalLab {
                 .unwrap();
             cluster.query("SELECT pg_switch_wal()").unwrap();
         }
-        tidemark::demo::switch_and_wait_for_archive(&cluster).unwrap();
-        let system_id = cluster
-            .query("SELECT system_identifier FROM pg_control_system()")
-            .unwrap()
-            .parse()
-            .unwrap();
+        testkit::switch_and_wait_for_archive(&cluster).unwrap();
+        let system_id = cluster.system_identifier().unwrap();
         cluster.stop().unwrap();
         WalLab {
             cluster,
@@ -181,13 +195,7 @@ impl WalLab {
 
     /// Names of the archived segments, in order.
     pub fn segments(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.raw)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.len() == 24)
-            .collect();
-        names.sort();
-        names
+        segment_names_in(&self.raw)
     }
 
     /// A file the owner can read, holding `bytes`, under `name` in a fresh directory.
@@ -198,10 +206,32 @@ impl WalLab {
             .path()
             .join(format!("in-{}", fastrand::u64(..)));
         fs::create_dir(&dir).unwrap();
-        tidemark::demo::cluster::give_to_owner(&dir).unwrap();
+        testkit::give_to_owner(&dir).unwrap();
         let path = dir.join(name);
         fs::write(&path, bytes).unwrap();
-        tidemark::demo::cluster::give_to_owner(&path).unwrap();
+        testkit::give_to_owner(&path).unwrap();
+        path
+    }
+
+    /// Writes a configuration `<lab>/<name>` (mode 0600: it may hold keys) with `repo` as its
+    /// `[repo]` section and this cluster as stanza `main`, and creates the stanza in it.
+    pub fn config_with_stanza(&self, name: &str, repo: &str) -> PathBuf {
+        let path = self.lab.tmp.path().join(name);
+        write_config_file(
+            &path,
+            &format!(
+                "[repo]\n{repo}\n[stanza.main]\npgdata = \"{}\"\n",
+                self.cluster.data_dir().display()
+            ),
+            0o600,
+        );
+        let config = path.to_str().unwrap();
+        let created = run(
+            &self.lab,
+            "tidemark",
+            &["--config", config, "stanza-create"],
+        );
+        assert_eq!(created.code, Some(0), "{created:?}");
         path
     }
 
@@ -243,6 +273,17 @@ pub fn with_other_content(segment: &[u8]) -> Vec<u8> {
     changed
 }
 
+/// The names of the segments (24 characters) in `dir`, in order.
+pub fn segment_names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn is_segment_name(name: &str) -> bool {
     name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -254,6 +295,16 @@ pub fn fetched_segments(log: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("tidemark-restore: INFO: restored "))
         .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
         .filter(|name| is_segment_name(name))
+        .collect()
+}
+
+/// The segments a plan (`tidemark plan --output json`) names, in its order.
+pub fn planned_segments(plan: &serde_json::Value) -> Vec<String> {
+    let segments = plan["segments"].as_array();
+    let segments = segments.unwrap_or_else(|| panic!("a plan without segments: {plan:#}"));
+    segments
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -270,33 +321,6 @@ pub fn seed_randomness() -> u64 {
     seed
 }
 
-/// Generous bound for waits on a loaded 2-core machine; never asserted as a speed.
-pub const PATIENCE: Duration = Duration::from_secs(120);
-
-/// Starts pgbench with `args` against `cluster`, as its owner, in the background (output
-/// discarded, errors kept for [`wait_ok`]).
-pub fn pgbench(lab: &Lab, cluster: &ThrowawayCluster, args: &[&str]) -> std::process::Child {
-    let port = cluster.port().to_string();
-    tidemark::demo::cluster::owner_command(&lab.pg.path("pgbench"), lab.tmp.path())
-        .args(args)
-        .args([OsStr::new("-h"), cluster.socket_dir().as_os_str()])
-        .args(["-p", &port, "-U", "postgres", "postgres"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pgbench")
-}
-
-/// Waits for a pgbench started by [`pgbench`] and fails the test unless it succeeded.
-pub fn wait_ok(child: std::process::Child) {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// The Tidemark error lines in a server's log. Recovery asks for names that do not exist (the
 /// next timeline's history, `00000001.history` at promotion); those are quiet "not archived"
 /// answers, so any line here is a real failure.
@@ -307,45 +331,4 @@ pub fn tidemark_errors(cluster: &ThrowawayCluster) -> Vec<String> {
         .filter(|l| l.contains("tidemark-") && l.contains("ERROR"))
         .map(str::to_owned)
         .collect()
-}
-
-/// Every process with its arguments; one that ends while being looked at is left out.
-pub fn processes() -> Vec<(i32, Vec<Vec<u8>>)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args = cmdline
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
-        found.push((pid, args));
-    }
-    found
-}
-
-/// Whether `args` hold `flag` followed by `value`.
-pub fn has_flag(args: &[Vec<u8>], flag: &str, value: &Path) -> bool {
-    let value = value.as_os_str().as_encoded_bytes();
-    args.windows(2)
-        .any(|pair| pair[0] == flag.as_bytes() && pair[1] == value)
-}
-
-/// The process ID of the Tidemark helper started with `flag` (`--work-ahead-worker`,
-/// `--prefetcher`) for `pg_wal`, if one runs: a process whose arguments name this test's own
-/// `pg_wal`, so nothing else on the machine is ever touched.
-pub fn helper_pid(flag: &str, pg_wal: &Path) -> Option<i32> {
-    processes()
-        .into_iter()
-        .find(|(_, args)| has_flag(args, flag, pg_wal))
-        .map(|(pid, _)| pid)
 }

@@ -12,8 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tidemark::demo::cluster::give_to_owner;
-use tidemark::demo::lab::Lab;
+use testkit::Lab;
+use testkit::give_to_owner;
 
 /// The gate of one lab.
 pub struct Gate {

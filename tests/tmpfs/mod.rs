@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tidemark::demo::cluster::give_to_owner;
+use testkit::give_to_owner;
 
 pub struct Tmpfs {
     path: PathBuf,

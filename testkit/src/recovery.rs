@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::cluster::{ThrowawayCluster, give_to_owner, run_as_owner};
-use super::lab::Lab;
+use crate::lab::Lab;
+use crate::owner::{give_to_owner, run_as_owner};
+use crate::servers::postgres::ThrowawayCluster;
 
 /// Where recovery should stop, and what the recovered cluster does afterwards.
 #[derive(Clone, Debug, Default)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
-use super::cluster::ThrowawayCluster;
+use crate::servers::postgres::ThrowawayCluster;
 
 /// The table the workload writes.
 pub const TABLE: &str = "tidemark_ledger";

@@ -4,39 +4,15 @@
 //! show that the restored data is exactly what was committed then.
 //! The pieces are shared with the end-to-end tests.
 
-pub mod cluster;
-pub mod lab;
-pub mod recovery;
-pub mod workload;
-
-use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use cluster::{ThrowawayCluster, owner_command, run_as_owner};
-use lab::{Lab, TidemarkBinaries};
-
-/// Waits until PostgreSQL reports the segment holding the latest WAL as archived, after
-/// forcing a switch so that segment is complete.
-pub fn switch_and_wait_for_archive(cluster: &ThrowawayCluster) -> anyhow::Result<String> {
-    let segment = cluster.query("SELECT pg_walfile_name(pg_switch_wal())")?;
-    cluster
-        .wait_for(
-            &format!(
-                "SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver"
-            ),
-            "t",
-            Duration::from_secs(120),
-        )
-        .with_context(|| {
-            format!(
-                "wait for {segment} to be archived; server log: {}",
-                cluster.log_tail(10)
-            )
-        })?;
-    Ok(segment)
-}
+use crate::lab::{Lab, TidemarkBinaries};
+use crate::steps::{
+    PrimaryOptions, archiving_primary, check_rows, restore_to, switch_and_wait_for_archive,
+};
+use crate::workload;
 
 fn step(number: usize, text: &str) {
     println!("[{number}/7] {text}");
@@ -53,44 +29,20 @@ pub fn run_demo() -> anyhow::Result<()> {
             lab.tmp.path().display()
         ),
     );
-    let mut primary = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 16)?;
-    lab.write_config_with_conninfo(
-        primary.data_dir(),
-        "compress = \"zstd\"",
-        Some(&primary.conninfo()),
-    )?;
-    let archive_command = lab.archive_command();
-    primary.configure(&[
-        ("archive_mode", "on"),
-        ("archive_command", &archive_command),
-        ("track_commit_timestamp", "on"),
-    ])?;
-    primary.start()?;
-    println!("      archive_command = '{archive_command}'");
+    let options = PrimaryOptions::default()
+        .segment_mb(16)
+        .commit_timestamps()
+        .repo_extra("compress = \"zstd\"");
+    let mut primary = archiving_primary(&lab, &options)?;
+    println!("      archive_command = '{}'", lab.archive_command());
 
-    step(2, "creating the stanza");
-    print!("      {}", lab.tidemark(&["stanza-create"])?);
+    step(2, "the stanza is created (tidemark stanza-create)");
 
     step(
         3,
         "loading pgbench data and taking a base backup (tidemark backup)",
     );
-    let pgbench = lab.pg.path("pgbench");
-    let socket = primary.socket_dir().as_os_str().to_owned();
-    let port = primary.port().to_string();
-    let connection: [&OsStr; 6] = [
-        "-h".as_ref(),
-        &socket,
-        "-p".as_ref(),
-        port.as_ref(),
-        "-U".as_ref(),
-        "postgres".as_ref(),
-    ];
-    let mut init_args: Vec<&OsStr> =
-        vec!["-i".as_ref(), "-q".as_ref(), "-s".as_ref(), "5".as_ref()];
-    init_args.extend(connection);
-    init_args.push("postgres".as_ref());
-    run_as_owner(&pgbench, &init_args, lab.tmp.path())?;
+    primary.run_pgbench(&["-i", "-q", "-s", "5"])?;
     workload::create_table(&primary)?;
     print!("      {}", lab.tidemark(&["backup"])?);
 
@@ -98,10 +50,8 @@ pub fn run_demo() -> anyhow::Result<()> {
         4,
         "running pgbench and 60 recorded single-row commits at the same time",
     );
-    let mut noise = owner_command(&pgbench, lab.tmp.path())
-        .args(["-T", "6", "-c", "2", "-n"])
-        .args(connection)
-        .arg("postgres")
+    let mut noise = primary
+        .pgbench_command(&["-T", "6", "-c", "2", "-n"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -135,35 +85,18 @@ pub fn run_demo() -> anyhow::Result<()> {
             "restoring to {target_time} (tidemark restore, then recovery through tidemark-restore)"
         ),
     );
-    let pgdata = lab.tmp.path().join("restored");
-    let report = lab.tidemark(&[
-        "restore",
-        "--pgdata",
-        &pgdata.to_string_lossy(),
-        "--target-time",
-        &target_time,
-    ])?;
-    for line in report.lines() {
+    let restored = restore_to(&lab, "restored", &["--target-time", &target_time], &[])?;
+    for line in restored.report.lines() {
         println!("      {line}");
     }
-    let mut restored = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata)?;
-    restored.start()?;
-    restored.wait_for_promotion(Duration::from_secs(180))?;
 
     step(
         6,
         "comparing the restored rows with the rows committed at that instant",
     );
-    let got = workload::present_ids(&restored)?;
-    if got != expected {
-        bail!(
-            "the restored cluster has {} rows, but {} were committed at {target_time}: restored ids {:?}, expected {:?}",
-            got.len(),
-            expected.len(),
-            got,
-            expected
-        );
-    }
+    check_rows(&restored.cluster, &expected)
+        .with_context(|| format!("compare the cluster restored to {target_time}"))?;
+    let got = &expected;
     println!(
         "      identical: the restored cluster holds exactly the {} rows committed by {target_time} (ids {}..={})",
         got.len(),

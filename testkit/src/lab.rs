@@ -10,7 +10,8 @@ use std::process::Output;
 
 use anyhow::{Context, bail};
 
-use super::cluster::{PgBinaries, SharedTempDir, give_to_owner, owner_command};
+use crate::owner::{SharedTempDir, give_to_owner, owner_command, write_owned_file};
+use crate::servers::postgres::PgBinaries;
 
 /// Where the three Tidemark programs come from.
 #[derive(Clone, Debug)]
@@ -105,21 +106,38 @@ impl Lab {
         give_to_owner(&self.config_path)
     }
 
+    /// Writes the configuration file with `repo_section` as the whole `[repo]` section (a
+    /// bucket's, say) and the stanza for `pgdata` reached through `conninfo`. The lines may hold
+    /// keys, so the file is readable by its owner only, as Tidemark demands then.
+    pub fn write_config_with_repo_section(
+        &self,
+        pgdata: &Path,
+        repo_section: &str,
+        conninfo: &str,
+    ) -> anyhow::Result<()> {
+        let text = format!(
+            "[repo]\n{repo_section}\n[stanza.{}]\npgdata = \"{}\"\nconninfo = \"{conninfo}\"\n",
+            self.stanza,
+            pgdata.display()
+        );
+        write_owned_file(&self.config_path, &text, 0o600)
+    }
+
     /// `archive_command` for postgresql.conf.
     pub fn archive_command(&self) -> String {
-        format!(
-            "{} --config {} --stanza {} %p",
-            self.bin_dir.join("tidemark-archive").display(),
-            self.config_path.display(),
-            self.stanza
-        )
+        self.command_line("tidemark-archive", "%p")
     }
 
     /// `restore_command` for postgresql.conf.
     pub fn restore_command(&self) -> String {
+        self.command_line("tidemark-restore", "%f %p")
+    }
+
+    /// The lab's `program` with its configuration and stanza, then `placeholders`.
+    fn command_line(&self, program: &str, placeholders: &str) -> String {
         format!(
-            "{} --config {} --stanza {} %f %p",
-            self.bin_dir.join("tidemark-restore").display(),
+            "{} --config {} --stanza {} {placeholders}",
+            self.bin_dir.join(program).display(),
             self.config_path.display(),
             self.stanza
         )

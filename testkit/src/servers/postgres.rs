@@ -1,31 +1,25 @@
-//! A throwaway PostgreSQL cluster in a temporary directory, for the demo and the tests.
+//! A throwaway PostgreSQL server in a temporary directory, for the demo and the tests.
 //!
 //! Servers listen on a Unix socket inside their own temporary directory only, so
-//! they never clash with other clusters (or TCP ports) on the machine. PostgreSQL
-//! refuses to run as root, so when we are root every server program runs as the
-//! `postgres` OS user through `runuser`, and the directories it uses are handed to
-//! that user.
+//! they never clash with other clusters (or TCP ports) on the machine. They run as the cluster
+//! owner (see [`crate::owner`]).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::archive::prefetch::RestoreSpool;
-use crate::archive::work_ahead::Spool;
+use crate::owner::{give_to_owner_recursively, make_owned_dir, owner_command, run_as_owner};
+use crate::processes::wait_for_helpers_to_leave;
 
 /// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
 /// private socket directory per cluster, every cluster can use the same number.
 const PORT: u16 = 5432;
-
-/// The OS user that owns clusters when we run as root.
-const OWNER_WHEN_ROOT: &str = "postgres";
 
 /// Where the PostgreSQL server programs (`initdb`, `pg_ctl`, ...) live.
 #[derive(Debug, Clone)]
@@ -71,171 +65,6 @@ impl PgBinaries {
     /// The full path of one of the programs, e.g. `path("pg_ctl")`.
     pub fn path(&self, program: &str) -> PathBuf {
         self.bindir.join(program)
-    }
-}
-
-fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// The uid/gid of the `postgres` user, looked up once.
-fn owner_ids() -> Result<(u32, u32)> {
-    static IDS: OnceLock<std::result::Result<(u32, u32), String>> = OnceLock::new();
-    IDS.get_or_init(|| {
-        let lookup = |flag: &str| -> std::result::Result<u32, String> {
-            let output = Command::new("id")
-                .args([flag, OWNER_WHEN_ROOT])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("run `id {flag} {OWNER_WHEN_ROOT}`: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "`id {flag} {OWNER_WHEN_ROOT}` failed ({}): {}; PostgreSQL refuses to run \
-                     as root, so the `{OWNER_WHEN_ROOT}` user must exist",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            let text = String::from_utf8_lossy(&output.stdout);
-            text.trim().parse().map_err(|e| {
-                format!("parse output of `id {flag} {OWNER_WHEN_ROOT}` ({text:?}): {e}")
-            })
-        };
-        Ok((lookup("-u")?, lookup("-g")?))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
-}
-
-/// Returns a `Command` that runs `program` as the cluster owner with `cwd` as its
-/// working directory (which the owner must be able to enter).
-pub fn owner_command(program: &Path, cwd: &Path) -> Command {
-    let mut command = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", OWNER_WHEN_ROOT, "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    // A developer's PGHOST, PGPORT, PGOPTIONS, PGDATA... must not redirect or alter
-    // what we run; every call passes its target explicitly.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            command.env_remove(key);
-        }
-    }
-    command.current_dir(cwd).stdin(Stdio::null());
-    command
-}
-
-/// Runs `program args` as the cluster owner in `cwd` and returns its stdout; fails,
-/// with the exit status and stderr, if it exits non-zero.
-pub fn run_as_owner(program: &Path, args: &[&OsStr], cwd: &Path) -> Result<String> {
-    let shown = || {
-        let mut s = program.display().to_string();
-        for arg in args {
-            s.push(' ');
-            s.push_str(&arg.to_string_lossy());
-        }
-        s
-    };
-    let output = owner_command(program, cwd)
-        .args(args)
-        .output()
-        .with_context(|| format!("spawn `{}`", shown()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // Some programs (pg_ctl) report failures on stdout only.
-        let detail = if stderr.trim().is_empty() {
-            stdout.trim()
-        } else {
-            stderr.trim()
-        };
-        bail!("`{}` failed ({}): {}", shown(), output.status, detail);
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Chowns `path` (not recursively, not following a symlink) to the cluster owner;
-/// does nothing when not root, since then we already are the owner.
-pub fn give_to_owner(path: &Path) -> Result<()> {
-    if !running_as_root() {
-        return Ok(());
-    }
-    let (uid, gid) = owner_ids()?;
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .with_context(|| format!("chown {} to {OWNER_WHEN_ROOT}", path.display()))
-}
-
-fn give_to_owner_recursively(path: &Path) -> Result<()> {
-    give_to_owner(path)?;
-    let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).with_context(|| format!("list {}", path.display()))? {
-            let entry = entry.with_context(|| format!("list {}", path.display()))?;
-            give_to_owner_recursively(&entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn make_owned_dir(path: &Path, mode: u32) -> Result<()> {
-    fs::create_dir(path).with_context(|| format!("create directory {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("set mode {mode:o} on {}", path.display()))?;
-    give_to_owner(path)
-}
-
-/// A temporary directory that the cluster owner can read, write and enter; deleted
-/// on drop unless `TIDEMARK_KEEP_TMP` is set.
-#[derive(Debug)]
-pub struct SharedTempDir {
-    dir: Option<tempfile::TempDir>,
-    path: PathBuf,
-}
-
-impl SharedTempDir {
-    /// Creates the directory under `/tmp`, whose short path keeps socket paths under
-    /// the ~107-byte limit.
-    pub fn new(prefix: &str) -> Result<SharedTempDir> {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/tmp")
-            .context("create temporary directory in /tmp")?;
-        let path = dir.path().to_path_buf();
-        // tempfile makes it 0700 for us; the owner (maybe another user) must get in.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("set mode 755 on {}", path.display()))?;
-        give_to_owner(&path)?;
-        Ok(SharedTempDir {
-            dir: Some(dir),
-            path,
-        })
-    }
-
-    /// The directory's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Creates subdirectory `name` (mode 0755) owned by the cluster owner and returns
-    /// its path.
-    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
-        let path = self.path.join(name);
-        make_owned_dir(&path, 0o755)?;
-        Ok(path)
-    }
-}
-
-impl Drop for SharedTempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("TIDEMARK_KEEP_TMP").is_some()
-            && let Some(dir) = self.dir.take()
-        {
-            let kept = dir.keep();
-            eprintln!("TIDEMARK_KEEP_TMP is set: keeping {}", kept.display());
-        }
     }
 }
 
@@ -411,20 +240,22 @@ impl ThrowawayCluster {
         })
     }
 
+    /// Puts `line` first in `pg_hba.conf`, where the first matching line decides; it takes
+    /// effect at the next start.
+    pub fn allow_first(&self, line: &str) -> Result<()> {
+        let hba = self.data_dir.join("pg_hba.conf");
+        let existing =
+            fs::read_to_string(&hba).with_context(|| format!("read {}", hba.display()))?;
+        // Rewritten in place, so the file keeps its owner (the cluster owner) even when we are root.
+        fs::write(&hba, format!("{line}\n{existing}"))
+            .with_context(|| format!("write {}", hba.display()))
+    }
+
     /// Starts the server (`pg_ctl -w -t 120 start`), waiting until it accepts
     /// connections; the error includes the end of the server log.
     pub fn start(&mut self) -> Result<()> {
-        let args: [&OsStr; 8] = [
-            "-D".as_ref(),
-            self.data_dir.as_os_str(),
-            "-w".as_ref(),
-            "-t".as_ref(),
-            "120".as_ref(),
-            "-l".as_ref(),
-            self.log_file.as_os_str(),
-            "start".as_ref(),
-        ];
-        match run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir) {
+        let log = format!("--log={}", self.log_file.display());
+        match self.pg_ctl(&["-w", "-t", "120", &log, "start"]) {
             Ok(_) => {
                 self.running = true;
                 Ok(())
@@ -460,32 +291,20 @@ impl ThrowawayCluster {
 
     /// Waits (a while) until the helpers Tidemark started for this server (work-ahead
     /// workers, prefetchers) have seen it stop and left, so its directory can be removed or
-    /// restored into at once.
+    /// restored into at once. One still running after the wait is the caller's to notice.
     fn wait_for_helpers(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let pg_wal = self.data_dir.join("pg_wal");
-        let mut locks: Vec<_> = RestoreSpool::all_in(&pg_wal)
-            .iter()
-            .map(RestoreSpool::lock)
-            .collect();
-        locks.extend(Spool::all_in(&pg_wal).iter().map(Spool::lock));
-        for lock in locks {
-            while lock.is_held() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
+        wait_for_helpers_to_leave(&self.data_dir.join("pg_wal"), Duration::from_secs(30));
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Result<String> {
-        let args: [&OsStr; 6] = [
-            "-D".as_ref(),
-            self.data_dir.as_os_str(),
-            "-w".as_ref(),
-            "-m".as_ref(),
-            mode.as_ref(),
-            "stop".as_ref(),
-        ];
-        run_as_owner(&self.bins.path("pg_ctl"), &args, &self.work_dir)
+        self.pg_ctl(&["-w", "-m", mode, "stop"])
+    }
+
+    /// Runs `pg_ctl -D <data directory> <args>` as the owner.
+    fn pg_ctl(&self, args: &[&str]) -> Result<String> {
+        let mut all: Vec<&OsStr> = vec!["-D".as_ref(), self.data_dir.as_os_str()];
+        all.extend(args.iter().map(OsStr::new));
+        run_as_owner(&self.bins.path("pg_ctl"), &all, &self.work_dir)
     }
 
     /// Runs `sql` with psql and returns its trimmed, unaligned, tuples-only output. Several
@@ -494,35 +313,89 @@ impl ThrowawayCluster {
         self.execute_each(&[sql])
     }
 
+    /// The timeline of the latest checkpoint (`pg_control_checkpoint()`), as text: a promoted
+    /// copy is on a new one once its end-of-recovery checkpoint is done.
+    pub fn checkpoint_timeline(&self) -> Result<String> {
+        self.query("SELECT timeline_id FROM pg_control_checkpoint()")
+    }
+
+    /// The cluster's system identifier (`pg_control_system()`), which names it in WAL and
+    /// backups.
+    pub fn system_identifier(&self) -> Result<u64> {
+        let text = self.query("SELECT system_identifier FROM pg_control_system()")?;
+        text.parse()
+            .with_context(|| format!("parse system identifier {text:?}"))
+    }
+
     /// Runs each statement as its own psql command (`-c` per statement), so each commits on its
     /// own, all in one session; returns the trimmed output of them all.
     pub fn execute_each(&self, statements: &[&str]) -> Result<String> {
-        let port = self.port.to_string();
-        let mut args: Vec<&OsStr> = vec![
-            "-X".as_ref(),
-            "-A".as_ref(),
-            "-t".as_ref(),
-            "-q".as_ref(),
-            // Never prompt for a password: there is no one to answer.
-            "-w".as_ref(),
-            "-v".as_ref(),
-            "ON_ERROR_STOP=1".as_ref(),
-            "-h".as_ref(),
-            self.socket_dir.as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-            "-d".as_ref(),
-            "postgres".as_ref(),
+        // Never prompt for a password (-w): there is no one to answer.
+        let mut args = vec![
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "postgres",
         ];
         for statement in statements {
-            args.push("-c".as_ref());
-            args.push(statement.as_ref());
+            args.extend(["-c", statement]);
         }
-        let out = run_as_owner(&self.bins.path("psql"), &args, &self.work_dir)
+        let out = self
+            .run_client("psql", &args)
             .with_context(|| format!("query PostgreSQL cluster in {}", self.data_dir.display()))?;
         Ok(out.trim().to_string())
+    }
+
+    /// Creates tablespace `name` in `location` (a directory the owner can write) and returns its
+    /// OID.
+    pub fn create_tablespace(&self, name: &str, location: &Path) -> Result<String> {
+        let location = location.to_string_lossy().replace('\'', "''");
+        self.query(&format!("CREATE TABLESPACE {name} LOCATION '{location}'"))?;
+        self.query(&format!(
+            "SELECT oid FROM pg_tablespace WHERE spcname = '{name}'"
+        ))
+    }
+
+    /// The client options that reach this cluster as `postgres`: its socket and port.
+    fn connection(&self) -> [OsString; 6] {
+        [
+            "-h".into(),
+            self.socket_dir.clone().into(),
+            "-p".into(),
+            self.port.to_string().into(),
+            "-U".into(),
+            "postgres".into(),
+        ]
+    }
+
+    /// Runs the PostgreSQL client `program` as the owner with [`Self::connection`], then `args`;
+    /// returns its output.
+    fn run_client(&self, program: &str, args: &[&str]) -> Result<String> {
+        let connection = self.connection();
+        let mut all: Vec<&OsStr> = connection.iter().map(OsString::as_os_str).collect();
+        all.extend(args.iter().map(OsStr::new));
+        run_as_owner(&self.bins.path(program), &all, &self.work_dir)
+    }
+
+    /// A `Command` that runs pgbench with `args` against this cluster's `postgres` database, as
+    /// its owner.
+    pub fn pgbench_command(&self, args: &[&str]) -> Command {
+        let mut command = owner_command(&self.bins.path("pgbench"), &self.work_dir);
+        command.args(self.connection()).args(args).arg("postgres");
+        command
+    }
+
+    /// Runs pgbench with `args` against this cluster's `postgres` database to the end; returns
+    /// its output, or an error with its exit status and messages.
+    pub fn run_pgbench(&self, args: &[&str]) -> Result<String> {
+        let mut all = args.to_vec();
+        all.push("postgres");
+        self.run_client("pgbench", &all)
     }
 
     /// Polls `query(sql)` every 100 ms until it returns `expected`; fails after
@@ -585,32 +458,26 @@ impl ThrowawayCluster {
     /// needs archived WAL); `dest` must not exist and its parent must be writable by
     /// the cluster owner.
     pub fn base_backup(&self, dest: &Path) -> Result<()> {
-        let port = self.port.to_string();
-        let args: [&OsStr; 14] = [
-            "-D".as_ref(),
-            dest.as_os_str(),
-            "-X".as_ref(),
-            "none".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-            "--no-sync".as_ref(),
-            "-w".as_ref(),
-            "-h".as_ref(),
-            self.socket_dir.as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
+        let dest_arg = dest
+            .to_str()
+            .context("a base backup's path must be UTF-8")?;
+        let args = [
+            "-D",
+            dest_arg,
+            "-X",
+            "none",
+            "-c",
+            "fast",
+            "--no-sync",
+            "-w",
         ];
-        run_as_owner(&self.bins.path("pg_basebackup"), &args, &self.work_dir).with_context(
-            || {
-                format!(
-                    "take base backup of PostgreSQL cluster in {} into {}",
-                    self.data_dir.display(),
-                    dest.display()
-                )
-            },
-        )?;
+        self.run_client("pg_basebackup", &args).with_context(|| {
+            format!(
+                "take base backup of PostgreSQL cluster in {} into {}",
+                self.data_dir.display(),
+                dest.display()
+            )
+        })?;
         Ok(())
     }
 

@@ -1,33 +1,12 @@
-//! Shared by the restore tests: a real PostgreSQL 15 cluster that archives into a lab's stanza
-//! and that `tidemark backup` reaches over its socket, and reading and rewriting the objects of a
-//! backup in the repository the way damage or a mistake would.
-#![allow(dead_code)]
+//! Backups in a lab's local repository: taking one with `tidemark backup`, and reading and
+//! rewriting its objects the way damage or a mistake would.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use tidemark::demo::cluster::ThrowawayCluster;
-use tidemark::demo::lab::Lab;
+use testkit::{Lab, ThrowawayCluster};
 use tidemark::repo::compress::Compression;
 use tidemark::repo::object;
-
-/// A running cluster (1 MiB WAL segments) archiving through the lab's `tidemark-archive`, with
-/// the stanza created and a configuration whose conninfo reaches it as `postgres`.
-pub fn archiving_cluster(lab: &Lab) -> ThrowawayCluster {
-    let mut cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let archive_command = lab.archive_command();
-    cluster
-        .configure(&[
-            ("archive_mode", "on"),
-            ("archive_command", &archive_command),
-        ])
-        .unwrap();
-    cluster.start().unwrap();
-    lab.write_config_with_conninfo(cluster.data_dir(), "", Some(&cluster.conninfo()))
-        .unwrap();
-    lab.tidemark(&["stanza-create"]).unwrap();
-    cluster
-}
 
 /// Takes a backup and returns its label, from the `backup LABEL complete: ...` line.
 pub fn take_backup(lab: &Lab) -> String {
