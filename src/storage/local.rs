@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::durable;
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage,
-    StorageError, copy_body,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
+    Storage, StorageError,
 };
 
 /// A repository in a local directory.
@@ -272,16 +272,14 @@ impl Storage for LocalDirectory {
         })
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
         let doing = || format!("put {key} in {}", self.location());
         self.put_with(key, |file, temp| {
-            copy_body(body, length, cancel, &doing, |chunk| {
+            body.copy(&doing, |chunk| {
                 file.write_all(chunk)
                     .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))
             })
@@ -445,10 +443,7 @@ impl Storage for LocalDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(text: &str) -> ObjectKey {
-        ObjectKey::new(text).unwrap()
-    }
+    use crate::storage::tests::key;
 
     #[test]
     fn puts_never_replace_and_reads_see_whole_objects() {
