@@ -302,6 +302,21 @@ impl<S: Storage> FaultyStorage<S> {
         }
     }
 
+    /// A plain (not streamed) operation under the plan, said as "VERB KEY in LOCATION".
+    fn plain<T>(
+        &self,
+        verb: &str,
+        key: &ObjectKey,
+        operation: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("{verb} {key} in {}", self.location()),
+            operation,
+        )
+    }
+
     /// Runs `operation` on the inner store with `fault` injected around it.
     fn around<T>(
         &self,
@@ -347,21 +362,11 @@ impl<S: Storage> FaultyStorage<S> {
 
 impl<S: Storage> Storage for FaultyStorage<S> {
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("head {key} in {}", self.location()),
-            || self.inner.head(key),
-        )
+        self.plain("head", key, || self.inner.head(key))
     }
 
     fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("head {key} in {}", self.location()),
-            || self.inner.head_durable(key),
-        )
+        self.plain("head", key, || self.inner.head_durable(key))
     }
 
     fn get_reader(
@@ -438,21 +443,11 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("list {prefix} in {}", self.location()),
-            || self.inner.list(prefix, cancel),
-        )
+        self.plain("list", prefix, || self.inner.list(prefix, cancel))
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("delete {key} in {}", self.location()),
-            || self.inner.delete(key),
-        )
+        self.plain("delete", key, || self.inner.delete(key))
     }
 
     fn location(&self) -> String {
@@ -484,13 +479,16 @@ impl Read for CutReader {
                 .into_io()),
             };
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let read = self.inner.read(&mut buf[..want])?;
-        self.remaining -= read as u64;
-        Ok(read)
+        read_at_most(&mut *self.inner, buf, &mut self.remaining)
     }
+}
+
+/// Reads from `inner` into `buf`, but no more than `remaining` bytes, which it counts down.
+fn read_at_most(inner: &mut dyn Read, buf: &mut [u8], remaining: &mut u64) -> io::Result<usize> {
+    let want = buf.len().min((*remaining).min(usize::MAX as u64) as usize);
+    let read = inner.read(&mut buf[..want])?;
+    *remaining -= read as u64;
+    Ok(read)
 }
 
 /// A put's body that fails after `remaining` more bytes, as a connection reset mid-upload.
@@ -511,12 +509,7 @@ impl Read for CutBody<'_> {
             }
             .into_io());
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let read = self.inner.read(&mut buf[..want])?;
-        self.remaining -= read as u64;
-        Ok(read)
+        read_at_most(&mut *self.inner, buf, &mut self.remaining)
     }
 }
 

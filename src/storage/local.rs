@@ -443,7 +443,7 @@ impl Storage for LocalDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::tests::key;
+    use crate::storage::tests::{key, refuses_keys_that_are_prefixes};
 
     #[test]
     fn puts_never_replace_and_reads_see_whole_objects() {
@@ -566,14 +566,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirectory::new(dir.path());
         store.put_if_absent(&key("a/b/c"), &[b"1"]).unwrap();
-        let err = store.put_if_absent(&key("a/b"), &[b"2"]).unwrap_err();
-        assert!(!err.is_retryable(), "{err}");
-        assert!(
-            err.to_string().contains("prefix of other objects' keys"),
-            "{err}"
-        );
-        let err = store.put_if_absent(&key("a/b/c/d"), &[b"3"]).unwrap_err();
-        assert!(err.to_string().contains("is a prefix of this key"), "{err}");
+        refuses_keys_that_are_prefixes(&store);
         // Neither left anything behind, and the object that was there is intact.
         let listed = store.list(&key("a"), &Cancel::never()).unwrap();
         assert_eq!(listed.len(), 1);

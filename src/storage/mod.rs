@@ -641,6 +641,19 @@ mod tests {
         ObjectKey::new(text).unwrap()
     }
 
+    /// Checks that `store`, holding an object at `a/b/c`, refuses one at a prefix of its key
+    /// (`a/b`) and one under it (`a/b/c/d`), saying which, as every backend must.
+    pub(super) fn refuses_keys_that_are_prefixes(store: &dyn Storage) {
+        let err = store.put_if_absent(&key("a/b"), &[b"2"]).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().contains("prefix of other objects' keys"),
+            "{err}"
+        );
+        let err = store.put_if_absent(&key("a/b/c/d"), &[b"3"]).unwrap_err();
+        assert!(err.to_string().contains("is a prefix of this key"), "{err}");
+    }
+
     #[test]
     fn keys_cannot_escape_the_root_or_collide_with_temporary_files() {
         for bad in [
