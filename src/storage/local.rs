@@ -443,6 +443,7 @@ impl Storage for LocalDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::durable::tests::pid_of_an_exited_process;
     use crate::storage::tests::{key, refuses_keys_that_are_prefixes};
 
     #[test]
@@ -483,9 +484,7 @@ mod tests {
         let leftover = durable::temp_path(&object_dir, "000000010000000000000001");
         fs::write(&leftover, b"partial").unwrap();
         // Pretend it was another process: rename it to a PID that has exited.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = pid_of_an_exited_process();
         let name = leftover.file_name().unwrap().to_str().unwrap().to_owned();
         let parts: Vec<&str> = name.split('.').collect();
         let abandoned = object_dir.join(format!(".{}.{}.{dead}.0.tmp", parts[1], parts[2]));
