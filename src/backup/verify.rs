@@ -115,8 +115,11 @@ mod tests {
         (entries, manifest)
     }
 
-    fn refusal(entries: &[BackupEntry], manifest: &BackupManifest) -> String {
-        check_against_manifest(entries, manifest)
+    /// Why [`backup`], once `change` has altered its entries or manifest, is refused.
+    fn refusal(change: impl FnOnce(&mut Vec<BackupEntry>, &mut BackupManifest)) -> String {
+        let (mut entries, mut manifest) = backup();
+        change(&mut entries, &mut manifest);
+        check_against_manifest(&entries, &manifest)
             .unwrap_err()
             .to_string()
     }
@@ -129,30 +132,26 @@ mod tests {
 
     #[test]
     fn a_listed_file_the_backup_lacks_is_named() {
-        let (mut entries, manifest) = backup();
-        entries.remove(1);
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|entries, _| {
+                entries.remove(1);
+            }),
             "the manifest lists base/5/16384, but the backup has no such file"
         );
     }
 
     #[test]
     fn a_file_of_another_size_is_named() {
-        let (mut entries, manifest) = backup();
-        entries[1].size = 8191;
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|entries, _| entries[1].size = 8191),
             "base/5/16384: the manifest says 8192 bytes, the backup has 8191"
         );
     }
 
     #[test]
     fn a_file_with_another_crc_is_named() {
-        let (mut entries, manifest) = backup();
-        entries[0].crc32c = Some(crc32c::crc32c(b"16\n"));
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|entries, _| entries[0].crc32c = Some(crc32c::crc32c(b"16\n"))),
             format!(
                 "PG_VERSION: the manifest says CRC-32C {}, the backup's content has {}",
                 crc32c_hex(crc32c::crc32c(b"15\n")),
@@ -163,26 +162,20 @@ mod tests {
 
     #[test]
     fn a_crc_missing_on_either_side_is_a_mismatch_not_a_pass() {
-        let (entries, mut manifest) = backup();
-        manifest.files[1].crc32c = None;
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|_, manifest| manifest.files[1].crc32c = None),
             "base/5/16384: the manifest gives no CRC-32C for it, though CRC-32C checksums were asked for"
         );
-        let (mut entries, manifest) = backup();
-        entries[0].crc32c = None;
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|entries, _| entries[0].crc32c = None),
             "PG_VERSION: the backup has no CRC-32C of it"
         );
     }
 
     #[test]
     fn an_unlisted_file_is_named_but_carried_wal_is_not() {
-        let (mut entries, manifest) = backup();
-        entries.push(file("base/5/stray", b"x"));
         assert_eq!(
-            refusal(&entries, &manifest),
+            refusal(|entries, _| entries.push(file("base/5/stray", b"x"))),
             "the backup has base/5/stray, which the manifest does not list"
         );
     }

@@ -25,11 +25,8 @@ pub fn backup(
 ) -> anyhow::Result<Finished> {
     let selected = choice.select()?;
     let name = &selected.stanza_name;
-    let conninfo = selected.stanza.conninfo.as_deref().with_context(|| {
-        format!(
-            "stanza '{name}' has no conninfo in config file {}: add conninfo = \"host=… user=…\" to [stanza.{name}]",
-            selected.config_path.display()
-        )
+    let conninfo = selected.required("conninfo", "\"host=… user=…\"", |s| {
+        s.conninfo.as_deref()
     })?;
     let connect =
         ConnectTarget::from_conninfo(conninfo).with_context(|| format!("stanza '{name}'"))?;

@@ -1,7 +1,5 @@
 //! `tidemark stanza-create`: bind a stanza to the cluster in its data directory.
 
-use anyhow::Context;
-
 use tidemark::config::ConfigChoice;
 use tidemark::datadir;
 use tidemark::program::{self, Finished};
@@ -11,12 +9,7 @@ use tidemark::repo::{StanzaCreated, StanzaIdentity};
 pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
     let selected = choice.select()?;
     let name = &selected.stanza_name;
-    let pgdata = selected.stanza.pgdata.as_ref().with_context(|| {
-        format!(
-            "stanza '{name}' has no pgdata in config file {}: add pgdata = \"/path/to/data\" to [stanza.{name}]",
-            selected.config_path.display()
-        )
-    })?;
+    let pgdata = selected.required("pgdata", "\"/path/to/data\"", |s| s.pgdata.as_ref())?;
     let cluster = datadir::read_identity(pgdata)?;
     let identity = StanzaIdentity {
         format: STANZA_FORMAT,

@@ -33,6 +33,26 @@ pub struct Selected {
     pub stanza: StanzaConfig,
 }
 
+impl Selected {
+    /// The chosen stanza's setting `key`, which `setting` reads, when the command cannot do
+    /// without it: else the error that names what is missing and the `key = example` line to
+    /// add to the stanza's section.
+    pub fn required<T: ?Sized>(
+        &self,
+        key: &str,
+        example: &str,
+        setting: impl FnOnce(&StanzaConfig) -> Option<&T>,
+    ) -> anyhow::Result<&T> {
+        let name = &self.stanza_name;
+        setting(&self.stanza).with_context(|| {
+            format!(
+                "stanza '{name}' has no {key} in config file {}: add {key} = {example} to [stanza.{name}]",
+                self.config_path.display()
+            )
+        })
+    }
+}
+
 impl ConfigChoice {
     /// The file chosen: `--config`, else `TIDEMARK_CONFIG`, else the default.
     pub fn config_path(&self) -> PathBuf {

@@ -291,15 +291,22 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The id of a process that has exited: what a writer that died leaves in the names of its
+    /// temporary files.
+    pub(crate) fn pid_of_an_exited_process() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        dead
+    }
 
     #[test]
     fn only_leftovers_of_dead_writers_on_this_host_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = pid_of_an_exited_process();
         let host = host_name();
         let abandoned = dir.path().join(format!(".seg.{host}.{dead}.0.tmp"));
         let alive = dir.path().join(format!(".seg.{host}.1.0.tmp"));
@@ -326,9 +333,7 @@ mod tests {
     #[test]
     fn leftovers_of_every_stem_are_removed_when_their_writer_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = pid_of_an_exited_process();
         let host = host_name();
         let abandoned = [
             dir.path()

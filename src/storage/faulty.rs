@@ -24,8 +24,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
-    StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
+    Storage, StorageError,
 };
 
 /// How a failing stream is cut.
@@ -302,6 +302,21 @@ impl<S: Storage> FaultyStorage<S> {
         }
     }
 
+    /// A plain (not streamed) operation under the plan, said as "VERB KEY in LOCATION".
+    fn plain<T>(
+        &self,
+        verb: &str,
+        key: &ObjectKey,
+        operation: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let fault = self.decide(Operation::Plain);
+        self.around(
+            fault,
+            || format!("{verb} {key} in {}", self.location()),
+            operation,
+        )
+    }
+
     /// Runs `operation` on the inner store with `fault` injected around it.
     fn around<T>(
         &self,
@@ -326,20 +341,18 @@ impl<S: Storage> FaultyStorage<S> {
     /// A put whose body fails after a random share of its `length` bytes. Counted only if the
     /// inner store met the failure and refused the put, as it must; an inner store that
     /// answered without reading that far (the key was taken) had no fault to suffer.
-    fn put_cut(
-        &self,
-        key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_cut(&self, key: &ObjectKey, body: PutBody<'_>) -> Result<PutOutcome, StorageError> {
         let mut cut = CutBody {
-            inner: body,
-            remaining: self.random_below(length.max(1)),
+            inner: body.reader,
+            remaining: self.random_below(body.length.max(1)),
             fired: false,
             doing: format!("put {key} in {}", self.location()),
         };
-        let result = self.inner.put_if_absent_from(key, &mut cut, length, cancel);
+        let cut_body = PutBody {
+            reader: &mut cut,
+            ..body
+        };
+        let result = self.inner.put_body_if_absent(key, cut_body);
         if cut.fired && result.is_err() {
             self.count(|c| c.writes_cut += 1);
         }
@@ -349,21 +362,11 @@ impl<S: Storage> FaultyStorage<S> {
 
 impl<S: Storage> Storage for FaultyStorage<S> {
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("head {key} in {}", self.location()),
-            || self.inner.head(key),
-        )
+        self.plain("head", key, || self.inner.head(key))
     }
 
     fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("head {key} in {}", self.location()),
-            || self.inner.head_durable(key),
-        )
+        self.plain("head", key, || self.inner.head_durable(key))
     }
 
     fn get_reader(
@@ -405,21 +408,19 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         }))
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
         let fault = self.decide(Operation::Stream);
         if fault == Fault::Cut {
-            return self.put_cut(key, body, length, cancel);
+            return self.put_cut(key, body);
         }
         self.around(
             fault,
             || format!("put {key} in {}", self.location()),
-            || self.inner.put_if_absent_from(key, body, length, cancel),
+            || self.inner.put_body_if_absent(key, body),
         )
     }
 
@@ -427,7 +428,12 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         let fault = self.decide(Operation::Stream);
         if fault == Fault::Cut {
             let length = parts.iter().map(|p| p.len() as u64).sum();
-            return self.put_cut(key, &mut PartsReader::new(parts), length, &Cancel::never());
+            let body = PutBody {
+                reader: &mut PartsReader::new(parts),
+                length,
+                cancel: &Cancel::never(),
+            };
+            return self.put_cut(key, body);
         }
         self.around(
             fault,
@@ -437,21 +443,11 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("list {prefix} in {}", self.location()),
-            || self.inner.list(prefix, cancel),
-        )
+        self.plain("list", prefix, || self.inner.list(prefix, cancel))
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        let fault = self.decide(Operation::Plain);
-        self.around(
-            fault,
-            || format!("delete {key} in {}", self.location()),
-            || self.inner.delete(key),
-        )
+        self.plain("delete", key, || self.inner.delete(key))
     }
 
     fn location(&self) -> String {
@@ -483,13 +479,16 @@ impl Read for CutReader {
                 .into_io()),
             };
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let read = self.inner.read(&mut buf[..want])?;
-        self.remaining -= read as u64;
-        Ok(read)
+        read_at_most(&mut *self.inner, buf, &mut self.remaining)
     }
+}
+
+/// Reads from `inner` into `buf`, but no more than `remaining` bytes, which it counts down.
+fn read_at_most(inner: &mut dyn Read, buf: &mut [u8], remaining: &mut u64) -> io::Result<usize> {
+    let want = buf.len().min((*remaining).min(usize::MAX as u64) as usize);
+    let read = inner.read(&mut buf[..want])?;
+    *remaining -= read as u64;
+    Ok(read)
 }
 
 /// A put's body that fails after `remaining` more bytes, as a connection reset mid-upload.
@@ -510,12 +509,7 @@ impl Read for CutBody<'_> {
             }
             .into_io());
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let read = self.inner.read(&mut buf[..want])?;
-        self.remaining -= read as u64;
-        Ok(read)
+        read_at_most(&mut *self.inner, buf, &mut self.remaining)
     }
 }
 
@@ -523,13 +517,30 @@ impl Read for CutBody<'_> {
 mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
-
-    fn key(text: &str) -> ObjectKey {
-        ObjectKey::new(text).unwrap()
-    }
+    use crate::storage::tests::key;
 
     fn only(plan: FaultPlan) -> FaultyStorage<MemoryStorage> {
         FaultyStorage::new(MemoryStorage::new(), plan)
+    }
+
+    /// Every operation fails, before its effect, after it, or (both true) either.
+    fn failing_always(before_effect: bool, after_effect: bool) -> FaultPlan {
+        FaultPlan {
+            failure_share: 1.0,
+            before_effect,
+            after_effect,
+            ..FaultPlan::none()
+        }
+    }
+
+    /// Every operation that can be cut is, as `cut` says, where `seed` puts the cut.
+    fn cutting_always(cut: Cut, seed: u64) -> FaultPlan {
+        FaultPlan {
+            failure_share: 1.0,
+            cut: Some(cut),
+            seed,
+            ..FaultPlan::none()
+        }
     }
 
     #[test]
@@ -578,11 +589,7 @@ mod tests {
 
     #[test]
     fn a_fault_before_the_operation_leaves_nothing() {
-        let store = only(FaultPlan {
-            failure_share: 1.0,
-            before_effect: true,
-            ..FaultPlan::none()
-        });
+        let store = only(failing_always(true, false));
         let k = key("a/b");
         let err = store.put_if_absent(&k, &[b"xy"]).unwrap_err();
         assert!(err.is_retryable());
@@ -599,11 +606,7 @@ mod tests {
 
     #[test]
     fn a_fault_after_the_operation_leaves_its_effect() {
-        let store = only(FaultPlan {
-            failure_share: 1.0,
-            after_effect: true,
-            ..FaultPlan::none()
-        });
+        let store = only(failing_always(false, true));
         let k = key("a/b");
         assert!(
             store
@@ -623,21 +626,11 @@ mod tests {
         let k = key("a/b");
         let bytes: Vec<u8> = (0..=255).collect();
         store.put_if_absent(&k, &[&bytes]).unwrap();
-        store.set_plan(FaultPlan {
-            failure_share: 1.0,
-            cut: Some(Cut::Truncate),
-            seed: 7,
-            ..FaultPlan::none()
-        });
+        store.set_plan(cutting_always(Cut::Truncate, 7));
         let truncated = store.get(&k).unwrap();
         assert!(truncated.len() < bytes.len());
         assert_eq!(truncated, bytes[..truncated.len()]);
-        store.set_plan(FaultPlan {
-            failure_share: 1.0,
-            cut: Some(Cut::Fail),
-            seed: 7,
-            ..FaultPlan::none()
-        });
+        store.set_plan(cutting_always(Cut::Fail, 7));
         assert!(store.get(&k).unwrap_err().is_retryable());
         assert!(store.get_range(&k, 10, 20).unwrap_err().is_retryable());
         let counts = store.counts();
@@ -646,12 +639,7 @@ mod tests {
 
     #[test]
     fn a_cut_put_is_refused_by_the_inner_store() {
-        let store = only(FaultPlan {
-            failure_share: 1.0,
-            cut: Some(Cut::Fail),
-            seed: 3,
-            ..FaultPlan::none()
-        });
+        let store = only(cutting_always(Cut::Fail, 3));
         let k = key("a/b");
         let bytes = vec![5; 1000];
         let err = store.put_if_absent(&k, &[&bytes]).unwrap_err();

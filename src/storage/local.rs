@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::durable;
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage,
-    StorageError, copy_body,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
+    Storage, StorageError,
 };
 
 /// A repository in a local directory.
@@ -272,16 +272,14 @@ impl Storage for LocalDirectory {
         })
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
         let doing = || format!("put {key} in {}", self.location());
         self.put_with(key, |file, temp| {
-            copy_body(body, length, cancel, &doing, |chunk| {
+            body.copy(&doing, |chunk| {
                 file.write_all(chunk)
                     .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))
             })
@@ -445,10 +443,8 @@ impl Storage for LocalDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(text: &str) -> ObjectKey {
-        ObjectKey::new(text).unwrap()
-    }
+    use crate::storage::durable::tests::pid_of_an_exited_process;
+    use crate::storage::tests::{key, refuses_keys_that_are_prefixes};
 
     #[test]
     fn puts_never_replace_and_reads_see_whole_objects() {
@@ -488,9 +484,7 @@ mod tests {
         let leftover = durable::temp_path(&object_dir, "000000010000000000000001");
         fs::write(&leftover, b"partial").unwrap();
         // Pretend it was another process: rename it to a PID that has exited.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = pid_of_an_exited_process();
         let name = leftover.file_name().unwrap().to_str().unwrap().to_owned();
         let parts: Vec<&str> = name.split('.').collect();
         let abandoned = object_dir.join(format!(".{}.{}.{dead}.0.tmp", parts[1], parts[2]));
@@ -571,14 +565,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirectory::new(dir.path());
         store.put_if_absent(&key("a/b/c"), &[b"1"]).unwrap();
-        let err = store.put_if_absent(&key("a/b"), &[b"2"]).unwrap_err();
-        assert!(!err.is_retryable(), "{err}");
-        assert!(
-            err.to_string().contains("prefix of other objects' keys"),
-            "{err}"
-        );
-        let err = store.put_if_absent(&key("a/b/c/d"), &[b"3"]).unwrap_err();
-        assert!(err.to_string().contains("is a prefix of this key"), "{err}");
+        refuses_keys_that_are_prefixes(&store);
         // Neither left anything behind, and the object that was there is intact.
         let listed = store.list(&key("a"), &Cancel::never()).unwrap();
         assert_eq!(listed.len(), 1);

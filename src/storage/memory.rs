@@ -17,8 +17,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutOutcome, Storage,
-    StorageError, copy_body,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
+    Storage, StorageError,
 };
 
 /// Tells stores apart in messages when a test has several.
@@ -137,18 +137,16 @@ impl Storage for MemoryStorage {
         }
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
         let doing = || format!("put {key} in {}", self.location());
         // The whole body is read before the object appears, as the local backend writes a
         // temporary file before renaming it.
         let mut bytes = Vec::new();
-        copy_body(body, length, cancel, &doing, |chunk| {
+        body.copy(&doing, |chunk| {
             bytes.extend_from_slice(chunk);
             Ok(())
         })?;
@@ -191,10 +189,7 @@ impl Storage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(text: &str) -> ObjectKey {
-        ObjectKey::new(text).unwrap()
-    }
+    use crate::storage::tests::{key, refuses_keys_that_are_prefixes};
 
     #[test]
     fn a_key_cannot_be_both_an_object_and_a_prefix_of_objects() {
@@ -203,14 +198,7 @@ mod tests {
         // Siblings that share text but not components are fine.
         store.put_if_absent(&key("a/b-c"), &[b"s"]).unwrap();
         store.put_if_absent(&key("a/bc"), &[b"s"]).unwrap();
-        let err = store.put_if_absent(&key("a/b"), &[b"2"]).unwrap_err();
-        assert!(!err.is_retryable(), "{err}");
-        assert!(
-            err.to_string().contains("prefix of other objects' keys"),
-            "{err}"
-        );
-        let err = store.put_if_absent(&key("a/b/c/d"), &[b"3"]).unwrap_err();
-        assert!(err.to_string().contains("is a prefix of this key"), "{err}");
+        refuses_keys_that_are_prefixes(&store);
         assert_eq!(store.list(&key("a"), &Cancel::never()).unwrap().len(), 3);
         assert_eq!(store.get(&key("a/b/c")).unwrap(), b"1");
         // Once the object is gone, its key is free to be a prefix.

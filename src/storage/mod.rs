@@ -381,12 +381,30 @@ pub trait Storage: Send + Sync {
     /// `length` bytes, fails, or `cancel` is cancelled, nothing is stored and the error says
     /// so (a failing body's `StorageError`, if it carries one, is returned as it is). When the
     /// key is taken the body may have been read in full, in part or not at all.
+    ///
+    /// Backends implement [`put_body_if_absent`](Storage::put_body_if_absent), which takes the
+    /// same three things as one [`PutBody`]; this spelling is for callers.
     fn put_if_absent_from(
         &self,
         key: &ObjectKey,
         body: &mut dyn Read,
         length: u64,
         cancel: &Cancel,
+    ) -> Result<PutOutcome, StorageError> {
+        let body = PutBody {
+            reader: body,
+            length,
+            cancel,
+        };
+        self.put_body_if_absent(key, body)
+    }
+
+    /// [`put_if_absent_from`](Storage::put_if_absent_from), with its body, length and cancel
+    /// token as the one [`PutBody`] they are: what each backend implements.
+    fn put_body_if_absent(
+        &self,
+        key: &ObjectKey,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError>;
 
     /// Stores the concatenation of `parts` under `key` unless an object is already there: the
@@ -430,7 +448,8 @@ fn read_all<S: Storage + ?Sized>(
 }
 
 /// Shared stores: what a test keeps a handle on while a repository owns a `Box` of a clone.
-/// Every method forwards, so the inner backend's own versions of the provided methods are used.
+/// Every method forwards, so the inner backend's own versions of the provided methods are used
+/// (all but `put_if_absent_from`, which only bundles its arguments for `put_body_if_absent`).
 impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         (**self).head(key)
@@ -462,14 +481,12 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         (**self).get_range(key, offset, length)
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
-        (**self).put_if_absent_from(key, body, length, cancel)
+        (**self).put_body_if_absent(key, body)
     }
 
     fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
@@ -493,57 +510,72 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
 }
 
-/// Reads a put's body in chunks of at most [`CHUNK`] bytes, handing each to `write`, and checks
-/// that it holds exactly `length` bytes and that `cancel` is not cancelled between chunks.
-/// Backends use it so a short, long, failing or cancelled body is refused the same way by each.
-pub(crate) fn copy_body(
-    body: &mut dyn Read,
-    length: u64,
-    cancel: &Cancel,
-    doing: &dyn Fn() -> String,
-    mut write: impl FnMut(&[u8]) -> Result<(), StorageError>,
-) -> Result<(), StorageError> {
-    let mut buffer = vec![0; length.saturating_add(1).min(CHUNK as u64) as usize];
-    let mut copied: u64 = 0;
-    loop {
-        cancel.check(doing)?;
-        // One byte more than announced is read on purpose: it shows the body is too long.
-        let want = (length - copied).saturating_add(1).min(buffer.len() as u64) as usize;
-        let read = match body.read(&mut buffer[..want]) {
-            Ok(read) => read,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(StorageError::from_io(
-                    format!("{}: read the body", doing()),
-                    e,
-                ));
+/// What a streamed put stores: the reader its bytes come from, how many it must yield, and the
+/// token that stops it between chunks. The three always travel together, from the caller through
+/// wrappers to the backend that copies them.
+pub struct PutBody<'a> {
+    pub reader: &'a mut dyn Read,
+    pub length: u64,
+    pub cancel: &'a Cancel,
+}
+
+impl PutBody<'_> {
+    /// Reads the body in chunks of at most [`CHUNK`] bytes, handing each to `write`, and checks
+    /// that it holds exactly `length` bytes and that `cancel` is not cancelled between chunks.
+    /// Backends use it so a short, long, failing or cancelled body is refused the same way by
+    /// each.
+    pub(crate) fn copy(
+        self,
+        doing: &dyn Fn() -> String,
+        mut write: impl FnMut(&[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let PutBody {
+            reader: body,
+            length,
+            cancel,
+        } = self;
+        let mut buffer = vec![0; length.saturating_add(1).min(CHUNK as u64) as usize];
+        let mut copied: u64 = 0;
+        loop {
+            cancel.check(doing)?;
+            // One byte more than announced is read on purpose: it shows the body is too long.
+            let want = (length - copied).saturating_add(1).min(buffer.len() as u64) as usize;
+            let read = match body.read(&mut buffer[..want]) {
+                Ok(read) => read,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(StorageError::from_io(
+                        format!("{}: read the body", doing()),
+                        e,
+                    ));
+                }
+            };
+            if read == 0 {
+                break;
             }
-        };
-        if read == 0 {
-            break;
+            if copied + read as u64 > length {
+                return Err(StorageError::Io {
+                    doing: doing(),
+                    source: io::Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("the body is longer than the {length} bytes announced"),
+                    ),
+                });
+            }
+            write(&buffer[..read])?;
+            copied += read as u64;
         }
-        if copied + read as u64 > length {
+        if copied < length {
             return Err(StorageError::Io {
                 doing: doing(),
                 source: io::Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("the body is longer than the {length} bytes announced"),
+                    ErrorKind::UnexpectedEof,
+                    format!("the body ended after {copied} of the {length} bytes announced"),
                 ),
             });
         }
-        write(&buffer[..read])?;
-        copied += read as u64;
+        Ok(())
     }
-    if copied < length {
-        return Err(StorageError::Io {
-            doing: doing(),
-            source: io::Error::new(
-                ErrorKind::UnexpectedEof,
-                format!("the body ended after {copied} of the {length} bytes announced"),
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// A reader that fails with `Cancelled` once its token is cancelled: what backends wrap their
@@ -604,8 +636,22 @@ impl Read for PartsReader<'_> {
 mod tests {
     use super::*;
 
-    fn key(text: &str) -> ObjectKey {
+    /// The key `text` names, for tests of every backend in this module.
+    pub(super) fn key(text: &str) -> ObjectKey {
         ObjectKey::new(text).unwrap()
+    }
+
+    /// Checks that `store`, holding an object at `a/b/c`, refuses one at a prefix of its key
+    /// (`a/b`) and one under it (`a/b/c/d`), saying which, as every backend must.
+    pub(super) fn refuses_keys_that_are_prefixes(store: &dyn Storage) {
+        let err = store.put_if_absent(&key("a/b"), &[b"2"]).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().contains("prefix of other objects' keys"),
+            "{err}"
+        );
+        let err = store.put_if_absent(&key("a/b/c/d"), &[b"3"]).unwrap_err();
+        assert!(err.to_string().contains("is a prefix of this key"), "{err}");
     }
 
     #[test]
@@ -697,16 +743,15 @@ mod tests {
     fn a_body_must_hold_exactly_the_announced_length() {
         let copy = |body: &[u8], length| {
             let mut out = Vec::new();
-            copy_body(
-                &mut { body },
+            let body = PutBody {
+                reader: &mut { body },
                 length,
-                &Cancel::never(),
-                &|| "put k".to_owned(),
-                |chunk| {
-                    out.extend_from_slice(chunk);
-                    Ok(())
-                },
-            )
+                cancel: &Cancel::never(),
+            };
+            body.copy(&|| "put k".to_owned(), |chunk| {
+                out.extend_from_slice(chunk);
+                Ok(())
+            })
             .map(|()| out)
         };
         assert_eq!(copy(b"abc", 3).unwrap(), b"abc");

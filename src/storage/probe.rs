@@ -102,6 +102,7 @@ mod tests {
 
     use crate::storage::{
         ByteRange, Cancel, FaultPlan, FaultyStorage, ListedObject, MemoryStorage, ObjectMeta,
+        PutBody,
     };
 
     fn key() -> ObjectKey {
@@ -150,14 +151,12 @@ mod tests {
             })
         }
 
-        fn put_if_absent_from(
+        fn put_body_if_absent(
             &self,
             key: &ObjectKey,
-            body: &mut dyn std::io::Read,
-            length: u64,
-            cancel: &Cancel,
+            body: PutBody<'_>,
         ) -> Result<PutOutcome, StorageError> {
-            self.0.put_if_absent_from(key, body, length, cancel)
+            self.0.put_body_if_absent(key, body)
         }
 
         fn list(

@@ -12,7 +12,7 @@
 //! abort that itself fails, leaves an unfinished upload: a bucket lifecycle rule with
 //! `AbortIncompleteMultipartUpload` removes those.
 
-use std::io::{self, Read};
+use std::io;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -20,7 +20,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::bucket::{S3Settings, S3Storage};
 use super::errors::{classify, status_of};
-use crate::storage::{Cancel, ObjectKey, PutOutcome, StorageError, copy_body};
+use crate::storage::{ObjectKey, PutBody, PutOutcome, StorageError};
 use crate::units;
 
 /// S3 refuses parts smaller than this, except the last.
@@ -80,10 +80,9 @@ impl S3Storage {
     pub(super) fn put_multipart(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
+        let (length, cancel) = (body.length, body.cancel);
         let doing = self.doing("put", key.as_str());
         let Some(part_size) = part_size_for(length, &self.settings) else {
             return Err(StorageError::Io {
@@ -97,13 +96,11 @@ impl S3Storage {
         // A token cancelled before the put starts opens no upload.
         cancel.check(|| doing.clone())?;
         let upload = self.open_upload(key, doing)?;
-        let outcome = self
-            .send_parts(&upload, body, length, part_size, cancel)
-            .and_then(|parts| {
-                // The last moment a cancellation can stop the put: completing it is the commit.
-                cancel.check(|| upload.doing.clone())?;
-                self.complete_upload(&upload, parts)
-            });
+        let outcome = self.send_parts(&upload, body, part_size).and_then(|parts| {
+            // The last moment a cancellation can stop the put: completing it is the commit.
+            cancel.check(|| upload.doing.clone())?;
+            self.complete_upload(&upload, parts)
+        });
         if !matches!(outcome, Ok(PutOutcome::Created)) {
             self.abort_upload(&upload);
         }
@@ -146,11 +143,10 @@ impl S3Storage {
     fn send_parts(
         &self,
         upload: &OpenUpload,
-        body: &mut dyn Read,
-        length: u64,
+        body: PutBody<'_>,
         part_size: u64,
-        cancel: &Cancel,
     ) -> Result<Vec<CompletedPart>, StorageError> {
+        let length = body.length;
         let mut sending = PartsInFlight {
             storage: self,
             upload,
@@ -160,12 +156,8 @@ impl S3Storage {
         };
         let mut part: Vec<u8> = Vec::new();
         let mut taken: u64 = 0;
-        let read = copy_body(
-            body,
-            length,
-            cancel,
-            &|| upload.doing.clone(),
-            |mut chunk| {
+        let read = body
+            .copy(&|| upload.doing.clone(), |mut chunk| {
                 while !chunk.is_empty() {
                     if part.is_empty() {
                         // Sized once, for this part only: the last one is usually smaller.
@@ -180,15 +172,14 @@ impl S3Storage {
                     }
                 }
                 Ok(())
-            },
-        )
-        .and_then(|()| {
-            if part.is_empty() {
-                Ok(())
-            } else {
-                sending.start(std::mem::take(&mut part))
-            }
-        });
+            })
+            .and_then(|()| {
+                if part.is_empty() {
+                    Ok(())
+                } else {
+                    sending.start(std::mem::take(&mut part))
+                }
+            });
         let stored = sending.finish();
         // The body's own failure, or the first part's, whichever stopped the put.
         read?;

@@ -11,8 +11,8 @@ use super::bucket::S3Storage;
 use super::errors::{classify, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutOutcome, Storage,
-    StorageError, copy_body,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
+    Storage, StorageError,
 };
 
 impl S3Storage {
@@ -143,20 +143,19 @@ impl Storage for S3Storage {
         }
     }
 
-    fn put_if_absent_from(
+    fn put_body_if_absent(
         &self,
         key: &ObjectKey,
-        body: &mut dyn Read,
-        length: u64,
-        cancel: &Cancel,
+        body: PutBody<'_>,
     ) -> Result<PutOutcome, StorageError> {
-        if length > multipart::single_put_limit(&self.settings) {
-            return self.put_multipart(key, body, length, cancel);
+        if body.length > multipart::single_put_limit(&self.settings) {
+            return self.put_multipart(key, body);
         }
+        let cancel = body.cancel;
         let doing = self.doing("put", key.as_str());
         // Read whole before anything is sent: a body that fails or is cut short leaves no object.
-        let mut bytes = Vec::with_capacity(length as usize);
-        copy_body(body, length, cancel, &|| doing.clone(), |chunk| {
+        let mut bytes = Vec::with_capacity(body.length as usize);
+        body.copy(&|| doing.clone(), |chunk| {
             bytes.extend_from_slice(chunk);
             Ok(())
         })?;
@@ -167,8 +166,12 @@ impl Storage for S3Storage {
     fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
         let length = parts.iter().map(|p| p.len() as u64).sum();
         if length > multipart::single_put_limit(&self.settings) {
-            let mut body = PartsReader::new(parts);
-            return self.put_multipart(key, &mut body, length, &Cancel::never());
+            let body = PutBody {
+                reader: &mut PartsReader::new(parts),
+                length,
+                cancel: &Cancel::never(),
+            };
+            return self.put_multipart(key, body);
         }
         self.put_bytes(key, parts.concat())
     }
