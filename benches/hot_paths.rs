@@ -121,30 +121,30 @@ const ARCHIVERS: [Archiver; 7] = [
 ];
 
 impl Archiver {
-    fn label(self) -> String {
-        match self {
-            Archiver::Cp => "cp".to_owned(),
-            Archiver::CpDurable => "cp + fsync".to_owned(),
-            Archiver::PgBackRestSync => "pgbackrest sync (lz4)".to_owned(),
-            Archiver::PgBackRestAsync => "pgbackrest async (lz4, 2 proc)".to_owned(),
-            Archiver::TidemarkSync => "tidemark sync".to_owned(),
+    /// Its label in the tables and its key in the results file.
+    fn names(self) -> (String, String) {
+        let (label, key) = match self {
+            Archiver::Cp => ("cp", "cp"),
+            Archiver::CpDurable => ("cp + fsync", "cp_fsync"),
+            Archiver::PgBackRestSync => ("pgbackrest sync (lz4)", "pgbackrest_sync"),
+            Archiver::PgBackRestAsync => ("pgbackrest async (lz4, 2 proc)", "pgbackrest_async"),
+            Archiver::TidemarkSync => ("tidemark sync", "tidemark_sync"),
             Archiver::TidemarkWorkAhead { workers, repo } => {
-                format!("tidemark work-ahead, {workers} workers{}", repo.label())
+                return (
+                    format!("tidemark work-ahead, {workers} workers{}", repo.label()),
+                    format!("tidemark_work_ahead_{workers}{}", repo.key()),
+                );
             }
-        }
+        };
+        (label.to_owned(), key.to_owned())
+    }
+
+    fn label(self) -> String {
+        self.names().0
     }
 
     fn key(self) -> String {
-        match self {
-            Archiver::Cp => "cp".to_owned(),
-            Archiver::CpDurable => "cp_fsync".to_owned(),
-            Archiver::PgBackRestSync => "pgbackrest_sync".to_owned(),
-            Archiver::PgBackRestAsync => "pgbackrest_async".to_owned(),
-            Archiver::TidemarkSync => "tidemark_sync".to_owned(),
-            Archiver::TidemarkWorkAhead { workers, repo } => {
-                format!("tidemark_work_ahead_{workers}{}", repo.key())
-            }
-        }
+        self.names().1
     }
 }
 
@@ -190,33 +190,34 @@ const REPLAYERS: [Replayer; 9] = [
 ];
 
 impl Replayer {
-    fn label(self) -> String {
-        match self {
-            Replayer::InPgWal => "WAL in pg_wal, crash recovery".to_owned(),
-            Replayer::InPgWalArchiveRecovery => "WAL in pg_wal, archive recovery".to_owned(),
-            Replayer::Cp => "cp".to_owned(),
-            Replayer::PgBackRestSync => "pgbackrest archive-get sync".to_owned(),
-            Replayer::PgBackRestAsync => "pgbackrest archive-get async".to_owned(),
-            Replayer::Tidemark { prefetch: 0, repo } => {
-                format!("tidemark, no prefetch{}", repo.label())
+    /// Its label in the tables and its key in the results file.
+    fn names(self) -> (String, String) {
+        let (label, key) = match self {
+            Replayer::InPgWal => ("WAL in pg_wal, crash recovery", "floor_crash_recovery"),
+            Replayer::InPgWalArchiveRecovery => {
+                ("WAL in pg_wal, archive recovery", "floor_archive_recovery")
             }
+            Replayer::Cp => ("cp", "cp"),
+            Replayer::PgBackRestSync => ("pgbackrest archive-get sync", "pgbackrest_sync"),
+            Replayer::PgBackRestAsync => ("pgbackrest archive-get async", "pgbackrest_async"),
             Replayer::Tidemark { prefetch, repo } => {
-                format!("tidemark, prefetch {prefetch}{}", repo.label())
+                let label = if prefetch == 0 {
+                    format!("tidemark, no prefetch{}", repo.label())
+                } else {
+                    format!("tidemark, prefetch {prefetch}{}", repo.label())
+                };
+                return (label, format!("tidemark_prefetch_{prefetch}{}", repo.key()));
             }
-        }
+        };
+        (label.to_owned(), key.to_owned())
+    }
+
+    fn label(self) -> String {
+        self.names().0
     }
 
     fn key(self) -> String {
-        match self {
-            Replayer::InPgWal => "floor_crash_recovery".to_owned(),
-            Replayer::InPgWalArchiveRecovery => "floor_archive_recovery".to_owned(),
-            Replayer::Cp => "cp".to_owned(),
-            Replayer::PgBackRestSync => "pgbackrest_sync".to_owned(),
-            Replayer::PgBackRestAsync => "pgbackrest_async".to_owned(),
-            Replayer::Tidemark { prefetch, repo } => {
-                format!("tidemark_prefetch_{prefetch}{}", repo.key())
-            }
-        }
+        self.names().1
     }
 }
 
@@ -956,20 +957,55 @@ impl Backlog {
     }
 }
 
-/// Drains of the backlog by each archiver in rotation, in seconds, by [`ARCHIVERS`] index.
-fn time_drains(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
-    in_rotation(rounds, &ARCHIVERS, |round, index, archiver| {
-        let took = bench
+impl Bench {
+    /// A drain by `archiver` in round `round` of `phase`, its line printed (the label
+    /// `width` wide); its seconds.
+    fn timed_drain(
+        &self,
+        phase: &str,
+        width: usize,
+        round: usize,
+        archiver: Archiver,
+    ) -> anyhow::Result<f64> {
+        let took = self
             .drain(archiver)
-            .with_context(|| format!("drain round {}: {}", round + 1, archiver.label()))?;
+            .with_context(|| format!("{phase} round {}: {}", round + 1, archiver.label()))?;
         println!(
-            "drain  round {}: {:<32} {:>7.2} s",
+            "{phase:<6} round {}: {:<width$} {:>7.2} s",
             round + 1,
             archiver.label(),
             took.as_secs_f64()
         );
-        drains[index].push(took.as_secs_f64());
+        Ok(took.as_secs_f64())
+    }
+
+    /// A replay by `replayer` in round `round` of `phase`, its line printed (the label
+    /// `width` wide, then what the calls did); its seconds.
+    fn timed_replay(
+        &self,
+        phase: &str,
+        width: usize,
+        round: usize,
+        replayer: Replayer,
+    ) -> anyhow::Result<f64> {
+        let (took, calls) = self
+            .replay(replayer)
+            .with_context(|| format!("{phase} round {}: {}", round + 1, replayer.label()))?;
+        println!(
+            "{phase:<6} round {}: {:<width$} {:>7.2} s  {calls}",
+            round + 1,
+            replayer.label(),
+            took.as_secs_f64()
+        );
+        Ok(took.as_secs_f64())
+    }
+}
+
+/// Drains of the backlog by each archiver in rotation, in seconds, by [`ARCHIVERS`] index.
+fn time_drains(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
+    in_rotation(rounds, &ARCHIVERS, |round, index, archiver| {
+        drains[index].push(bench.timed_drain("drain", 32, round, archiver)?);
         Ok(())
     })?;
     Ok(drains)
@@ -981,16 +1017,7 @@ fn time_drains(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
 fn time_replays(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
     let mut replays: Vec<Vec<f64>> = vec![Vec::new(); REPLAYERS.len()];
     in_rotation(rounds, &REPLAYERS, |round, index, replayer| {
-        let (took, calls) = bench
-            .replay(replayer)
-            .with_context(|| format!("replay round {}: {}", round + 1, replayer.label()))?;
-        println!(
-            "replay round {}: {:<32} {:>7.2} s  {calls}",
-            round + 1,
-            replayer.label(),
-            took.as_secs_f64()
-        );
-        replays[index].push(took.as_secs_f64());
+        replays[index].push(bench.timed_replay("replay", 32, round, replayer)?);
         Ok(())
     })?;
     Ok(replays)
@@ -1018,27 +1045,9 @@ impl S3AgainstLocal {
         let mut replays: Vec<Vec<f64>> = vec![Vec::new(); 2];
         in_rotation(rounds, &[Repo::Dir, Repo::S3], |round, index, repo| {
             let archiver = Archiver::TidemarkWorkAhead { workers, repo };
-            let took = bench
-                .drain(archiver)
-                .with_context(|| format!("s3 round {}: {}", round + 1, archiver.label()))?;
-            println!(
-                "s3     round {}: {:<36} {:>7.2} s",
-                round + 1,
-                archiver.label(),
-                took.as_secs_f64()
-            );
-            drains[index].push(took.as_secs_f64());
+            drains[index].push(bench.timed_drain("s3", 36, round, archiver)?);
             let replayer = Replayer::Tidemark { prefetch, repo };
-            let (took, calls) = bench
-                .replay(replayer)
-                .with_context(|| format!("s3 round {}: {}", round + 1, replayer.label()))?;
-            println!(
-                "s3     round {}: {:<36} {:>7.2} s  {calls}",
-                round + 1,
-                replayer.label(),
-                took.as_secs_f64()
-            );
-            replays[index].push(took.as_secs_f64());
+            replays[index].push(bench.timed_replay("s3", 36, round, replayer)?);
             Ok(())
         })?;
         Ok(S3AgainstLocal {
