@@ -90,26 +90,26 @@ fn backups(lab: &Lab) -> Vec<serde_json::Value> {
 
 /// Each workload row's transaction ID, by row id.
 fn xids(cluster: &ThrowawayCluster) -> BTreeMap<i64, u64> {
-    cluster
-        .query(&format!("SELECT id, xmin FROM {}", workload::TABLE))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (id, xid) = line.split_once('|').unwrap();
-            (id.parse().unwrap(), xid.parse().unwrap())
-        })
-        .collect()
+    column_by_id(cluster, "xmin")
 }
 
 /// Each workload row's note (which says which phase wrote it), by row id.
 fn notes(cluster: &ThrowawayCluster) -> BTreeMap<i64, String> {
+    column_by_id(cluster, "note")
+}
+
+/// `column` of each workload row, by row id.
+fn column_by_id<T: std::str::FromStr>(cluster: &ThrowawayCluster, column: &str) -> BTreeMap<i64, T>
+where
+    T::Err: std::fmt::Debug,
+{
     cluster
-        .query(&format!("SELECT id, note FROM {}", workload::TABLE))
+        .query(&format!("SELECT id, {column} FROM {}", workload::TABLE))
         .unwrap()
         .lines()
         .map(|line| {
-            let (id, note) = line.split_once('|').unwrap();
-            (id.parse().unwrap(), note.to_owned())
+            let (id, value) = line.split_once('|').unwrap();
+            (id.parse().unwrap(), value.parse().unwrap())
         })
         .collect()
 }
@@ -618,6 +618,24 @@ fn check_after_fork(
     }
 }
 
+/// Recovers a copy of `base_backup` as `name` to `target`, which must give exactly the rows
+/// `expected`; `what` says which recovery failed.
+fn recover_and_check(
+    lab: &Lab,
+    base_backup: &std::path::Path,
+    name: &str,
+    target: &RecoveryTarget,
+    expected: &[i64],
+    what: &str,
+) -> ThrowawayCluster {
+    let restored = recover_copy(lab, base_backup, name, target).unwrap();
+    check_rows(&restored, expected).unwrap_or_else(|e| {
+        let instant = target.time.as_deref().unwrap_or("the end of the archive");
+        panic!("recovery to {instant} ({what}): {e:#}")
+    });
+    restored
+}
+
 /// Recovery asks for names that do not exist (the next timeline's history, `00000001.history`
 /// at promotion); those must be quiet "not archived" answers, never ERROR lines in the log.
 fn assert_no_tidemark_errors(cluster: &ThrowawayCluster) {
@@ -662,11 +680,14 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
         archive_after: true,
         ..RecoveryTarget::default()
     };
-    let restored = recover_copy(&lab, &base_backup, "restored1", &target).unwrap();
-    check_rows(&restored, &expected).unwrap_or_else(|e| {
-        let instant = workload::format_instant(instant);
-        panic!("recovery to {instant} (timeline 1): {e:#}")
-    });
+    let restored = recover_and_check(
+        &lab,
+        &base_backup,
+        "restored1",
+        &target,
+        &expected,
+        "timeline 1",
+    );
     assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
 
     // Timeline 2: the recovered cluster writes and archives through the same stanza.
@@ -689,11 +710,14 @@ fn recovery_of_a_base_backup_copy_to_an_instant_gives_exactly_the_rows_committed
         timeline: Some("latest".to_owned()),
         ..RecoveryTarget::default()
     };
-    let restored_2 = recover_copy(&lab, &base_backup, "restored2", &target_2).unwrap();
-    check_rows(&restored_2, &expected_2).unwrap_or_else(|e| {
-        let instant = workload::format_instant(instant_2);
-        panic!("recovery to {instant} (timeline 2, through timeline 1): {e:#}")
-    });
+    let restored_2 = recover_and_check(
+        &lab,
+        &base_backup,
+        "restored2",
+        &target_2,
+        &expected_2,
+        "timeline 2, through timeline 1",
+    );
     assert_eq!(restored_2.checkpoint_timeline().unwrap(), "3");
     assert_no_tidemark_errors(&restored_2);
 
