@@ -380,12 +380,40 @@ fn main() -> anyhow::Result<()> {
         .context("empty postmaster.pid")?
         .trim()
         .to_owned();
+    let (database, data_dir_bytes) = load_database(&cluster)?;
+    let (pgbackrest_config, pgbackrest_dir) = write_pgbackrest_config(&lab, &cluster)?;
+    let bench = Bench {
+        lab: &lab,
+        cluster: &cluster,
+        postmaster,
+        pgbackrest,
+        pgbackrest_config,
+        pgbackrest_repo: pgbackrest_dir.join("repo"),
+        basebackup_dir: lab.tmp.subdir("basebackup")?,
+    };
+    let samples = time_tools(&bench, rounds)?;
+    let second = SecondBackup::time(&bench)?;
+    cluster.stop()?;
+    let results = Results {
+        database,
+        data_dir_bytes,
+        rounds,
+        samples,
+        floors: time_copy_floors(&lab, &cluster, rounds)?,
+        second,
+    };
+    results.print();
+    results.write_json(&pgbackrest_version, bench_started)
+}
 
+/// Loads the pgbench database, checkpoints and archives; returns the database's size and
+/// the data directory's, in bytes.
+fn load_database(cluster: &ThrowawayCluster) -> anyhow::Result<(u64, u64)> {
     let load_started = Instant::now();
     cluster.run_pgbench(&["-i", "-q", "-s", SCALE])?;
     cluster.query("CHECKPOINT")?;
-    testkit::switch_and_wait_for_archive(&cluster)?;
-    wait_for_idle_archiver(&cluster)?;
+    testkit::switch_and_wait_for_archive(cluster)?;
+    wait_for_idle_archiver(cluster)?;
     let database: u64 = cluster
         .query("SELECT pg_database_size('postgres')")?
         .parse()?;
@@ -401,9 +429,16 @@ fn main() -> anyhow::Result<()> {
         database >= MIN_DATABASE_BYTES,
         "the database is only {database} bytes; the bench wants at least 1 GiB"
     );
+    Ok((database, data_dir_bytes))
+}
 
-    // pgBackRest's own archiving is not set up (Tidemark's archive_command stays), so it must
-    // not check the archive; its log file and lock go in the lab.
+/// pgBackRest's own archiving is not set up (Tidemark's archive_command stays), so it must
+/// not check the archive; its log file and lock go in the lab. Returns the configuration's
+/// path and pgBackRest's directory.
+fn write_pgbackrest_config(
+    lab: &Lab,
+    cluster: &ThrowawayCluster,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let pgbackrest_config = lab.tmp.path().join("pgbackrest.conf");
     let pgbackrest_dir = lab.tmp.subdir("pgbackrest")?;
     fs::write(
@@ -416,16 +451,11 @@ fn main() -> anyhow::Result<()> {
         ),
     )?;
     give_to_owner(&pgbackrest_config)?;
-    let bench = Bench {
-        lab: &lab,
-        cluster: &cluster,
-        postmaster,
-        pgbackrest,
-        pgbackrest_config,
-        pgbackrest_repo: pgbackrest_dir.join("repo"),
-        basebackup_dir: lab.tmp.subdir("basebackup")?,
-    };
+    Ok((pgbackrest_config, pgbackrest_dir))
+}
 
+/// Full backups by each tool in rotation, by [`TOOLS`] index; prints each run.
+fn time_tools(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<Sample>>> {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); TOOLS.len()];
     in_rotation(rounds, &TOOLS, |round, index, tool| {
         let sample = bench
@@ -445,20 +475,43 @@ fn main() -> anyhow::Result<()> {
         samples[index].push(sample);
         Ok(())
     })?;
+    Ok(samples)
+}
 
-    // The repository holds the last round's Tidemark backup: a second one of the unchanged
-    // database stores (almost) nothing new.
-    wait_for_idle_archiver(&cluster)?;
-    sync_all()?;
-    let before = tree_bytes(&lab.repo_path)?;
-    let (mut dedupe, dedupe_line) = bench.tidemark_backup()?;
-    let dedupe_new = dedupe.stored - before;
-    dedupe.stored = dedupe_new;
-    println!("second tidemark backup, unchanged database: {dedupe_line}");
+/// A second Tidemark backup of the unchanged database: its sample (`stored` is what it
+/// added), its report line, and the bytes it added.
+struct SecondBackup {
+    sample: Sample,
+    line: String,
+    new_bytes: u64,
+}
 
-    // Floor: copying the stopped data directory, with and without making it durable. pg_wal is
-    // left out, as the backups leave out its contents: it holds more than a GiB of old WAL.
-    cluster.stop()?;
+impl SecondBackup {
+    /// The repository holds the last round's Tidemark backup: a second one of the unchanged
+    /// database stores (almost) nothing new.
+    fn time(bench: &Bench) -> anyhow::Result<SecondBackup> {
+        wait_for_idle_archiver(bench.cluster)?;
+        sync_all()?;
+        let before = tree_bytes(&bench.lab.repo_path)?;
+        let (mut sample, line) = bench.tidemark_backup()?;
+        let new_bytes = sample.stored - before;
+        sample.stored = new_bytes;
+        println!("second tidemark backup, unchanged database: {line}");
+        Ok(SecondBackup {
+            sample,
+            line,
+            new_bytes,
+        })
+    }
+}
+
+/// Floor: copying the stopped data directory, with and without making it durable. pg_wal is
+/// left out, as the backups leave out its contents: it holds more than a GiB of old WAL.
+fn time_copy_floors(
+    lab: &Lab,
+    cluster: &ThrowawayCluster,
+    rounds: usize,
+) -> anyhow::Result<Vec<(&'static str, Vec<Sample>)>> {
     let mut floors: Vec<(&str, Vec<Sample>)> = Vec::new();
     let copy = lab.tmp.path().join("copy");
     for (label, then) in [
@@ -484,119 +537,145 @@ fn main() -> anyhow::Result<()> {
         floors.push((label, runs));
     }
     remove_if_present(&copy)?;
+    Ok(floors)
+}
 
-    let medians: Vec<f64> = samples.iter().map(|s| median_wall(s)).collect();
-    let ratio = |other: usize| medians[0] / medians[other];
-    // The same ratio within each round (the tools ran back to back), then its median.
-    let round_ratio = |other: usize| {
-        let mut ratios: Vec<f64> = (0..rounds)
+/// What the bench measured.
+struct Results {
+    database: u64,
+    data_dir_bytes: u64,
+    rounds: usize,
+    /// By [`TOOLS`] index.
+    samples: Vec<Vec<Sample>>,
+    floors: Vec<(&'static str, Vec<Sample>)>,
+    second: SecondBackup,
+}
+
+impl Results {
+    /// Tidemark's median wall time over `other`'s.
+    fn ratio(&self, other: usize) -> f64 {
+        median_wall(&self.samples[0]) / median_wall(&self.samples[other])
+    }
+
+    /// The same ratio within each round (the tools ran back to back), then its median.
+    fn round_ratio(&self, other: usize) -> f64 {
+        let samples = &self.samples;
+        let mut ratios: Vec<f64> = (0..self.rounds)
             .map(|r| samples[0][r].wall.as_secs_f64() / samples[other][r].wall.as_secs_f64())
             .collect();
         ratios.sort_by(f64::total_cmp);
         ratios[ratios.len() / 2]
-    };
-
-    println!();
-    println!(
-        "full backup of a {:.2} GiB database ({} MiB data directory), {} runs each, {} cores; medians:",
-        gib(database),
-        data_dir_bytes >> 20,
-        rounds,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "{:<26} {:>7} {:>13} {:>6} {:>12} {:>12} {:>10} {:>9}",
-        "tool",
-        "wall s",
-        "min-max s",
-        "MiB/s",
-        "client CPU s",
-        "server CPU s",
-        "rest CPU s",
-        "GiB kept"
-    );
-    for (tool, runs) in TOOLS.iter().zip(&samples) {
-        print_row(tool.label(), runs, database);
     }
-    for (label, runs) in &floors {
-        print_row(label, runs, database);
-    }
-    println!(
-        "{:<26} {:>7.2} (stored {} KiB new; everything else reused)",
-        "tidemark 2nd, unchanged db",
-        dedupe.wall.as_secs_f64(),
-        dedupe_new >> 10
-    );
-    println!(
-        "ratio tidemark / pg_basebackup: {:.2} (median of per-round ratios {:.2})",
-        ratio(1),
-        round_ratio(1)
-    );
-    println!(
-        "ratio tidemark / pgbackrest:    {:.2} (median of per-round ratios {:.2})",
-        ratio(2),
-        round_ratio(2)
-    );
 
-    let tools_json: Vec<serde_json::Value> = TOOLS
-        .iter()
-        .zip(&samples)
-        .map(|(tool, runs)| {
-            serde_json::json!({
-                "tool": tool.key(),
-                "label": tool.label(),
-                "median_wall_s": median_wall(runs),
-                "median_client_cpu_s": median_by(runs, |s| s.client_cpu_s),
-                "median_server_cpu_s": median_by(runs, |s| s.server_cpu_s),
-                "median_stored_bytes": median_by(runs, |s| s.stored as f64) as u64,
-                "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+    fn print(&self) {
+        let database = self.database;
+        println!();
+        println!(
+            "full backup of a {:.2} GiB database ({} MiB data directory), {} runs each, {} cores; medians:",
+            gib(database),
+            self.data_dir_bytes >> 20,
+            self.rounds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "{:<26} {:>7} {:>13} {:>6} {:>12} {:>12} {:>10} {:>9}",
+            "tool",
+            "wall s",
+            "min-max s",
+            "MiB/s",
+            "client CPU s",
+            "server CPU s",
+            "rest CPU s",
+            "GiB kept"
+        );
+        for (tool, runs) in TOOLS.iter().zip(&self.samples) {
+            print_row(tool.label(), runs, database);
+        }
+        for (label, runs) in &self.floors {
+            print_row(label, runs, database);
+        }
+        println!(
+            "{:<26} {:>7.2} (stored {} KiB new; everything else reused)",
+            "tidemark 2nd, unchanged db",
+            self.second.sample.wall.as_secs_f64(),
+            self.second.new_bytes >> 10
+        );
+        println!(
+            "ratio tidemark / pg_basebackup: {:.2} (median of per-round ratios {:.2})",
+            self.ratio(1),
+            self.round_ratio(1)
+        );
+        println!(
+            "ratio tidemark / pgbackrest:    {:.2} (median of per-round ratios {:.2})",
+            self.ratio(2),
+            self.round_ratio(2)
+        );
+    }
+
+    /// Writes target/bench-results/backup.json.
+    fn write_json(&self, pgbackrest_version: &str, bench_started: Instant) -> anyhow::Result<()> {
+        let tools_json: Vec<serde_json::Value> = TOOLS
+            .iter()
+            .zip(&self.samples)
+            .map(|(tool, runs)| {
+                serde_json::json!({
+                    "tool": tool.key(),
+                    "label": tool.label(),
+                    "median_wall_s": median_wall(runs),
+                    "median_client_cpu_s": median_by(runs, |s| s.client_cpu_s),
+                    "median_server_cpu_s": median_by(runs, |s| s.server_cpu_s),
+                    "median_stored_bytes": median_by(runs, |s| s.stored as f64) as u64,
+                    "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+                })
             })
-        })
-        .collect();
-    let floors_json: Vec<serde_json::Value> = floors
-        .iter()
-        .map(|(label, runs)| {
-            serde_json::json!({
-                "label": label,
-                "median_wall_s": median_wall(runs),
-                "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+            .collect();
+        let floors_json: Vec<serde_json::Value> = self
+            .floors
+            .iter()
+            .map(|(label, runs)| {
+                serde_json::json!({
+                    "label": label,
+                    "median_wall_s": median_wall(runs),
+                    "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
+                })
             })
-        })
-        .collect();
-    let elapsed = bench_started.elapsed().as_secs_f64();
-    let json = serde_json::json!({
-        "database_bytes": database,
-        "data_directory_bytes": data_dir_bytes,
-        "pgbench_scale": SCALE.parse::<u32>()?,
-        "rounds": rounds,
-        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "pgbackrest_version": pgbackrest_version,
-        "tools": tools_json,
-        "ratios": {
-            "tidemark_over_pg_basebackup": ratio(1),
-            "tidemark_over_pgbackrest": ratio(2),
-            "tidemark_over_pg_basebackup_per_round_median": round_ratio(1),
-            "tidemark_over_pgbackrest_per_round_median": round_ratio(2),
-        },
-        "tidemark_second_backup_unchanged": {
-            "wall_s": dedupe.wall.as_secs_f64(),
-            "client_cpu_s": dedupe.client_cpu_s,
-            "new_bytes": dedupe_new,
-            "line": dedupe_line,
-        },
-        "floors": floors_json,
-        "bench_seconds": elapsed,
-    });
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    fs::create_dir_all(&out_dir)?;
-    fs::write(
-        out_dir.join("backup.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!(
-        "wrote {} ({:.0} s in all)",
-        out_dir.join("backup.json").display(),
-        elapsed
-    );
-    Ok(())
+            .collect();
+        let elapsed = bench_started.elapsed().as_secs_f64();
+        let second = &self.second;
+        let json = serde_json::json!({
+            "database_bytes": self.database,
+            "data_directory_bytes": self.data_dir_bytes,
+            "pgbench_scale": SCALE.parse::<u32>()?,
+            "rounds": self.rounds,
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "pgbackrest_version": pgbackrest_version,
+            "tools": tools_json,
+            "ratios": {
+                "tidemark_over_pg_basebackup": self.ratio(1),
+                "tidemark_over_pgbackrest": self.ratio(2),
+                "tidemark_over_pg_basebackup_per_round_median": self.round_ratio(1),
+                "tidemark_over_pgbackrest_per_round_median": self.round_ratio(2),
+            },
+            "tidemark_second_backup_unchanged": {
+                "wall_s": second.sample.wall.as_secs_f64(),
+                "client_cpu_s": second.sample.client_cpu_s,
+                "new_bytes": second.new_bytes,
+                "line": second.line,
+            },
+            "floors": floors_json,
+            "bench_seconds": elapsed,
+        });
+        let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+        fs::create_dir_all(&out_dir)?;
+        fs::write(
+            out_dir.join("backup.json"),
+            serde_json::to_string_pretty(&json)?,
+        )?;
+        println!(
+            "wrote {} ({:.0} s in all)",
+            out_dir.join("backup.json").display(),
+            elapsed
+        );
+        Ok(())
+    }
 }

@@ -37,6 +37,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -120,30 +121,30 @@ const ARCHIVERS: [Archiver; 7] = [
 ];
 
 impl Archiver {
-    fn label(self) -> String {
-        match self {
-            Archiver::Cp => "cp".to_owned(),
-            Archiver::CpDurable => "cp + fsync".to_owned(),
-            Archiver::PgBackRestSync => "pgbackrest sync (lz4)".to_owned(),
-            Archiver::PgBackRestAsync => "pgbackrest async (lz4, 2 proc)".to_owned(),
-            Archiver::TidemarkSync => "tidemark sync".to_owned(),
+    /// Its label in the tables and its key in the results file.
+    fn names(self) -> (String, String) {
+        let (label, key) = match self {
+            Archiver::Cp => ("cp", "cp"),
+            Archiver::CpDurable => ("cp + fsync", "cp_fsync"),
+            Archiver::PgBackRestSync => ("pgbackrest sync (lz4)", "pgbackrest_sync"),
+            Archiver::PgBackRestAsync => ("pgbackrest async (lz4, 2 proc)", "pgbackrest_async"),
+            Archiver::TidemarkSync => ("tidemark sync", "tidemark_sync"),
             Archiver::TidemarkWorkAhead { workers, repo } => {
-                format!("tidemark work-ahead, {workers} workers{}", repo.label())
+                return (
+                    format!("tidemark work-ahead, {workers} workers{}", repo.label()),
+                    format!("tidemark_work_ahead_{workers}{}", repo.key()),
+                );
             }
-        }
+        };
+        (label.to_owned(), key.to_owned())
+    }
+
+    fn label(self) -> String {
+        self.names().0
     }
 
     fn key(self) -> String {
-        match self {
-            Archiver::Cp => "cp".to_owned(),
-            Archiver::CpDurable => "cp_fsync".to_owned(),
-            Archiver::PgBackRestSync => "pgbackrest_sync".to_owned(),
-            Archiver::PgBackRestAsync => "pgbackrest_async".to_owned(),
-            Archiver::TidemarkSync => "tidemark_sync".to_owned(),
-            Archiver::TidemarkWorkAhead { workers, repo } => {
-                format!("tidemark_work_ahead_{workers}{}", repo.key())
-            }
-        }
+        self.names().1
     }
 }
 
@@ -189,33 +190,34 @@ const REPLAYERS: [Replayer; 9] = [
 ];
 
 impl Replayer {
-    fn label(self) -> String {
-        match self {
-            Replayer::InPgWal => "WAL in pg_wal, crash recovery".to_owned(),
-            Replayer::InPgWalArchiveRecovery => "WAL in pg_wal, archive recovery".to_owned(),
-            Replayer::Cp => "cp".to_owned(),
-            Replayer::PgBackRestSync => "pgbackrest archive-get sync".to_owned(),
-            Replayer::PgBackRestAsync => "pgbackrest archive-get async".to_owned(),
-            Replayer::Tidemark { prefetch: 0, repo } => {
-                format!("tidemark, no prefetch{}", repo.label())
+    /// Its label in the tables and its key in the results file.
+    fn names(self) -> (String, String) {
+        let (label, key) = match self {
+            Replayer::InPgWal => ("WAL in pg_wal, crash recovery", "floor_crash_recovery"),
+            Replayer::InPgWalArchiveRecovery => {
+                ("WAL in pg_wal, archive recovery", "floor_archive_recovery")
             }
+            Replayer::Cp => ("cp", "cp"),
+            Replayer::PgBackRestSync => ("pgbackrest archive-get sync", "pgbackrest_sync"),
+            Replayer::PgBackRestAsync => ("pgbackrest archive-get async", "pgbackrest_async"),
             Replayer::Tidemark { prefetch, repo } => {
-                format!("tidemark, prefetch {prefetch}{}", repo.label())
+                let label = if prefetch == 0 {
+                    format!("tidemark, no prefetch{}", repo.label())
+                } else {
+                    format!("tidemark, prefetch {prefetch}{}", repo.label())
+                };
+                return (label, format!("tidemark_prefetch_{prefetch}{}", repo.key()));
             }
-        }
+        };
+        (label.to_owned(), key.to_owned())
+    }
+
+    fn label(self) -> String {
+        self.names().0
     }
 
     fn key(self) -> String {
-        match self {
-            Replayer::InPgWal => "floor_crash_recovery".to_owned(),
-            Replayer::InPgWalArchiveRecovery => "floor_archive_recovery".to_owned(),
-            Replayer::Cp => "cp".to_owned(),
-            Replayer::PgBackRestSync => "pgbackrest_sync".to_owned(),
-            Replayer::PgBackRestAsync => "pgbackrest_async".to_owned(),
-            Replayer::Tidemark { prefetch, repo } => {
-                format!("tidemark_prefetch_{prefetch}{}", repo.key())
-            }
-        }
+        self.names().1
     }
 }
 
@@ -578,189 +580,229 @@ fn time_call(command: &mut Command) -> anyhow::Result<f64> {
 
 /// Single-call latencies in milliseconds (medians of [`CALLS`]), by kind.
 fn single_calls(bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let dir = bench.tmp().join("calls");
-    fresh_dir(&dir)?;
-    // A fake data directory that looks like one in recovery to tidemark-restore, and a pg_wal
-    // with real segments marked ready, to tidemark-archive. Its postmaster.pid says a server
-    // runs: the work-ahead worker leaves as soon as there is none.
-    let data = fresh_dir(&dir.join("data"))?;
-    fs::write(data.join("postmaster.pid"), "")?;
-    let pg_wal = fresh_dir(&data.join("pg_wal"))?;
-    fresh_dir(&pg_wal.join("archive_status"))?;
-    let mut names: Vec<String> = fs::read_dir(bench.backlog.join("pg_wal"))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| is_segment(n))
-        .collect();
-    names.sort();
-    let names: Vec<String> = names.into_iter().take(CALLS + 1).collect();
-    for name in &names {
-        fs::copy(bench.backlog.join("pg_wal").join(name), pg_wal.join(name))?;
-        fs::write(
-            pg_wal.join("archive_status").join(format!("{name}.ready")),
-            "",
-        )?;
+    let calls = CallsSetup::new(bench)?;
+    let mut results = calls.time_pushes()?;
+    results.extend(calls.time_restores()?);
+    results.extend(calls.time_baselines(bench)?);
+    Ok(results)
+}
+
+/// A fake data directory that looks like one in recovery to tidemark-restore, and a pg_wal
+/// with real segments marked ready, to tidemark-archive. Its postmaster.pid says a server
+/// runs: the work-ahead worker leaves as soon as there is none.
+struct CallsSetup {
+    data: PathBuf,
+    pg_wal: PathBuf,
+    /// [`CALLS`] + 1 segment names, in order.
+    names: Vec<String>,
+    tidemark: PathBuf,
+    archive: PathBuf,
+    restore: PathBuf,
+    repo: PathBuf,
+    sync_config: PathBuf,
+    ahead_config: PathBuf,
+    prefetch_config: PathBuf,
+}
+
+impl CallsSetup {
+    fn new(bench: &Bench) -> anyhow::Result<CallsSetup> {
+        let dir = bench.tmp().join("calls");
+        fresh_dir(&dir)?;
+        let data = fresh_dir(&dir.join("data"))?;
+        fs::write(data.join("postmaster.pid"), "")?;
+        let pg_wal = fresh_dir(&data.join("pg_wal"))?;
+        fresh_dir(&pg_wal.join("archive_status"))?;
+        let mut names: Vec<String> = fs::read_dir(bench.backlog.join("pg_wal"))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| is_segment(n))
+            .collect();
+        names.sort();
+        let names: Vec<String> = names.into_iter().take(CALLS + 1).collect();
+        for name in &names {
+            fs::copy(bench.backlog.join("pg_wal").join(name), pg_wal.join(name))?;
+            fs::write(
+                pg_wal.join("archive_status").join(format!("{name}.ready")),
+                "",
+            )?;
+        }
+        let repo = dir.join("repo");
+        let config = |name: &str, extra: &str| -> anyhow::Result<PathBuf> {
+            let path = dir.join(format!("{name}.toml"));
+            fs::write(
+                &path,
+                format!(
+                    "[repo]\npath = \"{}\"\n{extra}\n[stanza.main]\npgdata = \"{}\"\n",
+                    repo.display(),
+                    bench.backlog.display()
+                ),
+            )?;
+            Ok(path)
+        };
+        Ok(CallsSetup {
+            sync_config: config("sync", "[restore]\nprefetch = 0\n")?,
+            ahead_config: config("ahead", "[archive]\nasync = true\n")?,
+            prefetch_config: config("prefetch", "[restore]\nprefetch = 8\n")?,
+            tidemark: bench.lab.bin_dir.join("tidemark"),
+            archive: bench.lab.bin_dir.join("tidemark-archive"),
+            restore: bench.lab.bin_dir.join("tidemark-restore"),
+            data,
+            pg_wal,
+            names,
+            repo,
+        })
     }
-    let tidemark = bench.lab.bin_dir.join("tidemark");
-    let archive = bench.lab.bin_dir.join("tidemark-archive");
-    let restore = bench.lab.bin_dir.join("tidemark-restore");
-    let repo = dir.join("repo");
-    let config = |name: &str, extra: &str| -> anyhow::Result<PathBuf> {
-        let path = dir.join(format!("{name}.toml"));
-        fs::write(
-            &path,
-            format!(
-                "[repo]\npath = \"{}\"\n{extra}\n[stanza.main]\npgdata = \"{}\"\n",
-                repo.display(),
-                bench.backlog.display()
-            ),
-        )?;
-        Ok(path)
-    };
-    let sync_config = config("sync", "[restore]\nprefetch = 0\n")?;
-    let ahead_config = config("ahead", "[archive]\nasync = true\n")?;
-    let prefetch_config = config("prefetch", "[restore]\nprefetch = 8\n")?;
-    let run = |program: &Path, args: &[&std::ffi::OsStr]| -> Command {
+
+    /// `program` with `args`, run in the fake data directory.
+    fn run(&self, program: &Path, args: &[&OsStr]) -> Command {
         let mut command = Command::new(program);
-        command.args(args).current_dir(&data);
+        command.args(args).current_dir(&self.data);
         command
-    };
-    let c = |s: &'static str| -> &std::ffi::OsStr { s.as_ref() };
-    let mut results = Vec::new();
+    }
 
-    // Synchronous pushes into a fresh repository (each segment once).
-    remove_if_present(&repo)?;
-    time_call(&mut run(
-        &tidemark,
-        &[c("--config"), sync_config.as_os_str(), c("stanza-create")],
-    ))?;
-    let mut pushes = Vec::new();
-    for name in &names[..names.len() / 2] {
-        let path = pg_wal.join(name);
-        pushes.push(time_call(&mut run(
-            &archive,
-            &[c("--config"), sync_config.as_os_str(), path.as_os_str()],
-        ))?);
+    /// `tidemark-archive --config CONFIG pg_wal/NAME`, timed.
+    fn time_push(&self, config: &Path, name: &str) -> anyhow::Result<f64> {
+        let path = self.pg_wal.join(name);
+        time_call(&mut self.run(
+            &self.archive,
+            &["--config".as_ref(), config.as_os_str(), path.as_os_str()],
+        ))
     }
-    results.push(("tidemark-archive, synchronous push", median(&pushes)));
-    // The rest through the work-ahead worker: the first call starts it; once it pushed
-    // everything, each call only finds its segment done.
-    let rest = &names[names.len() / 2..];
-    let first = pg_wal.join(&rest[0]);
-    time_call(&mut run(
-        &archive,
-        &[c("--config"), ahead_config.as_os_str(), first.as_os_str()],
-    ))?;
-    let spool = pg_wal.join(".tidemark/archive/main");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rest.iter().any(|n| !spool.join(format!("{n}.ok")).exists()) {
-        ensure!(
-            Instant::now() < deadline,
-            "the worker did not push the rest"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut hits = Vec::new();
-    for name in &rest[1..] {
-        let path = pg_wal.join(name);
-        hits.push(time_call(&mut run(
-            &archive,
-            &[c("--config"), ahead_config.as_os_str(), path.as_os_str()],
-        ))?);
-    }
-    results.push((
-        "tidemark-archive, already pushed by the worker",
-        median(&hits),
-    ));
 
-    // Restores: direct, then from the spool of a fetcher (the fake data directory has a
-    // postmaster.pid and recovery.signal, so tidemark-restore prefetches).
-    let destination = pg_wal.join("RECOVERYXLOG");
-    let mut direct = Vec::new();
-    for name in &names {
-        // PostgreSQL removes %p before each call; a file left there would cost its removal.
+    /// `tidemark-restore --config CONFIG NAME pg_wal/RECOVERYXLOG`, timed, after removing
+    /// the destination as PostgreSQL does (a file left there would cost its removal).
+    fn time_restore(&self, config: &Path, name: &str) -> anyhow::Result<f64> {
+        let destination = self.pg_wal.join("RECOVERYXLOG");
         let _ = fs::remove_file(&destination);
-        direct.push(time_call(&mut run(
-            &restore,
+        time_call(&mut self.run(
+            &self.restore,
             &[
-                c("--config"),
-                sync_config.as_os_str(),
-                std::ffi::OsStr::new(name),
+                "--config".as_ref(),
+                config.as_os_str(),
+                OsStr::new(name),
                 destination.as_os_str(),
             ],
-        ))?);
+        ))
     }
-    results.push(("tidemark-restore, fetched directly", median(&direct)));
-    fs::write(data.join("recovery.signal"), "")?;
-    let restore_spool = pg_wal.join(".tidemark/restore/main");
-    let mut spooled = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            // Time only hits: wait until the fetcher has it ready.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !restore_spool.join(format!("{name}.sum")).exists() {
-                ensure!(
-                    Instant::now() < deadline,
-                    "the fetcher did not fetch {name}"
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let _ = fs::remove_file(&destination);
-        let took = time_call(&mut run(
-            &restore,
+
+    /// Synchronous pushes into a fresh repository (each segment once), then the rest through
+    /// the work-ahead worker: the first call starts it; once it pushed everything, each call
+    /// only finds its segment done.
+    fn time_pushes(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        let names = &self.names;
+        remove_if_present(&self.repo)?;
+        time_call(&mut self.run(
+            &self.tidemark,
             &[
-                c("--config"),
-                prefetch_config.as_os_str(),
-                std::ffi::OsStr::new(name),
-                destination.as_os_str(),
+                "--config".as_ref(),
+                self.sync_config.as_os_str(),
+                "stanza-create".as_ref(),
             ],
         ))?;
-        if i > 0 {
-            spooled.push(took);
+        let mut pushes = Vec::new();
+        for name in &names[..names.len() / 2] {
+            pushes.push(self.time_push(&self.sync_config, name)?);
         }
+        let rest = &names[names.len() / 2..];
+        self.time_push(&self.ahead_config, &rest[0])?;
+        let spool = self.pg_wal.join(".tidemark/archive/main");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rest.iter().any(|n| !spool.join(format!("{n}.ok")).exists()) {
+            ensure!(
+                Instant::now() < deadline,
+                "the worker did not push the rest"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut hits = Vec::new();
+        for name in &rest[1..] {
+            hits.push(self.time_push(&self.ahead_config, name)?);
+        }
+        Ok(vec![
+            ("tidemark-archive, synchronous push", median(&pushes)),
+            (
+                "tidemark-archive, already pushed by the worker",
+                median(&hits),
+            ),
+        ])
     }
-    fs::remove_file(data.join("recovery.signal"))?;
-    results.push((
-        "tidemark-restore, from the prefetch spool",
-        median(&spooled),
-    ));
 
-    // The same files with cp and pgBackRest (its repository from the last drain).
-    let mut copies = Vec::new();
-    for name in &names {
-        let source = pg_wal.join(name);
-        let _ = fs::remove_file(&destination);
-        copies.push(time_call(
-            Command::new("cp").arg(&source).arg(&destination),
-        )?);
+    /// Restores: direct, then from the spool of a fetcher (the fake data directory has a
+    /// postmaster.pid and recovery.signal, so tidemark-restore prefetches).
+    fn time_restores(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        let mut direct = Vec::new();
+        for name in &self.names {
+            direct.push(self.time_restore(&self.sync_config, name)?);
+        }
+        fs::write(self.data.join("recovery.signal"), "")?;
+        let restore_spool = self.pg_wal.join(".tidemark/restore/main");
+        let mut spooled = Vec::new();
+        for (i, name) in self.names.iter().enumerate() {
+            if i > 0 {
+                // Time only hits: wait until the fetcher has it ready.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !restore_spool.join(format!("{name}.sum")).exists() {
+                    ensure!(
+                        Instant::now() < deadline,
+                        "the fetcher did not fetch {name}"
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            let took = self.time_restore(&self.prefetch_config, name)?;
+            if i > 0 {
+                spooled.push(took);
+            }
+        }
+        fs::remove_file(self.data.join("recovery.signal"))?;
+        Ok(vec![
+            ("tidemark-restore, fetched directly", median(&direct)),
+            (
+                "tidemark-restore, from the prefetch spool",
+                median(&spooled),
+            ),
+        ])
     }
-    results.push(("cp of one segment", median(&copies)));
-    let pgbackrest_config = bench.pgbackrest_config("calls", false)?;
-    let mut gets = Vec::new();
-    for name in &names {
-        let _ = fs::remove_file(bench.tmp().join("pgbackrest-got"));
-        gets.push(time_call(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&bench.pgbackrest)
-                .arg(format!("--config={}", pgbackrest_config.display()))
-                .args(["--stanza=bench", "archive-get", name])
-                .arg(bench.tmp().join("pgbackrest-got"))
-                .current_dir(bench.tmp()),
-        )?);
+
+    /// The same files with cp and pgBackRest (its repository from the last drain).
+    fn time_baselines(&self, bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        let destination = self.pg_wal.join("RECOVERYXLOG");
+        let mut copies = Vec::new();
+        for name in &self.names {
+            let source = self.pg_wal.join(name);
+            let _ = fs::remove_file(&destination);
+            copies.push(time_call(
+                Command::new("cp").arg(&source).arg(&destination),
+            )?);
+        }
+        let pgbackrest_config = bench.pgbackrest_config("calls", false)?;
+        let mut gets = Vec::new();
+        for name in &self.names {
+            let _ = fs::remove_file(bench.tmp().join("pgbackrest-got"));
+            gets.push(time_call(
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(&bench.pgbackrest)
+                    .arg(format!("--config={}", pgbackrest_config.display()))
+                    .args(["--stanza=bench", "archive-get", name])
+                    .arg(bench.tmp().join("pgbackrest-got"))
+                    .current_dir(bench.tmp()),
+            )?);
+        }
+        let mut runuser = Vec::new();
+        for _ in 0..CALLS {
+            runuser.push(time_call(
+                Command::new("runuser").args(["-u", "postgres", "--", "true"]),
+            )?);
+        }
+        let runuser = median(&runuser);
+        Ok(vec![
+            ("cp of one segment", median(&copies)),
+            (
+                "pgbackrest archive-get sync (less runuser start-up)",
+                median(&gets) - runuser,
+            ),
+        ])
     }
-    let mut runuser = Vec::new();
-    for _ in 0..CALLS {
-        runuser.push(time_call(
-            Command::new("runuser").args(["-u", "postgres", "--", "true"]),
-        )?);
-    }
-    let runuser = median(&runuser);
-    results.push((
-        "pgbackrest archive-get sync (less runuser start-up)",
-        median(&gets) - runuser,
-    ));
-    Ok(results)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -769,65 +811,7 @@ fn main() -> anyhow::Result<()> {
     let pgbackrest = pgbackrest_program()?;
     let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
     let lab = common::lab("tm-hbench-")?;
-
-    // The workload, with archiving off: every segment stays .ready.
-    let mut source = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "source", 16)?;
-    source.configure(&[
-        ("archive_mode", "on"),
-        ("archive_command", ""),
-        ("max_wal_size", "8GB"),
-        ("checkpoint_timeout", "30min"),
-    ])?;
-    source.start()?;
-    let base = lab.tmp.path().join("base");
-    let port = source.port().to_string();
-    run_as_owner(
-        &lab.pg.path("pg_basebackup"),
-        &[
-            "-D".as_ref(),
-            base.as_os_str(),
-            "-X".as_ref(),
-            "stream".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-            "-h".as_ref(),
-            source.socket_dir().as_os_str(),
-            "-p".as_ref(),
-            port.as_ref(),
-            "-U".as_ref(),
-            "postgres".as_ref(),
-        ],
-        lab.tmp.path(),
-    )?;
-    let load_started = Instant::now();
-    let pgbench = |args: &[&str]| source.run_pgbench(args);
-    pgbench(&["-i", "-q", "-s", SCALE])?;
-    let written = || -> anyhow::Result<u64> {
-        Ok(source
-            .query("SELECT (pg_current_wal_lsn() - '0/0')::bigint")?
-            .parse()?)
-    };
-    let mut pgbench_runs = 0;
-    while written()? < WAL_TARGET_BYTES {
-        pgbench(&["-n", "-c", "2", "-T", "10"])?;
-        pgbench_runs += 1;
-    }
-    source.query("SELECT pg_switch_wal()")?;
-    let content = source.query(CONTENT)?;
-    source.stop()?;
-    let backlog = source.data_dir().to_owned();
-    let backlog_segments = ready_count(&backlog.join("pg_wal"))?;
-    let wal_bytes = backlog_segments as u64 * (16 << 20);
-    println!(
-        "workload: pgbench -i -s {SCALE} and {pgbench_runs} runs of 10 s of pgbench wrote {backlog_segments} segments ({:.2} GiB of WAL) in {:.0} s",
-        gib(wal_bytes),
-        load_started.elapsed().as_secs_f64()
-    );
-    ensure!(
-        wal_bytes >= MIN_WAL_BYTES,
-        "only {:.2} GiB of WAL; the bench wants at least 1 GiB",
-        gib(wal_bytes)
-    );
+    let backlog = Backlog::make(&lab)?;
     // For a quicker look at one part: TIDEMARK_BENCH_ONLY=replay (or drain, calls, s3; a list).
     // The replay of pgBackRest, cp and Tidemark reads what their drains archived.
     let only = std::env::var("TIDEMARK_BENCH_ONLY").unwrap_or_default();
@@ -835,19 +819,18 @@ fn main() -> anyhow::Result<()> {
     let bench = Bench {
         s3: runs("s3").then(common::s3::start_server),
         pgbackrest,
-        backlog,
-        base,
+        backlog: backlog.data_dir,
+        base: backlog.base,
         run: lab.tmp.path().join("run"),
         cp_archive: lab.tmp.path().join("cp-archive"),
         pgbackrest_repo: lab.tmp.path().join("pgbackrest/repo"),
         tidemark_repo: lab.tmp.path().join("tidemark-repo"),
-        content,
-        backlog_segments,
+        content: backlog.content,
+        backlog_segments: backlog.segments,
         lab,
     };
     fresh_dir(&bench.tmp().join("pgbackrest"))?;
 
-    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
     let drain_rounds = if runs("drain") {
         rounds
     } else if runs("replay") || runs("calls") {
@@ -855,36 +838,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         0
     };
-    in_rotation(drain_rounds, &ARCHIVERS, |round, index, archiver| {
-        let took = bench
-            .drain(archiver)
-            .with_context(|| format!("drain round {}: {}", round + 1, archiver.label()))?;
-        println!(
-            "drain  round {}: {:<32} {:>7.2} s",
-            round + 1,
-            archiver.label(),
-            took.as_secs_f64()
-        );
-        drains[index].push(took.as_secs_f64());
-        Ok(())
-    })?;
-    // Replay reads what the last round archived: each tool's repository is complete, since the
-    // rotation ends every round with a different tool but each ran in it.
-    let mut replays: Vec<Vec<f64>> = vec![Vec::new(); REPLAYERS.len()];
-    let replay_rounds = if runs("replay") { rounds } else { 0 };
-    in_rotation(replay_rounds, &REPLAYERS, |round, index, replayer| {
-        let (took, calls) = bench
-            .replay(replayer)
-            .with_context(|| format!("replay round {}: {}", round + 1, replayer.label()))?;
-        println!(
-            "replay round {}: {:<32} {:>7.2} s  {calls}",
-            round + 1,
-            replayer.label(),
-            took.as_secs_f64()
-        );
-        replays[index].push(took.as_secs_f64());
-        Ok(())
-    })?;
+    let drains = time_drains(&bench, drain_rounds)?;
+    let replays = time_replays(&bench, if runs("replay") { rounds } else { 0 })?;
     let calls = if runs("calls") {
         single_calls(&bench)?
     } else {
@@ -892,150 +847,364 @@ fn main() -> anyhow::Result<()> {
     };
     // Tidemark as configured by default on this machine, except that work-ahead is on.
     let defaults = tidemark::config::Config::parse("[repo]\npath = \"/r\"\n")?;
-    let workers = defaults.archive.workers();
-    let prefetch = defaults.restore.prefetch();
-    // S3 against local, each drain followed by its replay so that replay reads what it archived.
-    let s3_rounds = if runs("s3") { rounds } else { 0 };
-    let mut s3_drains: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    let mut s3_replays: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    in_rotation(s3_rounds, &[Repo::Dir, Repo::S3], |round, index, repo| {
-        let archiver = Archiver::TidemarkWorkAhead { workers, repo };
-        let took = bench
-            .drain(archiver)
-            .with_context(|| format!("s3 round {}: {}", round + 1, archiver.label()))?;
-        println!(
-            "s3     round {}: {:<36} {:>7.2} s",
-            round + 1,
-            archiver.label(),
-            took.as_secs_f64()
-        );
-        s3_drains[index].push(took.as_secs_f64());
-        let replayer = Replayer::Tidemark { prefetch, repo };
-        let (took, calls) = bench
-            .replay(replayer)
-            .with_context(|| format!("s3 round {}: {}", round + 1, replayer.label()))?;
-        println!(
-            "s3     round {}: {:<36} {:>7.2} s  {calls}",
-            round + 1,
-            replayer.label(),
-            took.as_secs_f64()
-        );
-        s3_replays[index].push(took.as_secs_f64());
-        Ok(())
-    })?;
-
-    let drain_median =
-        |a: Archiver| median(&drains[ARCHIVERS.iter().position(|x| *x == a).unwrap()]);
-    let replay_median =
-        |r: Replayer| median(&replays[REPLAYERS.iter().position(|x| *x == r).unwrap()]);
-    let mb_per_s = |seconds: f64| wal_bytes as f64 / (1 << 20) as f64 / seconds;
+    let s3 = S3AgainstLocal::time(
+        &bench,
+        if runs("s3") { rounds } else { 0 },
+        defaults.archive.workers(),
+        defaults.restore.prefetch(),
+    )?;
+    let timings = Timings {
+        wal_bytes: backlog.wal_bytes,
+        rounds,
+        pgbackrest_version,
+        drains,
+        replays,
+        calls,
+        s3,
+    };
     println!(
-        "\n{} segments ({:.2} GiB) of real WAL; {pgbackrest_version}; medians of {rounds} rounds",
+        "\n{} segments ({:.2} GiB) of real WAL; {}; medians of {rounds} rounds",
         bench.backlog_segments,
-        gib(wal_bytes)
+        gib(timings.wal_bytes),
+        timings.pgbackrest_version
     );
-    println!("\narchiving drain                      median      MiB/s");
-    for a in ARCHIVERS {
-        let m = drain_median(a);
-        println!("  {:<32} {:>7.2} s  {:>8.0}", a.label(), m, mb_per_s(m));
-    }
-    println!("\nreplay to promotion                  median      MiB/s");
-    for r in REPLAYERS {
-        let m = replay_median(r);
-        println!("  {:<32} {:>7.2} s  {:>8.0}", r.label(), m, mb_per_s(m));
-    }
-    println!("\nsingle call                                              median");
-    for (label, ms) in &calls {
-        println!("  {label:<52} {ms:>6.1} ms");
-    }
-    let work_ahead = drain_median(Archiver::TidemarkWorkAhead {
-        workers,
-        repo: Repo::Dir,
-    });
-    let s3_drain = [median(&s3_drains[0]), median(&s3_drains[1])];
-    let s3_replay = [median(&s3_replays[0]), median(&s3_replays[1])];
-    println!(
-        "\nS3 (s3s-fs on loopback) against local, work-ahead with {workers} workers and prefetch {prefetch}"
-    );
-    println!("                                     local         S3   S3/local");
-    for (label, [local, s3]) in [
-        ("archiving drain", s3_drain),
-        ("replay to promotion", s3_replay),
-    ] {
-        println!(
-            "  {label:<32} {local:>7.2} s  {s3:>7.2} s  {:>8.2}",
-            s3 / local
-        );
-    }
-    let prefetch = replay_median(Replayer::Tidemark {
-        prefetch,
-        repo: Repo::Dir,
-    });
-    let ratios = [
-        (
-            "pgbackrest async / tidemark work-ahead (drain; target >= 3)",
-            drain_median(Archiver::PgBackRestAsync) / work_ahead,
-        ),
-        (
-            "cp + fsync / tidemark work-ahead (drain; target >= 1)",
-            drain_median(Archiver::CpDurable) / work_ahead,
-        ),
-        (
-            "cp / tidemark work-ahead (drain)",
-            drain_median(Archiver::Cp) / work_ahead,
-        ),
-        (
-            "tidemark prefetch / archive-recovery floor (replay; target <= 1.15)",
-            prefetch / replay_median(Replayer::InPgWalArchiveRecovery),
-        ),
-        (
-            "tidemark prefetch / crash-recovery floor (replay)",
-            prefetch / replay_median(Replayer::InPgWal),
-        ),
-        (
-            "pgbackrest async / tidemark prefetch (replay; target >= 1.5)",
-            replay_median(Replayer::PgBackRestAsync) / prefetch,
-        ),
-        (
-            "S3 / local, tidemark work-ahead (drain; target <= 2)",
-            s3_drain[1] / s3_drain[0],
-        ),
-        (
-            "S3 / local, tidemark prefetch (replay; target <= 1.3)",
-            s3_replay[1] / s3_replay[0],
-        ),
-    ];
+    timings.print_tables();
+    let ratios = timings.ratios();
     println!("\nratios");
     for (label, ratio) in &ratios {
         println!("  {label:<72} {ratio:>6.2}");
     }
+    timings.write_results(&bench, &ratios, bench_started)
+}
 
-    let results = serde_json::json!({
-        "wal_segments": bench.backlog_segments,
-        "wal_bytes": wal_bytes,
-        "rounds": rounds,
-        "pgbackrest_version": pgbackrest_version,
-        "drain_s": ARCHIVERS.iter().enumerate().map(|(i, a)| (a.key(), serde_json::json!({"median": median(&drains[i]), "runs": drains[i]}))).collect::<serde_json::Map<_, _>>(),
-        "replay_s": REPLAYERS.iter().enumerate().map(|(i, r)| (r.key(), serde_json::json!({"median": median(&replays[i]), "runs": replays[i]}))).collect::<serde_json::Map<_, _>>(),
-        "s3_s": {
-            "workers": workers,
-            "drain_local": {"median": s3_drain[0], "runs": s3_drains[0]},
-            "drain_s3": {"median": s3_drain[1], "runs": s3_drains[1]},
-            "replay_local": {"median": s3_replay[0], "runs": s3_replays[0]},
-            "replay_s3": {"median": s3_replay[1], "runs": s3_replays[1]},
-        },
-        "single_call_ms": calls.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-        "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-        "elapsed_s": bench_started.elapsed().as_secs_f64(),
-    });
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join("hot_paths.json");
-    fs::write(&out, serde_json::to_string_pretty(&results)?)?;
-    println!(
-        "\nwrote {} ({:.0} s in all)",
-        out.display(),
-        bench_started.elapsed().as_secs_f64()
-    );
-    Ok(())
+/// The workload's WAL, left `.ready` in a stopped cluster, and a base backup from before it.
+struct Backlog {
+    base: PathBuf,
+    data_dir: PathBuf,
+    /// [`CONTENT`] at the end of the workload.
+    content: String,
+    segments: usize,
+    wal_bytes: u64,
+}
+
+impl Backlog {
+    /// The workload, with archiving off: every segment stays .ready.
+    fn make(lab: &Lab) -> anyhow::Result<Backlog> {
+        let mut source = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "source", 16)?;
+        source.configure(&[
+            ("archive_mode", "on"),
+            ("archive_command", ""),
+            ("max_wal_size", "8GB"),
+            ("checkpoint_timeout", "30min"),
+        ])?;
+        source.start()?;
+        let base = lab.tmp.path().join("base");
+        let port = source.port().to_string();
+        run_as_owner(
+            &lab.pg.path("pg_basebackup"),
+            &[
+                "-D".as_ref(),
+                base.as_os_str(),
+                "-X".as_ref(),
+                "stream".as_ref(),
+                "-c".as_ref(),
+                "fast".as_ref(),
+                "-h".as_ref(),
+                source.socket_dir().as_os_str(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+            ],
+            lab.tmp.path(),
+        )?;
+        let load_started = Instant::now();
+        let pgbench = |args: &[&str]| source.run_pgbench(args);
+        pgbench(&["-i", "-q", "-s", SCALE])?;
+        let written = || -> anyhow::Result<u64> {
+            Ok(source
+                .query("SELECT (pg_current_wal_lsn() - '0/0')::bigint")?
+                .parse()?)
+        };
+        let mut pgbench_runs = 0;
+        while written()? < WAL_TARGET_BYTES {
+            pgbench(&["-n", "-c", "2", "-T", "10"])?;
+            pgbench_runs += 1;
+        }
+        source.query("SELECT pg_switch_wal()")?;
+        let content = source.query(CONTENT)?;
+        source.stop()?;
+        let data_dir = source.data_dir().to_owned();
+        let segments = ready_count(&data_dir.join("pg_wal"))?;
+        let wal_bytes = segments as u64 * (16 << 20);
+        println!(
+            "workload: pgbench -i -s {SCALE} and {pgbench_runs} runs of 10 s of pgbench wrote {segments} segments ({:.2} GiB of WAL) in {:.0} s",
+            gib(wal_bytes),
+            load_started.elapsed().as_secs_f64()
+        );
+        ensure!(
+            wal_bytes >= MIN_WAL_BYTES,
+            "only {:.2} GiB of WAL; the bench wants at least 1 GiB",
+            gib(wal_bytes)
+        );
+        Ok(Backlog {
+            base,
+            data_dir,
+            content,
+            segments,
+            wal_bytes,
+        })
+    }
+}
+
+impl Bench {
+    /// A drain by `archiver` in round `round` of `phase`, its line printed (the label
+    /// `width` wide); its seconds.
+    fn timed_drain(
+        &self,
+        phase: &str,
+        width: usize,
+        round: usize,
+        archiver: Archiver,
+    ) -> anyhow::Result<f64> {
+        let took = self
+            .drain(archiver)
+            .with_context(|| format!("{phase} round {}: {}", round + 1, archiver.label()))?;
+        println!(
+            "{phase:<6} round {}: {:<width$} {:>7.2} s",
+            round + 1,
+            archiver.label(),
+            took.as_secs_f64()
+        );
+        Ok(took.as_secs_f64())
+    }
+
+    /// A replay by `replayer` in round `round` of `phase`, its line printed (the label
+    /// `width` wide, then what the calls did); its seconds.
+    fn timed_replay(
+        &self,
+        phase: &str,
+        width: usize,
+        round: usize,
+        replayer: Replayer,
+    ) -> anyhow::Result<f64> {
+        let (took, calls) = self
+            .replay(replayer)
+            .with_context(|| format!("{phase} round {}: {}", round + 1, replayer.label()))?;
+        println!(
+            "{phase:<6} round {}: {:<width$} {:>7.2} s  {calls}",
+            round + 1,
+            replayer.label(),
+            took.as_secs_f64()
+        );
+        Ok(took.as_secs_f64())
+    }
+}
+
+/// Drains of the backlog by each archiver in rotation, in seconds, by [`ARCHIVERS`] index.
+fn time_drains(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
+    in_rotation(rounds, &ARCHIVERS, |round, index, archiver| {
+        drains[index].push(bench.timed_drain("drain", 32, round, archiver)?);
+        Ok(())
+    })?;
+    Ok(drains)
+}
+
+/// Replays by each replayer in rotation, in seconds, by [`REPLAYERS`] index. Replay reads what
+/// the last round archived: each tool's repository is complete, since the rotation ends every
+/// round with a different tool but each ran in it.
+fn time_replays(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut replays: Vec<Vec<f64>> = vec![Vec::new(); REPLAYERS.len()];
+    in_rotation(rounds, &REPLAYERS, |round, index, replayer| {
+        replays[index].push(bench.timed_replay("replay", 32, round, replayer)?);
+        Ok(())
+    })?;
+    Ok(replays)
+}
+
+/// Tidemark's work-ahead drain and prefetching replay, into a local directory (index 0) and
+/// into S3 (index 1), in seconds.
+struct S3AgainstLocal {
+    workers: usize,
+    prefetch: usize,
+    drains: Vec<Vec<f64>>,
+    replays: Vec<Vec<f64>>,
+}
+
+impl S3AgainstLocal {
+    /// S3 against local, each drain followed by its replay so that replay reads what it
+    /// archived.
+    fn time(
+        bench: &Bench,
+        rounds: usize,
+        workers: usize,
+        prefetch: usize,
+    ) -> anyhow::Result<S3AgainstLocal> {
+        let mut drains: Vec<Vec<f64>> = vec![Vec::new(); 2];
+        let mut replays: Vec<Vec<f64>> = vec![Vec::new(); 2];
+        in_rotation(rounds, &[Repo::Dir, Repo::S3], |round, index, repo| {
+            let archiver = Archiver::TidemarkWorkAhead { workers, repo };
+            drains[index].push(bench.timed_drain("s3", 36, round, archiver)?);
+            let replayer = Replayer::Tidemark { prefetch, repo };
+            replays[index].push(bench.timed_replay("s3", 36, round, replayer)?);
+            Ok(())
+        })?;
+        Ok(S3AgainstLocal {
+            workers,
+            prefetch,
+            drains,
+            replays,
+        })
+    }
+
+    /// Medians of the drains, local then S3.
+    fn drain(&self) -> [f64; 2] {
+        [median(&self.drains[0]), median(&self.drains[1])]
+    }
+
+    /// Medians of the replays, local then S3.
+    fn replay(&self) -> [f64; 2] {
+        [median(&self.replays[0]), median(&self.replays[1])]
+    }
+}
+
+/// Everything the bench measured.
+struct Timings {
+    wal_bytes: u64,
+    rounds: usize,
+    pgbackrest_version: String,
+    drains: Vec<Vec<f64>>,
+    replays: Vec<Vec<f64>>,
+    calls: Vec<(&'static str, f64)>,
+    s3: S3AgainstLocal,
+}
+
+impl Timings {
+    fn drain_median(&self, a: Archiver) -> f64 {
+        median(&self.drains[ARCHIVERS.iter().position(|x| *x == a).unwrap()])
+    }
+
+    fn replay_median(&self, r: Replayer) -> f64 {
+        median(&self.replays[REPLAYERS.iter().position(|x| *x == r).unwrap()])
+    }
+
+    /// Prints the drain, replay, single-call and S3 tables.
+    fn print_tables(&self) {
+        let mb_per_s = |seconds: f64| self.wal_bytes as f64 / (1 << 20) as f64 / seconds;
+        println!("\narchiving drain                      median      MiB/s");
+        for a in ARCHIVERS {
+            let m = self.drain_median(a);
+            println!("  {:<32} {:>7.2} s  {:>8.0}", a.label(), m, mb_per_s(m));
+        }
+        println!("\nreplay to promotion                  median      MiB/s");
+        for r in REPLAYERS {
+            let m = self.replay_median(r);
+            println!("  {:<32} {:>7.2} s  {:>8.0}", r.label(), m, mb_per_s(m));
+        }
+        println!("\nsingle call                                              median");
+        for (label, ms) in &self.calls {
+            println!("  {label:<52} {ms:>6.1} ms");
+        }
+        println!(
+            "\nS3 (s3s-fs on loopback) against local, work-ahead with {} workers and prefetch {}",
+            self.s3.workers, self.s3.prefetch
+        );
+        println!("                                     local         S3   S3/local");
+        for (label, [local, s3]) in [
+            ("archiving drain", self.s3.drain()),
+            ("replay to promotion", self.s3.replay()),
+        ] {
+            println!(
+                "  {label:<32} {local:>7.2} s  {s3:>7.2} s  {:>8.2}",
+                s3 / local
+            );
+        }
+    }
+
+    /// The ratios the issue sets targets for, with their labels.
+    fn ratios(&self) -> Vec<(&'static str, f64)> {
+        let work_ahead = self.drain_median(Archiver::TidemarkWorkAhead {
+            workers: self.s3.workers,
+            repo: Repo::Dir,
+        });
+        let prefetch = self.replay_median(Replayer::Tidemark {
+            prefetch: self.s3.prefetch,
+            repo: Repo::Dir,
+        });
+        let (s3_drain, s3_replay) = (self.s3.drain(), self.s3.replay());
+        vec![
+            (
+                "pgbackrest async / tidemark work-ahead (drain; target >= 3)",
+                self.drain_median(Archiver::PgBackRestAsync) / work_ahead,
+            ),
+            (
+                "cp + fsync / tidemark work-ahead (drain; target >= 1)",
+                self.drain_median(Archiver::CpDurable) / work_ahead,
+            ),
+            (
+                "cp / tidemark work-ahead (drain)",
+                self.drain_median(Archiver::Cp) / work_ahead,
+            ),
+            (
+                "tidemark prefetch / archive-recovery floor (replay; target <= 1.15)",
+                prefetch / self.replay_median(Replayer::InPgWalArchiveRecovery),
+            ),
+            (
+                "tidemark prefetch / crash-recovery floor (replay)",
+                prefetch / self.replay_median(Replayer::InPgWal),
+            ),
+            (
+                "pgbackrest async / tidemark prefetch (replay; target >= 1.5)",
+                self.replay_median(Replayer::PgBackRestAsync) / prefetch,
+            ),
+            (
+                "S3 / local, tidemark work-ahead (drain; target <= 2)",
+                s3_drain[1] / s3_drain[0],
+            ),
+            (
+                "S3 / local, tidemark prefetch (replay; target <= 1.3)",
+                s3_replay[1] / s3_replay[0],
+            ),
+        ]
+    }
+
+    /// Writes target/bench-results/hot_paths.json.
+    fn write_results(
+        &self,
+        bench: &Bench,
+        ratios: &[(&'static str, f64)],
+        bench_started: Instant,
+    ) -> anyhow::Result<()> {
+        let (drains, replays, s3) = (&self.drains, &self.replays, &self.s3);
+        let (s3_drain, s3_replay) = (s3.drain(), s3.replay());
+        let results = serde_json::json!({
+            "wal_segments": bench.backlog_segments,
+            "wal_bytes": self.wal_bytes,
+            "rounds": self.rounds,
+            "pgbackrest_version": self.pgbackrest_version,
+            "drain_s": ARCHIVERS.iter().enumerate().map(|(i, a)| (a.key(), serde_json::json!({"median": median(&drains[i]), "runs": drains[i]}))).collect::<serde_json::Map<_, _>>(),
+            "replay_s": REPLAYERS.iter().enumerate().map(|(i, r)| (r.key(), serde_json::json!({"median": median(&replays[i]), "runs": replays[i]}))).collect::<serde_json::Map<_, _>>(),
+            "s3_s": {
+                "workers": s3.workers,
+                "drain_local": {"median": s3_drain[0], "runs": s3.drains[0]},
+                "drain_s3": {"median": s3_drain[1], "runs": s3.drains[1]},
+                "replay_local": {"median": s3_replay[0], "runs": s3.replays[0]},
+                "replay_s3": {"median": s3_replay[1], "runs": s3.replays[1]},
+            },
+            "single_call_ms": self.calls.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "elapsed_s": bench_started.elapsed().as_secs_f64(),
+        });
+        let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+        fs::create_dir_all(&out_dir)?;
+        let out = out_dir.join("hot_paths.json");
+        fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+        println!(
+            "\nwrote {} ({:.0} s in all)",
+            out.display(),
+            bench_started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
 }

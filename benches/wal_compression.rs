@@ -125,10 +125,36 @@ fn main() -> anyhow::Result<()> {
         "{:<8} {:>8} {:>14} {:>16} {:>16}",
         "codec", "stored", "compress MiB/s", "decompress MiB/s", "push ms median"
     );
+    let walk = time_check_and_walk(&segments, &contents)?;
+    println!(
+        "page check + record walk: {:.2} ms per {} MiB segment (median, in process)",
+        walk.as_secs_f64() * 1000.0,
+        contents[0].len() >> 20
+    );
+    let mut results = vec![
+        serde_json::json!({ "check": "page headers + record walk", "ms_median_per_segment": walk.as_secs_f64() * 1000.0 }),
+    ];
+    for codec in &CODECS {
+        results.push(measure_codec(&lab, &pgdata, &segments, &contents, codec)?);
+    }
+    results.extend(measure_copy_baselines(&lab, &segments)?);
 
-    // The checks a push makes besides compressing: page headers and the record walk.
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    fs::create_dir_all(&out_dir)?;
+    let json = serde_json::json!({ "segments": segments.len(), "original_bytes": original, "results": results });
+    fs::write(
+        out_dir.join("wal_compression.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("wrote {}", out_dir.join("wal_compression.json").display());
+    Ok(())
+}
+
+/// The checks a push makes besides compressing: page headers and the record walk. Returns
+/// the median time per segment, in process.
+fn time_check_and_walk(segments: &[PathBuf], contents: &[Vec<u8>]) -> anyhow::Result<Duration> {
     let mut walks = Vec::new();
-    for (segment, content) in segments.iter().zip(&contents) {
+    for (segment, content) in segments.iter().zip(contents) {
         let name = match tidemark::pg::WalFileName::parse(
             &segment.file_name().unwrap().to_string_lossy(),
         )? {
@@ -159,74 +185,92 @@ fn main() -> anyhow::Result<()> {
         walks.push(started.elapsed());
         std::hint::black_box(summary);
     }
-    let walk = median(walks);
-    println!(
-        "page check + record walk: {:.2} ms per {} MiB segment (median, in process)",
-        walk.as_secs_f64() * 1000.0,
-        contents[0].len() >> 20
-    );
-    let mut results = vec![
-        serde_json::json!({ "check": "page headers + record walk", "ms_median_per_segment": walk.as_secs_f64() * 1000.0 }),
-    ];
-    for codec in CODECS {
-        let mut stored = 0u64;
-        let mut compress = Duration::ZERO;
-        let mut decompress = Duration::ZERO;
-        for content in &contents {
-            let started = Instant::now();
-            let object = encode(codec.compression, codec.level.max(1), content)?;
-            compress += started.elapsed();
-            stored += object.header.stored_len;
-            let bytes = [&object.header_bytes()[..], &object.body].concat();
-            let mut out = Vec::with_capacity(content.len());
-            let started = Instant::now();
-            decode_into(&bytes, &mut out)?;
-            decompress += started.elapsed();
-            assert_eq!(&out, content);
-        }
+    Ok(median(walks))
+}
 
-        // End to end: one tidemark-archive process per segment into a fresh repository.
-        let repo_extra = match codec.compression {
-            Compression::Zstd => format!("compress = \"zstd\"\ncompress_level = {}", codec.level),
-            other => format!("compress = \"{}\"", other.name()),
-        };
-        let _ = fs::remove_dir_all(&lab.repo_path);
-        lab.write_config(&pgdata, &repo_extra)?;
-        lab.tidemark(&["stanza-create"])?;
-        let mut pushes = Vec::new();
-        for segment in &segments {
-            // Spawned directly, not through runuser, so only the call itself is timed.
-            let mut command = std::process::Command::new(lab.bin_dir.join("tidemark-archive"));
-            command.args([
-                OsStr::new("--config"),
-                lab.config_path.as_os_str(),
-                segment.as_os_str(),
-            ]);
-            pushes.push(time_command(command)?);
-        }
-        let push = median(pushes);
-        println!(
-            "{:<8} {:>7.1}% {:>14.0} {:>16.0} {:>16.1}",
-            codec.label,
-            stored as f64 * 100.0 / original as f64,
-            mib_per_s(original, compress),
-            mib_per_s(original, decompress),
-            push.as_secs_f64() * 1000.0
-        );
-        results.push(serde_json::json!({
-            "codec": codec.label,
-            "stored_percent": stored as f64 * 100.0 / original as f64,
-            "compress_mib_s": mib_per_s(original, compress),
-            "decompress_mib_s": mib_per_s(original, decompress),
-            "push_ms_median": push.as_secs_f64() * 1000.0,
-        }));
+/// One codec: the share stored, in-process compress and decompress speed over every segment
+/// (each decoded back and compared), and the median push end to end; prints its row.
+fn measure_codec(
+    lab: &Lab,
+    pgdata: &Path,
+    segments: &[PathBuf],
+    contents: &[Vec<u8>],
+    codec: &Codec,
+) -> anyhow::Result<serde_json::Value> {
+    let original: u64 = contents.iter().map(|c| c.len() as u64).sum();
+    let mut stored = 0u64;
+    let mut compress = Duration::ZERO;
+    let mut decompress = Duration::ZERO;
+    for content in contents {
+        let started = Instant::now();
+        let object = encode(codec.compression, codec.level.max(1), content)?;
+        compress += started.elapsed();
+        stored += object.header.stored_len;
+        let bytes = [&object.header_bytes()[..], &object.body].concat();
+        let mut out = Vec::with_capacity(content.len());
+        let started = Instant::now();
+        decode_into(&bytes, &mut out)?;
+        decompress += started.elapsed();
+        assert_eq!(&out, content);
     }
+    let push = median_push(lab, pgdata, segments, codec)?;
+    println!(
+        "{:<8} {:>7.1}% {:>14.0} {:>16.0} {:>16.1}",
+        codec.label,
+        stored as f64 * 100.0 / original as f64,
+        mib_per_s(original, compress),
+        mib_per_s(original, decompress),
+        push.as_secs_f64() * 1000.0
+    );
+    Ok(serde_json::json!({
+        "codec": codec.label,
+        "stored_percent": stored as f64 * 100.0 / original as f64,
+        "compress_mib_s": mib_per_s(original, compress),
+        "decompress_mib_s": mib_per_s(original, decompress),
+        "push_ms_median": push.as_secs_f64() * 1000.0,
+    }))
+}
 
-    // Baselines on the same segments: the seeds' `cp`, and `cp` followed by fsync.
+/// End to end: one tidemark-archive process per segment into a fresh repository that stores
+/// with `codec`; the median time of a push.
+fn median_push(
+    lab: &Lab,
+    pgdata: &Path,
+    segments: &[PathBuf],
+    codec: &Codec,
+) -> anyhow::Result<Duration> {
+    let repo_extra = match codec.compression {
+        Compression::Zstd => format!("compress = \"zstd\"\ncompress_level = {}", codec.level),
+        other => format!("compress = \"{}\"", other.name()),
+    };
+    let _ = fs::remove_dir_all(&lab.repo_path);
+    lab.write_config(pgdata, &repo_extra)?;
+    lab.tidemark(&["stanza-create"])?;
+    let mut pushes = Vec::new();
+    for segment in segments {
+        // Spawned directly, not through runuser, so only the call itself is timed.
+        let mut command = std::process::Command::new(lab.bin_dir.join("tidemark-archive"));
+        command.args([
+            OsStr::new("--config"),
+            lab.config_path.as_os_str(),
+            segment.as_os_str(),
+        ]);
+        pushes.push(time_command(command)?);
+    }
+    Ok(median(pushes))
+}
+
+/// Baselines on the same segments: the seeds' `cp`, and `cp` followed by fsync; prints
+/// their rows.
+fn measure_copy_baselines(
+    lab: &Lab,
+    segments: &[PathBuf],
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let copies = lab.tmp.subdir("copies")?;
+    let mut results = Vec::new();
     for (label, sync) in [("cp", false), ("cp+fsync", true)] {
         let mut times = Vec::new();
-        for segment in &segments {
+        for segment in segments {
             let target = copies.join(format!(
                 "{label}-{}",
                 segment.file_name().unwrap().to_string_lossy()
@@ -258,14 +302,5 @@ fn main() -> anyhow::Result<()> {
             serde_json::json!({ "codec": label, "push_ms_median": time.as_secs_f64() * 1000.0 }),
         );
     }
-
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    fs::create_dir_all(&out_dir)?;
-    let json = serde_json::json!({ "segments": segments.len(), "original_bytes": original, "results": results });
-    fs::write(
-        out_dir.join("wal_compression.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("wrote {}", out_dir.join("wal_compression.json").display());
-    Ok(())
+    Ok(results)
 }

@@ -10,13 +10,16 @@ mod common;
 mod socket_relay;
 
 use std::fs;
+use std::time::Duration;
 
 use socket_relay::SocketRelay;
 
 use testkit::Lab;
 use testkit::ThrowawayCluster;
+use testkit::run_as_owner;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::steps::{check_rows, start_restored};
+use testkit::workload;
 
 /// A running cluster archiving through the lab's tidemark-archive, with a stanza, a
 /// replication user `backup` (SCRAM-SHA-256) and a configuration whose conninfo uses it.
@@ -89,12 +92,34 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
 
 #[test]
 fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
-    use std::time::Duration;
-    use testkit::run_as_owner;
-    use testkit::workload;
-
     let lab = Lab::new("tm-restore-", &common::binaries()).unwrap();
-    let mut cluster = backed_up_cluster(&lab);
+    let history = write_rows_around_a_backup(&lab);
+    let pgdata = lab.tmp.path().join("restored");
+    let target_time = workload::format_instant(history.instant);
+    let plan = plan_then_restore(&lab, &pgdata, &target_time);
+    let (wal_start, wal_stop) = check_the_recoverable_window(&lab, &history.rows);
+    verify_backup_with_its_wal(&lab, &pgdata, &wal_start, &wal_stop);
+
+    let recovered = start_restored(&lab, "restored", &[]).unwrap();
+    check_rows(&recovered, &history.expected)
+        .unwrap_or_else(|e| panic!("recovery to {target_time} (seed {}): {e:#}", history.seed));
+    assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
+    check_recovery_followed_the_plan(&recovered, &plan);
+    amcheck_finds_no_damage(&lab, &recovered);
+}
+
+/// The rows a restore test writes around its backup, and the instant it restores to.
+struct RowHistory {
+    rows: Vec<workload::CommittedRow>,
+    seed: u64,
+    instant: i64,
+    expected: Vec<i64>,
+}
+
+/// Writes 20 rows, takes a backup, writes 80 more, picks an instant among the later ones
+/// (seed printed), archives the last segment and stops the cluster.
+fn write_rows_around_a_backup(lab: &Lab) -> RowHistory {
+    let mut cluster = backed_up_cluster(lab);
     workload::create_table(&cluster).unwrap();
     cluster
         .query("CREATE INDEX ON tidemark_ledger (written)")
@@ -111,18 +136,25 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     let expected = workload::ids_committed_by(&rows, instant);
     testkit::switch_and_wait_for_archive(&cluster).unwrap();
     cluster.stop().unwrap();
+    RowHistory {
+        rows,
+        seed,
+        instant,
+        expected,
+    }
+}
 
-    let pgdata = lab.tmp.path().join("restored");
-    let target_time = workload::format_instant(instant);
-    // What the planner predicts, before anything is touched.
+/// Asks the planner first (and checks a target before every backup is refused), then
+/// restores to `target_time`: the backup restored is the plan's, for the plan's reason.
+fn plan_then_restore(lab: &Lab, pgdata: &std::path::Path, target_time: &str) -> serde_json::Value {
     let plan: serde_json::Value = serde_json::from_str(
-        &lab.tidemark(&["plan", "--target-time", &target_time, "--output", "json"])
+        &lab.tidemark(&["plan", "--target-time", target_time, "--output", "json"])
             .unwrap(),
     )
     .unwrap();
     assert_eq!(plan["stop"]["kind"], "before_transaction", "{plan:#}");
     let (code, error) = tidemark_fails(
-        &lab,
+        lab,
         &lab.config_path,
         &["plan", "--target-time", "2000-01-01 00:00:00+00"],
     );
@@ -137,10 +169,9 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
             "--pgdata",
             pgdata.to_str().unwrap(),
             "--target-time",
-            &target_time,
+            target_time,
         ])
         .unwrap();
-    // restore restores the backup the plan starts from, for the plan's reason.
     assert!(
         restored.contains(&format!(
             "restored backup {} into ",
@@ -149,16 +180,19 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         "{restored}"
     );
     assert!(pgdata.join("recovery.signal").exists());
+    plan
+}
 
-    // pg_verifybackup checks every file against the manifest and parses the backup's WAL.
+/// `info` shows one window: from the end of the backup to the last archived commit, at or
+/// after the last row's (autovacuum may commit after it), with no gap. Returns the backup's
+/// first and last WAL segment.
+fn check_the_recoverable_window(lab: &Lab, rows: &[workload::CommittedRow]) -> (String, String) {
     let info: serde_json::Value =
         serde_json::from_str(&lab.tidemark(&["info", "--output", "json"]).unwrap()).unwrap();
     let (wal_start, wal_stop) = (
         info["backups"][0]["wal_start"].as_str().unwrap().to_owned(),
         info["backups"][0]["wal_stop"].as_str().unwrap().to_owned(),
     );
-    // One window: from the end of the backup to the last archived commit, at or after the
-    // last row's (autovacuum may commit after it), with no gap.
     let windows = info["timelines"][0]["recoverable"].as_array().unwrap();
     assert_eq!(windows.len(), 1, "{info:#}");
     let window = &windows[0];
@@ -192,6 +226,17 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         )),
         "{text}"
     );
+    (wal_start, wal_stop)
+}
+
+/// pg_verifybackup checks every file against the manifest and parses the backup's WAL,
+/// fetched with archive-get.
+fn verify_backup_with_its_wal(
+    lab: &Lab,
+    pgdata: &std::path::Path,
+    wal_start: &str,
+    wal_stop: &str,
+) {
     let wal_dir = lab.tmp.subdir("verify-wal").unwrap();
     let first = u64::from_str_radix(&wal_start[16..], 16).unwrap();
     let last = u64::from_str_radix(&wal_stop[16..], 16).unwrap();
@@ -211,13 +256,11 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         verified.contains("backup successfully verified"),
         "{verified}"
     );
+}
 
-    let recovered = start_restored(&lab, "restored", &[]).unwrap();
-    check_rows(&recovered, &expected)
-        .unwrap_or_else(|e| panic!("recovery to {target_time} (seed {seed}): {e:#}"));
-    assert_eq!(common::tidemark_errors(&recovered), Vec::<String>::new());
-    // PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
-    // with its read-ahead, at most the one after them).
+/// PostgreSQL stopped where the plan said, having read the segments the plan listed (and,
+/// with its read-ahead, at most the one after them).
+fn check_recovery_followed_the_plan(recovered: &ThrowawayCluster, plan: &serde_json::Value) {
     let log = fs::read_to_string(recovered.log_file()).unwrap();
     assert!(
         log.contains(&format!(
@@ -231,7 +274,7 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let planned: Vec<String> = common::planned_segments(&plan);
+    let planned: Vec<String> = common::planned_segments(plan);
     let mut fetched = common::fetched_segments(&log);
     fetched.sort();
     fetched.dedup();
@@ -248,6 +291,10 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
         planned.iter().all(|p| fetched.contains(p)) && extra.iter().all(|e| **e == after_last),
         "planned {planned:?}, PostgreSQL fetched {fetched:?}"
     );
+}
+
+/// pg_amcheck checks every heap and index of the restored cluster.
+fn amcheck_finds_no_damage(lab: &Lab, recovered: &ThrowawayCluster) {
     let port = recovered.port().to_string();
     run_as_owner(
         &lab.pg.path("pg_amcheck"),
@@ -372,54 +419,92 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
 
 #[test]
 fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behind() {
-    use std::os::unix::process::CommandExt;
     let lab = Lab::new("tm-bfail-", &common::binaries()).unwrap();
     let cluster = backed_up_cluster(&lab);
-    let config_text = fs::read_to_string(&lab.config_path).unwrap();
-    let write_config = |name: &str, text: String| {
-        let path = lab.tmp.path().join(name);
+    let configs = ConfigVariants::new(&lab);
+    a_wrong_password_is_refused(&lab, &configs, &cluster);
+    another_cluster_is_refused(&lab, &configs, &cluster);
+    assert_eq!(backup_count(&lab), 0);
+
+    let stalled = StalledBackups::new(&lab, &configs, &cluster);
+    let pgdata = lab.tmp.path().join("restored");
+    a_killed_backup_leaves_nothing(&lab, &stalled, &pgdata);
+    a_lost_connection_leaves_nothing(&lab, &stalled, &cluster);
+
+    // Now a backup that completes; it reuses what the interrupted ones stored.
+    let done = lab.tidemark(&["backup"]).unwrap();
+    assert!(!done.contains(" 0 chunks reused"), "{done}");
+    assert_eq!(backup_count(&lab), 1);
+    refused_restores_change_nothing(&lab, &pgdata);
+}
+
+/// Writes variants of the lab's configuration next to it.
+struct ConfigVariants<'a> {
+    lab: &'a Lab,
+    text: String,
+}
+
+impl<'a> ConfigVariants<'a> {
+    fn new(lab: &'a Lab) -> Self {
+        let text = fs::read_to_string(&lab.config_path).unwrap();
+        ConfigVariants { lab, text }
+    }
+
+    /// Writes the configuration with `from` replaced by `to` to `name`; returns its path.
+    fn write(&self, name: &str, edits: &[(&str, &str)]) -> std::path::PathBuf {
+        let text = edits
+            .iter()
+            .fold(self.text.clone(), |text, (from, to)| text.replace(from, to));
+        let path = self.lab.tmp.path().join(name);
         fs::write(&path, text).unwrap();
         path
-    };
-    let endpoint = format!(
+    }
+}
+
+/// The socket path of `cluster`, as tidemark names it in errors.
+fn endpoint_of(cluster: &ThrowawayCluster) -> String {
+    format!(
         "{}/.s.PGSQL.{}",
         cluster.socket_dir().display(),
         cluster.port()
-    );
+    )
+}
 
-    let wrong_password = write_config(
-        "wrong.toml",
-        config_text.replace("backup secret", "wrong secret"),
-    );
-    let (code, error) = tidemark_fails(&lab, &wrong_password, &["backup"]);
+fn a_wrong_password_is_refused(lab: &Lab, configs: &ConfigVariants, cluster: &ThrowawayCluster) {
+    let wrong_password = configs.write("wrong.toml", &[("backup secret", "wrong secret")]);
+    let (code, error) = tidemark_fails(lab, &wrong_password, &["backup"]);
     assert_eq!(code, Some(1));
     assert_eq!(
         error,
         format!(
-            "tidemark: ERROR: backup: log in to {endpoint} as backup: server says: password authentication failed for user \"backup\" (SQLSTATE 28P01)"
+            "tidemark: ERROR: backup: log in to {} as backup: server says: password authentication failed for user \"backup\" (SQLSTATE 28P01)",
+            endpoint_of(cluster)
         )
     );
     assert!(!error.contains("wrong secret"));
+}
 
-    // Another cluster: first without WAL senders, then with them but the wrong identity.
+/// Another cluster: first without WAL senders, then with them but the wrong identity.
+fn another_cluster_is_refused(lab: &Lab, configs: &ConfigVariants, cluster: &ThrowawayCluster) {
     let mut other = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "other", 1).unwrap();
     other.configure(&[("max_wal_senders", "0")]).unwrap();
     other.start().unwrap();
-    let other_endpoint = format!("{}/.s.PGSQL.{}", other.socket_dir().display(), other.port());
-    let other_config = write_config(
+    let other_endpoint = endpoint_of(&other);
+    let other_config = configs.write(
         "other.toml",
-        config_text
-            .replace(
+        &[
+            (
                 &format!("host={}", cluster.socket_dir().display()),
                 &format!("host={}", other.socket_dir().display()),
-            )
-            .replace(
+            ),
+            (
                 &format!("port={}", cluster.port()),
                 &format!("port={}", other.port()),
-            )
-            .replace("user=backup password='backup secret'", "user=postgres"),
+            ),
+            ("user=backup password='backup secret'", "user=postgres"),
+        ],
     );
-    let (code, error) = tidemark_fails(&lab, &other_config, &["backup"]);
+    let (code, error) = tidemark_fails(lab, &other_config, &["backup"]);
     assert_eq!(code, Some(1));
     assert_eq!(
         error,
@@ -436,7 +521,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     let own_id = cluster
         .query("SELECT system_identifier FROM pg_control_system()")
         .unwrap();
-    let (code, error) = tidemark_fails(&lab, &other_config, &["backup"]);
+    let (code, error) = tidemark_fails(lab, &other_config, &["backup"]);
     assert_eq!(code, Some(1));
     assert_eq!(
         error,
@@ -444,30 +529,54 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             "tidemark: ERROR: backup: the server at {other_endpoint} has system identifier {other_id}, but stanza 'main' is bound to {own_id}: check conninfo for this stanza"
         )
     );
-    assert_eq!(backup_count(&lab), 0);
+}
 
-    // The next two backups go through a relay that passes them the first 8 MiB of the
-    // server's stream (the whole is over 20 MiB) and then stalls them: each is stopped at a
-    // known point, and cannot end before the test acts.
-    const STALL_AFTER: u64 = 8 << 20;
-    let relay_dir = lab.tmp.subdir("relay").unwrap();
-    let relayed_config = write_config(
-        "relayed.toml",
-        config_text.replace(
-            &format!("host={}", cluster.socket_dir().display()),
-            &format!("host={}", relay_dir.display()),
-        ),
-    );
-    let stalled_backup = |stdio: fn() -> std::process::Stdio| {
+/// The relay passes a backup the first 8 MiB of the server's stream (the whole is over
+/// 20 MiB) and then stalls it: each is stopped at a known point, and cannot end before the
+/// test acts.
+const STALL_AFTER: u64 = 8 << 20;
+
+/// Starts backups that go through a stalling relay.
+struct StalledBackups<'a> {
+    lab: &'a Lab,
+    endpoint: String,
+    port: u16,
+    relay_dir: std::path::PathBuf,
+    relayed_config: std::path::PathBuf,
+}
+
+impl<'a> StalledBackups<'a> {
+    fn new(lab: &'a Lab, configs: &ConfigVariants, cluster: &ThrowawayCluster) -> Self {
+        let relay_dir = lab.tmp.subdir("relay").unwrap();
+        let relayed_config = configs.write(
+            "relayed.toml",
+            &[(
+                &format!("host={}", cluster.socket_dir().display()),
+                &format!("host={}", relay_dir.display()),
+            )],
+        );
+        StalledBackups {
+            lab,
+            endpoint: endpoint_of(cluster),
+            port: cluster.port(),
+            relay_dir,
+            relayed_config,
+        }
+    }
+
+    /// A backup in its own process group, stalled after its first 8 MiB.
+    fn start(&self, stdio: fn() -> std::process::Stdio) -> (SocketRelay, std::process::Child) {
+        use std::os::unix::process::CommandExt;
         let relay = SocketRelay::start(
-            std::path::Path::new(&endpoint),
-            &relay_dir,
-            cluster.port(),
+            std::path::Path::new(&self.endpoint),
+            &self.relay_dir,
+            self.port,
             STALL_AFTER,
         );
-        let mut backup = testkit::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+        let mut backup =
+            testkit::owner_command(&self.lab.bin_dir.join("tidemark"), self.lab.tmp.path());
         backup
-            .args(["--config", relayed_config.to_str().unwrap(), "backup"])
+            .args(["--config", self.relayed_config.to_str().unwrap(), "backup"])
             .stdout(stdio())
             .stderr(stdio())
             .process_group(0);
@@ -477,13 +586,15 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             "the backup never received its first 8 MiB"
         );
         (relay, child)
-    };
+    }
+}
 
-    // A backup killed while it stores (SIGKILL to its whole process group), once it has
-    // stored a chunk.
-    let (relay, mut child) = stalled_backup(std::process::Stdio::null);
+/// A backup killed while it stores (SIGKILL to its whole process group), once it has
+/// stored a chunk, is not listed, and a restore finds no backup.
+fn a_killed_backup_leaves_nothing(lab: &Lab, stalled: &StalledBackups, pgdata: &std::path::Path) {
+    let (relay, mut child) = stalled.start(std::process::Stdio::null);
     let deadline = std::time::Instant::now() + common::PATIENCE;
-    while stored_blobs(&lab) == 0 {
+    while stored_blobs(lab) == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the stalled backup stored no chunk of its first 8 MiB"
@@ -498,10 +609,9 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
     rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
     child.wait().unwrap();
     drop(relay);
-    assert_eq!(backup_count(&lab), 0, "a killed backup must not be listed");
-    let pgdata = lab.tmp.path().join("restored");
+    assert_eq!(backup_count(lab), 0, "a killed backup must not be listed");
     let (code, error) = tidemark_fails(
-        &lab,
+        lab,
         &lab.config_path,
         &["restore", "--pgdata", pgdata.to_str().unwrap()],
     );
@@ -512,8 +622,15 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             "tidemark: ERROR: restore: the stanza has no backup yet: take one with 'tidemark backup'"
         )
     );
+}
 
-    // A connection lost mid-stream: the server terminates the WAL sender of a stalled backup.
+/// A connection lost mid-stream: the server terminates the WAL sender of a stalled backup,
+/// which fails with one line and is not listed.
+fn a_lost_connection_leaves_nothing(
+    lab: &Lab,
+    stalled: &StalledBackups,
+    cluster: &ThrowawayCluster,
+) {
     // First let the killed backup's WAL sender go, so that it is the new backup's that goes.
     cluster
         .wait_for(
@@ -522,7 +639,7 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-    let (relay, child) = stalled_backup(std::process::Stdio::piped);
+    let (relay, child) = stalled.start(std::process::Stdio::piped);
     assert_eq!(
         cluster
             .query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'")
@@ -538,17 +655,15 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
         stderr.starts_with("tidemark: ERROR: backup: BASE_BACKUP: "),
         "{stderr}"
     );
-    assert_eq!(backup_count(&lab), 0, "a failed backup must not be listed");
+    assert_eq!(backup_count(lab), 0, "a failed backup must not be listed");
     drop(relay);
+}
 
-    // Now a backup that completes; it reuses what the interrupted ones stored.
-    let done = lab.tidemark(&["backup"]).unwrap();
-    assert!(!done.contains(" 0 chunks reused"), "{done}");
-    assert_eq!(backup_count(&lab), 1);
-
-    // A target before the first backup, and a non-empty --pgdata.
+/// A target before the first backup, and a non-empty --pgdata, are refused, and the
+/// directory's file is kept.
+fn refused_restores_change_nothing(lab: &Lab, pgdata: &std::path::Path) {
     let (code, error) = tidemark_fails(
-        &lab,
+        lab,
         &lab.config_path,
         &[
             "restore",
@@ -564,11 +679,11 @@ fn failed_or_interrupted_backups_and_refused_restores_leave_nothing_usable_behin
         "{error}"
     );
     assert!(!pgdata.exists());
-    fs::create_dir(&pgdata).unwrap();
+    fs::create_dir(pgdata).unwrap();
     fs::write(pgdata.join("precious"), b"keep me").unwrap();
-    testkit::give_to_owner(&pgdata).unwrap();
+    testkit::give_to_owner(pgdata).unwrap();
     let (code, error) = tidemark_fails(
-        &lab,
+        lab,
         &lab.config_path,
         &["restore", "--pgdata", pgdata.to_str().unwrap()],
     );

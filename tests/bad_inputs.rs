@@ -50,44 +50,44 @@ fn refused(wal: &WalLab, program: &str, args: &[&str], expected: &str) {
 fn wrong_arguments_and_configuration_are_refused() {
     let wal = WalLab::new("tm-args-");
     let config = wal.config();
-    let segment = wal.raw.join(&wal.segments()[0]);
+    let segment = wal.segment_path(0);
     let segment = s(&segment);
-    refused(
-        &wal,
-        "tidemark-archive",
-        &[],
-        "tidemark-archive: ERROR: the following required arguments were not provided: <WAL_PATH>; run 'tidemark-archive --help' for usage",
-    );
-    refused(
-        &wal,
-        "tidemark-archive",
-        &["--config", config, segment, "extra"],
-        "tidemark-archive: ERROR: unexpected argument 'extra' found; run 'tidemark-archive --help' for usage",
-    );
-    refused(
-        &wal,
-        "tidemark-restore",
-        &["--config", config, "000000010000000000000001"],
-        "tidemark-restore: ERROR: the following required arguments were not provided: <DESTINATION>; run 'tidemark-restore --help' for usage",
-    );
-    refused(
-        &wal,
-        "tidemark-restore",
-        &[
-            "--config",
-            config,
-            "000000010000000000000001",
-            "pg_wal/RECOVERYXLOG",
-            "extra",
-        ],
-        "tidemark-restore: ERROR: unexpected argument 'extra' found; run 'tidemark-restore --help' for usage",
-    );
-    refused(
-        &wal,
-        "tidemark-archive",
-        &["--config", "/nonexistent/tidemark.toml", segment],
-        "tidemark-archive: ERROR: cannot read config file /nonexistent/tidemark.toml: No such file or directory (os error 2); pass --config FILE or set TIDEMARK_CONFIG",
-    );
+    let restore_extra = [
+        "--config",
+        config,
+        "000000010000000000000001",
+        "pg_wal/RECOVERYXLOG",
+        "extra",
+    ];
+    for (program, args, expected) in [
+        (
+            "tidemark-archive",
+            &[][..],
+            "tidemark-archive: ERROR: the following required arguments were not provided: <WAL_PATH>; run 'tidemark-archive --help' for usage",
+        ),
+        (
+            "tidemark-archive",
+            &["--config", config, segment, "extra"],
+            "tidemark-archive: ERROR: unexpected argument 'extra' found; run 'tidemark-archive --help' for usage",
+        ),
+        (
+            "tidemark-restore",
+            &["--config", config, "000000010000000000000001"],
+            "tidemark-restore: ERROR: the following required arguments were not provided: <DESTINATION>; run 'tidemark-restore --help' for usage",
+        ),
+        (
+            "tidemark-restore",
+            &restore_extra,
+            "tidemark-restore: ERROR: unexpected argument 'extra' found; run 'tidemark-restore --help' for usage",
+        ),
+        (
+            "tidemark-archive",
+            &["--config", "/nonexistent/tidemark.toml", segment],
+            "tidemark-archive: ERROR: cannot read config file /nonexistent/tidemark.toml: No such file or directory (os error 2); pass --config FILE or set TIDEMARK_CONFIG",
+        ),
+    ] {
+        refused(&wal, program, args, expected);
+    }
 
     let bad_config = wal.lab.tmp.path().join("bad.toml");
     let good_text = fs::read_to_string(&wal.lab.config_path).unwrap();
@@ -409,7 +409,7 @@ fn duplicates_succeed_only_with_identical_content() {
 fn an_unwritable_repository_is_named() {
     let wal = WalLab::new("tm-ro-");
     let config = wal.config();
-    let segment = wal.raw.join(&wal.segments()[1]);
+    let segment = wal.segment_path(1);
     let stanza_dir = wal.lab.repo_path.join("main");
     fs::set_permissions(&stanza_dir, fs::Permissions::from_mode(0o555)).unwrap();
     refused(

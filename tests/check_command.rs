@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::Ran;
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
+use common::s3::{ACCESS_KEY, BUCKET, S3ConfigLab, SECRET_KEY};
 use testkit::Lab;
 use testkit::ThrowawayCluster;
 use tidemark::storage::{Cancel, ObjectKey, Storage};
@@ -41,12 +41,9 @@ fn assert_refused(ran: &Ran, expected: &str, case: &str) {
 
 #[test]
 fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
-    let server = start_server();
-    let lab = Lab::new("tm-check-s3-", &common::binaries()).unwrap();
-    let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let pgdata = cluster.data_dir().to_owned();
-    let endpoint = &server.endpoint;
-    let nowhere = format!("http://127.0.0.1:{}", unused_port());
+    let s3 = S3ConfigLab::new(|| Lab::new("tm-check-s3-", &common::binaries()).unwrap());
+    let (lab, endpoint, nowhere) = (&s3.lab, &s3.server.endpoint, &s3.nowhere);
+    let pgdata = s3.cluster.data_dir().to_owned();
     let repo = |bucket: &str, endpoint: &str, secret: &str| {
         format!(
             "type = \"s3\"\nregion = \"us-east-1\"\npath_style = true\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n"
@@ -64,7 +61,7 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
             "no bucket 'no-such-bucket'",
         ),
         (
-            repo(BUCKET, &nowhere, SECRET_KEY),
+            repo(BUCKET, nowhere, SECRET_KEY),
             0o600,
             "cannot reach the endpoint",
         ),
@@ -75,12 +72,12 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
         ),
     ];
     for (section, mode, expected) in &cases {
-        configure(&lab, &pgdata, section, *mode);
-        assert_refused(&tidemark(&lab, "check"), expected, section);
+        configure(lab, &pgdata, section, *mode);
+        assert_refused(&tidemark(lab, "check"), expected, section);
     }
 
-    configure(&lab, &pgdata, &repo(BUCKET, endpoint, SECRET_KEY), 0o600);
-    let before_stanza = tidemark(&lab, "check");
+    configure(lab, &pgdata, &repo(BUCKET, endpoint, SECRET_KEY), 0o600);
+    let before_stanza = tidemark(lab, "check");
     assert_refused(
         &before_stanza,
         "run 'tidemark stanza-create' for it first",
@@ -88,9 +85,9 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
     );
     assert_eq!(before_stanza.stdout.lines().count(), 2, "{before_stanza:?}");
 
-    let created = tidemark(&lab, "stanza-create");
+    let created = tidemark(lab, "stanza-create");
     assert_eq!(created.code, Some(0), "{created:?}");
-    let passed = tidemark(&lab, "check");
+    let passed = tidemark(lab, "check");
     assert_eq!(passed.code, Some(0), "{passed:?}");
     assert!(passed.stderr.is_empty(), "{passed:?}");
     let lines: Vec<&str> = passed.stdout.lines().collect();
@@ -103,7 +100,7 @@ fn check_names_each_broken_s3_setting_and_passes_when_all_is_right() {
 
     // The probes were all deleted, the missing bucket was not created, and only the stanza
     // identity is in the bucket.
-    let bucket = common::s3::test_bucket(&server, "");
+    let bucket = common::s3::test_bucket(&s3.server, "");
     let probes = bucket
         .list(&ObjectKey::new("_check").unwrap(), &Cancel::never())
         .unwrap();

@@ -96,63 +96,19 @@ fn total(by_kind: &[Counts]) -> Counts {
 fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_succeeds() {
     let started = Instant::now();
     let wal = common::WalLab::new("tm-crash-");
-    let bin_dir = wal.lab.bin_dir.clone();
-    let pgdata = wal.cluster.data_dir().to_path_buf();
-    let raw: Vec<(String, PathBuf, Vec<u8>)> = wal
-        .segments()
-        .into_iter()
-        .map(|name| {
-            let path = wal.raw.join(&name);
-            let bytes = fs::read(&path).unwrap();
-            (name, path, bytes)
-        })
-        .collect();
-    assert!(!raw.is_empty(), "the lab archived no segment");
-    let work = wal.lab.tmp.path().join("crash");
-    fs::create_dir(&work).unwrap();
-
-    // How long an uncontended push takes from its spawn, and, while being watched, from its
-    // temporary file's appearance to its object's.
-    let (mut totals, mut writes) = (Vec::new(), Vec::new());
-    for i in 0..2 * CALIBRATION_PUSHES {
-        let (name, path, bytes) = &raw[i % raw.len()];
-        let repo = DirectRepo::create(&bin_dir, &pgdata, work.join(format!("calibrate-{i}")));
-        let spawned = Instant::now();
-        let mut child = repo.push(&bin_dir, path).spawn().unwrap();
-        if i % 2 == 1 {
-            let object = repo.object_path(name);
-            if watch(&mut child, object.parent().unwrap()) == Seen::Temp {
-                let seen = Instant::now();
-                while !object.exists() && child.try_wait().unwrap().is_none() {}
-                writes.push(seen.elapsed());
-            }
-        }
-        let output = child.wait_with_output().unwrap();
-        if i % 2 == 0 {
-            totals.push(spawned.elapsed());
-        }
-        assert!(
-            output.status.success(),
-            "push {name}: {}",
-            describe(&output)
-        );
-        assert_eq!(&repo.restore(&bin_dir, name, "calibrate").unwrap(), bytes);
-    }
-    let from_spawn = median(totals.clone()) * 3 / 2;
-    // Twice the write: half the kills before the rename, half after it (fsync of the
-    // directory, exit, or already exited).
-    let from_temp = if writes.is_empty() {
-        Duration::from_millis(2)
-    } else {
-        median(writes.clone()) * 2
-    };
+    let pushes = Pushes::new(&wal);
+    let windows = pushes.calibrate();
     let seed = common::seed_randomness();
     let mut rng = fastrand::Rng::with_seed(seed);
     println!(
-        "uncontended pushes took {totals:?}, renamed their object into place {writes:?} \
-         after their temporary file appeared; killing at 0..{from_spawn:?} after the spawn or 0..{from_temp:?} after the \
+        "uncontended pushes took {:?}, renamed their object into place {:?} \
+         after their temporary file appeared; killing at 0..{:?} after the spawn or 0..{:?} after the \
          temporary file (seed {seed}); {} segments",
-        raw.len()
+        windows.totals,
+        windows.writes,
+        windows.from_spawn,
+        windows.from_temp,
+        pushes.segments.len()
     );
 
     // Kills timed from the spawn, and from the temporary file's appearance.
@@ -166,19 +122,143 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
         if iteration >= ITERATIONS + EXTRA_ITERATIONS || (iteration >= ITERATIONS && window_hit) {
             break;
         }
-        let (name, path, bytes) = &raw[iteration % raw.len()];
-        let repo = DirectRepo::create(&bin_dir, &pgdata, work.join(format!("kill-{iteration}")));
-        let object = repo.object_path(name);
         let from_temp_file = iteration % 2 == 1;
+        let kill = pushes.kill_one(iteration, from_temp_file, &windows, &mut rng);
+        let counts = &mut by_kind[usize::from(from_temp_file)];
+        kill.count_into(counts);
+        kill.the_retry_succeeds(&pushes);
+        iteration += 1;
+    }
+    report_and_check_counts(&by_kind, iteration, started);
+}
 
-        let mut child = repo.push(&bin_dir, path).spawn().unwrap();
+/// The lab's archived segments, pushed into fresh repositories under `work`.
+struct Pushes {
+    bin_dir: PathBuf,
+    pgdata: PathBuf,
+    /// (name, path, bytes) of each archived segment.
+    segments: Vec<(String, PathBuf, Vec<u8>)>,
+    work: PathBuf,
+}
+
+/// How long uncontended pushes took, and the windows the kills are timed in from them.
+struct KillWindows {
+    totals: Vec<Duration>,
+    writes: Vec<Duration>,
+    from_spawn: Duration,
+    from_temp: Duration,
+}
+
+/// What one killed push left: its repository and object, whether it was killed (or had
+/// exited 0), the object's bytes if there was one, and the temporary files.
+struct Killed {
+    moment: String,
+    segment: usize,
+    repo: DirectRepo,
+    object: PathBuf,
+    was_killed: bool,
+    stored: Option<Vec<u8>>,
+    temps: Vec<PathBuf>,
+}
+
+impl Pushes {
+    fn new(wal: &common::WalLab) -> Self {
+        let segments: Vec<(String, PathBuf, Vec<u8>)> = wal
+            .segments()
+            .into_iter()
+            .map(|name| {
+                let path = wal.raw.join(&name);
+                let bytes = fs::read(&path).unwrap();
+                (name, path, bytes)
+            })
+            .collect();
+        assert!(!segments.is_empty(), "the lab archived no segment");
+        let work = wal.lab.tmp.path().join("crash");
+        fs::create_dir(&work).unwrap();
+        Pushes {
+            bin_dir: wal.lab.bin_dir.clone(),
+            pgdata: wal.cluster.data_dir().to_path_buf(),
+            segments,
+            work,
+        }
+    }
+
+    /// How long an uncontended push takes from its spawn, and, while being watched, from its
+    /// temporary file's appearance to its object's.
+    fn calibrate(&self) -> KillWindows {
+        let bin_dir = &self.bin_dir;
+        let (mut totals, mut writes) = (Vec::new(), Vec::new());
+        for i in 0..2 * CALIBRATION_PUSHES {
+            let (name, path, bytes) = &self.segments[i % self.segments.len()];
+            let repo = DirectRepo::create(
+                bin_dir,
+                &self.pgdata,
+                self.work.join(format!("calibrate-{i}")),
+            );
+            let spawned = Instant::now();
+            let mut child = repo.push(bin_dir, path).spawn().unwrap();
+            if i % 2 == 1 {
+                let object = repo.object_path(name);
+                if watch(&mut child, object.parent().unwrap()) == Seen::Temp {
+                    let seen = Instant::now();
+                    while !object.exists() && child.try_wait().unwrap().is_none() {}
+                    writes.push(seen.elapsed());
+                }
+            }
+            let output = child.wait_with_output().unwrap();
+            if i % 2 == 0 {
+                totals.push(spawned.elapsed());
+            }
+            assert!(
+                output.status.success(),
+                "push {name}: {}",
+                describe(&output)
+            );
+            assert_eq!(&repo.restore(bin_dir, name, "calibrate").unwrap(), bytes);
+        }
+        let from_spawn = median(totals.clone()) * 3 / 2;
+        // Twice the write: half the kills before the rename, half after it (fsync of the
+        // directory, exit, or already exited).
+        let from_temp = if writes.is_empty() {
+            Duration::from_millis(2)
+        } else {
+            median(writes.clone()) * 2
+        };
+        KillWindows {
+            totals,
+            writes,
+            from_spawn,
+            from_temp,
+        }
+    }
+
+    /// Pushes a segment into a fresh repository and kills it at a random moment timed from
+    /// the spawn or from the temporary file's appearance; checks that under a final name
+    /// there is nothing but a complete object of this segment.
+    fn kill_one(
+        &self,
+        iteration: usize,
+        from_temp_file: bool,
+        windows: &KillWindows,
+        rng: &mut fastrand::Rng,
+    ) -> Killed {
+        let bin_dir = &self.bin_dir;
+        let segment = iteration % self.segments.len();
+        let (name, path, _) = &self.segments[segment];
+        let repo = DirectRepo::create(
+            bin_dir,
+            &self.pgdata,
+            self.work.join(format!("kill-{iteration}")),
+        );
+        let object = repo.object_path(name);
+        let mut child = repo.push(bin_dir, path).spawn().unwrap();
         let delay = if from_temp_file {
             match watch(&mut child, object.parent().unwrap()) {
-                Seen::Temp => from_temp.mul_f64(rng.f64()),
+                Seen::Temp => windows.from_temp.mul_f64(rng.f64()),
                 Seen::Object | Seen::Exited => Duration::ZERO,
             }
         } else {
-            from_spawn.mul_f64(rng.f64())
+            windows.from_spawn.mul_f64(rng.f64())
         };
         if !delay.is_zero() {
             thread::sleep(delay);
@@ -199,8 +279,29 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
             "{moment}: a push that was not killed failed: {}",
             describe(&killed)
         );
+        let (stored, temps) = self.check_what_the_kill_left(&repo, segment, &moment, &killed);
+        Killed {
+            moment,
+            segment,
+            repo,
+            object,
+            was_killed,
+            stored,
+            temps,
+        }
+    }
 
-        // Under a final name, nothing but this segment's object; temporaries are allowed.
+    /// Under a final name, nothing but this segment's object, which restores to its bytes;
+    /// temporaries are allowed. Returns the object's bytes, if any, and the temporaries.
+    fn check_what_the_kill_left(
+        &self,
+        repo: &DirectRepo,
+        segment: usize,
+        moment: &str,
+        killed: &std::process::Output,
+    ) -> (Option<Vec<u8>>, Vec<PathBuf>) {
+        let (name, _, bytes) = &self.segments[segment];
+        let object = repo.object_path(name);
         let (objects, temps) = repo.wal_files();
         assert!(
             objects.iter().all(|o| *o == object),
@@ -209,7 +310,7 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
         );
         let stored = object.exists().then(|| fs::read(&object).unwrap());
         match &stored {
-            Some(stored) => match repo.restore(&bin_dir, name, "after-kill") {
+            Some(stored) => match repo.restore(&self.bin_dir, name, "after-kill") {
                 Ok(restored) => assert!(
                     restored == *bytes,
                     "{moment}: {} restores to {} bytes that differ from the segment",
@@ -225,15 +326,22 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
                 ),
             },
             None => {
-                let restore = repo.restore(&bin_dir, name, "after-kill");
+                let restore = repo.restore(&self.bin_dir, name, "after-kill");
                 assert!(
                     restore.is_err(),
                     "{moment}: restore found an object the directory does not show"
                 );
             }
         }
-        let counts = &mut by_kind[usize::from(from_temp_file)];
-        match (was_killed, stored.is_some(), temps.is_empty()) {
+        (stored, temps)
+    }
+}
+
+impl Killed {
+    /// Counts what the kill left, by the moment it landed.
+    fn count_into(&self, counts: &mut Counts) {
+        let (moment, temps) = (&self.moment, &self.temps);
+        match (self.was_killed, self.stored.is_some(), temps.is_empty()) {
             (true, false, true) => counts.before_write += 1,
             (true, false, false) => counts.mid_write += 1,
             (true, true, _) => counts.after_rename += 1,
@@ -242,9 +350,14 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
             (false, true, false) => panic!("{moment}: a push that was not killed left {temps:?}"),
         }
         counts.temps_left += temps.len();
+    }
 
-        // The retry succeeds, keeps an existing object as it is, and the segment restores.
-        let retry = repo.push(&bin_dir, path).output().unwrap();
+    /// The retry succeeds, keeps an existing object as it is, the segment restores, and it
+    /// clears what the killed push (now gone) left behind.
+    fn the_retry_succeeds(&self, pushes: &Pushes) {
+        let (name, path, bytes) = &pushes.segments[self.segment];
+        let (moment, object, repo) = (&self.moment, &self.object, &self.repo);
+        let retry = repo.push(&pushes.bin_dir, path).output().unwrap();
         assert!(
             retry.status.success(),
             "{moment}: the retry failed: {}",
@@ -253,31 +366,32 @@ fn a_push_killed_at_any_moment_leaves_no_object_or_a_complete_one_and_the_retry_
         let said_already = String::from_utf8_lossy(&retry.stderr).contains("already archived");
         assert_eq!(
             said_already,
-            stored.is_some(),
+            self.stored.is_some(),
             "{moment}: the retry must store the segment exactly when the killed push had not: {}",
             describe(&retry)
         );
-        if let Some(stored) = &stored {
+        if let Some(stored) = &self.stored {
             assert!(
-                fs::read(&object).unwrap() == *stored,
+                fs::read(object).unwrap() == *stored,
                 "{moment}: the retry changed the archived object"
             );
         }
-        match repo.restore(&bin_dir, name, "after-retry") {
+        match repo.restore(&pushes.bin_dir, name, "after-retry") {
             Ok(restored) => assert!(
                 restored == *bytes,
                 "{moment}: after the retry the segment restores to different bytes"
             ),
             Err(failed) => panic!("{moment}: restore after the retry: {failed}"),
         }
-        // The retry also cleared what the killed push (now gone) left behind.
         let (objects, temps) = repo.wal_files();
-        assert_eq!(objects, std::slice::from_ref(&object), "{moment}");
+        assert_eq!(objects, std::slice::from_ref(object), "{moment}");
         assert!(temps.is_empty(), "{moment}: the retry left {temps:?}");
-        iteration += 1;
     }
+}
 
-    let counts = total(&by_kind);
+/// Prints the counts, in all and by kind, and checks the kills hit every side of the window.
+fn report_and_check_counts(by_kind: &[Counts; 2], iteration: usize, started: Instant) {
+    let counts = total(by_kind);
     println!("{iteration} kills:");
     for (kind, counts) in [
         ("all", &counts),

@@ -42,7 +42,7 @@ impl Setup {
         let wal = common::WalLab::new("tm-fsync-");
         let work = wal.lab.tmp.path().join("fsync");
         std::fs::create_dir(&work).unwrap();
-        let segment = wal.raw.join(&wal.segments()[1]);
+        let segment = wal.segment_path(1);
         let history = work.join("00000002.history");
         std::fs::write(&history, HISTORY).unwrap();
         Setup {

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use chrono::DateTime;
 use common::{PATIENCE, WalLab};
-use testkit::{PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command};
+use testkit::{Lab, PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command};
 use tidemark::pg::control::ControlFileIdentity;
 use tidemark::pg::history::TimelineHistory;
 use tidemark::pg::page::{PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER};
@@ -347,171 +347,10 @@ fn real_segments_damaged_in_real_ways_are_refused_with_the_exact_defect() {
     for (name, bytes) in &segments {
         assert_eq!(check_complete(expected, *name, bytes), Ok(()), "{name}");
     }
-    let page_lsn = |name: SegmentName, offset: usize| Lsn(start_of(name, MIB).0 + offset as u64);
-
-    // A second, separately initdb'd cluster: its first segment, straight from its pg_wal.
-    let other = ThrowawayCluster::init(&wal.lab.pg, wal.lab.tmp.path(), "other", 1).unwrap();
-    let other_control = controldata(&wal.lab.pg, wal.lab.tmp.path(), other.data_dir());
-    let other_id: u64 = controldata_field(&other_control, "Database system identifier");
-    assert_ne!(
-        other_id, wal.system_id,
-        "two initdb runs gave one system id"
-    );
-    // The segment in use, not one of the recycled ones pg_wal also holds (whose first page still
-    // names the older segment they were).
-    let other_file: String = controldata_field(&other_control, "Latest checkpoint's REDO WAL file");
-    let other_file = other_file.as_str();
-    let other_bytes = fs::read(other.data_dir().join("pg_wal").join(other_file)).unwrap();
-    assert_eq!(
-        check(
-            expected_cluster(other_id, MIB),
-            segment_name(other_file),
-            SegmentKind::Partial,
-            &other_bytes,
-            CHUNK_ALIGNMENT
-        ),
-        Ok(()),
-        "the other cluster's segment is sound for the other cluster"
-    );
-
-    // pg_wal also holds segments recycled for future use, their pages still those of the older
-    // segment they were: archiving one (a script copying pg_wal/*) is refused on its first page.
-    let redo_segment = segment_name(other_file);
-    let recycled: Vec<(SegmentName, Lsn)> = fs::read_dir(other.data_dir().join("pg_wal"))
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.unwrap().path();
-            let name = match WalFileName::parse(path.file_name()?.to_str()?) {
-                Ok(WalFileName::Segment(name)) if name > redo_segment => name,
-                _ => return None,
-            };
-            let bytes = fs::read(&path).unwrap();
-            let found = PageHeader::decode(&bytes)?.page_address;
-            (found != start_of(name, MIB)).then_some((name, found))
-        })
-        .collect();
-    assert!(
-        !recycled.is_empty(),
-        "initdb with 1 MiB segments leaves recycled segments in pg_wal"
-    );
-    for (name, found) in recycled {
-        assert!(found < start_of(name, MIB) && found.0 % u64::from(MIB) == 0);
-        let bytes = fs::read(other.data_dir().join("pg_wal").join(name.to_string())).unwrap();
-        for kind in [SegmentKind::Complete, SegmentKind::Partial] {
-            assert_eq!(
-                check(
-                    expected_cluster(other_id, MIB),
-                    name,
-                    kind,
-                    &bytes,
-                    CHUNK_ALIGNMENT
-                ),
-                Err(SegmentDefect::WrongAddress {
-                    lsn: start_of(name, MIB),
-                    found,
-                    name
-                }),
-                "recycled {name} as {kind:?}"
-            );
-        }
-    }
-
-    // Two consecutive segments, both with WAL on several pages, for the stale page.
-    let (a, b, page) = segments
-        .windows(2)
-        .find_map(|pair| {
-            let pages = |bytes: &[u8]| zero_tail_page(bytes).unwrap_or(bytes.len() / PAGE);
-            let common = pages(&pair[0].1).min(pages(&pair[1].1));
-            (common >= 4).then_some((&pair[0], &pair[1], common / 2))
-        })
-        .expect("two consecutive segments with at least four pages of WAL");
-    let mut stale = b.1.clone();
-    stale[page * PAGE..(page + 1) * PAGE].copy_from_slice(&a.1[page * PAGE..(page + 1) * PAGE]);
-
-    // A segment ended by pg_switch_wal(): WAL, then zeros to the end.
-    let (switched, tail) = segments
-        .iter()
-        .find_map(|s| zero_tail_page(&s.1).map(|tail| (s, tail)))
-        .expect("a segment ended by pg_switch_wal() with a zero tail");
-    assert!(switched.1[tail * PAGE..].iter().all(|&b| b == 0));
-    let mut last_byte_set = switched.1.clone();
-    *last_byte_set.last_mut().unwrap() = 0x01;
-    let mut middle_of_tail_set = switched.1.clone();
-    middle_of_tail_set[tail * PAGE + PAGE / 2] = 0x5A;
-
-    let first = &segments[0];
-    let renamed_to = b.0;
-    let mut truncated_in_a_page = first.1.clone();
-    truncated_in_a_page.truncate(MIB as usize - 100);
-
-    let cases: Vec<(&str, SegmentName, Vec<u8>, SegmentDefect)> = vec![
-        (
-            "a segment copied under the next segment's name",
-            renamed_to,
-            a.1.clone(),
-            SegmentDefect::WrongAddress {
-                lsn: start_of(renamed_to, MIB),
-                found: start_of(a.0, MIB),
-                name: renamed_to,
-            },
-        ),
-        (
-            "truncated to half",
-            first.0,
-            first.1[..MIB as usize / 2].to_vec(),
-            SegmentDefect::WrongSize {
-                actual: u64::from(MIB / 2),
-                expected: u64::from(MIB),
-            },
-        ),
-        (
-            "truncated inside a page",
-            first.0,
-            truncated_in_a_page,
-            SegmentDefect::WrongSize {
-                actual: u64::from(MIB) - 100,
-                expected: u64::from(MIB),
-            },
-        ),
-        (
-            "a segment of another cluster",
-            segment_name(other_file),
-            other_bytes.clone(),
-            SegmentDefect::OtherCluster {
-                found: other_id,
-                expected: wal.system_id,
-            },
-        ),
-        (
-            "a page of the previous segment in the middle",
-            b.0,
-            stale,
-            SegmentDefect::WrongAddress {
-                lsn: page_lsn(b.0, page * PAGE),
-                found: page_lsn(a.0, page * PAGE),
-                name: b.0,
-            },
-        ),
-        (
-            "a non-zero last byte after the zero tail",
-            switched.0,
-            last_byte_set,
-            SegmentDefect::DataAfterEnd {
-                lsn: page_lsn(switched.0, MIB as usize - 1),
-                end: page_lsn(switched.0, tail * PAGE),
-            },
-        ),
-        (
-            "a non-zero byte inside the first zero page",
-            switched.0,
-            middle_of_tail_set,
-            SegmentDefect::DataAfterEnd {
-                lsn: page_lsn(switched.0, tail * PAGE + PAGE / 2),
-                end: page_lsn(switched.0, tail * PAGE),
-            },
-        ),
-    ];
-    for (what, name, bytes, defect) in cases {
+    let other = OtherCluster::new(&wal);
+    other.recycled_segments_are_refused();
+    let damaged = DamagedSegments::new(&segments);
+    for (what, name, bytes, defect) in damaged.cases(&other, wal.system_id) {
         for chunk in [CHUNK_ALIGNMENT, bytes.len()] {
             assert_eq!(
                 check(expected, name, SegmentKind::Complete, &bytes, chunk)
@@ -525,6 +364,7 @@ fn real_segments_damaged_in_real_ways_are_refused_with_the_exact_defect() {
 
     // The length alone is enough to refuse a truncated segment, and a checker fed the
     // truncated content still refuses it at the end.
+    let first = &segments[0];
     let checker = SegmentChecker::new(expected, first.0, SegmentKind::Complete).unwrap();
     assert_eq!(
         feed_all(checker, &first.1[..MIB as usize / 2], CHUNK_ALIGNMENT),
@@ -534,6 +374,7 @@ fn real_segments_damaged_in_real_ways_are_refused_with_the_exact_defect() {
         })
     );
     // A renamed segment is refused as a .partial too: its first page is already wrong.
+    let (a, renamed_to) = (damaged.a, damaged.b.0);
     assert_eq!(
         check(
             expected,
@@ -548,7 +389,219 @@ fn real_segments_damaged_in_real_ways_are_refused_with_the_exact_defect() {
             name: renamed_to,
         })
     );
-    drop(other);
+}
+
+/// The LSN of `offset` bytes into segment `name`.
+fn page_lsn(name: SegmentName, offset: usize) -> Lsn {
+    Lsn(start_of(name, MIB).0 + offset as u64)
+}
+
+/// A second, separately initdb'd cluster, and the segment in use in its pg_wal.
+struct OtherCluster {
+    cluster: ThrowawayCluster,
+    id: u64,
+    file: String,
+    bytes: Vec<u8>,
+}
+
+impl OtherCluster {
+    /// Initializes it; its segment in use is sound for itself.
+    fn new(wal: &WalLab) -> Self {
+        let cluster = ThrowawayCluster::init(&wal.lab.pg, wal.lab.tmp.path(), "other", 1).unwrap();
+        let control = controldata(&wal.lab.pg, wal.lab.tmp.path(), cluster.data_dir());
+        let id: u64 = controldata_field(&control, "Database system identifier");
+        assert_ne!(id, wal.system_id, "two initdb runs gave one system id");
+        // The segment in use, not one of the recycled ones pg_wal also holds (whose first page
+        // still names the older segment they were).
+        let file: String = controldata_field(&control, "Latest checkpoint's REDO WAL file");
+        let bytes = fs::read(cluster.data_dir().join("pg_wal").join(&file)).unwrap();
+        assert_eq!(
+            check(
+                expected_cluster(id, MIB),
+                segment_name(&file),
+                SegmentKind::Partial,
+                &bytes,
+                CHUNK_ALIGNMENT
+            ),
+            Ok(()),
+            "the other cluster's segment is sound for the other cluster"
+        );
+        OtherCluster {
+            cluster,
+            id,
+            file,
+            bytes,
+        }
+    }
+
+    /// pg_wal also holds segments recycled for future use, their pages still those of the older
+    /// segment they were: archiving one (a script copying pg_wal/*) is refused on its first page.
+    fn recycled_segments_are_refused(&self) {
+        let pg_wal = self.cluster.data_dir().join("pg_wal");
+        let redo_segment = segment_name(&self.file);
+        let recycled: Vec<(SegmentName, Lsn)> = fs::read_dir(&pg_wal)
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path();
+                let name = match WalFileName::parse(path.file_name()?.to_str()?) {
+                    Ok(WalFileName::Segment(name)) if name > redo_segment => name,
+                    _ => return None,
+                };
+                let bytes = fs::read(&path).unwrap();
+                let found = PageHeader::decode(&bytes)?.page_address;
+                (found != start_of(name, MIB)).then_some((name, found))
+            })
+            .collect();
+        assert!(
+            !recycled.is_empty(),
+            "initdb with 1 MiB segments leaves recycled segments in pg_wal"
+        );
+        for (name, found) in recycled {
+            assert!(found < start_of(name, MIB) && found.0 % u64::from(MIB) == 0);
+            let bytes = fs::read(pg_wal.join(name.to_string())).unwrap();
+            for kind in [SegmentKind::Complete, SegmentKind::Partial] {
+                assert_eq!(
+                    check(
+                        expected_cluster(self.id, MIB),
+                        name,
+                        kind,
+                        &bytes,
+                        CHUNK_ALIGNMENT
+                    ),
+                    Err(SegmentDefect::WrongAddress {
+                        lsn: start_of(name, MIB),
+                        found,
+                        name
+                    }),
+                    "recycled {name} as {kind:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The archived segments that damaged copies are made from.
+struct DamagedSegments<'a> {
+    first: &'a (SegmentName, Vec<u8>),
+    /// Two consecutive segments, both with WAL on several pages, for the stale page.
+    a: &'a (SegmentName, Vec<u8>),
+    b: &'a (SegmentName, Vec<u8>),
+    page: usize,
+    /// A segment ended by pg_switch_wal(): WAL, then zeros to the end from page `tail`.
+    switched: &'a (SegmentName, Vec<u8>),
+    tail: usize,
+}
+
+impl<'a> DamagedSegments<'a> {
+    fn new(segments: &'a [(SegmentName, Vec<u8>)]) -> Self {
+        let (a, b, page) = segments
+            .windows(2)
+            .find_map(|pair| {
+                let pages = |bytes: &[u8]| zero_tail_page(bytes).unwrap_or(bytes.len() / PAGE);
+                let common = pages(&pair[0].1).min(pages(&pair[1].1));
+                (common >= 4).then_some((&pair[0], &pair[1], common / 2))
+            })
+            .expect("two consecutive segments with at least four pages of WAL");
+        let (switched, tail) = segments
+            .iter()
+            .find_map(|s| zero_tail_page(&s.1).map(|tail| (s, tail)))
+            .expect("a segment ended by pg_switch_wal() with a zero tail");
+        assert!(switched.1[tail * PAGE..].iter().all(|&b| b == 0));
+        DamagedSegments {
+            first: &segments[0],
+            a,
+            b,
+            page,
+            switched,
+            tail,
+        }
+    }
+
+    /// Each damage: what it is, the name it is checked under, its bytes, and the defect found.
+    fn cases(
+        &self,
+        other: &OtherCluster,
+        system_id: u64,
+    ) -> Vec<(&'static str, SegmentName, Vec<u8>, SegmentDefect)> {
+        let (a, b, page, first) = (self.a, self.b, self.page, self.first);
+        let (switched, tail) = (self.switched, self.tail);
+        let mut stale = b.1.clone();
+        stale[page * PAGE..(page + 1) * PAGE].copy_from_slice(&a.1[page * PAGE..(page + 1) * PAGE]);
+        let mut last_byte_set = switched.1.clone();
+        *last_byte_set.last_mut().unwrap() = 0x01;
+        let mut middle_of_tail_set = switched.1.clone();
+        middle_of_tail_set[tail * PAGE + PAGE / 2] = 0x5A;
+        let renamed_to = b.0;
+        let mut truncated_in_a_page = first.1.clone();
+        truncated_in_a_page.truncate(MIB as usize - 100);
+        vec![
+            (
+                "a segment copied under the next segment's name",
+                renamed_to,
+                a.1.clone(),
+                SegmentDefect::WrongAddress {
+                    lsn: start_of(renamed_to, MIB),
+                    found: start_of(a.0, MIB),
+                    name: renamed_to,
+                },
+            ),
+            (
+                "truncated to half",
+                first.0,
+                first.1[..MIB as usize / 2].to_vec(),
+                SegmentDefect::WrongSize {
+                    actual: u64::from(MIB / 2),
+                    expected: u64::from(MIB),
+                },
+            ),
+            (
+                "truncated inside a page",
+                first.0,
+                truncated_in_a_page,
+                SegmentDefect::WrongSize {
+                    actual: u64::from(MIB) - 100,
+                    expected: u64::from(MIB),
+                },
+            ),
+            (
+                "a segment of another cluster",
+                segment_name(&other.file),
+                other.bytes.clone(),
+                SegmentDefect::OtherCluster {
+                    found: other.id,
+                    expected: system_id,
+                },
+            ),
+            (
+                "a page of the previous segment in the middle",
+                b.0,
+                stale,
+                SegmentDefect::WrongAddress {
+                    lsn: page_lsn(b.0, page * PAGE),
+                    found: page_lsn(a.0, page * PAGE),
+                    name: b.0,
+                },
+            ),
+            (
+                "a non-zero last byte after the zero tail",
+                switched.0,
+                last_byte_set,
+                SegmentDefect::DataAfterEnd {
+                    lsn: page_lsn(switched.0, MIB as usize - 1),
+                    end: page_lsn(switched.0, tail * PAGE),
+                },
+            ),
+            (
+                "a non-zero byte inside the first zero page",
+                switched.0,
+                middle_of_tail_set,
+                SegmentDefect::DataAfterEnd {
+                    lsn: page_lsn(switched.0, tail * PAGE + PAGE / 2),
+                    end: page_lsn(switched.0, tail * PAGE),
+                },
+            ),
+        ]
+    }
 }
 
 #[test]
@@ -580,15 +633,47 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     let mut wal = WalLab::new("tm-fmt-");
     let expected = expected_cluster(wal.system_id, MIB);
     let raw = wal.raw.clone();
-    let cluster = &mut wal.cluster;
-    cluster.start().unwrap();
+    wal.cluster.start().unwrap();
     let base = wal.lab.tmp.path().join("base");
-    cluster.base_backup(&base).unwrap();
+    wal.cluster.base_backup(&base).unwrap();
+    let end = end_timeline_one_inside_a_record(&mut wal);
+    let lab = &wal.lab;
+    let first_tl2 = SegmentName::from_segment_number(TimelineId(2), end.n, size(MIB));
+    let (restored, redo) = promote_from_the_archive(lab, &raw, base, first_tl2);
+    let switch_point = check_the_history_file(&raw, &end);
+    check_timeline_one_ends_at_the_switch_point(lab, &raw, &end, switch_point);
+    assert!(
+        redo >= switch_point,
+        "the new timeline's checkpoint {redo} is before the switch point {switch_point}"
+    );
+    check_timeline_two_starts_at_the_switch_point(
+        lab,
+        expected,
+        &raw,
+        &end,
+        first_tl2,
+        switch_point,
+    );
+    every_archived_segment_passes(expected, &raw);
+    drop(restored);
+}
 
-    // After a switch, a small record then one of 1.5 MiB: the big one starts near the beginning
-    // of segment N and ends inside N+1. N is complete and archived; N+1 never is, so recovery
-    // from the archive ends inside N, after the small record, and timeline 2 starts there. (Were
-    // the switch record the last complete one, timeline 2 would start at the segment boundary.)
+/// Where timeline 1 ends: a small record from `before` to `small_end`, then a big one that
+/// ends at `after` in segment `n + 1`, which is never archived; `last_tl1` is segment `n`.
+struct TimelineOneEnd {
+    before: Lsn,
+    small_end: Lsn,
+    after: Lsn,
+    n: u64,
+    last_tl1: SegmentName,
+}
+
+/// After a switch, a small record then one of 1.5 MiB: the big one starts near the beginning
+/// of segment N and ends inside N+1. N is complete and archived; N+1 never is, so recovery
+/// from the archive ends inside N, after the small record, and timeline 2 starts there. (Were
+/// the switch record the last complete one, timeline 2 would start at the segment boundary.)
+fn end_timeline_one_inside_a_record(wal: &mut WalLab) -> TimelineOneEnd {
+    let cluster = &mut wal.cluster;
     cluster.query("SELECT pg_switch_wal()").unwrap();
     let before: Lsn = cluster
         .query("SELECT pg_current_wal_insert_lsn()")
@@ -638,10 +723,26 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         ],
     );
     assert!(stop.success, "pg_ctl stop -m immediate: {}", stop.stderr);
-    let lab = &wal.lab;
-    assert!(raw.join(last_tl1.to_string()).is_file());
-    assert!(!raw.join(next_tl1.to_string()).exists());
+    assert!(wal.raw.join(last_tl1.to_string()).is_file());
+    assert!(!wal.raw.join(next_tl1.to_string()).exists());
+    TimelineOneEnd {
+        before,
+        small_end,
+        after,
+        n,
+        last_tl1,
+    }
+}
 
+/// Recovers `base` from the archive `raw` until it runs out, which promotes it onto timeline 2;
+/// writes a few pages there and archives the segment, `first_tl2`. Returns the stopped cluster and the redo
+/// point of its checkpoint.
+fn promote_from_the_archive(
+    lab: &Lab,
+    raw: &Path,
+    base: PathBuf,
+    first_tl2: SegmentName,
+) -> (ThrowawayCluster, Lsn) {
     let mut restored = ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", base).unwrap();
     let restore_command = format!("cp {}/%f %p", raw.display());
     let archive_command = format!("cp %p {}/%f", raw.display());
@@ -662,7 +763,6 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         .query("SELECT pg_logical_emit_message(false, 'tidemark', repeat('y', 32768))")
         .unwrap();
     let switched = testkit::switch_and_wait_for_archive(&restored).unwrap();
-    let first_tl2 = SegmentName::from_segment_number(TimelineId(2), n, size(MIB));
     assert_eq!(switched, first_tl2.to_string());
     assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
     let redo: Lsn = restored
@@ -671,8 +771,12 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         .parse()
         .unwrap();
     restored.stop().unwrap();
+    (restored, redo)
+}
 
-    // The history file PostgreSQL archived.
+/// The history file PostgreSQL archived names timeline 1 as the parent, and a switch point
+/// inside its last archived segment, where the unfinished record starts. Returns that point.
+fn check_the_history_file(raw: &Path, end: &TimelineOneEnd) -> Lsn {
     assert_eq!(
         WalFileName::parse("00000002.history"),
         Ok(WalFileName::History(TimelineId(2)))
@@ -690,7 +794,7 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
     assert_eq!(entry.parent, TimelineId(1));
     assert_eq!(entry.reason, "no recovery target specified");
     let switch_point = entry.switch_point;
-    let tl1_names: Vec<SegmentName> = fs::read_dir(&raw)
+    let tl1_names: Vec<SegmentName> = fs::read_dir(raw)
         .unwrap()
         .filter_map(
             |e| match WalFileName::parse(e.unwrap().file_name().to_str()?) {
@@ -699,20 +803,31 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
             },
         )
         .collect();
+    let last_tl1 = end.last_tl1;
     assert_eq!(tl1_names.iter().max(), Some(&last_tl1));
     let n_start = start_of(last_tl1, MIB);
     assert!(
         n_start.0 < switch_point.0 && switch_point.0 < n_start.0 + u64::from(MIB),
         "switch point {switch_point} is not inside {last_tl1}, the last timeline 1 segment archived"
     );
+    let (before, small_end, after) = (end.before, end.small_end, end.after);
     assert!(
         before < switch_point && small_end <= switch_point && switch_point < after,
         "switch point {switch_point} is not where the unfinished record starts \
          (small record {before} to {small_end}, big one ends at {after})"
     );
-    // pg_waldump reads timeline 1's last segment up to exactly there: its last complete record
-    // ends at the switch point (the unfinished one after it ends in a segment never archived).
-    let tl1_path = raw.join(last_tl1.to_string());
+    switch_point
+}
+
+/// pg_waldump reads timeline 1's last segment up to exactly the switch point: its last complete
+/// record ends there (the unfinished one after it ends in a segment never archived).
+fn check_timeline_one_ends_at_the_switch_point(
+    lab: &Lab,
+    raw: &Path,
+    end: &TimelineOneEnd,
+    switch_point: Lsn,
+) {
+    let tl1_path = raw.join(end.last_tl1.to_string());
     let dumped = waldump_all(&lab.pg, lab.tmp.path(), &[tl1_path.as_os_str()]);
     let last = dumped.last().expect("pg_waldump printed records");
     let last_end = Lsn(last.lsn.0 + last.total.next_multiple_of(8));
@@ -725,13 +840,21 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         last_end, switch_point,
         "timeline 1's last complete record {last:?} ends at {last_end}"
     );
-    assert!(
-        redo >= switch_point,
-        "the new timeline's checkpoint {redo} is before the switch point {switch_point}"
-    );
+}
 
-    // The first segment of timeline 2: the parent's bytes up to the switch point, its pages
-    // still on timeline 1, then pages of timeline 2.
+/// The first segment of timeline 2: the parent's bytes up to the switch point, its pages
+/// still on timeline 1, then pages of timeline 2; it passes under its own name, is refused
+/// under timeline 1's, and pg_waldump reads on from a record at the switch point.
+fn check_timeline_two_starts_at_the_switch_point(
+    lab: &Lab,
+    expected: ExpectedCluster,
+    raw: &Path,
+    end: &TimelineOneEnd,
+    first_tl2: SegmentName,
+    switch_point: Lsn,
+) {
+    let last_tl1 = end.last_tl1;
+    let n_start = start_of(last_tl1, MIB);
     let tl2_path = raw.join(first_tl2.to_string());
     let tl2 = fs::read(&tl2_path).unwrap();
     let tl1 = fs::read(raw.join(last_tl1.to_string())).unwrap();
@@ -781,10 +904,12 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         dumped.iter().any(|d| d.lsn == switch_point),
         "pg_waldump shows no record at the switch point {switch_point}:\n{dumped:#?}"
     );
+}
 
-    // Every segment in the archive, of either timeline, passes.
+/// Every segment in the archive, of either timeline, passes.
+fn every_archived_segment_passes(expected: ExpectedCluster, raw: &Path) {
     let mut checked = 0;
-    for entry in fs::read_dir(&raw).unwrap() {
+    for entry in fs::read_dir(raw).unwrap() {
         let file = entry.unwrap().file_name().into_string().unwrap();
         match WalFileName::parse(&file) {
             Ok(WalFileName::Segment(name)) => {
@@ -807,7 +932,6 @@ fn a_real_timeline_switch_gives_a_history_file_and_a_first_segment_that_pass() {
         }
     }
     assert!(checked >= 6, "only {checked} segments archived");
-    drop(restored);
 }
 
 /// A started cluster of 16 MiB segments in a fresh directory, archiving with `cp` into `raw`.
@@ -1064,7 +1188,25 @@ fn compare_with_waldump(
         dumped.last().map(|d| d.lsn),
         "{file}: last record"
     );
+    compare_xact_ends(file, walked, dumped);
+    compare_xlog_records(file, walked, dumped);
+    // The walker says the last record spills over exactly when the next segment starts with
+    // the rest of a record.
+    if let Some(page) = next_first_page {
+        let header = PageHeader::decode(page).unwrap();
+        assert_eq!(
+            summary.continues_into_next,
+            header.info & XLP_FIRST_IS_CONTRECORD != 0,
+            "{file}: next segment's first page has xlp_info {:#06X}",
+            header.info
+        );
+    }
+}
 
+/// The walker's transaction ends are pg_waldump's commits and aborts, and the summary's
+/// ranges are theirs.
+fn compare_xact_ends(file: &str, walked: &WalkedSegment, dumped: &[&Dumped]) {
+    let summary = &walked.summary;
     let expected_ends: Vec<(Lsn, XactEndKind, u32, &str)> = dumped
         .iter()
         .filter_map(|d| dumped_xact_end(d).map(|(kind, xid, rest)| (d.lsn, kind, xid, rest)))
@@ -1106,7 +1248,12 @@ fn compare_with_waldump(
         walked.xact_ends.last(),
         "{file}"
     );
+}
 
+/// The summary's restore points, checkpoints, backup ends and switch are pg_waldump's XLOG
+/// records of those kinds.
+fn compare_xlog_records(file: &str, walked: &WalkedSegment, dumped: &[&Dumped]) {
+    let summary = &walked.summary;
     let xlog = |prefix: &str| -> Vec<&Dumped> {
         dumped
             .iter()
@@ -1161,17 +1308,6 @@ fn compare_with_waldump(
     if let Some(switch) = switch.first() {
         assert_eq!(summary.last_record, Some(switch.lsn), "{file}");
         assert_eq!(summary.end_of_wal, Lsn(switch.lsn.0 + 24), "{file}");
-    }
-    // The walker says the last record spills over exactly when the next segment starts with
-    // the rest of a record.
-    if let Some(page) = next_first_page {
-        let header = PageHeader::decode(page).unwrap();
-        assert_eq!(
-            summary.continues_into_next,
-            header.info & XLP_FIRST_IS_CONTRECORD != 0,
-            "{file}: next segment's first page has xlp_info {:#06X}",
-            header.info
-        );
     }
 }
 

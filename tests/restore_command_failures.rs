@@ -50,6 +50,16 @@ fn write_archive_and_stop(mut primary: ThrowawayCluster, transactions: u32) -> S
     content
 }
 
+/// A primary with a backup and 1500 pgbench transactions archived after it, stopped, and its
+/// backup restored into `name`: the content recovery must reach, the data directory, and the
+/// segments the plan lists.
+fn restored_after_workload(lab: &Lab, name: &str) -> (String, PathBuf, Vec<String>) {
+    let primary = primary_with_backup(lab, "");
+    let expected = write_archive_and_stop(primary, 1500);
+    let (pgdata, plan) = restore(lab, name);
+    (expected, pgdata, plan)
+}
+
 /// `tidemark restore` of the newest backup to the end of the archive into `<lab>/<name>`;
 /// returns the data directory and the segments planned, in order.
 fn restore(lab: &Lab, name: &str) -> (PathBuf, Vec<String>) {
@@ -194,9 +204,7 @@ fn assert_stopped_by(
 #[test]
 fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-failures-", &common::binaries()).unwrap();
-    let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(primary, 1500);
-    let (pgdata, plan) = restore(&lab, "restored");
+    let (expected, pgdata, plan) = restored_after_workload(&lab, "restored");
 
     // One segment the server's user may not read, a later one damaged in the repository.
     let unreadable = &plan[plan.len() / 3];
@@ -289,9 +297,7 @@ fn archive_recovery_stops_at_a_failure_instead_of_promoting_and_resumes_once_it_
 #[test]
 fn a_standby_keeps_asking_through_a_failure_without_promoting_and_catches_up_once_it_is_fixed() {
     let lab = Lab::new("tm-restore-standby-", &common::binaries()).unwrap();
-    let primary = primary_with_backup(&lab, "");
-    let expected = write_archive_and_stop(primary, 1500);
-    let (pgdata, plan) = restore(&lab, "standby");
+    let (expected, pgdata, plan) = restored_after_workload(&lab, "standby");
     fs::remove_file(pgdata.join("recovery.signal")).unwrap();
     fs::write(pgdata.join("standby.signal"), b"").unwrap();
     give_to_owner(&pgdata.join("standby.signal")).unwrap();

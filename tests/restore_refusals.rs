@@ -54,6 +54,17 @@ fn listed<'f>(files: &'f mut [serde_json::Value], path: &str) -> &'f mut serde_j
         .unwrap_or_else(|| panic!("the manifest does not list {path}"))
 }
 
+/// A restore with `extra` is refused part way: its one line starts with `start` and ends with
+/// `incomplete`, and the directory is left incomplete and unstartable.
+fn refused_part_way(lab: &Lab, pgdata: &Path, extra: &[&str], start: &str, incomplete: &str) {
+    let line = refused(lab, pgdata, extra);
+    assert!(
+        line.starts_with(start) && line.ends_with(incomplete),
+        "{line}"
+    );
+    assert_incomplete_and_unstartable(lab, pgdata);
+}
+
 /// What a restore that failed while writing must leave: a directory PostgreSQL refuses to
 /// start, with nothing that would make it recover.
 fn assert_incomplete_and_unstartable(lab: &Lab, pgdata: &Path) {
@@ -181,15 +192,16 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     damaged[middle] ^= 0x55;
     fs::write(&first_blob, &damaged).unwrap();
     let blob_key = first_blob.strip_prefix(&lab.repo_path).unwrap().display();
-    let line = refused(&lab, &pgdata, &[]);
-    assert!(
-        line.starts_with(&format!(
+    refused_part_way(
+        &lab,
+        &pgdata,
+        &[],
+        &format!(
             "tidemark: ERROR: restore: write {first}: blob {blob_key} in {} is damaged: its stored bytes are damaged: ",
             lab.repo_path.display()
-        )) && line.ends_with(&incomplete),
-        "{line}"
+        ),
+        &incomplete,
     );
-    assert_incomplete_and_unstartable(&lab, &pgdata);
     fs::write(&first_blob, &good_blob).unwrap();
 
     // A missing chunk, met by --delta over the incomplete directory.
@@ -197,15 +209,16 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     let kept_aside = lab.tmp.path().join("kept-aside");
     fs::rename(&second_blob, &kept_aside).unwrap();
     let blob_key = second_blob.strip_prefix(&lab.repo_path).unwrap().display();
-    let line = refused(&lab, &pgdata, &["--delta"]);
-    assert!(
-        line.starts_with(&format!(
+    refused_part_way(
+        &lab,
+        &pgdata,
+        &["--delta"],
+        &format!(
             "tidemark: ERROR: restore: write {second}: blob {blob_key} does not exist in {}",
             lab.repo_path.display()
-        )) && line.ends_with(&incomplete),
-        "{line}"
+        ),
+        &incomplete,
     );
-    assert_incomplete_and_unstartable(&lab, &pgdata);
     fs::rename(&kept_aside, &second_blob).unwrap();
 
     // Repaired: --delta completes the directory and the server recovers from it.

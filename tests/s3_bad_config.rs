@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, start_server, unused_port};
+use common::s3::{ACCESS_KEY, BUCKET, S3ConfigLab, SECRET_KEY};
 use testkit::Lab;
-use testkit::ThrowawayCluster;
 
 /// Writes the lab's configuration for a bucket, with the file's `mode`.
 fn configure(lab: &Lab, pgdata: &std::path::Path, repo: &str, mode: u32) {
@@ -24,12 +23,9 @@ fn configure(lab: &Lab, pgdata: &std::path::Path, repo: &str, mode: u32) {
 
 #[test]
 fn each_wrong_s3_setting_is_one_line_and_exit_1() {
-    let server = start_server();
-    let lab = Lab::new("tm-s3bad-", &common::binaries()).unwrap();
-    let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
-    let pgdata = cluster.data_dir().to_owned();
-    let endpoint = &server.endpoint;
-    let nowhere = format!("http://127.0.0.1:{}", unused_port());
+    let s3 = S3ConfigLab::new(|| Lab::new("tm-s3bad-", &common::binaries()).unwrap());
+    let (lab, endpoint, nowhere) = (&s3.lab, &s3.server.endpoint, &s3.nowhere);
+    let pgdata = s3.cluster.data_dir().to_owned();
     let keys = |secret: &str| {
         format!("access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n")
     };
@@ -61,9 +57,9 @@ fn each_wrong_s3_setting_is_one_line_and_exit_1() {
         ),
     ];
     for (repo, mode, expected) in cases {
-        configure(&lab, &pgdata, &repo, mode);
+        configure(lab, &pgdata, &repo, mode);
         let ran = common::run(
-            &lab,
+            lab,
             "tidemark",
             &["--config", &config_path, "stanza-create"],
         );
@@ -73,7 +69,7 @@ fn each_wrong_s3_setting_is_one_line_and_exit_1() {
     }
     // With everything right, the same command works.
     configure(
-        &lab,
+        lab,
         &pgdata,
         &format!(
             "bucket = \"{BUCKET}\"\nendpoint = \"{endpoint}\"\n{}",
@@ -82,7 +78,7 @@ fn each_wrong_s3_setting_is_one_line_and_exit_1() {
         0o600,
     );
     let ran = common::run(
-        &lab,
+        lab,
         "tidemark",
         &["--config", &config_path, "stanza-create"],
     );

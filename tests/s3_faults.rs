@@ -40,10 +40,36 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     workload::create_table(&primary).unwrap();
     lab.tidemark(&["backup", "--archive-timeout", "300"])
         .unwrap();
-    // Each round commits rows and switches to a new segment: one push each, at least.
+    let last = switch_segments_until_archived(&primary);
+    let rows = workload::committed_rows(&primary).unwrap();
+    let failed: u64 = primary
+        .query("SELECT failed_count FROM pg_stat_archiver")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = fs::read_to_string(primary.log_file()).unwrap();
+    primary.stop().unwrap();
+    the_faults_struck(&log, failed);
+    let handed_over = archived_exactly_what_was_handed_over(&server, &copies, &last);
+    fetched_copies_are_what_was_handed_over(&lab, &copies, &handed_over);
+
+    // A restore from this archive, to an instant in the middle, is exact.
+    let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
+    // The copied postgresql.conf archives under faults; the restored cluster must not.
+    let mut restored =
+        restore_to_instant(&lab, "restored", &rows, instant, &[("archive_mode", "off")])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .cluster;
+    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
+    restored.stop().unwrap();
+}
+
+/// Each round commits rows and switches to a new segment: one push each, at least. Waits
+/// (at most five minutes) until the last segment is archived, and returns its name.
+fn switch_segments_until_archived(primary: &testkit::ThrowawayCluster) -> String {
     for round in 0..24 {
         workload::insert_rows(
-            &primary,
+            primary,
             2,
             Duration::from_millis(5),
             &format!("round {round}"),
@@ -72,15 +98,12 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
         primary.query("SELECT pg_reload_conf()").unwrap();
         std::thread::sleep(Duration::from_secs(2));
     }
-    let rows = workload::committed_rows(&primary).unwrap();
-    let failed: u64 = primary
-        .query("SELECT failed_count FROM pg_stat_archiver")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let log = fs::read_to_string(primary.log_file()).unwrap();
-    primary.stop().unwrap();
-    // Each push drew its own seed and logged it: shown with a failure, to repeat its faults.
+    last
+}
+
+/// The faults really struck, each kind, and PostgreSQL retried past them. Each push drew its
+/// own seed and logged it: printed, to repeat a failure's faults.
+fn the_faults_struck(log: &str, failed: u64) {
     let seeds: Vec<&str> = log
         .lines()
         .filter_map(|line| line.split_once("on purpose (seed ").map(|(_, rest)| rest))
@@ -92,8 +115,6 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
         seeds.join(" ")
     );
     assert!(!seeds.is_empty(), "no push logged its fault seed");
-
-    // The faults really struck, each kind, and PostgreSQL retried past them.
     assert!(failed > 0, "no push failed under injected faults");
     for kind in [
         "injected fault before the operation",
@@ -102,18 +123,25 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     ] {
         assert!(log.contains(kind), "no '{kind}' in the server log");
     }
+}
 
-    // Every file PostgreSQL handed over is archived, and nothing else is.
-    let handed_over: BTreeSet<String> = fs::read_dir(&copies)
+/// Every file PostgreSQL handed over is archived, once, and nothing else is. Returns their
+/// names.
+fn archived_exactly_what_was_handed_over(
+    server: &common::s3::S3Server,
+    copies: &std::path::Path,
+    last: &str,
+) -> BTreeSet<String> {
+    let handed_over: BTreeSet<String> = fs::read_dir(copies)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(
-        handed_over.contains(&last),
+        handed_over.contains(last),
         "{last} not among {handed_over:?}"
     );
     assert!(handed_over.len() >= 25, "{handed_over:?}");
-    let bucket = common::s3::test_bucket(&server, PREFIX);
+    let bucket = common::s3::test_bucket(server, PREFIX);
     let archived: Vec<String> = bucket
         .list(&ObjectKey::new("main/wal").unwrap(), &Cancel::never())
         .unwrap()
@@ -123,12 +151,19 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     let archived_set: BTreeSet<String> = archived.iter().cloned().collect();
     assert_eq!(archived.len(), archived_set.len(), "{archived:?}");
     assert_eq!(archived_set, handed_over);
+    handed_over
+}
 
-    // Each archived copy, fetched and checked as restore_command would, is byte for byte what
-    // PostgreSQL handed over.
+/// Each archived copy, fetched and checked as restore_command would, is byte for byte what
+/// PostgreSQL handed over.
+fn fetched_copies_are_what_was_handed_over(
+    lab: &Lab,
+    copies: &std::path::Path,
+    handed_over: &BTreeSet<String>,
+) {
     let fetched = lab.tmp.subdir("fetched").unwrap();
     give_to_owner(&fetched).unwrap();
-    for name in &handed_over {
+    for name in handed_over {
         let destination = fetched.join(name);
         lab.tidemark(&["archive-get", name, destination.to_str().unwrap()])
             .unwrap();
@@ -137,14 +172,4 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
             "{name} differs from what PostgreSQL handed over"
         );
     }
-
-    // A restore from this archive, to an instant in the middle, is exact.
-    let instant = workload::instant_between(&rows, rows.len() / 2).unwrap();
-    // The copied postgresql.conf archives under faults; the restored cluster must not.
-    let mut restored =
-        restore_to_instant(&lab, "restored", &rows, instant, &[("archive_mode", "off")])
-            .unwrap_or_else(|e| panic!("{e:#}"))
-            .cluster;
-    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
-    restored.stop().unwrap();
 }

@@ -31,6 +31,13 @@ fn store(endpoint: &str) -> S3Storage {
     S3Storage::new(settings(endpoint)).unwrap()
 }
 
+/// Streams `bytes` into a create-only put of `k`.
+fn put_streamed(store: &S3Storage, k: &ObjectKey, bytes: &[u8]) -> PutOutcome {
+    store
+        .put_if_absent_from(k, &mut &bytes[..], bytes.len() as u64, &Cancel::new())
+        .unwrap()
+}
+
 fn key(text: &str) -> ObjectKey {
     ObjectKey::new(text).unwrap()
 }
@@ -145,10 +152,7 @@ fn a_large_object_goes_up_in_parts_and_reads_back_byte_for_byte() {
     let store = store(&server.endpoint);
     let k = key("big/base.tar");
     let bytes = content(1, LENGTH);
-    let outcome = store
-        .put_if_absent_from(&k, &mut &bytes[..], LENGTH as u64, &Cancel::new())
-        .unwrap();
-    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(put_streamed(&store, &k, &bytes), PutOutcome::Created);
     assert_eq!(parts_of(&server, "big/base.tar"), Some(5));
     assert_eq!(store.head(&k).unwrap().unwrap().size, LENGTH as u64);
     assert!(store.get(&k).unwrap() == bytes, "the whole object differs");
@@ -195,14 +199,7 @@ fn objects_up_to_the_part_size_go_up_in_one_put() {
     let server = start_server();
     let store = store(&server.endpoint);
     let bytes = content(3, PART);
-    store
-        .put_if_absent_from(
-            &key("a/whole"),
-            &mut &bytes[..],
-            PART as u64,
-            &Cancel::new(),
-        )
-        .unwrap();
+    put_streamed(&store, &key("a/whole"), &bytes);
     assert_eq!(parts_of(&server, "a/whole"), None);
     store.put_if_absent(&key("a/in-memory"), &[&bytes]).unwrap();
     assert_eq!(parts_of(&server, "a/in-memory"), None);
@@ -219,11 +216,7 @@ fn a_second_multipart_put_finds_the_key_taken_and_leaves_no_upload() {
     let k = key("wal/segment");
     let first = content(5, LENGTH);
     let second = content(6, LENGTH);
-    let put = |bytes: &[u8]| {
-        store
-            .put_if_absent_from(&k, &mut &bytes[..], LENGTH as u64, &Cancel::new())
-            .unwrap()
-    };
+    let put = |bytes: &[u8]| put_streamed(&store, &k, bytes);
     assert_eq!(put(&first), PutOutcome::Created);
     // The second upload is sent whole and refused on completion (412), which leaves it open on
     // the server until it is aborted.
@@ -240,49 +233,76 @@ fn a_second_multipart_put_finds_the_key_taken_and_leaves_no_upload() {
     assert_eq!(server.unfinished_uploads(), Vec::<String>::new());
 }
 
+/// A put of LENGTH bytes into a fresh server whose body stops part way, once a part is stored.
+struct PartWayPut {
+    server: S3Server,
+    store: S3Storage,
+    k: ObjectKey,
+    bytes: Vec<u8>,
+}
+
+/// How a part-way put ended: its error, how far the body was read, and whether it got to `at`.
+struct PartWayEnd {
+    err: StorageError,
+    position: usize,
+    reached: bool,
+}
+
+impl PartWayPut {
+    fn new(seed: u64, name: &str) -> PartWayPut {
+        let server = start_server();
+        let store = store(&server.endpoint);
+        PartWayPut {
+            k: key(name),
+            bytes: content(seed, LENGTH),
+            server,
+            store,
+        }
+    }
+
+    /// Puts the bytes through a body that does `then` at `at`; the put must fail.
+    fn put(&self, at: usize, then: PartWay, cancel: &Cancel) -> PartWayEnd {
+        let mut body = PartWayBody {
+            bytes: &self.bytes,
+            position: 0,
+            at,
+            then,
+            server: &self.server,
+            reached: false,
+        };
+        let err = self
+            .store
+            .put_if_absent_from(&self.k, &mut body, LENGTH as u64, cancel)
+            .unwrap_err();
+        PartWayEnd {
+            err,
+            position: body.position,
+            reached: body.reached,
+        }
+    }
+
+    fn assert_nothing_left(&self) {
+        assert_nothing_left(&self.store, &self.server, &self.k);
+    }
+}
+
 #[test]
 fn a_body_that_fails_after_a_part_was_stored_leaves_no_object_and_no_upload() {
-    let server = start_server();
-    let store = store(&server.endpoint);
-    let k = key("f/object");
-    let bytes = content(7, LENGTH);
-    let mut body = PartWayBody {
-        bytes: &bytes,
-        position: 0,
-        at: 12 * MIB,
-        then: PartWay::Fail,
-        server: &server,
-        reached: false,
-    };
-    let err = store
-        .put_if_absent_from(&k, &mut body, LENGTH as u64, &Cancel::new())
-        .unwrap_err();
-    assert!(body.reached, "the body failed part way");
+    let put = PartWayPut::new(7, "f/object");
+    let PartWayEnd { err, reached, .. } = put.put(12 * MIB, PartWay::Fail, &Cancel::new());
+    assert!(reached, "the body failed part way");
     assert!(err.is_retryable(), "the body's own error comes back: {err}");
     assert!(
         err.to_string().contains("connection reset by peer"),
         "{err}"
     );
-    assert_nothing_left(&store, &server, &k);
+    put.assert_nothing_left();
 }
 
 #[test]
 fn a_short_body_after_a_part_was_stored_leaves_no_object_and_no_upload() {
-    let server = start_server();
-    let store = store(&server.endpoint);
-    let k = key("s/object");
-    let bytes = content(8, LENGTH);
-    let mut body = PartWayBody {
-        bytes: &bytes,
-        position: 0,
-        at: 12 * MIB + 1,
-        then: PartWay::End,
-        server: &server,
-        reached: false,
-    };
-    let err = store
-        .put_if_absent_from(&k, &mut body, LENGTH as u64, &Cancel::new())
-        .unwrap_err();
+    let put = PartWayPut::new(8, "s/object");
+    let err = put.put(12 * MIB + 1, PartWay::End, &Cancel::new()).err;
     assert!(!err.is_retryable(), "{err}");
     assert!(
         err.to_string().ends_with(&format!(
@@ -291,39 +311,27 @@ fn a_short_body_after_a_part_was_stored_leaves_no_object_and_no_upload() {
         )),
         "{err}"
     );
-    assert_nothing_left(&store, &server, &k);
+    put.assert_nothing_left();
 }
 
 #[test]
 fn cancelling_after_a_part_was_stored_leaves_no_object_and_no_upload() {
-    let server = start_server();
-    let store = store(&server.endpoint);
-    let k = key("c/object");
-    let bytes = content(9, LENGTH);
+    let put = PartWayPut::new(9, "c/object");
     let cancel = Cancel::new();
-    let mut body = PartWayBody {
-        bytes: &bytes,
-        position: 0,
-        at: 12 * MIB,
-        then: PartWay::Cancel(cancel.clone()),
-        server: &server,
-        reached: false,
-    };
-    let err = store
-        .put_if_absent_from(&k, &mut body, LENGTH as u64, &cancel)
-        .unwrap_err();
+    let PartWayEnd { err, position, .. } =
+        put.put(12 * MIB, PartWay::Cancel(cancel.clone()), &cancel);
     assert!(err.is_cancelled(), "{err}");
     assert!(
-        body.position < LENGTH,
+        position < LENGTH,
         "the put stopped reading the body when cancelled"
     );
-    assert_nothing_left(&store, &server, &k);
+    put.assert_nothing_left();
     // Nothing is in the way of the next put.
-    let outcome = store
-        .put_if_absent_from(&k, &mut &bytes[..], LENGTH as u64, &Cancel::new())
-        .unwrap();
-    assert_eq!(outcome, PutOutcome::Created);
-    assert!(store.get(&k).unwrap() == bytes);
+    assert_eq!(
+        put_streamed(&put.store, &put.k, &put.bytes),
+        PutOutcome::Created
+    );
+    assert!(put.store.get(&put.k).unwrap() == put.bytes);
 }
 
 /// Everything logged in this test process from now on (the S3 client logs from its own

@@ -63,48 +63,40 @@ fn stanza_create_is_idempotent_and_refuses_another_cluster() {
     );
     assert!(snapshot(&wal.lab.repo_path) == before);
 
+    // A stanza without pgdata, and one whose pgdata is no data directory.
     let no_pgdata = wal.lab.tmp.path().join("no-pgdata.toml");
-    fs::write(
-        &no_pgdata,
-        format!(
-            "[repo]\npath = \"{}\"\n[stanza.main]\n",
-            wal.lab.repo_path.display()
-        ),
-    )
-    .unwrap();
-    let ran = run(
-        &wal.lab,
-        "tidemark",
-        &["--config", no_pgdata.to_str().unwrap(), "stanza-create"],
-    );
-    assert_eq!(ran.code, Some(1));
-    assert_eq!(
-        ran.only_line(),
-        format!(
-            "tidemark: ERROR: stanza 'main' has no pgdata in config file {}: add pgdata = \"/path/to/data\" to [stanza.main]",
-            no_pgdata.display()
-        )
-    );
-
     let not_pgdata = wal.lab.tmp.path().join("not-pgdata.toml");
-    fs::write(
-        &not_pgdata,
-        format!(
-            "[repo]\npath = \"{}\"\n[stanza.main]\npgdata = \"/nonexistent\"\n",
-            wal.lab.repo_path.display()
+    for (config, stanza_section, expected) in [
+        (
+            &no_pgdata,
+            "",
+            format!(
+                "tidemark: ERROR: stanza 'main' has no pgdata in config file {}: add pgdata = \"/path/to/data\" to [stanza.main]",
+                no_pgdata.display()
+            ),
         ),
-    )
-    .unwrap();
-    let ran = run(
-        &wal.lab,
-        "tidemark",
-        &["--config", not_pgdata.to_str().unwrap(), "stanza-create"],
-    );
-    assert_eq!(ran.code, Some(1));
-    assert_eq!(
-        ran.only_line(),
-        "tidemark: ERROR: cannot read /nonexistent/PG_VERSION: No such file or directory (os error 2); is /nonexistent a PostgreSQL data directory (pgdata in the config file)?"
-    );
+        (
+            &not_pgdata,
+            "pgdata = \"/nonexistent\"\n",
+            "tidemark: ERROR: cannot read /nonexistent/PG_VERSION: No such file or directory (os error 2); is /nonexistent a PostgreSQL data directory (pgdata in the config file)?".to_owned(),
+        ),
+    ] {
+        fs::write(
+            config,
+            format!(
+                "[repo]\npath = \"{}\"\n[stanza.main]\n{stanza_section}",
+                wal.lab.repo_path.display()
+            ),
+        )
+        .unwrap();
+        let ran = run(
+            &wal.lab,
+            "tidemark",
+            &["--config", config.to_str().unwrap(), "stanza-create"],
+        );
+        assert_eq!(ran.code, Some(1));
+        assert_eq!(ran.only_line(), expected);
+    }
     assert!(snapshot(&wal.lab.repo_path) == before);
 }
 

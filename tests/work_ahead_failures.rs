@@ -300,6 +300,25 @@ fn strace() -> &'static str {
     "strace"
 }
 
+/// Makes two segments and archives each with `call`, which must archive it directly for `why`
+/// (see [`assert_archived_directly`]); returns what each call printed.
+fn two_calls_archive_directly(
+    backlog: &Backlog,
+    why: &str,
+    call: impl Fn(&str) -> Ran,
+) -> Vec<Ran> {
+    let segments = backlog.make_segments(2);
+    segments
+        .iter()
+        .map(|name| {
+            let ran = call(name);
+            assert_archived_directly(&ran, name, why);
+            assert!(archived(&backlog.lab.repo_path, name), "{name}");
+            ran
+        })
+        .collect()
+}
+
 /// The call's stderr is one warning saying why the worker was not used, then the line of a
 /// direct push.
 fn assert_archived_directly(ran: &Ran, name: &str, why: &str) {
@@ -338,12 +357,7 @@ fn a_spool_under_a_regular_file_leaves_every_call_archiving_directly() {
     let mut config = fs::read_to_string(&backlog.lab.config_path).unwrap();
     config.push_str(&format!("spool_path = \"{}/spool\"\n", blocker.display()));
     fs::write(&backlog.lab.config_path, config).unwrap();
-    let segments = backlog.make_segments(2);
-    for name in &segments {
-        let ran = backlog.call(name);
-        assert_archived_directly(&ran, name, "Not a directory");
-        assert!(archived(&backlog.lab.repo_path, name), "{name}");
-    }
+    two_calls_archive_directly(&backlog, "Not a directory", |name| backlog.call(name));
     assert!(backlog.workers().is_empty(), "no worker could start");
 }
 
@@ -361,20 +375,18 @@ fn a_spool_it_may_not_write_leaves_the_call_archiving_directly_without_a_loop() 
         fs::set_permissions(spool.join(file), fs::Permissions::from_mode(0o600)).unwrap();
         give_to_owner(&spool.join(file)).unwrap();
     }
-    let segments = backlog.make_segments(2);
-    for name in &segments {
-        let ran = backlog.call(name);
-        assert_archived_directly(&ran, name, "Permission denied");
+    let calls =
+        two_calls_archive_directly(&backlog, "Permission denied", |name| backlog.call(name));
+    for ran in &calls {
         assert!(
             ran.stderr.contains("work-ahead: the worker failed"),
             "{ran:?}"
         );
-        assert!(archived(&backlog.lab.repo_path, name), "{name}");
     }
     backlog.wait_for_no_worker();
     // Each call started one worker, which wrote its start line and its error, and stopped.
     let log = fs::read_to_string(spool.join("worker.log")).unwrap();
-    assert_eq!(log.lines().count(), 2 * segments.len(), "worker.log: {log}");
+    assert_eq!(log.lines().count(), 2 * calls.len(), "worker.log: {log}");
     assert!(
         log.lines()
             .filter(|l| !l.starts_with("-- "))
@@ -392,14 +404,11 @@ fn a_spool_it_may_not_write_leaves_the_call_archiving_directly_without_a_loop() 
 #[test]
 fn a_file_system_that_cannot_lock_makes_the_call_archive_directly() {
     let backlog = Backlog::new("tm-wa-enolck-", "");
-    let segments = backlog.make_segments(2);
-    for name in &segments {
-        // Every flock of the call fails as on NFS without lockd; it must not take that for a
-        // worker holding the lock and wait for it forever.
-        let ran = backlog.call_under_strace(&["-e", "inject=flock:error=ENOLCK"], name);
-        assert_archived_directly(&ran, name, "No locks available");
-        assert!(archived(&backlog.lab.repo_path, name), "{name}");
-    }
+    // Every flock of the call fails as on NFS without lockd; it must not take that for a
+    // worker holding the lock and wait for it forever.
+    two_calls_archive_directly(&backlog, "No locks available", |name| {
+        backlog.call_under_strace(&["-e", "inject=flock:error=ENOLCK"], name)
+    });
     assert!(backlog.workers().is_empty(), "no worker was started");
 }
 
@@ -409,12 +418,9 @@ fn a_worker_that_cannot_start_leaves_the_call_archiving_directly() {
     let spool = backlog.spool();
     // A worker's log that cannot be opened: no worker can be started.
     create_owned_dirs(&spool.join("worker.log"));
-    let segments = backlog.make_segments(2);
-    for name in &segments {
-        let ran = backlog.call(name);
-        assert_archived_directly(&ran, name, "worker.log: Is a directory");
-        assert!(archived(&backlog.lab.repo_path, name), "{name}");
-    }
+    two_calls_archive_directly(&backlog, "worker.log: Is a directory", |name| {
+        backlog.call(name)
+    });
     assert!(backlog.workers().is_empty(), "no worker could start");
 }
 

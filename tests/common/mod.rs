@@ -198,6 +198,11 @@ impl WalLab {
         segment_names_in(&self.raw)
     }
 
+    /// The path of the archived segment `index` in name order.
+    pub fn segment_path(&self, index: usize) -> PathBuf {
+        self.raw.join(&self.segments()[index])
+    }
+
     /// A file the owner can read, holding `bytes`, under `name` in a fresh directory.
     pub fn file_named(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let dir = self

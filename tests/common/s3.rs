@@ -58,3 +58,29 @@ pub fn keys_under(server: &S3Server, prefix: &str) -> Vec<String> {
         .map(|object| object.key.as_str().to_owned())
         .collect()
 }
+
+/// What a test of S3 configurations needs: a server, a lab, a cluster (initialized, not
+/// started) whose data directory the configurations name, and an endpoint where nothing
+/// listens. Fields drop in order: the cluster before the lab's directory, the server last.
+pub struct S3ConfigLab {
+    pub cluster: testkit::ThrowawayCluster,
+    pub lab: testkit::Lab,
+    pub server: S3Server,
+    pub nowhere: String,
+}
+
+impl S3ConfigLab {
+    /// Starts the server first, then initializes the cluster in `lab`.
+    pub fn new(lab: impl FnOnce() -> testkit::Lab) -> S3ConfigLab {
+        let server = start_server();
+        let lab = lab();
+        let cluster =
+            testkit::ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+        S3ConfigLab {
+            cluster,
+            lab,
+            server,
+            nowhere: format!("http://127.0.0.1:{}", unused_port()),
+        }
+    }
+}
