@@ -112,6 +112,11 @@ pub fn backup_manifest(stanza: &str, label: &str) -> ObjectKey {
     key(format!("{stanza}/backup/{label}/backup_manifest"))
 }
 
+/// Where all chunks of a stanza's backups are.
+pub fn blob_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/blob"))
+}
+
 /// A chunk of file content, named by its SHA-256 (lower-case hex).
 pub fn blob(stanza: &str, sha256: &str) -> ObjectKey {
     key(format!("{stanza}/blob/{}/{sha256}", &sha256[..2]))

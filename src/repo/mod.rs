@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod compress;
+pub mod gc;
 pub mod layout;
 pub mod object;
 pub mod stanza;
