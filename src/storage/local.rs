@@ -187,6 +187,22 @@ impl LocalDirectory {
         }
     }
 
+    /// Removes `dir` and the ancestors below the root that deletes left empty, so retention
+    /// leaves no husks and a key depends only on the objects stored, as in other backends.
+    /// `remove_dir` refuses a directory that is not empty, which stops the walk; a put that
+    /// loses its directory this way creates it again. Best effort: a directory that stays does
+    /// no harm.
+    fn remove_empty_directories(&self, dir: &Path) {
+        for ancestor in dir.ancestors() {
+            if ancestor == self.root || !ancestor.starts_with(&self.root) {
+                break;
+            }
+            if fs::remove_dir(ancestor).is_err() {
+                break;
+            }
+        }
+    }
+
     /// Fsyncs the object at `path` (under `key`), found in place, and its directory chain.
     fn make_durable(&self, key: &ObjectKey, path: &Path) -> Result<(), StorageError> {
         durable::fsync_file(path)
@@ -374,31 +390,39 @@ impl Storage for LocalDirectory {
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        let path = self.path_of(key);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if means_absent(&e) => return Ok(()),
-            Err(e) => {
-                return Err(StorageError::from_io(
-                    format!("delete {}", path.display()),
-                    e,
-                ));
+        self.delete_all(std::slice::from_ref(key))
+    }
+
+    /// Unlinks every file first and then fsyncs each directory once: expiring ten thousand
+    /// segments costs a few hundred directory fsyncs, not ten thousand.
+    fn delete_all(&self, keys: &[ObjectKey]) -> Result<(), StorageError> {
+        let mut directories = std::collections::BTreeSet::new();
+        for key in keys {
+            let path = self.path_of(key);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if means_absent(&e) => continue,
+                Err(e) => {
+                    return Err(StorageError::from_io(
+                        format!("delete {}", path.display()),
+                        e,
+                    ));
+                }
             }
+            directories.insert(
+                path.parent()
+                    .expect("an object path has a parent")
+                    .to_owned(),
+            );
         }
-        let dir = path.parent().expect("an object path has a parent");
-        fsync_dir_if_present(dir)
-            .map_err(|e| StorageError::from_io(format!("fsync directory {}", dir.display()), e))?;
-        // Directories the delete left empty go too, so retention leaves no husks and a key
-        // depends only on the objects stored, as in other backends. `remove_dir` refuses a
-        // directory that is not empty, which stops the walk; a put that loses its directory
-        // this way creates it again. Best effort: a directory that stays does no harm.
-        for ancestor in dir.ancestors() {
-            if ancestor == self.root || !ancestor.starts_with(&self.root) {
-                break;
-            }
-            if fs::remove_dir(ancestor).is_err() {
-                break;
-            }
+        for dir in &directories {
+            fsync_dir_if_present(dir).map_err(|e| {
+                StorageError::from_io(format!("fsync directory {}", dir.display()), e)
+            })?;
+        }
+        // Deepest first, so a parent is tried after its children went.
+        for dir in directories.iter().rev() {
+            self.remove_empty_directories(dir);
         }
         Ok(())
     }

@@ -424,6 +424,13 @@ pub trait Storage: Send + Sync {
     /// took effect but whose answer was lost can be retried, as on object stores.
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
 
+    /// Deletes the objects under `keys`, each as [`delete`](Storage::delete) does; when it
+    /// returns `Ok`, every one of those deletes is durable. Backends that can batch (one fsync
+    /// per directory, one request per thousand keys) do.
+    fn delete_all(&self, keys: &[ObjectKey]) -> Result<(), StorageError> {
+        keys.iter().try_for_each(|key| self.delete(key))
+    }
+
     /// Where the objects are, for messages ("/var/lib/tidemark").
     fn location(&self) -> String;
 
@@ -499,6 +506,10 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
         (**self).delete(key)
+    }
+
+    fn delete_all(&self, keys: &[ObjectKey]) -> Result<(), StorageError> {
+        (**self).delete_all(keys)
     }
 
     fn location(&self) -> String {

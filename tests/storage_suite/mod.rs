@@ -40,6 +40,7 @@ macro_rules! conformance_tests {
             list_of_an_unknown_prefix_is_empty,
             delete_then_get_is_not_found,
             deleting_a_missing_key_is_ok,
+            delete_all_deletes_every_key_and_skips_missing_ones,
             streaming_put_and_get_of_a_large_object,
             a_streaming_put_needs_exactly_the_announced_length,
             a_body_that_fails_part_way_leaves_nothing,
@@ -439,6 +440,25 @@ pub fn deleting_a_missing_key_is_ok(store: &dyn Storage) {
     store.delete(&key("once/was")).unwrap();
     store.delete(&key("once/was")).unwrap();
     assert!(keys(store, "once").is_empty());
+}
+
+pub fn delete_all_deletes_every_key_and_skips_missing_ones(store: &dyn Storage) {
+    // More than one S3 DeleteObjects request holds, across several directories.
+    let mut doomed: Vec<ObjectKey> = (0..1100)
+        .map(|n| key(&format!("many/{}/{n:04}", n % 7)))
+        .collect();
+    for k in &doomed {
+        store.put_if_absent(k, &[b"x"]).unwrap();
+    }
+    store
+        .put_if_absent(&key("many/3/kept"), &[b"kept"])
+        .unwrap();
+    doomed.push(key("many/never/was"));
+    store.delete_all(&doomed).unwrap();
+    assert_eq!(keys(store, "many"), ["many/3/kept"]);
+    store.delete_all(&doomed).unwrap();
+    store.delete_all(&[]).unwrap();
+    assert_eq!(store.get(&key("many/3/kept")).unwrap(), b"kept");
 }
 
 pub fn keys_above_or_below_objects_hold_no_object(store: &dyn Storage) {

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
 
 use super::bucket::S3Storage;
 use super::errors::{classify, no_such_bucket, status_of};
@@ -36,6 +36,56 @@ impl S3Storage {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) if status_of(&e) == Some(412) => Ok(PutOutcome::AlreadyExists),
             Err(e) => Err(classify(doing, &e)),
+        }
+    }
+}
+
+impl S3Storage {
+    /// One DeleteObjects request for at most a thousand keys, in quiet mode: the answer lists
+    /// only the keys that failed. A key that was not there is not one of them.
+    fn delete_batch(&self, keys: &[ObjectKey]) -> Result<(), StorageError> {
+        let first = keys.first().map_or("", |k| k.as_str());
+        let doing = self.doing(&format!("delete {} objects, the first", keys.len()), first);
+        let objects = keys
+            .iter()
+            .map(|key| {
+                ObjectIdentifier::builder()
+                    .key(self.object_key(key.as_str()))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StorageError::Transient {
+                doing: doing.clone(),
+                reason: e.to_string(),
+            })?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| StorageError::Transient {
+                doing: doing.clone(),
+                reason: e.to_string(),
+            })?;
+        let request = self
+            .client
+            .delete_objects()
+            .bucket(&self.settings.bucket)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .delete(delete);
+        let answer = self
+            .runtime
+            .block_on(request.send())
+            .map_err(|e| classify(doing.clone(), &e))?;
+        match answer.errors().first() {
+            None => Ok(()),
+            Some(failed) => Err(StorageError::Transient {
+                doing: self.doing("delete", failed.key().unwrap_or_default()),
+                reason: format!(
+                    "{} {}",
+                    failed.code().unwrap_or("error"),
+                    failed.message().unwrap_or_default()
+                ),
+            }),
         }
     }
 }
@@ -224,6 +274,15 @@ impl Storage for S3Storage {
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(classify(self.doing("delete", key.as_str()), &e)),
         }
+    }
+
+    /// DeleteObjects, a thousand keys a request (S3's limit); a key the server could not delete
+    /// fails the whole call, naming it.
+    fn delete_all(&self, keys: &[ObjectKey]) -> Result<(), StorageError> {
+        for batch in keys.chunks(1000) {
+            self.delete_batch(batch)?;
+        }
+        Ok(())
     }
 
     /// HeadBucket: a 404 is a missing bucket (said as such, since a put to some servers would
