@@ -292,19 +292,19 @@ fn iso_weeks_run_across_the_year_end() {
         Case {
             // 2027-01-01 to 03 are in week 53 of 2026; 2027-01-04 starts week 1 of 2027.
             name: "early January in the old year's week 53",
-            policy: gfs(None, Some(2), None, None),
+            policy: gfs(None, Some(3), None, None),
             now: "2027-01-05T00:00:00Z",
             backups: vec![
-                ("2026-12-27T12:00:00Z", ""),
+                ("2026-12-27T12:00:00Z", "weekly"),
                 ("2026-12-28T12:00:00Z", ""),
                 ("2027-01-03T12:00:00Z", "weekly"),
                 ("2027-01-04T12:00:00Z", "newest,weekly"),
             ],
         },
         Case {
-            // 2025-12-29 is the Monday of week 1 of 2026.
+            // 2025-12-29 is the Monday of week 1 of 2026: three weeks hold backups, not four.
             name: "late December in the new year's week 1",
-            policy: gfs(None, Some(3), None, None),
+            policy: gfs(None, Some(4), None, None),
             now: "2026-01-05T00:00:00Z",
             backups: vec![
                 ("2025-12-21T12:00:00Z", "weekly"),
