@@ -144,6 +144,19 @@ fn check_names_each_broken_local_setting_and_passes_when_all_is_right() {
         "unwritable repo",
     );
 
+    // Retention settings are checked when the file is loaded, so check names a mistake in them.
+    let retention_mistake = format!("{}[retention]\ntime = \"35\"\n", repo_path(&lab.repo_path));
+    configure(&lab, cluster.data_dir(), &retention_mistake, 0o600);
+    let refused = tidemark(&lab, "check");
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert_eq!(
+        refused.only_line(),
+        format!(
+            "tidemark: ERROR: config file {}: retention.time \"35\" has no unit: write a whole number and one of s, m, h, d, w, such as \"35d\"",
+            lab.config_path.display()
+        )
+    );
+
     configure(&lab, cluster.data_dir(), &repo_path(&lab.repo_path), 0o600);
     assert_eq!(tidemark(&lab, "stanza-create").code, Some(0));
     let passed = tidemark(&lab, "check");

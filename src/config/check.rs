@@ -1,6 +1,7 @@
 //! What the configuration file's types cannot say: which `[repo]` keys go with which type, the
-//! ranges of numbers, absolute paths, one source of S3 keys, valid stanza names. Each mistake is
-//! refused with one line naming the key and what to do.
+//! ranges of numbers, absolute paths, one source of S3 keys, valid stanza names, retention
+//! settings (checked by `retention.rs`). Each mistake is refused with one line naming the key and
+//! what to do.
 
 use anyhow::{Context, bail};
 
@@ -44,6 +45,12 @@ impl Config {
         }
         for name in self.stanza.keys() {
             check_stanza_name(name).context("in a [stanza.NAME] section")?;
+        }
+        self.retention.settings("retention")?;
+        for (name, stanza) in &self.stanza {
+            stanza
+                .retention
+                .settings(&format!("stanza.{name}.retention"))?;
         }
         Ok(())
     }

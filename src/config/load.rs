@@ -64,7 +64,8 @@ impl Config {
                 .trim()
                 .replace("unknown field", "unknown key")
                 .replace("missing field", "missing key")
-                .replace("expected i32", "expected an integer");
+                .replace("expected i32", "expected an integer")
+                .replace("expected i64", "expected an integer");
             anyhow::anyhow!("{line}{message}")
         })?;
         config.check()?;

@@ -5,6 +5,7 @@
 //! config/ sits above every other module: it describes the repository's backend and
 //! `storage::open` builds it. The files, each importing only those listed before it:
 //! * `schema.rs` — the sections and keys, as serde types;
+//! * `retention.rs` — `[retention]` and `[stanza.NAME.retention]` checked, and made a policy;
 //! * `check.rs` — what the types cannot say, one line per mistake;
 //! * `load.rs` — which file, reading it, and TOML errors made one line;
 //! * `stanza.rs` — which file and which `[stanza.NAME]` in it a command works on (`--config`,
@@ -14,13 +15,14 @@
 mod backend;
 mod check;
 mod load;
+mod retention;
 mod schema;
 mod stanza;
 
 pub use load::{DEFAULT_CONFIG_PATH, config_path};
 pub use schema::{
     ArchiveConfig, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType, RestoreConfig,
-    StanzaConfig,
+    RetentionConfig, StanzaConfig,
 };
 pub use stanza::{ConfigChoice, Selected};
 

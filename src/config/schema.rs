@@ -19,6 +19,9 @@ pub struct Config {
     pub archive: ArchiveConfig,
     #[serde(default)]
     pub restore: RestoreConfig,
+    /// The repository-wide retention policy, which each stanza's own section overrides.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 
     #[serde(default)]
     pub stanza: BTreeMap<String, StanzaConfig>,
@@ -140,4 +143,58 @@ pub struct StanzaConfig {
     pub pgdata: Option<PathBuf>,
     /// libpq connection string of the cluster.
     pub conninfo: Option<String>,
+    /// `[stanza.NAME.retention]`: this stanza's retention, key by key over `[retention]`.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]` and `[stanza.NAME.retention]`: what `expire` keeps, as written. The values are
+/// checked, each error naming its key, and made a policy in `retention.rs`
+/// (`Selected::retention_policy`); nothing else reads them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep the newest N backups.
+    pub(super) full: Option<i64>,
+    /// Keep what restores to any instant in this last stretch of time ("35d").
+    pub(super) time: Option<WrittenDuration>,
+    /// Keep the newest backup of each of the newest N days, weeks, months, years; by name, so a
+    /// period that does not exist is refused naming the four that do.
+    pub(super) gfs: Option<BTreeMap<String, i64>>,
+    /// "window" or "all".
+    pub(super) archive: Option<String>,
+    /// IANA name of the time zone calendar periods are counted in.
+    pub(super) time_zone: Option<String>,
+}
+
+/// A duration as written: `time = "35d"`, or a bare number (`time = 35`) kept as its text, so the
+/// check says it has no unit rather than that it has the wrong type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct WrittenDuration(pub(super) String);
+
+impl<'de> Deserialize<'de> for WrittenDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<WrittenDuration, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WrittenDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"35d\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<WrittenDuration, E> {
+                Ok(WrittenDuration(text.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<WrittenDuration, E> {
+                Ok(WrittenDuration(number.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<WrittenDuration, E> {
+                Ok(WrittenDuration(number.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<WrittenDuration, E> {
+                Ok(WrittenDuration(number.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }

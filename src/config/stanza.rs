@@ -1,5 +1,5 @@
-//! Which configuration file and which `[stanza.NAME]` section in it a command works on: the
-//! stanza named, else the only one.
+//! Which configuration file and which `[stanza.NAME]` section in it a command works on (the
+//! stanza named, else the only one), and that stanza's settings.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use super::load::config_path;
 use super::schema::{Config, StanzaConfig};
 use crate::repo::layout::check_stanza_name;
+use crate::repo::retention::RetentionPolicy;
 
 /// `--config` and `--stanza`, each also settable from the environment: the two options every
 /// Tidemark program shares. Their flags, environment variables and help lines are defined here
@@ -50,6 +51,20 @@ impl Selected {
                 self.config_path.display()
             )
         })
+    }
+}
+
+impl Selected {
+    /// The chosen stanza's retention policy: its `[stanza.NAME.retention]` over `[retention]`,
+    /// key by key; `None` when neither sets a rule (`full`, `time` or `gfs`).
+    pub fn retention_policy(&self) -> anyhow::Result<Option<RetentionPolicy>> {
+        let policy = || -> anyhow::Result<_> {
+            let default = self.config.retention.settings("retention")?;
+            let own = (self.stanza.retention)
+                .settings(&format!("stanza.{}.retention", self.stanza_name))?;
+            Ok(own.over(default).policy())
+        };
+        policy().with_context(|| format!("config file {}", self.config_path.display()))
     }
 }
 

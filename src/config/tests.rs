@@ -1,10 +1,12 @@
 //! The configuration file's tests: the documented example, S3 repositories, secrets in readable
-//! files, every mistake's one-line error, and the choice of stanza.
+//! files, every mistake's one-line error, the choice of stanza, and retention policies.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::*;
 use crate::repo::Compression;
+use crate::repo::retention::{ArchiveRetention, Gfs, RetentionPolicy};
 use crate::units::ByteSize;
 
 const GOOD: &str = r#"
@@ -325,5 +327,251 @@ fn the_stanza_is_chosen_by_name_or_by_being_the_only_one() {
     assert!(
         message.contains("stanza 'mian' is not in the config file (it has: main, other)"),
         "{message}"
+    );
+}
+
+/// `GOOD` with `[retention]` and `[stanza.main.retention]` sections holding these lines.
+fn with_retention(default: &str, stanza: &str) -> String {
+    format!("{GOOD}[retention]\n{default}\n[stanza.main.retention]\n{stanza}\n")
+}
+
+fn retention_policy(text: &str) -> Option<RetentionPolicy> {
+    let config = Config::parse(text).unwrap();
+    let (stanza_name, stanza) = config.select_stanza(Some("main")).unwrap();
+    Selected {
+        config,
+        config_path: PathBuf::from("/etc/tidemark/tidemark.toml"),
+        stanza_name,
+        stanza,
+    }
+    .retention_policy()
+    .unwrap()
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn reads_the_documented_retention_policy() {
+    let policy = retention_policy(&with_retention(
+        "full = 4\ntime = \"35d\"\ngfs = { daily = 7, weekly = 4, monthly = 12, yearly = 3 }\narchive = \"all\"\ntime_zone = \"Europe/Berlin\"",
+        "",
+    ));
+    assert_eq!(
+        policy,
+        Some(RetentionPolicy {
+            full: Some(4),
+            time: Some(35 * DAY),
+            gfs: Gfs {
+                daily: Some(7),
+                weekly: Some(4),
+                monthly: Some(12),
+                yearly: Some(3),
+            },
+            archive: ArchiveRetention::All,
+            time_zone: "Europe/Berlin".to_owned(),
+        })
+    );
+    for (time, seconds) in [
+        ("12h", 12 * 3600),
+        ("2w", 14 * 86_400),
+        ("90m", 5400),
+        ("3600s", 3600),
+    ] {
+        let policy = retention_policy(&with_retention(&format!("time = \"{time}\""), ""));
+        assert_eq!(
+            policy.unwrap().time,
+            Some(Duration::from_secs(seconds)),
+            "{time}"
+        );
+    }
+}
+
+#[test]
+fn a_stanza_overrides_the_default_key_by_key() {
+    let policy = retention_policy(&with_retention(
+        "full = 4\ntime = \"35d\"\ngfs = { daily = 7, weekly = 4 }\narchive = \"all\"",
+        "time = \"7d\"\ngfs = { monthly = 12 }\ntime_zone = \"europe/berlin\"",
+    ));
+    assert_eq!(
+        policy,
+        Some(RetentionPolicy {
+            full: Some(4),
+            time: Some(7 * DAY),
+            // gfs is one key: the stanza's table replaces the default's.
+            gfs: Gfs {
+                monthly: Some(12),
+                ..Gfs::default()
+            },
+            archive: ArchiveRetention::All,
+            time_zone: "Europe/Berlin".to_owned(),
+        })
+    );
+    let stanza_only = retention_policy(&format!("{GOOD}[stanza.main.retention]\nfull = 2\n"));
+    assert_eq!(
+        stanza_only,
+        Some(RetentionPolicy {
+            full: Some(2),
+            time: None,
+            gfs: Gfs::default(),
+            archive: ArchiveRetention::Window,
+            time_zone: "UTC".to_owned(),
+        })
+    );
+}
+
+#[test]
+fn no_rule_is_no_policy() {
+    assert_eq!(retention_policy(GOOD), None);
+    assert_eq!(
+        retention_policy(&with_retention("archive = \"all\"", "time_zone = \"UTC\"")),
+        None
+    );
+    // Another stanza's rules are not this one's.
+    let other = format!("{GOOD}[stanza.other.retention]\nfull = 2\n");
+    assert_eq!(retention_policy(&other), None);
+}
+
+#[test]
+fn every_retention_mistake_is_one_exact_line() {
+    let cases = retention_mistakes_in_counts_and_names()
+        .into_iter()
+        .map(|(text, expected)| (text, expected.to_owned()))
+        .chain(retention_mistakes_in_time());
+    for (text, expected) in cases {
+        let message = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert_eq!(message, expected, "{text}");
+    }
+}
+
+/// One mistake in `[retention]` (at line 10 of the file) or `[stanza.main.retention]` (line 12).
+fn in_default(line: &str) -> String {
+    with_retention(line, "")
+}
+
+fn in_stanza(line: &str) -> String {
+    with_retention("", line)
+}
+
+/// Mistakes in keys, counts, `gfs`, `archive` and `time_zone`.
+fn retention_mistakes_in_counts_and_names() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            in_default("keep = 3"),
+            "line 10: unknown key `keep`, expected one of `full`, `time`, `gfs`, `archive`, `time_zone`",
+        ),
+        (
+            in_stanza("fulll = 3"),
+            "line 12: unknown key `fulll`, expected one of `full`, `time`, `gfs`, `archive`, `time_zone`",
+        ),
+        (
+            in_default("full = 0"),
+            "retention.full 0 is out of range: use 1 or more, e.g. full = 4",
+        ),
+        (
+            in_stanza("full = -2"),
+            "stanza.main.retention.full -2 is out of range: use 1 or more, e.g. full = 4",
+        ),
+        (
+            in_default("full = 5000000000"),
+            "retention.full 5000000000 is out of range: use at most 4294967295",
+        ),
+        (
+            in_default("full = \"4\""),
+            "line 10: invalid type: string \"4\", expected an integer",
+        ),
+        (
+            in_default("gfs = { daily = 7, hourly = 24 }"),
+            "retention.gfs.hourly is not a period: use daily, weekly, monthly, yearly",
+        ),
+        (
+            in_stanza("gfs = { weekly = 0 }"),
+            "stanza.main.retention.gfs.weekly 0 is out of range: use 1 or more, e.g. weekly = 4",
+        ),
+        (
+            in_default("gfs = {}"),
+            "retention.gfs names no period: write e.g. gfs = { daily = 7, weekly = 4, monthly = 12, yearly = 3 }, or remove gfs",
+        ),
+        (
+            in_default("gfs = { daily = \"7\" }"),
+            "line 10: invalid type: string \"7\", expected an integer",
+        ),
+        (
+            in_default("archive = \"none\""),
+            "retention.archive \"none\" is not one of \"window\", \"all\": write \"window\" to keep the WAL that kept backups need, or \"all\" to keep every WAL file",
+        ),
+        (
+            in_stanza("time_zone = \"Mars/Olympus_Mons\""),
+            "stanza.main.retention.time_zone \"Mars/Olympus_Mons\" is not a known IANA time zone: write a name such as \"UTC\" or \"Europe/Berlin\"",
+        ),
+        (
+            in_default("time_zone = \"CET+1\""),
+            "retention.time_zone \"CET+1\" is not a known IANA time zone: write a name such as \"UTC\" or \"Europe/Berlin\"",
+        ),
+    ]
+}
+
+/// Mistakes in `time`: each way a duration can be wrong.
+fn retention_mistakes_in_time() -> Vec<(String, String)> {
+    const WRITE: &str = ": write a whole number and one of s, m, h, d, w, such as \"35d\"";
+    [
+        ("time = \"-5d\"", "retention.time \"-5d\" is negative"),
+        ("time = -35", "retention.time \"-35\" is negative"),
+        (
+            "time = \"1.5d\"",
+            "retention.time \"1.5d\" is not a whole number",
+        ),
+        ("time = 1.5", "retention.time \"1.5\" is not a whole number"),
+        ("time = \"35\"", "retention.time \"35\" has no unit"),
+        ("time = 35", "retention.time \"35\" has no unit"),
+        (
+            "time = \"3y\"",
+            "retention.time \"3y\" has an unknown unit \"y\"",
+        ),
+        (
+            "time = \"35 days\"",
+            "retention.time \"35 days\" has an unknown unit \"days\"",
+        ),
+        (
+            "time = \"d\"",
+            "retention.time \"d\" does not start with a number",
+        ),
+        (
+            "time = \"\"",
+            "retention.time \"\" does not start with a number",
+        ),
+        ("time = \"0d\"", "retention.time \"0d\" is zero"),
+        (
+            "time = \"99999999999999999999d\"",
+            "retention.time \"99999999999999999999d\" is too long",
+        ),
+        (
+            "time = \"9999999999999999w\"",
+            "retention.time \"9999999999999999w\" is too long",
+        ),
+    ]
+    .into_iter()
+    .map(|(line, problem)| (in_default(line), format!("{problem}{WRITE}")))
+    .chain([(
+        in_default("time = true"),
+        "line 10: invalid type: boolean `true`, expected a duration such as \"35d\"".to_owned(),
+    )])
+    .collect()
+}
+
+#[test]
+fn retention_policy_names_the_file_and_the_key() {
+    let config = Config::parse(GOOD).unwrap();
+    let (stanza_name, mut stanza) = config.select_stanza(None).unwrap();
+    // A value the loader would have refused, set after loading.
+    stanza.retention.full = Some(0);
+    let selected = Selected {
+        config,
+        config_path: PathBuf::from("/etc/tidemark/tidemark.toml"),
+        stanza_name,
+        stanza,
+    };
+    assert_eq!(
+        format!("{:#}", selected.retention_policy().unwrap_err()),
+        "config file /etc/tidemark/tidemark.toml: stanza.main.retention.full 0 is out of range: use 1 or more, e.g. full = 4"
     );
 }

@@ -6,6 +6,7 @@ pub mod compress;
 pub mod gc;
 pub mod layout;
 pub mod object;
+pub mod retention;
 pub mod stanza;
 pub mod wal_index;
 
