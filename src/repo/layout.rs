@@ -9,6 +9,7 @@
 //! <stanza>/backup/<label>/backup.json                    a complete backup's record (written last)
 //! <stanza>/backup/<label>/backup_manifest                PostgreSQL's manifest of that backup
 //! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
+//! <stanza>/lock/<kind>-<host>-<pid>-<nanos>.<seq>        a running backup's or expire's lock
 //! _check/<host>-<pid>-<nanoseconds>                     `tidemark check`'s probe, deleted at once
 //! ```
 
@@ -120,6 +121,16 @@ pub fn blob_root(stanza: &str) -> ObjectKey {
 /// A chunk of file content, named by its SHA-256 (lower-case hex).
 pub fn blob(stanza: &str, sha256: &str) -> ObjectKey {
     key(format!("{stanza}/blob/{}/{sha256}", &sha256[..2]))
+}
+
+/// Where the locks of a stanza's running backups and expires are.
+pub fn lock_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/lock"))
+}
+
+/// Renewal `seq` of the lock `name` (`<kind>-<host>-<pid>-<nanos>`, see `lock`).
+pub fn lock(stanza: &str, name: &str, seq: u64) -> ObjectKey {
+    key(format!("{stanza}/lock/{name}.{seq}"))
 }
 
 /// A probe object for `tidemark check`, unique to this host, process and instant. Stanza names

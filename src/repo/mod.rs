@@ -1,16 +1,19 @@
 //! The repository: where each object lives (`layout`), how it is framed and checked (`object`,
-//! `compress`), and which cluster each stanza serves (`stanza`), over any [`Storage`].
+//! `compress`), which cluster each stanza serves (`stanza`), and who is backing up or expiring
+//! it now (`lock`), over any [`Storage`].
 
 pub mod catalog;
 pub mod compress;
 pub mod gc;
 pub mod layout;
+pub mod lock;
 pub mod object;
 pub mod retention;
 pub mod stanza;
 pub mod wal_index;
 
 use std::io::Read;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -33,7 +36,8 @@ pub struct WriteSettings {
 
 /// A repository over a storage backend.
 pub struct Repository {
-    storage: Box<dyn Storage>,
+    /// Shared, so that a thread renewing a lock (`lock`) can outlive a borrow of the repository.
+    storage: Arc<dyn Storage>,
     pub write_settings: WriteSettings,
 }
 
@@ -78,13 +82,18 @@ pub struct Stanza<'r> {
 impl Repository {
     pub fn new(storage: Box<dyn Storage>, write_settings: WriteSettings) -> Repository {
         Repository {
-            storage,
+            storage: Arc::from(storage),
             write_settings,
         }
     }
 
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
+    }
+
+    /// The storage, for a thread that works beside the caller (a lock's renewal).
+    pub(crate) fn shared_storage(&self) -> Arc<dyn Storage> {
+        Arc::clone(&self.storage)
     }
 
     /// Records `identity` as a new stanza. Creating it again for the same cluster changes
