@@ -46,11 +46,6 @@ impl Gfs {
     /// The names of the periods, as the configuration writes them, in [`KeepRule`] order.
     pub const PERIOD_NAMES: [&str; 4] = ["daily", "weekly", "monthly", "yearly"];
 
-    /// True when no period is counted.
-    pub fn is_empty(&self) -> bool {
-        self.rules().iter().all(|(_, _, count)| count.is_none())
-    }
-
     /// Each period's rule, kind and count, in [`KeepRule`] order.
     fn rules(&self) -> [(KeepRule, Period, Option<u32>); 4] {
         [
