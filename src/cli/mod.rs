@@ -10,6 +10,7 @@
 
 mod backup;
 mod check;
+mod expire;
 mod info;
 mod plan;
 mod restore;
@@ -124,6 +125,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
+    /// Apply the retention policy: delete the backups it no longer keeps, the WAL no kept backup needs, and unreferenced chunks
+    ///
+    /// Prints every backup with the rules that keep it ([retention] full, time, gfs; the newest
+    /// backup is always kept) or "expired", and the WAL removed per timeline (with archive =
+    /// "window", everything older than the first segment the oldest kept backup needs; history
+    /// files stay). A policy that would leave no restorable backup is refused. Deletes expired
+    /// backups' records first, then their files, then the WAL, then chunks no listed backup
+    /// refers to — unless a backup is running, in which case the next expire sweeps them. Killed
+    /// at any moment, it leaves every listed backup restorable, and the next run finishes the
+    /// work. Only one expire runs at a time per stanza; a second one refuses. With --dry-run it
+    /// only prints what it would do.
+    #[command(verbatim_doc_comment)]
+    Expire {
+        /// Print what would be deleted, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
     /// Push one WAL file into the repository (what tidemark-archive does)
     ArchivePush {
         /// The WAL file to archive (PostgreSQL's %p)
@@ -219,6 +240,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             Ok(Finished::Success)
         }
         Command::Info { output } => info::info(&cli.choice, output),
+        Command::Expire { dry_run, output } => expire::run_expire(&cli.choice, dry_run, output),
         Command::ArchivePush { wal_path } => {
             tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }

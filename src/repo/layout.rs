@@ -83,6 +83,11 @@ pub fn wal_index(stanza: &str, name: WalFileName) -> ObjectKey {
     ))
 }
 
+/// Where a stanza's WAL index is: entries and packs.
+pub fn wal_index_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/walindex"))
+}
+
 /// The directory of index entries for one WAL directory (`TTTTTTTTLLLLLLLL`).
 pub fn wal_index_directory(stanza: &str, directory: &str) -> ObjectKey {
     key(format!("{stanza}/walindex/{directory}"))

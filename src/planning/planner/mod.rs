@@ -31,7 +31,7 @@ use crate::pg::history::TimelineHistory;
 use crate::pg::wal::{RestorePoint, SegmentSummary, XactEnd};
 use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
 pub use stop::StopPoint;
-use stop::{first_stop, lsn_stop_segment};
+use stop::{earliest_known_time, first_stop, lsn_stop_segment};
 use stretch::{Stretch, stretch_from, unbroken_stretch};
 use timelines::Route;
 pub use timelines::TimelineSpan;
@@ -247,6 +247,14 @@ fn plan_to_record(
     };
     // The newest backup whose state does not yet include the stop record.
     let backup = route.newest_consistent_by(lsn)?;
+    if let RecoveryTarget::Time { at, .. } = request.target
+        && earliest_known_time(archive, path, backup).is_some_and(|known| at < known)
+    {
+        return Err(PlanError::NoBackupBefore {
+            label: backup.label.clone(),
+            stop: backup.stop,
+        });
+    }
     let stretch = unbroken_stretch(archive, path, backup, Some(last))?;
     let why = format!(
         "it is the newest backup consistent (at {}) before recovery stops at {lsn}",

@@ -3,9 +3,9 @@
 //! events of the one segment where it lies.
 
 use super::timelines::{TimelineSpan, timeline_of_segment};
-use super::{Archive, PlanError, SegmentDetail};
+use super::{Archive, BackupPoint, PlanError, SegmentDetail};
 use crate::pg::wal::{RestorePoint, SegmentSummary, XactEnd};
-use crate::pg::{Lsn, SegmentName};
+use crate::pg::{Lsn, SegmentName, time};
 use crate::planning::target::{PlanRequest, RecoveryTarget};
 
 /// The record at which recovery will stop.
@@ -236,4 +236,47 @@ pub(super) fn lsn_stop_segment(
             return Ok(Ok(segno));
         }
     }
+}
+
+/// The earliest time the archive vouches for before `backup`: when the WAL before it is not
+/// archived back to the cluster's first segment (expired, or never archived), the records
+/// there are unknown, and a commit among them may lie after a time target. Recovery from
+/// `backup` would then stop at the first archived commit past the target and hand back a
+/// state that already holds that unknown commit: PostgreSQL cannot tell. Every commit before
+/// the missing WAL ended is no later than the first WAL-dated record after it — a commit, or a
+/// checkpoint (whose time PostgreSQL truncates to the second, hence the second added) — up to
+/// the backup's consistency point. `None` when the archive holds all WAL before the backup.
+pub(super) fn earliest_known_time(
+    archive: &Archive<'_>,
+    path: &[TimelineSpan],
+    backup: &BackupPoint,
+) -> Option<i64> {
+    let size = archive.segment_size;
+    let bytes = u64::from(size.bytes());
+    let present = |segno: u64| {
+        archive
+            .segments
+            .contains_key(&(timeline_of_segment(path, segno, size), segno))
+    };
+    let mut first = backup.start.0 / bytes;
+    while first > 1 && present(first - 1) {
+        first -= 1;
+    }
+    if first <= 1 {
+        return None;
+    }
+    (first..=backup.stop.0 / bytes)
+        .filter_map(|segno| {
+            let summary = &archive
+                .segments
+                .get(&(timeline_of_segment(path, segno, size), segno))?
+                .summary;
+            let checkpoint = summary
+                .checkpoints
+                .iter()
+                .map(|c| time::from_unix_micros((c.time_unix + 1) * 1_000_000))
+                .min();
+            [summary.min_time, checkpoint].into_iter().flatten().min()
+        })
+        .min()
 }

@@ -582,3 +582,35 @@ fn unreachable_targets_say_why() {
         );
     }
 }
+
+#[test]
+fn a_time_before_what_the_archive_shows_of_the_oldest_backup_is_refused_not_guessed() {
+    // Expire removed backup A and segments 1-2: commits 100 (@1000) and 101 (@2000) are gone.
+    let (backups, mut segments, histories, events) = archive_fixture();
+    segments.remove(&(TimelineId(1), 1));
+    segments.remove(&(TimelineId(1), 2));
+    let kept = &backups[1..];
+    let archive = archive_over(kept, &segments, &histories, &events);
+    let on_one = TimelineChoice::Exact(TimelineId(1));
+    // At 1500 commit 101 (@2000) is not yet made, but backup B's state holds it: recovering
+    // from B would stop before 102 (@3000) and hand back 101. Refused, naming where the
+    // window starts.
+    assert_eq!(
+        plan(&archive, &request(at_time(1500), true, on_one))
+            .unwrap_err()
+            .to_string(),
+        "no backup ends before the target: the earliest point a restore can reach is the end of backup B at 0/300100"
+    );
+    // From the first commit the archive shows after the missing WAL on, it plans as before.
+    let plan = plan(&archive, &request(at_time(3500), true, on_one)).unwrap();
+    assert_eq!(plan.backup, "B");
+    // With every segment back to the first, the same target is the older backup's to serve.
+    let every_segment = archive_fixture().1;
+    let all = archive_over(&backups, &every_segment, &histories, &events);
+    assert_eq!(
+        super::plan(&all, &request(at_time(1500), true, on_one))
+            .unwrap()
+            .backup,
+        "A"
+    );
+}
