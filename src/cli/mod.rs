@@ -70,6 +70,8 @@ pub enum Command {
     /// compressed and stored on all cores, content already stored by an earlier backup is not
     /// stored again, every file is checked against PostgreSQL's backup manifest, and the backup
     /// exists only once the WAL it needs is in the archive (or inside it, with --include-wal).
+    /// It holds the stanza's backup lock (under lock/ in the repository) while it runs, and
+    /// waits, at most 30 minutes, for a running expire to end before it starts.
     /// The connecting role needs the REPLICATION attribute; its password comes from conninfo,
     /// PGPASSWORD or ~/.pgpass.
     #[command(verbatim_doc_comment)]
