@@ -9,7 +9,6 @@
 //! record is stored: an expire that sees it does not sweep the chunks the backup stores and
 //! reuses before its record lists them, and the backup does not start while an expire runs.
 
-mod progress;
 mod receive;
 pub mod splitter;
 pub mod store_pool;

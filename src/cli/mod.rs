@@ -91,7 +91,8 @@ pub enum Command {
     /// Plans first (as `tidemark plan`): an unreachable target is refused before anything is
     /// written, and the backup is the newest whose state does not yet include the record where
     /// recovery stops (or --backup), with the reason printed. Then it writes
-    /// its files in parallel with every chunk's checksums verified, and writes recovery.signal
+    /// its files in parallel with every chunk's checksums verified (showing a progress bar on a
+    /// terminal, a log line every 10 s otherwise), and writes recovery.signal
     /// and the recovery settings (restore_command calling tidemark-restore by absolute path with
     /// this configuration and stanza, and the target) into postgresql.auto.conf, so that
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
