@@ -6,6 +6,8 @@
 //! * `units` — sizes and durations as people read and write them;
 //! * `program` — how a Tidemark program runs and ends: logging to stderr, one-line errors, the
 //!   exit codes PostgreSQL reads;
+//! * `progress` — how a long transfer shows it is getting on: a bar or a line every 10 s
+//!   (`units`);
 //! * `pg` — PostgreSQL's formats, no I/O;
 //! * `protocol` — the replication connection (`pg`);
 //! * `storage` — object stores and the crash-safe file module (`units`);
@@ -14,10 +16,10 @@
 //! * `datadir` — a local data directory's identity (`pg`);
 //! * `archive` — archive-push and archive-get and their hot-path policy (`units`, `pg`,
 //!   `storage`, `repo`, `config`);
-//! * `backup` — base backups (`units`, `pg`, `protocol`, `repo`);
+//! * `backup` — base backups (`units`, `progress`, `pg`, `protocol`, `repo`);
 //! * `planning` — recovery targets and the recovery planner (`pg`, `repo`, `archive`);
-//! * `restore` — laying out a data directory to recover (`pg`, `storage`, `repo`, `archive`,
-//!   `backup`, `planning`);
+//! * `restore` — laying out a data directory to recover (`progress`, `pg`, `storage`, `repo`,
+//!   `archive`, `backup`, `planning`);
 //! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `repo`,
 //!   `archive`, `planning`).
 //!
@@ -31,6 +33,7 @@ pub mod lifecycle;
 pub mod pg;
 pub mod planning;
 pub mod program;
+pub mod progress;
 pub mod protocol;
 pub mod repo;
 pub mod restore;

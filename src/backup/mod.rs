@@ -4,8 +4,11 @@
 //! every file is checked against PostgreSQL's manifest, and the WAL the backup needs must be in
 //! the archive (or inside the backup) before its record is written — the record is what makes
 //! the backup exist, so an interrupted backup leaves nothing that looks usable.
+//!
+//! A backup holds the stanza's backup lock (`repo::lock`) from before BASE_BACKUP until its
+//! record is stored: an expire that sees it does not sweep the chunks the backup stores and
+//! reuses before its record lists them, and the backup does not start while an expire runs.
 
-mod progress;
 mod receive;
 pub mod splitter;
 pub mod store_pool;
@@ -22,6 +25,7 @@ use crate::pg::{SegmentName, SegmentSize, WalFileName};
 use crate::protocol::ConnectTarget;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, BackupSizes, EntryKind, RECORD_FORMAT};
+use crate::repo::lock::HeldLock;
 use receive::{Received, receive_and_store};
 use store_pool::StoreStats;
 
@@ -34,12 +38,14 @@ pub struct BackupOptions {
     pub archive_timeout: Duration,
 }
 
-/// Takes a base backup of the server at `target` into `stanza`.
+/// Takes a base backup of the server at `target` into `stanza`, under the stanza's backup lock
+/// (taken first; it waits, bounded, for a running expire to end).
 pub fn take_backup(
     stanza: &Stanza<'_>,
     target: &ConnectTarget,
     options: &BackupOptions,
 ) -> anyhow::Result<BackupRecord> {
+    let lock = stanza.lock_for_backup()?;
     let started = Instant::now();
     let start_time = chrono::Utc::now();
     let label = start_time.format("%Y%m%d-%H%M%SF").to_string();
@@ -79,8 +85,22 @@ pub fn take_backup(
         tablespaces: received.tablespaces,
         entries,
     };
+    check_lock_is_held(&lock)?;
     stanza.put_backup_record(&record)?;
     Ok(record)
+}
+
+/// Refuses to record the backup when its lock is gone: an expire (on another host, which took
+/// the lock for stale) may have swept chunks the backup uses, so its record could name chunks
+/// that are no longer stored.
+fn check_lock_is_held(lock: &HeldLock) -> anyhow::Result<()> {
+    if !lock.still_held()? {
+        bail!(
+            "the backup's lock {} was deleted while it ran (an expire on another host took it for stale, and may have removed chunks this backup uses), so the backup was not recorded: check that the hosts' clocks agree, then back up again",
+            lock.key()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a label a backup already has. Labels have one-second resolution: find out now, not

@@ -14,10 +14,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::Sender;
 
 use super::BackupOptions;
-use super::progress::Progress;
 use super::splitter::{ChannelReader, ChunkJob, PendingChunk, SplitArchive, split_archive};
 use super::store_pool::{StoreStats, run_worker};
 use crate::pg::{Lsn, TimelineId};
+use crate::progress::Progress;
 use crate::protocol::base_backup::{
     BackupEvent, BaseBackupDecoder, BaseBackupOptions, TablespaceEntry,
 };
@@ -258,7 +258,7 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
     fn new(splitters: &'a mut Splitters<'scope, 'env>) -> Self {
         Answer {
             splitters,
-            progress: Progress::new(),
+            progress: Progress::new("backup", "received"),
             start: None,
             end: None,
             tablespaces: Vec::new(),
@@ -294,7 +294,7 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
                     if sender.send(self.batch.split().freeze()).await.is_err() {
                         return Err(ReaderStopped.into());
                     }
-                    self.progress.update(self.received_bytes());
+                    self.progress.set_done(self.received_bytes());
                 }
             }
             BackupEvent::ArchiveEnd => {
@@ -307,7 +307,7 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
                     return Err(ReaderStopped.into());
                 }
             }
-            BackupEvent::Progress(_) => self.progress.update(self.received_bytes()),
+            BackupEvent::Progress(_) => self.progress.set_done(self.received_bytes()),
             BackupEvent::ManifestData(bytes) => self.manifest.extend_from_slice(&bytes),
             BackupEvent::Finished { end_lsn, timeline } => {
                 // Taken as the server reports the end: the end record is older, so a time
@@ -319,8 +319,9 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
     }
 
     fn take_tablespaces(&mut self, list: &[TablespaceEntry]) {
-        self.progress
-            .set_total(list.iter().filter_map(|t| t.size_kib).sum::<u64>() * 1024);
+        // The server's estimate: files change while they are sent.
+        let total = list.iter().filter_map(|t| t.size_kib).sum::<u64>() * 1024;
+        self.progress.set_total(total, true);
         for t in list {
             if let (Some(oid), Some(location)) = (t.oid, &t.location) {
                 self.tablespaces.push(TablespaceRecord {

@@ -71,6 +71,8 @@ pub enum Command {
     /// compressed and stored on all cores, content already stored by an earlier backup is not
     /// stored again, every file is checked against PostgreSQL's backup manifest, and the backup
     /// exists only once the WAL it needs is in the archive (or inside it, with --include-wal).
+    /// It holds the stanza's backup lock (under lock/ in the repository) while it runs, and
+    /// waits, at most 30 minutes, for a running expire to end before it starts.
     /// The connecting role needs the REPLICATION attribute; its password comes from conninfo,
     /// PGPASSWORD or ~/.pgpass.
     #[command(verbatim_doc_comment)]
@@ -90,7 +92,8 @@ pub enum Command {
     /// Plans first (as `tidemark plan`): an unreachable target is refused before anything is
     /// written, and the backup is the newest whose state does not yet include the record where
     /// recovery stops (or --backup), with the reason printed. Then it writes
-    /// its files in parallel with every chunk's checksums verified, and writes recovery.signal
+    /// its files in parallel with every chunk's checksums verified (showing a progress bar on a
+    /// terminal, a log line every 10 s otherwise), and writes recovery.signal
     /// and the recovery settings (restore_command calling tidemark-restore by absolute path with
     /// this configuration and stanza, and the target) into postgresql.auto.conf, so that
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.

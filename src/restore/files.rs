@@ -1,6 +1,7 @@
 //! Writing a backup's files: each from its chunks, every chunk and the whole file checked, with
-//! its mode and modification time back and fsynced, in parallel on all cores. With `--delta`, a
-//! file that already holds exactly the backup's content (size and CRC-32C) is kept.
+//! its mode and modification time back and fsynced, in parallel on all cores, each chunk counted
+//! in the restore's progress. With `--delta`, a file that already holds exactly the backup's
+//! content (size and CRC-32C) is kept.
 //!
 //! A file is written in place, not through a temporary name: one cut short by a crash or a
 //! damaged chunk cannot pass for restored, since `--delta` trusts a file only when its CRC-32C
@@ -18,6 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 use super::places::Places;
+use crate::progress::Progress;
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupEntry;
 
@@ -36,6 +38,7 @@ pub fn write_all(
     files: &[&BackupEntry],
     places: &Places,
     delta: bool,
+    progress: &Progress,
 ) -> anyhow::Result<Written> {
     let next = Mutex::new(files.iter());
     let totals = Mutex::new(Written::default());
@@ -48,9 +51,10 @@ pub fn write_all(
             let path = places.destination(&entry.path);
             if delta && matches(&path, entry) {
                 totals.lock().expect("no panic while locked").kept += 1;
+                progress.add_done(entry.size);
                 continue;
             }
-            let written = write_file(stanza, entry, &path).inspect_err(|_| {
+            let written = write_file(stanza, entry, &path, progress).inspect_err(|_| {
                 failed.store(true, Ordering::Relaxed);
             })?;
             let mut totals = totals.lock().expect("no panic while locked");
@@ -74,11 +78,21 @@ pub fn write_all(
 
 /// Writes one file at `path` from its chunks, checking each chunk and the whole file's CRC-32C,
 /// gives it its mode and modification time, and fsyncs it. Returns its size.
-pub fn write_file(stanza: &Stanza<'_>, entry: &BackupEntry, path: &Path) -> anyhow::Result<u64> {
-    write_checked(stanza, entry, path).with_context(|| format!("write {}", entry.path))
+pub fn write_file(
+    stanza: &Stanza<'_>,
+    entry: &BackupEntry,
+    path: &Path,
+    progress: &Progress,
+) -> anyhow::Result<u64> {
+    write_checked(stanza, entry, path, progress).with_context(|| format!("write {}", entry.path))
 }
 
-fn write_checked(stanza: &Stanza<'_>, entry: &BackupEntry, path: &Path) -> anyhow::Result<u64> {
+fn write_checked(
+    stanza: &Stanza<'_>,
+    entry: &BackupEntry,
+    path: &Path,
+    progress: &Progress,
+) -> anyhow::Result<u64> {
     let mut file = File::create(path).with_context(|| format!("create {}", path.display()))?;
     let mut crc = 0u32;
     let mut chunk = Vec::new();
@@ -87,6 +101,7 @@ fn write_checked(stanza: &Stanza<'_>, entry: &BackupEntry, path: &Path) -> anyho
         crc = crc32c::crc32c_append(crc, &chunk);
         file.write_all(&chunk)
             .with_context(|| format!("write {}", path.display()))?;
+        progress.add_done(chunk.len() as u64);
     }
     if Some(crc) != entry.crc32c {
         bail!(

@@ -9,9 +9,12 @@
 //! ([`settings`]). A restore that stops anywhere before the end leaves a directory PostgreSQL
 //! refuses to start, and one that ends leaves everything it wrote durable.
 //!
+//! While the files are written, the restore shows its progress (`progress`): a bar on a
+//! terminal, a line every 10 s otherwise.
+//!
 //! May import: `planning/` (a restore plans first, and writes the target's settings),
 //! `archive::prefetch` (to hand the plan to `tidemark-restore`'s prefetcher), `backup::verify`,
-//! `repo/`, `storage::durable` and `pg/`.
+//! `repo/`, `storage::durable`, `progress` and `pg/`.
 
 mod backup_choice;
 mod files;
@@ -32,6 +35,7 @@ use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
 use crate::planning::inputs::plan_for;
 use crate::planning::target::{PlanRequest, RecoveryTarget};
+use crate::progress::Progress;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, BackupRecord, EntryKind};
 use crate::storage::durable;
@@ -173,7 +177,10 @@ fn lay_out(
         .iter()
         .filter(|e| e.kind == EntryKind::File)
         .partition(|e| e.path == pg_control::ENTRY);
-    let written = files::write_all(stanza, &files, places, existing == ExistingData::Delta)?;
+    let mut progress = Progress::new("restore", "written");
+    progress.set_total(files.iter().chain(&control).map(|e| e.size).sum(), false);
+    let delta = existing == ExistingData::Delta;
+    let written = files::write_all(stanza, &files, places, delta, &progress)?;
     let removed = if existing == ExistingData::Delta {
         places.remove_strays(record)?
     } else {
@@ -188,9 +195,11 @@ fn lay_out(
     }
     let mut control_bytes = 0;
     for entry in &control {
-        control_bytes +=
-            pg_control::put_in_place(pgdata, |path| files::write_file(stanza, entry, path))?;
+        control_bytes += pg_control::put_in_place(pgdata, |path| {
+            files::write_file(stanza, entry, path, &progress)
+        })?;
     }
+    progress.finish();
     Ok(LaidOut {
         files: written.files + control.len() as u64,
         kept: written.kept,
