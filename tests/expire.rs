@@ -433,6 +433,13 @@ fn signal(pid: i32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// Lets a stopped `tidemark` go on, and `runuser` above it: runuser stops itself when its
+/// child stops, and would never reap the child otherwise.
+fn resume(pid: i32, runuser: &Child) {
+    signal(pid, "CONT");
+    signal(runuser.id() as i32, "CONT");
+}
+
 /// Waits (at most a minute) until `lab`'s `tidemark COMMAND` runs and holds a lock object
 /// named `<kind>-…`, and returns its process ID.
 fn wait_for_lock(lab: &Lab, command: &str, kind: &str) -> i32 {
@@ -565,7 +572,7 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
     let backup_pid = wait_for_lock(&lab, "backup", "backup");
     signal(backup_pid, "STOP");
     let report = expire_json(&lab, &[]);
-    signal(backup_pid, "CONT");
+    resume(backup_pid, &backup);
     assert_eq!(
         verdicts(&report),
         expect(&labels, &["expired", "newest,full"])
@@ -596,12 +603,12 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
         &["--config", lab.config_path.to_str().unwrap(), "expire"],
     );
     let after = common::snapshot(&lab.repo_path);
-    signal(first_pid, "CONT");
+    resume(first_pid, &first);
     assert_eq!(second.code, Some(1), "{second:?}");
     assert!(
         second
             .only_line()
-            .contains("another expire of stanza main is running"),
+            .contains("another expire of stanza 'main' is running"),
         "{second:?}"
     );
     assert!(before == after, "the refused expire changed the repository");
