@@ -24,8 +24,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
+    PutOutcome, Storage, StorageError,
 };
 
 /// How a failing stream is cut.
@@ -369,12 +369,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.plain("head", key, || self.inner.head_durable(key))
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let doing = || format!("read {key} from {}", self.location());
         let fault = self.decide(Operation::Stream);
         if fault != Fault::Cut {

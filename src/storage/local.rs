@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::durable;
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
+    PutBody, PutOutcome, Storage, StorageError,
 };
 
 /// A repository in a local directory.
@@ -230,12 +230,7 @@ impl Storage for LocalDirectory {
         }
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let path = self.path_of(key);
         let doing = || format!("read {}", path.display());
         let mut file = match File::open(&path) {

@@ -9,7 +9,7 @@
 //! Nothing is durable beyond the process, which is all a test needs.
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -17,8 +17,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
+    PutBody, PutOutcome, Storage, StorageError,
 };
 
 /// Tells stores apart in messages when a test has several.
@@ -112,12 +112,7 @@ impl Storage for MemoryStorage {
         }))
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let bytes = match self.objects().get(key) {
             Some(object) => object.bytes.clone(),
             None => return Err(self.not_found(key)),

@@ -41,6 +41,9 @@ pub use s3::{S3Credentials, S3Settings, S3Storage};
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
+/// What [`Storage::get_reader`] answers: a stream of an object's bytes, or why there is none.
+pub type ObjectReading = Result<Box<dyn Read + Send>, StorageError>;
+
 /// A relative, `/`-separated object key. Components are non-empty, use only `[A-Za-z0-9._-]`,
 /// and never start with `.` (backends keep such names for their own temporary files).
 ///
@@ -351,12 +354,7 @@ pub trait Storage: Send + Sync {
     /// A stream of the bytes of `range` of the object under `key`; `NotFound` if there is none.
     /// The reader holds no more than a chunk in memory; its errors carry a [`StorageError`]
     /// that [`StorageError::from_io`] recovers, and it fails with `Cancelled` once `cancel` is.
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError>;
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading;
 
     /// Reads a whole object.
     fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StorageError> {
@@ -459,12 +457,7 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         (**self).head_durable(key)
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         (**self).get_reader(key, range, cancel)
     }
 

@@ -11,8 +11,8 @@ use super::bucket::S3Storage;
 use super::errors::{classify, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
+    PutOutcome, Storage, StorageError,
 };
 
 impl S3Storage {
@@ -93,12 +93,7 @@ impl Storage for S3Storage {
         }
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let doing = self.doing("read", key.as_str());
         cancel.check(|| doing.clone())?;
         if range.length == Some(0) {
