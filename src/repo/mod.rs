@@ -310,9 +310,9 @@ impl Stanza<'_> {
 }
 
 /// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB
-/// segments) created, for unit tests.
-#[cfg(test)]
-pub(crate) fn test_repository(storage: Box<dyn Storage>) -> Repository {
+/// segments) created, for unit tests and benchmarks; it panics where they would fail.
+#[doc(hidden)]
+pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
     let repo = Repository::new(
         storage,
         WriteSettings {
