@@ -16,7 +16,7 @@ use crate::pg::WalFileName;
 use crate::pg::segment_check::ExpectedCluster;
 
 use crate::storage::{
-    ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, PutResult, Storage, StorageError,
 };
 pub use compress::Compression;
 use object::{EncodedObject, HEADER_LEN, ObjectHeader};
@@ -165,11 +165,7 @@ impl Stanza<'_> {
     }
 
     /// Stores an archived WAL file unless one is already there.
-    pub fn put_wal(
-        &self,
-        name: WalFileName,
-        object: &EncodedObject,
-    ) -> Result<PutOutcome, StorageError> {
+    pub fn put_wal(&self, name: WalFileName, object: &EncodedObject) -> PutResult {
         self.repo
             .storage
             .put_if_absent(&self.wal_key(name), &[&object.header_bytes(), &object.body])

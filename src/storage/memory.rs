@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::{
     ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
-    PutBody, PutOutcome, Storage, StorageError,
+    PutBody, PutOutcome, PutResult, Storage, StorageError,
 };
 
 /// Tells stores apart in messages when a test has several.
@@ -60,7 +60,7 @@ impl MemoryStorage {
     }
 
     /// Inserts `bytes` under `key` unless the key is taken, in one step under the lock.
-    fn insert(&self, key: &ObjectKey, bytes: Bytes) -> Result<PutOutcome, StorageError> {
+    fn insert(&self, key: &ObjectKey, bytes: Bytes) -> PutResult {
         let mut objects = self.objects();
         if objects.contains_key(key) {
             return Ok(PutOutcome::AlreadyExists);
@@ -132,11 +132,7 @@ impl Storage for MemoryStorage {
         }
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let doing = || format!("put {key} in {}", self.location());
         // The whole body is read before the object appears, as the local backend writes a
         // temporary file before renaming it.
@@ -148,7 +144,7 @@ impl Storage for MemoryStorage {
         self.insert(key, Bytes::from(bytes))
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         self.insert(key, Bytes::from(parts.concat()))
     }
 

@@ -44,6 +44,10 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 /// What [`Storage::get_reader`] answers: a stream of an object's bytes, or why there is none.
 pub type ObjectReading = Result<Box<dyn Read + Send>, StorageError>;
 
+/// What a put answers: whether it stored the object or found one already there, or why it
+/// could do neither.
+pub type PutResult = Result<PutOutcome, StorageError>;
+
 /// A relative, `/`-separated object key. Components are non-empty, use only `[A-Za-z0-9._-]`,
 /// and never start with `.` (backends keep such names for their own temporary files).
 ///
@@ -388,7 +392,7 @@ pub trait Storage: Send + Sync {
         body: &mut dyn Read,
         length: u64,
         cancel: &Cancel,
-    ) -> Result<PutOutcome, StorageError> {
+    ) -> PutResult {
         let body = PutBody {
             reader: body,
             length,
@@ -399,16 +403,12 @@ pub trait Storage: Send + Sync {
 
     /// [`put_if_absent_from`](Storage::put_if_absent_from), with its body, length and cancel
     /// token as the one [`PutBody`] they are: what each backend implements.
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError>;
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult;
 
     /// Stores the concatenation of `parts` under `key` unless an object is already there: the
     /// simple path for objects already in memory, with the guarantees of
     /// [`put_if_absent_from`](Storage::put_if_absent_from).
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         let length = parts.iter().map(|p| p.len() as u64).sum();
         self.put_if_absent_from(key, &mut PartsReader::new(parts), length, &Cancel::never())
     }
@@ -474,15 +474,11 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         (**self).get_range(key, offset, length)
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         (**self).put_body_if_absent(key, body)
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         (**self).put_if_absent(key, parts)
     }
 

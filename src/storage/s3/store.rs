@@ -12,11 +12,11 @@ use super::errors::{classify, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
-    PutOutcome, Storage, StorageError,
+    PutOutcome, PutResult, Storage, StorageError,
 };
 
 impl S3Storage {
-    fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StorageError> {
+    fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> PutResult {
         let doing = self.doing("put", key.as_str());
         let mut request = self
             .client
@@ -138,11 +138,7 @@ impl Storage for S3Storage {
         }
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         if body.length > multipart::single_put_limit(&self.settings) {
             return self.put_multipart(key, body);
         }
@@ -158,7 +154,7 @@ impl Storage for S3Storage {
         self.put_bytes(key, bytes)
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         let length = parts.iter().map(|p| p.len() as u64).sum();
         if length > multipart::single_put_limit(&self.settings) {
             let body = PutBody {
