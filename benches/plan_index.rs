@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tidemark::pg::wal::{CheckpointRecord, RestorePoint, SegmentSummary, XactEnd, XactEndKind};
 use tidemark::pg::{Lsn, SegmentName, SegmentSize, TimelineId, WalFileName};
 use tidemark::repo::catalog::{BackupRecord, BackupSizes};
-use tidemark::repo::{Compression, Repository, StanzaIdentity, WriteSettings};
+use tidemark::repo::{Compression, Repository, WriteSettings, test_repository};
 use tidemark::storage::LocalDirectory;
 
 const SEGMENTS: u64 = 100_000;
@@ -78,22 +78,10 @@ fn summary(segno: u64) -> SegmentSummary {
 }
 
 fn build(root: &Path) -> anyhow::Result<()> {
-    let repo = Repository::new(
-        Box::new(LocalDirectory::new(root)),
-        WriteSettings {
-            compression: Compression::Zstd,
-            zstd_level: 3,
-        },
-    );
-    repo.create_stanza(&StanzaIdentity {
-        format: 1,
-        stanza: "main".into(),
-        system_id: 7_000_000_000_000_000_001,
-        pg_version: 15,
-        segment_size: SEGMENT_BYTES as u32,
-        created: "2026-11-21T00:00:00Z".into(),
-    })?;
+    let repo = test_repository(Box::new(LocalDirectory::new(root)));
     let stanza = repo.open_stanza("main")?;
+    let identity = stanza.identity().clone();
+    anyhow::ensure!(u64::from(identity.segment_size) == SEGMENT_BYTES);
     let size = SegmentSize::new(SEGMENT_BYTES)?;
     for segno in 0..SEGMENTS {
         let name = SegmentName::from_segment_number(TimelineId(1), segno, size);
@@ -108,8 +96,8 @@ fn build(root: &Path) -> anyhow::Result<()> {
         format: 1,
         label: "20261121-000000F".into(),
         kind: "full".into(),
-        system_id: 7_000_000_000_000_000_001,
-        pg_version: 15,
+        system_id: identity.system_id,
+        pg_version: identity.pg_version,
         timeline: TimelineId(1),
         start_lsn: Lsn(40),
         stop_lsn: Lsn(SEGMENT_BYTES + 100),

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{WalLab, first_record, run, snapshot};
+use common::{Ran, WalLab, first_record, run, snapshot};
 use tidemark::repo::object::HEADER_LEN;
 
 fn s(path: &Path) -> &str {
@@ -32,6 +32,19 @@ fn runner_uid() -> u32 {
     }
 }
 
+/// Runs `tidemark-archive path` with the lab's configuration, as archive_command does.
+fn archive(wal: &WalLab, path: &Path) -> Ran {
+    let args = ["--config", wal.config(), s(path)];
+    run(&wal.lab, "tidemark-archive", &args)
+}
+
+/// Runs `tidemark-restore name destination` with the lab's configuration, as restore_command
+/// does.
+fn restore(wal: &WalLab, name: &str, destination: &Path) -> Ran {
+    let args = ["--config", wal.config(), name, s(destination)];
+    run(&wal.lab, "tidemark-restore", &args)
+}
+
 /// Runs `program args`, expects exit 1 with exactly `expected` on stderr, and no change under the
 /// repository.
 fn refused(wal: &WalLab, program: &str, args: &[&str], expected: &str) {
@@ -44,6 +57,13 @@ fn refused(wal: &WalLab, program: &str, args: &[&str], expected: &str) {
         snapshot(&wal.lab.repo_path) == before,
         "{program} {args:?} changed the repository"
     );
+}
+
+/// [`refused`] for `tidemark-archive path`, whose error line names the file and then `why`.
+fn archive_refused(wal: &WalLab, path: &Path, why: &str) {
+    let args = ["--config", wal.config(), s(path)];
+    let expected = format!("tidemark-archive: ERROR: archive {}: {why}", path.display());
+    refused(wal, "tidemark-archive", &args, &expected);
 }
 
 #[test]
@@ -136,29 +156,19 @@ fn wrong_arguments_and_configuration_are_refused() {
 #[test]
 fn files_that_are_not_this_clusters_wal_are_refused() {
     let wal = WalLab::new("tm-files-");
-    let config = wal.config();
     let segments = wal.segments();
     let real = fs::read(wal.raw.join(&segments[1])).unwrap();
-    let archive = |path: &Path, expected_message: &str| {
-        refused(
-            &wal,
-            "tidemark-archive",
-            &["--config", config, s(path)],
-            &format!(
-                "tidemark-archive: ERROR: archive {}: {expected_message}",
-                path.display()
-            ),
-        );
-    };
 
     let missing = wal.lab.tmp.path().join("pg_wal/000000010000000000000042");
-    archive(
+    archive_refused(
+        &wal,
         &missing,
         "it does not exist: archive_command must pass %p, the path PostgreSQL gives relative to its data directory",
     );
 
     let truncated = wal.file_named(&segments[1], &real[..real.len() / 2]);
-    archive(
+    archive_refused(
+        &wal,
         &truncated,
         "it is 524288 bytes long, but this cluster's WAL segments are 1048576 bytes: the file is truncated or not a WAL segment",
     );
@@ -166,7 +176,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
     let mut rng = fastrand::Rng::with_seed(7);
     let random: Vec<u8> = (0..real.len()).map(|_| rng.u8(..)).collect();
     let random_file = wal.file_named(&segments[1], &random);
-    archive(
+    archive_refused(
+        &wal,
         &random_file,
         &format!(
             "it is not a WAL segment: its first page starts with {:#06X}, PostgreSQL 15 pages start with 0xD110",
@@ -181,7 +192,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
         let lsn = segno << 20;
         format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
     };
-    archive(
+    archive_refused(
+        &wal,
         &next_name,
         &format!(
             "the page at {} says it is at {}: the file does not hold segment {} (renamed, recycled or copied over)",
@@ -195,7 +207,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
         .to_ascii_lowercase()
         .replace(&segments[1][..8], "0000000a");
     let lowercase = wal.file_named(&lower, &real);
-    archive(
+    archive_refused(
+        &wal,
         &lowercase,
         &format!(
             "'{lower}' is not a WAL file name: PostgreSQL writes its hexadecimal digits in upper case ('{}')",
@@ -209,7 +222,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
         "00000001000000000000000G",
     ] {
         let path = wal.file_named(malformed, &real);
-        archive(
+        archive_refused(
+            &wal,
             &path,
             &format!(
                 "'{malformed}' is not a WAL file name: expected a 24-digit segment name, NNNNNNNN.history, <segment>.partial or <segment>.NNNNNNNN.backup"
@@ -218,7 +232,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
     }
 
     let bad_history = wal.file_named("00000002.history", b"garbage\n");
-    archive(
+    archive_refused(
+        &wal,
         &bad_history,
         "it is not a valid timeline history file: line 1 is not 'timeline<TAB>LSN<TAB>reason': \"garbage\"",
     );
@@ -235,7 +250,8 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
     let other_id = u64::from_le_bytes(other_segment[24..32].try_into().unwrap());
     assert_ne!(other_id, wal.system_id);
     let foreign = wal.file_named(&other_name, &other_segment);
-    archive(
+    archive_refused(
+        &wal,
         &foreign,
         &format!(
             "it belongs to another cluster: its system identifier is {other_id}, the stanza is bound to {}; check --stanza and --config in archive_command",
@@ -247,7 +263,6 @@ fn files_that_are_not_this_clusters_wal_are_refused() {
 #[test]
 fn damaged_wal_is_refused_with_the_lsn_named() {
     let wal = WalLab::new("tm-damaged-");
-    let config = wal.config();
     let name = &wal.segments()[1];
     let real = fs::read(wal.raw.join(name)).unwrap();
     let segment_start = {
@@ -266,11 +281,7 @@ fn damaged_wal_is_refused_with_the_lsn_named() {
     flipped[record + 24] ^= 0x01;
     let path = wal.file_named(name, &flipped);
     let before = snapshot(&wal.lab.repo_path);
-    let ran = run(
-        &wal.lab,
-        "tidemark-archive",
-        &["--config", config, s(&path)],
-    );
+    let ran = archive(&wal, &path);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     let line = ran.only_line();
     assert!(
@@ -294,13 +305,11 @@ fn damaged_wal_is_refused_with_the_lsn_named() {
     }
     let first_nonzero = 65 * 8192 + zeroed[65 * 8192..].iter().position(|&b| b != 0).unwrap();
     let path = wal.file_named(name, &zeroed);
-    refused(
+    archive_refused(
         &wal,
-        "tidemark-archive",
-        &["--config", config, s(&path)],
+        &path,
         &format!(
-            "tidemark-archive: ERROR: archive {}: it has non-zero bytes at {}, after the zero-filled end of its WAL at {}",
-            path.display(),
+            "it has non-zero bytes at {}, after the zero-filled end of its WAL at {}",
             lsn(first_nonzero),
             lsn(64 * 8192)
         ),
@@ -313,54 +322,39 @@ fn duplicates_succeed_only_with_identical_content() {
     let config = wal.config();
     let name = &wal.segments()[1];
     let original = wal.raw.join(name);
-    let pushed = run(
-        &wal.lab,
-        "tidemark-archive",
-        &["--config", config, s(&original)],
-    );
+    let pushed = archive(&wal, &original);
     assert_eq!(pushed.code, Some(0), "{pushed:?}");
 
     let before = snapshot(&wal.lab.repo_path);
-    let again = run(
-        &wal.lab,
-        "tidemark-archive",
-        &["--config", config, s(&original)],
-    );
-    assert_eq!(again.code, Some(0), "{again:?}");
-    assert_eq!(
-        again.only_line(),
-        format!(
-            "tidemark-archive: WARN: {name} was already archived in stanza 'main' with identical content; nothing was written"
-        )
-    );
-    assert!(snapshot(&wal.lab.repo_path) == before);
     // `tidemark archive-push` is the same code.
-    let again = run(
-        &wal.lab,
-        "tidemark",
-        &["--config", config, "archive-push", s(&original)],
-    );
-    assert_eq!(again.code, Some(0), "{again:?}");
-    assert_eq!(
-        again.only_line(),
-        format!(
-            "tidemark: WARN: {name} was already archived in stanza 'main' with identical content; nothing was written"
-        )
-    );
-    assert!(snapshot(&wal.lab.repo_path) == before);
+    for (program, args) in [
+        ("tidemark-archive", &["--config", config, s(&original)][..]),
+        (
+            "tidemark",
+            &["--config", config, "archive-push", s(&original)],
+        ),
+    ] {
+        let again = run(&wal.lab, program, args);
+        assert_eq!(again.code, Some(0), "{again:?}");
+        assert_eq!(
+            again.only_line(),
+            format!(
+                "{program}: WARN: {name} was already archived in stanza 'main' with identical content; nothing was written"
+            )
+        );
+        assert!(snapshot(&wal.lab.repo_path) == before);
+    }
 
     // Same cluster, valid WAL, other content.
     let original_bytes = fs::read(&original).unwrap();
     let original_crc = crc32c::crc32c(&original_bytes);
     let changed = common::with_other_content(&original_bytes);
     let changed_path = wal.file_named(name, &changed);
-    refused(
+    archive_refused(
         &wal,
-        "tidemark-archive",
-        &["--config", config, s(&changed_path)],
+        &changed_path,
         &format!(
-            "tidemark-archive: ERROR: archive {}: it is already archived with different content: archived copy CRC-32C {original_crc:08x} (1048576 bytes), this file CRC-32C {:08x} (1048576 bytes); the archived copy is kept. Two clusters may be archiving to one stanza, or this file was damaged",
-            changed_path.display(),
+            "it is already archived with different content: archived copy CRC-32C {original_crc:08x} (1048576 bytes), this file CRC-32C {:08x} (1048576 bytes); the archived copy is kept. Two clusters may be archiving to one stanza, or this file was damaged",
             crc32c::crc32c(&changed)
         ),
     );
@@ -370,33 +364,13 @@ fn duplicates_succeed_only_with_identical_content() {
         "00000002.history",
         b"1\t0/3000000\tno recovery target specified\n",
     );
-    assert_eq!(
-        run(
-            &wal.lab,
-            "tidemark-archive",
-            &["--config", config, s(&history)]
-        )
-        .code,
-        Some(0)
-    );
-    assert_eq!(
-        run(
-            &wal.lab,
-            "tidemark-archive",
-            &["--config", config, s(&history)]
-        )
-        .code,
-        Some(0)
-    );
+    assert_eq!(archive(&wal, &history).code, Some(0));
+    assert_eq!(archive(&wal, &history).code, Some(0));
     let other_history = wal.file_named(
         "00000002.history",
         b"1\t0/3000001\tno recovery target specified\n",
     );
-    let ran = run(
-        &wal.lab,
-        "tidemark-archive",
-        &["--config", config, s(&other_history)],
-    );
+    let ran = archive(&wal, &other_history);
     assert_eq!(ran.code, Some(1));
     assert!(
         ran.only_line()
@@ -408,32 +382,21 @@ fn duplicates_succeed_only_with_identical_content() {
 #[test]
 fn an_unwritable_repository_is_named() {
     let wal = WalLab::new("tm-ro-");
-    let config = wal.config();
     let segment = wal.segment_path(1);
     let stanza_dir = wal.lab.repo_path.join("main");
     fs::set_permissions(&stanza_dir, fs::Permissions::from_mode(0o555)).unwrap();
-    refused(
+    archive_refused(
         &wal,
-        "tidemark-archive",
-        &["--config", config, s(&segment)],
+        &segment,
         &format!(
-            "tidemark-archive: ERROR: archive {}: store it in the repository: create directory {}/wal/{}: permission denied; the repository must be readable and writable by the user running this command (uid {})",
-            segment.display(),
+            "store it in the repository: create directory {}/wal/{}: permission denied; the repository must be readable and writable by the user running this command (uid {})",
             stanza_dir.display(),
             &wal.segments()[1][..16],
             runner_uid()
         ),
     );
     fs::set_permissions(&stanza_dir, fs::Permissions::from_mode(0o750)).unwrap();
-    assert_eq!(
-        run(
-            &wal.lab,
-            "tidemark-archive",
-            &["--config", config, s(&segment)]
-        )
-        .code,
-        Some(0)
-    );
+    assert_eq!(archive(&wal, &segment).code, Some(0));
 }
 
 #[test]
@@ -442,42 +405,29 @@ fn restore_hands_over_only_verified_files() {
     let config = wal.config();
     let name = &wal.segments()[1];
     let original = fs::read(wal.raw.join(name)).unwrap();
-    assert_eq!(
-        run(
-            &wal.lab,
-            "tidemark-archive",
-            &["--config", config, s(&wal.raw.join(name))]
-        )
-        .code,
-        Some(0)
-    );
+    assert_eq!(archive(&wal, &wal.raw.join(name)).code, Some(0));
     let pg_wal = wal.lab.tmp.subdir("pg_wal").unwrap();
     let destination = pg_wal.join("RECOVERYXLOG");
 
-    let ran = run(
-        &wal.lab,
-        "tidemark-restore",
-        &["--config", config, name, s(&destination)],
-    );
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    assert_eq!(fs::read(&destination).unwrap(), original);
-    fs::remove_file(&destination).unwrap();
     // `tidemark archive-get` is the same code.
-    let ran = run(
-        &wal.lab,
-        "tidemark",
-        &["--config", config, "archive-get", name, s(&destination)],
-    );
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    assert_eq!(fs::read(&destination).unwrap(), original);
-    fs::remove_file(&destination).unwrap();
+    for (program, args) in [
+        (
+            "tidemark-restore",
+            &["--config", config, name, s(&destination)][..],
+        ),
+        (
+            "tidemark",
+            &["--config", config, "archive-get", name, s(&destination)],
+        ),
+    ] {
+        let ran = run(&wal.lab, program, args);
+        assert_eq!(ran.code, Some(0), "{ran:?}");
+        assert_eq!(fs::read(&destination).unwrap(), original);
+        fs::remove_file(&destination).unwrap();
+    }
 
     // Not archived: exit 1, an INFO line, no ERROR, nothing written.
-    let ran = run(
-        &wal.lab,
-        "tidemark-restore",
-        &["--config", config, "00000002.history", s(&destination)],
-    );
+    let ran = restore(&wal, "00000002.history", &destination);
     assert_eq!(ran.code, Some(1));
     assert_eq!(
         ran.only_line(),
@@ -514,11 +464,7 @@ fn restore_hands_over_only_verified_files() {
     object[HEADER_LEN + 10] ^= 0x01;
     object[20] ^= 0x01;
     fs::write(&object_path, &object).unwrap();
-    let ran = run(
-        &wal.lab,
-        "tidemark-restore",
-        &["--config", config, name, s(&destination)],
-    );
+    let ran = restore(&wal, name, &destination);
     assert_eq!(ran.code, Some(1));
     assert!(
         ran.only_line()

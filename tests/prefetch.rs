@@ -87,6 +87,17 @@ fn restore(lab: &Lab, name: &str, wal_bytes: u64) -> (PathBuf, Tmpfs) {
 /// A `pg_wal` with room for all the tests' WAL, far below which the reserve stays.
 const ROOMY_WAL: u64 = 1 << 30;
 
+/// A new lab (its directories named with `prefix`) whose archive holds an
+/// [`archived_workload`] of `transactions`, restored into `<lab>/restored` with a roomy
+/// `pg_wal`: the lab, the database content recovery must reproduce, the data directory and
+/// the tmpfs of its `pg_wal` (listed last, so that it is unmounted before the lab goes).
+fn restored_workload(prefix: &str, transactions: u32) -> (Lab, String, PathBuf, Tmpfs) {
+    let lab = Lab::new(prefix, &common::binaries()).unwrap();
+    let expected = archived_workload(&lab, transactions);
+    let (pgdata, walfs) = restore(&lab, "restored", ROOMY_WAL);
+    (lab, expected, pgdata, walfs)
+}
+
 /// Starts the data directory restored into `<lab>/<name>` and waits until it has recovered and
 /// promoted.
 fn recover(lab: &Lab, name: &str) -> ThrowawayCluster {
@@ -124,10 +135,7 @@ fn plant(spool: &Path, name: &str, bytes: &[u8], sum_of: &[u8]) {
 
 #[test]
 fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
-    let lab = Lab::new("tm-prefetch-damage-", &common::binaries()).unwrap();
-    let expected = archived_workload(&lab, 2000);
-
-    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
+    let (lab, expected, pgdata, _walfs) = restored_workload("tm-prefetch-damage-", 2000);
     let spool = spool(&pgdata);
     let plan = plan_of(&pgdata);
     assert!(
@@ -279,10 +287,7 @@ fn wait_for_file(path: &Path) {
 
 #[test]
 fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
-    let lab = Lab::new("tm-prefetch-kill-", &common::binaries()).unwrap();
-    let expected = archived_workload(&lab, 10_000);
-
-    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
+    let (lab, expected, pgdata, _walfs) = restored_workload("tm-prefetch-kill-", 10_000);
     let plan = plan_of(&pgdata);
     assert!(
         plan.len() >= 2 * MIN_KILLS,
@@ -344,10 +349,7 @@ fn recovery_is_exact_while_the_fetcher_is_killed_again_and_again() {
 
 #[test]
 fn a_long_pause_keeps_the_spool_and_the_next_call_clears_a_killed_hand_over() {
-    let lab = Lab::new("tm-prefetch-pause-", &common::binaries()).unwrap();
-    let expected = archived_workload(&lab, 2000);
-
-    let (pgdata, _walfs) = restore(&lab, "restored", ROOMY_WAL);
+    let (lab, expected, pgdata, _walfs) = restored_workload("tm-prefetch-pause-", 2000);
     let plan = plan_of(&pgdata);
     assert!(plan.len() >= 6, "the plan is too short: {plan:?}");
     let hold_at = plan[plan.len() / 2].clone();

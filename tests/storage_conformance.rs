@@ -5,7 +5,7 @@
 mod storage_suite;
 
 use tempfile::TempDir;
-use tidemark::storage::{FaultPlan, FaultyStorage, LocalDirectory, MemoryStorage};
+use tidemark::storage::{LocalDirectory, MemoryStorage};
 
 /// A local directory store under a fresh temporary directory, in a root it has to create.
 fn local_directory() -> (LocalDirectory, TempDir) {
@@ -26,14 +26,9 @@ mod memory {
 }
 
 mod faulty_without_faults {
-    use super::*;
-
-    fn faulty_local_directory() -> (FaultyStorage<LocalDirectory>, TempDir) {
-        let (store, dir) = local_directory();
-        (FaultyStorage::new(store, FaultPlan::none()), dir)
-    }
-
-    crate::storage_suite::conformance_tests!(faulty_local_directory);
+    crate::storage_suite::conformance_tests!(crate::storage_suite::inside_faulty_storage(
+        super::local_directory
+    ));
 }
 
 mod faults_over_local_directory {

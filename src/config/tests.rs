@@ -19,6 +19,16 @@ pgdata = "/var/lib/postgresql/15/main"
 conninfo = "host=/var/run/postgresql port=5432 user=postgres"
 "#;
 
+/// The documented example with `keys` (lines of `[repo]`) in place of its `compress` key.
+fn good_with_repo_keys(keys: &str) -> String {
+    GOOD.replace("compress = \"lz4\"", keys)
+}
+
+/// The documented example with `section` (a header and its keys) before its stanza.
+fn good_with_section(section: &str) -> String {
+    GOOD.replace("[stanza.main]", &format!("{section}\n[stanza.main]"))
+}
+
 #[test]
 fn reads_the_documented_example() {
     let config = Config::parse(GOOD).unwrap();
@@ -33,27 +43,26 @@ fn reads_the_documented_example() {
     let defaults = Config::parse("[repo]\npath = \"/r\"\n").unwrap();
     assert_eq!(defaults.repo.compress, Compression::Zstd);
     assert!(!defaults.archive.work_ahead);
-    let work_ahead = Config::parse(&GOOD.replace(
-        "[stanza.main]",
-        "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"\n[stanza.main]",
+    let work_ahead = Config::parse(&good_with_section(
+        "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"",
     ))
     .unwrap();
     assert!(work_ahead.archive.work_ahead);
     assert_eq!(work_ahead.archive.workers, Some(4));
     assert_eq!(defaults.restore.prefetch(), DEFAULT_PREFETCH);
-    let no_prefetch =
-        Config::parse(&GOOD.replace("[stanza.main]", "[restore]\nprefetch = 0\n[stanza.main]"))
-            .unwrap();
+    let no_prefetch = Config::parse(&good_with_section("[restore]\nprefetch = 0")).unwrap();
     assert_eq!(no_prefetch.restore.prefetch(), 0);
 }
 
-/// The keys an S3 repository cannot do without.
-const S3: &str = "bucket = \"pg-archive\"\nregion = \"us-east-1\"\n";
+/// An S3 repository with the keys it cannot do without, then `keys` (lines of `[repo]`).
+fn s3_repo(keys: &str) -> String {
+    format!("[repo]\ntype = \"s3\"\nbucket = \"pg-archive\"\nregion = \"us-east-1\"\n{keys}\n")
+}
 
 #[test]
 fn reads_an_s3_repository() {
-    let config = Config::parse(&format!(
-        "[repo]\ntype = \"s3\"\n{S3}prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\nmultipart_part_size = \"64MiB\"\n"
+    let config = Config::parse(&s3_repo(
+        "prefix = \"prod\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nstorage_class = \"STANDARD_IA\"\nsse = \"AES256\"\nmultipart_part_size = \"64MiB\"",
     ))
     .unwrap();
     assert_eq!(config.repo.kind, RepoType::S3);
@@ -65,18 +74,11 @@ fn reads_an_s3_repository() {
         "s3://pg-archive/prod at http://127.0.0.1:9000"
     );
     // A size may also be a number of bytes.
-    let in_bytes = Config::parse(&format!(
-        "[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 5242880\n"
-    ))
-    .unwrap();
+    let in_bytes = Config::parse(&s3_repo("multipart_part_size = 5242880")).unwrap();
     assert_eq!(in_bytes.repo.multipart_part_size, Some(ByteSize(5 << 20)));
-    let profile =
-        Config::parse(&format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\n")).unwrap();
+    let profile = Config::parse(&s3_repo("profile = \"prod\"")).unwrap();
     assert_eq!(profile.repo.profile.as_deref(), Some("prod"));
-    let instance = Config::parse(&format!(
-        "[repo]\ntype = \"s3\"\n{S3}credentials = \"instance\"\n"
-    ))
-    .unwrap();
+    let instance = Config::parse(&s3_repo("credentials = \"instance\"")).unwrap();
     assert_eq!(instance.repo.credentials, Some(CredentialSource::Instance));
 }
 
@@ -87,7 +89,7 @@ fn a_secret_in_a_file_others_can_read_is_refused() {
     let path = dir.path().join("tidemark.toml");
     std::fs::write(
         &path,
-        format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\n"),
+        s3_repo("access_key_id = \"k\"\nsecret_access_key = \"s\""),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -144,18 +146,15 @@ fn mistakes_in_any_section() -> Vec<(String, &'static str)> {
             "unknown key `compress_level`",
         ),
         (
-            GOOD.replace("compress = \"lz4\"", "compress_level = 30"),
+            good_with_repo_keys("compress_level = 30"),
             "repo.compress_level 30 is out of range",
         ),
         (
-            GOOD.replace("compress = \"lz4\"", "compress_level = \"3\""),
+            good_with_repo_keys("compress_level = \"3\""),
             "line 4: invalid type: string \"3\", expected an integer",
         ),
         (
-            GOOD.replace(
-                "compress = \"lz4\"",
-                "compress = \"lz4\"\ncompress_level = 3",
-            ),
+            good_with_repo_keys("compress = \"lz4\"\ncompress_level = 3"),
             "repo.compress_level applies to zstd only, but compress = \"lz4\": remove compress_level",
         ),
         ("[stanza.main]\n".to_owned(), "missing key `repo`"),
@@ -164,22 +163,19 @@ fn mistakes_in_any_section() -> Vec<(String, &'static str)> {
             "'a/b' is not a valid stanza name",
         ),
         (
-            GOOD.replace("[stanza.main]", "[archive]\nasync = \"yes\"\n[stanza.main]"),
+            good_with_section("[archive]\nasync = \"yes\""),
             "line 7: invalid type: string \"yes\", expected a boolean",
         ),
         (
-            GOOD.replace("[stanza.main]", "[archive]\nworkers = 0\n[stanza.main]"),
+            good_with_section("[archive]\nworkers = 0"),
             "archive.workers 0 is out of range: use 1 to 64",
         ),
         (
-            GOOD.replace(
-                "[stanza.main]",
-                "[archive]\nspool_path = \"spool\"\n[stanza.main]",
-            ),
+            good_with_section("[archive]\nspool_path = \"spool\""),
             "archive.spool_path 'spool' must be an absolute path",
         ),
         (
-            GOOD.replace("[stanza.main]", "[archive]\nasynch = true\n[stanza.main]"),
+            good_with_section("[archive]\nasynch = true"),
             "line 7: unknown key `asynch`, expected one of `async`, `workers`, `spool_path`",
         ),
     ]
@@ -189,7 +185,7 @@ fn mistakes_in_any_section() -> Vec<(String, &'static str)> {
 fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
     vec![
         (
-            GOOD.replace("compress = \"lz4\"", "bucket = \"b\""),
+            good_with_repo_keys("bucket = \"b\""),
             "repo.bucket applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove bucket",
         ),
         (
@@ -197,7 +193,7 @@ fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
             "[repo] has no path: add path = \"/var/lib/tidemark\"",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}path = \"/x\"\n"),
+            s3_repo("path = \"/x\""),
             "repo.path applies to type = \"local\" only",
         ),
         (
@@ -209,47 +205,43 @@ fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
             "[repo] type = \"s3\" needs region = \"REGION\"",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}endpoint = \"127.0.0.1:9000\"\n"),
+            s3_repo("endpoint = \"127.0.0.1:9000\""),
             "repo.endpoint '127.0.0.1:9000' must start with http:// or https://",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\n"),
+            s3_repo("access_key_id = \"k\""),
             "[repo] has only one of access_key_id and secret_access_key",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}credentials = \"static\"\n"),
+            s3_repo("credentials = \"static\""),
             "line 5: unknown variant `static`, expected `instance`",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}profile = \"\"\n"),
+            s3_repo("profile = \"\""),
             "repo.profile is empty: name a profile of the AWS credentials file, or remove profile",
         ),
         (
-            format!(
-                "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\nprofile = \"prod\"\n"
-            ),
+            s3_repo("access_key_id = \"k\"\nsecret_access_key = \"s\"\nprofile = \"prod\""),
             "[repo] names more than one source of S3 credentials (access_key_id/secret_access_key, profile): keep one and remove the rest",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}profile = \"prod\"\ncredentials = \"instance\"\n"),
+            s3_repo("profile = \"prod\"\ncredentials = \"instance\""),
             "[repo] names more than one source of S3 credentials (profile, credentials = \"instance\"): keep one",
         ),
         (
-            format!(
-                "[repo]\ntype = \"s3\"\n{S3}access_key_id = \"k\"\nsecret_access_key = \"s\"\ncredentials = \"instance\"\n"
-            ),
+            s3_repo("access_key_id = \"k\"\nsecret_access_key = \"s\"\ncredentials = \"instance\""),
             "(access_key_id/secret_access_key, credentials = \"instance\"): keep one",
         ),
         (
-            GOOD.replace("compress = \"lz4\"", "profile = \"prod\""),
+            good_with_repo_keys("profile = \"prod\""),
             "repo.profile applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove profile",
         ),
         (
-            GOOD.replace("compress = \"lz4\"", "credentials = \"instance\""),
+            good_with_repo_keys("credentials = \"instance\""),
             "repo.credentials applies to type = \"s3\" only",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}sse = \"rot13\"\n"),
+            s3_repo("sse = \"rot13\""),
             "repo.sse 'rot13' is not one of \"AES256\", \"aws:kms\"",
         ),
     ]
@@ -259,43 +251,43 @@ fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
 fn mistakes_in_sizes_types_and_ranges() -> Vec<(String, &'static str)> {
     vec![
         (
-            GOOD.replace("compress = \"lz4\"", "multipart_part_size = \"16MiB\""),
+            good_with_repo_keys("multipart_part_size = \"16MiB\""),
             "repo.multipart_part_size applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove multipart_part_size",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"16MB\"\n"),
+            s3_repo("multipart_part_size = \"16MB\""),
             "line 5: \"16MB\" is not a size: write a whole number and one of B, KiB, MiB, GiB, TiB, such as \"16MiB\"",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"1.5GiB\"\n"),
+            s3_repo("multipart_part_size = \"1.5GiB\""),
             "line 5: \"1.5GiB\" is not a size: write a whole number",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"\"\n"),
+            s3_repo("multipart_part_size = \"\""),
             "line 5: \"\" is not a size",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = -5\n"),
+            s3_repo("multipart_part_size = -5"),
             "line 5: -5 is not a size: sizes are not negative",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = true\n"),
+            s3_repo("multipart_part_size = true"),
             "line 5: invalid type: boolean `true`, expected a size such as \"16MiB\"",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"99999999TiB\"\n"),
+            s3_repo("multipart_part_size = \"99999999TiB\""),
             "line 5: \"99999999TiB\" is too large a size",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"4MiB\"\n"),
+            s3_repo("multipart_part_size = \"4MiB\""),
             "repo.multipart_part_size 4.0 MiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = 0\n"),
+            s3_repo("multipart_part_size = 0"),
             "repo.multipart_part_size 0 B is out of range",
         ),
         (
-            format!("[repo]\ntype = \"s3\"\n{S3}multipart_part_size = \"6GiB\"\n"),
+            s3_repo("multipart_part_size = \"6GiB\""),
             "repo.multipart_part_size 6.0 GiB is out of range: S3 takes parts of \"5MiB\" to \"5GiB\"",
         ),
         (
@@ -303,11 +295,11 @@ fn mistakes_in_sizes_types_and_ranges() -> Vec<(String, &'static str)> {
             "unknown variant `ftp`, expected `local` or `s3`",
         ),
         (
-            GOOD.replace("[stanza.main]", "[restore]\nprefetch = 1000\n[stanza.main]"),
+            good_with_section("[restore]\nprefetch = 1000"),
             "restore.prefetch 1000 is out of range: use 0 (off) to 256",
         ),
         (
-            GOOD.replace("[stanza.main]", "[restore]\nprefetch = -1\n[stanza.main]"),
+            good_with_section("[restore]\nprefetch = -1"),
             "line 7: invalid value: integer `-1`, expected usize",
         ),
     ]

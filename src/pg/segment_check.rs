@@ -520,31 +520,40 @@ pub(crate) mod tests {
         let segment = synthetic_segment(1, 3, 2);
         let mut checker =
             SegmentChecker::new(cluster(), name(1, 3), SegmentKind::Complete).unwrap();
-        assert_eq!(
-            checker.diagnose_length(1 << 19, &segment[..40]),
-            Err(SegmentDefect::WrongSize {
-                actual: 1 << 19,
-                expected: 1 << 20
-            })
-        );
-        let mut bigger = segment.clone();
-        bigger[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
-        assert_eq!(
-            checker.diagnose_length(16 << 20, &bigger[..40]),
-            Err(SegmentDefect::OtherSegmentSize {
-                found: 16 << 20,
-                expected: 1 << 20
-            })
-        );
-        let mut foreign = segment.clone();
-        foreign[24..32].copy_from_slice(&9u64.to_le_bytes());
-        assert_eq!(
-            checker.diagnose_length(100, &foreign[..40]),
-            Err(SegmentDefect::OtherCluster {
-                found: 9,
-                expected: SYSTEM_ID
-            })
-        );
+        // The first page's long header with `value` written at `at`.
+        let header_with = |at: std::ops::Range<usize>, value: &[u8]| {
+            let mut header = segment[..40].to_vec();
+            header[at].copy_from_slice(value);
+            header
+        };
+        for (length, header, expected) in [
+            (
+                1 << 19,
+                segment[..40].to_vec(),
+                SegmentDefect::WrongSize {
+                    actual: 1 << 19,
+                    expected: 1 << 20,
+                },
+            ),
+            (
+                16 << 20,
+                header_with(32..36, &(16u32 << 20).to_le_bytes()),
+                SegmentDefect::OtherSegmentSize {
+                    found: 16 << 20,
+                    expected: 1 << 20,
+                },
+            ),
+            (
+                100,
+                header_with(24..32, &9u64.to_le_bytes()),
+                SegmentDefect::OtherCluster {
+                    found: 9,
+                    expected: SYSTEM_ID,
+                },
+            ),
+        ] {
+            assert_eq!(checker.diagnose_length(length, &header), Err(expected));
+        }
         assert!(checker.diagnose_length(1 << 20, &[]).is_ok());
     }
 

@@ -21,7 +21,7 @@ use crate::pg::WalFileName;
 use crate::pg::segment_check::ExpectedCluster;
 
 use crate::storage::{
-    ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, PutResult, Storage, StorageError,
 };
 pub use compress::Compression;
 use object::{EncodedObject, HEADER_LEN, ObjectHeader};
@@ -176,11 +176,7 @@ impl Stanza<'_> {
     }
 
     /// Stores an archived WAL file unless one is already there.
-    pub fn put_wal(
-        &self,
-        name: WalFileName,
-        object: &EncodedObject,
-    ) -> Result<PutOutcome, StorageError> {
+    pub fn put_wal(&self, name: WalFileName, object: &EncodedObject) -> PutResult {
         self.repo
             .storage
             .put_if_absent(&self.wal_key(name), &[&object.header_bytes(), &object.body])
@@ -321,9 +317,9 @@ impl Stanza<'_> {
 }
 
 /// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB
-/// segments) created, for unit tests.
-#[cfg(test)]
-pub(crate) fn test_repository(storage: Box<dyn Storage>) -> Repository {
+/// segments) created, for unit tests and benchmarks; it panics where they would fail.
+#[doc(hidden)]
+pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
     let repo = Repository::new(
         storage,
         WriteSettings {

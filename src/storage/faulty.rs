@@ -24,8 +24,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
+    PutResult, Storage, StorageError,
 };
 
 /// How a failing stream is cut.
@@ -341,7 +341,7 @@ impl<S: Storage> FaultyStorage<S> {
     /// A put whose body fails after a random share of its `length` bytes. Counted only if the
     /// inner store met the failure and refused the put, as it must; an inner store that
     /// answered without reading that far (the key was taken) had no fault to suffer.
-    fn put_cut(&self, key: &ObjectKey, body: PutBody<'_>) -> Result<PutOutcome, StorageError> {
+    fn put_cut(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let mut cut = CutBody {
             inner: body.reader,
             remaining: self.random_below(body.length.max(1)),
@@ -369,12 +369,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.plain("head", key, || self.inner.head_durable(key))
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let doing = || format!("read {key} from {}", self.location());
         let fault = self.decide(Operation::Stream);
         if fault != Fault::Cut {
@@ -408,11 +403,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         }))
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let fault = self.decide(Operation::Stream);
         if fault == Fault::Cut {
             return self.put_cut(key, body);
@@ -424,7 +415,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         )
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         let fault = self.decide(Operation::Stream);
         if fault == Fault::Cut {
             let length = parts.iter().map(|p| p.len() as u64).sum();
@@ -516,8 +507,8 @@ impl Read for CutBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::MemoryStorage;
     use crate::storage::tests::key;
+    use crate::storage::{MemoryStorage, PutOutcome};
 
     fn only(plan: FaultPlan) -> FaultyStorage<MemoryStorage> {
         FaultyStorage::new(MemoryStorage::new(), plan)

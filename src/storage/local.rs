@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::durable;
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
+    PutBody, PutOutcome, PutResult, Storage, StorageError,
 };
 
 /// A repository in a local directory.
@@ -110,7 +110,7 @@ impl LocalDirectory {
         &self,
         key: &ObjectKey,
         write: impl FnOnce(&mut File, &Path) -> Result<(), StorageError>,
-    ) -> Result<PutOutcome, StorageError> {
+    ) -> PutResult {
         let path = self.path_of(key);
         let dir = path.parent().expect("an object path has a parent");
         let temp = durable::temp_path(dir, key.file_name());
@@ -246,12 +246,7 @@ impl Storage for LocalDirectory {
         }
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let path = self.path_of(key);
         let doing = || format!("read {}", path.display());
         let mut file = match File::open(&path) {
@@ -288,11 +283,7 @@ impl Storage for LocalDirectory {
         })
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let doing = || format!("put {key} in {}", self.location());
         self.put_with(key, |file, temp| {
             body.copy(&doing, |chunk| {
@@ -302,7 +293,7 @@ impl Storage for LocalDirectory {
         })
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         // The parts are in memory already: write them as they are, without a copy through a
         // chunk buffer.
         self.put_with(key, |file, temp| {

@@ -9,7 +9,7 @@
 //! Nothing is durable beyond the process, which is all a test needs.
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -17,8 +17,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
+    PutBody, PutOutcome, PutResult, Storage, StorageError,
 };
 
 /// Tells stores apart in messages when a test has several.
@@ -60,7 +60,7 @@ impl MemoryStorage {
     }
 
     /// Inserts `bytes` under `key` unless the key is taken, in one step under the lock.
-    fn insert(&self, key: &ObjectKey, bytes: Bytes) -> Result<PutOutcome, StorageError> {
+    fn insert(&self, key: &ObjectKey, bytes: Bytes) -> PutResult {
         let mut objects = self.objects();
         if objects.contains_key(key) {
             return Ok(PutOutcome::AlreadyExists);
@@ -112,12 +112,7 @@ impl Storage for MemoryStorage {
         }))
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let bytes = match self.objects().get(key) {
             Some(object) => object.bytes.clone(),
             None => return Err(self.not_found(key)),
@@ -137,11 +132,7 @@ impl Storage for MemoryStorage {
         }
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let doing = || format!("put {key} in {}", self.location());
         // The whole body is read before the object appears, as the local backend writes a
         // temporary file before renaming it.
@@ -153,7 +144,7 @@ impl Storage for MemoryStorage {
         self.insert(key, Bytes::from(bytes))
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         self.insert(key, Bytes::from(parts.concat()))
     }
 

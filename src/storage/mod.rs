@@ -41,6 +41,13 @@ pub use s3::{S3Credentials, S3Settings, S3Storage};
 /// How much a streaming operation moves between two looks at its [`Cancel`] token.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
+/// What [`Storage::get_reader`] answers: a stream of an object's bytes, or why there is none.
+pub type ObjectReading = Result<Box<dyn Read + Send>, StorageError>;
+
+/// What a put answers: whether it stored the object or found one already there, or why it
+/// could do neither.
+pub type PutResult = Result<PutOutcome, StorageError>;
+
 /// A relative, `/`-separated object key. Components are non-empty, use only `[A-Za-z0-9._-]`,
 /// and never start with `.` (backends keep such names for their own temporary files).
 ///
@@ -351,12 +358,7 @@ pub trait Storage: Send + Sync {
     /// A stream of the bytes of `range` of the object under `key`; `NotFound` if there is none.
     /// The reader holds no more than a chunk in memory; its errors carry a [`StorageError`]
     /// that [`StorageError::from_io`] recovers, and it fails with `Cancelled` once `cancel` is.
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError>;
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading;
 
     /// Reads a whole object.
     fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StorageError> {
@@ -390,7 +392,7 @@ pub trait Storage: Send + Sync {
         body: &mut dyn Read,
         length: u64,
         cancel: &Cancel,
-    ) -> Result<PutOutcome, StorageError> {
+    ) -> PutResult {
         let body = PutBody {
             reader: body,
             length,
@@ -401,16 +403,12 @@ pub trait Storage: Send + Sync {
 
     /// [`put_if_absent_from`](Storage::put_if_absent_from), with its body, length and cancel
     /// token as the one [`PutBody`] they are: what each backend implements.
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError>;
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult;
 
     /// Stores the concatenation of `parts` under `key` unless an object is already there: the
     /// simple path for objects already in memory, with the guarantees of
     /// [`put_if_absent_from`](Storage::put_if_absent_from).
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         let length = parts.iter().map(|p| p.len() as u64).sum();
         self.put_if_absent_from(key, &mut PartsReader::new(parts), length, &Cancel::never())
     }
@@ -466,12 +464,7 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         (**self).head_durable(key)
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         (**self).get_reader(key, range, cancel)
     }
 
@@ -488,15 +481,11 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         (**self).get_range(key, offset, length)
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         (**self).put_body_if_absent(key, body)
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         (**self).put_if_absent(key, parts)
     }
 

@@ -102,7 +102,7 @@ mod tests {
 
     use crate::storage::{
         ByteRange, Cancel, FaultPlan, FaultyStorage, ListedObject, MemoryStorage, ObjectMeta,
-        PutBody,
+        ObjectReading, PutBody, PutResult,
     };
 
     fn key() -> ObjectKey {
@@ -133,12 +133,7 @@ mod tests {
             self.0.head(key)
         }
 
-        fn get_reader(
-            &self,
-            key: &ObjectKey,
-            range: ByteRange,
-            cancel: &Cancel,
-        ) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+        fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
             self.0.get_reader(key, range, cancel).map_err(|e| {
                 if e.is_not_found() {
                     StorageError::Io {
@@ -151,11 +146,7 @@ mod tests {
             })
         }
 
-        fn put_body_if_absent(
-            &self,
-            key: &ObjectKey,
-            body: PutBody<'_>,
-        ) -> Result<PutOutcome, StorageError> {
+        fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
             self.0.put_body_if_absent(key, body)
         }
 

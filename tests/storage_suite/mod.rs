@@ -17,37 +17,69 @@ use tidemark::storage::{
 };
 
 /// Generates one `#[test]` per conformance case for the store `$make()` returns as
-/// `(store, keep_alive)`. `@portable` leaves out the cases that hold only where the store
-/// itself makes create-only puts atomic and keeps keys apart from the files they map to (see
-/// storage_conformance_s3.rs); `@each` names its cases.
+/// `(store, keep_alive)`; `@portable` leaves out the cases that are not portable (see
+/// [`suite_tests!`]).
 macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::storage_suite::conformance_tests!(@portable $make);
-        $crate::storage_suite::conformance_tests!(@each $make;
-            keys_above_or_below_objects_hold_no_object,
-            concurrent_create_only_puts_let_exactly_one_win,
+    ($(@$scope:ident)? $make:expr) => {
+        $crate::storage_suite::suite_tests!($($scope)? $make;
+            portable: [
+                put_then_get_round_trips,
+                empty_objects_are_objects,
+                a_missing_key_has_no_head_and_reads_are_not_found,
+                ranged_gets_at_the_start_middle_and_end_and_past_it,
+                puts_are_create_only_and_keep_the_first_object,
+                list_prefixes_match_whole_components,
+                list_is_sorted_by_key_bytes_with_sizes,
+                list_of_an_unknown_prefix_is_empty,
+                delete_then_get_is_not_found,
+                deleting_a_missing_key_is_ok,
+                delete_all_deletes_every_key_and_skips_missing_ones,
+                streaming_put_and_get_of_a_large_object,
+                a_streaming_put_needs_exactly_the_announced_length,
+                a_body_that_fails_part_way_leaves_nothing,
+                cancelling_a_streaming_put_leaves_no_object,
+                cancelling_a_streaming_read_stops_it,
+                a_cancelled_list_fails,
+            ];
+            not_portable: [
+                keys_above_or_below_objects_hold_no_object,
+                concurrent_create_only_puts_let_exactly_one_win,
+            ]
         );
     };
-    (@portable $make:expr) => {
-        $crate::storage_suite::conformance_tests!(@each $make;
-            put_then_get_round_trips,
-            empty_objects_are_objects,
-            a_missing_key_has_no_head_and_reads_are_not_found,
-            ranged_gets_at_the_start_middle_and_end_and_past_it,
-            puts_are_create_only_and_keep_the_first_object,
-            list_prefixes_match_whole_components,
-            list_is_sorted_by_key_bytes_with_sizes,
-            list_of_an_unknown_prefix_is_empty,
-            delete_then_get_is_not_found,
-            deleting_a_missing_key_is_ok,
-            delete_all_deletes_every_key_and_skips_missing_ones,
-            streaming_put_and_get_of_a_large_object,
-            a_streaming_put_needs_exactly_the_announced_length,
-            a_body_that_fails_part_way_leaves_nothing,
-            cancelling_a_streaming_put_leaves_no_object,
-            cancelling_a_streaming_read_stops_it,
-            a_cancelled_list_fails,
+}
+pub(crate) use conformance_tests;
+
+/// Generates one `#[test]` per fault-tolerance case, each with a [`FaultyStorage`] around the
+/// store `$make()` returns as `(store, keep_alive)`; `@portable` leaves out competing
+/// create-only writers, as `conformance_tests!` does.
+macro_rules! fault_tests {
+    ($(@$scope:ident)? $make:expr) => {
+        $crate::storage_suite::suite_tests!(
+            $($scope)? $crate::storage_suite::inside_faulty_storage($make);
+            portable: [
+                retried_puts_store_every_object_exactly_once,
+                a_retry_after_a_write_that_took_effect_finds_the_same_bytes,
+                reads_under_faults_never_yield_other_bytes,
+                retried_deletes_and_lists_converge,
+            ];
+            not_portable: [competing_writers_under_faults_leave_one_whole_object]
         );
+    };
+}
+pub(crate) use fault_tests;
+
+/// Generates one `#[test]` per case for the store `$make()` returns as `(store, keep_alive)`.
+/// With `portable` first it leaves out the `not_portable` cases: those that hold only where the
+/// store itself makes create-only puts atomic and keeps keys apart from the files they map to
+/// (see storage_conformance_s3.rs).
+macro_rules! suite_tests {
+    (portable $make:expr;
+        portable: [$($case:ident),* $(,)?]; not_portable: [$($other:ident),* $(,)?]) => {
+        $crate::storage_suite::suite_tests!(@each $make; $($case),*);
+    };
+    ($make:expr; portable: [$($case:ident),* $(,)?]; not_portable: [$($other:ident),* $(,)?]) => {
+        $crate::storage_suite::suite_tests!(@each $make; $($case,)* $($other),*);
     };
     (@each $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -59,40 +91,18 @@ macro_rules! conformance_tests {
         )*
     };
 }
-pub(crate) use conformance_tests;
+pub(crate) use suite_tests;
 
-/// Generates one `#[test]` per fault-tolerance case, each with a [`FaultyStorage`] around the
-/// store `$make()` returns as `(store, keep_alive)`; `@portable` leaves out competing
-/// create-only writers, as `conformance_tests!` does.
-macro_rules! fault_tests {
-    ($make:expr) => {
-        $crate::storage_suite::fault_tests!(@portable $make);
-        $crate::storage_suite::fault_tests!(@each $make;
-            competing_writers_under_faults_leave_one_whole_object,
-        );
-    };
-    (@portable $make:expr) => {
-        $crate::storage_suite::fault_tests!(@each $make;
-            retried_puts_store_every_object_exactly_once,
-            a_retry_after_a_write_that_took_effect_finds_the_same_bytes,
-            reads_under_faults_never_yield_other_bytes,
-            retried_deletes_and_lists_converge,
-        );
-    };
-    (@each $make:expr; $($case:ident),* $(,)?) => {
-        $crate::storage_suite::conformance_tests!(@each || {
-                let (inner, keep) = ($make)();
-                let faulty = tidemark::storage::FaultyStorage::new(
-                    inner,
-                    tidemark::storage::FaultPlan::none(),
-                );
-                (faulty, keep)
-            };
-            $($case),*
-        );
-    };
+/// The store `make()` returns inside a [`FaultyStorage`] that injects nothing until a test plans
+/// faults, with what must live as long as it.
+pub fn inside_faulty_storage<S: Storage, K>(
+    make: impl Fn() -> (S, K),
+) -> impl Fn() -> (FaultyStorage<S>, K) {
+    move || {
+        let (inner, keep) = make();
+        (FaultyStorage::new(inner, FaultPlan::none()), keep)
+    }
 }
-pub(crate) use fault_tests;
 
 const MIB: usize = 1 << 20;
 
@@ -544,32 +554,49 @@ pub fn a_body_that_fails_part_way_leaves_nothing(store: &dyn Storage) {
     assert!(keys(store, "f").is_empty());
 }
 
+/// Starts `writers` threads that each make their own bytes with `bytes_of(writer)`, wait for
+/// one another, then all store them at once with `put(writer, bytes)`; returns each writer's
+/// outcome with its bytes.
+fn racing_puts(
+    writers: usize,
+    bytes_of: impl Fn(usize) -> Vec<u8> + Sync,
+    put: impl Fn(usize, &[u8]) -> PutOutcome + Sync,
+) -> Vec<(PutOutcome, Vec<u8>)> {
+    let barrier = Barrier::new(writers);
+    let outcomes = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for writer in 0..writers {
+            let (barrier, outcomes, bytes_of, put) = (&barrier, &outcomes, &bytes_of, &put);
+            scope.spawn(move || {
+                let bytes = bytes_of(writer);
+                barrier.wait();
+                let outcome = put(writer, &bytes);
+                outcomes.lock().unwrap().push((outcome, bytes));
+            });
+        }
+    });
+    outcomes.into_inner().unwrap()
+}
+
 pub fn concurrent_create_only_puts_let_exactly_one_win(store: &dyn Storage) {
     const WRITERS: usize = 8;
     for round in 0..4u64 {
         let k = key(&format!("race/{round}"));
-        let barrier = Barrier::new(WRITERS);
-        let outcomes = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for writer in 0..WRITERS {
-                let (k, barrier, outcomes) = (&k, &barrier, &outcomes);
-                scope.spawn(move || {
-                    let seed = round * 100 + writer as u64;
-                    let bytes = content(seed, 64 * 1024 + writer);
-                    barrier.wait();
-                    // Half the writers stream, half put from memory: both paths race.
-                    let outcome = if writer % 2 == 0 {
-                        store.put_if_absent(k, &[&bytes]).unwrap()
-                    } else {
-                        store
-                            .put_if_absent_from(k, &mut &bytes[..], bytes.len() as u64, &never())
-                            .unwrap()
-                    };
-                    outcomes.lock().unwrap().push((outcome, bytes));
-                });
-            }
-        });
-        let outcomes = outcomes.into_inner().unwrap();
+        let outcomes = racing_puts(
+            WRITERS,
+            |writer| content(round * 100 + writer as u64, 64 * 1024 + writer),
+            // Half the writers stream, half put from memory: both paths race.
+            |writer, bytes| {
+                if writer % 2 == 0 {
+                    store.put_if_absent(&k, &[bytes]).unwrap()
+                } else {
+                    let length = bytes.len() as u64;
+                    store
+                        .put_if_absent_from(&k, &mut &bytes[..], length, &never())
+                        .unwrap()
+                }
+            },
+        );
         let winners: Vec<_> = outcomes
             .iter()
             .filter(|(outcome, _)| *outcome == PutOutcome::Created)
@@ -774,22 +801,14 @@ pub fn competing_writers_under_faults_leave_one_whole_object<S: Storage>(store: 
     const WRITERS: usize = 4;
     for round in 0..10u64 {
         let k = key(&format!("race/{round}"));
-        let barrier = Barrier::new(WRITERS);
-        let outcomes = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for writer in 0..WRITERS {
-                let (k, barrier, outcomes) = (&k, &barrier, &outcomes);
-                scope.spawn(move || {
-                    let bytes = content(round * 10 + writer as u64, 20_000 + writer);
-                    barrier.wait();
-                    let (outcome, _) = retry(|| {
-                        store.put_if_absent_from(k, &mut &bytes[..], bytes.len() as u64, &never())
-                    });
-                    outcomes.lock().unwrap().push((outcome, bytes));
-                });
-            }
-        });
-        let outcomes = outcomes.into_inner().unwrap();
+        let outcomes = racing_puts(
+            WRITERS,
+            |writer| content(round * 10 + writer as u64, 20_000 + writer),
+            |_, bytes| {
+                let length = bytes.len() as u64;
+                retry(|| store.put_if_absent_from(&k, &mut &bytes[..], length, &never())).0
+            },
+        );
         let stored = store.inner().get(&k).unwrap();
         let owners = outcomes
             .iter()

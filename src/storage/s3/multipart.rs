@@ -20,7 +20,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::bucket::{S3Settings, S3Storage};
 use super::errors::{classify, status_of};
-use crate::storage::{ObjectKey, PutBody, PutOutcome, StorageError};
+use crate::storage::{ObjectKey, PutBody, PutOutcome, PutResult, StorageError};
 use crate::units;
 
 /// S3 refuses parts smaller than this, except the last.
@@ -77,11 +77,7 @@ struct OpenUpload {
 impl S3Storage {
     /// Stores the `length` bytes `body` yields under `key` in a multipart upload, with the
     /// promises of [`Storage::put_if_absent_from`](crate::storage::Storage::put_if_absent_from).
-    pub(super) fn put_multipart(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    pub(super) fn put_multipart(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let (length, cancel) = (body.length, body.cancel);
         let doing = self.doing("put", key.as_str());
         let Some(part_size) = part_size_for(length, &self.settings) else {
@@ -186,11 +182,7 @@ impl S3Storage {
         stored
     }
 
-    fn complete_upload(
-        &self,
-        upload: &OpenUpload,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn complete_upload(&self, upload: &OpenUpload, parts: Vec<CompletedPart>) -> PutResult {
         let request = self
             .client
             .complete_multipart_upload()

@@ -11,12 +11,12 @@ use super::bucket::S3Storage;
 use super::errors::{classify, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, PartsReader, PutBody, PutOutcome,
-    Storage, StorageError,
+    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
+    PutOutcome, PutResult, Storage, StorageError,
 };
 
 impl S3Storage {
-    fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StorageError> {
+    fn put_bytes(&self, key: &ObjectKey, body: Vec<u8>) -> PutResult {
         let doing = self.doing("put", key.as_str());
         let mut request = self
             .client
@@ -143,12 +143,7 @@ impl Storage for S3Storage {
         }
     }
 
-    fn get_reader(
-        &self,
-        key: &ObjectKey,
-        range: ByteRange,
-        cancel: &Cancel,
-    ) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
         let doing = self.doing("read", key.as_str());
         cancel.check(|| doing.clone())?;
         if range.length == Some(0) {
@@ -193,11 +188,7 @@ impl Storage for S3Storage {
         }
     }
 
-    fn put_body_if_absent(
-        &self,
-        key: &ObjectKey,
-        body: PutBody<'_>,
-    ) -> Result<PutOutcome, StorageError> {
+    fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         if body.length > multipart::single_put_limit(&self.settings) {
             return self.put_multipart(key, body);
         }
@@ -213,7 +204,7 @@ impl Storage for S3Storage {
         self.put_bytes(key, bytes)
     }
 
-    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<PutOutcome, StorageError> {
+    fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
         let length = parts.iter().map(|p| p.len() as u64).sum();
         if length > multipart::single_put_limit(&self.settings) {
             let body = PutBody {
