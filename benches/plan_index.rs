@@ -16,128 +16,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tidemark::pg::wal::{CheckpointRecord, RestorePoint, SegmentSummary, XactEnd, XactEndKind};
-use tidemark::pg::{Lsn, SegmentName, SegmentSize, TimelineId, WalFileName};
-use tidemark::repo::catalog::{BackupRecord, BackupSizes};
-use tidemark::repo::{Compression, Repository, WriteSettings, test_repository};
+#[path = "common/synthetic_archive.rs"]
+mod synthetic_archive;
+
+use synthetic_archive::SEGMENT_BYTES;
+use tidemark::pg::Lsn;
+use tidemark::repo::test_repository;
 use tidemark::storage::LocalDirectory;
 
 const SEGMENTS: u64 = 100_000;
-const SEGMENT_BYTES: u64 = 16 << 20;
 const RUNS: usize = 7;
 
-/// An index entry summary like a busy segment's: thousands of commits a second apart in time,
-/// a checkpoint every 16 segments, the restore point in the last one.
-fn summary(segno: u64) -> SegmentSummary {
-    let start = segno * SEGMENT_BYTES;
-    let time = |offset: u64| (segno * 16 + offset) as i64 * 1_000_000;
-    let xid = |offset: u64| 1000 + (segno * 5000 + offset) as u32;
-    SegmentSummary {
-        first_record: Some(Lsn(start + 40)),
-        last_record: Some(Lsn(start + SEGMENT_BYTES - 200)),
-        end_of_wal: Lsn(start + SEGMENT_BYTES),
-        // The last segment ends with a switch, as `archive_timeout` or `pg_switch_wal()` leave
-        // the newest one; all others end inside a record that spills into the next.
-        ends_with_switch: segno == SEGMENTS - 1,
-        continues_into_next: segno != SEGMENTS - 1,
-        xact_count: 5000,
-        last_xact: Some(XactEnd {
-            lsn: Lsn(start + SEGMENT_BYTES - 400),
-            kind: XactEndKind::Commit,
-            xid: xid(4999),
-            time: time(15),
-        }),
-        min_time: Some(time(0)),
-        max_time: Some(time(15)),
-        spill_undecoded: false,
-        restore_points: if segno == SEGMENTS - 1 {
-            vec![RestorePoint {
-                lsn: Lsn(start + 4096),
-                name: "before migration".into(),
-                time: time(1),
-            }]
-        } else {
-            vec![]
-        },
-        checkpoints: if segno.is_multiple_of(16) {
-            vec![CheckpointRecord {
-                lsn: Lsn(start + 8192),
-                redo: Lsn(start + 100),
-                time_unix: 1_790_000_000 + segno as i64 * 16,
-                online: true,
-                timeline: 1,
-            }]
-        } else {
-            vec![]
-        },
-        backup_ends: vec![],
-        end_of_recovery: vec![],
-        min_xid: Some(xid(0)),
-        max_xid: Some(xid(4999)),
-    }
-}
-
 fn build(root: &Path) -> anyhow::Result<()> {
+    synthetic_archive::write_segments(root, SEGMENTS)?;
     let repo = test_repository(Box::new(LocalDirectory::new(root)));
     let stanza = repo.open_stanza("main")?;
-    let identity = stanza.identity().clone();
-    anyhow::ensure!(u64::from(identity.segment_size) == SEGMENT_BYTES);
-    let size = SegmentSize::new(SEGMENT_BYTES)?;
-    for segno in 0..SEGMENTS {
-        let name = SegmentName::from_segment_number(TimelineId(1), segno, size);
-        let file = WalFileName::Segment(name);
-        // A stand-in for the segment: planning lists it, and reads none of it here.
-        let path = root.join(stanza.wal_key(file).as_str());
-        fs::create_dir_all(path.parent().unwrap())?;
-        fs::write(&path, b"stand-in")?;
-        stanza.put_wal_index(file, segno as u32, summary(segno))?;
-    }
-    let backup = BackupRecord {
-        format: 1,
-        label: "20261121-000000F".into(),
-        kind: "full".into(),
-        system_id: identity.system_id,
-        pg_version: identity.pg_version,
-        timeline: TimelineId(1),
-        start_lsn: Lsn(40),
-        stop_lsn: Lsn(SEGMENT_BYTES + 100),
-        start_time: "2026-11-21T00:00:00Z".into(),
-        stop_time: "2026-11-21T00:00:10Z".into(),
-        duration_ms: 10_000,
-        wal_start: SegmentName::from_segment_number(TimelineId(1), 0, size).to_string(),
-        wal_stop: SegmentName::from_segment_number(TimelineId(1), 1, size).to_string(),
-        wal_included: false,
-        has_manifest: false,
-        sizes: BackupSizes::default(),
-        tablespaces: vec![],
-        entries: vec![],
-    };
-    stanza.put_backup_record(&backup)?;
+    stanza.put_backup_record(&synthetic_archive::backup_at(
+        &stanza,
+        "20261121-000000F",
+        0,
+    )?)?;
     Ok(())
-}
-
-fn pack_all(root: &Path) -> anyhow::Result<usize> {
-    let repo = Repository::new(
-        Box::new(LocalDirectory::new(root)),
-        WriteSettings {
-            compression: Compression::Zstd,
-            zstd_level: 3,
-        },
-    );
-    let stanza = repo.open_stanza("main")?;
-    let size = SegmentSize::new(SEGMENT_BYTES)?;
-    let last = SegmentName::from_segment_number(TimelineId(1), SEGMENTS - 1, size);
-    let mut packs = 0;
-    // Every directory but the one still being written, as pushes leave them.
-    for log in 0..last.log {
-        if stanza
-            .pack_wal_index(&format!("00000001{log:08X}"))?
-            .is_some()
-        {
-            packs += 1;
-        }
-    }
-    Ok(packs)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -207,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     for (label, args) in &targets {
         rows.push((label, "loose entries", time_plan(&tidemark, &config, args)?));
     }
-    let packs = pack_all(&root)?;
+    let packs = synthetic_archive::pack_all(&root, SEGMENTS)?;
     println!("packed {packs} WAL directories");
     for (label, args) in &targets {
         rows.push((label, "packed", time_plan(&tidemark, &config, args)?));
