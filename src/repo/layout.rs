@@ -87,6 +87,11 @@ pub fn wal_index_directory(stanza: &str, directory: &str) -> ObjectKey {
     key(format!("{stanza}/walindex/{directory}"))
 }
 
+/// Everything of the WAL index: entries and packs.
+pub fn wal_index_root(stanza: &str) -> ObjectKey {
+    key(format!("{stanza}/walindex"))
+}
+
 /// Where the packs of index entries are.
 pub fn wal_index_packs(stanza: &str) -> ObjectKey {
     key(format!("{stanza}/walindex/packs"))
