@@ -86,14 +86,20 @@ impl VerifyReport {
             0 => String::new(),
             n => format!(", {n} finding(s) that are not failures"),
         };
+        let looked_at = if self.mode == "fast" {
+            format!("{} objects listed ({})", self.objects, ByteSize(self.bytes))
+        } else {
+            format!(
+                "{} objects, {} read in {:.1} s ({}/s)",
+                self.objects,
+                ByteSize(self.bytes),
+                self.seconds,
+                ByteSize(self.bytes_per_second() as u64)
+            )
+        };
         format!(
-            "verify ({}) of {scope} in {}: {verdict}{findings}; {} objects, {} in {:.1} s ({}/s)",
-            self.mode,
-            self.repository,
-            self.objects,
-            ByteSize(self.bytes),
-            self.seconds,
-            ByteSize(self.bytes_per_second() as u64)
+            "verify ({}) of {scope} in {}: {verdict}{findings}; {looked_at}",
+            self.mode, self.repository
         )
     }
 }
