@@ -19,7 +19,8 @@
 //! /tmp), in a directory removed at the end. Needs root (to drop caches and run PostgreSQL as
 //! `postgres`), the PostgreSQL 15 server programs and pgBackRest (installed with apt-get if
 //! missing). Run: `TIDEMARK_BENCH_DIR=/somewhere/big cargo bench --bench verify` (about 20
-//! minutes on 2 cores; 10 GiB free there); `TIDEMARK_BENCH_ROUNDS=5` for more rounds.
+//! minutes on 2 cores; 10 GiB free there); `TIDEMARK_BENCH_ROUNDS=5` for more rounds;
+//! `TIDEMARK_KEEP_TMP=1` keeps the cluster and both repositories there, to profile.
 
 mod common;
 
@@ -27,7 +28,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use common::{gib, in_rotation, median, pgbackrest_program, tree_bytes};
@@ -40,10 +41,13 @@ const SCALE: &str = "200";
 const MIN_REPOSITORY_BYTES: u64 = 2 << 30;
 
 /// Backup rounds at most, should the repository grow slower than expected.
-const MAX_BACKUP_ROUNDS: usize = 8;
+const MAX_BACKUP_ROUNDS: usize = 12;
 
 /// pgbench transactions per client between two rounds of backups.
 const TRANSACTIONS_PER_ROUND: &str = "40000";
+
+/// How long archiving may take to catch up with the last round's WAL.
+const ARCHIVE_CATCH_UP: Duration = Duration::from_secs(30 * 60);
 
 /// The kernel reports CPU times in /proc in units of USER_HZ, which is 100 on Linux.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -107,7 +111,12 @@ fn main() -> anyhow::Result<()> {
     let samples = bench.time_tools(common::rounds(3))?;
     let bytes = [tidemark_bytes, tidemark_bytes, pgbackrest_bytes];
     print_table(&samples, &bytes);
-    write_json(&bench, &samples, &bytes, started)
+    write_json(&bench, &samples, &bytes, started)?;
+    if std::env::var_os("TIDEMARK_KEEP_TMP").is_some() {
+        let kept = bench._big.keep();
+        println!("kept {} (TIDEMARK_KEEP_TMP)", kept.display());
+    }
+    Ok(())
 }
 
 impl Bench {
@@ -228,8 +237,11 @@ impl Bench {
             self.tidemark(&["backup"])?;
             self.pgbackrest_run("--type=full backup")?;
             let bytes = tree_bytes(&self.tidemark_repo)?;
+            let archiver = self.cluster.query(
+                "SELECT archived_count || ' archived, ' || failed_count || ' failures, last ' || coalesce(last_archived_wal, '-') FROM pg_stat_archiver",
+            )?;
             println!(
-                "round {round}: tidemark's repository holds {:.2} GiB",
+                "round {round}: tidemark's repository holds {:.2} GiB; archiver: {archiver}",
                 gib(bytes)
             );
             if bytes >= MIN_REPOSITORY_BYTES && round >= 3 {
@@ -237,17 +249,25 @@ impl Bench {
             }
             self.pgbench(&["-n", "-c", "2", "-t", TRANSACTIONS_PER_ROUND])?;
         }
+        // A record first: a switch right after the last backup's own would switch nothing.
+        self.cluster.query("SELECT txid_current()")?;
         let segment = self
             .cluster
             .query("SELECT pg_walfile_name(pg_switch_wal())")?;
-        self.cluster.wait_for(
-            &format!(
-                "SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver"
-            ),
-            "t",
-            testkit::steps::PATIENCE,
-        )?;
-        Ok(())
+        self.cluster
+            .wait_for(
+                &format!(
+                    "SELECT coalesce(last_archived_wal >= '{segment}', false) FROM pg_stat_archiver"
+                ),
+                "t",
+                ARCHIVE_CATCH_UP,
+            )
+            .with_context(|| {
+                format!(
+                    "wait for {segment} to be archived; server log: {}",
+                    self.cluster.log_tail(20)
+                )
+            })
     }
 
     fn pgbench(&self, args: &[&str]) -> anyhow::Result<()> {

@@ -41,6 +41,10 @@ use crate::storage::{Cancel, ListedObject, ObjectKey};
 /// The largest history or backup history file (archive-push refuses larger ones).
 const HISTORY_FILE_LIMIT: u64 = 16 << 20;
 
+/// The largest WAL index entry or pack verify reads: a pack of a WAL directory's 4096 entries
+/// (1 MiB segments) is a few MiB.
+const INDEX_OBJECT_LIMIT: u64 = 64 << 20;
+
 /// What to verify, and how.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -270,7 +274,7 @@ impl Run<'_, '_> {
         let root = layout::wal_index_root(self.stanza.name());
         let storage = self.stanza.repository().storage();
         for listed in storage.list(&root, &Cancel::never())? {
-            let limit = Length::AtMost(CATALOG_OBJECT_LIMIT);
+            let limit = Length::AtMost(INDEX_OBJECT_LIMIT);
             self.plan(&listed, limit, Content::Discard, Purpose::Index);
         }
         Ok(())
