@@ -15,6 +15,7 @@ mod info;
 mod plan;
 mod restore;
 mod stanza_create;
+mod verify;
 
 #[path = "../../archive_command/src/command.rs"]
 mod archive_command;
@@ -148,6 +149,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
+    /// Read every object of the stanza and check it; exit 1 with one line per problem
+    ///
+    /// Reads every object on all cores (for S3, 16 requests at once) and checks its header and
+    /// both CRC-32Cs, and each chunk against the SHA-256 it is named by; then checks that each
+    /// backup's chunks are all stored and add up to each file's size and CRC-32C in its record,
+    /// that its manifest and record are readable, that the WAL is continuous on every timeline
+    /// from each backup's start to the end of the archive, and that history files agree with
+    /// the segments. Each problem is one line (the object, what is wrong, what to do) and the
+    /// exit code is 1; when there is none, a summary (objects, bytes, seconds, rate) and exit 0.
+    /// Chunks and backup directories that nothing refers to are listed too, but are not
+    /// failures: an interrupted backup leaves them, and `tidemark expire` removes them. What to
+    /// do about each problem: "verify found a problem" in docs/runbooks.md.
+    #[command(verbatim_doc_comment)]
+    Verify {
+        /// Only this backup (its record, manifest and chunks) and the WAL it needs to become
+        /// consistent; orphans are not looked for
+        #[arg(long, value_name = "LABEL")]
+        backup: Option<String>,
+        /// Read nothing but the backup records: chunks and segments present, WAL continuous,
+        /// history files present, and no object of a size its kind cannot have
+        #[arg(long)]
+        fast: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
     /// Push one WAL file into the repository (what tidemark-archive does)
     ArchivePush {
         /// The WAL file to archive (PostgreSQL's %p)
@@ -244,6 +271,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
         }
         Command::Info { output } => info::info(&cli.choice, output),
         Command::Expire { dry_run, output } => expire::run_expire(&cli.choice, dry_run, output),
+        Command::Verify {
+            backup,
+            fast,
+            output,
+        } => verify::run_verify(&cli.choice, backup, fast, output),
         Command::ArchivePush { wal_path } => {
             tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }

@@ -1,0 +1,55 @@
+//! `tidemark verify`: runs `lifecycle::verify` and prints one line per problem and finding and a
+//! summary (or the report as JSON); exit 1 when any problem was found.
+
+use anyhow::bail;
+
+use super::info::OutputFormat;
+use tidemark::config::ConfigChoice;
+use tidemark::config::RepoType;
+use tidemark::lifecycle::verify::{self, VerifyOptions};
+use tidemark::program::{self, Finished};
+
+/// Requests in flight at once against S3: enough to hide each request's latency.
+const S3_READERS: usize = 16;
+
+/// `tidemark verify [--backup LABEL] [--fast]`.
+pub fn run_verify(
+    choice: &ConfigChoice,
+    backup: Option<String>,
+    fast: bool,
+    format: OutputFormat,
+) -> anyhow::Result<Finished> {
+    let selected = choice.select()?;
+    let repo = selected.config.open_repository()?;
+    let stanza = repo.open_stanza(&selected.stanza_name)?;
+    let readers = match selected.config.repo.kind {
+        RepoType::S3 => S3_READERS,
+        RepoType::Local => local_readers(),
+    };
+    let options = VerifyOptions {
+        backup,
+        fast,
+        readers,
+    };
+    let report = verify::verify(&stanza, &options)?;
+    match format {
+        OutputFormat::Text => program::print_stdout(&verify::render_text(&report))?,
+        OutputFormat::Json => {
+            program::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?
+        }
+    }
+    if !report.clean() {
+        bail!(
+            "verify of stanza '{}' found {} problem(s), one per line above: see \"verify found a problem\" in docs/runbooks.md",
+            report.stanza,
+            report.problems.len()
+        );
+    }
+    Ok(Finished::Success)
+}
+
+/// Readers for a local directory: one per core to decode, and as many again so that a core
+/// never idles waiting for the disk.
+fn local_readers() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
