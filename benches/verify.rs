@@ -56,16 +56,23 @@ const TICKS_PER_SECOND: f64 = 100.0;
 enum Tool {
     Cat,
     Tidemark,
+    TidemarkDeep,
     PgBackRest,
 }
 
-const TOOLS: [Tool; 3] = [Tool::Cat, Tool::Tidemark, Tool::PgBackRest];
+const TOOLS: [Tool; 4] = [
+    Tool::Cat,
+    Tool::Tidemark,
+    Tool::TidemarkDeep,
+    Tool::PgBackRest,
+];
 
 impl Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::Cat => "cat > /dev/null (tidemark's repo)",
             Tool::Tidemark => "tidemark verify",
+            Tool::TidemarkDeep => "tidemark verify --deep",
             Tool::PgBackRest => "pgbackrest verify (2 proc)",
         }
     }
@@ -109,7 +116,12 @@ fn main() -> anyhow::Result<()> {
         }
     );
     let samples = bench.time_tools(common::rounds(3))?;
-    let bytes = [tidemark_bytes, tidemark_bytes, pgbackrest_bytes];
+    let bytes = [
+        tidemark_bytes,
+        tidemark_bytes,
+        tidemark_bytes,
+        pgbackrest_bytes,
+    ];
     print_table(&samples, &bytes);
     write_json(&bench, &samples, &bytes, started)?;
     if std::env::var_os("TIDEMARK_KEEP_TMP").is_some() {
@@ -306,10 +318,13 @@ impl Bench {
                 ));
                 cmd
             }
-            Tool::Tidemark => {
+            Tool::Tidemark | Tool::TidemarkDeep => {
                 let mut cmd =
                     owner_command(&self.lab.bin_dir.join("tidemark"), self.lab.tmp.path());
                 cmd.arg("--config").arg(&self.tidemark_config).arg("verify");
+                if tool == Tool::TidemarkDeep {
+                    cmd.arg("--deep");
+                }
                 cmd
             }
             Tool::PgBackRest => self.pgbackrest_command("verify"),
@@ -380,16 +395,22 @@ fn print_table(samples: &[Vec<Sample>], bytes: &[u64]) {
             rate
         );
     }
-    let (cat, tidemark, pgbackrest) = (
-        medians(&samples[0]).0,
-        medians(&samples[1]).0,
-        medians(&samples[2]).0,
-    );
-    println!(
-        "tidemark verify rate / cat rate: {:.2} (target >= 0.80); pgbackrest verify wall / tidemark verify wall: {:.2} (target > 1)",
-        cat / tidemark,
-        pgbackrest / tidemark
-    );
+    let wall = |tool: Tool| {
+        let at = TOOLS
+            .iter()
+            .position(|t| *t == tool)
+            .expect("every tool is timed");
+        medians(&samples[at]).0
+    };
+    let (cat, pgbackrest) = (wall(Tool::Cat), wall(Tool::PgBackRest));
+    for tool in [Tool::Tidemark, Tool::TidemarkDeep] {
+        println!(
+            "{}: rate / cat rate {:.2} (target >= 0.80); pgbackrest verify wall / its wall {:.2} (target > 1)",
+            tool.label(),
+            cat / wall(tool),
+            pgbackrest / wall(tool)
+        );
+    }
 }
 
 fn write_json(

@@ -151,9 +151,11 @@ pub enum Command {
     },
     /// Read every object of the stanza and check it; exit 1 with one line per problem
     ///
-    /// Reads every object on all cores (for S3, 16 requests at once) and checks its header and
-    /// both CRC-32Cs, and each chunk against the SHA-256 it is named by; then checks that each
-    /// backup's chunks are all stored and add up to each file's size and CRC-32C in its record,
+    /// Reads every object on all cores (for S3, 16 requests at once) and checks that it holds
+    /// exactly the bytes stored: its header, its length and the CRC-32C of its stored bytes
+    /// (with --deep also, decompressed, its original bytes' CRC-32C and each chunk's SHA-256);
+    /// then checks that each backup's chunks are all stored and add up to each file's size and
+    /// CRC-32C in its record,
     /// that its manifest and record are readable, that the WAL is continuous on every timeline
     /// from each backup's start to the end of the archive, and that history files agree with
     /// the segments. Each problem is one line (the object, what is wrong, what to do) and the
@@ -171,6 +173,10 @@ pub enum Command {
         /// history files present, and no object of a size its kind cannot have
         #[arg(long)]
         fast: bool,
+        /// Also decompress every object and check its original bytes' CRC-32C, and every
+        /// chunk's content against its SHA-256 (CPU-bound; as much work as restoring it all)
+        #[arg(long, conflicts_with = "fast")]
+        deep: bool,
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
@@ -274,8 +280,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
         Command::Verify {
             backup,
             fast,
+            deep,
             output,
-        } => verify::run_verify(&cli.choice, backup, fast, output),
+        } => verify::run_verify(&cli.choice, backup, fast, deep, output),
         Command::ArchivePush { wal_path } => {
             tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }

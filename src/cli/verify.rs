@@ -12,11 +12,12 @@ use tidemark::program::{self, Finished};
 /// Requests in flight at once against S3: enough to hide each request's latency.
 const S3_READERS: usize = 16;
 
-/// `tidemark verify [--backup LABEL] [--fast]`.
+/// `tidemark verify [--backup LABEL] [--fast | --deep]`.
 pub fn run_verify(
     choice: &ConfigChoice,
     backup: Option<String>,
     fast: bool,
+    deep: bool,
     format: OutputFormat,
 ) -> anyhow::Result<Finished> {
     let selected = choice.select()?;
@@ -29,6 +30,7 @@ pub fn run_verify(
     let options = VerifyOptions {
         backup,
         fast,
+        deep,
         readers,
     };
     let report = verify::verify(&stanza, &options)?;

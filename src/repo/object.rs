@@ -192,9 +192,10 @@ pub fn max_stored_len(original_len: u64) -> u64 {
     HEADER_LEN as u64 + original_len + original_len / 128 + (64 << 10)
 }
 
-/// Checks a whole stored object and writes its original bytes to `out`. On error, whatever was
-/// written to `out` must be discarded by the caller.
-pub fn decode_into(object: &[u8], out: &mut dyn Write) -> Result<ObjectHeader, ObjectError> {
+/// Checks that a stored object holds exactly the bytes that were stored: its header, its length
+/// and the CRC-32C of its stored bytes, without decompressing them. Storage damage — a flipped
+/// byte, a truncation — fails here; the original bytes' checksum is [`decode_into`]'s.
+pub fn check_stored(object: &[u8]) -> Result<ObjectHeader, ObjectError> {
     let header = ObjectHeader::decode(object)?;
     let body = &object[HEADER_LEN..];
     if body.len() as u64 != header.stored_len {
@@ -210,6 +211,14 @@ pub fn decode_into(object: &[u8], out: &mut dyn Write) -> Result<ObjectHeader, O
             expected: header.stored_crc,
         });
     }
+    Ok(header)
+}
+
+/// Checks a whole stored object and writes its original bytes to `out`. On error, whatever was
+/// written to `out` must be discarded by the caller.
+pub fn decode_into(object: &[u8], out: &mut dyn Write) -> Result<ObjectHeader, ObjectError> {
+    let header = check_stored(object)?;
+    let body = &object[HEADER_LEN..];
     let mut checking = CheckingWriter {
         inner: out,
         crc: 0,

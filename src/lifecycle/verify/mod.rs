@@ -52,6 +52,9 @@ pub struct VerifyOptions {
     pub backup: Option<String>,
     /// Listings and sizes only: nothing is read but the backup records.
     pub fast: bool,
+    /// Decompress every object and check its original bytes' CRC-32C, and every chunk's
+    /// SHA-256; without it only stored bytes are checked where the content is not needed.
+    pub deep: bool,
     /// Objects read at once (threads of the pool).
     pub readers: usize,
 }
@@ -97,7 +100,11 @@ pub fn verify(stanza: &Stanza<'_>, options: &VerifyOptions) -> anyhow::Result<Ve
     Ok(VerifyReport {
         stanza: stanza.name().to_owned(),
         repository: stanza.repository().storage().location(),
-        mode: if options.fast { "fast" } else { "full" },
+        mode: match (options.fast, options.deep) {
+            (true, _) => "fast",
+            (false, false) => "full",
+            (false, true) => "deep",
+        },
         backup: options.backup.clone(),
         objects: run.objects,
         bytes: run.bytes,
@@ -181,6 +188,10 @@ impl Run<'_, '_> {
     /// Reads `listed` as `length` says (or, `--fast`, checks its listed size only).
     fn plan(&mut self, listed: &ListedObject, length: Length, content: Content, purpose: Purpose) {
         if !self.options.fast {
+            let content = match content {
+                Content::Discard | Content::Sha256(_) if !self.options.deep => Content::StoredOnly,
+                content => content,
+            };
             self.jobs.push(ReadJob {
                 key: listed.key.clone(),
                 length,

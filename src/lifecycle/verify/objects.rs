@@ -48,6 +48,8 @@ impl Length {
 /// What is checked beyond the object's own checksums, and what is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
+    /// The stored bytes only: header, length and their CRC-32C, nothing decompressed.
+    StoredOnly,
     /// Nothing: the checksums are all.
     Discard,
     /// The content must have this SHA-256 (lower-case hex): a chunk.
@@ -130,6 +132,13 @@ fn check_stored(stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
         _ => {}
     }
     match &job.content {
+        Content::StoredOnly => {
+            object::check_stored(stored).map_err(|e| e.to_string())?;
+            Ok(Checked {
+                header,
+                content: None,
+            })
+        }
         Content::Discard => {
             object::decode_into(stored, &mut io::sink()).map_err(|e| e.to_string())?;
             Ok(Checked {
