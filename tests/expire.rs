@@ -1,10 +1,11 @@
 //! `tidemark expire` against a real PostgreSQL 15 and its backups: each retention rule keeps
 //! exactly what it predicts (calendar periods in a time zone, the time window, a per-stanza
 //! override), restores to instants inside the window left are exact and a target before it is
-//! refused naming it; on a bucket too. Killed at random moments, expire never leaves a listed
-//! backup without a chunk or a segment it needs, and the next run finishes the work. A backup
-//! running meanwhile is not swept from under, a second expire refuses, and every bad setting is
-//! one line that deletes nothing.
+//! refused naming it; verify names what expire would remove; on a bucket too. Killed at random
+//! moments, expire never leaves a listed backup without a chunk or a segment it needs, and the
+//! next run finishes the work (verify is clean after it). A backup running meanwhile is not
+//! swept from under, a second expire refuses, and every bad setting is one line that deletes
+//! nothing.
 
 mod common;
 
@@ -270,6 +271,22 @@ fn each_rule_keeps_what_it_predicts_and_restores_inside_the_window_left_are_exac
         &original,
         "[retention]\nfull = 1\ntime = \"10d\"\n[stanza.main.retention]\ntime = \"35d\"\n",
     );
+    // verify reports what the next expire removes, and fails on none of it.
+    let verified = lab
+        .tidemark(&["verify"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for label in &labels[..2] {
+        assert!(
+            verified.contains(&format!(
+                "backup {label} is kept by no retention rule: `tidemark expire` removes it"
+            )),
+            "{verified}"
+        );
+    }
+    assert!(
+        verified.contains("are needed by no backup the retention policy keeps"),
+        "{verified}"
+    );
     let segments_before = archived_segments(&lab);
     let wal_files_before = file_names(&lab.repo_path.join("main/wal"));
     let report = expire_json(&lab, &[]);
@@ -522,6 +539,14 @@ fn expire_killed_at_random_moments_never_leaves_a_listed_backup_short_and_the_ne
             "trial {trial} (seed {seed}): the next expire did not finish the work: {again:#}"
         );
         assert_eq!(unreferenced_chunks(&lab), 0, "trial {trial} (seed {seed})");
+        let verified = lab.tidemark(&["verify"]).unwrap_or_else(|e| {
+            panic!("trial {trial} (seed {seed}): verify after the next expire: {e:#}")
+        });
+        assert_eq!(
+            verified.lines().count(),
+            1,
+            "trial {trial} (seed {seed}): verify is not clean: {verified}"
+        );
         assert!(
             !file_names(&lab.repo_path.join("main/lock"))
                 .iter()

@@ -32,6 +32,7 @@ pub fn run_verify(
         fast,
         deep,
         readers,
+        retention: selected.retention_policy()?,
     };
     let report = verify::verify(&stanza, &options)?;
     match format {

@@ -25,11 +25,17 @@ pub enum FindingKind {
     OrphanChunk,
     /// A backup directory holding objects but no record.
     UnrecordedBackup,
+    /// A backup the retention policy keeps by no rule: the next `expire` removes it.
+    ExpiringBackup,
+    /// WAL no backup the policy keeps needs: the next `expire` removes it.
+    ExpiringWal,
+    /// The next `expire` would refuse the policy, and why.
+    ExpireRefuses,
 }
 
 /// Something worth knowing that is not a failure: an interrupted backup leaves orphans
-/// legitimately, and `tidemark expire` collects them. Kinds are added here as other reports
-/// (what `expire` would collect under the retention policy) join the verify report.
+/// legitimately, and `tidemark expire` collects them; what `expire` would remove under the
+/// retention policy is worth knowing too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub kind: FindingKind,

@@ -22,7 +22,7 @@ mod wal;
 pub use findings::{Finding, FindingKind, Problem, VerifyReport, render_text};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::bail;
 
@@ -31,10 +31,12 @@ use catalog::{CATALOG_OBJECT_LIMIT, Catalog};
 use objects::{Content, Length, ReadJob, ReadResult};
 use wal::{Reach, WalCheck, WalInventory, WalNeed};
 
+use crate::lifecycle::expire;
 use crate::pg::history::TimelineHistory;
 use crate::pg::{TimelineId, WalFileName};
 use crate::repo::catalog::{BackupRecord, MAX_CHUNK};
 use crate::repo::gc::{StoredBlob, referenced_blobs, unreferenced_blobs};
+use crate::repo::retention::RetentionPolicy;
 use crate::repo::{Stanza, layout};
 use crate::storage::{Cancel, ListedObject, ObjectKey};
 
@@ -57,6 +59,9 @@ pub struct VerifyOptions {
     pub deep: bool,
     /// Objects read at once (threads of the pool).
     pub readers: usize,
+    /// The stanza's retention policy, if one is set: what `expire` would remove under it is
+    /// reported as findings.
+    pub retention: Option<RetentionPolicy>,
 }
 
 /// Verifies `stanza` as `options` say.
@@ -92,11 +97,13 @@ pub fn verify(stanza: &Stanza<'_>, options: &VerifyOptions) -> anyhow::Result<Ve
     ));
     problems.extend(run.damaged_orphans());
     problems.extend(run.wal_problems());
-    let findings = if scope.whole_stanza {
-        orphans(stanza, &catalog, &stored_blobs, &run.chunks)?
-    } else {
-        Vec::new()
-    };
+    let mut findings = Vec::new();
+    if scope.whole_stanza {
+        findings.extend(orphans(stanza, &catalog, &stored_blobs, &run.chunks)?);
+        if let Some(policy) = &options.retention {
+            findings.extend(what_expire_would_remove(stanza, policy));
+        }
+    }
     Ok(VerifyReport {
         stanza: stanza.name().to_owned(),
         repository: stanza.repository().storage().location(),
@@ -478,4 +485,44 @@ fn orphans(
         });
     }
     Ok(findings)
+}
+
+/// What the next `expire` would remove under `policy` (its dry run): each backup no rule keeps,
+/// and the WAL no kept backup needs, per timeline; or why it would refuse.
+fn what_expire_would_remove(stanza: &Stanza<'_>, policy: &RetentionPolicy) -> Vec<Finding> {
+    let report = match expire::expire(stanza, policy, SystemTime::now(), true) {
+        Ok(report) => report,
+        Err(e) => {
+            return vec![Finding {
+                kind: FindingKind::ExpireRefuses,
+                object: format!("{}/", layout::backup_root(stanza.name())),
+                what: format!("`tidemark expire` would refuse: {e:#}"),
+                action: "fix the archive or the [retention] policy before the next expire".into(),
+            }];
+        }
+    };
+    let backups = report
+        .backups
+        .iter()
+        .filter(|b| b.expired)
+        .map(|b| Finding {
+            kind: FindingKind::ExpiringBackup,
+            object: layout::backup_record(stanza.name(), &b.label).to_string(),
+            what: format!("backup {} is kept by no retention rule", b.label),
+            action: "`tidemark expire` removes it".into(),
+        });
+    let wal = report.wal.removed.iter().map(|range| Finding {
+        kind: FindingKind::ExpiringWal,
+        object: range.first.clone(),
+        what: format!(
+            "{} WAL files of timeline {}, {} to {} ({}), are needed by no backup the retention policy keeps",
+            range.files,
+            range.timeline,
+            range.first,
+            range.last,
+            crate::units::ByteSize(range.stored_bytes)
+        ),
+        action: "`tidemark expire` removes them".into(),
+    });
+    backups.chain(wal).collect()
 }
