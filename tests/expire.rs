@@ -579,7 +579,8 @@ fn run_and_kill_after(lab: &Lab, args: &[&str], delay: Duration) -> std::process
     if let Some(pid) = pid
         && child.try_wait().unwrap().is_none()
     {
-        signal(pid, "KILL");
+        // It may end between the look and the kill: then there is nothing to kill.
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     }
     child.wait().unwrap()
 }
