@@ -25,7 +25,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -665,17 +665,8 @@ impl Results {
             "floors": floors_json,
             "bench_seconds": elapsed,
         });
-        let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-        fs::create_dir_all(&out_dir)?;
-        fs::write(
-            out_dir.join("backup.json"),
-            serde_json::to_string_pretty(&json)?,
-        )?;
-        println!(
-            "wrote {} ({:.0} s in all)",
-            out_dir.join("backup.json").display(),
-            elapsed
-        );
+        let out = common::write_results("backup", &json)?;
+        println!("wrote {} ({:.0} s in all)", out.display(), elapsed);
         Ok(())
     }
 }

@@ -87,12 +87,7 @@ fn files_under(dir: &Path) -> u64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let tidemark = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tidemark");
-    anyhow::ensure!(
-        tidemark.exists(),
-        "{} is missing: run `cargo build --release --bin tidemark` first",
-        tidemark.display()
-    );
+    let tidemark = synthetic_archive::release_tidemark()?;
     let dir = tempfile::tempdir()?;
     let template = dir.path().join("template");
     build(&template)?;

@@ -1196,10 +1196,7 @@ impl Timings {
             "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "elapsed_s": bench_started.elapsed().as_secs_f64(),
         });
-        let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-        fs::create_dir_all(&out_dir)?;
-        let out = out_dir.join("hot_paths.json");
-        fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+        let out = common::write_results("hot_paths", &results)?;
         println!(
             "\nwrote {} ({:.0} s in all)",
             out.display(),

@@ -67,12 +67,7 @@ fn time_plan(tidemark: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Du
 }
 
 fn main() -> anyhow::Result<()> {
-    let tidemark = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tidemark");
-    anyhow::ensure!(
-        tidemark.exists(),
-        "{} is missing: run `cargo build --release --bin tidemark` first",
-        tidemark.display()
-    );
+    let tidemark = synthetic_archive::release_tidemark()?;
     let dir = tempfile::tempdir()?;
     // TIDEMARK_BENCH_KEEP=1 keeps the stanza (and prints where), to profile `plan` over it.
     let dir_path = if std::env::var_os("TIDEMARK_BENCH_KEEP").is_some() {

@@ -26,7 +26,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -441,12 +441,7 @@ fn write_json(
         "tools": tools,
         "seconds_in_all": started.elapsed().as_secs_f64(),
     });
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    fs::create_dir_all(&out_dir)?;
-    fs::write(
-        out_dir.join("verify.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("wrote {}", out_dir.join("verify.json").display());
+    let out = common::write_results("verify", &json)?;
+    println!("wrote {}", out.display());
     Ok(())
 }

@@ -139,14 +139,9 @@ fn main() -> anyhow::Result<()> {
     }
     results.extend(measure_copy_baselines(&lab, &segments)?);
 
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    fs::create_dir_all(&out_dir)?;
     let json = serde_json::json!({ "segments": segments.len(), "original_bytes": original, "results": results });
-    fs::write(
-        out_dir.join("wal_compression.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("wrote {}", out_dir.join("wal_compression.json").display());
+    let out = common::write_results("wal_compression", &json)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 

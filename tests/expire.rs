@@ -331,16 +331,9 @@ fn each_rule_keeps_what_it_predicts_and_restores_inside_the_window_left_are_exac
     // Inside the window left, restores are exact; before it, plan names where it starts.
     restore_at_random_instants(&lab, &rows, rows_before[2]..rows.len() - 1, 2);
     let before = workload::instant_between(&rows, rows_before[1] + 2).unwrap();
-    let ran = common::run(
+    let ran = run_tidemark(
         &lab,
-        "tidemark",
-        &[
-            "--config",
-            lab.config_path.to_str().unwrap(),
-            "plan",
-            "--target-time",
-            &workload::format_instant(before),
-        ],
+        &["plan", "--target-time", &workload::format_instant(before)],
     );
     assert_eq!(ran.code, Some(1), "{ran:?}");
     assert!(
@@ -429,6 +422,13 @@ fn tidemark_pid(lab: &Lab, command: &str) -> Option<i32> {
                 && args.iter().any(|a| a == command.as_bytes())
         })
         .map(|(pid, _)| pid)
+}
+
+/// `tidemark --config <lab config> ARGS`, however it ends.
+fn run_tidemark(lab: &Lab, args: &[&str]) -> common::Ran {
+    let mut full = vec!["--config", lab.config_path.to_str().unwrap()];
+    full.extend_from_slice(args);
+    common::run(lab, "tidemark", &full)
 }
 
 fn spawn_tidemark(lab: &Lab, args: &[&str]) -> Child {
@@ -580,7 +580,9 @@ fn run_and_kill_after(lab: &Lab, args: &[&str], delay: Duration) -> std::process
         && child.try_wait().unwrap().is_none()
     {
         // It may end between the look and the kill: then there is nothing to kill.
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     child.wait().unwrap()
 }
@@ -623,11 +625,7 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
     let first_pid = wait_for_lock(&lab, "expire", "expire");
     signal(first_pid, "STOP");
     let before = common::snapshot(&lab.repo_path);
-    let second = common::run(
-        &lab,
-        "tidemark",
-        &["--config", lab.config_path.to_str().unwrap(), "expire"],
-    );
+    let second = run_tidemark(&lab, &["expire"]);
     let after = common::snapshot(&lab.repo_path);
     resume(first_pid, &first);
     assert_eq!(second.code, Some(1), "{second:?}");
@@ -677,11 +675,7 @@ fn every_bad_retention_setting_is_one_line_and_deletes_nothing() {
     let before = common::snapshot(&lab.repo_path);
     for (retention, named) in cases {
         set_retention(&lab, &original, retention);
-        let ran = common::run(
-            &lab,
-            "tidemark",
-            &["--config", lab.config_path.to_str().unwrap(), "expire"],
-        );
+        let ran = run_tidemark(&lab, &["expire"]);
         assert_eq!(ran.code, Some(1), "{retention}: {ran:?}");
         assert!(ran.only_line().contains(named), "{retention}: {ran:?}");
         assert!(

@@ -161,3 +161,12 @@ pub fn lab(prefix: &str) -> anyhow::Result<testkit::Lab> {
     };
     testkit::Lab::new(prefix, &binaries)
 }
+
+/// Writes `json` to `target/bench-results/<name>.json` and returns where.
+pub fn write_results(name: &str, json: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("{name}.json"));
+    fs::write(&out, serde_json::to_string_pretty(json)?)?;
+    Ok(out)
+}

@@ -129,3 +129,14 @@ pub fn pack_all(root: &Path, segments: u64) -> anyhow::Result<usize> {
     }
     Ok(packs)
 }
+
+/// The release build of `tidemark`, which the benchmarks time; an error says how to build it.
+pub fn release_tidemark() -> anyhow::Result<std::path::PathBuf> {
+    let tidemark = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tidemark");
+    anyhow::ensure!(
+        tidemark.exists(),
+        "{} is missing: run `cargo build --release --bin tidemark` first",
+        tidemark.display()
+    );
+    Ok(tidemark)
+}

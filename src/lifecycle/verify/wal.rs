@@ -275,6 +275,13 @@ mod tests {
         }
     }
 
+    /// The one problem `problems` finds; fails unless there is exactly one.
+    fn only_problem(inventory: &WalInventory, needs: &[WalNeed], reach: Reach) -> Problem {
+        let mut found = problems(inventory, needs, reach);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.remove(0)
+    }
+
     fn problems(inventory: &WalInventory, needs: &[WalNeed], reach: Reach) -> Vec<Problem> {
         WalCheck {
             stanza: "main",
@@ -290,18 +297,17 @@ mod tests {
     fn a_hole_after_a_backup_is_named_with_the_backups_it_breaks_and_one_before_all_is_not() {
         let inventory = inventory(&[(1, &[1, 3, 4, 5, 7, 8, 9])]);
         let needs = [need("A", 1, 3, 4), need("B", 1, 8, 8)];
-        let found = problems(&inventory, &needs, Reach::EndOfArchive);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = only_problem(&inventory, &needs, Reach::EndOfArchive);
         assert_eq!(
-            found[0].object,
+            found.object,
             "main/wal/0000000100000000/000000010000000000000006"
         );
         assert!(
-            found[0]
+            found
                 .problem
                 .starts_with("missing segment of timeline 1: restores from backup(s) A cannot"),
             "{}",
-            found[0].problem
+            found.problem
         );
         // Segment 2 lies below every backup: nothing needs it.
         assert!(problems(&inventory, &needs[1..], Reach::EndOfArchive).is_empty());
@@ -311,52 +317,44 @@ mod tests {
     fn consistency_needs_only_the_backups_own_segments_and_stretches_are_one_line() {
         let inventory = inventory(&[(1, &[3, 4, 9])]);
         let needs = [need("A", 1, 3, 7)];
-        let found = problems(&inventory, &needs, Reach::Consistency);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = only_problem(&inventory, &needs, Reach::Consistency);
         assert_eq!(
-            found[0].object,
+            found.object,
             "main/wal/0000000100000000/000000010000000000000005 … main/wal/0000000100000000/000000010000000000000007"
         );
-        assert!(found[0].problem.starts_with("3 missing segments"));
+        assert!(found.problem.starts_with("3 missing segments"));
     }
 
     #[test]
     fn a_timeline_needs_its_history_file_and_must_not_start_before_its_switch_point() {
         let mut inv = inventory(&[(1, &[1, 2, 3, 4]), (2, &[3, 4])]);
         let needs = [need("A", 1, 1, 1)];
-        let found = problems(&inv, &needs, Reach::EndOfArchive);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].object, "main/wal/history/00000002.history");
+        let found = only_problem(&inv, &needs, Reach::EndOfArchive);
+        assert_eq!(found.object, "main/wal/history/00000002.history");
         history(&mut inv, 2, 1, 3 * (16 << 20) + 0x100);
         assert!(problems(&inv, &needs, Reach::EndOfArchive).is_empty());
         history(&mut inv, 2, 1, 4 * (16 << 20) + 0x100);
-        let found = problems(&inv, &needs, Reach::EndOfArchive);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = only_problem(&inv, &needs, Reach::EndOfArchive);
         assert_eq!(
-            found[0].object,
+            found.object,
             "main/wal/0000000200000000/000000020000000000000003"
         );
-        assert!(found[0].problem.contains("before its switch point"));
+        assert!(found.problem.contains("before its switch point"));
     }
 
     #[test]
     fn the_parent_must_hold_wal_up_to_the_switch_point_unless_no_backup_needs_it() {
         let mut inv = inventory(&[(1, &[5, 6]), (2, &[8, 9])]);
         history(&mut inv, 2, 1, 8 * (16 << 20) + 0x100);
-        let found = problems(&inv, &[need("A", 1, 5, 5)], Reach::EndOfArchive);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = only_problem(&inv, &[need("A", 1, 5, 5)], Reach::EndOfArchive);
         assert!(
-            found[0].object.ends_with(
+            found.object.ends_with(
                 "000000010000000000000007 … main/wal/0000000100000000/000000010000000000000008"
             ),
             "{}",
-            found[0].object
+            found.object
         );
-        assert!(
-            found[0].problem.contains("backup(s) A "),
-            "{}",
-            found[0].problem
-        );
+        assert!(found.problem.contains("backup(s) A "), "{}", found.problem);
         // A backup on timeline 2 after the switch needs nothing of timeline 1.
         assert!(problems(&inv, &[need("B", 2, 9, 9)], Reach::EndOfArchive).is_empty());
     }

@@ -208,14 +208,7 @@ mod tests {
         }
     }
 
-    /// The ID of a process that ran and has been reaped: no process has it now (unless the
-    /// kernel hands it out again at once, which it does not while IDs above it are free).
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
+    use crate::storage::durable::tests::pid_of_an_exited_process as dead_pid;
 
     #[test]
     fn a_lock_of_this_host_is_live_while_its_process_runs() {
