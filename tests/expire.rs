@@ -210,56 +210,7 @@ fn each_rule_keeps_what_it_predicts_and_restores_inside_the_window_left_are_exac
     primary.stop().unwrap();
     let original = fs::read_to_string(&lab.config_path).unwrap();
 
-    // Calendar periods: 2025-12-31T23:30Z is already 2026 in Berlin, 2026-11-30T23:30Z December.
-    let times = [
-        "2024-06-01T12:00:00Z",
-        "2025-12-31T23:30:00Z",
-        "2026-11-15T10:00:00Z",
-        "2026-11-30T23:30:00Z",
-        "2026-12-01T08:00:00Z",
-        "2026-12-02T08:00:00Z",
-    ];
-    for (label, time) in labels.iter().zip(times) {
-        set_backup_time(&lab, label, time);
-    }
-    let gfs = "gfs = { daily = 2, monthly = 2, yearly = 3 }";
-    set_retention(&lab, &original, &format!("[retention]\n{gfs}\n"));
-    assert_eq!(
-        verdicts(&expire_json(&lab, &["--dry-run"])),
-        expect(
-            &labels,
-            &[
-                "yearly",
-                "yearly",
-                "expired",
-                "monthly",
-                "daily",
-                "newest,daily,monthly,yearly"
-            ]
-        ),
-        "UTC"
-    );
-    set_retention(
-        &lab,
-        &original,
-        &format!("[retention]\n{gfs}\ntime_zone = \"Europe/Berlin\"\n"),
-    );
-    assert_eq!(
-        verdicts(&expire_json(&lab, &["--dry-run"])),
-        expect(
-            &labels,
-            &[
-                "yearly",
-                "expired",
-                "monthly",
-                "expired",
-                "daily",
-                "newest,daily,monthly,yearly"
-            ]
-        ),
-        "Europe/Berlin"
-    );
-    assert_eq!(listed_backups(&lab).len(), 6, "a dry run deletes nothing");
+    calendar_periods_keep_the_newest_of_each_in_the_time_zone(&lab, &labels, &original);
 
     // The time window, set for the stanza over the repository-wide default: the newest backup
     // before the 35 days is kept, for the instants just inside them.
@@ -350,6 +301,65 @@ fn each_rule_keeps_what_it_predicts_and_restores_inside_the_window_left_are_exac
         labels[2].as_str(),
         "{info:#}"
     );
+}
+
+/// GFS in UTC and in Europe/Berlin, as dry runs: the catalog's times place the backups in
+/// different days, months and years in each.
+fn calendar_periods_keep_the_newest_of_each_in_the_time_zone(
+    lab: &Lab,
+    labels: &[String],
+    original: &str,
+) {
+    // Calendar periods: 2025-12-31T23:30Z is already 2026 in Berlin, 2026-11-30T23:30Z December.
+    let times = [
+        "2024-06-01T12:00:00Z",
+        "2025-12-31T23:30:00Z",
+        "2026-11-15T10:00:00Z",
+        "2026-11-30T23:30:00Z",
+        "2026-12-01T08:00:00Z",
+        "2026-12-02T08:00:00Z",
+    ];
+    for (label, time) in labels.iter().zip(times) {
+        set_backup_time(lab, label, time);
+    }
+    let gfs = "gfs = { daily = 2, monthly = 2, yearly = 3 }";
+    set_retention(lab, original, &format!("[retention]\n{gfs}\n"));
+    assert_eq!(
+        verdicts(&expire_json(lab, &["--dry-run"])),
+        expect(
+            labels,
+            &[
+                "yearly",
+                "yearly",
+                "expired",
+                "monthly",
+                "daily",
+                "newest,daily,monthly,yearly"
+            ]
+        ),
+        "UTC"
+    );
+    set_retention(
+        lab,
+        original,
+        &format!("[retention]\n{gfs}\ntime_zone = \"Europe/Berlin\"\n"),
+    );
+    assert_eq!(
+        verdicts(&expire_json(lab, &["--dry-run"])),
+        expect(
+            labels,
+            &[
+                "yearly",
+                "expired",
+                "monthly",
+                "expired",
+                "daily",
+                "newest,daily,monthly,yearly"
+            ]
+        ),
+        "Europe/Berlin"
+    );
+    assert_eq!(listed_backups(lab).len(), 6, "a dry run deletes nothing");
 }
 
 fn sorted(labels: &[String]) -> Vec<String> {
