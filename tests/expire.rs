@@ -682,7 +682,7 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
 #[test]
 fn every_bad_retention_setting_is_one_line_and_deletes_nothing() {
     let lab = Lab::new("tm-expire-bad-", &common::binaries()).unwrap();
-    let (mut primary, _labels, _) = primary_with_backups(&lab, &one_mib_segments(), 2);
+    let (mut primary, labels, _) = primary_with_backups(&lab, &one_mib_segments(), 2);
     primary.stop().unwrap();
     let original = fs::read_to_string(&lab.config_path).unwrap();
     let cases = [
@@ -708,4 +708,31 @@ fn every_bad_retention_setting_is_one_line_and_deletes_nothing() {
             "{retention}: the repository changed"
         );
     }
+
+    // A policy that keeps only a backup that cannot be restored (the segment it starts in is
+    // gone), while the one it would expire still can, is refused: nothing is deleted.
+    let (older, newest) = (&labels[0], &labels[1]);
+    let first = backup_record(&lab, newest)["wal_start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let segment = lab
+        .repo_path
+        .join(format!("main/wal/{}/{first}", &first[..16]));
+    fs::remove_file(&segment).unwrap();
+    set_retention(&lab, &original, "[retention]\nfull = 1\n");
+    let before = common::snapshot(&lab.repo_path);
+    let ran = run_tidemark(&lab, &["expire"]);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.only_line().contains(&format!(
+            "the retention policy would leave no recoverable instant: the backups it keeps ({newest}) cannot be restored"
+        )),
+        "{ran:?}"
+    );
+    assert!(common::snapshot(&lab.repo_path) == before);
+    assert_eq!(
+        listed_backups(&lab),
+        sorted(&[older.clone(), newest.clone()])
+    );
 }
