@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use common::backups::{backup_record, object_path, rewrite_object, take_backup};
 use common::s3::{keys_under, repo_section, start_server};
 use testkit::steps::{PrimaryOptions, archiving_primary, restore_and_check, restore_to_instant};
@@ -452,19 +454,16 @@ fn spawn_tidemark(lab: &Lab, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn signal(pid: i32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
+fn signal(pid: i32, signal: Signal) {
+    let process = Pid::from_raw(pid).expect("a process ID is positive");
+    kill_process(process, signal).unwrap_or_else(|e| panic!("signal {signal:?} to {pid}: {e}"));
 }
 
 /// Lets a stopped `tidemark` go on, and `runuser` above it: runuser stops itself when its
 /// child stops, and would never reap the child otherwise.
 fn resume(pid: i32, runuser: &Child) {
-    signal(pid, "CONT");
-    signal(runuser.id() as i32, "CONT");
+    signal(pid, Signal::CONT);
+    signal(runuser.id() as i32, Signal::CONT);
 }
 
 /// Waits (at most a minute) until `lab`'s `tidemark COMMAND` runs and holds a lock object
@@ -605,9 +604,7 @@ fn run_and_kill_after(lab: &Lab, args: &[&str], delay: Duration) -> std::process
         && child.try_wait().unwrap().is_none()
     {
         // It may end between the look and the kill: then there is nothing to kill.
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        let _ = kill_process(Pid::from_raw(pid).expect("positive"), Signal::KILL);
     }
     child.wait().unwrap()
 }
@@ -623,7 +620,7 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
     workload::insert_rows(&primary, 12, Duration::from_millis(10), "during").unwrap();
     let backup = spawn_tidemark(&lab, &["backup"]);
     let backup_pid = wait_for_lock(&lab, "backup", "backup");
-    signal(backup_pid, "STOP");
+    signal(backup_pid, Signal::STOP);
     let report = expire_json(&lab, &[]);
     resume(backup_pid, &backup);
     assert_eq!(
@@ -648,7 +645,7 @@ fn a_backup_running_while_expire_runs_is_not_swept_from_under_and_a_second_expir
     // A second expire while the first holds the lock refuses, in one line, deleting nothing.
     let first = spawn_tidemark(&lab, &["expire"]);
     let first_pid = wait_for_lock(&lab, "expire", "expire");
-    signal(first_pid, "STOP");
+    signal(first_pid, Signal::STOP);
     let before = common::snapshot(&lab.repo_path);
     let second = run_tidemark(&lab, &["expire"]);
     let after = common::snapshot(&lab.repo_path);
