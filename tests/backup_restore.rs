@@ -30,6 +30,15 @@ fn backed_up_cluster(lab: &Lab) -> ThrowawayCluster {
     archiving_primary(lab, &options).unwrap()
 }
 
+/// A lab (its directory named from `prefix`) and its [`backed_up_cluster`], with `sql` run in
+/// it. Bound as `let (lab, cluster)`, the cluster stops before the lab's directory goes.
+fn lab_and_cluster_with(prefix: &str, sql: &str) -> (Lab, ThrowawayCluster) {
+    let lab = Lab::new(prefix, &common::binaries()).unwrap();
+    let cluster = backed_up_cluster(&lab);
+    cluster.query(sql).unwrap();
+    (lab, cluster)
+}
+
 /// The figures of a `backup complete` line: (files, label).
 fn parse_complete_line(line: &str) -> (u64, String) {
     assert!(
@@ -50,11 +59,10 @@ fn leading_number(text: &str) -> u64 {
 
 #[test]
 fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
-    let lab = Lab::new("tm-backup-", &common::binaries()).unwrap();
-    let cluster = backed_up_cluster(&lab);
-    cluster
-        .query("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 200000) g")
-        .unwrap();
+    let (lab, cluster) = lab_and_cluster_with(
+        "tm-backup-",
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 200000) g",
+    );
     // Settle hint bits and the visibility map, so that only real changes differ next time.
     cluster.query("VACUUM (FREEZE, ANALYZE)").unwrap();
     cluster.query("CHECKPOINT").unwrap();
@@ -315,6 +323,14 @@ fn amcheck_finds_no_damage(lab: &Lab, recovered: &ThrowawayCluster) {
 }
 
 /// Runs `tidemark <args>` as the cluster owner; returns (exit code, stderr).
+/// Runs `tidemark backup` with `config`: it must fail with exit 1 and exactly the line
+/// `expected`, which is returned.
+fn backup_refused(lab: &Lab, config: &std::path::Path, expected: &str) -> String {
+    let (code, error) = tidemark_fails(lab, config, &["backup"]);
+    assert_eq!((code, error.as_str()), (Some(1), expected));
+    error
+}
+
 fn tidemark_fails(lab: &Lab, config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let mut full = vec!["--config", config.to_str().unwrap()];
     full.extend_from_slice(args);
@@ -360,9 +376,7 @@ fn a_tablespace_outside_the_data_directory_survives_backup_and_restore() {
     let checksum = cluster
         .query("SELECT md5(string_agg(note, ',' ORDER BY id)) FROM far")
         .unwrap();
-    lab.tidemark(&["backup"]).unwrap();
-    testkit::switch_and_wait_for_archive(&cluster).unwrap();
-    cluster.stop().unwrap();
+    common::backups::back_up_and_stop(&lab, &mut cluster);
 
     // Its original location is not empty (the cluster still uses it): restoring there is
     // refused, and not even --force clears a location it was not given.
@@ -472,14 +486,13 @@ fn endpoint_of(cluster: &ThrowawayCluster) -> String {
 
 fn a_wrong_password_is_refused(lab: &Lab, configs: &ConfigVariants, cluster: &ThrowawayCluster) {
     let wrong_password = configs.write("wrong.toml", &[("backup secret", "wrong secret")]);
-    let (code, error) = tidemark_fails(lab, &wrong_password, &["backup"]);
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        error,
-        format!(
+    let error = backup_refused(
+        lab,
+        &wrong_password,
+        &format!(
             "tidemark: ERROR: backup: log in to {} as backup: server says: password authentication failed for user \"backup\" (SQLSTATE 28P01)",
             endpoint_of(cluster)
-        )
+        ),
     );
     assert!(!error.contains("wrong secret"));
 }
@@ -504,30 +517,24 @@ fn another_cluster_is_refused(lab: &Lab, configs: &ConfigVariants, cluster: &Thr
             ("user=backup password='backup secret'", "user=postgres"),
         ],
     );
-    let (code, error) = tidemark_fails(lab, &other_config, &["backup"]);
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        error,
-        format!(
+    backup_refused(
+        lab,
+        &other_config,
+        &format!(
             "tidemark: ERROR: backup: log in to {other_endpoint} as postgres: server says: number of requested standby connections exceeds max_wal_senders (currently 0) (SQLSTATE 53300)"
-        )
+        ),
     );
     other.stop().unwrap();
     other.configure(&[("max_wal_senders", "4")]).unwrap();
     other.start().unwrap();
-    let other_id = other
-        .query("SELECT system_identifier FROM pg_control_system()")
-        .unwrap();
-    let own_id = cluster
-        .query("SELECT system_identifier FROM pg_control_system()")
-        .unwrap();
-    let (code, error) = tidemark_fails(lab, &other_config, &["backup"]);
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        error,
-        format!(
+    let other_id = other.system_identifier().unwrap();
+    let own_id = cluster.system_identifier().unwrap();
+    backup_refused(
+        lab,
+        &other_config,
+        &format!(
             "tidemark: ERROR: backup: the server at {other_endpoint} has system identifier {other_id}, but stanza 'main' is bound to {own_id}: check conninfo for this stanza"
-        )
+        ),
     );
 }
 
@@ -700,11 +707,11 @@ fn refused_restores_change_nothing(lab: &Lab, pgdata: &std::path::Path) {
 
 #[test]
 fn include_wal_and_delta_keeps_matching_files_rewrites_changed_ones_and_removes_strays() {
-    let lab = Lab::new("tm-delta-", &common::binaries()).unwrap();
-    let cluster = backed_up_cluster(&lab);
-    cluster
-        .query("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
-        .unwrap();
+    // The cluster runs to the end of the test.
+    let (lab, _cluster) = lab_and_cluster_with(
+        "tm-delta-",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
     // With --include-wal the backup carries the WAL it needs to reach consistency.
     let report = lab.tidemark(&["backup", "--include-wal"]).unwrap();
     assert!(report.contains(" (included), "), "{report}");

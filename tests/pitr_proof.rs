@@ -769,9 +769,7 @@ fn unreachable_targets_are_refused_by_plan_and_restore_leaving_pgdata_untouched(
     workload::insert_rows(&primary, 5, Duration::from_millis(20), "third").unwrap();
     let rows = workload::committed_rows(&primary).unwrap();
     let last_commit: i64 = primary
-        .query("SELECT (extract(epoch FROM timestamp) * 1000000)::bigint FROM pg_last_committed_xact()")
-        .unwrap()
-        .parse()
+        .query_value("SELECT (extract(epoch FROM timestamp) * 1000000)::bigint FROM pg_last_committed_xact()")
         .unwrap();
     assert_eq!(last_commit, rows.last().unwrap().commit_micros);
     switch_and_wait_for_archive(&primary).unwrap();
@@ -924,9 +922,7 @@ fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
         ))
         .unwrap();
     let into_next: i64 = primary
-        .query("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint % 1048576")
-        .unwrap()
-        .parse()
+        .query_value("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint % 1048576")
         .unwrap();
     assert!(
         into_next < 65536,

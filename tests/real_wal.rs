@@ -676,19 +676,13 @@ fn end_timeline_one_inside_a_record(wal: &mut WalLab) -> TimelineOneEnd {
     let cluster = &mut wal.cluster;
     cluster.query("SELECT pg_switch_wal()").unwrap();
     let before: Lsn = cluster
-        .query("SELECT pg_current_wal_insert_lsn()")
-        .unwrap()
-        .parse()
+        .query_value("SELECT pg_current_wal_insert_lsn()")
         .unwrap();
     let small_end: Lsn = cluster
-        .query("SELECT pg_logical_emit_message(false, 'tidemark', 'small')")
-        .unwrap()
-        .parse()
+        .query_value("SELECT pg_logical_emit_message(false, 'tidemark', 'small')")
         .unwrap();
     let after: Lsn = cluster
-        .query("SELECT pg_logical_emit_message(false, 'tidemark', repeat('x', 1572864))")
-        .unwrap()
-        .parse()
+        .query_value("SELECT pg_logical_emit_message(false, 'tidemark', repeat('x', 1572864))")
         .unwrap();
     let n = before.0 / u64::from(MIB);
     assert_eq!(
@@ -766,9 +760,7 @@ fn promote_from_the_archive(
     assert_eq!(switched, first_tl2.to_string());
     assert_eq!(restored.checkpoint_timeline().unwrap(), "2");
     let redo: Lsn = restored
-        .query("SELECT redo_lsn FROM pg_control_checkpoint()")
-        .unwrap()
-        .parse()
+        .query_value("SELECT redo_lsn FROM pg_control_checkpoint()")
         .unwrap();
     restored.stop().unwrap();
     (restored, redo)

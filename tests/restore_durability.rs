@@ -261,9 +261,7 @@ fn restore_makes_files_and_directories_durable_then_the_settings_then_the_signal
             "CREATE TABLE far TABLESPACE outside AS SELECT g AS id FROM generate_series(1, 1000) g",
         )
         .unwrap();
-    common::backups::take_backup(&lab);
-    testkit::switch_and_wait_for_archive(&cluster).unwrap();
-    cluster.stop().unwrap();
+    common::backups::back_up_and_stop(&lab, &mut cluster);
 
     // The data directory and the tablespace's new place, each under a parent the restore must
     // make and make durable too.

@@ -124,9 +124,7 @@ fn integrity_failures_are_refused_naming_the_file_and_leave_pgdata_as_documented
     let checksum = cluster.query(checksum_sql).unwrap();
     let first = common::backups::relation_path(&cluster, "first");
     let second = common::backups::relation_path(&cluster, "second");
-    let label = common::backups::take_backup(&lab);
-    testkit::switch_and_wait_for_archive(&cluster).unwrap();
-    cluster.stop().unwrap();
+    let label = common::backups::back_up_and_stop(&lab, &mut cluster);
     let pgdata = lab.tmp.path().join("restored");
     let incomplete = format!(
         "; {} is left incomplete and cannot be started (its global/pg_control is written last): restore again with --delta or --force once the cause is fixed",

@@ -43,9 +43,7 @@ fn pushes_under_injected_faults_archive_every_segment_once_and_exactly() {
     let last = switch_segments_until_archived(&primary);
     let rows = workload::committed_rows(&primary).unwrap();
     let failed: u64 = primary
-        .query("SELECT failed_count FROM pg_stat_archiver")
-        .unwrap()
-        .parse()
+        .query_value("SELECT failed_count FROM pg_stat_archiver")
         .unwrap();
     let log = fs::read_to_string(primary.log_file()).unwrap();
     primary.stop().unwrap();

@@ -38,6 +38,27 @@ fn put_streamed(store: &S3Storage, k: &ObjectKey, bytes: &[u8]) -> PutOutcome {
         .unwrap()
 }
 
+/// A fresh server and the repository store on its test bucket.
+fn server_and_store() -> (S3Server, S3Storage) {
+    let server = start_server();
+    let store = store(&server.endpoint);
+    (server, store)
+}
+
+/// Stores `parts` under `name` with an in-memory put, checks the object reads back whole, and
+/// says in how many parts it went up (`None`: one PUT).
+fn put_in_memory(
+    server: &S3Server,
+    store: &S3Storage,
+    name: &str,
+    parts: &[&[u8]],
+) -> Option<usize> {
+    let stored = store.put_if_absent(&key(name), parts).unwrap();
+    assert_eq!(stored, PutOutcome::Created);
+    assert!(store.get(&key(name)).unwrap() == parts.concat());
+    parts_of(server, name)
+}
+
 fn key(text: &str) -> ObjectKey {
     ObjectKey::new(text).unwrap()
 }
@@ -148,8 +169,7 @@ impl Read for PartWayBody<'_> {
 
 #[test]
 fn a_large_object_goes_up_in_parts_and_reads_back_byte_for_byte() {
-    let server = start_server();
-    let store = store(&server.endpoint);
+    let (server, store) = server_and_store();
     let k = key("big/base.tar");
     let bytes = content(1, LENGTH);
     assert_eq!(put_streamed(&store, &k, &bytes), PutOutcome::Created);
@@ -185,34 +205,31 @@ fn a_large_object_goes_up_in_parts_and_reads_back_byte_for_byte() {
     let in_memory = content(2, 2 * PART + 1);
     let (first, rest) = in_memory.split_at(3 * MIB);
     assert_eq!(
-        store
-            .put_if_absent(&key("big/chunk"), &[first, rest])
-            .unwrap(),
-        PutOutcome::Created
+        put_in_memory(&server, &store, "big/chunk", &[first, rest]),
+        Some(3)
     );
-    assert_eq!(parts_of(&server, "big/chunk"), Some(3));
-    assert!(store.get(&key("big/chunk")).unwrap() == in_memory);
 }
 
 #[test]
 fn objects_up_to_the_part_size_go_up_in_one_put() {
-    let server = start_server();
-    let store = store(&server.endpoint);
+    let (server, store) = server_and_store();
     let bytes = content(3, PART);
     put_streamed(&store, &key("a/whole"), &bytes);
     assert_eq!(parts_of(&server, "a/whole"), None);
-    store.put_if_absent(&key("a/in-memory"), &[&bytes]).unwrap();
-    assert_eq!(parts_of(&server, "a/in-memory"), None);
+    assert_eq!(
+        put_in_memory(&server, &store, "a/in-memory", &[&bytes]),
+        None
+    );
     let one_more = content(4, PART + 1);
-    store.put_if_absent(&key("a/more"), &[&one_more]).unwrap();
-    assert_eq!(parts_of(&server, "a/more"), Some(2));
-    assert!(store.get(&key("a/more")).unwrap() == one_more);
+    assert_eq!(
+        put_in_memory(&server, &store, "a/more", &[&one_more]),
+        Some(2)
+    );
 }
 
 #[test]
 fn a_second_multipart_put_finds_the_key_taken_and_leaves_no_upload() {
-    let server = start_server();
-    let store = store(&server.endpoint);
+    let (server, store) = server_and_store();
     let k = key("wal/segment");
     let first = content(5, LENGTH);
     let second = content(6, LENGTH);

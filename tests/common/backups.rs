@@ -19,6 +19,15 @@ pub fn take_backup(lab: &Lab) -> String {
     label.to_owned()
 }
 
+/// Takes a backup, waits until the WAL after it is archived and stops the cluster: a
+/// repository ready to restore from. Returns the backup's label.
+pub fn back_up_and_stop(lab: &Lab, cluster: &mut ThrowawayCluster) -> String {
+    let label = take_backup(lab);
+    testkit::switch_and_wait_for_archive(cluster).unwrap();
+    cluster.stop().unwrap();
+    label
+}
+
 /// Where an object of the lab's stanza lies in the repository directory.
 pub fn object_path(lab: &Lab, key: &str) -> PathBuf {
     lab.repo_path.join(key)

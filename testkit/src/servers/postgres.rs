@@ -313,6 +313,17 @@ impl ThrowawayCluster {
         self.execute_each(&[sql])
     }
 
+    /// The single value `sql` returns, parsed (`SELECT failed_count FROM pg_stat_archiver`).
+    pub fn query_value<T: std::str::FromStr>(&self, sql: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let text = self.query(sql)?;
+        text.trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{sql} returned {text:?}, not a value of its type: {e}"))
+    }
+
     /// The timeline of the latest checkpoint (`pg_control_checkpoint()`), as text: a promoted
     /// copy is on a new one once its end-of-recovery checkpoint is done.
     pub fn checkpoint_timeline(&self) -> Result<String> {
