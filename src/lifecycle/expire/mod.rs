@@ -60,6 +60,39 @@ pub enum SweepOutcome {
     },
 }
 
+/// What `policy` decides for a stanza now, before anything is deleted.
+pub struct ExpiryPlan {
+    /// Every backup, oldest first, with the rules that keep it (none: expired).
+    pub backups: Vec<BackupVerdict>,
+    /// The WAL no kept backup needs.
+    pub wal: WalExpiry,
+    kept: Vec<BackupRecord>,
+}
+
+/// Decides what `policy` keeps at `now` and which WAL that leaves unneeded, reading only;
+/// refuses a decision after which nothing kept could be restored.
+pub fn plan(
+    stanza: &Stanza<'_>,
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> anyhow::Result<ExpiryPlan> {
+    let backups = stanza.list_backups()?;
+    let verdicts = decide(policy, &backups, now)?;
+    let kept: Vec<BackupRecord> = backups
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, verdict)| !verdict.expired)
+        .map(|(backup, _)| backup.clone())
+        .collect();
+    check_still_recoverable(stanza, &backups, &kept)?;
+    let wal = wal_to_remove(stanza, policy, &kept)?;
+    Ok(ExpiryPlan {
+        backups: verdicts,
+        wal,
+        kept,
+    })
+}
+
 /// Applies `policy` to `stanza` at `now`; with `dry_run`, only says what it would do.
 pub fn expire(
     stanza: &Stanza<'_>,
@@ -73,33 +106,25 @@ pub fn expire(
     } else {
         Some(stanza.lock_for_expire()?)
     };
-    let backups = stanza.list_backups()?;
-    let verdicts = decide(policy, &backups, now)?;
-    let kept: Vec<&BackupRecord> = backups
-        .iter()
-        .zip(&verdicts)
-        .filter(|(_, verdict)| !verdict.expired)
-        .map(|(backup, _)| backup)
-        .collect();
-    check_still_recoverable(stanza, &backups, &kept)?;
-    let wal = wal_to_remove(stanza, policy, &kept)?;
-    let expired: Vec<String> = verdicts
-        .iter()
-        .filter(|v| v.expired)
-        .map(|v| v.label.clone())
-        .collect();
+    let plan = plan(stanza, policy, now)?;
     if !dry_run {
+        let expired: Vec<String> = plan
+            .backups
+            .iter()
+            .filter(|v| v.expired)
+            .map(|v| v.label.clone())
+            .collect();
         sweep::remove_backups(stanza, &expired)?;
         let storage = stanza.repository().storage();
-        storage.delete_all(&wal.files)?;
-        storage.delete_all(&wal.index)?;
+        storage.delete_all(&plan.wal.files)?;
+        storage.delete_all(&plan.wal.index)?;
     }
-    let sweep = sweep_unless_backing_up(stanza, &kept, dry_run)?;
+    let sweep = sweep_unless_backing_up(stanza, &plan.kept, dry_run)?;
     Ok(ExpiryReport {
         stanza: stanza.name().to_owned(),
         dry_run,
-        backups: verdicts,
-        wal,
+        backups: plan.backups,
+        wal: plan.wal,
         sweep,
     })
 }
@@ -134,7 +159,7 @@ fn decide(
 fn wal_to_remove(
     stanza: &Stanza<'_>,
     policy: &RetentionPolicy,
-    kept: &[&BackupRecord],
+    kept: &[BackupRecord],
 ) -> anyhow::Result<WalExpiry> {
     if policy.archive == ArchiveRetention::All {
         return Ok(WalExpiry::default());
@@ -155,13 +180,21 @@ fn wal_to_remove(
 fn check_still_recoverable(
     stanza: &Stanza<'_>,
     all: &[BackupRecord],
-    kept: &[&BackupRecord],
+    kept: &[BackupRecord],
 ) -> anyhow::Result<()> {
     if kept.len() == all.len() {
         return Ok(());
     }
-    let kept: Vec<BackupRecord> = kept.iter().map(|b| (*b).clone()).collect();
-    if has_recoverable_instant(stanza, &kept)? || !has_recoverable_instant(stanza, all)? {
+    // Every archived timeline and every backup's: where a kept backup could be restored along.
+    let timelines: BTreeSet<TimelineId> = stanza
+        .list_wal()?
+        .into_iter()
+        .map(|(name, _)| name.timeline())
+        .chain(all.iter().map(|b| b.timeline))
+        .collect();
+    if has_recoverable_instant(stanza, kept, &timelines)?
+        || !has_recoverable_instant(stanza, all, &timelines)?
+    {
         return Ok(());
     }
     let labels: Vec<&str> = kept.iter().map(|b| b.label.as_str()).collect();
@@ -171,17 +204,15 @@ fn check_still_recoverable(
     )
 }
 
-/// Whether a restore from one of `backups` reaches consistency on any archived timeline.
-fn has_recoverable_instant(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> anyhow::Result<bool> {
+/// Whether a restore from one of `backups` reaches consistency along one of `timelines`.
+fn has_recoverable_instant(
+    stanza: &Stanza<'_>,
+    backups: &[BackupRecord],
+    timelines: &BTreeSet<TimelineId>,
+) -> anyhow::Result<bool> {
     let context = "check that what expire keeps stays recoverable";
     let planner = StanzaPlanner::load(stanza, backups).context(context)?;
-    let timelines: BTreeSet<TimelineId> = stanza
-        .list_wal()?
-        .into_iter()
-        .map(|(name, _)| name.timeline())
-        .chain(backups.iter().map(|b| b.timeline))
-        .collect();
-    Ok(timelines.into_iter().any(|timeline| {
+    Ok(timelines.iter().any(|&timeline| {
         planner
             .recoverable_windows(timeline)
             .is_ok_and(|windows| !windows.is_empty())
@@ -192,7 +223,7 @@ fn has_recoverable_instant(stanza: &Stanza<'_>, backups: &[BackupRecord]) -> any
 /// backups are gone, marking from `kept` — unless a backup is running.
 fn sweep_unless_backing_up(
     stanza: &Stanza<'_>,
-    kept: &[&BackupRecord],
+    kept: &[BackupRecord],
     dry_run: bool,
 ) -> anyhow::Result<SweepOutcome> {
     if let Some(running) = stanza.running_backups()?.first() {
@@ -204,8 +235,7 @@ fn sweep_unless_backing_up(
         });
     }
     if dry_run {
-        let kept: Vec<BackupRecord> = kept.iter().map(|b| (*b).clone()).collect();
-        return Ok(SweepOutcome::WouldSweep(sweep::sweep(stanza, &kept, true)?));
+        return Ok(SweepOutcome::WouldSweep(sweep::sweep(stanza, kept, true)?));
     }
     // Marked from the records listed now, after the expired ones went.
     let listed = stanza.list_backups()?;

@@ -42,7 +42,7 @@ pub struct WalRangeRemoved {
 
 /// The smallest segment number among the first segments `kept` backups need, with that
 /// segment's name.
-pub fn cutoff(kept: &[&BackupRecord], size: SegmentSize) -> anyhow::Result<Option<(u64, String)>> {
+pub fn cutoff(kept: &[BackupRecord], size: SegmentSize) -> anyhow::Result<Option<(u64, String)>> {
     let mut smallest: Option<(u64, String)> = None;
     for backup in kept {
         let segment = WalFileName::parse(&backup.wal_start)

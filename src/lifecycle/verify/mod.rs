@@ -487,11 +487,11 @@ fn orphans(
     Ok(findings)
 }
 
-/// What the next `expire` would remove under `policy` (its dry run): each backup no rule keeps,
+/// What the next `expire` would remove under `policy` (its plan): each backup no rule keeps,
 /// and the WAL no kept backup needs, per timeline; or why it would refuse.
 fn what_expire_would_remove(stanza: &Stanza<'_>, policy: &RetentionPolicy) -> Vec<Finding> {
-    let report = match expire::expire(stanza, policy, SystemTime::now(), true) {
-        Ok(report) => report,
+    let plan = match expire::plan(stanza, policy, SystemTime::now()) {
+        Ok(plan) => plan,
         Err(e) => {
             return vec![Finding {
                 kind: FindingKind::ExpireRefuses,
@@ -501,17 +501,13 @@ fn what_expire_would_remove(stanza: &Stanza<'_>, policy: &RetentionPolicy) -> Ve
             }];
         }
     };
-    let backups = report
-        .backups
-        .iter()
-        .filter(|b| b.expired)
-        .map(|b| Finding {
-            kind: FindingKind::ExpiringBackup,
-            object: layout::backup_record(stanza.name(), &b.label).to_string(),
-            what: format!("backup {} is kept by no retention rule", b.label),
-            action: "`tidemark expire` removes it".into(),
-        });
-    let wal = report.wal.removed.iter().map(|range| Finding {
+    let backups = plan.backups.iter().filter(|b| b.expired).map(|b| Finding {
+        kind: FindingKind::ExpiringBackup,
+        object: layout::backup_record(stanza.name(), &b.label).to_string(),
+        what: format!("backup {} is kept by no retention rule", b.label),
+        action: "`tidemark expire` removes it".into(),
+    });
+    let wal = plan.wal.removed.iter().map(|range| Finding {
         kind: FindingKind::ExpiringWal,
         object: range.first.clone(),
         what: format!(
