@@ -46,3 +46,25 @@ fn throwaway_cluster_runs_queries_and_takes_a_base_backup() -> anyhow::Result<()
     cluster.stop()?;
     Ok(())
 }
+
+/// The harness starts a cluster of every supported major, with the server programs of that
+/// major (from the cache `.ci/fetch-pg-packages` fills) and the default clients; a package
+/// missing from the cache fails the test with the command that fetches it.
+#[test]
+fn a_throwaway_cluster_of_every_supported_major_starts_and_answers() -> anyhow::Result<()> {
+    for major in SUPPORTED_MAJORS {
+        let bins = PgBinaries::for_major(major)?;
+        let tmp = SharedTempDir::new("tm-major-")?;
+        let mut cluster = ThrowawayCluster::init(&bins, tmp.path(), "primary", 1)?;
+        cluster.start()?;
+        let version: u32 = cluster.query_value("SHOW server_version_num")?;
+        assert_eq!(
+            version / 10000,
+            major,
+            "the cluster for {major} runs {version}"
+        );
+        assert_eq!(cluster.query("SHOW wal_segment_size")?, "1MB");
+        cluster.stop()?;
+    }
+    Ok(())
+}

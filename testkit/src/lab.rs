@@ -46,9 +46,23 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Creates the temporary directory and copies the binaries into it.
+    /// Creates the temporary directory and copies the binaries into it; its clusters are the
+    /// default PostgreSQL ([`PgBinaries::locate`]).
     pub fn new(prefix: &str, binaries: &TidemarkBinaries) -> anyhow::Result<Lab> {
-        let pg = PgBinaries::locate()?;
+        Self::with_pg(prefix, binaries, PgBinaries::locate()?)
+    }
+
+    /// A lab whose clusters are PostgreSQL `major` ([`PgBinaries::for_major`]).
+    pub fn for_major(prefix: &str, binaries: &TidemarkBinaries, major: u32) -> anyhow::Result<Lab> {
+        Self::with_pg(prefix, binaries, PgBinaries::for_major(major)?)
+    }
+
+    /// A lab whose clusters run the programs `pg`.
+    pub fn with_pg(
+        prefix: &str,
+        binaries: &TidemarkBinaries,
+        pg: PgBinaries,
+    ) -> anyhow::Result<Lab> {
         let tmp = SharedTempDir::new(prefix)?;
         let bin_dir = tmp.subdir("bin")?;
         for (source, name) in [

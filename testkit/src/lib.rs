@@ -16,5 +16,5 @@ pub mod workload;
 
 pub use lab::{Lab, TidemarkBinaries};
 pub use owner::{SharedTempDir, give_to_owner, owner_command, run_as_owner};
-pub use servers::postgres::{PgBinaries, ThrowawayCluster};
+pub use servers::postgres::{PgBinaries, SUPPORTED_MAJORS, ThrowawayCluster};
 pub use steps::switch_and_wait_for_archive;

@@ -21,51 +21,170 @@ use crate::processes::wait_for_helpers_to_leave;
 /// private socket directory per cluster, every cluster can use the same number.
 const PORT: u16 = 5432;
 
-/// Where the PostgreSQL server programs (`initdb`, `pg_ctl`, ...) live.
+/// Where the programs of one PostgreSQL major live: its server programs (`initdb`, `pg_ctl`,
+/// `postgres`) and the client programs used against it (`psql`, `pgbench`, ...). The server
+/// packages of the version matrix carry only the three server programs, so their clients are
+/// Debian's (15), which speak to every major; tools bound to their own major (`pg_waldump`,
+/// `pg_verifybackup`, `pg_controldata`) are offered only through [`PgBinaries::own_tool`].
 #[derive(Debug, Clone)]
 pub struct PgBinaries {
-    /// The directory holding the programs.
+    /// The directory holding the server programs.
     pub bindir: PathBuf,
+    /// The directory holding the client programs.
+    pub client_bindir: PathBuf,
+    /// The server's major version (12, 13, ...).
+    pub major: u32,
+    /// The client programs' major version.
+    pub client_major: u32,
 }
+
+/// The server programs; every other program is a client.
+const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+/// The PostgreSQL majors Tidemark supports, each of which the version matrix runs.
+pub const SUPPORTED_MAJORS: [u32; 7] = [12, 13, 14, 15, 16, 17, 18];
+
+/// What a fresh machine needs for the default PostgreSQL.
+const INSTALL_HINT: &str = "install the PostgreSQL server package \
+     (e.g. `apt-get install postgresql-15`) or set TIDEMARK_PG_BINDIR";
 
 impl PgBinaries {
     /// `TIDEMARK_PG_BINDIR` if set, else `pg_config --bindir`; errors if `initdb` is
-    /// not there.
+    /// not there. Its clients are its own.
     pub fn locate() -> Result<PgBinaries> {
-        const INSTALL_HINT: &str = "install the PostgreSQL server package \
-             (e.g. `apt-get install postgresql-15`) or set TIDEMARK_PG_BINDIR";
         let bindir = match std::env::var_os("TIDEMARK_PG_BINDIR").filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),
-            None => {
-                let output = Command::new("pg_config")
-                    .arg("--bindir")
-                    .stdin(Stdio::null())
-                    .output()
-                    .with_context(|| format!("run `pg_config --bindir`; {INSTALL_HINT}"))?;
-                if !output.status.success() {
-                    bail!(
-                        "`pg_config --bindir` failed ({}): {}; {INSTALL_HINT}",
-                        output.status,
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    );
-                }
-                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-            }
+            None => pg_config_bindir()?,
         };
-        let bins = PgBinaries { bindir };
-        if !bins.path("initdb").is_file() {
+        if !bindir.join("initdb").is_file() {
             bail!(
                 "PostgreSQL server programs not found: {} does not exist; {INSTALL_HINT}",
-                bins.path("initdb").display()
+                bindir.join("initdb").display()
             );
         }
-        Ok(bins)
+        let major = server_major(&bindir)?;
+        Ok(PgBinaries {
+            client_bindir: bindir.clone(),
+            bindir,
+            major,
+            client_major: major,
+        })
     }
 
-    /// The full path of one of the programs, e.g. `path("pg_ctl")`.
-    pub fn path(&self, program: &str) -> PathBuf {
-        self.bindir.join(program)
+    /// The programs of PostgreSQL `major`: the default ones ([`Self::locate`]) when they are
+    /// that major, else the server package `.ci/pg-packages` pins for it, from the cache
+    /// `.ci/fetch-pg-packages` fills (`TIDEMARK_PG_CACHE`, default `/var/cache/tidemark/pg`),
+    /// with the default clients. Errors, naming the fix, when the package is not there.
+    pub fn for_major(major: u32) -> Result<PgBinaries> {
+        let default = Self::locate()?;
+        if default.major == major {
+            return Ok(default);
+        }
+        let package = matrix_package(major)?;
+        let bindir = package.join("package/native/bin");
+        let found = server_major(&bindir)?;
+        if found != major {
+            bail!(
+                "{} is PostgreSQL {found}, not {major}: run .ci/fetch-pg-packages again",
+                bindir.display()
+            );
+        }
+        Ok(PgBinaries {
+            bindir,
+            client_bindir: default.client_bindir,
+            major,
+            client_major: default.client_major,
+        })
     }
+
+    /// The full path of one of the programs, e.g. `path("pg_ctl")`: a server program from the
+    /// server's directory, any other from the clients'.
+    pub fn path(&self, program: &str) -> PathBuf {
+        if SERVER_PROGRAMS.contains(&program) {
+            self.bindir.join(program)
+        } else {
+            self.client_bindir.join(program)
+        }
+    }
+
+    /// A tool that must be the server's own major (`pg_waldump`, `pg_verifybackup`,
+    /// `pg_controldata`), or None when only another major's is at hand.
+    pub fn own_tool(&self, program: &str) -> Option<PathBuf> {
+        (self.major == self.client_major).then(|| self.client_bindir.join(program))
+    }
+}
+
+/// `pg_config --bindir`.
+fn pg_config_bindir() -> Result<PathBuf> {
+    let output = Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run `pg_config --bindir`; {INSTALL_HINT}"))?;
+    if !output.status.success() {
+        bail!(
+            "`pg_config --bindir` failed ({}): {}; {INSTALL_HINT}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
+/// The major version `<bindir>/postgres --version` reports ("postgres (PostgreSQL) 18.4").
+fn server_major(bindir: &Path) -> Result<u32> {
+    let postgres = bindir.join("postgres");
+    let output = Command::new(&postgres)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run `{} --version`", postgres.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.rsplit(' ')
+        .next()
+        .and_then(|version| version.trim().split('.').next()?.parse().ok())
+        .filter(|_| output.status.success())
+        .with_context(|| {
+            format!(
+                "`{} --version` said {:?}, not a version",
+                postgres.display(),
+                text.trim()
+            )
+        })
+}
+
+/// The cached, complete package directory of the server package pinned for `major`.
+fn matrix_package(major: u32) -> Result<PathBuf> {
+    let pins_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg-packages");
+    let pins =
+        fs::read_to_string(&pins_path).with_context(|| format!("read {}", pins_path.display()))?;
+    let (version, sha512) = pins
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.len() == 3 && fields[0] == major.to_string())
+        .map(|fields| (fields[1].to_owned(), fields[2].to_owned()))
+        .with_context(|| {
+            format!(
+                "{} pins no server package for PostgreSQL {major}",
+                pins_path.display()
+            )
+        })?;
+    let cache = std::env::var_os("TIDEMARK_PG_CACHE")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("/var/cache/tidemark/pg"), PathBuf::from);
+    let package = cache.join(&version);
+    let complete = fs::read_to_string(package.join(".complete")).unwrap_or_default();
+    if complete.trim() != sha512 {
+        bail!(
+            "the PostgreSQL {major} server package {version} is not in the cache {}: \
+             run .ci/fetch-pg-packages (or set TIDEMARK_PG_CACHE to where it fetched them)",
+            cache.display()
+        );
+    }
+    Ok(package)
 }
 
 /// A PostgreSQL server in a temporary directory, reachable only through its own
@@ -95,7 +214,7 @@ impl ThrowawayCluster {
         (|| -> Result<()> {
             make_owned_dir(&cluster.socket_dir, 0o755)?;
             let wal_segsize = format!("--wal-segsize={wal_segment_mb}");
-            let args: [&OsStr; 11] = [
+            let mut args: Vec<&OsStr> = vec![
                 "-D".as_ref(),
                 cluster.data_dir.as_os_str(),
                 "-U".as_ref(),
@@ -107,9 +226,12 @@ impl ThrowawayCluster {
                 "--locale=C".as_ref(),
                 "--encoding=UTF8".as_ref(),
                 "--no-sync".as_ref(),
-                "--no-instructions".as_ref(),
                 wal_segsize.as_ref(),
             ];
+            // initdb learnt --no-instructions in 14; 12 and 13 refuse the unknown option.
+            if bins.major >= 14 {
+                args.push("--no-instructions".as_ref());
+            }
             run_as_owner(&bins.path("initdb"), &args, &cluster.work_dir)?;
             let conf = format!(
                 "\n# Added by tidemark's throwaway cluster.\n\
