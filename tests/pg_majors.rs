@@ -133,6 +133,18 @@ fn write_timeline_one(lab: &Lab) -> (String, Vec<CommittedRow>) {
     }
     common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "1"]));
     workload::create_table(&primary).unwrap();
+    if major >= 17 {
+        // The summarizer is at work (it summarizes up to a checkpoint's redo point), so the
+        // backup and the restores below run beside it and carry its summaries.
+        primary.query("CHECKPOINT").unwrap();
+        primary
+            .wait_for(
+                "SELECT count(*) > 0 FROM pg_available_wal_summaries()",
+                "t",
+                common::PATIENCE,
+            )
+            .unwrap();
+    }
 
     let insert = |count: usize, tag: &str| {
         workload::insert_rows(&primary, count, Duration::from_millis(20), tag).unwrap()
