@@ -136,3 +136,51 @@ fn a_major_tidemark_does_not_support_is_refused_naming_the_supported_range() {
         "tidemark: ERROR: PostgreSQL 19 is not supported: Tidemark supports PostgreSQL 12 to 18",
     );
 }
+
+/// PostgreSQL 18's initdb turns data checksums on, and BASE_BACKUP then verifies every page it
+/// sends: a damaged page ends the backup with the server's error, on one line, and no backup.
+#[test]
+fn a_page_checksum_failure_on_18_fails_the_backup_with_one_line_and_no_backup() {
+    let lab = Lab::for_major("tm-checksums-", &common::binaries(), 18).unwrap();
+    let mut primary = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
+    assert_eq!(primary.query("SHOW data_checksums").unwrap(), "on");
+    primary
+        .execute_each(&[
+            "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 2000) g",
+            "CHECKPOINT",
+        ])
+        .unwrap();
+    let relation_name = common::backups::relation_path(&primary, "t");
+    let relation = primary.data_dir().join(&relation_name);
+    primary.stop().unwrap();
+    let mut bytes = fs::read(&relation).unwrap();
+    bytes[8192 + 4000] ^= 0xFF;
+    fs::write(&relation, bytes).unwrap();
+    primary.start().unwrap();
+
+    let before = snapshot(&lab.repo_path.join("main/backup"));
+    let ran = run(
+        &lab,
+        "tidemark",
+        &["--config", lab.config_path.to_str().unwrap(), "backup"],
+    );
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    // The server's warning names the page; the error says what to do.
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{ran:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "tidemark: WARN: server says: checksum verification failed in file \"./{}\", block 1: ",
+            relation_name
+        )),
+        "{ran:?}"
+    );
+    assert_eq!(
+        lines[1],
+        "tidemark: ERROR: backup: BASE_BACKUP: server says: checksum verification failure during base backup (SQLSTATE XX001): the server's warnings above name the damaged file and block; repair it (from a standby or an earlier backup) and back up again"
+    );
+    assert!(snapshot(&lab.repo_path.join("main/backup")) == before);
+    let info = lab.tidemark(&["info", "--output", "json"]).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["backups"].as_array().map(Vec::len), Some(0), "{info}");
+}
