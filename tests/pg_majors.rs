@@ -23,37 +23,80 @@ use testkit::{Lab, ThrowawayCluster, switch_and_wait_for_archive};
 
 #[test]
 fn on_postgres_12() {
-    the_whole_cycle(12);
+    the_whole_cycle(12, |_| {});
 }
 
 #[test]
 fn on_postgres_13() {
-    the_whole_cycle(13);
+    the_whole_cycle(13, |_| {});
 }
 
 #[test]
 fn on_postgres_14() {
-    the_whole_cycle(14);
+    the_whole_cycle(14, |_| {});
 }
 
 #[test]
 fn on_postgres_15() {
-    the_whole_cycle(15);
+    the_whole_cycle(15, |_| {});
 }
 
 #[test]
 fn on_postgres_16() {
-    the_whole_cycle(16);
+    the_whole_cycle(16, |_| {});
 }
 
 #[test]
 fn on_postgres_17() {
-    the_whole_cycle(17);
+    the_whole_cycle(17, |_| {});
 }
 
 #[test]
 fn on_postgres_18() {
-    the_whole_cycle(18);
+    the_whole_cycle(18, |_| {});
+}
+
+// Found by this matrix: a restore along timeline 2 replays the segment in which timeline 2 forked
+// from its timeline 2 file (PostgreSQL asks for that one, and never for timeline 1's), but keeps
+// the timeline 1 segments it replayed before in `pg_wal`. The WAL summarizer of 17 and 18
+// starts on the oldest timeline found there and, to summarize timeline 1 up to the fork, asks
+// for timeline 1's file of the fork's segment: "requested WAL segment pg_wal/<timeline 1's>
+// has already been removed", every 10 s, for ever; and as WAL not yet summarized is kept, no
+// segment leaves `pg_wal` again. A plain `cp` restore_command does the same: this is
+// PostgreSQL's, and what Tidemark should do about it is still to be decided.
+#[test]
+#[ignore = "the WAL summarizer stalls after a restore along a later timeline (see above)"]
+fn on_postgres_17_the_wal_summarizer_goes_on_after_a_restore_along_timeline_2() {
+    the_whole_cycle(17, the_wal_summarizer_goes_on);
+}
+
+#[test]
+#[ignore = "the WAL summarizer stalls after a restore along a later timeline (see above)"]
+fn on_postgres_18_the_wal_summarizer_goes_on_after_a_restore_along_timeline_2() {
+    the_whole_cycle(18, the_wal_summarizer_goes_on);
+}
+
+/// Fails unless the WAL summarizer of `cluster` summarizes up to a checkpoint made now (it
+/// writes a summary at each checkpoint's redo point).
+fn the_wal_summarizer_goes_on(cluster: &ThrowawayCluster) {
+    cluster.query("CHECKPOINT").unwrap();
+    let redo = cluster
+        .query("SELECT redo_lsn FROM pg_control_checkpoint()")
+        .unwrap();
+    let summarized = cluster.wait_for(
+        &format!("SELECT summarized_lsn >= '{redo}' FROM pg_get_wal_summarizer_state()"),
+        "t",
+        Duration::from_secs(60),
+    );
+    if let Err(e) = summarized {
+        panic!(
+            "the WAL summarizer does not reach the checkpoint at {redo}: {e:#}; its state \
+             (timeline, summarized, pending, pid): {:?}; {} segments in pg_wal; server log:\n{}",
+            cluster.query("SELECT * FROM pg_get_wal_summarizer_state()"),
+            common::segment_names_in(&cluster.data_dir().join("pg_wal")).len(),
+            cluster.log_tail(20)
+        );
+    }
 }
 
 /// Recorded rows committed before the backup, after it, and on timeline 2.
@@ -61,8 +104,8 @@ const ROWS_BEFORE_BACKUP: usize = 20;
 const ROWS_AFTER_BACKUP: usize = 60;
 const ROWS_ON_TIMELINE_2: usize = 30;
 
-/// The scenario, on PostgreSQL `major`.
-fn the_whole_cycle(major: u32) {
+/// The scenario, on PostgreSQL `major`; `then` is given the last restored cluster, running.
+fn the_whole_cycle(major: u32, then: impl FnOnce(&ThrowawayCluster)) {
     common::seed_randomness();
     let started = Instant::now();
     let lab = Lab::for_major(&format!("tm-pg{major}-"), &common::binaries(), major).unwrap();
@@ -101,6 +144,10 @@ fn the_whole_cycle(major: u32) {
     });
     assert_eq!(rows_2.len(), kept_at_fork + ROWS_ON_TIMELINE_2);
     switch_and_wait_for_archive(&forked).unwrap();
+    if major >= 17 {
+        // A copy restored along timeline 1 summarizes its WAL, that timeline's and its own.
+        the_wal_summarizer_goes_on(&forked);
+    }
     forked.stop().unwrap();
 
     // From the timeline 1 backup to a random instant between timeline 2's commits.
@@ -109,7 +156,9 @@ fn the_whole_cycle(major: u32) {
     along_two
         .target
         .extend(["--target-timeline".to_owned(), "latest".to_owned()]);
-    discard(along_two.run(&lab, &label, 2, false));
+    let restored = along_two.run(&lab, &label, 2, false);
+    then(&restored);
+    discard(restored);
 
     println!(
         "PostgreSQL {major}: the whole cycle in {:.1} s",
