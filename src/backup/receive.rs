@@ -225,6 +225,16 @@ async fn connect_to_the_stanzas_server(
     target: &ConnectTarget,
 ) -> anyhow::Result<ReplicationConnection> {
     let mut connection = ReplicationConnection::connect(target).await?;
+    // First, because a cluster upgraded in place has both a new major and a new identifier.
+    let server_major = connection.server_version_num / 10000;
+    let stanza_major = stanza.identity().pg_version;
+    if server_major != stanza_major {
+        bail!(
+            "the server at {} runs PostgreSQL {server_major}, but stanza '{}' holds PostgreSQL {stanza_major}: back up a server of the stanza's version, or create a new stanza for the upgraded cluster",
+            target.endpoint,
+            stanza.name()
+        );
+    }
     let identity = connection.identify_system().await?;
     let expected = stanza.identity().system_id;
     if identity.system_id != expected {
