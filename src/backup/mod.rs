@@ -130,6 +130,15 @@ fn check_what_was_received(
     if !received.manifest.is_empty() {
         let manifest = BackupManifest::parse(&received.manifest)
             .context("check PostgreSQL's backup manifest")?;
+        let system_id = stanza.identity().system_id;
+        if let Some(named) = manifest.system_id
+            && named != system_id
+        {
+            bail!(
+                "the server's backup manifest names system identifier {named}, but stanza '{}' is bound to {system_id}",
+                stanza.name()
+            );
+        }
         verify::check_against_manifest(entries, &manifest)
             .context("check what the server sent against its backup manifest")?;
     } else if received.server_version_num >= crate::protocol::base_backup::MANIFEST_FROM {

@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::protocol::base_backup::{
     BackupEvent, BaseBackupDecoder, BaseBackupOptions, TablespaceEntry,
 };
-use crate::protocol::{ConnectTarget, ReplicationConnection};
+use crate::protocol::{ConnectTarget, ReplicationConnection, ServerError};
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupEntry, TablespaceRecord};
 
@@ -198,7 +198,7 @@ async fn stream(
     let mut decoder = BaseBackupDecoder::new(connection.server_version_num);
     let mut answer = Answer::new(splitters);
     while !decoder.is_done() {
-        let message = connection.next_message().await.context("BASE_BACKUP")?;
+        let message = connection.next_message().await.map_err(with_what_to_do)?;
         for event in decoder.feed(message)? {
             answer.take(event).await?;
         }
@@ -219,12 +219,34 @@ async fn stream(
     })
 }
 
+/// An error ending BASE_BACKUP, with what to do when the server found the data damaged.
+fn with_what_to_do(error: anyhow::Error) -> anyhow::Error {
+    match error.downcast_ref::<ServerError>() {
+        // ERRCODE_DATA_CORRUPTED: with data checksums on (18's default), the server checks every
+        // page it sends, warns of each bad one, and ends the backup with this error.
+        Some(server) if server.code == "XX001" => anyhow::anyhow!(
+            "BASE_BACKUP: {server}: the server's warnings above name the damaged file and block; repair it (from a standby or an earlier backup) and back up again"
+        ),
+        _ => error.context("BASE_BACKUP"),
+    }
+}
+
 /// A replication connection to `target`, once it has shown to be the stanza's cluster.
 async fn connect_to_the_stanzas_server(
     stanza: &Stanza<'_>,
     target: &ConnectTarget,
 ) -> anyhow::Result<ReplicationConnection> {
     let mut connection = ReplicationConnection::connect(target).await?;
+    // First, because a cluster upgraded in place has both a new major and a new identifier.
+    let server_major = connection.server_version_num / 10000;
+    let stanza_major = stanza.identity().pg_version;
+    if server_major != stanza_major {
+        bail!(
+            "the server at {} runs PostgreSQL {server_major}, but stanza '{}' holds PostgreSQL {stanza_major}: back up a server of the stanza's version, or create a new stanza for the upgraded cluster",
+            target.endpoint,
+            stanza.name()
+        );
+    }
     let identity = connection.identify_system().await?;
     let expected = stanza.identity().system_id;
     if identity.system_id != expected {

@@ -109,6 +109,7 @@ mod tests {
             file("pg_wal/000000010000000000000002", &[1u8; 64]),
         ];
         let manifest = BackupManifest {
+            system_id: None,
             files: entries[..2].iter().map(listed).collect(),
             wal_ranges: vec![],
         };

@@ -27,6 +27,8 @@ pub struct WalRange {
 /// A parsed and self-checked manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupManifest {
+    /// The cluster's system identifier, which manifests name from version 2 (PostgreSQL 17) on.
+    pub system_id: Option<u64>,
     pub files: Vec<ManifestFile>,
     pub wal_ranges: Vec<WalRange>,
 }
@@ -46,6 +48,8 @@ pub enum ManifestError {
 struct RawManifest {
     #[serde(rename = "PostgreSQL-Backup-Manifest-Version")]
     version: u32,
+    #[serde(rename = "System-Identifier")]
+    system_id: Option<u64>,
     #[serde(rename = "Files")]
     files: Vec<RawFile>,
     #[serde(rename = "WAL-Ranges", default)]
@@ -98,6 +102,14 @@ impl BackupManifest {
             return Err(ManifestError::Parse(format!(
                 "unknown version {}",
                 raw.version
+            )));
+        }
+        // Version 2 added the system identifier; the one must come with the other.
+        if raw.system_id.is_some() != (raw.version >= 2) {
+            return Err(ManifestError::Parse(format!(
+                "a version {} manifest {} a System-Identifier",
+                raw.version,
+                if raw.version >= 2 { "without" } else { "with" }
             )));
         }
         let key = b"\"Manifest-Checksum\"";
@@ -161,7 +173,11 @@ impl BackupManifest {
                 })
             })
             .collect::<Result<_, ManifestError>>()?;
-        Ok(BackupManifest { files, wal_ranges })
+        Ok(BackupManifest {
+            system_id: raw.system_id,
+            files,
+            wal_ranges,
+        })
     }
 }
 
@@ -219,8 +235,26 @@ mod tests {
                 end: Lsn(0x7000138)
             }]
         );
+        assert_eq!(parsed.system_id, None);
         let mut damaged = manifest(BODY);
         damaged[60] ^= 1;
         assert!(BackupManifest::parse(&damaged).is_err());
+    }
+
+    #[test]
+    fn a_version_2_manifest_names_its_system_and_only_it_does() {
+        // The opening 17 and 18 write.
+        let v2 = BODY.replace(
+            "Version\": 1,\n",
+            "Version\": 2,\n\"System-Identifier\": 7716157807858345808,\n",
+        );
+        let parsed = BackupManifest::parse(&manifest(&v2)).unwrap();
+        assert_eq!(parsed.system_id, Some(7_716_157_807_858_345_808));
+        assert_eq!(parsed.files.len(), 2);
+        let v2_without = BODY.replace("Version\": 1", "Version\": 2");
+        let v1_with = v2.replace("Version\": 2", "Version\": 1");
+        for bad in [v2_without, v1_with] {
+            assert!(BackupManifest::parse(&manifest(&bad)).is_err(), "{bad}");
+        }
     }
 }

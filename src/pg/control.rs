@@ -16,7 +16,7 @@ pub enum ControlFileError {
     #[error("it is {0} bytes long; pg_control is 8192 bytes")]
     WrongSize(usize),
     #[error(
-        "its pg_control_version is {0}, not one of PostgreSQL 12 to 17 (1201, 1300, 1700): wrong file or unsupported version"
+        "its pg_control_version is {0}, not one of PostgreSQL 12 to 18 (1201, 1300, 1700, 1800): wrong file or unsupported version"
     )]
     UnknownVersion(u32),
 }
@@ -33,8 +33,8 @@ impl ControlFileIdentity {
         }
         let system_id = u64_at(bytes, 0);
         let pg_control_version = u32_at(bytes, 8);
-        // PG_CONTROL_VERSION: 1201 in 12, 1300 in 13 to 16, 1700 in 17.
-        if ![1201, 1300, 1700].contains(&pg_control_version) {
+        // PG_CONTROL_VERSION: 1201 in 12, 1300 in 13 to 16, 1700 in 17, 1800 in 18.
+        if ![1201, 1300, 1700, 1800].contains(&pg_control_version) {
             return Err(ControlFileError::UnknownVersion(pg_control_version));
         }
         Ok(ControlFileIdentity {
@@ -64,10 +64,17 @@ mod tests {
             ControlFileIdentity::decode(&bytes[..100]),
             Err(ControlFileError::WrongSize(100))
         );
-        bytes[8..12].copy_from_slice(&942u32.to_le_bytes());
-        assert_eq!(
-            ControlFileIdentity::decode(&bytes),
-            Err(ControlFileError::UnknownVersion(942))
-        );
+        for version in [1201, 1700, 1800] {
+            bytes[8..12].copy_from_slice(&u32::to_le_bytes(version));
+            assert!(ControlFileIdentity::decode(&bytes).is_ok(), "{version}");
+        }
+        // 942 (9.6) and whatever 19 will bring are not guessed at.
+        for version in [942, 1900] {
+            bytes[8..12].copy_from_slice(&u32::to_le_bytes(version));
+            assert_eq!(
+                ControlFileIdentity::decode(&bytes),
+                Err(ControlFileError::UnknownVersion(version))
+            );
+        }
     }
 }

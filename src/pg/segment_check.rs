@@ -47,6 +47,10 @@ pub enum SegmentDefect {
     )]
     OtherVersion { found: PgMajor, expected: PgMajor },
     #[error(
+        "it was written by a PostgreSQL version Tidemark does not support (page magic {found:#06X}; Tidemark supports PostgreSQL 12 to 18), but the stanza is bound to PostgreSQL {expected}"
+    )]
+    UnsupportedVersion { found: u16, expected: PgMajor },
+    #[error(
         "it belongs to another cluster: its system identifier is {found}, the stanza is bound to {expected}; check --stanza and --config in archive_command"
     )]
     OtherCluster { found: u64, expected: u64 },
@@ -211,6 +215,12 @@ impl SegmentChecker {
             return Err(match PgMajor::from_page_magic(header.magic) {
                 Some(found) => SegmentDefect::OtherVersion {
                     found,
+                    expected: self.expected.version,
+                },
+                // PostgreSQL's page magics have grown from 0xD0xx (9.x, 10, 11) into 0xD1xx
+                // (12 on): one of those no supported version writes is an older or later one.
+                None if header.magic & 0xFE00 == 0xD000 => SegmentDefect::UnsupportedVersion {
+                    found: header.magic,
                     expected: self.expected.version,
                 },
                 None => SegmentDefect::NotWal {
@@ -419,6 +429,14 @@ pub(crate) mod tests {
                 |b| set_u16(b, 0, 0xD113),
                 SegmentDefect::OtherVersion {
                     found: PgMajor::new(16).unwrap(),
+                    expected: PgMajor::new(15).unwrap(),
+                },
+            ),
+            (
+                "a later version",
+                |b| set_u16(b, 0, 0xD120),
+                SegmentDefect::UnsupportedVersion {
+                    found: 0xD120,
                     expected: PgMajor::new(15).unwrap(),
                 },
             ),

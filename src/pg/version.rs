@@ -2,24 +2,28 @@
 
 use std::fmt;
 
-/// A PostgreSQL major version from 12 to 17.
+/// A PostgreSQL major version from 12 to 18.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PgMajor(u32);
 
 /// `XLOG_PAGE_MAGIC` per major version (`src/include/access/xlog_internal.h`). Minor releases never
 /// change it, so the magic of a segment names the major version that wrote it.
-const PAGE_MAGICS: [(u32, u16); 6] = [
+///
+/// The list is closed: a later major changes record layouts (19 moves checkpoint fields and adds
+/// a resource manager), so its WAL is refused rather than guessed at.
+const PAGE_MAGICS: [(u32, u16); 7] = [
     (12, 0xD101),
     (13, 0xD106),
     (14, 0xD10D),
     (15, 0xD110),
     (16, 0xD113),
     (17, 0xD116),
+    (18, 0xD118),
 ];
 
 /// Why a version is not one Tidemark supports.
 #[derive(Debug, thiserror::Error)]
-#[error("PostgreSQL {0} is not supported: Tidemark supports PostgreSQL 12 to 17")]
+#[error("PostgreSQL {0} is not supported: Tidemark supports PostgreSQL 12 to 18")]
 pub struct UnsupportedVersion(pub String);
 
 impl PgMajor {
@@ -30,6 +34,11 @@ impl PgMajor {
         } else {
             Err(UnsupportedVersion(major.to_string()))
         }
+    }
+
+    /// The major version of a server reporting `server_version_num` (150004 is 15), if supported.
+    pub fn from_server_version_num(server_version_num: u32) -> Result<PgMajor, UnsupportedVersion> {
+        PgMajor::new(server_version_num / 10000)
     }
 
     /// Parses the content of a data directory's `PG_VERSION` file ("15\n").
@@ -75,7 +84,7 @@ mod tests {
 
     #[test]
     fn magic_round_trips_for_every_supported_version() {
-        for major in 12..=17 {
+        for major in 12..=18 {
             let version = PgMajor::new(major).unwrap();
             assert_eq!(
                 PgMajor::from_page_magic(version.page_magic()),
@@ -83,17 +92,29 @@ mod tests {
             );
         }
         assert_eq!(PgMajor::new(15).unwrap().page_magic(), 0xD110);
+        assert_eq!(PgMajor::new(18).unwrap().page_magic(), 0xD118);
         assert_eq!(
-            PgMajor::from_page_magic(0xD118),
+            PgMajor::from_page_magic(0xD120),
             None,
-            "PostgreSQL 18 is not supported yet"
+            "PostgreSQL 19's magic names no supported version"
         );
+        assert_eq!(
+            PgMajor::new(19).unwrap_err().to_string(),
+            "PostgreSQL 19 is not supported: Tidemark supports PostgreSQL 12 to 18"
+        );
+        assert_eq!(
+            PgMajor::from_server_version_num(180004).unwrap().number(),
+            18
+        );
+        for bad in [110022, 190000, 0] {
+            assert!(PgMajor::from_server_version_num(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn pg_version_file_is_parsed_and_checked() {
         assert_eq!(PgMajor::from_pg_version_file("15\n").unwrap().number(), 15);
-        for bad in ["11\n", "18", "", "15.2", "fifteen"] {
+        for bad in ["11\n", "19", "", "15.2", "fifteen"] {
             assert!(PgMajor::from_pg_version_file(bad).is_err(), "{bad:?}");
         }
     }

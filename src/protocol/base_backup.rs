@@ -12,7 +12,7 @@ use bytes::Bytes;
 use postgres_protocol::message::backend::Message;
 
 use super::connection::row_values;
-use crate::pg::{Lsn, TimelineId};
+use crate::pg::{Lsn, PgMajor, TimelineId};
 
 /// `server_version_num` from which the new, parenthesized syntax is the only one.
 pub const NEW_SYNTAX_FROM: u32 = 150000;
@@ -41,12 +41,8 @@ impl BaseBackupOptions {
     /// within `--archive-timeout` even when archive_command keeps failing — the server's own wait
     /// has no limit.
     pub fn command(&self, server_version_num: u32) -> anyhow::Result<String> {
-        if server_version_num < 120000 {
-            bail!(
-                "PostgreSQL {} is not supported: Tidemark supports PostgreSQL 12 to 17",
-                server_version_num / 10000
-            );
-        }
+        // A closed list, not a floor: a later major's backup is refused, not guessed at.
+        PgMajor::from_server_version_num(server_version_num)?;
         let label = quote(&self.label);
         Ok(if server_version_num >= NEW_SYNTAX_FROM {
             let checkpoint = if self.fast_checkpoint {
@@ -502,6 +498,19 @@ mod tests {
             options.command(120010).unwrap(),
             "BASE_BACKUP LABEL 'it''s tidemark' PROGRESS FAST NOWAIT TABLESPACE_MAP"
         );
-        assert!(options.command(110022).is_err());
+        assert_eq!(
+            options.command(180004).unwrap(),
+            options.command(150018).unwrap(),
+            "18 takes 15's command"
+        );
+        for unsupported in [110022, 190000] {
+            assert_eq!(
+                options.command(unsupported).unwrap_err().to_string(),
+                format!(
+                    "PostgreSQL {} is not supported: Tidemark supports PostgreSQL 12 to 18",
+                    unsupported / 10000
+                )
+            );
+        }
     }
 }

@@ -117,7 +117,7 @@ pub fn write_owned_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     give_to_owner(path)
 }
 
-pub(crate) fn give_to_owner_recursively(path: &Path) -> Result<()> {
+pub fn give_to_owner_recursively(path: &Path) -> Result<()> {
     give_to_owner(path)?;
     let meta = fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
     if meta.is_dir() {

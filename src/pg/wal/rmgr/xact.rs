@@ -26,9 +26,14 @@ pub(in crate::pg::wal) const XACT_XINFO_HAS_INVALS: u32 = 1 << 3;
 pub(in crate::pg::wal) const XACT_XINFO_HAS_TWOPHASE: u32 = 1 << 4;
 /// PostgreSQL 15+.
 pub(in crate::pg::wal) const XACT_XINFO_HAS_DROPPED_STATS: u32 = 1 << 8;
-/// `sizeof(xl_xact_stats_item)` (12–17; 16 bytes in 18) and `sizeof(SharedInvalidationMessage)`.
-const STATS_ITEM_LEN: usize = 12;
+/// `sizeof(SharedInvalidationMessage)`.
 const INVAL_MSG_LEN: usize = 16;
+
+/// `sizeof(xl_xact_stats_item)`: `{kind, dboid, objoid}` in 15–17; 18 widened the object id to
+/// 64 bits (`objid_lo`, `objid_hi`), so 16 bytes.
+fn stats_item_len(version: PgMajor) -> usize {
+    if version.number() >= 18 { 16 } else { 12 }
+}
 
 /// Reads a transaction end record's main data (`ParseCommitRecord`/`ParseAbortRecord`,
 /// `xactdesc.c`); `None` for the other XACT records.
@@ -60,7 +65,7 @@ pub(super) fn xact_end(
         body.skip_array(RELFILENODE_LEN)?;
     }
     if version.number() >= 15 && xinfo & XACT_XINFO_HAS_DROPPED_STATS != 0 {
-        body.skip_array(STATS_ITEM_LEN)?;
+        body.skip_array(stats_item_len(version))?;
     }
     // Abort records never carry invalidation messages; PostgreSQL does not look for them there.
     if is_commit && xinfo & XACT_XINFO_HAS_INVALS != 0 {
@@ -130,5 +135,62 @@ pub(super) fn describe_first_part(
     match end {
         Some(end) => FirstPart::Fact(RecordFact::XactEnd(end)),
         None => FirstPart::Undecoded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The main data of a COMMIT PREPARED of xid 754 that dropped one table, as 17 and 18 write
+    /// it: time, xinfo, database, one relation, one dropped-stats item of the version's size, 24
+    /// invalidation messages, the prepared XID. (18.4 wrote 444 bytes for the same plain COMMIT,
+    /// which has no XID at the end.)
+    fn commit_prepared_dropping_a_table(stats_item: &[u8]) -> Vec<u8> {
+        let xinfo = XACT_XINFO_HAS_DBINFO
+            | XACT_XINFO_HAS_RELFILENODES
+            | XACT_XINFO_HAS_INVALS
+            | XACT_XINFO_HAS_TWOPHASE
+            | XACT_XINFO_HAS_DROPPED_STATS;
+        let mut main = 820_000_000_000_000i64.to_le_bytes().to_vec();
+        main.extend_from_slice(&xinfo.to_le_bytes());
+        main.extend_from_slice(&[0x7F, 0x06, 0, 0, 0x05, 0, 0, 0]);
+        main.extend_from_slice(&1u32.to_le_bytes());
+        main.extend_from_slice(&[0x11; RELFILENODE_LEN]);
+        main.extend_from_slice(&1u32.to_le_bytes());
+        main.extend_from_slice(stats_item);
+        main.extend_from_slice(&24u32.to_le_bytes());
+        main.extend_from_slice(&[0x22; 24 * INVAL_MSG_LEN]);
+        main.extend_from_slice(&754u32.to_le_bytes());
+        main
+    }
+
+    fn prepared_xid(main: &[u8], major: u32) -> Result<u32, String> {
+        let info = XLOG_XACT_COMMIT_PREPARED | XLOG_XACT_HAS_INFO;
+        let end = xact_end(
+            Lsn(0x0301_8E10),
+            info,
+            0,
+            main,
+            PgMajor::new(major).unwrap(),
+        )?;
+        Ok(end.expect("a transaction end").xid)
+    }
+
+    #[test]
+    fn a_dropped_stats_item_is_12_bytes_before_18_and_16_bytes_from_18() {
+        // kind 2 (relation), database 5, object 16384: 18 splits the object id into two halves.
+        let item_17 = [2u32, 5, 16384].map(u32::to_le_bytes).concat();
+        let item_18 = [2u32, 5, 16384, 0].map(u32::to_le_bytes).concat();
+        let body_17 = commit_prepared_dropping_a_table(&item_17);
+        let body_18 = commit_prepared_dropping_a_table(&item_18);
+        assert_eq!(body_18.len(), 444 + 4);
+        for major in [15, 16, 17] {
+            assert_eq!(prepared_xid(&body_17, major), Ok(754), "PostgreSQL {major}");
+        }
+        assert_eq!(prepared_xid(&body_18, 18), Ok(754));
+        // Read with the other version's item size, the XID would come from the wrong bytes.
+        assert_ne!(prepared_xid(&body_18, 17), Ok(754));
+        assert_ne!(prepared_xid(&body_17, 18), Ok(754));
     }
 }

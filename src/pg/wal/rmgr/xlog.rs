@@ -19,7 +19,7 @@ pub(in crate::pg::wal) const XLOG_BACKUP_END: u8 = 0x50;
 pub(in crate::pg::wal) const XLOG_RESTORE_POINT: u8 = 0x70;
 pub(in crate::pg::wal) const XLOG_END_OF_RECOVERY: u8 = 0x90;
 
-/// `sizeof(CheckPoint)` in 12–17. Its fields read here keep their offsets in every supported
+/// `sizeof(CheckPoint)` in 12–18. Its fields read here keep their offsets in every supported
 /// version: PostgreSQL 17 put `wal_level` at 20, in what was padding before `nextXid` at 24.
 pub(in crate::pg::wal) const CHECKPOINT_LEN: usize = 88;
 const CHECKPOINT_REDO_AT: usize = 0;
