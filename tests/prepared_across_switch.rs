@@ -6,7 +6,8 @@
 //! switch inside that segment) and archives into the same stanza. Timeline 2 commits one of
 //! them and leaves the other open. A second restore from the timeline-1 backup to an instant
 //! on timeline 2 must then give exactly the rows committed by then, with the open one still in
-//! `pg_prepared_xacts` and committable.
+//! `pg_prepared_xacts` and committable; and again with timeline 1's copy of the switch segment
+//! gone from the archive, from the `.partial` the fork archived when it promoted.
 //!
 //! PostgreSQL reads a prepared transaction's state from WAL only through `pg_wal`, by the name
 //! of the timeline the PREPARE was written on: without timeline 1's copy of the switch segment
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use testkit::steps::{PrimaryOptions, archiving_primary, check_rows, restore_to};
 use testkit::{Lab, ThrowawayCluster, switch_and_wait_for_archive, workload};
-use tidemark::pg::{Lsn, SegmentName, SegmentSize, TimelineId};
+use tidemark::pg::{Lsn, SegmentName, SegmentSize, TimelineId, WalFileName};
+use tidemark::repo::layout;
 
 /// The transaction timeline 2 commits.
 const COMMITTED_LATER: &str = "tm_committed_on_two";
@@ -183,10 +185,61 @@ fn prepared_transactions_survive_a_restore_across_the_switch(major: u32) {
 
     let target = workload::format_instant(instant_2);
     let target_args = ["--target-time", target.as_str(), "--target-timeline", "2"];
-    let restored = restore_to(&lab, "second", &target_args, &[("archive_mode", "off")]);
+    let report = restore_with_one_left_prepared(&lab, "second", &target_args, &expected_2);
+    assert!(report.contains(&older_copy.to_string()), "{report}");
+    let plan = plan_json(&lab, &target_args);
+    assert_eq!(
+        plan["switch_segments"][0]["segment"],
+        older_copy.to_string(),
+        "{plan:#}"
+    );
+    assert_eq!(plan["switch_segments"][0]["source"], "archived", "{plan:#}");
+
+    // Had timeline 1's segment never reached the archive whole (its primary lost, say), the
+    // .partial a promoted standby archives serves: it holds timeline 1's WAL up to the switch,
+    // all that is read from it. Such a .partial, nothing after the switch, replaces it here.
+    archive_as_partial(&lab, older_copy, switch.0 % SEGMENT_BYTES);
+    let plan = plan_json(&lab, &target_args);
+    assert_eq!(plan["switch_segments"][0]["source"], "partial", "{plan:#}");
+    let report = restore_with_one_left_prepared(&lab, "from-partial", &target_args, &expected_2);
+    assert!(
+        report.contains(&format!("{older_copy}.partial")),
+        "{report}"
+    );
+}
+
+/// Archives `segment`'s WAL up to `switch_offset` (zeros after it) as `<segment>.partial`, as a
+/// standby promoted there would, and removes the whole segment from the repository.
+fn archive_as_partial(lab: &Lab, segment: SegmentName, switch_offset: u64) {
+    let partial = lab.tmp.path().join(format!("{segment}.partial"));
+    lab.tidemark(&[
+        "archive-get",
+        &segment.to_string(),
+        partial.to_str().unwrap(),
+    ])
+    .unwrap();
+    let mut bytes = fs::read(&partial).unwrap();
+    bytes[switch_offset as usize..].fill(0);
+    fs::write(&partial, bytes).unwrap();
+    lab.tidemark(&["archive-push", partial.to_str().unwrap()])
+        .unwrap();
+    let key = layout::wal_file(&lab.stanza, WalFileName::Segment(segment));
+    fs::remove_file(common::backups::object_path(lab, key.as_str())).unwrap();
+}
+
+/// Restores to `target` into `<lab>/<name>` (archiving off: a copy) and checks the restored
+/// cluster: exactly the rows `expected`, only [`KEPT_OPEN`] still prepared, and committable.
+/// Returns what `tidemark restore` printed.
+fn restore_with_one_left_prepared(
+    lab: &Lab,
+    name: &str,
+    target: &[&str],
+    expected: &[i64],
+) -> String {
+    let restored = restore_to(lab, name, target, &[("archive_mode", "off")]);
     let restored = restored.unwrap_or_else(|e| panic!("restore across the switch: {e:#}"));
-    let cluster = restored.cluster;
-    check_rows(&cluster, &expected_2).unwrap();
+    let mut cluster = restored.cluster;
+    check_rows(&cluster, expected).unwrap();
     assert_eq!(prepared(&cluster), KEPT_OPEN);
     assert_eq!(common::tidemark_errors(&cluster), Vec::<String>::new());
     assert_eq!(id_of(&cluster, KEPT_OPEN), None);
@@ -195,19 +248,8 @@ fn prepared_transactions_survive_a_restore_across_the_switch(major: u32) {
         .unwrap();
     assert!(id_of(&cluster, KEPT_OPEN).is_some());
     assert_eq!(prepared(&cluster), "");
-
-    assert!(
-        restored.report.contains(&older_copy.to_string()),
-        "{}",
-        restored.report
-    );
-    let plan = plan_json(&lab, &target_args);
-    assert_eq!(
-        plan["switch_segments"][0]["segment"],
-        older_copy.to_string(),
-        "{plan:#}"
-    );
-    assert_eq!(plan["switch_segments"][0]["source"], "archived", "{plan:#}");
+    cluster.stop().unwrap();
+    restored.report
 }
 
 /// `tidemark plan --output json` for `target`.

@@ -15,8 +15,8 @@ use crate::planning::planner::{CopySource, SwitchSegment};
 use crate::repo::Stanza;
 use crate::storage::durable;
 
-/// Puts each of `copies` that is archived (whole, or as the `.partial` PostgreSQL archives at
-/// promotion) into `pgdata/pg_wal`, verified, fsynced with its directory. A copy the plan
+/// Puts each of `copies` that is archived (whole, or as the `.partial` a promoted standby
+/// archives) into `pgdata/pg_wal`, verified, fsynced with its directory. A copy the plan
 /// found missing is left to the caller to warn about.
 pub(super) fn place(
     stanza: &Stanza<'_>,

@@ -18,8 +18,9 @@ use crate::pg::{Lsn, SegmentName, TimelineId};
 pub enum CopySource {
     /// The whole segment is archived.
     Archived,
-    /// Only the `.partial` file PostgreSQL archives at promotion is: it holds the older
-    /// timeline's WAL up to the switch, which is all that is read from it.
+    /// Only the `.partial` file a promoted standby archives is (PostgreSQL archives none when
+    /// that segment came from the archive): it holds the older timeline's WAL up to the
+    /// switch, which is all that is read from it.
     Partial,
     /// Neither is archived.
     Missing,
