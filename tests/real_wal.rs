@@ -28,11 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::DateTime;
+use common::wal::{PAGE, segment_name, zero_tail_page};
 use common::{PATIENCE, WalLab};
 use testkit::{Lab, PgBinaries, SharedTempDir, ThrowawayCluster, give_to_owner, owner_command};
 use tidemark::pg::control::ControlFileIdentity;
 use tidemark::pg::history::TimelineHistory;
-use tidemark::pg::page::{PageHeader, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER};
+use tidemark::pg::page::{PageHeader, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER};
 use tidemark::pg::segment_check::{
     CHUNK_ALIGNMENT, ExpectedCluster, SegmentChecker, SegmentDefect, SegmentKind,
 };
@@ -40,8 +41,6 @@ use tidemark::pg::wal::{RecordWalker, WalRecordDefect, WalkedSegment, XactEnd, X
 use tidemark::pg::{Lsn, PgMajor, SegmentName, SegmentSize, TimelineId, WalFileName};
 
 const MIB: u32 = 1 << 20;
-/// PostgreSQL's default (and the lab's) WAL page size, `XLOG_BLCKSZ`.
-const PAGE: usize = 8192;
 /// Size of a long page header, after which a segment's first record may start.
 const LONG_HEADER: u64 = 40;
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
@@ -158,13 +157,6 @@ fn waldump_all(pg: &PgBinaries, cwd: &Path, args: &[&OsStr]) -> Vec<Dumped> {
     parse_waldump(&run.stdout)
 }
 
-fn segment_name(file_name: &str) -> SegmentName {
-    match WalFileName::parse(file_name) {
-        Ok(WalFileName::Segment(name)) => name,
-        other => panic!("{file_name} should parse as a segment, got {other:?}"),
-    }
-}
-
 fn start_of(name: SegmentName, segment_bytes: u32) -> Lsn {
     name.start_lsn(size(segment_bytes)).unwrap()
 }
@@ -202,16 +194,6 @@ fn check_complete(
         bytes,
         CHUNK_ALIGNMENT,
     )
-}
-
-/// Index of the first page after the first whose header is all zeros: where the zero tail that
-/// follows an `XLOG_SWITCH` starts. `None` for a segment filled to its end.
-fn zero_tail_page(bytes: &[u8]) -> Option<usize> {
-    (1..bytes.len() / PAGE).find(|&page| {
-        bytes[page * PAGE..page * PAGE + SHORT_HEADER_LEN]
-            .iter()
-            .all(|&b| b == 0)
-    })
 }
 
 /// The decoded header of every page before the zero tail.

@@ -94,7 +94,10 @@ pub enum Command {
     /// written, and the backup is the newest whose state does not yet include the record where
     /// recovery stops (or --backup), with the reason printed. Then it writes
     /// its files in parallel with every chunk's checksums verified (showing a progress bar on a
-    /// terminal, a log line every 10 s otherwise), and writes recovery.signal
+    /// terminal, a log line every 10 s otherwise). When recovery crosses a timeline switch
+    /// inside a segment, it also puts the older timeline's copy of that segment into pg_wal
+    /// (verified): PostgreSQL reads transactions prepared before the switch from there only.
+    /// Then it writes recovery.signal
     /// and the recovery settings (restore_command calling tidemark-restore by absolute path with
     /// this configuration and stanza, and the target) into postgresql.auto.conf, so that
     /// `pg_ctl start` recovers and finishes on its own. Run it as the user PostgreSQL runs as.
@@ -104,7 +107,8 @@ pub enum Command {
     ///
     /// Reads the backups, the WAL index and the timeline histories, and prints which backup
     /// would be restored and why, the timelines recovery follows, exactly which segments it
-    /// reads, and the record where PostgreSQL will stop — or why the target cannot be reached
+    /// reads, the older timeline's copies of switch segments a restore puts into pg_wal, and
+    /// the record where PostgreSQL will stop — or why the target cannot be reached
     /// (no backup before it, a segment missing from the archive, or WAL that does not reach it
     /// yet, with how far a restore can go today). Same target options as restore.
     #[command(verbatim_doc_comment)]

@@ -164,8 +164,13 @@ pub fn run_restore(choice: &ConfigChoice, args: &RestoreArgs) -> anyhow::Result<
     } else {
         String::new()
     };
+    let switch_lines: String = report
+        .switch_copies
+        .iter()
+        .map(|copy| super::plan::describe_switch_copy(copy, true) + "\n")
+        .collect();
     program::print_stdout(&format!(
-        "restored backup {} into {}: {}\n{} files, {} written{kept}, in {:.1} s\nrecovery settings written: start the server (pg_ctl -D {} start); it recovers through tidemark-restore to {} and then does '{}'\n",
+        "restored backup {} into {}: {}\n{} files, {} written{kept}, in {:.1} s\n{switch_lines}recovery settings written: start the server (pg_ctl -D {} start); it recovers through tidemark-restore to {} and then does '{}'\n",
         report.label,
         pgdata.display(),
         format_args!("chosen because {}", report.why),

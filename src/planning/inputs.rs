@@ -10,8 +10,8 @@ use anyhow::Context;
 use crate::pg::history::TimelineHistory;
 use crate::pg::{TimelineId, WalFileName};
 use crate::planning::planner::{
-    self, Archive, BackupPoint, Histories, IndexedSegment, PlanError, RecoverableWindow,
-    RecoveryPlan, SegmentIndex,
+    self, Archive, BackupPoint, Histories, IndexedSegment, PartialSegments, PlanError,
+    RecoverableWindow, RecoveryPlan, SegmentIndex,
 };
 use crate::planning::segment_events::ArchivedEvents;
 use crate::planning::target::PlanRequest;
@@ -23,6 +23,7 @@ use crate::repo::object;
 pub struct StanzaPlanner<'s, 'r> {
     backups: Vec<BackupPoint>,
     segments: SegmentIndex,
+    partials: PartialSegments,
     histories: Histories,
     events: ArchivedEvents<'s, 'r>,
 }
@@ -35,7 +36,11 @@ impl<'s, 'r> StanzaPlanner<'s, 'r> {
         stanza: &'s Stanza<'r>,
         backups: &[BackupRecord],
     ) -> anyhow::Result<StanzaPlanner<'s, 'r>> {
-        let (segments, histories) = load_archive(stanza)?;
+        let Loaded {
+            segments,
+            partials,
+            histories,
+        } = load_archive(stanza)?;
         Ok(StanzaPlanner {
             backups: backups
                 .iter()
@@ -47,6 +52,7 @@ impl<'s, 'r> StanzaPlanner<'s, 'r> {
                 })
                 .collect(),
             segments,
+            partials,
             histories,
             events: ArchivedEvents { stanza },
         })
@@ -70,6 +76,7 @@ impl<'s, 'r> StanzaPlanner<'s, 'r> {
             segment_size: self.events.stanza.expected_cluster().segment_size,
             backups: &self.backups,
             segments: &self.segments,
+            partials: &self.partials,
             histories: &self.histories,
             events: &self.events,
         }
@@ -85,10 +92,19 @@ pub fn plan_for(
     Ok(StanzaPlanner::load(stanza, backups)?.plan(request)?)
 }
 
-/// The index entry of every archived segment, and every timeline history.
-fn load_archive(stanza: &Stanza<'_>) -> anyhow::Result<(SegmentIndex, Histories)> {
+/// What the planner reads of the archive.
+struct Loaded {
+    segments: SegmentIndex,
+    partials: PartialSegments,
+    histories: Histories,
+}
+
+/// The index entry of every archived segment, which `.partial` files are archived, and every
+/// timeline history.
+fn load_archive(stanza: &Stanza<'_>) -> anyhow::Result<Loaded> {
     let size = stanza.expected_cluster().segment_size;
     let mut segments = SegmentIndex::new();
+    let mut partials = PartialSegments::new();
     let mut histories = Histories::new();
     // Reading the packs is CPU work, listing the archive is system calls: side by side.
     let (packed, listed) = std::thread::scope(|scope| {
@@ -120,10 +136,17 @@ fn load_archive(stanza: &Stanza<'_>) -> anyhow::Result<(SegmentIndex, Histories)
             WalFileName::History(timeline) => {
                 histories.insert(timeline, read_history(stanza, name, timeline)?);
             }
-            WalFileName::Partial(_) | WalFileName::BackupHistory { .. } => {}
+            WalFileName::Partial(segment) => {
+                partials.insert((segment.timeline, segment.segment_number(size)?));
+            }
+            WalFileName::BackupHistory { .. } => {}
         }
     }
-    Ok((segments, histories))
+    Ok(Loaded {
+        segments,
+        partials,
+        histories,
+    })
 }
 
 /// The archived history file `name` of `timeline`, decoded and parsed.

@@ -9,11 +9,17 @@
 //! ([`settings`]). A restore that stops anywhere before the end leaves a directory PostgreSQL
 //! refuses to start, and one that ends leaves everything it wrote durable.
 //!
+//! When recovery crosses a timeline switch inside a segment, the older timeline's copy of that
+//! segment is put in `pg_wal` with the data, before `global/pg_control` ([`switch_copies`]):
+//! PostgreSQL reads a transaction prepared before the switch from there and nowhere else.
+//!
 //! While the files are written, the restore shows its progress (`progress`): a bar on a
 //! terminal, a line every 10 s otherwise.
 //!
 //! May import: `planning/` (a restore plans first, and writes the target's settings),
-//! `archive::prefetch` (to hand the plan to `tidemark-restore`'s prefetcher), `backup::verify`,
+//! `archive::prefetch` (to hand the plan to `tidemark-restore`'s prefetcher), `archive::get`
+//! (a switch segment's older copy is fetched and verified as `restore_command` does it),
+//! `backup::verify`,
 //! `repo/`, `storage::durable`, `progress` and `pg/`.
 
 mod backup_choice;
@@ -21,6 +27,7 @@ mod files;
 mod pg_control;
 mod places;
 pub mod settings;
+mod switch_copies;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,6 +41,7 @@ use crate::backup::verify;
 use crate::pg::SegmentName;
 use crate::pg::backup_manifest::BackupManifest;
 use crate::planning::inputs::plan_for;
+use crate::planning::planner::SwitchSegment;
 use crate::planning::target::{PlanRequest, RecoveryTarget};
 use crate::progress::Progress;
 use crate::repo::Stanza;
@@ -78,6 +86,8 @@ pub struct RestoreReport {
     pub files_kept: u64,
     pub bytes_written: u64,
     pub removed: u64,
+    /// The older timeline's copies of switch segments: put in `pg_wal`, unless not archived.
+    pub switch_copies: Vec<SwitchSegment>,
     pub elapsed: Duration,
 }
 
@@ -101,7 +111,13 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
     places.make_tops(options.existing)?;
     // The prefetcher of tidemark-restore follows the plan, timeline switches included.
     let prefetch_plan = (record.label == plan.backup).then_some(plan.segments.as_slice());
-    let written = lay_out(stanza, record, &places, options.existing, manifest.as_deref(), prefetch_plan)
+    let switch_copies = plan.copies_to_place(record.start_lsn);
+    let beside = Beside {
+        manifest: manifest.as_deref(),
+        prefetch_plan,
+        switch_copies: &switch_copies,
+    };
+    let written = lay_out(stanza, record, &places, options.existing, &beside)
         .map_err(|e| {
             anyhow::anyhow!(
                 "{e:#}; {} is left incomplete and cannot be started (its global/pg_control is written last): restore again with --delta or --force once the cause is fixed",
@@ -125,6 +141,7 @@ pub fn restore(stanza: &Stanza<'_>, options: &RestoreOptions) -> anyhow::Result<
         files_kept: written.kept,
         bytes_written: written.bytes,
         removed: written.removed,
+        switch_copies: switch_copies.into_iter().cloned().collect(),
         elapsed: started.elapsed(),
     })
 }
@@ -157,15 +174,24 @@ struct LaidOut {
     removed: u64,
 }
 
-/// Lays the backup out under `places`, which exist, with the prefetcher's plan (a cache): every
-/// file and directory made durable, `global/pg_control` put in place last.
+/// What a restore writes beside the backup's own files.
+struct Beside<'a> {
+    /// PostgreSQL's manifest of the backup (none for PostgreSQL 12).
+    manifest: Option<&'a [u8]>,
+    /// The plan handed to the prefetcher (a cache), when the planned backup is restored.
+    prefetch_plan: Option<&'a [SegmentName]>,
+    /// The older timeline's copies of switch segments, for `pg_wal`.
+    switch_copies: &'a [&'a SwitchSegment],
+}
+
+/// Lays the backup out under `places`, which exist, with what goes `beside` it: every file and
+/// directory made durable, `global/pg_control` put in place last.
 fn lay_out(
     stanza: &Stanza<'_>,
     record: &BackupRecord,
     places: &Places,
     existing: ExistingData,
-    manifest: Option<&[u8]>,
-    prefetch_plan: Option<&[SegmentName]>,
+    beside: &Beside<'_>,
 ) -> anyhow::Result<LaidOut> {
     let pgdata = &places.pgdata;
     pg_control::withdraw(pgdata)?;
@@ -186,10 +212,11 @@ fn lay_out(
     } else {
         0
     };
-    write_beside_the_backup(record, places, manifest)?;
-    if let Some(segments) = prefetch_plan {
+    write_beside_the_backup(record, places, beside.manifest)?;
+    if let Some(segments) = beside.prefetch_plan {
         RestoreSpool::locate(&pgdata.join("pg_wal"), stanza.name()).write_plan(segments)?;
     }
+    switch_copies::place(stanza, beside.switch_copies, pgdata)?;
     for dir in places.directories(record) {
         durable::fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
     }

@@ -8,6 +8,7 @@ pub mod backups;
 pub mod direct;
 pub mod s3;
 pub mod strace;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -12,19 +12,22 @@
 //! WAL reads one segment.
 //!
 //! Split as the work divides: `timelines` (the path of timelines and the backups on it), `stop`
-//! (the record where recovery stops), `stretch` (the archived WAL from a backup on), `windows`
-//! (what restores can reach, for `info`); this file holds the types and puts a plan together.
+//! (the record where recovery stops), `stretch` (the archived WAL from a backup on), `switches`
+//! (the older timeline's copies of segments where a switch falls inside, which a restore puts
+//! in `pg_wal`), `windows` (what restores can reach, for `info`); this file holds the types and
+//! puts a plan together.
 //!
 //! May import: `pg/` and `planning::target`. Nothing here reads a file or the repository.
 
 mod stop;
 mod stretch;
+mod switches;
 #[cfg(test)]
 mod tests;
 mod timelines;
 mod windows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::target::{PlanRequest, RecoveryTarget};
 use crate::pg::history::TimelineHistory;
@@ -33,6 +36,7 @@ use crate::pg::{Lsn, SegmentName, SegmentSize, TimelineId, time};
 pub use stop::StopPoint;
 use stop::{earliest_known_time, first_stop, lsn_stop_segment};
 use stretch::{Stretch, stretch_from, unbroken_stretch};
+pub use switches::{CopySource, SwitchSegment};
 use timelines::Route;
 pub use timelines::TimelineSpan;
 pub use windows::{RecoverableWindow, recoverable_windows};
@@ -57,6 +61,9 @@ pub struct IndexedSegment {
 
 /// The WAL index by (timeline, segment number).
 pub type SegmentIndex = BTreeMap<(TimelineId, u64), IndexedSegment>;
+
+/// The archived `.partial` files by (timeline, segment number).
+pub type PartialSegments = BTreeSet<(TimelineId, u64)>;
 
 /// Timeline histories by timeline.
 pub type Histories = BTreeMap<TimelineId, TimelineHistory>;
@@ -88,6 +95,7 @@ pub struct Archive<'a> {
     pub backups: &'a [BackupPoint],
     /// Keyed by (timeline, segment number).
     pub segments: &'a SegmentIndex,
+    pub partials: &'a PartialSegments,
     pub histories: &'a Histories,
     pub events: &'a dyn SegmentEvents,
 }
@@ -103,6 +111,21 @@ pub struct RecoveryPlan {
     pub segments: Vec<SegmentName>,
     pub bytes: u64,
     pub stop: StopPoint,
+    /// The switches inside a segment on the path up to the stop: the older timeline's copies
+    /// a restore may put in `pg_wal` ([`RecoveryPlan::copies_to_place`]).
+    pub switch_segments: Vec<SwitchSegment>,
+}
+
+impl RecoveryPlan {
+    /// The older timeline's copies a restore of a backup starting at `backup_start` puts in
+    /// `pg_wal`: those of the switches after it. Before it, the backup's checkpoint wrote every
+    /// prepared transaction's state to `pg_twophase`, so none is read from WAL.
+    pub fn copies_to_place(&self, backup_start: Lsn) -> Vec<&SwitchSegment> {
+        self.switch_segments
+            .iter()
+            .filter(|s| backup_start < s.switch)
+            .collect()
+    }
 }
 
 /// Why the target cannot be reached.
@@ -156,6 +179,7 @@ pub fn plan(archive: &Archive<'_>, request: &PlanRequest) -> Result<RecoveryPlan
 
 /// The plan that restores `backup` and replays `stretch` along `route`, stopping at `stop`.
 fn planned(
+    archive: &Archive<'_>,
     route: &Route<'_>,
     backup: &BackupPoint,
     why: String,
@@ -163,6 +187,14 @@ fn planned(
     stop: StopPoint,
 ) -> RecoveryPlan {
     RecoveryPlan {
+        switch_segments: switches::switch_segments(
+            archive,
+            &route.path,
+            stretch
+                .segments
+                .last()
+                .and_then(|s| s.segment_number(archive.segment_size).ok()),
+        ),
         backup: backup.label.clone(),
         why,
         timeline: route.timeline,
@@ -191,7 +223,7 @@ fn plan_from_newest(
         StopPoint::EndOfArchive(stretch.end)
     };
     let why = "it is the newest backup".to_owned();
-    Ok(planned(route, newest, why, stretch, stop))
+    Ok(planned(archive, route, newest, why, stretch, stop))
 }
 
 /// Plans recovery to the first record at or past LSN `target`.
@@ -227,6 +259,7 @@ fn plan_to_lsn(
         backup.stop
     );
     Ok(planned(
+        archive,
         route,
         backup,
         why,
@@ -260,7 +293,7 @@ fn plan_to_record(
         "it is the newest backup consistent (at {}) before recovery stops at {lsn}",
         backup.stop
     );
-    Ok(planned(route, backup, why, stretch, stop))
+    Ok(planned(archive, route, backup, why, stretch, stop))
 }
 
 /// Why no archived record stops recovery for `target`, and what a restore can reach today; a

@@ -202,6 +202,8 @@ fn xid(xid: u64) -> RecoveryTarget {
     }
 }
 
+static NO_PARTIALS: PartialSegments = PartialSegments::new();
+
 /// The archive of `backups` and `segments`, in segments of 1 MiB.
 fn archive_over<'a>(
     backups: &'a [BackupPoint],
@@ -213,6 +215,7 @@ fn archive_over<'a>(
         segment_size: SegmentSize::new(MIB).unwrap(),
         backups,
         segments,
+        partials: &NO_PARTIALS,
         histories,
         events,
     }
@@ -613,4 +616,80 @@ fn a_time_before_what_the_archive_shows_of_the_oldest_backup_is_refused_not_gues
             .backup,
         "A"
     );
+}
+
+#[test]
+fn a_switch_inside_a_segment_names_the_older_timelines_copy_and_where_it_comes_from() {
+    let (backups, mut segments, mut histories, events) = archive_fixture();
+    let size = SegmentSize::new(MIB).unwrap();
+    let along_two = request(at_time(4400), true, TimelineChoice::Latest);
+    let switches = |segments: &SegmentIndex, partials: &PartialSegments, histories: &Histories| {
+        let mut archive = archive_over(&backups, segments, histories, &events);
+        archive.partials = partials;
+        let planned = plan(&archive, &along_two).unwrap();
+        let start = backups
+            .iter()
+            .find(|b| b.label == planned.backup)
+            .unwrap()
+            .start;
+        planned
+            .copies_to_place(start)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let older = SwitchSegment {
+        segment: SegmentName::from_segment_number(TimelineId(1), 4, size),
+        switch: Lsn(4 * MIB + 0x100),
+        next: TimelineId(2),
+        source: CopySource::Archived,
+    };
+    assert_eq!(switches(&segments, &NO_PARTIALS, &histories), [older]);
+    // Along timeline 1 nothing switches.
+    let archive = archive_over(&backups, &segments, &histories, &events);
+    let on_one = request(at_time(4400), true, TimelineChoice::Exact(TimelineId(1)));
+    assert_eq!(plan(&archive, &on_one).unwrap().switch_segments, []);
+    // Nor does a restore that stops before the switch segment.
+    let before_the_switch = request(at_time(2500), true, TimelineChoice::Latest);
+    assert_eq!(
+        plan(&archive, &before_the_switch).unwrap().switch_segments,
+        []
+    );
+    // Without the whole copy, the .partial serves; without either, the plan says so.
+    segments.remove(&(TimelineId(1), 4));
+    let partial = PartialSegments::from([(TimelineId(1), 4)]);
+    let source = |partials| switches(&segments, partials, &histories)[0].source;
+    assert_eq!(source(&partial), CopySource::Partial);
+    assert_eq!(source(&NO_PARTIALS), CopySource::Missing);
+    // A switch at a segment boundary leaves nothing of the older timeline in the segment.
+    histories.insert(
+        TimelineId(2),
+        TimelineHistory::parse(TimelineId(2), b"1\t0/400000\tat a boundary\n").unwrap(),
+    );
+    assert_eq!(switches(&segments, &partial, &histories), []);
+}
+
+#[test]
+fn a_backup_taken_after_the_switch_needs_no_older_copy() {
+    let (mut backups, segments, histories, events) = archive_fixture();
+    // Consistent on timeline 2 after its switch, in the switch segment itself.
+    backups.push(BackupPoint {
+        label: "C".into(),
+        timeline: TimelineId(2),
+        start: Lsn(4 * MIB + 0x200),
+        stop: Lsn(4 * MIB + 0x300),
+    });
+    let archive = archive_over(&backups, &segments, &histories, &events);
+    let planned = plan(
+        &archive,
+        &request(at_time(4400), true, TimelineChoice::Latest),
+    )
+    .unwrap();
+    assert_eq!(planned.backup, "C");
+    assert_eq!(
+        planned.copies_to_place(Lsn(4 * MIB + 0x200)),
+        Vec::<&SwitchSegment>::new()
+    );
+    // The older backup B, named with --backup, starts before the switch and needs the copy.
+    assert_eq!(planned.copies_to_place(Lsn(3 * MIB + 0x28)).len(), 1);
 }
