@@ -57,29 +57,6 @@ fn on_postgres_18() {
     the_whole_cycle(18);
 }
 
-/// Fails unless the WAL summarizer of `cluster` summarizes up to a checkpoint made now (it
-/// writes a summary at each checkpoint's redo point).
-fn the_wal_summarizer_goes_on(cluster: &ThrowawayCluster) {
-    cluster.query("CHECKPOINT").unwrap();
-    let redo = cluster
-        .query("SELECT redo_lsn FROM pg_control_checkpoint()")
-        .unwrap();
-    let summarized = cluster.wait_for(
-        &format!("SELECT summarized_lsn >= '{redo}' FROM pg_get_wal_summarizer_state()"),
-        "t",
-        Duration::from_secs(60),
-    );
-    if let Err(e) = summarized {
-        panic!(
-            "the WAL summarizer does not reach the checkpoint at {redo}: {e:#}; its state \
-             (timeline, summarized, pending, pid): {:?}; {} segments in pg_wal; server log:\n{}",
-            cluster.query("SELECT * FROM pg_get_wal_summarizer_state()"),
-            common::segment_names_in(&cluster.data_dir().join("pg_wal")).len(),
-            cluster.log_tail(20)
-        );
-    }
-}
-
 /// Recorded rows committed before the backup, after it, and on timeline 2.
 const ROWS_BEFORE_BACKUP: usize = 20;
 const ROWS_AFTER_BACKUP: usize = 60;
@@ -150,6 +127,29 @@ fn the_whole_cycle(major: u32) {
         "PostgreSQL {major}: the whole cycle in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Fails unless the WAL summarizer of `cluster` summarizes up to a checkpoint made now (it
+/// writes a summary at each checkpoint's redo point).
+fn the_wal_summarizer_goes_on(cluster: &ThrowawayCluster) {
+    cluster.query("CHECKPOINT").unwrap();
+    let redo = cluster
+        .query("SELECT redo_lsn FROM pg_control_checkpoint()")
+        .unwrap();
+    let summarized = cluster.wait_for(
+        &format!("SELECT summarized_lsn >= '{redo}' FROM pg_get_wal_summarizer_state()"),
+        "t",
+        Duration::from_secs(60),
+    );
+    if let Err(e) = summarized {
+        panic!(
+            "the WAL summarizer does not reach the checkpoint at {redo}: {e:#}; its state \
+             (timeline, summarized, pending, pid): {:?}; {} segments in pg_wal; server log:\n{}",
+            cluster.query("SELECT * FROM pg_get_wal_summarizer_state()"),
+            common::segment_names_in(&cluster.data_dir().join("pg_wal")).len(),
+            cluster.log_tail(20)
+        );
+    }
 }
 
 /// Timeline 1: a primary of the lab's major (with `summarize_wal` from 17 on), pgbench's tables
