@@ -12,6 +12,7 @@ mod socket_relay;
 use std::fs;
 use std::time::Duration;
 
+use common::backups::verify_backup_with_its_wal;
 use socket_relay::SocketRelay;
 
 use testkit::Lab;
@@ -106,7 +107,8 @@ fn restore_to_a_recorded_instant_gives_exactly_the_rows_committed_by_then() {
     let target_time = workload::format_instant(history.instant);
     let plan = plan_then_restore(&lab, &pgdata, &target_time);
     let (wal_start, wal_stop) = check_the_recoverable_window(&lab, &history.rows);
-    verify_backup_with_its_wal(&lab, &pgdata, &wal_start, &wal_stop);
+    let pg_verifybackup = lab.pg.path("pg_verifybackup");
+    verify_backup_with_its_wal(&lab, &pg_verifybackup, &pgdata, &wal_start, &wal_stop);
 
     let recovered = start_restored(&lab, "restored", &[]).unwrap();
     check_rows(&recovered, &history.expected)
@@ -235,35 +237,6 @@ fn check_the_recoverable_window(lab: &Lab, rows: &[workload::CommittedRow]) -> (
         "{text}"
     );
     (wal_start, wal_stop)
-}
-
-/// pg_verifybackup checks every file against the manifest and parses the backup's WAL,
-/// fetched with archive-get.
-fn verify_backup_with_its_wal(
-    lab: &Lab,
-    pgdata: &std::path::Path,
-    wal_start: &str,
-    wal_stop: &str,
-) {
-    let wal_dir = lab.tmp.subdir("verify-wal").unwrap();
-    let first = u64::from_str_radix(&wal_start[16..], 16).unwrap();
-    let last = u64::from_str_radix(&wal_stop[16..], 16).unwrap();
-    for seg in first..=last {
-        let name = format!("{}{seg:08X}", &wal_start[..16]);
-        let dest = wal_dir.join(&name);
-        lab.tidemark(&["archive-get", &name, dest.to_str().unwrap()])
-            .unwrap();
-    }
-    let verified = run_as_owner(
-        &lab.pg.path("pg_verifybackup"),
-        &["-w".as_ref(), wal_dir.as_os_str(), pgdata.as_os_str()],
-        lab.tmp.path(),
-    )
-    .unwrap();
-    assert!(
-        verified.contains("backup successfully verified"),
-        "{verified}"
-    );
 }
 
 /// PostgreSQL stopped where the plan said, having read the segments the plan listed (and,

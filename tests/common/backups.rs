@@ -1,10 +1,11 @@
-//! Backups in a lab's local repository: taking one with `tidemark backup`, and reading and
-//! rewriting its objects the way damage or a mistake would.
+//! Backups in a lab's local repository: taking one with `tidemark backup`, checking a restored
+//! one with `pg_verifybackup`, and reading and rewriting its objects the way damage or a mistake
+//! would.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use testkit::{Lab, ThrowawayCluster};
+use testkit::{Lab, ThrowawayCluster, run_as_owner};
 use tidemark::repo::compress::Compression;
 use tidemark::repo::object;
 
@@ -90,4 +91,35 @@ pub fn relation_path(cluster: &ThrowawayCluster, table: &str) -> String {
     cluster
         .query(&format!("SELECT pg_relation_filepath('{table}')"))
         .unwrap()
+}
+
+/// `pg_verifybackup` (the program `tool`, of the backup's major) checks every file of the
+/// restored directory `pgdata` against the manifest and parses the backup's WAL, `wal_start` to
+/// `wal_stop`, fetched with archive-get.
+pub fn verify_backup_with_its_wal(
+    lab: &Lab,
+    tool: &Path,
+    pgdata: &Path,
+    wal_start: &str,
+    wal_stop: &str,
+) {
+    let wal_dir = lab.tmp.subdir("verify-wal").unwrap();
+    let first = u64::from_str_radix(&wal_start[16..], 16).unwrap();
+    let last = u64::from_str_radix(&wal_stop[16..], 16).unwrap();
+    for seg in first..=last {
+        let name = format!("{}{seg:08X}", &wal_start[..16]);
+        let dest = wal_dir.join(&name);
+        lab.tidemark(&["archive-get", &name, dest.to_str().unwrap()])
+            .unwrap();
+    }
+    let verified = run_as_owner(
+        tool,
+        &["-w".as_ref(), wal_dir.as_os_str(), pgdata.as_os_str()],
+        lab.tmp.path(),
+    )
+    .unwrap();
+    assert!(
+        verified.contains("backup successfully verified"),
+        "{verified}"
+    );
 }
