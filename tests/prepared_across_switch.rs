@@ -185,7 +185,9 @@ fn prepared_transactions_survive_a_restore_across_the_switch(major: u32) {
 
     let target = workload::format_instant(instant_2);
     let target_args = ["--target-time", target.as_str(), "--target-timeline", "2"];
-    let report = restore_with_one_left_prepared(&lab, "second", &target_args, &expected_2);
+    let (report, mut cluster) =
+        restore_with_one_left_prepared(&lab, "second", &target_args, &expected_2, false);
+    cluster.stop().unwrap();
     assert!(report.contains(&older_copy.to_string()), "{report}");
     let plan = plan_json(&lab, &target_args);
     assert_eq!(
@@ -201,11 +203,25 @@ fn prepared_transactions_survive_a_restore_across_the_switch(major: u32) {
     archive_as_partial(&lab, older_copy, switch.0 % SEGMENT_BYTES);
     let plan = plan_json(&lab, &target_args);
     assert_eq!(plan["switch_segments"][0]["source"], "partial", "{plan:#}");
-    let report = restore_with_one_left_prepared(&lab, "from-partial", &target_args, &expected_2);
+    let (report, mut cluster) =
+        restore_with_one_left_prepared(&lab, "from-partial", &target_args, &expected_2, true);
     assert!(
         report.contains(&format!("{older_copy}.partial")),
         "{report}"
     );
+    // The placed copy is marked archived, as PostgreSQL marks segments it restored itself: when
+    // checkpoints retire it, the archiver must not push the .partial's bytes (nothing after the
+    // switch) as timeline 1's whole segment.
+    cluster
+        .execute_each(&["SELECT pg_switch_wal()", "CHECKPOINT", "CHECKPOINT"])
+        .unwrap();
+    switch_and_wait_for_archive(&cluster).unwrap();
+    let key = layout::wal_file(&lab.stanza, WalFileName::Segment(older_copy));
+    assert!(
+        !common::backups::object_path(&lab, key.as_str()).exists(),
+        "the restored cluster archived its placed copy of {older_copy}"
+    );
+    cluster.stop().unwrap();
 }
 
 /// Archives `segment`'s WAL up to `switch_offset` (zeros after it) as `<segment>.partial`, as a
@@ -227,18 +243,28 @@ fn archive_as_partial(lab: &Lab, segment: SegmentName, switch_offset: u64) {
     fs::remove_file(common::backups::object_path(lab, key.as_str())).unwrap();
 }
 
-/// Restores to `target` into `<lab>/<name>` (archiving off: a copy) and checks the restored
-/// cluster: exactly the rows `expected`, only [`KEPT_OPEN`] still prepared, and committable.
-/// Returns what `tidemark restore` printed.
+/// Restores to `target` into `<lab>/<name>` (archiving into the stanza, or off: a copy) and
+/// checks the restored cluster: exactly the rows `expected`, only [`KEPT_OPEN`] still prepared,
+/// and committable. Returns what `tidemark restore` printed, and the running cluster.
 fn restore_with_one_left_prepared(
     lab: &Lab,
     name: &str,
     target: &[&str],
     expected: &[i64],
-) -> String {
-    let restored = restore_to(lab, name, target, &[("archive_mode", "off")]);
+    archiving: bool,
+) -> (String, ThrowawayCluster) {
+    let archive_command = lab.archive_command();
+    let settings: &[(&str, &str)] = if archiving {
+        &[
+            ("archive_mode", "on"),
+            ("archive_command", &archive_command),
+        ]
+    } else {
+        &[("archive_mode", "off")]
+    };
+    let restored = restore_to(lab, name, target, settings);
     let restored = restored.unwrap_or_else(|e| panic!("restore across the switch: {e:#}"));
-    let mut cluster = restored.cluster;
+    let cluster = restored.cluster;
     check_rows(&cluster, expected).unwrap();
     assert_eq!(prepared(&cluster), KEPT_OPEN);
     assert_eq!(common::tidemark_errors(&cluster), Vec::<String>::new());
@@ -248,8 +274,7 @@ fn restore_with_one_left_prepared(
         .unwrap();
     assert!(id_of(&cluster, KEPT_OPEN).is_some());
     assert_eq!(prepared(&cluster), "");
-    cluster.stop().unwrap();
-    restored.report
+    (restored.report, cluster)
 }
 
 /// `tidemark plan --output json` for `target`.

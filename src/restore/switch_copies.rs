@@ -1,23 +1,23 @@
 //! The older timeline's copy of each segment where a timeline switch the restore crosses falls
 //! inside (`planning::planner`'s switches say why PostgreSQL needs it): fetched from the
 //! repository and verified exactly as `restore_command` verifies a segment, then made durable
-//! in the restored `pg_wal` under its own name. PostgreSQL replays the segment from the newer
-//! timeline's copy, through `restore_command` as always; it opens this one only to read back a
-//! transaction prepared before the switch.
+//! in the restored `pg_wal` under its own name, marked archived. PostgreSQL replays the segment
+//! from the newer timeline's copy, through `restore_command` as always; it opens this one only to
+//! read back a transaction prepared before the switch.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 
 use crate::archive::{GetOutcome, get_wal_file};
-use crate::pg::WalFileName;
+use crate::pg::{SegmentName, WalFileName};
 use crate::planning::planner::{CopySource, SwitchSegment};
 use crate::repo::Stanza;
 use crate::storage::durable;
 
 /// Puts each of `copies` that is archived (whole, or as the `.partial` a promoted standby
-/// archives) into `pgdata/pg_wal`, verified, fsynced with its directory. A copy the plan
-/// found missing is left to the caller to warn about.
+/// archives) into `pgdata/pg_wal`, verified, fsynced with its directory, and marked archived. A
+/// copy the plan found missing is left to the caller to warn about.
 pub(super) fn place(
     stanza: &Stanza<'_>,
     copies: &[&SwitchSegment],
@@ -45,6 +45,20 @@ pub(super) fn place(
         }
         durable::make_durable(&destination, pgdata)
             .with_context(|| format!("fsync {}", destination.display()))?;
+        mark_archived(&pg_wal, copy.segment, pgdata)?;
     }
     Ok(())
+}
+
+/// Writes `archive_status/<segment>.done`, as PostgreSQL does for a segment it restored from
+/// the archive and kept. Without it, the first checkpoint to retire the copy after promotion
+/// would find no status and queue it for archiving: a copy from a `.partial` (nothing after the
+/// switch) would then be pushed as the whole segment, and refused, for ever, stalling the
+/// restored cluster's archiving.
+fn mark_archived(pg_wal: &Path, segment: SegmentName, pgdata: &Path) -> anyhow::Result<()> {
+    let status_dir = pg_wal.join("archive_status");
+    let done = status_dir.join(format!("{segment}.done"));
+    durable::create_dir_all(&status_dir, 0o700, pgdata)
+        .and_then(|()| durable::write_replacing(&done, b"", 0o600, pgdata))
+        .with_context(|| format!("write {}", done.display()))
 }
