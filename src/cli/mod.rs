@@ -15,6 +15,7 @@ mod info;
 mod plan;
 mod restore;
 mod stanza_create;
+mod target_args;
 mod verify;
 
 #[path = "../../archive_command/src/command.rs"]
@@ -114,7 +115,7 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Plan {
         #[command(flatten)]
-        recovery: restore::RecoveryTargetArgs,
+        recovery: target_args::RecoveryTargetArgs,
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,

@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::info::OutputFormat;
-use super::restore::RecoveryTargetArgs;
+use super::target_args::RecoveryTargetArgs;
 use tidemark::config::ConfigChoice;
 use tidemark::pg::time;
 use tidemark::planning::inputs::plan_for;
