@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod compress;
+pub mod crypto;
 pub mod gc;
 pub mod layout;
 pub mod lock;
