@@ -1,5 +1,6 @@
-//! One replication connection over TCP or a Unix socket: startup with `replication=true`,
-//! authentication, simple queries, and reading the messages of a running command.
+//! One replication connection over TCP (TLS as `sslmode` asks) or a Unix socket: startup with
+//! `replication=true`, authentication, simple queries, and reading the messages of a running
+//! command, each at most [`MAX_MESSAGE_LEN`] long.
 
 use std::time::Duration;
 
@@ -14,12 +15,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::conninfo::{ConnectTarget, Endpoint};
 use super::server_error::ServerError;
+use super::tls::{self, Negotiated, SslMode};
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// How long to wait for the server to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest server message accepted. PostgreSQL sends rows and COPY data in pieces far
+/// smaller; a longer length field is a broken or hostile server, refused before any memory is
+/// reserved for it.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024 * 1024;
 
 /// A result set of a simple query, every value as text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,21 +56,10 @@ pub fn row_values(row: &DataRowBody) -> anyhow::Result<Vec<Option<String>>> {
 }
 
 impl ReplicationConnection {
-    /// Connects and authenticates as a physical replication client.
+    /// Connects (with TLS as `target.tls` asks, over TCP) and authenticates as a physical
+    /// replication client.
     pub async fn connect(target: &ConnectTarget) -> anyhow::Result<ReplicationConnection> {
-        let connecting = async {
-            Ok::<Box<dyn Stream>, std::io::Error>(match &target.endpoint {
-                Endpoint::Tcp { host, port } => {
-                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                    stream.set_nodelay(true)?;
-                    Box::new(stream)
-                }
-                Endpoint::Unix { dir, port } => Box::new(
-                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?,
-                ),
-            })
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(target))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -100,6 +96,7 @@ impl ReplicationConnection {
     /// are logged and skipped.
     pub async fn next_message(&mut self) -> anyhow::Result<Message> {
         loop {
+            check_message_length(&self.read_buffer)?;
             if let Some(message) =
                 Message::parse(&mut self.read_buffer).context("decode a server message")?
             {
@@ -188,7 +185,7 @@ impl ReplicationConnection {
                             "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 without TLS channel binding"
                         );
                     }
-                    // No TLS here, so no channel binding (SCRAM-SHA-256-PLUS needs it).
+                    // No channel binding (SCRAM-SHA-256-PLUS), even over TLS: servers offer plain SCRAM too.
                     let client = ScramSha256::new(&password()?, ChannelBinding::unsupported());
                     frontend::sasl_initial_response(
                         SCRAM_SHA_256,
@@ -285,6 +282,70 @@ impl ReplicationConnection {
     }
 }
 
+/// Refuses a message whose header (type byte, then a big-endian length that counts itself)
+/// announces more than [`MAX_MESSAGE_LEN`] bytes.
+fn check_message_length(buffer: &[u8]) -> anyhow::Result<()> {
+    if let Some(header) = buffer.get(..5) {
+        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if length > MAX_MESSAGE_LEN {
+            bail!(
+                "the server sent a message (type {:?}) of {length} bytes, more than the {} MiB a server message may have",
+                char::from(header[0]),
+                MAX_MESSAGE_LEN >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The byte stream to the server: a Unix socket as is (PostgreSQL never does SSL there, so
+/// libpq ignores sslmode), a TCP socket after the SSL negotiation `sslmode` asks for.
+async fn open_stream(target: &ConnectTarget) -> anyhow::Result<Box<dyn Stream>> {
+    let (host, port) = match &target.endpoint {
+        Endpoint::Unix { dir, port } => {
+            if target.tls.mode > SslMode::Prefer {
+                tracing::debug!(
+                    "sslmode={} does not apply to the Unix socket in {}",
+                    target.tls.mode,
+                    dir.display()
+                );
+            }
+            let path = dir.join(format!(".s.PGSQL.{port}"));
+            return Ok(Box::new(tokio::net::UnixStream::connect(path).await?));
+        }
+        Endpoint::Tcp { host, port } => (host.as_str(), *port),
+    };
+    if target.tls.mode == SslMode::Disable {
+        return Ok(Box::new(tcp_connect(host, port).await?));
+    }
+    // Files first: a bad root or key file is a configuration error, found before any packet.
+    let config = target.tls.client_config()?;
+    let stream = tcp_connect(host, port).await?;
+    match tls::negotiate(stream, host, &target.tls, config).await {
+        Ok(Negotiated::Tls(tls)) => Ok(tls),
+        Ok(Negotiated::Refused(stream)) if target.tls.mode == SslMode::Prefer => {
+            tracing::debug!("the server does not do SSL; sslmode=prefer goes on in plaintext");
+            Ok(Box::new(stream))
+        }
+        Ok(Negotiated::Refused(_)) => bail!(
+            "the server does not accept SSL connections (ssl = off in its postgresql.conf?), and sslmode={} requires it",
+            target.tls.mode
+        ),
+        // libpq's prefer: a failed handshake is retried on a new connection without SSL.
+        Err(e) if target.tls.mode == SslMode::Prefer => {
+            tracing::debug!("TLS failed ({e:#}); sslmode=prefer retries in plaintext");
+            Ok(Box::new(tcp_connect(host, port).await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn tcp_connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// `server_version` ("15.18 (Debian 15.18-0+deb12u1)", "16beta1") as `server_version_num`.
 fn parse_server_version(text: &str) -> u32 {
     let numeric: String = text
@@ -332,6 +393,21 @@ impl ReplicationConnection {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_longer_than_the_cap_is_refused_before_it_is_read() {
+        let mut header = vec![b'd'];
+        header.extend_from_slice(&(super::MAX_MESSAGE_LEN as u32).to_be_bytes());
+        super::check_message_length(&header).unwrap();
+        let mut huge = vec![b'd'];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        let error = super::check_message_length(&huge).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the server sent a message (type 'd') of 4294967295 bytes, more than the 64 MiB a server message may have"
+        );
+        super::check_message_length(b"d\xff\xff").unwrap();
+    }
+
     #[test]
     fn server_versions_become_numbers() {
         assert_eq!(
