@@ -226,7 +226,11 @@ fn handshake_error(error: std::io::Error, host: &str, settings: &TlsSettings) ->
             ..
         })) => anyhow::anyhow!(
             "TLS handshake: the server's certificate is for {}, not {host} (sslmode=verify-full; connect by one of those names, or use sslmode=verify-ca)",
-            presented.join(", ")
+            presented
+                .iter()
+                .map(|name| presented_name(name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => {
             anyhow::anyhow!(
@@ -235,6 +239,15 @@ fn handshake_error(error: std::io::Error, host: &str, settings: &TlsSettings) ->
         }
         _ => anyhow::anyhow!("TLS handshake: {error}"),
     }
+}
+
+/// A name webpki lists from a certificate (`DnsName("db.test")`, `IpAddress(10.0.0.5)`) as a
+/// DBA writes it.
+fn presented_name(debug: &str) -> &str {
+    ["DnsName(", "IpAddress("]
+        .iter()
+        .find_map(|kind| debug.strip_prefix(kind)?.strip_suffix(')'))
+        .map_or(debug, |inner| inner.trim_matches('"'))
 }
 
 /// Reads a PEM file of at most [`MAX_PEM_FILE`] bytes.
@@ -320,7 +333,7 @@ fn load_client_cert(
 }
 
 /// libpq's rule: a key file owned by us must be u=rw at most (0600); one owned by root may also
-/// be group-readable (0640), for keys a system group shares.
+/// be group-readable (0640), for keys a system group shares; libpq checks no other owner.
 fn check_key_file_mode(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path)
@@ -330,18 +343,9 @@ fn check_key_file_mode(path: &Path) -> anyhow::Result<()> {
     }
     let mode = metadata.mode() & 0o777;
     let euid = rustix::process::geteuid().as_raw();
-    let allowed = if metadata.uid() == euid {
-        mode & 0o077 == 0
-    } else if metadata.uid() == 0 {
-        mode & 0o037 == 0
-    } else {
-        bail!(
-            "private key file {} is owned by uid {}, neither this user nor root: chown it",
-            path.display(),
-            metadata.uid()
-        );
-    };
-    if !allowed {
+    let too_open =
+        (metadata.uid() == euid && mode & 0o077 != 0) || (metadata.uid() == 0 && mode & 0o037 != 0);
+    if too_open {
         bail!(
             "private key file {} has mode {mode:04o}, readable by others: chmod 0600 it (or 0640 if owned by root)",
             path.display()
@@ -453,6 +457,13 @@ mod tests {
         );
         let bad = SslMode::parse("on").unwrap_err().to_string();
         assert!(bad.contains("not one of"), "{bad}");
+    }
+
+    #[test]
+    fn presented_names_read_as_written() {
+        assert_eq!(presented_name("DnsName(\"db.test\")"), "db.test");
+        assert_eq!(presented_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(presented_name("DirectoryName"), "DirectoryName");
     }
 
     #[test]
