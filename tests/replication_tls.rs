@@ -3,14 +3,19 @@
 //! verify-ca the chain only, require and prefer nothing), a certificate from another CA or for
 //! another host is refused, a server without SSL is refused by `require` and used in plaintext
 //! by `prefer`, a client certificate logs in through a `hostssl … cert` line while a
-//! group-readable key is refused, and `tidemark backup` runs end to end over verify-full. The
+//! group-readable key is refused, `tidemark backup` runs end to end over verify-full, plaintext
+//! injected after the server's `S` breaks the handshake (CVE-2021-23214), and a 4 GiB message
+//! length is refused. The
 //! servers reject plaintext TCP (`hostnossl … reject`) and `pg_stat_ssl` is read while the
 //! walsender is connected, so a connection that silently went without TLS cannot pass.
 
 mod common;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -119,6 +124,36 @@ fn reject_plaintext_tcp(cluster: &ThrowawayCluster) {
     }
 }
 
+/// A loopback relay to the server on `server_port`, for one connection: the client's bytes pass
+/// as they are; `injected` goes into the client's stream after the server's first `after` bytes,
+/// as a man in the middle would put it. Returns the relay's port.
+fn relay_injecting(server_port: u16, after: usize, injected: &[u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let injected = injected.to_vec();
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut from_client, &mut to_server);
+            let _ = to_server.shutdown(Shutdown::Both);
+        });
+        let (mut from_server, mut to_client) = (server, client);
+        let mut head = vec![0; after];
+        if from_server.read_exact(&mut head).is_ok() {
+            // One write, so the injected bytes arrive with what precedes them.
+            head.extend_from_slice(&injected);
+            if to_client.write_all(&head).is_ok() {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+            }
+        }
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    port
+}
+
 fn target(cluster: &ThrowawayCluster, user: &str, tls: &str) -> ConnectTarget {
     let conninfo = format!("host=127.0.0.1 port={} user={user} {tls}", cluster.port());
     ConnectTarget::from_conninfo(&conninfo).unwrap()
@@ -203,6 +238,55 @@ async fn each_sslmode_checks_the_server_certificate_as_libpq_does() {
         error.contains("pg_hba.conf rejects replication connection")
             && error.contains("no encryption"),
         "{error}"
+    );
+}
+
+/// CVE-2021-23214's attack: plaintext bytes put after the server's `S` must go into the
+/// handshake (and break it), never be read as the server's first messages.
+#[tokio::test]
+async fn bytes_injected_after_the_ssl_answer_break_the_handshake() {
+    let tmp = SharedTempDir::new("tm-tls-").unwrap();
+    let ca = TestCa::new("Tidemark test CA");
+    let cluster = tls_cluster(&tmp, "inject", &ca.issue("db", &["127.0.0.1"]), &ca);
+    // AuthenticationOk, then ReadyForQuery: a login that never happened.
+    let fake_login = b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I";
+    let relay = relay_injecting(cluster.port(), 1, fake_login);
+    let target = ConnectTarget::from_conninfo(&format!(
+        "host=127.0.0.1 port={relay} user=postgres sslmode=require"
+    ))
+    .unwrap();
+    let error = match ReplicationConnection::connect(&target).await {
+        Ok(_) => panic!("connected through injected plaintext"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.starts_with(&format!("connect to 127.0.0.1:{relay}: TLS handshake: ")),
+        "{error}"
+    );
+}
+
+/// A length field of 4 GiB in a server message is refused before anything is reserved for it.
+#[tokio::test]
+async fn a_server_message_longer_than_64_mib_is_refused() {
+    let tmp = SharedTempDir::new("tm-tls-").unwrap();
+    let pg = PgBinaries::locate().unwrap();
+    let mut cluster = ThrowawayCluster::init(&pg, tmp.path(), "huge", 1).unwrap();
+    cluster.listen_on_loopback().unwrap();
+    cluster.start().unwrap();
+    let relay = relay_injecting(cluster.port(), 0, b"R\xff\xff\xff\xff");
+    let target = ConnectTarget::from_conninfo(&format!(
+        "host=127.0.0.1 port={relay} user=postgres sslmode=disable"
+    ))
+    .unwrap();
+    let error = match ReplicationConnection::connect(&target).await {
+        Ok(_) => panic!("connected through a 4 GiB message"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert_eq!(
+        error,
+        format!(
+            "log in to 127.0.0.1:{relay} as postgres: the server sent a message (type 'R') of 4294967295 bytes, more than the 64 MiB a server message may have"
+        )
     );
 }
 

@@ -20,8 +20,11 @@ use super::tls::{self, Negotiated, SslMode};
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// How long to wait for the server to accept a connection.
+/// How long to wait for the server to accept a connection (and finish the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the login may take once connected (authentication, parameter reports).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest server message accepted. PostgreSQL sends rows and COPY data in pieces far
 /// smaller; a longer length field is a broken or hostile server, refused before any memory is
@@ -75,9 +78,16 @@ impl ReplicationConnection {
             write_buffer: BytesMut::new(),
             server_version_num: 0,
         };
-        connection
-            .start_up(target)
+        // A server (or whatever answers in its place) that stops talking mid-login must not
+        // hold the backup for ever.
+        tokio::time::timeout(LOGIN_TIMEOUT, connection.start_up(target))
             .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no answer in {} s",
+                    LOGIN_TIMEOUT.as_secs()
+                ))
+            })
             .with_context(|| format!("log in to {} as {}", target.endpoint, target.user))?;
         Ok(connection)
     }
