@@ -5,9 +5,9 @@
 //! by `prefer`, a client certificate logs in through a `hostssl … cert` line while a
 //! group-readable key is refused, `tidemark backup` runs end to end over verify-full, plaintext
 //! injected after the server's `S` breaks the handshake (CVE-2021-23214), and a 4 GiB message
-//! length is refused. The
-//! servers reject plaintext TCP (`hostnossl … reject`) and `pg_stat_ssl` is read while the
-//! walsender is connected, so a connection that silently went without TLS cannot pass.
+//! length is refused. The servers reject plaintext TCP (`hostnossl … reject`) and `pg_stat_ssl`
+//! is read while the walsender is connected, so a connection that silently went without TLS
+//! cannot pass.
 
 mod common;
 
@@ -124,34 +124,52 @@ fn reject_plaintext_tcp(cluster: &ThrowawayCluster) {
     }
 }
 
-/// A loopback relay to the server on `server_port`, for one connection: the client's bytes pass
-/// as they are; `injected` goes into the client's stream after the server's first `after` bytes,
-/// as a man in the middle would put it. Returns the relay's port.
+/// A loopback relay to the server on `server_port`: the client's bytes pass as they are; into
+/// the first connection's server stream `injected` goes after the server's first `after` bytes,
+/// as a man in the middle would put it; later connections pass untouched. Returns its port.
 fn relay_injecting(server_port: u16, after: usize, injected: &[u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let injected = injected.to_vec();
     thread::spawn(move || {
-        let (client, _) = listener.accept().unwrap();
-        let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
-        let (mut from_client, mut to_server) =
-            (client.try_clone().unwrap(), server.try_clone().unwrap());
-        thread::spawn(move || {
-            let _ = std::io::copy(&mut from_client, &mut to_server);
-            let _ = to_server.shutdown(Shutdown::Both);
-        });
-        let (mut from_server, mut to_client) = (server, client);
-        let mut head = vec![0; after];
-        if from_server.read_exact(&mut head).is_ok() {
-            // One write, so the injected bytes arrive with what precedes them.
-            head.extend_from_slice(&injected);
-            if to_client.write_all(&head).is_ok() {
-                let _ = std::io::copy(&mut from_server, &mut to_client);
-            }
+        for (index, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            let injected = if index == 0 {
+                Some(injected.clone())
+            } else {
+                None
+            };
+            thread::spawn(move || relay_one(client, server_port, after, injected));
         }
-        let _ = to_client.shutdown(Shutdown::Both);
     });
     port
+}
+
+fn relay_one(client: TcpStream, server_port: u16, after: usize, injected: Option<Vec<u8>>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+        return;
+    };
+    let (mut from_client, mut to_server) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Both);
+    });
+    let (mut from_server, mut to_client) = (server, client);
+    if let Some(injected) = injected {
+        let mut head = vec![0; after];
+        if from_server.read_exact(&mut head).is_err() {
+            let _ = to_client.shutdown(Shutdown::Both);
+            return;
+        }
+        // One write, so the injected bytes arrive with what precedes them.
+        head.extend_from_slice(&injected);
+        if to_client.write_all(&head).is_err() {
+            return;
+        }
+    }
+    let _ = std::io::copy(&mut from_server, &mut to_client);
+    let _ = to_client.shutdown(Shutdown::Both);
 }
 
 fn target(cluster: &ThrowawayCluster, user: &str, tls: &str) -> ConnectTarget {
@@ -261,6 +279,23 @@ async fn bytes_injected_after_the_ssl_answer_break_the_handshake() {
     };
     assert!(
         error.starts_with(&format!("connect to 127.0.0.1:{relay}: TLS handshake: ")),
+        "{error}"
+    );
+
+    // prefer, as libpq, retries a failed handshake without SSL: on a new connection, which this
+    // server refuses because it is plaintext.
+    let relay = relay_injecting(cluster.port(), 1, fake_login);
+    let target = ConnectTarget::from_conninfo(&format!(
+        "host=127.0.0.1 port={relay} user=postgres sslmode=prefer"
+    ))
+    .unwrap();
+    let error = match ReplicationConnection::connect(&target).await {
+        Ok(_) => panic!("sslmode=prefer: connected through injected plaintext"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.starts_with(&format!("log in to 127.0.0.1:{relay} as postgres: server says: pg_hba.conf rejects replication connection"))
+            && error.contains("no encryption"),
         "{error}"
     );
 }
