@@ -496,6 +496,34 @@ fn backup_runs_over_verify_full_and_tls_refusals_change_nothing() {
         );
     }
 
+    // The PGSSL… variables stand in for keywords conninfo leaves out, as in libpq.
+    with_tls("");
+    let output = testkit::owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path())
+        .args(["--config", lab.config_path.to_str().unwrap(), "backup"])
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", &other_ca_file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        refusals[0].1
+    );
+    assert!(
+        common::snapshot(&lab.repo_path) == before,
+        "PGSSLMODE changed the repository"
+    );
+
+    // The server refuses plaintext TCP: the backup below can only have gone over TLS.
+    with_tls("sslmode=disable");
+    let ran = common::run(
+        &lab,
+        "tidemark",
+        &["--config", lab.config_path.to_str().unwrap(), "backup"],
+    );
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(ran.only_line().contains("no encryption"), "{}", ran.stderr);
+
     with_tls(&format!(
         "sslmode=verify-full sslrootcert={}",
         ca_file.display()
