@@ -107,9 +107,15 @@ fn tls_cluster(
     cluster
         .allow_first("hostssl replication certuser 127.0.0.1/32 cert")
         .unwrap();
+    cluster
+        .allow_first("hostssl replication scram 127.0.0.1/32 scram-sha-256")
+        .unwrap();
     cluster.start().unwrap();
     cluster
         .query("CREATE ROLE certuser LOGIN REPLICATION")
+        .unwrap();
+    cluster
+        .query("SET password_encryption = 'scram-sha-256'; CREATE ROLE scram LOGIN REPLICATION PASSWORD 'scram secret'")
         .unwrap();
     cluster
 }
@@ -249,6 +255,18 @@ async fn each_sslmode_checks_the_server_certificate_as_libpq_does() {
             )
         );
     }
+
+    // SCRAM-SHA-256 inside TLS (the server offers SCRAM-SHA-256-PLUS too).
+    let ssl = connect_and_read_ssl(
+        &cluster,
+        "scram",
+        &format!(
+            "sslmode=verify-full sslrootcert={} password='scram secret'",
+            ca_file.display()
+        ),
+    )
+    .await;
+    assert!(ssl.starts_with("true|TLSv1."), "{ssl}");
 
     // The server itself refuses plaintext TCP: what passed above went over TLS.
     let error = connect_error(&cluster, "postgres", "sslmode=disable").await;
