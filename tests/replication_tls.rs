@@ -256,17 +256,33 @@ async fn each_sslmode_checks_the_server_certificate_as_libpq_does() {
         );
     }
 
-    // SCRAM-SHA-256 inside TLS (the server offers SCRAM-SHA-256-PLUS too).
-    let ssl = connect_and_read_ssl(
+    // SCRAM inside TLS, plain and bound to the session (SCRAM-SHA-256-PLUS, whose
+    // certificate hash the server checks: a wrong one fails the login).
+    for binding in ["disable", "require"] {
+        let ssl = connect_and_read_ssl(
+            &cluster,
+            "scram",
+            &format!(
+                "sslmode=verify-full sslrootcert={} password='scram secret' channel_binding={binding}",
+                ca_file.display()
+            ),
+        )
+        .await;
+        assert!(ssl.starts_with("true|TLSv1."), "{binding}: {ssl}");
+    }
+    // A login the server grants without SCRAM (trust here) is not bound.
+    let error = connect_error(
         &cluster,
-        "scram",
-        &format!(
-            "sslmode=verify-full sslrootcert={} password='scram secret'",
-            ca_file.display()
-        ),
+        "postgres",
+        "sslmode=require channel_binding=require",
     )
     .await;
-    assert!(ssl.starts_with("true|TLSv1."), "{ssl}");
+    assert_eq!(
+        error,
+        format!(
+            "log in to {endpoint} as postgres: channel_binding=require, but the server logged in without SCRAM-SHA-256-PLUS (pg_hba.conf method trust, cert, password or md5): use scram-sha-256 there"
+        )
+    );
 
     // The server itself refuses plaintext TCP: what passed above went over TLS.
     let error = connect_error(&cluster, "postgres", "sslmode=disable").await;

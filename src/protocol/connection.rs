@@ -8,11 +8,12 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::authentication::sasl::{SCRAM_SHA_256_PLUS, ScramSha256};
 use postgres_protocol::message::backend::{DataRowBody, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::channel_binding::{self, BindingData, ChannelBindingMode};
 use super::conninfo::{ConnectTarget, Endpoint};
 use super::server_error::ServerError;
 use super::tls::{self, Negotiated, SslMode};
@@ -62,7 +63,7 @@ impl ReplicationConnection {
     /// Connects (with TLS as `target.tls` asks, over TCP) and authenticates as a physical
     /// replication client.
     pub async fn connect(target: &ConnectTarget) -> anyhow::Result<ReplicationConnection> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(target))
+        let (stream, binding) = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(target))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -80,7 +81,7 @@ impl ReplicationConnection {
         };
         // A server (or whatever answers in its place) that stops talking mid-login must not
         // hold the backup for ever.
-        tokio::time::timeout(LOGIN_TIMEOUT, connection.start_up(target))
+        tokio::time::timeout(LOGIN_TIMEOUT, connection.start_up(target, &binding))
             .await
             .unwrap_or_else(|_| {
                 Err(anyhow::anyhow!(
@@ -156,7 +157,11 @@ impl ReplicationConnection {
         }
     }
 
-    async fn start_up(&mut self, target: &ConnectTarget) -> anyhow::Result<()> {
+    async fn start_up(
+        &mut self,
+        target: &ConnectTarget,
+        binding: &BindingData,
+    ) -> anyhow::Result<()> {
         let mut parameters = vec![
             ("user", target.user.as_str()),
             ("replication", "true"),
@@ -175,9 +180,17 @@ impl ReplicationConnection {
                 .context("the server asks for a password: put it in ~/.pgpass (or PGPASSWORD), not in argv")
         };
         let mut scram: Option<ScramSha256> = None;
+        // Whether the password proof is tied to this TLS session (SCRAM-SHA-256-PLUS).
+        let mut bound = false;
         loop {
             match self.next_message().await? {
-                Message::AuthenticationOk => {}
+                Message::AuthenticationOk => {
+                    if target.channel_binding == ChannelBindingMode::Require && !bound {
+                        bail!(
+                            "channel_binding=require, but the server logged in without SCRAM-SHA-256-PLUS (pg_hba.conf method trust, cert, password or md5): use scram-sha-256 there"
+                        );
+                    }
+                }
                 Message::AuthenticationCleartextPassword => {
                     frontend::password_message(&password()?, &mut self.write_buffer)?;
                     self.send().await?;
@@ -190,15 +203,17 @@ impl ReplicationConnection {
                 Message::AuthenticationSasl(body) => {
                     let mechanisms: Vec<String> =
                         body.mechanisms().map(|m| Ok(m.to_owned())).collect()?;
-                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                    let Some((mechanism, binding)) =
+                        channel_binding::choose(target.channel_binding, binding, &mechanisms)?
+                    else {
                         bail!(
-                            "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 without TLS channel binding"
+                            "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 and SCRAM-SHA-256-PLUS"
                         );
-                    }
-                    // No channel binding (SCRAM-SHA-256-PLUS), even over TLS: servers offer plain SCRAM too.
-                    let client = ScramSha256::new(&password()?, ChannelBinding::unsupported());
+                    };
+                    bound = mechanism == SCRAM_SHA_256_PLUS;
+                    let client = ScramSha256::new(&password()?, binding);
                     frontend::sasl_initial_response(
-                        SCRAM_SHA_256,
+                        mechanism,
                         client.message(),
                         &mut self.write_buffer,
                     )?;
@@ -310,7 +325,7 @@ fn check_message_length(buffer: &[u8]) -> anyhow::Result<()> {
 
 /// The byte stream to the server: a Unix socket as is (PostgreSQL never does SSL there, so
 /// libpq ignores sslmode), a TCP socket after the SSL negotiation `sslmode` asks for.
-async fn open_stream(target: &ConnectTarget) -> anyhow::Result<Box<dyn Stream>> {
+async fn open_stream(target: &ConnectTarget) -> anyhow::Result<(Box<dyn Stream>, BindingData)> {
     let (host, port) = match &target.endpoint {
         Endpoint::Unix { dir, port } => {
             if target.tls.mode > SslMode::Prefer {
@@ -321,21 +336,33 @@ async fn open_stream(target: &ConnectTarget) -> anyhow::Result<Box<dyn Stream>> 
                 );
             }
             let path = dir.join(format!(".s.PGSQL.{port}"));
-            return Ok(Box::new(tokio::net::UnixStream::connect(path).await?));
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            return Ok((Box::new(stream), BindingData::Plaintext));
         }
         Endpoint::Tcp { host, port } => (host.as_str(), *port),
     };
     if target.tls.mode == SslMode::Disable {
-        return Ok(Box::new(tcp_connect(host, port).await?));
+        return Ok((
+            Box::new(tcp_connect(host, port).await?),
+            BindingData::Plaintext,
+        ));
     }
     // Files first: a bad root or key file is a configuration error, found before any packet.
     let config = target.tls.client_config()?;
     let stream = tcp_connect(host, port).await?;
     match tls::negotiate(stream, host, &target.tls, config).await {
-        Ok(Negotiated::Tls(tls)) => Ok(tls),
+        Ok(Negotiated::Tls(tls)) => {
+            let end_point = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|certificate| channel_binding::server_end_point(certificate));
+            Ok((tls, BindingData::Tls(end_point)))
+        }
         Ok(Negotiated::Refused(stream)) if target.tls.mode == SslMode::Prefer => {
             tracing::debug!("the server does not do SSL; sslmode=prefer goes on in plaintext");
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), BindingData::Plaintext))
         }
         Ok(Negotiated::Refused(_)) => bail!(
             "the server does not accept SSL connections (ssl = off in its postgresql.conf?), and sslmode={} requires it",
@@ -344,7 +371,8 @@ async fn open_stream(target: &ConnectTarget) -> anyhow::Result<Box<dyn Stream>> 
         // libpq's prefer: a failed handshake is retried on a new connection without SSL.
         Err(e) if target.tls.mode == SslMode::Prefer => {
             tracing::debug!("TLS failed ({e:#}); sslmode=prefer retries in plaintext");
-            Ok(Box::new(tcp_connect(host, port).await?))
+            let stream = tcp_connect(host, port).await?;
+            Ok((Box::new(stream), BindingData::Plaintext))
         }
         Err(e) => Err(e),
     }

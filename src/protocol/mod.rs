@@ -6,6 +6,7 @@
 //! password ever reaches a log line or an error message.
 
 pub mod base_backup;
+pub mod channel_binding;
 pub mod connection;
 pub mod conninfo;
 pub mod server_error;

@@ -1,7 +1,7 @@
 //! Where, as whom and how safely to connect: a libpq connection string (`host=… port=… user=…`
 //! or a `postgresql://` URI, read by `parse`), completed as libpq would from `PGHOST`,
 //! `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`,
-//! `~/.postgresql/` and the password file (`PGPASSFILE`, else `~/.pgpass`).
+//! `PGCHANNELBINDING`, `~/.postgresql/` and the password file (`PGPASSFILE`, else `~/.pgpass`).
 
 mod parse;
 
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::channel_binding::ChannelBindingMode;
 use super::tls::{ClientCert, RootCerts, SslMode, TlsSettings};
 
 /// How to reach the server.
@@ -77,6 +78,7 @@ pub struct ConnectTarget {
     pub password: Option<Password>,
     /// Ignored on a Unix socket, where PostgreSQL never does SSL (as libpq ignores it).
     pub tls: TlsSettings,
+    pub channel_binding: ChannelBindingMode,
 }
 
 /// libpq keywords read here.
@@ -91,6 +93,7 @@ const HONOURED: &[&str] = &[
     "sslcert",
     "sslkey",
     "sslsni",
+    "channel_binding",
 ];
 
 /// libpq keywords accepted and ignored: they tune what Tidemark already bounds itself, or
@@ -125,7 +128,6 @@ const UNSUPPORTED: &[&str] = &[
     "requiressl",
     "requirepeer",
     "require_auth",
-    "channel_binding",
     "gssencmode",
     "gsslib",
     "gssdelegation",
@@ -211,12 +213,17 @@ impl ConnectTarget {
         let tls = tls_settings(&|key| {
             get(key).or_else(|| env(&format!("PG{}", key.to_ascii_uppercase())))
         })?;
+        let channel_binding = match get("channel_binding").or_else(|| env("PGCHANNELBINDING")) {
+            Some(mode) => ChannelBindingMode::parse(&mode)?,
+            None => ChannelBindingMode::Prefer,
+        };
         Ok(ConnectTarget {
             endpoint,
             user,
             dbname,
             password,
             tls,
+            channel_binding,
         })
     }
 }
