@@ -109,7 +109,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl TlsSettings {
-    /// The rustls configuration for a connection to `host`: reads the root and client files,
+    /// The rustls configuration these settings ask for: reads the root and client files,
     /// so every problem with them is found before anything is sent.
     pub fn client_config(&self) -> anyhow::Result<Arc<ClientConfig>> {
         let provider = provider();
