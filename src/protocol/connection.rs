@@ -1,5 +1,6 @@
-//! One replication connection over TCP or a Unix socket: startup with `replication=true`,
-//! authentication, simple queries, and reading the messages of a running command.
+//! One replication connection over TCP (TLS as `sslmode` asks) or a Unix socket: startup with
+//! `replication=true`, authentication, simple queries, and reading the messages of a running
+//! command, each at most [`MAX_MESSAGE_LEN`] long.
 
 use std::time::Duration;
 
@@ -7,19 +8,29 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::authentication::sasl::{SCRAM_SHA_256_PLUS, ScramSha256};
 use postgres_protocol::message::backend::{DataRowBody, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::channel_binding::{self, BindingData, ChannelBindingMode};
 use super::conninfo::{ConnectTarget, Endpoint};
 use super::server_error::ServerError;
+use super::tls::{self, Negotiated, SslMode};
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// How long to wait for the server to accept a connection.
+/// How long to wait for the server to accept a connection (and finish the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the login may take once connected (authentication, parameter reports).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest server message accepted. PostgreSQL sends rows and COPY data in pieces far
+/// smaller; a longer length field is a broken or hostile server, refused before any memory is
+/// reserved for it.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024 * 1024;
 
 /// A result set of a simple query, every value as text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,21 +60,10 @@ pub fn row_values(row: &DataRowBody) -> anyhow::Result<Vec<Option<String>>> {
 }
 
 impl ReplicationConnection {
-    /// Connects and authenticates as a physical replication client.
+    /// Connects (with TLS as `target.tls` asks, over TCP) and authenticates as a physical
+    /// replication client.
     pub async fn connect(target: &ConnectTarget) -> anyhow::Result<ReplicationConnection> {
-        let connecting = async {
-            Ok::<Box<dyn Stream>, std::io::Error>(match &target.endpoint {
-                Endpoint::Tcp { host, port } => {
-                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                    stream.set_nodelay(true)?;
-                    Box::new(stream)
-                }
-                Endpoint::Unix { dir, port } => Box::new(
-                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?,
-                ),
-            })
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let (stream, binding) = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(target))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -79,9 +79,16 @@ impl ReplicationConnection {
             write_buffer: BytesMut::new(),
             server_version_num: 0,
         };
-        connection
-            .start_up(target)
+        // A server (or whatever answers in its place) that stops talking mid-login must not
+        // hold the backup for ever.
+        tokio::time::timeout(LOGIN_TIMEOUT, connection.start_up(target, &binding))
             .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no answer in {} s",
+                    LOGIN_TIMEOUT.as_secs()
+                ))
+            })
             .with_context(|| format!("log in to {} as {}", target.endpoint, target.user))?;
         Ok(connection)
     }
@@ -100,6 +107,7 @@ impl ReplicationConnection {
     /// are logged and skipped.
     pub async fn next_message(&mut self) -> anyhow::Result<Message> {
         loop {
+            check_message_length(&self.read_buffer)?;
             if let Some(message) =
                 Message::parse(&mut self.read_buffer).context("decode a server message")?
             {
@@ -149,7 +157,11 @@ impl ReplicationConnection {
         }
     }
 
-    async fn start_up(&mut self, target: &ConnectTarget) -> anyhow::Result<()> {
+    async fn start_up(
+        &mut self,
+        target: &ConnectTarget,
+        binding: &BindingData,
+    ) -> anyhow::Result<()> {
         let mut parameters = vec![
             ("user", target.user.as_str()),
             ("replication", "true"),
@@ -168,9 +180,17 @@ impl ReplicationConnection {
                 .context("the server asks for a password: put it in ~/.pgpass (or PGPASSWORD), not in argv")
         };
         let mut scram: Option<ScramSha256> = None;
+        // Whether the password proof is tied to this TLS session (SCRAM-SHA-256-PLUS).
+        let mut bound = false;
         loop {
             match self.next_message().await? {
-                Message::AuthenticationOk => {}
+                Message::AuthenticationOk => {
+                    if target.channel_binding == ChannelBindingMode::Require && !bound {
+                        bail!(
+                            "channel_binding=require, but the server logged in without SCRAM-SHA-256-PLUS (pg_hba.conf method trust, cert, password or md5): use scram-sha-256 there"
+                        );
+                    }
+                }
                 Message::AuthenticationCleartextPassword => {
                     frontend::password_message(&password()?, &mut self.write_buffer)?;
                     self.send().await?;
@@ -183,15 +203,17 @@ impl ReplicationConnection {
                 Message::AuthenticationSasl(body) => {
                     let mechanisms: Vec<String> =
                         body.mechanisms().map(|m| Ok(m.to_owned())).collect()?;
-                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                    let Some((mechanism, binding)) =
+                        channel_binding::choose(target.channel_binding, binding, &mechanisms)?
+                    else {
                         bail!(
-                            "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 without TLS channel binding"
+                            "the server offers SASL mechanisms {mechanisms:?}; Tidemark speaks SCRAM-SHA-256 and SCRAM-SHA-256-PLUS"
                         );
-                    }
-                    // No TLS here, so no channel binding (SCRAM-SHA-256-PLUS needs it).
-                    let client = ScramSha256::new(&password()?, ChannelBinding::unsupported());
+                    };
+                    bound = mechanism == SCRAM_SHA_256_PLUS;
+                    let client = ScramSha256::new(&password()?, binding);
                     frontend::sasl_initial_response(
-                        SCRAM_SHA_256,
+                        mechanism,
                         client.message(),
                         &mut self.write_buffer,
                     )?;
@@ -285,6 +307,83 @@ impl ReplicationConnection {
     }
 }
 
+/// Refuses a message whose header (type byte, then a big-endian length that counts itself)
+/// announces more than [`MAX_MESSAGE_LEN`] bytes.
+fn check_message_length(buffer: &[u8]) -> anyhow::Result<()> {
+    if let Some(header) = buffer.get(..5) {
+        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if length > MAX_MESSAGE_LEN {
+            bail!(
+                "the server sent a message (type {:?}) of {length} bytes, more than the {} MiB a server message may have",
+                char::from(header[0]),
+                MAX_MESSAGE_LEN >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The byte stream to the server: a Unix socket as is (PostgreSQL never does SSL there, so
+/// libpq ignores sslmode), a TCP socket after the SSL negotiation `sslmode` asks for.
+async fn open_stream(target: &ConnectTarget) -> anyhow::Result<(Box<dyn Stream>, BindingData)> {
+    let (host, port) = match &target.endpoint {
+        Endpoint::Unix { dir, port } => {
+            if target.tls.mode > SslMode::Prefer {
+                tracing::debug!(
+                    "sslmode={} does not apply to the Unix socket in {}",
+                    target.tls.mode,
+                    dir.display()
+                );
+            }
+            let path = dir.join(format!(".s.PGSQL.{port}"));
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            return Ok((Box::new(stream), BindingData::Plaintext));
+        }
+        Endpoint::Tcp { host, port } => (host.as_str(), *port),
+    };
+    if target.tls.mode == SslMode::Disable {
+        return Ok((
+            Box::new(tcp_connect(host, port).await?),
+            BindingData::Plaintext,
+        ));
+    }
+    // Files first: a bad root or key file is a configuration error, found before any packet.
+    let config = target.tls.client_config()?;
+    let stream = tcp_connect(host, port).await?;
+    match tls::negotiate(stream, host, &target.tls, config).await {
+        Ok(Negotiated::Tls(tls)) => {
+            let end_point = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|certificate| channel_binding::server_end_point(certificate));
+            Ok((tls, BindingData::Tls(end_point)))
+        }
+        Ok(Negotiated::Refused(stream)) if target.tls.mode == SslMode::Prefer => {
+            tracing::debug!("the server does not do SSL; sslmode=prefer goes on in plaintext");
+            Ok((Box::new(stream), BindingData::Plaintext))
+        }
+        Ok(Negotiated::Refused(_)) => bail!(
+            "the server does not accept SSL connections (ssl = off in its postgresql.conf?), and sslmode={} requires it",
+            target.tls.mode
+        ),
+        // libpq's prefer: a failed handshake is retried on a new connection without SSL.
+        Err(e) if target.tls.mode == SslMode::Prefer => {
+            tracing::debug!("TLS failed ({e:#}); sslmode=prefer retries in plaintext");
+            let stream = tcp_connect(host, port).await?;
+            Ok((Box::new(stream), BindingData::Plaintext))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn tcp_connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// `server_version` ("15.18 (Debian 15.18-0+deb12u1)", "16beta1") as `server_version_num`.
 fn parse_server_version(text: &str) -> u32 {
     let numeric: String = text
@@ -332,6 +431,21 @@ impl ReplicationConnection {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_longer_than_the_cap_is_refused_before_it_is_read() {
+        let mut header = vec![b'd'];
+        header.extend_from_slice(&(super::MAX_MESSAGE_LEN as u32).to_be_bytes());
+        super::check_message_length(&header).unwrap();
+        let mut huge = vec![b'd'];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        let error = super::check_message_length(&huge).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the server sent a message (type 'd') of 4294967295 bytes, more than the 64 MiB a server message may have"
+        );
+        super::check_message_length(b"d\xff\xff").unwrap();
+    }
+
     #[test]
     fn server_versions_become_numbers() {
         assert_eq!(

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL server in a temporary directory, for the demo and the tests.
 //!
 //! Servers listen on a Unix socket inside their own temporary directory only, so
-//! they never clash with other clusters (or TCP ports) on the machine. They run as the cluster
+//! they never clash with other clusters (or TCP ports) on the machine; a test of TCP or TLS
+//! adds a free loopback port. They run as the cluster
 //! owner (see [`crate::owner`]).
 
 use std::ffi::{OsStr, OsString};
@@ -14,11 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::owner::{give_to_owner_recursively, make_owned_dir, owner_command, run_as_owner};
+use crate::owner::{
+    give_to_owner_recursively, make_owned_dir, owner_command, run_as_owner, write_owned_file,
+};
 use crate::processes::wait_for_helpers_to_leave;
+use crate::servers::s3s_fs::unused_port;
 
 /// The port only names the socket file (`.s.PGSQL.<port>`): with TCP disabled and a
-/// private socket directory per cluster, every cluster can use the same number.
+/// private socket directory per cluster, every cluster can use the same number (one that
+/// listens on loopback too gets a free one instead).
 const PORT: u16 = 5432;
 
 /// Where the programs of one PostgreSQL major live: its server programs (`initdb`, `pg_ctl`,
@@ -316,7 +321,7 @@ impl ThrowawayCluster {
         &self.socket_dir
     }
 
-    /// The port number, which only names the socket file.
+    /// The port number, which names the socket file (and the loopback TCP port, if any).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -360,6 +365,46 @@ impl ThrowawayCluster {
                 self.data_dir.display()
             )
         })
+    }
+
+    /// Makes the server (from its next start) also listen on 127.0.0.1, on a free port that
+    /// also renames its socket, and serve TLS there with `cert` and `key` (PEM), written as
+    /// `server.crt` and `server.key` (0600, the owner's) in the data directory. Returns the port.
+    /// `pg_hba.conf` is the caller's: add `hostssl`/`hostnossl` lines with [`Self::allow_first`].
+    pub fn serve_tls_on_loopback(&mut self, cert: &str, key: &str) -> Result<u16> {
+        self.listen_on_loopback()?;
+        (|| -> Result<()> {
+            write_owned_file(&self.data_dir.join("server.crt"), cert, 0o600)?;
+            write_owned_file(&self.data_dir.join("server.key"), key, 0o600)?;
+            self.configure(&[
+                ("ssl", "on"),
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+            ])
+        })()
+        .with_context(|| format!("set up TLS for the cluster in {}", self.data_dir.display()))?;
+        Ok(self.port)
+    }
+
+    /// Makes the server (from its next start) also listen on 127.0.0.1, on a free port that
+    /// also renames its socket; TLS stays off. Returns the port.
+    pub fn listen_on_loopback(&mut self) -> Result<u16> {
+        let port = unused_port();
+        self.configure(&[
+            ("listen_addresses", "127.0.0.1"),
+            ("port", &port.to_string()),
+        ])?;
+        self.port = port;
+        Ok(port)
+    }
+
+    /// A libpq conninfo string for this cluster over TCP on 127.0.0.1 (after
+    /// [`Self::listen_on_loopback`] or [`Self::serve_tls_on_loopback`]).
+    pub fn tcp_conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
     }
 
     /// Puts `line` first in `pg_hba.conf`, where the first matching line decides; it takes
