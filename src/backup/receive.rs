@@ -370,6 +370,10 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
     }
 }
 
+// The decoder refuses a manifest the repository would refuse to read back.
+const _: () =
+    assert!(crate::protocol::base_backup::MAX_MANIFEST_LEN == crate::repo::limits::BACKUP_MANIFEST);
+
 /// The server's estimate of the bytes it will send, from the tablespace sizes it listed (files
 /// change while they are sent). Saturating: a size no server sends must not wrap or panic.
 fn estimated_total(list: &[TablespaceEntry]) -> u64 {

@@ -13,7 +13,6 @@ use postgres_protocol::message::backend::Message;
 
 use super::connection::row_values;
 use crate::pg::{Lsn, PgMajor, TimelineId};
-use crate::repo::limits;
 
 /// `server_version_num` from which the new, parenthesized syntax is the only one.
 pub const NEW_SYNTAX_FROM: u32 = 150000;
@@ -23,6 +22,9 @@ pub const MANIFEST_FROM: u32 = 130000;
 /// The most tablespaces a backup may list: a server listing more is not believed (every row is
 /// kept until the backup ends).
 pub const MAX_TABLESPACES: usize = 10_000;
+/// The largest manifest a backup may send: the largest the repository stores
+/// (`repo::limits::BACKUP_MANIFEST`, which `backup/` checks is the same).
+pub const MAX_MANIFEST_LEN: u64 = 1 << 30;
 /// The longest tablespace location: PostgreSQL's MAXPGPATH less its terminating zero.
 pub const MAX_LOCATION_LEN: usize = 1023;
 
@@ -338,10 +340,9 @@ impl BaseBackupDecoder {
     /// the repository stores.
     fn manifest_data(&mut self, bytes: Bytes) -> anyhow::Result<BackupEvent> {
         self.manifest_len += bytes.len() as u64;
-        if self.manifest_len > limits::BACKUP_MANIFEST {
+        if self.manifest_len > MAX_MANIFEST_LEN {
             bail!(
-                "the server's backup manifest is larger than {} bytes, the most Tidemark stores",
-                limits::BACKUP_MANIFEST
+                "the server's backup manifest is larger than {MAX_MANIFEST_LEN} bytes, the most Tidemark stores"
             );
         }
         Ok(BackupEvent::ManifestData(bytes))
@@ -534,7 +535,7 @@ mod tests {
     #[test]
     fn a_manifest_larger_than_the_repository_stores_is_refused() {
         let piece = [&b"d"[..], &vec![b' '; 1 << 20]].concat();
-        let pieces = (limits::BACKUP_MANIFEST >> 20) as usize + 1;
+        let pieces = (MAX_MANIFEST_LEN >> 20) as usize + 1;
         let mut start = start_and_tablespaces();
         start.extend([copy_out(), copy_data(b"m")]);
         let stream = start

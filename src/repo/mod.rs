@@ -129,7 +129,12 @@ impl Repository {
     pub fn open_stanza(&self, name: &str) -> anyhow::Result<Stanza<'_>> {
         layout::check_stanza_name(name)?;
         let key = layout::stanza_identity(name);
-        let bytes = match read_bounded(self.storage.as_ref(), &key, limits::STANZA_IDENTITY)? {
+        let bytes = match read_bounded(
+            self.storage.as_ref(),
+            &key,
+            limits::STANZA_IDENTITY,
+            Reserve::AsRead,
+        )? {
             BoundedRead::Object(bytes) => bytes,
             BoundedRead::Missing => bail!(
                 "stanza '{name}' does not exist in repository {}: run 'tidemark stanza-create' for it first",
@@ -201,7 +206,12 @@ impl Stanza<'_> {
     /// larger than such a file can be stored as, or whose header promises a larger file, is
     /// refused before more of it is read or any of it decompressed.
     pub fn get_wal(&self, name: WalFileName) -> anyhow::Result<Option<Vec<u8>>> {
-        self.read_within(&self.wal_key(name), self.wal_original_limit(name))
+        // A segment's object is near its limit; a history file's, far below it.
+        let reserve = match name.segment() {
+            Some(_) => Reserve::Limit,
+            None => Reserve::AsRead,
+        };
+        self.read_within(&self.wal_key(name), self.wal_original_limit(name), reserve)
     }
 
     /// Every archived WAL file with its object, in name order. Objects whose names are not WAL
@@ -265,8 +275,13 @@ impl Stanza<'_> {
     fn compare_stored(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
         let location = self.repo.storage.location();
         let vanished = || format!("{key} vanished from {location} while being compared");
-        let stored = match read_bounded(self.repo.storage.as_ref(), key, bytes.len() as u64)
-            .with_context(|| format!("read {key} from {location}"))?
+        let stored = match read_bounded(
+            self.repo.storage.as_ref(),
+            key,
+            bytes.len() as u64,
+            Reserve::Limit,
+        )
+        .with_context(|| format!("read {key} from {location}"))?
         {
             BoundedRead::Object(stored) => stored,
             BoundedRead::Missing => bail!(vanished()),
@@ -296,7 +311,7 @@ impl Stanza<'_> {
         key: &ObjectKey,
         max_original: u64,
     ) -> Result<BoundedRead, StorageError> {
-        read_bounded(self.repo.storage(), key, max_original)
+        read_bounded(self.repo.storage(), key, max_original, Reserve::Limit)
     }
 
     /// Reads the object under `key`, of a file of at most `max_original` bytes (a limit from
@@ -307,7 +322,7 @@ impl Stanza<'_> {
         key: &ObjectKey,
         max_original: u64,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(stored) = self.read_within(key, max_original)? else {
+        let Some(stored) = self.read_within(key, max_original, Reserve::AsRead)? else {
             return Ok(None);
         };
         let mut content = Vec::new();
@@ -318,9 +333,14 @@ impl Stanza<'_> {
 
     /// The stored object under `key` of a file of at most `max_original` bytes, its header
     /// checked to promise no more; `None` if there is none.
-    fn read_within(&self, key: &ObjectKey, max_original: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    fn read_within(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+        reserve: Reserve,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let location = self.repo.storage.location();
-        let stored = match read_bounded(self.repo.storage.as_ref(), key, max_original)
+        let stored = match read_bounded(self.repo.storage.as_ref(), key, max_original, reserve)
             .with_context(|| format!("read {key} from {location}"))?
         {
             BoundedRead::Object(stored) => stored,
@@ -360,6 +380,7 @@ fn read_bounded(
     storage: &dyn Storage,
     key: &ObjectKey,
     max_original: u64,
+    reserve: Reserve,
 ) -> Result<BoundedRead, StorageError> {
     let limit = object::max_stored_len(max_original);
     // The range keeps the store (an S3 server) from sending more; `take`, a server that ignored
@@ -369,9 +390,10 @@ fn read_bounded(
         Err(e) if e.is_not_found() => return Ok(BoundedRead::Missing),
         Err(e) => return Err(e),
     };
-    // One allocation for a WAL segment (pages it does not fill are never touched); larger limits
-    // (a backup record may be 1 GiB) grow with what is actually read.
-    let mut stored = Vec::with_capacity((limit + 1).min(PREALLOCATE_AT_MOST) as usize);
+    let mut stored = match reserve {
+        Reserve::Limit => Vec::with_capacity(limit as usize + 1),
+        Reserve::AsRead => Vec::new(),
+    };
     reader
         .take(limit + 1)
         .read_to_end(&mut stored)
@@ -383,8 +405,17 @@ fn read_bounded(
     })
 }
 
-/// The most [`read_bounded`] reserves before reading: more than any object of a 64 MiB file.
-const PREALLOCATE_AT_MOST: u64 = 80 << 20;
+/// How [`read_bounded`] makes room for an object.
+#[derive(Clone, Copy)]
+enum Reserve {
+    /// All the limit at once: one allocation for a WAL segment or a chunk, whose objects are
+    /// near their limit (pages an object does not fill are never touched).
+    Limit,
+    /// Growing with what is read: catalog objects are far smaller than their limit (a backup
+    /// record may be 1 GiB but is usually KiBs), and reserving the limit would be an
+    /// allocation a damaged repository need not even fill.
+    AsRead,
+}
 
 /// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB
 /// segments) created, for unit tests and benchmarks; it panics where they would fail.
