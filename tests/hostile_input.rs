@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use anyhow::Context;
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 use proptest::prelude::*;
@@ -42,7 +43,7 @@ use tidemark::pg::segment_check::{CHUNK_ALIGNMENT, ExpectedCluster, SegmentCheck
 use tidemark::pg::wal::RecordWalker;
 use tidemark::pg::{PgMajor, SegmentName, SegmentSize, TimelineId, WalFileName};
 use tidemark::protocol::base_backup::{BackupEvent, BaseBackupDecoder};
-use tidemark::repo::lock::LockRecord;
+use tidemark::repo::lock::{LockKind, LockRecord};
 use tidemark::repo::{Compression, Repository, StanzaIdentity, test_repository};
 use tidemark::repo::{limits, object};
 use tidemark::storage::ObjectKey;
@@ -686,6 +687,25 @@ fn catalogs(cases: u32) {
             bytes: o.bytes.clone(),
         })
         .collect();
+    // A lock record, which no finished backup leaves behind, as a backup writes it.
+    let lock = LockRecord::for_process(
+        LockKind::Backup,
+        std::process::id(),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+    )
+    .unwrap();
+    let encoded = object::encode(Compression::Zstd, 1, &lock.to_json()).unwrap();
+    objects.push(StoredObject {
+        key: format!("main/lock/{}.1", lock.name().unwrap()),
+        bytes: [&encoded.header_bytes()[..], &encoded.body].concat(),
+    });
+    // Unharmed, every one reads: the harness reads each kind as Tidemark does.
+    for stored in &objects {
+        let repo = test_repository(Box::new(MemoryStorage::new()));
+        if let Err(e) = read_as_its_kind(&repo, &stored.key, &stored.bytes) {
+            panic!("the real object {} does not read: {e:#}", stored.key);
+        }
+    }
     // Decompression bombs: valid objects of 100 MiB of zeros (a few KiB stored) under the keys
     // of kinds that hold far less, which must be refused by their header, not decompressed.
     let bomb = zeros_object(100 * MIB);
@@ -698,8 +718,10 @@ fn catalogs(cases: u32) {
     ] {
         // Each unmutated first: among hundreds of seeds, few cases would pick one untouched.
         let repo = test_repository(Box::new(MemoryStorage::new()));
-        if let Err(e) = bounded(key, bomb.len(), || read_as_its_kind(&repo, key, &bomb)) {
-            panic!("a decompression bomb under {key}: {e}");
+        match bounded(key, bomb.len(), || read_as_its_kind(&repo, key, &bomb)) {
+            Ok(Err(_)) => {}
+            Ok(Ok(())) => panic!("a decompression bomb under {key} was read"),
+            Err(e) => panic!("a decompression bomb under {key}: {e}"),
         }
         objects.push(StoredObject {
             key: key.to_owned(),
@@ -729,7 +751,7 @@ fn catalogs(cases: u32) {
         };
         for input in [input, &resealed[..]] {
             let repo = test_repository(Box::new(MemoryStorage::new()));
-            bounded(key, input.len(), || read_as_its_kind(&repo, key, input))?;
+            let _ = bounded(key, input.len(), || read_as_its_kind(&repo, key, input))?;
         }
         Ok(())
     });
@@ -744,56 +766,50 @@ fn zeros_object(len: usize) -> Vec<u8> {
     [&encoded.header_bytes()[..], &encoded.body].concat()
 }
 
-fn read_as_its_kind(repo: &Repository, key: &str, bytes: &[u8]) {
+fn read_as_its_kind(repo: &Repository, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let (_, rest) = key.split_once('/').unwrap();
     let parts: Vec<&str> = rest.split('/').collect();
     if parts == ["stanza.json"] {
-        let _ = StanzaIdentity::from_json(bytes);
-        let key = ObjectKey::new("other/stanza.json").unwrap();
+        StanzaIdentity::from_json(bytes)?;
+        // In a repository of its own: the one given has a `main` already.
+        let repo = Repository::new(Box::new(MemoryStorage::new()), repo.write_settings);
+        let key = ObjectKey::new("main/stanza.json").unwrap();
         repo.storage().put_if_absent(&key, &[bytes]).unwrap();
-        let _ = repo.open_stanza("other");
-        return;
+        repo.open_stanza("main")?;
+        return Ok(());
     }
     let key = ObjectKey::new(format!("main/{rest}")).unwrap();
     repo.storage().put_if_absent(&key, &[bytes]).unwrap();
     let stanza = repo.open_stanza("main").unwrap();
+    let found = |found: bool| -> anyhow::Result<()> {
+        anyhow::ensure!(found, "{key} not found");
+        Ok(())
+    };
     match parts.as_slice() {
         ["wal", _, file] => {
-            if let Ok(name) = WalFileName::parse(file)
-                && let Ok(Some(stored)) = stanza.get_wal(name)
-            {
-                let _ = object::decode_into(&stored, &mut Vec::new());
-            }
+            let stored = stanza.get_wal(WalFileName::parse(file)?)?;
+            object::decode_into(&stored.context("missing")?, &mut Vec::new())?;
         }
-        ["walindex", "packs", _] => {
-            let _ = stanza.packed_wal_index();
-        }
-        ["walindex", _, file] => {
-            let _ = stanza.get_wal_index(WalFileName::parse(file).unwrap());
-        }
-        ["backup", _, "backup.json"] => {
-            let _ = stanza.list_backups();
-        }
+        ["walindex", "packs", _] => found(!stanza.packed_wal_index()?.is_empty())?,
+        ["walindex", _, file] => found(stanza.get_wal_index(WalFileName::parse(file)?)?.is_some())?,
+        ["backup", _, "backup.json"] => found(stanza.list_backups()?.len() == 1)?,
         ["backup", label, "backup_manifest"] => {
-            if let Ok(manifest) = stanza.get_backup_manifest(label) {
-                let _ = BackupManifest::parse(&manifest);
-            }
+            BackupManifest::parse(&stanza.get_backup_manifest(label)?)?;
         }
         ["lock", _] => {
-            if let Ok(Some(json)) = stanza.get_checked_object(&key, limits::LOCK) {
-                let _ = LockRecord::from_json(&json);
-            }
+            let json = stanza.get_checked_object(&key, limits::LOCK)?;
+            LockRecord::from_json(&json.context("missing")?)?;
         }
-        ["blob", _, sha256] => {
-            let _ = stanza.get_blob(sha256, &mut Vec::new());
-        }
+        ["blob", _, sha256] => stanza.get_blob(sha256, &mut Vec::new())?,
         other => panic!("an object of unknown kind in the repository: {other:?}"),
     }
+    Ok(())
 }
 
 /// PostgreSQL's backup manifest as `tidemark backup` checks a backup against it.
 fn manifests(cases: u32) {
     let seeds = vec![Seed::plain(real_inputs().manifest.clone())];
+    BackupManifest::parse(&seeds[0].bytes).expect("the real manifest parses");
     run("backup manifests", cases, &seeds, |_, input| {
         let _ = bounded("manifest", input.len(), || {
             BackupManifest::parse(input).map(drop)
@@ -828,6 +844,16 @@ fn tar_archives(cases: u32) {
         bytes: tar,
         lengths,
     }];
+    let (jobs, _receiver) = std::sync::mpsc::sync_channel(1 << 16);
+    let split = split_archive(
+        &seeds[0].bytes[..],
+        "",
+        &jobs,
+        &AtomicUsize::new(0),
+        &AtomicU64::new(0),
+    )
+    .expect("the real tar splits");
+    assert!(split.entries.len() > 10, "{} members", split.entries.len());
     run("tar archives", cases, &seeds, |_, input| {
         // Half the time with every header's checksum made right again, so the damage reaches
         // what the checksum protects.
@@ -872,6 +898,7 @@ fn history_files(cases: u32) {
         b"1\t0/3000158\tno recovery target specified\n\n2\t0/5000000\tbefore 2026-11-21 10:00:00+00\n"
             .to_vec(),
     )];
+    TimelineHistory::parse(TimelineId(3), &seeds[0].bytes).expect("the history file parses");
     run("history files", cases, &seeds, |_, input| {
         let _ = bounded("history", input.len(), || {
             TimelineHistory::parse(TimelineId(3), input).map(drop)
@@ -899,10 +926,12 @@ fn base_backup_streams(cases: u32) {
             });
             at += message.len();
         }
-        seeds.push(Seed {
-            bytes: messages.concat(),
-            lengths,
-        });
+        let bytes = messages.concat();
+        assert!(
+            decode_stream(version, &bytes).expect("the real stream decodes"),
+            "the stream of {version} ends"
+        );
+        seeds.push(Seed { bytes, lengths });
     }
     run("BASE_BACKUP streams", cases, &seeds, |seed, input| {
         let version = if std::ptr::eq(seed, &seeds[0]) {
@@ -917,7 +946,8 @@ fn base_backup_streams(cases: u32) {
     });
 }
 
-fn decode_stream(version: u32, input: &[u8]) -> anyhow::Result<()> {
+/// Whether the stream reached its end.
+fn decode_stream(version: u32, input: &[u8]) -> anyhow::Result<bool> {
     let mut decoder = BaseBackupDecoder::new(version);
     let mut buffer = BytesMut::from(input);
     while buffer.len() >= 5 {
@@ -930,11 +960,11 @@ fn decode_stream(version: u32, input: &[u8]) -> anyhow::Result<()> {
         };
         for event in decoder.feed(message)? {
             if let BackupEvent::Finished { .. } = event {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
