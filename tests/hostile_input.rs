@@ -1079,8 +1079,8 @@ fn base_backup_streams_are_decoded_within_bounds() {
     base_backup_streams(cases());
 }
 
-/// The long run: 100,000 cases per decoder (`cargo test --release --test hostile_input --
-/// --ignored`).
+/// The long run: 100,000 cases per decoder (`cargo build --release --workspace --bins`, then
+/// `cargo test --release --test hostile_input -- --ignored`).
 #[test]
 #[ignore = "the long run: 100,000 cases per decoder, by hand or nightly"]
 fn hostile_input_long() {
