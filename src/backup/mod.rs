@@ -12,6 +12,7 @@
 mod receive;
 pub mod splitter;
 pub mod store_pool;
+pub mod ustar;
 pub mod verify;
 
 use std::sync::atomic::Ordering;

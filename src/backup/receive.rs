@@ -341,9 +341,7 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
     }
 
     fn take_tablespaces(&mut self, list: &[TablespaceEntry]) {
-        // The server's estimate: files change while they are sent.
-        let total = list.iter().filter_map(|t| t.size_kib).sum::<u64>() * 1024;
-        self.progress.set_total(total, true);
+        self.progress.set_total(estimated_total(list), true);
         for t in list {
             if let (Some(oid), Some(location)) = (t.oid, &t.location) {
                 self.tablespaces.push(TablespaceRecord {
@@ -369,5 +367,39 @@ impl<'a, 'scope, 'env> Answer<'a, 'scope, 'env> {
         }
         self.archive = Some(self.splitters.start(prefix));
         Ok(())
+    }
+}
+
+// The decoder refuses a manifest the repository would refuse to read back.
+const _: () =
+    assert!(crate::protocol::base_backup::MAX_MANIFEST_LEN == crate::repo::limits::BACKUP_MANIFEST);
+
+/// The server's estimate of the bytes it will send, from the tablespace sizes it listed (files
+/// change while they are sent). Saturating: a size no server sends must not wrap or panic.
+fn estimated_total(list: &[TablespaceEntry]) -> u64 {
+    list.iter()
+        .filter_map(|t| t.size_kib)
+        .fold(0u64, |total, kib| {
+            total.saturating_add(kib.saturating_mul(1024))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tablespace_size_no_server_sends_saturates_the_estimate() {
+        let entry = |size_kib| TablespaceEntry {
+            oid: None,
+            location: None,
+            size_kib: Some(size_kib),
+        };
+        assert_eq!(estimated_total(&[entry(3), entry(5)]), 8192);
+        assert_eq!(
+            estimated_total(&[entry(u64::MAX / 1024), entry(2)]),
+            u64::MAX
+        );
+        assert_eq!(estimated_total(&[entry(u64::MAX)]), u64::MAX);
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::ustar::{self, BLOCK_LEN, MemberHeader, MemberKind, padding_after};
 use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind, MAX_CHUNK};
 
 /// Files are stored in chunks of at most this size, the catalog's [`MAX_CHUNK`]: the unit of
@@ -34,7 +35,7 @@ pub struct SplitArchive {
     pub pending: Vec<PendingChunk>,
 }
 
-/// Reads the bytes of one archive from the network side, for the synchronous tar reader.
+/// Reads the bytes of one archive from the network side, for the synchronous splitter.
 pub struct ChannelReader {
     receiver: tokio::sync::mpsc::Receiver<Bytes>,
     current: Bytes,
@@ -72,77 +73,37 @@ fn hex(digest: &[u8]) -> String {
 /// directory, `pg_tblspc/<oid>/` for a tablespace), sends each file's chunks to `jobs`, and
 /// returns the entries. `received` counts file bytes read, for progress.
 pub fn split_archive(
-    reader: impl Read,
+    mut reader: impl Read,
     prefix: &str,
     jobs: &SyncSender<ChunkJob>,
     next_id: &std::sync::atomic::AtomicUsize,
     received: &AtomicU64,
 ) -> anyhow::Result<SplitArchive> {
-    let mut archive = tar::Archive::new(reader);
     let mut entries = Vec::new();
     let mut pending = Vec::new();
-    for member in archive.entries().context("read the tar stream")? {
-        let mut member = member.context("read the tar stream")?;
-        let header = member.header();
-        let raw_path = member
-            .path()
-            .context("tar member path")?
-            .to_string_lossy()
-            .into_owned();
-        // PostgreSQL writes one member as "./pg_wal/archive_status"; "." and empty components
-        // mean nothing, ".." would escape the data directory on restore.
-        let components: Vec<&str> = raw_path
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        if components.is_empty() || components.contains(&"..") {
-            bail!("the tar stream has an unsafe path {raw_path:?}");
-        }
-        let path = components.join("/");
-        let mode = header.mode().context("tar member mode")?;
-        let mtime = header.mtime().context("tar member time")?;
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Directory => EntryKind::Directory,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            other => bail!("the tar stream has {path} of unexpected type {other:?}"),
-        };
-        let link = match kind {
-            EntryKind::Symlink => Some(
-                member
-                    .link_name()
-                    .context("tar link target")?
-                    .context("a symbolic link without a target")?
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            _ => None,
+    while let Some(header) = next_header(&mut reader)? {
+        let path = safe_path(&header.path)?;
+        let kind = match header.kind {
+            MemberKind::File => EntryKind::File,
+            MemberKind::Directory => EntryKind::Directory,
+            MemberKind::Symlink => EntryKind::Symlink,
         };
         let mut entry = BackupEntry {
             path: format!("{prefix}{path}"),
             kind,
-            mode,
-            mtime,
+            mode: header.mode,
+            mtime: header.mtime,
             size: 0,
             crc32c: None,
             chunks: Vec::new(),
-            link,
+            link: header.link,
         };
         if kind == EntryKind::File {
-            let size = member.size();
             let mut crc = 0u32;
-            let mut left = size;
+            let mut left = header.size;
             while left > 0 {
                 let take = left.min(CHUNK_SIZE as u64) as usize;
-                // Filled straight from the stream, never zeroed first.
-                let mut bytes = Vec::with_capacity(take);
-                (&mut member)
-                    .take(take as u64)
-                    .read_to_end(&mut bytes)
-                    .with_context(|| format!("read {} from the tar stream", entry.path))?;
-                if bytes.len() != take {
-                    bail!("the tar stream ended inside {}", entry.path);
-                }
+                let bytes = read_exactly(&mut reader, take, &entry.path)?;
                 crc = crc32c::crc32c_append(crc, &bytes);
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 pending.push((entries.len(), entry.chunks.len(), id));
@@ -155,12 +116,58 @@ pub fn split_archive(
                     .map_err(|_| anyhow::anyhow!("the store workers stopped"))?;
                 left -= take as u64;
             }
-            entry.size = size;
+            read_exactly(&mut reader, padding_after(header.size), &entry.path)?;
+            entry.size = header.size;
             entry.crc32c = Some(crc);
         }
         entries.push(entry);
     }
     Ok(SplitArchive { entries, pending })
+}
+
+/// The next member's header; `None` at a zero block or where the stream ends between members
+/// (PostgreSQL 13 and 14 leave the two closing zero blocks out).
+fn next_header(reader: &mut impl Read) -> anyhow::Result<Option<MemberHeader>> {
+    let mut block = [0u8; BLOCK_LEN];
+    let mut filled = 0;
+    while filled < BLOCK_LEN {
+        match reader.read(&mut block[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => bail!("the tar stream ended inside a header"),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("read the tar stream")),
+        }
+    }
+    ustar::decode_header(&block).context("read the tar stream")
+}
+
+/// A member path as a relative path inside the data directory. PostgreSQL writes one member as
+/// "./pg_wal/archive_status"; "." and empty components mean nothing, ".." would escape the
+/// data directory on restore.
+fn safe_path(raw_path: &str) -> anyhow::Result<String> {
+    let components: Vec<&str> = raw_path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if components.is_empty() || components.contains(&"..") {
+        bail!("the tar stream has an unsafe path {raw_path:?}");
+    }
+    Ok(components.join("/"))
+}
+
+/// Exactly `len` bytes of member `path` (at most a chunk), filled straight from the stream,
+/// never zeroed first.
+fn read_exactly(reader: &mut impl Read, len: usize, path: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len);
+    reader
+        .take(len as u64)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("read {path} from the tar stream"))?;
+    if bytes.len() != len {
+        bail!("the tar stream ended inside {path}");
+    }
+    Ok(bytes)
 }
 
 /// The SHA-256 of `bytes` as the repository names blobs: lower-case hex.
@@ -235,8 +242,10 @@ mod tests {
 
     #[test]
     fn paths_that_would_escape_the_data_directory_are_refused() {
-        let mut header = tar::Header::new_old();
+        let mut header = tar::Header::new_ustar();
         header.as_old_mut().name[..6].copy_from_slice(b"../etc");
+        header.set_mode(0o600);
+        header.set_mtime(0);
         header.set_size(0);
         header.set_cksum();
         let mut tar = header.as_bytes().to_vec();
@@ -249,6 +258,50 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "the tar stream has an unsafe path \"../etc\""
+        );
+    }
+
+    fn refusal(tar: &[u8]) -> String {
+        let (sender, _receiver) = std::sync::mpsc::sync_channel(10);
+        let ids = std::sync::atomic::AtomicUsize::new(0);
+        let error = split_archive(tar, "", &sender, &ids, &AtomicU64::new(0))
+            .err()
+            .expect("refused");
+        format!("{error:#}")
+    }
+
+    /// The tar crate read a GNU long name's content into memory whole, at the size its header
+    /// claimed: a stream of such members could make the backup allocate without bound.
+    #[test]
+    fn a_gnu_long_name_is_refused_by_its_header_without_reading_its_content() {
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(1 << 40);
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[b'a'; 4096]);
+        assert_eq!(
+            refusal(&tar),
+            "read the tar stream: the tar stream has ././@LongLink of type 'L', which PostgreSQL never sends (GNU long names and pax headers are refused)"
+        );
+    }
+
+    #[test]
+    fn a_truncated_archive_is_refused() {
+        let tar = tar_of(&[("PG_15_1/1/1", &[5u8; 1000])]);
+        assert_eq!(
+            refusal(&tar[..700]),
+            "the tar stream ended inside PG_15_1/1/1"
+        );
+        assert_eq!(
+            refusal(&tar[..1300]),
+            "the tar stream ended inside PG_15_1/1/1",
+            "inside its padding"
+        );
+        assert_eq!(
+            refusal(&tar[..1536 + 100]),
+            "the tar stream ended inside a header"
         );
     }
 }

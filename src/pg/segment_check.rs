@@ -190,8 +190,16 @@ impl SegmentChecker {
             0,
             "chunks split a page"
         );
+        // A segment is whole pages: bytes ending inside a page are a truncated (or overlong)
+        // segment, whose last page cannot be read as one.
+        if !(self.offset + chunk.len() as u64).is_multiple_of(u64::from(self.page_size)) {
+            return Err(SegmentDefect::WrongSize {
+                actual: self.offset + chunk.len() as u64,
+                expected: u64::from(self.expected.segment_size.bytes()),
+            });
+        }
         while position < chunk.len() {
-            let page = &chunk[position..(position + page_size).min(chunk.len())];
+            let page = &chunk[position..position + page_size];
             let lsn = Lsn(self.start.0 + self.offset + position as u64);
             self.check_page(page, lsn)?;
             position += page_size;
@@ -391,6 +399,24 @@ pub(crate) mod tests {
 
     fn set_u16(bytes: &mut [u8], at: usize, value: u16) {
         bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// Found by tests/hostile_input.rs: bytes ending inside a page made the checker slice past
+    /// them (a panic) instead of reporting the wrong size.
+    #[test]
+    fn bytes_ending_inside_a_page_are_the_wrong_size() {
+        let segment = synthetic_segment(1, 3, 4);
+        for end in [PAGE + 13, 3 * PAGE + 100, (1 << 20) - 1] {
+            let mut checker =
+                SegmentChecker::new(cluster(), name(1, 3), SegmentKind::Complete).unwrap();
+            assert_eq!(
+                checker.feed(&segment[..end]),
+                Err(SegmentDefect::WrongSize {
+                    actual: end as u64,
+                    expected: 1 << 20
+                })
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,15 @@ pub const NEW_SYNTAX_FROM: u32 = 150000;
 /// `server_version_num` from which backup manifests exist.
 pub const MANIFEST_FROM: u32 = 130000;
 
+/// The most tablespaces a backup may list: a server listing more is not believed (every row is
+/// kept until the backup ends).
+pub const MAX_TABLESPACES: usize = 10_000;
+/// The largest manifest a backup may send: the largest the repository stores
+/// (`repo::limits::BACKUP_MANIFEST`, which `backup/` checks is the same).
+pub const MAX_MANIFEST_LEN: u64 = 1 << 30;
+/// The longest tablespace location: PostgreSQL's MAXPGPATH less its terminating zero.
+pub const MAX_LOCATION_LEN: usize = 1023;
+
 /// What to ask the server for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseBackupOptions {
@@ -121,6 +130,8 @@ pub struct BaseBackupDecoder {
     legacy_archives: usize,
     in_archive: bool,
     in_manifest: bool,
+    /// Manifest bytes received so far: the manifest is kept whole until it is stored.
+    manifest_len: u64,
     pending_row: Option<Vec<Option<String>>>,
 }
 
@@ -150,6 +161,7 @@ impl BaseBackupDecoder {
             legacy_archives: 0,
             in_archive: false,
             in_manifest: false,
+            manifest_len: 0,
             pending_row: None,
         }
     }
@@ -181,7 +193,20 @@ impl BaseBackupDecoder {
                 self.phase = Phase::Tablespaces;
             }
             (Phase::Tablespaces, Message::DataRow(row)) => {
+                if self.tablespaces.len() == MAX_TABLESPACES {
+                    bail!(
+                        "the server listed more than {MAX_TABLESPACES} tablespaces for BASE_BACKUP; Tidemark backs up at most that many"
+                    );
+                }
                 let values = row_values(&row)?;
+                if let Some(location) = values.get(1).cloned().flatten()
+                    && location.len() > MAX_LOCATION_LEN
+                {
+                    bail!(
+                        "the server listed a tablespace location of {} bytes for BASE_BACKUP, longer than PostgreSQL's {MAX_LOCATION_LEN}",
+                        location.len()
+                    );
+                }
                 let oid = values
                     .first()
                     .cloned()
@@ -228,7 +253,7 @@ impl BaseBackupDecoder {
                 if self.new_protocol {
                     self.feed_typed_copy_data(bytes, &mut events)?;
                 } else if self.in_manifest {
-                    events.push(BackupEvent::ManifestData(bytes));
+                    events.push(self.manifest_data(bytes)?);
                 } else {
                     events.push(BackupEvent::ArchiveData(bytes));
                 }
@@ -291,7 +316,7 @@ impl BaseBackupDecoder {
                 };
                 events.push(BackupEvent::ArchiveStart { name, tablespace });
             }
-            b'd' if self.in_manifest => events.push(BackupEvent::ManifestData(bytes.slice(1..))),
+            b'd' if self.in_manifest => events.push(self.manifest_data(bytes.slice(1..))?),
             b'd' => events.push(BackupEvent::ArchiveData(bytes.slice(1..))),
             b'p' => {
                 let done = rest.get(..8).context("short progress message")?;
@@ -309,6 +334,18 @@ impl BaseBackupDecoder {
             other => bail!("unknown BASE_BACKUP message type {:?}", other as char),
         }
         Ok(())
+    }
+
+    /// The event of a piece of the manifest, refused once the manifest grows past the largest
+    /// the repository stores.
+    fn manifest_data(&mut self, bytes: Bytes) -> anyhow::Result<BackupEvent> {
+        self.manifest_len += bytes.len() as u64;
+        if self.manifest_len > MAX_MANIFEST_LEN {
+            bail!(
+                "the server's backup manifest is larger than {MAX_MANIFEST_LEN} bytes, the most Tidemark stores"
+            );
+        }
+        Ok(BackupEvent::ManifestData(bytes))
     }
 }
 
@@ -477,6 +514,67 @@ mod tests {
         ]);
         stream.extend(end());
         assert_eq!(decode(140010, stream), expected_events());
+    }
+
+    /// Feeds `stream` until the decoder refuses a message; the refusal. Messages are made as
+    /// they are fed, so a stream of a GiB is never held whole.
+    fn first_refusal(server_version_num: u32, stream: impl IntoIterator<Item = Vec<u8>>) -> String {
+        let mut decoder = BaseBackupDecoder::new(server_version_num);
+        for bytes in stream {
+            let mut buffer = BytesMut::from(&bytes[..]);
+            let message = Message::parse(&mut buffer)
+                .unwrap()
+                .expect("one whole message");
+            if let Err(e) = decoder.feed(message) {
+                return e.to_string();
+            }
+        }
+        panic!("every message was accepted");
+    }
+
+    #[test]
+    fn a_manifest_larger_than_the_repository_stores_is_refused() {
+        let piece = [&b"d"[..], &vec![b' '; 1 << 20]].concat();
+        let pieces = (MAX_MANIFEST_LEN >> 20) as usize + 1;
+        let mut start = start_and_tablespaces();
+        start.extend([copy_out(), copy_data(b"m")]);
+        let stream = start
+            .into_iter()
+            .chain(std::iter::repeat_with(|| copy_data(&piece)).take(pieces));
+        assert_eq!(
+            first_refusal(150018, stream),
+            "the server's backup manifest is larger than 1073741824 bytes, the most Tidemark stores"
+        );
+        let mut legacy_start = start_and_tablespaces();
+        legacy_start.extend([
+            copy_out(),
+            message(b'c', b""),
+            copy_out(),
+            message(b'c', b""),
+        ]);
+        legacy_start.push(copy_out());
+        let legacy = legacy_start
+            .into_iter()
+            .chain(std::iter::repeat_with(|| copy_data(&piece[1..])).take(pieces));
+        assert!(first_refusal(140010, legacy).contains("manifest is larger"));
+    }
+
+    #[test]
+    fn a_tablespace_list_longer_than_any_server_sends_is_refused() {
+        let mut stream = start_and_tablespaces();
+        stream.truncate(4);
+        stream.extend(std::iter::repeat_n(
+            data_row(&[Some("16385"), Some("/srv/ts1"), Some("8")]),
+            MAX_TABLESPACES + 1,
+        ));
+        assert_eq!(
+            first_refusal(150018, stream),
+            "the server listed more than 10000 tablespaces for BASE_BACKUP; Tidemark backs up at most that many"
+        );
+        let mut long = start_and_tablespaces();
+        long.truncate(4);
+        long.push(data_row(&[Some("16385"), Some(&"/".repeat(1024)), None]));
+        assert!(first_refusal(150018, long).contains("location of 1024 bytes"));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Stanza;
-use super::layout;
 use super::object::{self, EncodedObject};
 use super::{BoundedRead, PutOnce};
+use super::{layout, limits};
 use crate::pg::lsn::{lsn_text, timeline_number};
 use crate::pg::{Lsn, TimelineId};
 use crate::storage::{Cancel, PutOutcome};
@@ -188,7 +188,7 @@ impl Stanza<'_> {
     /// Reads PostgreSQL's manifest of a backup.
     pub fn get_backup_manifest(&self, label: &str) -> anyhow::Result<Vec<u8>> {
         let key = layout::backup_manifest(self.name(), label);
-        self.get_checked_object(&key)?
+        self.get_checked_object(&key, limits::BACKUP_MANIFEST)?
             .with_context(|| format!("{key} is missing from the repository"))
     }
 
@@ -212,7 +212,7 @@ impl Stanza<'_> {
                 continue;
             }
             let json = self
-                .get_checked_object(&listed.key)?
+                .get_checked_object(&listed.key, limits::BACKUP_RECORD)?
                 .with_context(|| format!("backup record {} vanished", listed.key))?;
             let record: BackupRecord = serde_json::from_slice(&json)
                 .with_context(|| format!("backup record {} is not valid", listed.key))?;

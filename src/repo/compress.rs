@@ -50,6 +50,10 @@ impl Compression {
     }
 }
 
+/// The largest zstd window (log2 bytes) a stored object may ask its decoder for: 32 MiB. Level
+/// 19, the highest the configuration allows, uses 2^23.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+
 /// Compresses `bytes` in one call. Every object is compressed whole from memory (a segment, a
 /// backup chunk), and one-shot zstd is about twice as fast as its streaming mode, which copies
 /// the input into its own window first.
@@ -78,7 +82,15 @@ pub fn decompress_into(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match compression {
-        Compression::Zstd => zstd::stream::copy_decode(stored, out),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(stored)?;
+            // A frame may ask for a window of up to 2^27 bytes by default, which the decoder
+            // allocates whatever the object's size; no object Tidemark writes (levels 1 to 19)
+            // uses more than 2^23.
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            io::copy(&mut decoder, out)?;
+            Ok(())
+        }
         Compression::Lz4 => {
             io::copy(&mut lz4_flex::frame::FrameDecoder::new(stored), out)?;
             Ok(())
@@ -103,5 +115,32 @@ mod tests {
             assert_eq!(restored, original, "{compression:?}");
             assert_eq!(Compression::from_id(compression.id()), Some(compression));
         }
+    }
+
+    /// A zstd frame of a few bytes that asks for a 2^26-byte window is refused rather than
+    /// making the decoder allocate 64 MiB.
+    #[test]
+    fn a_zstd_frame_asking_for_a_larger_window_is_refused() {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::WindowLog(26))
+            .unwrap();
+        encoder.write_all(b"tiny").unwrap();
+        let frame = encoder.finish().unwrap();
+        let mut restored = Vec::new();
+        let error = decompress_into(Compression::Zstd, &frame, &mut restored).unwrap_err();
+        assert!(error.to_string().contains("memory"), "{error}");
+    }
+
+    /// Level 19 of a large input, the most the configuration allows, stays within the cap.
+    #[test]
+    fn the_highest_configurable_level_decodes_within_the_window_cap() {
+        let original: Vec<u8> = (0..40_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 29) as u8)
+            .collect();
+        let stored = compress(Compression::Zstd, 19, &original).unwrap();
+        let mut restored = Vec::new();
+        decompress_into(Compression::Zstd, &stored, &mut restored).unwrap();
+        assert!(restored == original);
     }
 }

@@ -21,7 +21,7 @@ pub use record::{
     Liveness, LockKind, LockRecord, RENEW_EVERY, STALE_AFTER, liveness, process_start_time,
 };
 
-use super::{Stanza, layout};
+use super::{Stanza, layout, limits};
 use crate::storage::{Cancel, ObjectKey};
 
 /// How long a backup waits for a running expire to end before it gives up.
@@ -212,7 +212,7 @@ impl Stanza<'_> {
         for (name, seqs) in newest {
             let seq = *seqs.last().expect("each listed lock has an object");
             let key = layout::lock(self.name(), &name, seq);
-            let Some(bytes) = self.get_checked_object(&key)? else {
+            let Some(bytes) = self.get_checked_object(&key, limits::LOCK)? else {
                 return Ok(None);
             };
             let record = LockRecord::from_json(&bytes).with_context(|| {

@@ -7,6 +7,7 @@ pub mod compress;
 pub mod crypto;
 pub mod gc;
 pub mod layout;
+pub mod limits;
 pub mod lock;
 pub mod object;
 pub mod retention;
@@ -129,13 +130,21 @@ impl Repository {
     pub fn open_stanza(&self, name: &str) -> anyhow::Result<Stanza<'_>> {
         layout::check_stanza_name(name)?;
         let key = layout::stanza_identity(name);
-        let bytes = match self.storage.get(&key) {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => bail!(
+        let bytes = match read_bounded(
+            self.storage.as_ref(),
+            &key,
+            limits::STANZA_IDENTITY,
+            Reserve::AsRead,
+        )? {
+            BoundedRead::Object(bytes) => bytes,
+            BoundedRead::Missing => bail!(
                 "stanza '{name}' does not exist in repository {}: run 'tidemark stanza-create' for it first",
                 self.storage.location()
             ),
-            Err(e) => return Err(e.into()),
+            BoundedRead::TooLarge { limit } => bail!(
+                "read stanza identity {key} in {}: it is larger than {limit} bytes, far more than any stanza identity; the repository is damaged",
+                self.storage.location()
+            ),
         };
         let identity = StanzaIdentity::from_json(&bytes).with_context(|| {
             format!("read stanza identity {key} in {}", self.storage.location())
@@ -183,13 +192,27 @@ impl Stanza<'_> {
             .put_if_absent(&self.wal_key(name), &[&object.header_bytes(), &object.body])
     }
 
-    /// The stored object of an archived WAL file, or `None` if it is not archived.
-    pub fn get_wal(&self, name: WalFileName) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.repo.storage.get(&self.wal_key(name)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
+    /// The largest file that can be archived under `name`: the segment size for a segment or
+    /// `.partial`, [`limits::HISTORY_FILE`] for a history or backup history file.
+    pub fn wal_original_limit(&self, name: WalFileName) -> u64 {
+        match name {
+            WalFileName::Segment(_) | WalFileName::Partial(_) => {
+                u64::from(self.expected.segment_size.bytes())
+            }
+            WalFileName::History(_) | WalFileName::BackupHistory { .. } => limits::HISTORY_FILE,
         }
+    }
+
+    /// The stored object of an archived WAL file, or `None` if it is not archived. An object
+    /// larger than such a file can be stored as, or whose header promises a larger file, is
+    /// refused before more of it is read or any of it decompressed.
+    pub fn get_wal(&self, name: WalFileName) -> anyhow::Result<Option<Vec<u8>>> {
+        // A segment's object is near its limit; a history file's, far below it.
+        let reserve = match name.segment() {
+            Some(_) => Reserve::Limit,
+            None => Reserve::AsRead,
+        };
+        self.read_within(&self.wal_key(name), self.wal_original_limit(name), reserve)
     }
 
     /// Every archived WAL file with its object, in name order. Objects whose names are not WAL
@@ -243,20 +266,41 @@ impl Stanza<'_> {
     pub fn put_once(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
         match self.put_new_object(key, bytes)? {
             PutOutcome::Created => Ok(PutOnce::Stored),
-            PutOutcome::AlreadyExists => {
-                let stored = self.get_checked_object(key)?.with_context(|| {
-                    format!(
-                        "{key} vanished from {} while being compared",
-                        self.repo.storage.location()
-                    )
-                })?;
-                Ok(if stored == bytes {
-                    PutOnce::Identical
-                } else {
-                    PutOnce::Different
-                })
-            }
+            PutOutcome::AlreadyExists => self.compare_stored(key, bytes),
         }
+    }
+
+    /// Whether the object under `key` holds `bytes`, reading no more of it than an object of
+    /// `bytes` can be stored as: a larger one, or one whose header promises another length,
+    /// holds other content. A damaged object of the right length is an error.
+    fn compare_stored(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
+        let location = self.repo.storage.location();
+        let vanished = || format!("{key} vanished from {location} while being compared");
+        let stored = match read_bounded(
+            self.repo.storage.as_ref(),
+            key,
+            bytes.len() as u64,
+            Reserve::Limit,
+        )
+        .with_context(|| format!("read {key} from {location}"))?
+        {
+            BoundedRead::Object(stored) => stored,
+            BoundedRead::Missing => bail!(vanished()),
+            BoundedRead::TooLarge { .. } => return Ok(PutOnce::Different),
+        };
+        let header = ObjectHeader::decode(&stored)
+            .with_context(|| format!("{key} in {location} is damaged"))?;
+        if header.original_len != bytes.len() as u64 {
+            return Ok(PutOnce::Different);
+        }
+        let mut content = Vec::with_capacity(bytes.len());
+        object::decode_into(&stored, &mut content)
+            .with_context(|| format!("{key} in {location} is damaged"))?;
+        Ok(if content == bytes {
+            PutOnce::Identical
+        } else {
+            PutOnce::Different
+        })
     }
 
     /// The stored object under `key` of a file of at most `max_original` bytes. Read through a
@@ -268,41 +312,53 @@ impl Stanza<'_> {
         key: &ObjectKey,
         max_original: u64,
     ) -> Result<BoundedRead, StorageError> {
-        let storage = self.repo.storage();
-        let limit = object::max_stored_len(max_original);
-        // The range keeps the store (an S3 server) from sending more; `take`, a server that
-        // ignored it from being read further.
-        let reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
-            Ok(reader) => reader,
-            Err(e) if e.is_not_found() => return Ok(BoundedRead::Missing),
-            Err(e) => return Err(e),
-        };
-        // One allocation, whatever the object's size: pages it does not fill are never touched.
-        let mut stored = Vec::with_capacity(limit as usize + 1);
-        reader
-            .take(limit + 1)
-            .read_to_end(&mut stored)
-            .map_err(|e| {
-                StorageError::from_io(format!("read {key} from {}", storage.location()), e)
-            })?;
-        Ok(if stored.len() as u64 > limit {
-            BoundedRead::TooLarge { limit }
-        } else {
-            BoundedRead::Object(stored)
-        })
+        read_bounded(self.repo.storage(), key, max_original, Reserve::Limit)
     }
 
-    /// Reads the object under `key` and checks it; `None` if there is none.
-    pub fn get_checked_object(&self, key: &ObjectKey) -> anyhow::Result<Option<Vec<u8>>> {
-        let stored = match self.repo.storage.get(key) {
-            Ok(stored) => stored,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
+    /// Reads the object under `key`, of a file of at most `max_original` bytes (a limit from
+    /// [`limits`]), and checks it; `None` if there is none. A larger object, or one whose
+    /// header promises more, is refused as damaged before it is read further or decompressed.
+    pub fn get_checked_object(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(stored) = self.read_within(key, max_original, Reserve::AsRead)? else {
+            return Ok(None);
         };
         let mut content = Vec::new();
         object::decode_into(&stored, &mut content)
             .with_context(|| format!("{key} in {} is damaged", self.repo.storage.location()))?;
         Ok(Some(content))
+    }
+
+    /// The stored object under `key` of a file of at most `max_original` bytes, its header
+    /// checked to promise no more; `None` if there is none.
+    fn read_within(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+        reserve: Reserve,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let location = self.repo.storage.location();
+        let stored = match read_bounded(self.repo.storage.as_ref(), key, max_original, reserve)
+            .with_context(|| format!("read {key} from {location}"))?
+        {
+            BoundedRead::Object(stored) => stored,
+            BoundedRead::Missing => return Ok(None),
+            BoundedRead::TooLarge { limit } => bail!(
+                "{key} in {location} is damaged: it is larger than the {limit} bytes such an object can be stored in"
+            ),
+        };
+        let header = ObjectHeader::decode(&stored)
+            .with_context(|| format!("{key} in {location} is damaged"))?;
+        if header.original_len > max_original {
+            bail!(
+                "{key} in {location} is damaged: its header promises {} bytes, more than the {max_original} such a file can hold",
+                header.original_len
+            );
+        }
+        Ok(Some(stored))
     }
 
     /// Reads and checks the header of a stored object.
@@ -315,6 +371,51 @@ impl Stanza<'_> {
             )
         })
     }
+}
+
+/// The stored object under `key` of a file of at most `max_original` bytes. Read through a range
+/// one byte longer than the largest object such a file can be stored as
+/// ([`object::max_stored_len`]), so an object larger than that is refused without reading (or,
+/// from S3, downloading) the rest of it.
+fn read_bounded(
+    storage: &dyn Storage,
+    key: &ObjectKey,
+    max_original: u64,
+    reserve: Reserve,
+) -> Result<BoundedRead, StorageError> {
+    let limit = object::max_stored_len(max_original);
+    // The range keeps the store (an S3 server) from sending more; `take`, a server that ignored
+    // it from being read further.
+    let reader = match storage.get_reader(key, ByteRange::new(0, limit + 1), &Cancel::never()) {
+        Ok(reader) => reader,
+        Err(e) if e.is_not_found() => return Ok(BoundedRead::Missing),
+        Err(e) => return Err(e),
+    };
+    let mut stored = match reserve {
+        Reserve::Limit => Vec::with_capacity(limit as usize + 1),
+        Reserve::AsRead => Vec::new(),
+    };
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut stored)
+        .map_err(|e| StorageError::from_io(format!("read {key} from {}", storage.location()), e))?;
+    Ok(if stored.len() as u64 > limit {
+        BoundedRead::TooLarge { limit }
+    } else {
+        BoundedRead::Object(stored)
+    })
+}
+
+/// How [`read_bounded`] makes room for an object.
+#[derive(Clone, Copy)]
+enum Reserve {
+    /// All the limit at once: one allocation for a WAL segment or a chunk, whose objects are
+    /// near their limit (pages an object does not fill are never touched).
+    Limit,
+    /// Growing with what is read: catalog objects are far smaller than their limit (a backup
+    /// record may be 1 GiB but is usually KiBs), and reserving the limit would be an
+    /// allocation a damaged repository need not even fill.
+    AsRead,
 }
 
 /// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB

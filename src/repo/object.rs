@@ -201,7 +201,8 @@ pub fn check_stored(object: &[u8]) -> Result<ObjectHeader, ObjectError> {
     if body.len() as u64 != header.stored_len {
         return Err(ObjectError::WrongLength {
             actual: object.len() as u64,
-            expected: HEADER_LEN as u64 + header.stored_len,
+            // Saturating: a damaged header may claim any length.
+            expected: (HEADER_LEN as u64).saturating_add(header.stored_len),
         });
     }
     let stored_crc = crc32c::crc32c(body);
@@ -281,6 +282,23 @@ mod tests {
             let stored = (HEADER_LEN + object.body.len()) as u64;
             assert!(stored <= limit, "{compression:?}: {stored} > {limit}");
         }
+    }
+
+    /// Found by tests/hostile_input.rs: the error's arithmetic overflowed (a panic in a debug
+    /// build) when a forged header claimed u64::MAX stored bytes.
+    #[test]
+    fn a_header_claiming_u64_max_stored_bytes_is_a_wrong_length() {
+        let mut bytes = stored(Compression::None, b"hello");
+        bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..44]);
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_into(&bytes, &mut Vec::new()),
+            Err(ObjectError::WrongLength {
+                actual: 53,
+                expected: u64::MAX
+            })
+        ));
     }
 
     #[test]

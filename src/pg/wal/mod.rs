@@ -14,6 +14,8 @@
 mod block_headers;
 mod defect;
 mod facts;
+#[cfg(test)]
+mod hostile_tests;
 mod reader;
 mod record;
 mod rmgr;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, bail};
 
 use super::Stanza;
-use super::layout;
+use super::{layout, limits};
 use crate::pg::WalFileName;
 use crate::pg::wal::SegmentSummary;
 use crate::storage::{Cancel, PutOutcome};
@@ -69,7 +69,7 @@ impl Stanza<'_> {
     /// A segment's index entry, if there is one.
     pub fn get_wal_index(&self, name: WalFileName) -> anyhow::Result<Option<IndexEntry>> {
         let key = layout::wal_index(self.name(), name);
-        let Some(json) = self.get_checked_object(&key)? else {
+        let Some(json) = self.get_checked_object(&key, limits::WAL_INDEX_ENTRY)? else {
             return Ok(None);
         };
         let entry: IndexEntry = serde_json::from_slice(&json)
@@ -106,7 +106,7 @@ impl Stanza<'_> {
     fn get_pack(&self, directory: &str, count: usize) -> anyhow::Result<IndexPack> {
         let key = layout::wal_index_pack(self.name(), directory, count);
         let json = self
-            .get_checked_object(&key)?
+            .get_checked_object(&key, limits::WAL_INDEX_PACK)?
             .with_context(|| format!("WAL index pack {key} vanished"))?;
         let pack: IndexPack = serde_json::from_slice(&json)
             .with_context(|| format!("WAL index pack {key} is not valid"))?;
