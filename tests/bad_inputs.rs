@@ -45,25 +45,11 @@ fn restore(wal: &WalLab, name: &str, destination: &Path) -> Ran {
     run(&wal.lab, "tidemark-restore", &args)
 }
 
-/// Runs `program args`, expects exit 1 with exactly `expected` on stderr, and no change under the
-/// repository.
-fn refused(wal: &WalLab, program: &str, args: &[&str], expected: &str) {
-    let before = snapshot(&wal.lab.repo_path);
-    let ran = run(&wal.lab, program, args);
-    assert_eq!(ran.code, Some(1), "{program} {args:?}: {ran:?}");
-    assert_eq!(ran.only_line(), expected, "{program} {args:?}");
-    assert!(ran.stdout.is_empty(), "{ran:?}");
-    assert!(
-        snapshot(&wal.lab.repo_path) == before,
-        "{program} {args:?} changed the repository"
-    );
-}
-
-/// [`refused`] for `tidemark-archive path`, whose error line names the file and then `why`.
+/// [`common::refused`] for `tidemark-archive path`, whose error line names the file and then `why`.
 fn archive_refused(wal: &WalLab, path: &Path, why: &str) {
     let args = ["--config", wal.config(), s(path)];
     let expected = format!("tidemark-archive: ERROR: archive {}: {why}", path.display());
-    refused(wal, "tidemark-archive", &args, &expected);
+    common::refused(&wal.lab, "tidemark-archive", &args, &expected);
 }
 
 #[test]
@@ -106,7 +92,7 @@ fn wrong_arguments_and_configuration_are_refused() {
             "tidemark-archive: ERROR: cannot read config file /nonexistent/tidemark.toml: No such file or directory (os error 2); pass --config FILE or set TIDEMARK_CONFIG",
         ),
     ] {
-        refused(&wal, program, args, expected);
+        common::refused(&wal.lab, program, args, expected);
     }
 
     let bad_config = wal.lab.tmp.path().join("bad.toml");
@@ -116,8 +102,8 @@ fn wrong_arguments_and_configuration_are_refused() {
         good_text.replace("[repo]\n", "[repo]\ncompresss = \"zstd\"\n"),
     )
     .unwrap();
-    refused(
-        &wal,
+    common::refused(
+        &wal.lab,
         "tidemark-archive",
         &["--config", s(&bad_config), segment],
         &format!(
@@ -125,8 +111,8 @@ fn wrong_arguments_and_configuration_are_refused() {
             bad_config.display()
         ),
     );
-    refused(
-        &wal,
+    common::refused(
+        &wal.lab,
         "tidemark-archive",
         &["--config", config, "--stanza", "mian", segment],
         &format!(
@@ -141,8 +127,8 @@ fn wrong_arguments_and_configuration_are_refused() {
         good_text.replace(s(&wal.lab.repo_path), s(&empty_repo)),
     )
     .unwrap();
-    refused(
-        &wal,
+    common::refused(
+        &wal.lab,
         "tidemark-archive",
         &["--config", s(&empty_repo_config), segment],
         &format!(
@@ -442,8 +428,8 @@ fn restore_hands_over_only_verified_files() {
     let stored_crc = u32::from_le_bytes(object[36..40].try_into().unwrap());
     object[HEADER_LEN + 10] ^= 0x01;
     fs::write(&object_path, &object).unwrap();
-    refused(
-        &wal,
+    common::refused(
+        &wal.lab,
         "tidemark-restore",
         &["--config", config, name, s(&destination)],
         &format!(
@@ -473,8 +459,8 @@ fn restore_hands_over_only_verified_files() {
     );
     assert!(!destination.exists());
 
-    refused(
-        &wal,
+    common::refused(
+        &wal.lab,
         "tidemark-restore",
         &["--config", config, "RECOVERYXLOG", s(&destination)],
         "tidemark-restore: ERROR: restore RECOVERYXLOG: 'RECOVERYXLOG' is not a WAL file name: expected a 24-digit segment name, NNNNNNNN.history, <segment>.partial or <segment>.NNNNNNNN.backup",

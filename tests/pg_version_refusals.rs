@@ -9,23 +9,15 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Ran, run, snapshot};
+use common::{run, snapshot};
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{Lab, PgBinaries, ThrowawayCluster, give_to_owner};
 
-/// Runs `program --config <lab config> args`, expects exit 1 with exactly `expected` on stderr,
-/// and no change under the repository.
+/// [`common::refused`] for `program --config <lab config> args`.
 fn refused(lab: &Lab, program: &str, args: &[&str], expected: &str) {
-    let before = snapshot(&lab.repo_path);
     let mut all = vec!["--config", lab.config_path.to_str().unwrap()];
     all.extend_from_slice(args);
-    let ran: Ran = run(lab, program, &all);
-    assert_eq!(ran.code, Some(1), "{program} {args:?}: {ran:?}");
-    assert_eq!(ran.only_line(), expected, "{program} {args:?}");
-    assert!(
-        snapshot(&lab.repo_path) == before,
-        "{program} {args:?} changed the repository"
-    );
+    common::refused(lab, program, &all, expected);
 }
 
 /// A complete segment of `cluster`, several segments on (so no segment of the stanza's own

@@ -107,6 +107,20 @@ pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
     }
 }
 
+/// Runs `program args` as the cluster owner, expects exit 1 with exactly `expected` on stderr
+/// and nothing on stdout, and no change under the repository.
+pub fn refused(lab: &Lab, program: &str, args: &[&str], expected: &str) {
+    let before = snapshot(&lab.repo_path);
+    let ran = run(lab, program, args);
+    assert_eq!(ran.code, Some(1), "{program} {args:?}: {ran:?}");
+    assert_eq!(ran.only_line(), expected, "{program} {args:?}");
+    assert!(ran.stdout.is_empty(), "{ran:?}");
+    assert!(
+        snapshot(&lab.repo_path) == before,
+        "{program} {args:?} changed the repository"
+    );
+}
+
 /// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner.
 pub fn run_restore(lab: &Lab, config: &Path, pgdata: &Path, extra: &[&str]) -> Ran {
     let mut args = vec![
