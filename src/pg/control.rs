@@ -16,7 +16,8 @@ pub enum ControlFileError {
     #[error("it is {0} bytes long; pg_control is 8192 bytes")]
     WrongSize(usize),
     #[error(
-        "its pg_control_version is {0}, not one of PostgreSQL 12 to 18 (1201, 1300, 1700, 1800): wrong file or unsupported version"
+        "its pg_control_version is {0}, not one of {supported} (1201, 1300, 1700, 1800): wrong file or unsupported version",
+        supported = super::version::SUPPORTED
     )]
     UnknownVersion(u32),
 }

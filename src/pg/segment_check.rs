@@ -47,7 +47,8 @@ pub enum SegmentDefect {
     )]
     OtherVersion { found: PgMajor, expected: PgMajor },
     #[error(
-        "it was written by a PostgreSQL version Tidemark does not support (page magic {found:#06X}; Tidemark supports PostgreSQL 12 to 18), but the stanza is bound to PostgreSQL {expected}"
+        "it was written by a PostgreSQL version Tidemark does not support (page magic {found:#06X}; Tidemark supports {supported}), but the stanza is bound to PostgreSQL {expected}",
+        supported = super::version::SUPPORTED
     )]
     UnsupportedVersion { found: u16, expected: PgMajor },
     #[error(

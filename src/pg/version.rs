@@ -21,9 +21,12 @@ const PAGE_MAGICS: [(u32, u16); 7] = [
     (18, 0xD118),
 ];
 
+/// The majors of [`PAGE_MAGICS`], as every message that names them says it.
+pub const SUPPORTED: &str = "PostgreSQL 12 to 18";
+
 /// Why a version is not one Tidemark supports.
 #[derive(Debug, thiserror::Error)]
-#[error("PostgreSQL {0} is not supported: Tidemark supports PostgreSQL 12 to 18")]
+#[error("PostgreSQL {0} is not supported: Tidemark supports {supported}", supported = SUPPORTED)]
 pub struct UnsupportedVersion(pub String);
 
 impl PgMajor {
@@ -109,6 +112,12 @@ mod tests {
         for bad in [110022, 190000, 0] {
             assert!(PgMajor::from_server_version_num(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_supported_range_named_in_messages_is_the_table_s() {
+        let (first, last) = (PAGE_MAGICS[0].0, PAGE_MAGICS[PAGE_MAGICS.len() - 1].0);
+        assert_eq!(SUPPORTED, format!("PostgreSQL {first} to {last}"));
     }
 
     #[test]
