@@ -80,7 +80,7 @@ fn the_whole_cycle(major: u32) {
         let index = fastrand::usize(ROWS_BEFORE_BACKUP..rows.len() - 1);
         let restore = Restore::at_instant(format!("timeline-1-{n}-at-{index}"), &rows, index);
         let cluster = restore.run(&lab, &label, 1, n == 0);
-        discard(cluster);
+        common::discard(cluster);
     }
 
     // The fork: a restore to an instant on timeline 1 promotes onto timeline 2 and archives
@@ -121,7 +121,7 @@ fn the_whole_cycle(major: u32) {
         // of it in pg_wal too (without it, it stalled for ever and pg_wal grew without end).
         the_wal_summarizer_goes_on(&restored);
     }
-    discard(restored);
+    common::discard(restored);
 
     println!(
         "PostgreSQL {major}: the whole cycle in {:.1} s",
@@ -213,25 +213,13 @@ fn write_timeline_one(lab: &Lab) -> (String, Vec<CommittedRow>) {
     (label, rows)
 }
 
-/// Runs `work` while a rate-limited pgbench commits beside it (one after another until `work`
-/// is done), then returns what it returned, or fails.
+/// Runs `work` while a rate-limited pgbench commits beside it throughout, then returns what it
+/// returned, or fails.
 fn with_noise<T: Send>(
     cluster: &ThrowawayCluster,
     work: impl FnOnce() -> anyhow::Result<T> + Send,
 ) -> T {
-    std::thread::scope(|scope| {
-        let working = scope.spawn(work);
-        let mut pgbench = noise(cluster);
-        while !working.is_finished() {
-            if pgbench.try_wait().unwrap().is_some() {
-                common::wait_ok(pgbench);
-                pgbench = noise(cluster);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        common::wait_ok(pgbench);
-        working.join().unwrap().unwrap()
-    })
+    testkit::pgbench::throughout(cluster, 1, || noise(cluster), work).unwrap()
 }
 
 /// Two seconds of pgbench at 50 transactions a second: commits interleaved with the recorded
@@ -402,10 +390,4 @@ fn followed_the_plan(cluster: &ThrowawayCluster, plan: &serde_json::Value, what:
     log.lines()
         .filter(|l| l.contains(", prefetched) in "))
         .count()
-}
-
-/// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
-fn discard(mut cluster: ThrowawayCluster) {
-    cluster.stop().unwrap();
-    fs::remove_dir_all(cluster.data_dir()).unwrap();
 }

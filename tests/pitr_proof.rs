@@ -40,32 +40,12 @@ fn noise(cluster: &ThrowawayCluster, seconds: u32) -> std::process::Child {
     common::pgbench(cluster, &["-n", "-c", "2", "-R", "150", "-T", &seconds])
 }
 
-/// Runs `work` while pgbench commits beside it from before it starts until after it ends,
-/// however long it takes: one rate-limited pgbench after another.
+/// Runs `work` while two clients of pgbench commit beside it throughout.
 fn with_noise_throughout<T: Send>(
     cluster: &ThrowawayCluster,
     work: impl FnOnce() -> T + Send,
 ) -> T {
-    let mut pgbench_noise = noise(cluster, 1);
-    cluster
-        .wait_for(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
-            "2",
-            common::PATIENCE,
-        )
-        .unwrap();
-    std::thread::scope(|scope| {
-        let working = scope.spawn(work);
-        while !working.is_finished() {
-            if pgbench_noise.try_wait().unwrap().is_some() {
-                common::wait_ok(pgbench_noise);
-                pgbench_noise = noise(cluster, 1);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        common::wait_ok(pgbench_noise);
-        working.join().unwrap()
-    })
+    testkit::pgbench::throughout(cluster, 2, || noise(cluster, 1), work)
 }
 
 /// A primary archiving into the lab's stanza through `tidemark-archive`, with 1 MiB segments (so
@@ -304,12 +284,6 @@ fn stop_differs(stop: &serde_json::Value, log: &str) -> Option<String> {
     ))
 }
 
-/// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
-fn discard(mut cluster: ThrowawayCluster) {
-    cluster.stop().unwrap();
-    fs::remove_dir_all(cluster.data_dir()).unwrap();
-}
-
 fn time_target(instant: i64) -> Vec<String> {
     vec![
         "--target-time".to_owned(),
@@ -333,7 +307,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
             continue;
         };
         check_timeline_one_plan(&history, case, &outcome, at, &mut problems);
-        discard(outcome.cluster);
+        common::discard(outcome.cluster);
     }
 
     let fork = fork_onto_timeline_two(&lab, &history.rows, &mut problems);
@@ -343,7 +317,7 @@ fn restores_to_instants_give_exactly_the_rows_committed_by_then_and_read_exactly
             continue;
         };
         check_after_fork(&history, &fork, case, &outcome, &mut problems);
-        discard(outcome.cluster);
+        common::discard(outcome.cluster);
     }
 
     println!(
@@ -958,7 +932,7 @@ fn a_commit_record_continuing_into_the_next_segment_is_where_recovery_stops() {
     ];
     for case in &cases {
         if let Some(outcome) = prove(&lab, case, &mut problems) {
-            discard(outcome.cluster);
+            common::discard(outcome.cluster);
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
@@ -988,7 +962,7 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
         workload::ids_committed_by(&rows, rows[2].commit_micros),
     );
     if let Some(outcome) = prove(&lab, &case, &mut problems) {
-        discard(outcome.cluster);
+        common::discard(outcome.cluster);
     }
     // The last archived segment ends with the switch: the target is out of reach until the next
     // segment is archived, so the plan must refuse it.
@@ -1005,7 +979,7 @@ fn an_lsn_target_at_the_end_of_a_switch_is_reached_in_the_next_segment() {
             workload::ids_committed_by(&rows, rows[5].commit_micros),
         );
         if let Some(outcome) = prove(&lab, &case, &mut problems) {
-            discard(outcome.cluster);
+            common::discard(outcome.cluster);
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));

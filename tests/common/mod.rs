@@ -107,6 +107,12 @@ pub fn run(lab: &Lab, program: &str, args: &[&str]) -> Ran {
     }
 }
 
+/// Stops a restored cluster and removes its data directory (its log stays, for post-mortems).
+pub fn discard(mut cluster: ThrowawayCluster) {
+    cluster.stop().unwrap();
+    fs::remove_dir_all(cluster.data_dir()).unwrap();
+}
+
 /// Runs `program args` as the cluster owner, expects exit 1 with exactly `expected` on stderr
 /// and nothing on stdout, and no change under the repository.
 pub fn refused(lab: &Lab, program: &str, args: &[&str], expected: &str) {
