@@ -27,7 +27,7 @@ use common::encryption::{
     write_passphrase_file,
 };
 
-/// What the line for an encrypted repository opened without a cipher ends with.
+/// What the line for an encrypted repository opened without a cipher says.
 const ENCRYPTED_WITHOUT_CIPHER: &str = "is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file";
 
 /// What the line for encryption asked of an existing unencrypted stanza says: what is wrong
