@@ -10,7 +10,9 @@
 //! `tidemark-archive`, the repository a real `tidemark backup` of it wrote (every stored object:
 //! WAL, index entries and packs, backup record, manifest, chunks, `stanza.json`), and the tar
 //! archive and manifest `pg_basebackup -Ft` writes, framed as the BASE_BACKUP messages of
-//! PostgreSQL 15 and 14. They are made once per run.
+//! PostgreSQL 15 and 14. They are made once per run. The stored objects are also sealed (format
+//! version 2, as an encrypted repository stores them), and a sealed object must open to exactly
+//! what was sealed under its name or not at all, even with its CRCs forged.
 //!
 //! `PROPTEST_CASES` sets the cases per decoder (default 2,000 here); `hostile_input_long`
 //! (ignored) runs 100,000 per decoder. The random seed is printed; `TIDEMARK_TEST_SEED` repeats
@@ -43,6 +45,8 @@ use tidemark::pg::segment_check::{CHUNK_ALIGNMENT, ExpectedCluster, SegmentCheck
 use tidemark::pg::wal::RecordWalker;
 use tidemark::pg::{PgMajor, SegmentName, SegmentSize, TimelineId, WalFileName};
 use tidemark::protocol::base_backup::{BackupEvent, BaseBackupDecoder};
+use tidemark::repo::codec::{Codec, FixedKeys, WriteSettings};
+use tidemark::repo::crypto::DataKey;
 use tidemark::repo::lock::{LockKind, LockRecord};
 use tidemark::repo::{Compression, Repository, StanzaIdentity, test_repository};
 use tidemark::repo::{limits, object};
@@ -509,6 +513,101 @@ fn object_frames(cases: u32) {
         }
         Ok(())
     });
+}
+
+/// The keys the sealed seeds are sealed under.
+fn seed_keys() -> std::sync::Arc<FixedKeys> {
+    std::sync::Arc::new(FixedKeys {
+        keys: vec![DataKey::new(1, [0x51; 32]), DataKey::new(2, [0x52; 32])],
+        current: 2,
+        name_key: [0x53; 32],
+    })
+}
+
+/// Sealed objects (format version 2) of a real segment and of every real stored object, each
+/// under its own key: opening either fails or gives exactly the object that was sealed under
+/// that very key, also when a forger makes both CRCs right again.
+fn sealed_frames(cases: u32) {
+    let inputs = real_inputs();
+    let codec = Codec::encrypted(
+        WriteSettings {
+            compression: Compression::Zstd,
+            zstd_level: 1,
+        },
+        seed_keys(),
+    );
+    let mut plain: Vec<(ObjectKey, Vec<u8>)> = vec![(
+        ObjectKey::new("main/wal/0000000100000000/000000010000000000000002").unwrap(),
+        inputs.segments[1].1.clone(),
+    )];
+    for stored in inputs
+        .objects
+        .iter()
+        .filter(|o| !o.key.ends_with("stanza.json"))
+    {
+        let mut content = Vec::new();
+        object::decode_into(&stored.bytes, &mut content).unwrap();
+        plain.push((ObjectKey::new(stored.key.as_str()).unwrap(), content));
+    }
+    let sealed: Vec<(ObjectKey, Vec<u8>)> = plain
+        .iter()
+        .map(|(key, content)| {
+            (
+                key.clone(),
+                codec.encode(key, content).unwrap().parts().concat(),
+            )
+        })
+        .collect();
+    let le = |offset, width| LengthField {
+        offset,
+        width,
+        big_endian: false,
+    };
+    let seeds: Vec<Seed> = sealed
+        .iter()
+        .map(|(_, bytes)| Seed {
+            bytes: bytes.clone(),
+            // Key id, stored length, chunk length, the cipher byte.
+            lengths: vec![le(12, 4), le(24, 8), le(24, 4), le(40, 4), le(11, 1)],
+        })
+        .collect();
+    run("sealed frames", cases, &seeds, |seed, input| {
+        let index = seeds
+            .iter()
+            .position(|s| std::ptr::eq(s, seed))
+            .expect("a seed of the run");
+        let (key, original) = &plain[index];
+        for input in [input.to_vec(), forged_sealed(input)] {
+            let opened = bounded("sealed frame", input.len(), || {
+                let frame = codec.open(key, input.clone()).ok()?.frame;
+                let mut out = Vec::new();
+                object::decode_into(&frame, &mut out).ok()?;
+                Some(out)
+            })?;
+            if let Some(out) = opened {
+                prop_assert!(
+                    &out == original,
+                    "a damaged sealed object opened to {} bytes that were not sealed under {key}",
+                    out.len()
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+/// `sealed` with its stored length, stored CRC and header CRC made to match, as a forger would.
+fn forged_sealed(sealed: &[u8]) -> Vec<u8> {
+    let mut sealed = sealed.to_vec();
+    if sealed.len() >= 96 {
+        let body_len = (sealed.len() - 96) as u64;
+        sealed[24..32].copy_from_slice(&body_len.to_le_bytes());
+        let crc = crc32c::crc32c(&sealed[96..]);
+        sealed[36..40].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32c::crc32c(&sealed[..92]);
+        sealed[92..96].copy_from_slice(&crc.to_le_bytes());
+    }
+    sealed
 }
 
 /// `object` with its header checksum (bytes 44..48) made to match its first 44 bytes.
@@ -1050,6 +1149,11 @@ fn object_frames_refuse_damage_or_give_the_stored_bytes() {
 }
 
 #[test]
+fn sealed_frames_refuse_damage_or_give_the_sealed_bytes() {
+    sealed_frames(cases());
+}
+
+#[test]
 fn wal_walks_never_accept_a_damaged_record() {
     wal_segments(cases());
 }
@@ -1086,6 +1190,7 @@ fn base_backup_streams_are_decoded_within_bounds() {
 fn hostile_input_long() {
     const LONG: u32 = 100_000;
     object_frames(LONG);
+    sealed_frames(LONG);
     wal_segments(LONG);
     catalogs(LONG);
     manifests(LONG);

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::pg::WalFileName;
+use crate::pg::page::{LONG_HEADER_LEN, PageHeader};
+use crate::pg::{SegmentName, WalFileName};
 use crate::repo::object::{self, ObjectError, ObjectHeader};
 use crate::repo::{BoundedRead, Stanza};
 use crate::storage::durable;
@@ -127,7 +128,10 @@ pub fn get_wal_file(
     let file = durable::create_temp(&temp_path, 0o600)
         .with_context(|| format!("create {}", temp_path.display()))?;
     let mut temp = TempFile(Some(temp_path.clone()));
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut writer = FirstPage {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        first: Vec::with_capacity(LONG_HEADER_LEN),
+    };
     // Decompression stops at the header's original length, checked above.
     let header = match object::decode_into(&stored, &mut writer) {
         Ok(header) => header,
@@ -145,6 +149,15 @@ pub fn get_wal_file(
             });
         }
     };
+    if let Some(segment) = name.segment()
+        && let Err(problem) = check_first_page(segment, stanza, &writer.first)
+    {
+        bail!(
+            "archived object {key} in {location} does not hold segment {}: {problem}; it was put under another segment's name; {}",
+            segment,
+            nothing_written()
+        );
+    }
     writer
         .flush()
         .with_context(|| format!("write {}", destination.display()))?;
@@ -162,6 +175,59 @@ pub fn get_wal_file(
     // What an earlier, killed call left beside the destination would stay there for good.
     durable::remove_abandoned(dest_dir, &dest_name);
     Ok(GetOutcome::Restored(header))
+}
+
+/// A writer that keeps the first [`LONG_HEADER_LEN`] bytes that pass through it: a segment's
+/// long page header.
+struct FirstPage<W: Write> {
+    inner: W,
+    first: Vec<u8>,
+}
+
+impl<W: Write> Write for FirstPage<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        let wanted = (LONG_HEADER_LEN - self.first.len()).min(written);
+        self.first.extend_from_slice(&bytes[..wanted]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Refuses a segment whose first page is another segment's or another cluster's: its object
+/// passed every checksum, so only its name can be wrong. An object copied over another
+/// segment's name is otherwise whole, and PostgreSQL would replay it as that segment.
+fn check_first_page(segment: SegmentName, stanza: &Stanza<'_>, first: &[u8]) -> Result<(), String> {
+    let expected = stanza.expected_cluster();
+    let header = PageHeader::decode(first)
+        .filter(|header| header.long.is_some())
+        .ok_or("its first page has no long page header")?;
+    let long = header.long.expect("checked above");
+    let start = segment
+        .start_lsn(expected.segment_size)
+        .map_err(|e| e.to_string())?;
+    if header.page_address != start {
+        return Err(format!(
+            "its first page is at {}, not at {start}",
+            header.page_address
+        ));
+    }
+    if long.system_id != expected.system_id {
+        return Err(format!(
+            "its first page names system identifier {}, not the stanza's {}",
+            long.system_id, expected.system_id
+        ));
+    }
+    if header.timeline.0 > segment.timeline.0 {
+        return Err(format!(
+            "its first page is of timeline {}, later than the name's {}",
+            header.timeline.0, segment.timeline.0
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses an object whose header promises a file of another length than `expected`, saying
