@@ -302,11 +302,10 @@ fn a_chunk_swapped_for_another_fails_restore(lab: &Lab) {
 // Without a cipher nothing binds an object to its name, but a segment names itself: every page
 // header holds its address. A valid object of another segment under this one's name must still
 // be refused (by hand: exit 1), never handed to PostgreSQL, whose archive recovery would take
-// the wrong page addresses for the end of WAL and promote early. Ignored until fixed: today
-// `tidemark-restore` hands it over (exit 0), and a recovery through it logs "unexpected pageaddr",
-// ends redo there and promotes onto timeline 2 without the rest of the archive.
+// the wrong page addresses for the end of WAL and promote early (as it did before main's
+// 876aa69: `tidemark-restore` exited 0, and a recovery through it logged "unexpected pageaddr",
+// ended redo there and promoted onto timeline 2 without the rest of the archive).
 #[test]
-#[ignore = "bug on main: tidemark-restore does not check that a segment's page addresses match its name"]
 fn in_an_unencrypted_repository_a_segment_copied_over_another_is_refused_naming_the_object() {
     let wal = common::WalLab::new("tm-plain-swap-");
     let config = wal.config();
