@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod compress;
 pub mod crypto;
 pub mod gc;
+pub mod keys;
 pub mod layout;
 pub mod limits;
 pub mod lock;
