@@ -173,6 +173,13 @@ impl Keyring {
         )
     }
 
+    /// `document`, a later generation of this keyring's repository, opened with the
+    /// key-encryption key this keyring already holds (it never changes): a running process
+    /// follows a rotation or a passphrase change without reading any secret again.
+    pub fn reopen(&self, document: KeyringDocument) -> anyhow::Result<Keyring> {
+        Keyring::with_kek(document, self.kek.clone())
+    }
+
     /// The keyring `document` is, given its key-encryption key: every key unwrapped and the MAC
     /// checked.
     fn with_kek(document: KeyringDocument, kek: Zeroizing<[u8; 32]>) -> anyhow::Result<Keyring> {

@@ -86,7 +86,7 @@ impl RepoKeys {
     }
 
     /// For sealing: opens at first use; afterwards, at most once a minute, checks for a newer
-    /// keyring generation (one HEAD) and reloads, so a long-lived worker follows a rotation.
+    /// keyring generation (one listing of `_keys/`) and reloads, so a long-lived worker follows a rotation.
     pub fn for_writing(&self) -> anyhow::Result<Arc<Keyring>> {
         let mut state = self.state();
         let Some(keyring) = state.keyring.clone() else {
@@ -98,7 +98,10 @@ impl RepoKeys {
         {
             return Ok(keyring);
         }
-        if store::generation_exists(self.storage.as_ref(), keyring.generation() + 1)? {
+        // A listing, not a HEAD of the next generation: that one may already be deleted, when a
+        // later operation finished in the meantime.
+        let newest = store::generations(self.storage.as_ref())?.last().copied();
+        if newest > Some(keyring.generation()) {
             return self.load(&mut state);
         }
         state.checked_at = Some(Instant::now());
@@ -196,17 +199,18 @@ impl RepoKeys {
                 self.storage.location()
             )
         })?;
-        let keyring = self.open(state, document)?;
-        if let Some(known) = &state.keyring
-            && known.repository_id() != keyring.repository_id()
-        {
-            bail!(
+        let keyring = match &state.keyring {
+            None => self.open(state, document)?,
+            Some(known) if known.repository_id() == document.repository => {
+                known.reopen(document)?
+            }
+            Some(known) => bail!(
                 "the keyring in {} is now repository {}'s, not {}'s: the repository was replaced under this process; restart it",
                 self.storage.location(),
-                keyring.repository_id(),
+                document.repository,
                 known.repository_id()
-            );
-        }
+            ),
+        };
         Ok(self.keep(state, keyring))
     }
 

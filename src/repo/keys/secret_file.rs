@@ -45,13 +45,12 @@ pub fn read_secret_file(
 ) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut file = File::open(path).map_err(|e| {
         let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => "check repo.",
             std::io::ErrorKind::PermissionDenied => {
-                "it must be readable by the user running this command (for archive_command, PostgreSQL's); see repo."
+                "it must be readable by the user running this command (for archive_command, PostgreSQL's)"
             }
-            _ => "check repo.",
+            _ => "check the path",
         };
-        anyhow::anyhow!("cannot read {what} {}: {e}; {hint}{what}", path.display())
+        anyhow::anyhow!("cannot read {what} {}: {e}; {hint}", path.display())
     })?;
     let metadata = file
         .metadata()
@@ -149,7 +148,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "cannot read key_file {}: No such file or directory (os error 2); check repo.key_file",
+                "cannot read key_file {}: No such file or directory (os error 2); check the path",
                 missing.display()
             )
         );

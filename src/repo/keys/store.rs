@@ -53,15 +53,6 @@ pub fn keyring_exists(storage: &dyn Storage) -> anyhow::Result<bool> {
     Ok(!generations(storage)?.is_empty())
 }
 
-/// Whether generation `generation` is stored (one HEAD: how a writer looks for a newer one).
-pub fn generation_exists(storage: &dyn Storage, generation: u64) -> anyhow::Result<bool> {
-    let key = keyring_key(generation);
-    Ok(storage
-        .head(&key)
-        .with_context(|| format!("look for {key} in {}", storage.location()))?
-        .is_some())
-}
-
 /// The keyring stored as `generation`, or `None` if it is gone (deleted after a newer one was
 /// written). Reads at most [`MAX_KEYRING_LEN`] bytes.
 pub fn read(storage: &dyn Storage, generation: u64) -> anyhow::Result<Option<KeyringDocument>> {

@@ -205,6 +205,22 @@ fn a_changed_passphrase_opens_and_the_old_one_no_longer_does() {
 }
 
 #[test]
+fn a_running_writer_follows_a_passphrase_change_without_the_new_passphrase() {
+    let storage = memory();
+    let admin = keys(&storage, "one");
+    admin.create_or_open().unwrap();
+    let writer = keys(&storage, "one").with_refresh_interval(Duration::ZERO);
+    assert_eq!(writer.for_writing().unwrap().current().id(), 1);
+    admin.change_secret(&secret("two")).unwrap();
+    admin.rotate().unwrap();
+    // Its source still gives "one", which no longer opens the keyring; the key-encryption key
+    // it holds does.
+    let followed = writer.for_writing().unwrap();
+    assert_eq!((followed.generation(), followed.current().id()), (3, 2));
+    assert!(keys(&storage, "one").for_writing().is_err());
+}
+
+#[test]
 fn retire_refuses_the_current_a_recent_or_a_used_key_and_writes_nothing() {
     let storage = memory();
     let admin = keys(&storage, "one");
