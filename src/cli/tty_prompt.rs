@@ -35,10 +35,13 @@ impl Drop for EchoOff<'_> {
 }
 
 /// Asks `prompt` on the terminal and reads one line with echo off, without its newline.
-fn ask(tty: &mut File, prompt: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    tty.write_all(prompt.as_bytes())
-        .context("write to the terminal")?;
+fn ask(tty: &File, prompt: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    // Echo goes off (and what was typed ahead is discarded) before the prompt shows, so
+    // nothing typed in answer to it can be echoed.
     let _echo_off = EchoOff::new(tty)?;
+    (&*tty)
+        .write_all(prompt.as_bytes())
+        .context("write to the terminal")?;
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_LEN + 1));
     // One byte at a time, so nothing past the newline is read away from the terminal; the
     // byte is wiped after.
@@ -60,7 +63,7 @@ fn ask(tty: &mut File, prompt: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
 
 /// Asks for a new passphrase twice on the terminal; refused if the two differ or it is empty.
 pub fn ask_new_passphrase() -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let mut tty = OpenOptions::new()
+    let tty = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")
@@ -69,8 +72,8 @@ pub fn ask_new_passphrase() -> anyhow::Result<Zeroizing<Vec<u8>>> {
                 "no terminal to ask for the new passphrase on ({e}): give --new-passphrase-file FILE or set TIDEMARK_NEW_PASSPHRASE"
             )
         })?;
-    let first = ask(&mut tty, "New passphrase: ")?;
-    let second = ask(&mut tty, "The same again: ")?;
+    let first = ask(&tty, "New passphrase: ")?;
+    let second = ask(&tty, "The same again: ")?;
     if first != second {
         bail!("the two passphrases typed differ; nothing changed");
     }
