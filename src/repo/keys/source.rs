@@ -28,8 +28,9 @@ const MAX_KEY_FILE_LEN: usize = 4096;
 /// `archive_command` for ever.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The one source of the repository's secret that the configuration names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The one source of the repository's secret that the configuration names. Its `Debug` leaves
+/// out the command, which may carry a token.
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// `[repo] passphrase_file`: a file of mode 0600 holding the passphrase.
     PassphraseFile(PathBuf),
@@ -53,6 +54,17 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Passphrase(_) => f.write_str("Secret::Passphrase(<redacted>)"),
             Secret::Key(_) => f.write_str("Secret::Key(<redacted>)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::PassphraseFile(path) => f.debug_tuple("PassphraseFile").field(path).finish(),
+            KeySource::PassphraseCommand(_) => f.write_str("PassphraseCommand(<redacted>)"),
+            KeySource::KeyFile(path) => f.debug_tuple("KeyFile").field(path).finish(),
+            KeySource::PassphraseEnv => f.write_str("PassphraseEnv"),
         }
     }
 }

@@ -401,6 +401,8 @@ fn stanzas_are_registered_once_each() {
 
 #[test]
 fn nothing_secret_is_printed() {
+    let command = KeySource::PassphraseCommand("vault read -token=s.hunter2 x".to_owned());
+    assert_eq!(format!("{command:?}"), "PassphraseCommand(<redacted>)");
     let storage = memory();
     let keyring = keys(&storage, "hunter2").create_or_open().unwrap();
     let shown = format!("{keyring:?} {:?}", secret("hunter2"));
@@ -409,6 +411,13 @@ fn nothing_secret_is_printed() {
     assert!(!shown.contains(&name_key_hex));
     let stored = String::from_utf8(keyring.document().to_bytes()).unwrap();
     assert!(!stored.contains(&name_key_hex) && !stored.contains("hunter2"));
+}
+
+#[test]
+fn the_keys_can_be_shared_by_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<RepoKeys>();
+    shared::<Keyring>();
 }
 
 #[test]
