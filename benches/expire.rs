@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tidemark::repo::catalog::{BackupEntry, ChunkRef, EntryKind};
-use tidemark::repo::{Compression, object, test_repository};
+use tidemark::repo::test_repository;
 use tidemark::storage::LocalDirectory;
 
 const SEGMENTS: u64 = 10_000;
@@ -49,16 +49,9 @@ fn chunk_entry(
     owner: u64,
     c: u64,
 ) -> anyhow::Result<BackupEntry> {
-    use sha2::Digest;
     let content = format!("chunk {c} of backup {owner}").repeat(100);
-    let sha256: String = sha2::Sha256::digest(content.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    stanza.put_blob(
-        &sha256,
-        &object::encode(Compression::None, 0, content.as_bytes())?,
-    )?;
+    let name = stanza.repository().codec().chunk_name(content.as_bytes())?;
+    stanza.put_blob(&name, content.as_bytes())?;
     Ok(BackupEntry {
         path: format!("base/1/{owner}_{c}"),
         kind: EntryKind::File,
@@ -67,7 +60,7 @@ fn chunk_entry(
         size: content.len() as u64,
         crc32c: Some(crc32c::crc32c(content.as_bytes())),
         chunks: vec![ChunkRef {
-            sha256,
+            name,
             size: content.len() as u64,
         }],
         link: None,

@@ -61,21 +61,21 @@ fn main() {
     let salt = [9u8; SALT_LEN];
     let name = b"main/wal/0000000100000000/000000010000000000000003";
     let mut sealed = plain.clone();
-    seal_in_place(&key, &salt, name, &mut sealed);
+    seal_in_place(&key, &salt, name, &mut sealed, 0);
     let name_key = [5u8; 32];
     let ops: Vec<Operation> = vec![
         (
             "seal (AES-256-GCM STREAM)",
             Box::new(|| {
                 let mut buffer = plain.clone();
-                seal_in_place(&key, &salt, name, &mut buffer);
+                seal_in_place(&key, &salt, name, &mut buffer, 0);
             }),
         ),
         (
             "open (AES-256-GCM STREAM)",
             Box::new(|| {
                 let mut buffer = sealed.clone();
-                open_in_place(&key, &salt, name, &mut buffer).unwrap();
+                open_in_place(&key, &salt, name, &mut buffer, 0).unwrap();
             }),
         ),
         (

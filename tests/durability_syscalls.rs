@@ -349,7 +349,7 @@ fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
     let chunks: std::collections::BTreeSet<&str> = backups[1]
         .entries
         .iter()
-        .flat_map(|entry| entry.chunks.iter().map(|chunk| chunk.sha256.as_str()))
+        .flat_map(|entry| entry.chunks.iter().map(|chunk| chunk.name.as_str()))
         .collect();
     let mut reused = 0;
     for sha256 in chunks {

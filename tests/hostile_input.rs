@@ -772,7 +772,7 @@ fn read_as_its_kind(repo: &Repository, key: &str, bytes: &[u8]) -> anyhow::Resul
     if parts == ["stanza.json"] {
         StanzaIdentity::from_json(bytes)?;
         // In a repository of its own: the one given has a `main` already.
-        let repo = Repository::new(Box::new(MemoryStorage::new()), repo.write_settings);
+        let repo = Repository::new(Box::new(MemoryStorage::new()), repo.write_settings());
         let key = ObjectKey::new("main/stanza.json").unwrap();
         repo.storage().put_if_absent(&key, &[bytes]).unwrap();
         repo.open_stanza("main")?;

@@ -155,7 +155,7 @@ fn info_reports_each_timeline_with_its_gaps() {
     let stored = timeline["stored_bytes"].as_u64().unwrap();
     let on_disk: u64 = fs::read_dir(wal.lab.repo_path.join("main/wal").join(&segments[0][..16]))
         .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len() - tidemark::repo::object::HEADER_LEN as u64)
+        .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     assert_eq!(stored, on_disk);
 

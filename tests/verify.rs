@@ -311,7 +311,7 @@ fn a_chunk_holding_other_content(repo: &Repo) -> Outcome {
     one_problem(
         &repo.verify(&["--deep"]),
         &key,
-        "not the one it is named by",
+        "not the name it is stored under",
     )
 }
 

@@ -96,7 +96,13 @@ pub fn get_wal_file(
         .read_at_most(&key, expected.limit())
         .context("read it from the repository")?
     {
-        BoundedRead::Object(stored) => stored,
+        BoundedRead::Object(stored) => match stanza.repository().codec().open(&key, stored) {
+            Ok(opened) => opened.frame,
+            Err(why) => bail!(
+                "archived object {key} in {location}: {why}; {}",
+                nothing_written()
+            ),
+        },
         BoundedRead::Missing => return Ok(GetOutcome::NotArchived),
         BoundedRead::TooLarge { limit } => bail!(
             "archived object {key} in {location} is larger than the {limit} bytes any object of a {}-byte file can be stored in: it is not one Tidemark archived for this stanza; nothing was read past that",

@@ -12,7 +12,7 @@ use crate::pg::page::{LONG_HEADER_LEN, PageHeader};
 use crate::pg::segment_check::{CHUNK_ALIGNMENT, SegmentChecker, SegmentKind};
 use crate::pg::wal::{RecordWalker, SegmentSummary};
 use crate::repo::compress::compress;
-use crate::repo::object::{self, EncodedObject};
+use crate::repo::object::{self, EncodedObject, ObjectHeader};
 use crate::repo::{Stanza, layout};
 use crate::storage::PutOutcome;
 
@@ -81,7 +81,7 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
             // SIGBUS before anything is stored, which PostgreSQL reports as a failed push.
             let map =
                 unsafe { memmap2::MmapOptions::new().populate().map(&file) }.context("read it")?;
-            let settings = stanza.repository().write_settings;
+            let settings = stanza.repository().write_settings();
             let (checked, body) = std::thread::scope(|scope| {
                 let checking = scope.spawn(|| -> anyhow::Result<(SegmentSummary, u32)> {
                     let mut walker: Option<RecordWalker> = None;
@@ -144,7 +144,7 @@ pub fn push_wal_file(stanza: &Stanza<'_>, path: &Path) -> anyhow::Result<PushRep
 }
 
 fn encode_bytes(stanza: &Stanza<'_>, content: &[u8]) -> anyhow::Result<EncodedObject> {
-    let settings = stanza.repository().write_settings;
+    let settings = stanza.repository().write_settings();
     object::encode(settings.compression, settings.zstd_level, content).context("compress it")
 }
 
@@ -182,24 +182,26 @@ fn finish_push(
     encoded: EncodedObject,
     index: Option<SegmentSummary>,
 ) -> anyhow::Result<PushReport> {
+    let header = encoded.header;
     let report = |outcome| PushReport {
         name,
         outcome,
-        original_len: encoded.header.original_len,
-        stored_len: encoded.header.stored_len,
+        original_len: header.original_len,
+        stored_len: header.stored_len,
     };
+    let stored = stanza.seal(&stanza.wal_key(name), encoded)?;
     match stanza
-        .put_wal(name, &encoded)
+        .put_wal(name, &stored)
         .context("store it in the repository")?
     {
         PutOutcome::Created => {
-            put_index(stanza, name, &encoded, index)?;
+            put_index(stanza, name, &header, index)?;
             Ok(report(PushOutcome::Stored))
         }
         PutOutcome::AlreadyExists => {
-            confirm_identical(stanza, name, path, &encoded)?;
+            confirm_identical(stanza, name, path, &header)?;
             // A crash between the segment and its index leaves the index to this retry.
-            put_index(stanza, name, &encoded, index)?;
+            put_index(stanza, name, &header, index)?;
             Ok(report(PushOutcome::AlreadyArchived))
         }
     }
@@ -210,12 +212,12 @@ fn finish_push(
 fn put_index(
     stanza: &Stanza<'_>,
     name: WalFileName,
-    encoded: &EncodedObject,
+    header: &ObjectHeader,
     index: Option<SegmentSummary>,
 ) -> anyhow::Result<()> {
     if let Some(summary) = index {
         stanza
-            .put_wal_index(name, encoded.header.original_crc, summary)
+            .put_wal_index(name, header.original_crc, summary)
             .context("store its WAL index entry")?;
         pack_previous_directory(stanza, name);
     }
@@ -245,7 +247,7 @@ fn confirm_identical(
     stanza: &Stanza<'_>,
     name: WalFileName,
     path: &Path,
-    new: &EncodedObject,
+    new: &ObjectHeader,
 ) -> anyhow::Result<()> {
     let key = stanza.wal_key(name);
     let location = stanza.repository().storage().location();
@@ -260,13 +262,11 @@ fn confirm_identical(
     let differs = |archived_crc: u32, archived_len: u64| {
         anyhow::anyhow!(
             "it is already archived with different content: archived copy CRC-32C {archived_crc:08x} ({archived_len} bytes), this file CRC-32C {:08x} ({} bytes); the archived copy is kept. Two clusters may be archiving to one stanza, or this file was damaged",
-            new.header.original_crc,
-            new.header.original_len
+            new.original_crc,
+            new.original_len
         )
     };
-    if header.original_crc != new.header.original_crc
-        || header.original_len != new.header.original_len
-    {
+    if header.original_crc != new.original_crc || header.original_len != new.original_len {
         return Err(differs(header.original_crc, header.original_len));
     }
     // Equal checksums: compare every byte, so a CRC collision cannot pass as a duplicate.

@@ -44,7 +44,7 @@ pub fn push_command(choice: &ConfigChoice, wal_path: &Path) -> anyhow::Result<()
             stanza.name(),
             units::bytes(report.original_len),
             units::bytes(report.stored_len),
-            repo.write_settings.compression.name(),
+            repo.write_settings().compression.name(),
             started.elapsed().as_millis()
         ),
         PushOutcome::AlreadyArchived => tracing::warn!(

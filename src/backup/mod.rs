@@ -152,7 +152,7 @@ fn check_what_was_received(
     let mut label_text = Vec::new();
     for chunk in &label_file.chunks {
         let mut bytes = Vec::new();
-        stanza.get_blob(&chunk.sha256, &mut bytes)?;
+        stanza.get_blob(&chunk.name, &mut bytes)?;
         label_text.extend_from_slice(&bytes);
     }
     let backup_label = BackupLabel::parse(&String::from_utf8_lossy(&label_text))?;

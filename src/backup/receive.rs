@@ -111,7 +111,7 @@ fn name_chunks(
     let hashes = std::mem::take(&mut *stats.hashes.lock().expect("workers have ended"));
     for (entry, chunk, id) in pending {
         match hashes.get(&id) {
-            Some(sha256) => entries[entry].chunks[chunk].sha256 = sha256.clone(),
+            Some(sha256) => entries[entry].chunks[chunk].name = sha256.clone(),
             None => {
                 first_error.get_or_insert_with(|| {
                     anyhow::anyhow!("chunk {id} of {} was never stored", entries[entry].path)

@@ -1,7 +1,7 @@
 //! Splits one tar archive of the BASE_BACKUP stream into catalog entries and content chunks,
 //! as it arrives: no file is staged on local disk. This thread is the one serial step, so it
 //! does only what needs stream order (tar headers, each file's CRC-32C); each chunk goes to the
-//! store pool under a number, and the pool's SHA-256 of it (its name in the repository) is
+//! store pool under a number, and the pool's hash of it (its name in the repository) is
 //! filled into the entry afterwards.
 
 use std::io::Read;
@@ -10,7 +10,6 @@ use std::sync::mpsc::SyncSender;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::ustar::{self, BLOCK_LEN, MemberHeader, MemberKind, padding_after};
 use crate::repo::catalog::{BackupEntry, ChunkRef, EntryKind, MAX_CHUNK};
@@ -65,10 +64,6 @@ impl Read for ChannelReader {
     }
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reads every member of the archive, prefixing paths with `prefix` (`""` for the base
 /// directory, `pg_tblspc/<oid>/` for a tablespace), sends each file's chunks to `jobs`, and
 /// returns the entries. `received` counts file bytes read, for progress.
@@ -108,7 +103,7 @@ pub fn split_archive(
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 pending.push((entries.len(), entry.chunks.len(), id));
                 entry.chunks.push(ChunkRef {
-                    sha256: String::new(),
+                    name: String::new(),
                     size: take as u64,
                 });
                 received.fetch_add(take as u64, Ordering::Relaxed);
@@ -170,14 +165,20 @@ fn read_exactly(reader: &mut impl Read, len: usize, path: &str) -> anyhow::Resul
     Ok(bytes)
 }
 
-/// The SHA-256 of `bytes` as the repository names blobs: lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sha2::{Digest, Sha256};
+
+    fn hex(digest: &[u8]) -> String {
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The SHA-256 of `bytes` as a plain repository names blobs: lower-case hex.
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
 
     fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
@@ -202,7 +203,7 @@ mod tests {
         // Fill in the hashes as the pool would.
         let mut entries = split.entries;
         for (entry, chunk, id) in split.pending {
-            entries[entry].chunks[chunk].sha256 =
+            entries[entry].chunks[chunk].name =
                 sha256_hex(&jobs.iter().find(|j| j.id == id).unwrap().bytes);
         }
         (entries, jobs)
@@ -235,7 +236,7 @@ mod tests {
         assert_eq!(entries[1].crc32c, Some(crc32c::crc32c(&big)));
         assert!(entries[2].chunks.is_empty());
         assert_eq!(jobs.len(), 3);
-        assert_eq!(entries[0].chunks[0].sha256, hex(&Sha256::digest(b"hello")));
+        assert_eq!(entries[0].chunks[0].name, hex(&Sha256::digest(b"hello")));
         assert_eq!(jobs[0].bytes, b"hello");
         assert_eq!(split(&tar).0, entries, "with or without the zero blocks");
     }

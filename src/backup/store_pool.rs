@@ -9,7 +9,6 @@ use anyhow::Context;
 
 use super::splitter::ChunkJob;
 use crate::repo::Stanza;
-use crate::repo::object;
 
 /// What the pool stored.
 #[derive(Debug, Default)]
@@ -30,7 +29,6 @@ pub fn run_worker(
     jobs: &Arc<Mutex<Receiver<ChunkJob>>>,
     stats: &StoreStats,
 ) -> anyhow::Result<()> {
-    let settings = stanza.repository().write_settings;
     loop {
         let job = {
             let receiver = jobs
@@ -41,29 +39,26 @@ pub fn run_worker(
                 Err(_) => return Ok(()),
             }
         };
-        let sha256 = super::splitter::sha256_hex(&job.bytes);
+        let name = stanza.repository().codec().chunk_name(&job.bytes)?;
         stats
             .hashes
             .lock()
             .expect("no worker panics while holding the lock")
-            .insert(job.id, sha256.clone());
-        if let Some(size) = stanza.blob_size(&sha256)? {
+            .insert(job.id, name.clone());
+        if let Some(size) = stanza.blob_size(&name)? {
             stats.stored.fetch_add(size, Ordering::Relaxed);
             stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let object = object::encode(settings.compression, settings.zstd_level, &job.bytes)
-            .context("compress a chunk")?;
-        let size = (crate::repo::object::HEADER_LEN + object.body.len()) as u64;
+        let (size, created) = stanza
+            .put_blob(&name, &job.bytes)
+            .context("store a chunk")?;
         stats.stored.fetch_add(size, Ordering::Relaxed);
-        match stanza.put_blob(&sha256, &object).context("store a chunk")? {
-            Some(written) => {
-                stats.new.fetch_add(written, Ordering::Relaxed);
-            }
+        if created {
+            stats.new.fetch_add(size, Ordering::Relaxed);
+        } else {
             // Another worker stored the same content a moment earlier.
-            None => {
-                stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
-            }
+            stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

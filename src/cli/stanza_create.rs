@@ -18,6 +18,8 @@ pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
         pg_version: cluster.version.number(),
         segment_size: cluster.segment_size.bytes(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        cipher: None,
+        repository: None,
     };
     let repo = selected.config.open_repository()?;
     let described = format!(

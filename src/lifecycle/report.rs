@@ -157,12 +157,13 @@ pub fn collect(stanza: &Stanza<'_>, pgdata: Option<&Path>) -> anyhow::Result<Sta
     for (name, object) in stanza.list_wal()? {
         archived.insert(name.to_string());
         match name {
+            // From the listing: a segment is the stanza's segment size, and what it takes in the
+            // repository is its object's size (`verify` checks both).
             WalFileName::Segment(segment) => {
-                let header = stanza.object_header(&object.key)?;
                 by_timeline.entry(segment.timeline.0).or_default().push((
                     name,
-                    header.original_len,
-                    header.stored_len,
+                    u64::from(identity.segment_size),
+                    object.size,
                 ));
             }
             WalFileName::History(_) => info.history_files.push(name.to_string()),

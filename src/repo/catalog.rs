@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Stanza;
-use super::object::{self, EncodedObject};
+use super::object;
 use super::{BoundedRead, PutOnce};
 use super::{layout, limits};
 use crate::pg::lsn::{lsn_text, timeline_number};
@@ -31,10 +31,12 @@ pub enum EntryKind {
     Symlink,
 }
 
-/// A piece of a file's content, stored once under its SHA-256.
+/// A piece of a file's content, stored once under its name: its SHA-256, or in an encrypted
+/// repository its keyed BLAKE3 (`Codec::chunk_namer`); 64 hex digits either way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    pub sha256: String,
+    #[serde(rename = "sha256")]
+    pub name: String,
     pub size: u64,
 }
 
@@ -116,37 +118,37 @@ pub struct BackupRecord {
 impl Stanza<'_> {
     /// The stored size of a blob, or `None` if it is not stored. A blob found is made durable
     /// first, so a backup may reference it: its writer may have been killed before its fsyncs.
-    pub fn blob_size(&self, sha256: &str) -> anyhow::Result<Option<u64>> {
+    pub fn blob_size(&self, name: &str) -> anyhow::Result<Option<u64>> {
         Ok(self
             .repository()
             .storage()
-            .head_durable(&layout::blob(self.name(), sha256))?
+            .head_durable(&layout::blob(self.name(), name))?
             .map(|meta| meta.size))
     }
 
-    /// Stores a blob unless it is there; returns the stored size if this call stored it.
-    pub fn put_blob(&self, sha256: &str, object: &EncodedObject) -> anyhow::Result<Option<u64>> {
-        let key = layout::blob(self.name(), sha256);
+    /// Stores chunk `bytes` as blob `name` unless it is there; returns the stored size, and
+    /// whether this call stored it.
+    pub fn put_blob(&self, name: &str, bytes: &[u8]) -> anyhow::Result<(u64, bool)> {
+        let key = layout::blob(self.name(), name);
+        let stored = self.repository().codec().encode(&key, bytes)?;
         let outcome = self
             .repository()
             .storage()
-            .put_if_absent(&key, &[&object.header_bytes(), &object.body])?;
-        Ok((outcome == PutOutcome::Created)
-            .then_some((object::HEADER_LEN + object.body.len()) as u64))
+            .put_if_absent(&key, &stored.parts())?;
+        Ok((stored.len(), outcome == PutOutcome::Created))
     }
 
-    /// Reads a blob and checks it: its object checksums and its SHA-256. A blob is a chunk of at
-    /// most [`MAX_CHUNK`] bytes: a larger object, or a header promising more, is refused before
-    /// it is read or decompressed further.
-    pub fn get_blob(&self, sha256: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
-        use sha2::Digest;
-        let key = layout::blob(self.name(), sha256);
+    /// Reads a blob and checks it: its object checksums and its name (the hash of its content).
+    /// A blob is a chunk of at most [`MAX_CHUNK`] bytes: a larger object, or a header promising
+    /// more, is refused before it is read or decompressed further.
+    pub fn get_blob(&self, name: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        let key = layout::blob(self.name(), name);
         let location = self.repository().storage().location();
         let stored = match self
             .read_at_most(&key, MAX_CHUNK)
             .with_context(|| format!("read blob {key}"))?
         {
-            BoundedRead::Object(stored) => stored,
+            BoundedRead::Object(stored) => self.open(&key, stored)?.frame,
             BoundedRead::Missing => bail!("blob {key} does not exist in {location}"),
             BoundedRead::TooLarge { limit } => bail!(
                 "blob {key} in {location} is damaged: it is larger than the {limit} bytes any chunk can be stored in"
@@ -163,12 +165,11 @@ impl Stanza<'_> {
         out.clear();
         object::decode_into(&stored, out)
             .with_context(|| format!("blob {key} in {location} is damaged"))?;
-        let actual: String = sha2::Sha256::digest(&out[..])
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if actual != sha256 {
-            bail!("blob {key} in {location} is damaged: its content has SHA-256 {actual}");
+        let actual = self.repository().codec().chunk_name(out)?;
+        if actual != name {
+            bail!(
+                "blob {key} in {location} is damaged: its content hashes to {actual}, not the name it is stored under"
+            );
         }
         Ok(())
     }
@@ -321,8 +322,7 @@ mod tests {
         // Stored as it is, a chunk of one more byte than any chunk holds.
         let big = vec![1u8; MAX_CHUNK as usize + 1];
         let sha256 = "11".repeat(32);
-        let object = object::encode(crate::repo::Compression::None, 0, &big).unwrap();
-        stanza.put_blob(&sha256, &object).unwrap();
+        stanza.put_blob(&sha256, &big).unwrap();
         let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
         assert!(
             error.contains("is damaged: its header promises 16777217 bytes, more than the 16777216 of any chunk"),
@@ -332,7 +332,10 @@ mod tests {
         let huge = vec![2u8; MAX_CHUNK as usize * 2];
         let sha256 = "22".repeat(32);
         let object = object::encode(crate::repo::Compression::None, 0, &huge).unwrap();
-        stanza.put_blob(&sha256, &object).unwrap();
+        let key = layout::blob("main", &sha256);
+        repo.storage()
+            .put_if_absent(&key, &[&object.header_bytes(), &object.body])
+            .unwrap();
         let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
         assert!(
             error.contains(&format!(

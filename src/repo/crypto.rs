@@ -30,6 +30,7 @@ const OBJECT_KEY_CONTEXT: &str = "tidemark 2026-12-06 object key v1";
 
 /// A data key: 32 secret bytes and the id objects name it by. Wiped from memory when dropped,
 /// and never printed.
+#[derive(Clone)]
 pub struct DataKey {
     id: u32,
     secret: Zeroizing<[u8; 32]>,
@@ -110,23 +111,25 @@ fn nonce(index: usize, last: bool) -> Nonce<aes_gcm::aead::consts::U12> {
     bytes.into()
 }
 
-/// Seals `buffer` (plaintext in, sealed bytes out) with `key`'s object key for `salt`,
-/// authenticating `associated` with every chunk. In place: the chunks move up, last first, to
-/// make room for the tags.
+/// Seals the bytes of `buffer` from `start` on (plaintext in, sealed bytes out) with `key`'s
+/// object key for `salt`, authenticating `associated` with every chunk; the bytes before
+/// `start` (room for a header) are left as they are. In place: the chunks move up, last first,
+/// to make room for the tags.
 pub fn seal_in_place(
     key: &DataKey,
     salt: &[u8; SALT_LEN],
     associated: &[u8],
     buffer: &mut Vec<u8>,
+    start: usize,
 ) {
     let cipher = key.object_cipher(salt);
-    let plain_len = buffer.len();
+    let plain_len = buffer.len() - start;
     let count = chunk_count(plain_len);
-    buffer.resize(sealed_len(plain_len), 0);
+    buffer.resize(start + sealed_len(plain_len), 0);
     for index in (0..count).rev() {
-        let from = index * CHUNK_LEN;
-        let len = (plain_len - from).min(CHUNK_LEN);
-        let to = index * (CHUNK_LEN + TAG_LEN);
+        let from = start + index * CHUNK_LEN;
+        let len = (plain_len - index * CHUNK_LEN).min(CHUNK_LEN);
+        let to = start + index * (CHUNK_LEN + TAG_LEN);
         buffer.copy_within(from..from + len, to);
         let tag = cipher
             .encrypt_in_place_detached(
@@ -139,16 +142,18 @@ pub fn seal_in_place(
     }
 }
 
-/// Opens sealed `buffer` in place (sealed bytes in, plaintext out), or refuses it naming the
-/// first chunk that fails authentication, leaving `buffer` empty. A chunk is decrypted only
+/// Opens the sealed bytes of `buffer` from `start` on in place, leaving `buffer` holding their
+/// plaintext alone (what came before `start`, a header, is overwritten), or refuses them naming
+/// the first chunk that fails authentication, leaving `buffer` empty. A chunk is decrypted only
 /// once its tag matched.
 pub fn open_in_place(
     key: &DataKey,
     salt: &[u8; SALT_LEN],
     associated: &[u8],
     buffer: &mut Vec<u8>,
+    start: usize,
 ) -> Result<(), OpenError> {
-    let opened = open_chunks(key, salt, associated, buffer);
+    let opened = open_chunks(key, salt, associated, buffer, start);
     if opened.is_err() {
         buffer.clear();
     }
@@ -160,13 +165,15 @@ fn open_chunks(
     salt: &[u8; SALT_LEN],
     associated: &[u8],
     buffer: &mut Vec<u8>,
+    start: usize,
 ) -> Result<(), OpenError> {
-    let plain_len = plain_len(buffer.len()).ok_or(OpenError::ImpossibleLength(buffer.len()))?;
+    let sealed = buffer.len().saturating_sub(start);
+    let plain_len = plain_len(sealed).ok_or(OpenError::ImpossibleLength(sealed))?;
     let cipher = key.object_cipher(salt);
     let count = chunk_count(plain_len);
-    // Chunk i's plaintext moves down to i × CHUNK_LEN, over the tags before it.
+    // Chunk i's plaintext moves down to i × CHUNK_LEN, over the header and the tags before it.
     for index in 0..count {
-        let start = index * (CHUNK_LEN + TAG_LEN);
+        let start = start + index * (CHUNK_LEN + TAG_LEN);
         let len = (plain_len - index * CHUNK_LEN).min(CHUNK_LEN);
         let (chunk, rest) = buffer[start..].split_at_mut(len);
         let tag = Tag::clone_from_slice(&rest[..TAG_LEN]);

@@ -158,7 +158,7 @@ impl Stanza<'_> {
         let kind = record.kind;
         HeldLock::take(
             repo.shared_storage(),
-            repo.write_settings,
+            repo.codec().clone(),
             self.name(),
             record,
             renew_every,

@@ -3,15 +3,18 @@
 //! it now (`lock`), over any [`Storage`].
 
 pub mod catalog;
+pub mod codec;
 pub mod compress;
 pub mod crypto;
 pub mod gc;
+pub mod key_usage;
 pub mod keys;
 pub mod layout;
 pub mod limits;
 pub mod lock;
 pub mod object;
 pub mod retention;
+pub mod sealed;
 pub mod stanza;
 pub mod wal_index;
 
@@ -26,22 +29,16 @@ use crate::pg::segment_check::ExpectedCluster;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, PutResult, Storage, StorageError,
 };
+pub use codec::{Codec, OpenedObject, StoredObject, WriteSettings};
 pub use compress::Compression;
-use object::{EncodedObject, HEADER_LEN, ObjectHeader};
+use object::{EncodedObject, ObjectHeader};
 pub use stanza::StanzaIdentity;
-
-/// How new objects are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WriteSettings {
-    pub compression: Compression,
-    pub zstd_level: i32,
-}
 
 /// A repository over a storage backend.
 pub struct Repository {
     /// Shared, so that a thread renewing a lock (`lock`) can outlive a borrow of the repository.
     storage: Arc<dyn Storage>,
-    pub write_settings: WriteSettings,
+    codec: Codec,
 }
 
 /// What `create_stanza` found.
@@ -83,11 +80,25 @@ pub struct Stanza<'r> {
 }
 
 impl Repository {
+    /// A plain repository: objects stored as they are compressed.
     pub fn new(storage: Box<dyn Storage>, write_settings: WriteSettings) -> Repository {
+        Repository::with_codec(storage, Codec::plain(write_settings))
+    }
+
+    pub fn with_codec(storage: Box<dyn Storage>, codec: Codec) -> Repository {
         Repository {
             storage: Arc::from(storage),
-            write_settings,
+            codec,
         }
+    }
+
+    /// How objects are framed here.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    pub fn write_settings(&self) -> WriteSettings {
+        self.codec.write
     }
 
     pub fn storage(&self) -> &dyn Storage {
@@ -101,14 +112,28 @@ impl Repository {
 
     /// Records `identity` as a new stanza. Creating it again for the same cluster changes
     /// nothing; for another cluster it is refused.
+    /// In an encrypted repository the stanza is enrolled with the keyring first (which
+    /// `stanza-create` of the first stanza creates), and its identity names the cipher.
     pub fn create_stanza(&self, identity: &StanzaIdentity) -> anyhow::Result<StanzaCreated> {
         layout::check_stanza_name(&identity.stanza)?;
         let key = layout::stanza_identity(&identity.stanza);
-        match self.storage.put_if_absent(&key, &[&identity.to_json()])? {
+        // An existing stanza is only compared: nothing, not even a keyring, is written for it.
+        let exists = self.storage.head(&key)?.is_some();
+        let mut identity = identity.clone();
+        if let (false, Some(keys)) = (exists, self.codec.keys()) {
+            identity.cipher = Some(stanza::CIPHER.to_owned());
+            identity.repository = Some(keys.enroll_stanza(&identity.stanza)?);
+        }
+        let outcome = if exists {
+            PutOutcome::AlreadyExists
+        } else {
+            self.storage.put_if_absent(&key, &[&identity.to_json()])?
+        };
+        match outcome {
             PutOutcome::Created => Ok(StanzaCreated::Created),
             PutOutcome::AlreadyExists => {
                 let existing = self.open_stanza(&identity.stanza)?.identity;
-                if existing.same_cluster(identity) {
+                if existing.same_cluster(&identity) {
                     Ok(StanzaCreated::AlreadyExisted)
                 } else {
                     bail!(
@@ -156,12 +181,31 @@ impl Repository {
                 identity.stanza
             );
         }
+        self.check_encryption_of(&identity)?;
         let expected = identity.expected_cluster()?;
         Ok(Stanza {
             repo: self,
             identity,
             expected,
         })
+    }
+}
+
+impl Repository {
+    /// Refuses a stanza whose encryption is not the configuration's: the configuration
+    /// decides, so neither a plain stanza can be written sealed objects nor the reverse.
+    fn check_encryption_of(&self, identity: &StanzaIdentity) -> anyhow::Result<()> {
+        let name = &identity.stanza;
+        let location = self.storage.location();
+        match (identity.cipher.is_some(), self.codec.is_encrypted()) {
+            (false, true) => bail!(
+                "stanza '{name}' in {location} is not encrypted; encryption cannot be turned on for an existing stanza: create it in a new repository, or set [repo] cipher = \"none\""
+            ),
+            (true, false) => bail!(
+                "stanza '{name}' in {location} is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -186,11 +230,25 @@ impl Stanza<'_> {
         layout::wal_file(&self.identity.stanza, name)
     }
 
+    /// Plain object `object`, framed to be stored under `key` (sealed, in an encrypted
+    /// repository).
+    pub fn seal(&self, key: &ObjectKey, object: EncodedObject) -> anyhow::Result<StoredObject> {
+        self.repo.codec.seal(key, object)
+    }
+
+    /// Opens `stored`, read from `key`: its plain frame, whose checks are the caller's.
+    pub fn open(&self, key: &ObjectKey, stored: Vec<u8>) -> anyhow::Result<OpenedObject> {
+        self.repo
+            .codec
+            .open(key, stored)
+            .with_context(|| format!("{key} in {}", self.repo.storage.location()))
+    }
+
     /// Stores an archived WAL file unless one is already there.
-    pub fn put_wal(&self, name: WalFileName, object: &EncodedObject) -> PutResult {
+    pub fn put_wal(&self, name: WalFileName, object: &StoredObject) -> PutResult {
         self.repo
             .storage
-            .put_if_absent(&self.wal_key(name), &[&object.header_bytes(), &object.body])
+            .put_if_absent(&self.wal_key(name), &object.parts())
     }
 
     /// The largest file that can be archived under `name`: the segment size for a segment or
@@ -252,13 +310,8 @@ impl Stanza<'_> {
     /// Encodes `bytes` with the repository's settings and stores them under `key`, unless an
     /// object is there already.
     pub fn put_new_object(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOutcome> {
-        let settings = self.repo.write_settings;
-        let encoded =
-            object::encode(settings.compression, settings.zstd_level, bytes).context("compress")?;
-        Ok(self
-            .repo
-            .storage
-            .put_if_absent(key, &[&encoded.header_bytes(), &encoded.body])?)
+        let stored = self.repo.codec.encode(key, bytes)?;
+        Ok(self.repo.storage.put_if_absent(key, &stored.parts())?)
     }
 
     /// Stores `bytes` under `key` unless an object is there, and says whether one that is
@@ -285,7 +338,7 @@ impl Stanza<'_> {
         )
         .with_context(|| format!("read {key} from {location}"))?
         {
-            BoundedRead::Object(stored) => stored,
+            BoundedRead::Object(stored) => self.open(key, stored)?.frame,
             BoundedRead::Missing => bail!(vanished()),
             BoundedRead::TooLarge { .. } => return Ok(PutOnce::Different),
         };
@@ -304,10 +357,10 @@ impl Stanza<'_> {
         })
     }
 
-    /// The stored object under `key` of a file of at most `max_original` bytes. Read through a
-    /// range one byte longer than the largest object such a file can be stored as
-    /// ([`object::max_stored_len`]), so an object larger than that is refused without reading
-    /// (or, from S3, downloading) the rest of it.
+    /// The stored object under `key` of a file of at most `max_original` bytes, as stored (to
+    /// be [`Stanza::open`]ed). Read through a range one byte longer than the largest object such
+    /// a file can be stored as ([`object::max_stored_len`]), so an object larger than that is
+    /// refused without reading (or, from S3, downloading) the rest of it.
     pub fn read_at_most(
         &self,
         key: &ObjectKey,
@@ -333,8 +386,9 @@ impl Stanza<'_> {
         Ok(Some(content))
     }
 
-    /// The stored object under `key` of a file of at most `max_original` bytes, its header
-    /// checked to promise no more; `None` if there is none.
+    /// The plain frame of the object under `key` of a file of at most `max_original` bytes
+    /// (opened, in an encrypted repository), its header checked to promise no more; `None` if
+    /// there is none.
     fn read_within(
         &self,
         key: &ObjectKey,
@@ -345,7 +399,7 @@ impl Stanza<'_> {
         let stored = match read_bounded(self.repo.storage.as_ref(), key, max_original, reserve)
             .with_context(|| format!("read {key} from {location}"))?
         {
-            BoundedRead::Object(stored) => stored,
+            BoundedRead::Object(stored) => self.open(key, stored)?.frame,
             BoundedRead::Missing => return Ok(None),
             BoundedRead::TooLarge { limit } => bail!(
                 "{key} in {location} is damaged: it is larger than the {limit} bytes such an object can be stored in"
@@ -360,17 +414,6 @@ impl Stanza<'_> {
             );
         }
         Ok(Some(stored))
-    }
-
-    /// Reads and checks the header of a stored object.
-    pub fn object_header(&self, key: &ObjectKey) -> anyhow::Result<ObjectHeader> {
-        let prefix = self.repo.storage.get_range(key, 0, HEADER_LEN as u64)?;
-        ObjectHeader::decode(&prefix).with_context(|| {
-            format!(
-                "object {key} in {} is damaged",
-                self.repo.storage.location()
-            )
-        })
     }
 }
 
@@ -437,6 +480,8 @@ pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
         pg_version: 15,
         segment_size: 16 << 20,
         created: "2026-11-21T00:00:00Z".into(),
+        cipher: None,
+        repository: None,
     })
     .unwrap();
     repo

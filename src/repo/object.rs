@@ -23,7 +23,8 @@ use std::io::{self, Write};
 use super::compress::{Compression, compress, decompress_into};
 
 pub const HEADER_LEN: usize = 48;
-const MAGIC: &[u8; 8] = b"TIDEMARK";
+/// The first bytes of every object, plain or sealed (`sealed`).
+pub(super) const MAGIC: &[u8; 8] = b"TIDEMARK";
 const FORMAT_VERSION: u16 = 1;
 
 /// What an object's header says about it.
@@ -47,6 +48,14 @@ pub enum ObjectError {
     UnknownVersion(u16),
     #[error("its header names unknown compression {0}")]
     UnknownCompression(u8),
+    #[error("its header names unknown cipher {0}; upgrade Tidemark")]
+    UnknownCipher(u8),
+    #[error(
+        "its header names chunks of {0} bytes, which this Tidemark does not write; upgrade Tidemark"
+    )]
+    UnknownChunkLength(u32),
+    #[error("it does not open with the data key it names: {0}")]
+    Unauthentic(super::crypto::OpenError),
     #[error("it is {actual} bytes long, its header says {expected}: truncated or appended to")]
     WrongLength { actual: u64, expected: u64 },
     #[error("its stored bytes are damaged: CRC-32C {actual:08x}, the header says {expected:08x}")]

@@ -20,7 +20,17 @@ pub struct StanzaIdentity {
     pub segment_size: u32,
     /// When `stanza-create` ran (RFC 3339, UTC); informational.
     pub created: String,
+    /// `aes-256-gcm` in an encrypted repository: every object of the stanza is sealed. Absent
+    /// in a plain one, so a plain stanza's file is as it always was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The id of the encrypted repository's keyring (`keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
+
+/// The one cipher a stanza can name.
+pub const CIPHER: &str = "aes-256-gcm";
 
 /// Why a stanza identity file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +54,11 @@ impl StanzaIdentity {
         let identity: StanzaIdentity = serde_json::from_slice(bytes)?;
         if identity.format != STANZA_FORMAT {
             return Err(StanzaIdentityError::UnknownFormat(identity.format));
+        }
+        if let Some(cipher) = identity.cipher.as_deref().filter(|&c| c != CIPHER) {
+            return Err(StanzaIdentityError::BadField(format!(
+                "cipher '{cipher}', which this Tidemark does not know; upgrade Tidemark"
+            )));
         }
         identity.expected_cluster()?;
         Ok(identity)

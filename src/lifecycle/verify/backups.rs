@@ -55,7 +55,7 @@ fn chunk_problems(
     for record in records {
         for entry in &record.entries {
             for chunk in &entry.chunks {
-                let user = users.entry(chunk.sha256.as_str()).or_insert(Users {
+                let user = users.entry(chunk.name.as_str()).or_insert(Users {
                     labels: Vec::new(),
                     file: &entry.path,
                 });
@@ -102,7 +102,7 @@ fn file_problem(
         let Some(&ChunkState::Sound {
             len: chunk_len,
             crc: chunk_crc,
-        }) = chunks.get(&chunk.sha256)
+        }) = chunks.get(&chunk.name)
         else {
             return None;
         };
@@ -112,7 +112,7 @@ fn file_problem(
                 record,
                 format!(
                     "file {}: chunk {} holds {chunk_len} bytes, the record says {}",
-                    entry.path, chunk.sha256, chunk.size
+                    entry.path, chunk.name, chunk.size
                 ),
             ));
         }
@@ -162,7 +162,7 @@ mod tests {
             chunks: chunks
                 .iter()
                 .map(|(sha256, size)| ChunkRef {
-                    sha256: (*sha256).into(),
+                    name: (*sha256).into(),
                     size: *size,
                 })
                 .collect(),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::findings::Problem;
-use super::objects::{Content, Length, ReadJob, read_and_check};
+use super::objects::{Content, KeyCounts, Length, ReadJob, read_and_check};
 use super::pool;
 use crate::repo::Stanza;
 use crate::repo::catalog::{BackupRecord, RECORD_FORMAT};
@@ -29,6 +29,7 @@ pub struct Catalog {
     /// Records read and their stored bytes.
     pub objects: u64,
     pub bytes: u64,
+    pub keys: KeyCounts,
 }
 
 /// Reads every backup record of `stanza` on `readers` threads.
@@ -55,6 +56,9 @@ pub fn read_catalog(stanza: &Stanza<'_>, readers: usize) -> anyhow::Result<Catal
         catalog.objects += 1;
         catalog.bytes += result.bytes;
         let label = label_of(&job.key);
+        if let Ok(checked) = &result.outcome {
+            catalog.keys.count(checked.key_id);
+        }
         let parsed = result
             .outcome
             .and_then(|checked| parse_record(&checked.content.expect("records are kept"), &label));

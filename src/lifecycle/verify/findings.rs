@@ -3,6 +3,8 @@
 //! and what was read. Its JSON is these types serialized; [`render_text`] is the same for people,
 //! one line per problem or finding.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::units::ByteSize;
@@ -57,6 +59,10 @@ pub struct VerifyReport {
     /// Objects looked at (read, in full mode) and their stored bytes.
     pub objects: u64,
     pub bytes: u64,
+    /// Of the objects read and opened, how many each data key sealed (an encrypted repository),
+    /// and how many were not sealed (a plain one).
+    pub objects_by_key: BTreeMap<u32, u64>,
+    pub unencrypted_objects: u64,
     pub seconds: f64,
     pub problems: Vec<Problem>,
     pub findings: Vec<Finding>,
@@ -118,6 +124,14 @@ pub fn render_text(report: &VerifyReport) -> String {
     }
     for f in &report.findings {
         text.push_str(&format!("{}: {}: {}\n", f.object, f.what, f.action));
+    }
+    if !report.objects_by_key.is_empty() {
+        let counts: Vec<String> = report
+            .objects_by_key
+            .iter()
+            .map(|(id, n)| format!("{id}: {n}"))
+            .collect();
+        text.push_str(&format!("objects by data key: {}\n", counts.join(", ")));
     }
     text.push_str(&report.summary());
     text.push('\n');

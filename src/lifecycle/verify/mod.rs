@@ -28,7 +28,7 @@ use anyhow::bail;
 
 use backups::ChunkState;
 use catalog::{CATALOG_OBJECT_LIMIT, Catalog};
-use objects::{Content, Length, ReadJob, ReadResult};
+use objects::{Content, KeyCounts, Length, ReadJob, ReadResult};
 use wal::{Reach, WalCheck, WalInventory, WalNeed};
 
 use crate::lifecycle::expire;
@@ -80,6 +80,7 @@ pub fn verify(stanza: &Stanza<'_>, options: &VerifyOptions) -> anyhow::Result<Ve
         problems: scope.record_problems.clone(),
         objects: catalog.objects,
         bytes: catalog.bytes,
+        keys: catalog.keys.clone(),
     };
     let stored_blobs = stanza.list_blobs()?;
     run.plan_chunks(&stored_blobs);
@@ -115,6 +116,8 @@ pub fn verify(stanza: &Stanza<'_>, options: &VerifyOptions) -> anyhow::Result<Ve
         backup: options.backup.clone(),
         objects: run.objects,
         bytes: run.bytes,
+        objects_by_key: run.keys.by_key,
+        unencrypted_objects: run.keys.unencrypted,
         seconds: started.elapsed().as_secs_f64(),
         problems,
         findings,
@@ -189,6 +192,7 @@ struct Run<'a, 'r> {
     problems: Vec<Problem>,
     objects: u64,
     bytes: u64,
+    keys: KeyCounts,
 }
 
 impl Run<'_, '_> {
@@ -196,7 +200,9 @@ impl Run<'_, '_> {
     fn plan(&mut self, listed: &ListedObject, length: Length, content: Content, purpose: Purpose) {
         if !self.options.fast {
             let content = match content {
-                Content::Discard | Content::Sha256(_) if !self.options.deep => Content::StoredOnly,
+                Content::Discard | Content::ChunkName(_) if !self.options.deep => {
+                    Content::StoredOnly
+                }
                 content => content,
             };
             self.jobs.push(ReadJob {
@@ -237,7 +243,7 @@ impl Run<'_, '_> {
                 key: blob.key.clone(),
                 size: blob.size,
             };
-            let content = Content::Sha256(sha256.clone());
+            let content = Content::ChunkName(sha256.clone());
             self.plan(
                 &listed,
                 Length::AtMost(MAX_CHUNK),
@@ -334,6 +340,9 @@ impl Run<'_, '_> {
     fn take_in(&mut self, key: &ObjectKey, purpose: Purpose, result: ReadResult) {
         self.objects += 1;
         self.bytes += result.bytes;
+        if let Ok(checked) = &result.outcome {
+            self.keys.count(checked.key_id);
+        }
         let checked = match (purpose, result.outcome) {
             (Purpose::Chunk(sha256), outcome) => {
                 let state = match outcome {
@@ -374,7 +383,7 @@ impl Run<'_, '_> {
             .iter()
             .flat_map(|r| &r.entries)
             .flat_map(|e| &e.chunks)
-            .map(|c| c.sha256.as_str())
+            .map(|c| c.name.as_str())
             .collect();
         self.chunks
             .iter()

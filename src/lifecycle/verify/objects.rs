@@ -1,12 +1,14 @@
 //! Reading one object and checking everything it carries: the header, the stored and original
 //! CRC-32C and length (`repo::object`), the length its kind must have, and for a chunk the
-//! SHA-256 it is named by. Reads are bounded before they start by the largest object of that
-//! kind; content is checked as it is decompressed and kept only when the caller needs it.
+//! name it is stored under (the hash of its content). Reads are bounded before they start by the largest object of that
+//! kind; content is checked as it is decompressed and kept only when the caller needs it. In an
+//! encrypted repository every object is opened (authenticated and decrypted) first, so even the
+//! fast checks learn which data key sealed it.
 
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io;
 
-use sha2::Digest;
-
+use crate::repo::codec::Codec;
 use crate::repo::object::{self, ObjectHeader};
 use crate::repo::{BoundedRead, Stanza};
 use crate::storage::ObjectKey;
@@ -52,8 +54,8 @@ pub enum Content {
     StoredOnly,
     /// Nothing: the checksums are all.
     Discard,
-    /// The content must have this SHA-256 (lower-case hex): a chunk.
-    Sha256(String),
+    /// The content must hash to this name (`Codec::chunk_namer`): a chunk.
+    ChunkName(String),
     /// The content is returned, for the caller to parse.
     Keep,
 }
@@ -69,9 +71,28 @@ pub struct ReadJob {
 /// An object that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
+    /// The header of its plain frame.
     pub header: ObjectHeader,
+    /// The data key that sealed it, in an encrypted repository.
+    pub key_id: Option<u32>,
     /// The content, when the job asked for it.
     pub content: Option<Vec<u8>>,
+}
+
+/// How many of the objects read each data key sealed, and how many were not sealed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    pub by_key: BTreeMap<u32, u64>,
+    pub unencrypted: u64,
+}
+
+impl KeyCounts {
+    pub fn count(&mut self, key_id: Option<u32>) {
+        match key_id {
+            Some(id) => *self.by_key.entry(id).or_default() += 1,
+            None => self.unencrypted += 1,
+        }
+    }
 }
 
 /// What reading one object found, and how many stored bytes it read.
@@ -100,10 +121,15 @@ pub fn read_and_check(stanza: &Stanza<'_>, job: &ReadJob) -> ReadResult {
         Err(e) => return failed(0, format!("it cannot be read: {e}")),
     };
     let bytes = stored.len() as u64;
-    ReadResult {
-        bytes,
-        outcome: check_stored(&stored, job),
-    }
+    let codec = stanza.repository().codec();
+    let outcome = match codec.open(&job.key, stored) {
+        Ok(opened) => check_stored(codec, &opened.frame, job).map(|checked| Checked {
+            key_id: opened.key_id,
+            ..checked
+        }),
+        Err(why) => Err(why.to_string()),
+    };
+    ReadResult { bytes, outcome }
 }
 
 fn failed(bytes: u64, why: String) -> ReadResult {
@@ -113,8 +139,8 @@ fn failed(bytes: u64, why: String) -> ReadResult {
     }
 }
 
-/// Checks the bytes of a stored object against what `job` expects.
-fn check_stored(stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
+/// Checks the plain frame of a stored object against what `job` expects.
+fn check_stored(codec: &Codec, stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
     let header = ObjectHeader::decode(stored).map_err(|e| e.to_string())?;
     match job.length {
         Length::Exactly(n) if header.original_len != n => {
@@ -136,6 +162,7 @@ fn check_stored(stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
             object::check_stored(stored).map_err(|e| e.to_string())?;
             Ok(Checked {
                 header,
+                key_id: None,
                 content: None,
             })
         }
@@ -143,6 +170,7 @@ fn check_stored(stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
             object::decode_into(stored, &mut io::sink()).map_err(|e| e.to_string())?;
             Ok(Checked {
                 header,
+                key_id: None,
                 content: None,
             })
         }
@@ -151,48 +179,39 @@ fn check_stored(stored: &[u8], job: &ReadJob) -> Result<Checked, String> {
             object::decode_into(stored, &mut content).map_err(|e| e.to_string())?;
             Ok(Checked {
                 header,
+                key_id: None,
                 content: Some(content),
             })
         }
-        Content::Sha256(expected) => {
-            let mut hashing = HashingWriter(sha2::Sha256::new());
-            object::decode_into(stored, &mut hashing).map_err(|e| e.to_string())?;
-            let actual = hex(&hashing.0.finalize());
+        Content::ChunkName(expected) => {
+            let mut namer = codec.chunk_namer().map_err(|e| format!("{e:#}"))?;
+            object::decode_into(stored, &mut namer).map_err(|e| e.to_string())?;
+            let actual = namer.finish();
             if &actual != expected {
                 return Err(format!(
-                    "its content has SHA-256 {actual}, not the one it is named by"
+                    "its content hashes to {actual}, not the name it is stored under"
                 ));
             }
             Ok(Checked {
                 header,
+                key_id: None,
                 content: None,
             })
         }
     }
 }
 
-/// Hashes what is written to it, keeping none of it.
-struct HashingWriter(sha2::Sha256);
-
-impl Write for HashingWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::Compression;
+    use crate::repo::{Compression, WriteSettings};
+
+    fn plain() -> Codec {
+        Codec::plain(WriteSettings {
+            compression: Compression::Zstd,
+            zstd_level: 1,
+        })
+    }
 
     fn stored(content: &[u8]) -> Vec<u8> {
         let object = object::encode(Compression::Zstd, 1, content).unwrap();
@@ -208,22 +227,22 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_is_checked_against_the_sha256_it_is_named_by() {
+    fn a_chunk_is_checked_against_the_name_it_is_stored_under() {
         let content = b"some chunk".repeat(100);
-        let sha256 = hex(&sha2::Sha256::digest(&content));
-        let right = job(Length::AtMost(1 << 20), Content::Sha256(sha256));
-        assert!(check_stored(&stored(&content), &right).is_ok());
+        let name = plain().chunk_name(&content).unwrap();
+        let right = job(Length::AtMost(1 << 20), Content::ChunkName(name));
+        assert!(check_stored(&plain(), &stored(&content), &right).is_ok());
         let other = stored(b"another chunk");
-        let error = check_stored(&other, &right).unwrap_err();
-        assert!(error.contains("not the one it is named by"), "{error}");
+        let error = check_stored(&plain(), &other, &right).unwrap_err();
+        assert!(error.contains("not the name it is stored under"), "{error}");
     }
 
     #[test]
     fn a_file_of_the_wrong_length_and_damage_are_named() {
         let segment = stored(&[7u8; 4096]);
         let exactly = |n| job(Length::Exactly(n), Content::Discard);
-        assert!(check_stored(&segment, &exactly(4096)).is_ok());
-        let error = check_stored(&segment, &exactly(8192)).unwrap_err();
+        assert!(check_stored(&plain(), &segment, &exactly(4096)).is_ok());
+        let error = check_stored(&plain(), &segment, &exactly(8192)).unwrap_err();
         assert_eq!(
             error,
             "its header promises 4096 bytes, not the 8192 of a file of its kind"
@@ -231,9 +250,9 @@ mod tests {
         let mut flipped = segment.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        let error = check_stored(&flipped, &exactly(4096)).unwrap_err();
+        let error = check_stored(&plain(), &flipped, &exactly(4096)).unwrap_err();
         assert!(error.starts_with("its stored bytes are damaged"), "{error}");
-        let error = check_stored(&segment[..last], &exactly(4096)).unwrap_err();
+        let error = check_stored(&plain(), &segment[..last], &exactly(4096)).unwrap_err();
         assert!(error.contains("truncated"), "{error}");
     }
 

@@ -14,7 +14,7 @@ fn plaintext(len: usize) -> Vec<u8> {
 
 fn sealed(len: usize) -> Vec<u8> {
     let mut buffer = plaintext(len);
-    seal_in_place(&DataKey::new(1, SECRET), &SALT, NAME, &mut buffer);
+    seal_in_place(&DataKey::new(1, SECRET), &SALT, NAME, &mut buffer, 0);
     buffer
 }
 
@@ -25,7 +25,7 @@ fn open(
     sealed: &[u8],
 ) -> Result<Vec<u8>, OpenError> {
     let mut buffer = sealed.to_vec();
-    open_in_place(key, salt, name, &mut buffer).map(|()| buffer)
+    open_in_place(key, salt, name, &mut buffer, 0).map(|()| buffer)
 }
 
 const SIZES: [usize; 8] = [
@@ -69,7 +69,7 @@ fn only_lengths_sealing_can_give_are_taken() {
         assert_eq!(plain_len(impossible), None, "{impossible}");
         let mut buffer = vec![0; impossible];
         assert_eq!(
-            open_in_place(&DataKey::new(1, SECRET), &SALT, NAME, &mut buffer),
+            open_in_place(&DataKey::new(1, SECRET), &SALT, NAME, &mut buffer, 0),
             Err(OpenError::ImpossibleLength(impossible))
         );
     }
@@ -116,7 +116,7 @@ fn cut_reordered_or_spliced_chunks_are_refused() {
     );
     // A chunk of another object under the same data key.
     let mut other = plaintext(3 * CHUNK_LEN + 5);
-    seal_in_place(&key, &[8; SALT_LEN], NAME, &mut other);
+    seal_in_place(&key, &[8; SALT_LEN], NAME, &mut other, 0);
     let mut spliced = good.clone();
     spliced[chunk..2 * chunk].copy_from_slice(&other[chunk..2 * chunk]);
     assert_eq!(
@@ -136,7 +136,7 @@ fn another_name_salt_or_key_does_not_open_it() {
     assert_eq!(open(&DataKey::new(2, SECRET), &SALT, NAME, &good), refused);
     assert_eq!(open(&DataKey::new(1, [8; 32]), &SALT, NAME, &good), refused);
     let mut buffer = good.clone();
-    assert!(open_in_place(&key, &SALT, other_name, &mut buffer).is_err());
+    assert!(open_in_place(&key, &SALT, other_name, &mut buffer, 0).is_err());
     assert!(buffer.is_empty(), "a refused object leaves nothing to read");
 }
 
@@ -186,5 +186,23 @@ fn the_plaintext_length_of_a_sealed_length_is_the_only_one_that_seals_to_it() {
     }
     for plain in 0..3 * CHUNK_LEN + TAG_LEN {
         assert_eq!(plain_len(sealed_len(plain)), Some(plain), "{plain}");
+    }
+}
+
+#[test]
+fn bytes_after_a_header_seal_and_open_to_the_plaintext_alone() {
+    let key = DataKey::new(1, SECRET);
+    for len in SIZES {
+        let mut buffer = vec![0xAA; 96];
+        buffer.extend(plaintext(len));
+        seal_in_place(&key, &SALT, NAME, &mut buffer, 96);
+        assert_eq!(
+            &buffer[..96],
+            &[0xAA; 96][..],
+            "the header room is left alone"
+        );
+        assert_eq!(&buffer[96..], &sealed(len)[..], "{len} bytes");
+        open_in_place(&key, &SALT, NAME, &mut buffer, 96).unwrap();
+        assert_eq!(buffer, plaintext(len), "{len} bytes");
     }
 }

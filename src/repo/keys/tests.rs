@@ -36,8 +36,8 @@ fn stored_generations(storage: &dyn Storage) -> Vec<u64> {
 fn same_key(sealer: &DataKey, opener: &DataKey) -> bool {
     let salt = [7u8; 32];
     let mut buffer = b"marker row".to_vec();
-    seal_in_place(sealer, &salt, b"main/wal/x", &mut buffer);
-    open_in_place(opener, &salt, b"main/wal/x", &mut buffer).is_ok()
+    seal_in_place(sealer, &salt, b"main/wal/x", &mut buffer, 0);
+    open_in_place(opener, &salt, b"main/wal/x", &mut buffer, 0).is_ok()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use super::record::{LockRecord, rfc3339};
-use crate::repo::{WriteSettings, layout, object};
+use crate::repo::{Codec, layout};
 use crate::storage::{ObjectKey, PutOutcome, Storage};
 
 /// A lock held by this process. Dropping it stops the renewals at once and deletes its object
@@ -25,7 +25,7 @@ pub struct HeldLock {
 /// What the holder and its renewal thread share.
 struct Shared {
     storage: Arc<dyn Storage>,
-    settings: WriteSettings,
+    codec: Codec,
     stanza: String,
     name: String,
     /// Held across a renewal, so that a look at the lock sees its object before or after.
@@ -45,14 +45,14 @@ impl HeldLock {
     /// `renew_every`.
     pub(super) fn take(
         storage: Arc<dyn Storage>,
-        settings: WriteSettings,
+        codec: Codec,
         stanza: &str,
         record: LockRecord,
         renew_every: Duration,
     ) -> anyhow::Result<HeldLock> {
         let name = record.name()?;
         let key = layout::lock(stanza, &name, 0);
-        let outcome = put(storage.as_ref(), settings, &key, &record)
+        let outcome = put(storage.as_ref(), &codec, &key, &record)
             .with_context(|| format!("store lock {key} in {}", storage.location()))?;
         if outcome == PutOutcome::AlreadyExists {
             anyhow::bail!(
@@ -62,7 +62,7 @@ impl HeldLock {
         }
         let shared = Arc::new(Shared {
             storage,
-            settings,
+            codec,
             stanza: stanza.to_owned(),
             name,
             current: Mutex::new(Current {
@@ -144,7 +144,7 @@ impl Shared {
         let next = layout::lock(&self.stanza, &self.name, current.seq + 1);
         let mut record = current.record.clone();
         record.renewed = rfc3339(now);
-        if let Err(e) = put(self.storage.as_ref(), self.settings, &next, &record) {
+        if let Err(e) = put(self.storage.as_ref(), &self.codec, &next, &record) {
             tracing::warn!("renew lock {previous} in {location}: {e:#}; trying again in a minute");
             return;
         }
@@ -189,11 +189,10 @@ impl Drop for HeldLock {
 /// Stores a lock object, framed like every object, unless one is there.
 fn put(
     storage: &dyn Storage,
-    settings: WriteSettings,
+    codec: &Codec,
     key: &ObjectKey,
     record: &LockRecord,
 ) -> anyhow::Result<PutOutcome> {
-    let encoded = object::encode(settings.compression, settings.zstd_level, &record.to_json())
-        .context("compress")?;
-    Ok(storage.put_if_absent(key, &[&encoded.header_bytes(), &encoded.body])?)
+    let stored = codec.encode(key, &record.to_json())?;
+    Ok(storage.put_if_absent(key, &stored.parts())?)
 }
