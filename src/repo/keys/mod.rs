@@ -11,11 +11,13 @@
 //! * `document.rs` — the keyring as stored, and its MAC;
 //! * `keyring.rs` — an opened keyring, and the next generation each operation makes;
 //! * `store.rs` — the keyring's objects in the repository;
-//! * `repo_keys.rs` — the keys as a running process opens and follows them.
+//! * `repo_keys.rs` — the keys as a running process opens and follows them;
+//! * `object_keys.rs` — those keys as the repository's codec asks for them.
 
 mod document;
 mod kdf;
 mod keyring;
+mod object_keys;
 mod repo_keys;
 mod secret_file;
 mod source;
