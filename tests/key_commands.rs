@@ -1,4 +1,4 @@
-//! `tidemark key list|rotate|change-passphrase` on a local encrypted repository, run as the
+//! `tidemark key list|rotate|change-passphrase|retire` on a local encrypted repository, run as the
 //! built binary: what each prints, what it stores under `_keys/`, and each refusal as one line,
 //! exit 1, the repository unchanged and no secret in any output. The keyring is created through
 //! the library, as `stanza-create` will.
@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use tidemark::repo::codec::Codec;
 use tidemark::repo::keys::{KeySource, RepoKeys};
-use tidemark::storage::LocalDirectory;
+use tidemark::repo::stanza::STANZA_FORMAT;
+use tidemark::repo::{Compression, Repository, StanzaIdentity, WriteSettings};
+use tidemark::storage::{LocalDirectory, ObjectKey, Storage};
 
 mod common;
 
@@ -386,4 +389,83 @@ fn a_key_file_repository_changes_to_a_new_key_file_only() {
         new_key.display()
     ));
     assert_eq!(lab.json_list()["generation"], 2);
+}
+
+#[test]
+fn retire_refuses_a_key_an_object_names_and_removes_one_nothing_names() {
+    let lab = KeyLab::new();
+    let storage: Arc<dyn Storage> = Arc::new(LocalDirectory::new(&lab.repo));
+    let source = KeySource::PassphraseFile(lab.dir.path().join("repo.pass"));
+    // A stanza with one object sealed with data key 1, as archiving leaves it.
+    let repo = Repository::with_codec(
+        Box::new(Arc::clone(&storage)),
+        Codec::encrypted(
+            WriteSettings {
+                compression: Compression::Zstd,
+                zstd_level: 1,
+            },
+            Arc::new(RepoKeys::new(Arc::clone(&storage), source.clone())),
+        ),
+    );
+    repo.create_stanza(&StanzaIdentity {
+        format: STANZA_FORMAT,
+        stanza: "main".to_owned(),
+        system_id: 7,
+        pg_version: 15,
+        segment_size: 16 << 20,
+        created: "2026-12-06T00:00:00Z".to_owned(),
+        cipher: None,
+        repository: None,
+    })
+    .unwrap();
+    let sealed = ObjectKey::new("main/walindex/a").unwrap();
+    repo.open_stanza("main")
+        .unwrap()
+        .put_new_object(&sealed, b"entry")
+        .unwrap();
+    // Data key 2 became current an hour ago, beyond the grace a running writer has.
+    let keyring = RepoKeys::new(Arc::clone(&storage), source)
+        .open_newest()
+        .unwrap();
+    let rotated = keyring.rotated(chrono::Utc::now() - chrono::Duration::hours(1));
+    storage
+        .put_if_absent(
+            &ObjectKey::new("_keys/keyring.0000000002").unwrap(),
+            &[&rotated.document().to_bytes()],
+        )
+        .unwrap();
+
+    lab.refused(
+        &["retire", "2"],
+        &[],
+        &format!(
+            "tidemark: ERROR: data key 2 is the current key of repository {}: run `tidemark key rotate` first, and retire it once nothing uses it; nothing changed",
+            lab.repository_id
+        ),
+    );
+    lab.refused(
+        &["retire", "1"],
+        &[],
+        "tidemark: ERROR: key 1 still encrypts 1 object (first: main/walindex/a): expire them first; nothing changed",
+    );
+    std::fs::remove_file(lab.repo.join("main/walindex/a")).unwrap();
+    let retired = lab.key(&["retire", "1"], &[]);
+    assert_eq!(retired.code, Some(0), "{retired:?}");
+    assert_eq!(
+        retired.stdout,
+        "data key 1 is retired (keyring generation 3)\n"
+    );
+    assert_eq!(lab.keyring_objects(), vec!["keyring.0000000003"]);
+    let listed = lab.json_list();
+    assert_eq!(listed["retired"], serde_json::json!([1]));
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["keys"][0]["id"], 2);
+    lab.refused(
+        &["retire", "1"],
+        &[],
+        &format!(
+            "tidemark: ERROR: data key 1 of repository {} is already retired; nothing changed",
+            lab.repository_id
+        ),
+    );
 }

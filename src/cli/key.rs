@@ -1,4 +1,4 @@
-//! `tidemark key list|rotate|change-passphrase`: the keys of an encrypted repository.
+//! `tidemark key list|rotate|change-passphrase|retire`: the keys of an encrypted repository.
 //! Never prints key material; a new secret never comes from the command line.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +53,20 @@ pub enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: Option<PathBuf>,
     },
+    /// Remove a data key that nothing uses any more
+    ///
+    /// Refused while it is current, within 10 minutes of another key becoming current (a
+    /// running writer may still seal with it), or while any object of any stanza of the
+    /// repository names it: every object's header is read to know (96 bytes each), and the
+    /// refusal says how many objects and the first one. Expire those first, or keep the key.
+    /// Then writes the next keyring generation without the key: nothing it sealed can be
+    /// opened any more.
+    #[command(verbatim_doc_comment)]
+    Retire {
+        /// The data key's id, as `tidemark key list` shows it
+        #[arg(value_name = "ID")]
+        id: u32,
+    },
 }
 
 pub fn run_key(choice: &ConfigChoice, command: KeyCommand) -> anyhow::Result<Finished> {
@@ -70,6 +84,7 @@ pub fn run_key(choice: &ConfigChoice, command: KeyCommand) -> anyhow::Result<Fin
             ))?;
             Ok(Finished::Success)
         }
+        KeyCommand::Retire { id } => retire(&selected, &keys, id),
         KeyCommand::ChangePassphrase {
             new_passphrase_file,
             new_key_file,
@@ -93,6 +108,31 @@ pub fn run_key(choice: &ConfigChoice, command: KeyCommand) -> anyhow::Result<Fin
             Ok(Finished::Success)
         }
     }
+}
+
+/// `tidemark key retire ID`: the usage scan runs between reading the keyring and writing its
+/// next generation, so a key operation meanwhile makes the put lose and nothing is written.
+fn retire(selected: &Selected, keys: &RepoKeys, id: u32) -> anyhow::Result<Finished> {
+    let repo = selected.config.open_repository()?;
+    let change = keys.retire(id, chrono::Utc::now(), |_| {
+        let stanzas = keys.registered_stanzas()?;
+        let usage = repo
+            .objects_by_key(&stanzas)
+            .with_context(|| format!("read which data key each object names, to retire key {id}"))?;
+        if let (Some(count), Some(first)) = (usage.by_key.get(&id), usage.first.get(&id)) {
+            let objects = if *count == 1 { "object" } else { "objects" };
+            bail!(
+                "key {id} still encrypts {count} {objects} (first: {first}): expire them first; nothing changed"
+            );
+        }
+        Ok(())
+    })?;
+    report(&change)?;
+    program::print_stdout(&format!(
+        "data key {id} is retired (keyring generation {})\n",
+        change.keyring.generation()
+    ))?;
+    Ok(Finished::Success)
 }
 
 /// The keys of the configured repository; refused for an unencrypted one.

@@ -188,7 +188,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
-    /// The keys of an encrypted repository ([repo] cipher = "aes-256-gcm"): list, rotate, change the passphrase
+    /// The keys of an encrypted repository ([repo] cipher = "aes-256-gcm"): list, rotate, change the passphrase, retire
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Push one WAL file into the repository (what tidemark-archive does)
