@@ -12,10 +12,12 @@ mod backup;
 mod check;
 mod expire;
 mod info;
+mod key;
 mod plan;
 mod restore;
 mod stanza_create;
 mod target_args;
+mod tty_prompt;
 mod verify;
 
 #[path = "../../archive_command/src/command.rs"]
@@ -186,6 +188,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
+    /// The keys of an encrypted repository ([repo] cipher = "aes-256-gcm"): list, rotate, change the passphrase, retire
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Push one WAL file into the repository (what tidemark-archive does)
     ArchivePush {
         /// The WAL file to archive (PostgreSQL's %p)
@@ -288,6 +293,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             deep,
             output,
         } => verify::run_verify(&cli.choice, backup, fast, deep, output),
+        Command::Key(command) => key::run_key(&cli.choice, command),
         Command::ArchivePush { wal_path } => {
             tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }

@@ -1,25 +1,35 @@
 //! From the `[repo]` section to the repository: the description of its backend that
 //! `storage::open` builds from (config/ describes backends, it never builds them), with the one
-//! source of S3 keys resolved, and the write settings of new objects.
+//! source of S3 keys resolved, the write settings of new objects, and in an encrypted
+//! repository where its keys come from.
+
+use std::sync::Arc;
 
 use anyhow::bail;
 
 use super::schema::{Config, CredentialSource, RepoConfig, RepoType};
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
-use crate::repo::{Repository, WriteSettings};
+use crate::repo::keys::RepoKeys;
+use crate::repo::{Codec, Repository, WriteSettings};
 use crate::storage::s3::DEFAULT_PART_SIZE;
-use crate::storage::{self, BackendSettings, S3Credentials, S3Settings};
+use crate::storage::{self, BackendSettings, S3Credentials, S3Settings, Storage};
 
 impl Config {
-    /// The repository this configuration points at.
+    /// The repository this configuration points at: encrypted when `[repo] cipher` says so,
+    /// its keys opened only when an object is first sealed or opened.
     pub fn open_repository(&self) -> anyhow::Result<Repository> {
-        Ok(Repository::new(
-            storage::open(self.repo.backend()?)?,
-            WriteSettings {
-                compression: self.repo.compress,
-                zstd_level: self.repo.compress_level.unwrap_or(DEFAULT_ZSTD_LEVEL),
-            },
-        ))
+        let storage: Arc<dyn Storage> = Arc::from(storage::open(self.repo.backend()?)?);
+        let write = WriteSettings {
+            compression: self.repo.compress,
+            zstd_level: self.repo.compress_level.unwrap_or(DEFAULT_ZSTD_LEVEL),
+        };
+        let codec = match self.repo.key_source()? {
+            None => Codec::plain(write),
+            Some(source) => {
+                Codec::encrypted(write, Arc::new(RepoKeys::new(Arc::clone(&storage), source)))
+            }
+        };
+        Ok(Repository::with_codec(Box::new(storage), codec))
     }
 }
 

@@ -77,9 +77,10 @@ impl RepoConfig {
 
     fn check(&self) -> anyhow::Result<()> {
         match self.kind {
-            RepoType::Local => self.check_local(),
-            RepoType::S3 => self.check_s3(),
+            RepoType::Local => self.check_local()?,
+            RepoType::S3 => self.check_s3()?,
         }
+        self.check_cipher()
     }
 
     fn check_local(&self) -> anyhow::Result<()> {

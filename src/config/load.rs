@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::schema::Config;
+use crate::repo::keys::secret_file_problem;
 
 /// Used when neither `--config` nor `TIDEMARK_CONFIG` names a file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidemark/tidemark.toml";
@@ -35,16 +36,12 @@ impl Config {
             Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
         // A secret in a file others can read is a secret no more.
         if config.repo.secret_access_key.is_some() {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .with_context(|| format!("inspect config file {}", path.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
+            let metadata = std::fs::metadata(path)
+                .with_context(|| format!("inspect config file {}", path.display()))?;
+            if let Some(problem) = secret_file_problem(&metadata) {
                 bail!(
-                    "config file {} holds repo.secret_access_key but is readable by others (mode {:04o}): chmod 600 it",
-                    path.display(),
-                    mode & 0o7777
+                    "config file {} holds repo.secret_access_key but {problem}",
+                    path.display()
                 );
             }
         }

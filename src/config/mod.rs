@@ -7,6 +7,7 @@
 //! * `schema.rs` — the sections and keys, as serde types;
 //! * `retention.rs` — `[retention]` and `[stanza.NAME.retention]` checked, and made a policy;
 //! * `check.rs` — what the types cannot say, one line per mistake;
+//! * `keys.rs` — the `[repo]` cipher and the one source of its key;
 //! * `load.rs` — which file, reading it, and TOML errors made one line;
 //! * `stanza.rs` — which file and which `[stanza.NAME]` in it a command works on (`--config`,
 //!   `--stanza`);
@@ -14,6 +15,7 @@
 
 mod backend;
 mod check;
+mod keys;
 mod load;
 mod retention;
 mod schema;
@@ -21,8 +23,8 @@ mod stanza;
 
 pub use load::{DEFAULT_CONFIG_PATH, config_path};
 pub use schema::{
-    ArchiveConfig, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType, RestoreConfig,
-    RetentionConfig, StanzaConfig,
+    ArchiveConfig, Cipher, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType,
+    RestoreConfig, RetentionConfig, StanzaConfig,
 };
 pub use stanza::{ConfigChoice, Selected};
 

@@ -133,6 +133,36 @@ pub struct RepoConfig {
     pub compress: Compression,
     /// zstd level of new objects (1 to 19).
     pub compress_level: Option<i32>,
+    /// Encryption at rest of every object: "aes-256-gcm", or "none" (the default).
+    #[serde(default)]
+    pub cipher: Cipher,
+    /// The repository's key, from one of these, else `TIDEMARK_PASSPHRASE`: a file holding the
+    /// passphrase (mode 0600), a command printing it (`sh -c`), or a key file of 64 hex digits.
+    pub passphrase_file: Option<PathBuf>,
+    pub passphrase_command: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[repo] cipher`: how objects are encrypted at rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Cipher {
+    /// Stored as they are (after compression).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// AES-256-GCM, in authenticated chunks, under keys from the repository's keyring.
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// The name the configuration and `stanza.json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cipher::None => "none",
+            Cipher::Aes256Gcm => "aes-256-gcm",
+        }
+    }
 }
 
 /// `[stanza.NAME]`: one PostgreSQL cluster.

@@ -102,6 +102,18 @@ fn a_secret_in_a_file_others_can_read_is_refused() {
     );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     Config::load(&path).unwrap();
+    // Someone else's file could be replaced under us: refused too, by the rule passphrase and
+    // key files follow. Only root can give a file away to show it.
+    if rustix::process::geteuid().is_root() {
+        rustix::fs::chown(&path, Some(rustix::fs::Uid::from_raw(4242)), None).unwrap();
+        let refused = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(
+            refused.ends_with(
+                "holds repo.secret_access_key but is owned by uid 4242, neither root nor the user running this command (uid 0): chown it to that user"
+            ),
+            "{refused}"
+        );
+    }
 }
 
 #[test]

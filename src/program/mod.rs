@@ -67,6 +67,7 @@ pub fn run_failing_as(
     command: impl FnOnce() -> anyhow::Result<Finished>,
 ) -> ExitCode {
     logging::init(program);
+    keep_secrets_out_of_core_files();
     let name = program.to_owned();
     panic::set_hook(Box::new(move |info| {
         let message = info.to_string().replace('\n', " ");
@@ -89,6 +90,19 @@ pub fn run_failing_as(
             ExitCode::from(failure.code)
         }
         Err(_) => ExitCode::from(failure.code),
+    }
+}
+
+/// Marks this process not dumpable: no core file, and no `ptrace` or reading of its memory and
+/// environment by other processes of the same user. Every Tidemark program may hold a secret
+/// (a passphrase or key of an encrypted repository, `TIDEMARK_PASSPHRASE`, S3 keys, a
+/// PostgreSQL password), and the configuration that says which is read only later, by each
+/// command, so it is done always. Other processes can still read `/proc/<pid>/stat` and
+/// `cmdline`, which is all that lock liveness and the helpers' discovery look at.
+fn keep_secrets_out_of_core_files() {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    if let Err(error) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!("cannot keep secrets out of core files (prctl PR_SET_DUMPABLE): {error}");
     }
 }
 
@@ -131,6 +145,13 @@ mod tests {
     #[error("read x: {source}")]
     struct ShowsItsSource {
         source: std::io::Error,
+    }
+
+    #[test]
+    fn the_process_is_made_not_dumpable() {
+        use rustix::process::{DumpableBehavior, dumpable_behavior};
+        keep_secrets_out_of_core_files();
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
     }
 
     #[test]

@@ -133,8 +133,8 @@ impl Codec {
             });
         };
         let data_key = keys.sealing_key()?;
-        let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("draw a salt for {key}: {e}"))?;
+        // Not secret, but it must never repeat: the kernel's generator.
+        let salt: [u8; SALT_LEN] = *super::keys::random();
         Ok(StoredObject {
             plain_header: None,
             bytes: sealed::seal(key, &data_key, salt, &object),

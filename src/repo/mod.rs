@@ -8,6 +8,7 @@ pub mod compress;
 pub mod crypto;
 pub mod gc;
 pub mod key_usage;
+pub mod keys;
 pub mod layout;
 pub mod limits;
 pub mod lock;
@@ -119,9 +120,19 @@ impl Repository {
         // An existing stanza is only compared: nothing, not even a keyring, is written for it.
         let exists = self.storage.head(&key)?.is_some();
         let mut identity = identity.clone();
-        if let (false, Some(keys)) = (exists, self.codec.keys()) {
-            identity.cipher = Some(stanza::CIPHER.to_owned());
-            identity.repository = Some(keys.enroll_stanza(&identity.stanza)?);
+        if !exists {
+            match self.codec.keys() {
+                Some(keys) => {
+                    identity.cipher = Some(stanza::CIPHER.to_owned());
+                    identity.repository = Some(keys.enroll_stanza(&identity.stanza)?);
+                }
+                None if keys::keyring_exists(self.storage.as_ref())? => bail!(
+                    "repository {} is encrypted (it holds a keyring under {}/): set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
+                    self.storage.location(),
+                    keys::KEYS_DIR
+                ),
+                None => {}
+            }
         }
         let outcome = if exists {
             PutOutcome::AlreadyExists
