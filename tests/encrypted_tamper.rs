@@ -1,16 +1,18 @@
 //! Tampering with an encrypted repository is refused, naming the object, and nothing reaches
 //! PostgreSQL. A real PostgreSQL 15 cluster archives into a local repository encrypted with a key
 //! file, is backed up, writes WAL over many segments, and stops; its backup is restored. Then,
-//! on three segments recovery needs: one byte of the stored object flipped; the object cut at a
-//! boundary of its encrypted chunks (where no tag is cut short); another segment's valid object
-//! copied over its name. Each is refused by `tidemark-restore` called by hand (exit 1, one line
-//! naming the object key, nothing written at `%p`), and as PostgreSQL's `restore_command` during
-//! archive recovery, where the exit code must be 128 (fatal: recovery stops there, neither
-//! taking the segment for "not archived", exit 1, nor promoting); fixed, recovery resumes and
-//! reaches exactly the primary's content. Last, a backup chunk's object replaced by another
-//! chunk's: `tidemark restore` fails naming that chunk and leaves the data directory incomplete
-//! and unstartable. And, for comparison, the swap in an unencrypted repository, where no cipher
-//! binds an object to its name but the segment's page headers name it.
+//! on five segments recovery needs: one bit of the stored object flipped; the object cut at a
+//! boundary of its encrypted chunks; both again with the header's length and checksums redone
+//! (as anyone who can write to the bucket can), so that only authentication can catch them;
+//! another segment's valid object copied over its name. Each is refused by `tidemark-restore`
+//! called by hand (exit 1, one line naming the object key and saying each thing once, nothing
+//! written at `%p`), and as PostgreSQL's `restore_command` during archive recovery, where the
+//! exit code must be 128 (fatal: recovery stops there, neither taking the segment for "not
+//! archived", exit 1, nor promoting); fixed, recovery resumes and reaches exactly the primary's
+//! content. Apart, a backup chunk's object replaced by another chunk's: `tidemark restore` fails
+//! naming that chunk and leaves the data directory incomplete and unstartable. And, for
+//! comparison, the swap in an unencrypted repository, where no cipher binds an object to its
+//! name but the segment's page headers name it.
 
 mod common;
 
@@ -37,12 +39,30 @@ const STOPS_RECOVERY: &str = "; archive recovery stops here (exit code 128) rath
 /// One way of damaging a segment's stored object.
 #[derive(Clone, Copy, Debug)]
 enum Damage {
-    /// One byte of the encrypted body flipped.
+    /// One bit of the encrypted body flipped, as storage could.
     Flip,
-    /// Cut after a whole number of encrypted chunks, before the last.
+    /// Cut after a whole number of encrypted chunks, before the last, as storage could.
     Truncate,
+    /// [`Damage::Flip`] with what the header checks without a key redone, as anyone who can
+    /// write to the repository could: only authentication can catch it.
+    FlipForged,
+    /// [`Damage::Truncate`] with the header's length and checksums redone: only authentication
+    /// can catch it (the length is authenticated with every chunk, and STREAM marks the last).
+    TruncateForged,
     /// Another segment's valid object under this segment's name.
     Swap,
+}
+
+/// Redoes what an encrypted object's header checks without a key: the stored length, the
+/// CRC-32C of the stored bytes and the header's own CRC-32C.
+fn with_checksums_redone(mut object: Vec<u8>) -> Vec<u8> {
+    let stored = (object.len() - HEADER_LEN) as u64;
+    object[24..32].copy_from_slice(&stored.to_le_bytes());
+    let stored_crc = crc32c::crc32c(&object[HEADER_LEN..]);
+    object[36..40].copy_from_slice(&stored_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&object[..92]);
+    object[92..96].copy_from_slice(&header_crc.to_le_bytes());
+    object
 }
 
 /// A damaged object and how to undo the damage.
@@ -64,17 +84,21 @@ impl Damaged {
             good.len() > HEADER_LEN + SEALED_CHUNK_LEN,
             "{key} has one chunk"
         );
+        let flipped = || {
+            let mut bad = good.clone();
+            let at = HEADER_LEN + fastrand::usize(..good.len() - HEADER_LEN);
+            bad[at] ^= 1 << fastrand::u8(..8);
+            bad
+        };
+        let truncated = || {
+            let chunks = (good.len() - HEADER_LEN).div_ceil(SEALED_CHUNK_LEN);
+            good[..HEADER_LEN + SEALED_CHUNK_LEN * (chunks / 2).max(1)].to_vec()
+        };
         let bad = match damage {
-            Damage::Flip => {
-                let mut bad = good.clone();
-                let at = HEADER_LEN + fastrand::usize(..good.len() - HEADER_LEN);
-                bad[at] ^= 1 << fastrand::u8(..8);
-                bad
-            }
-            Damage::Truncate => {
-                let chunks = (good.len() - HEADER_LEN).div_ceil(SEALED_CHUNK_LEN);
-                good[..HEADER_LEN + SEALED_CHUNK_LEN * (chunks / 2).max(1)].to_vec()
-            }
+            Damage::Flip => flipped(),
+            Damage::Truncate => truncated(),
+            Damage::FlipForged => with_checksums_redone(flipped()),
+            Damage::TruncateForged => with_checksums_redone(truncated()),
             Damage::Swap => fs::read(lab.repo_path.join(segment_key(other))).unwrap(),
         };
         println!(
@@ -96,20 +120,39 @@ impl Damaged {
     }
 }
 
+/// A one-line error says each thing once: none of its `: `-separated parts (of more than a few
+/// words) comes twice.
+fn says_each_thing_once(line: &str) {
+    let parts: Vec<&str> = line.split(": ").filter(|part| part.len() > 24).collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "the error says {part:?} twice: {line}"
+        );
+    }
+}
+
 /// The key of a segment's object in the lab's stanza.
 fn segment_key(segment: &str) -> String {
     format!("main/wal/{}/{segment}", &segment[..16])
 }
 
-/// A primary archiving into an encrypted repository, backed up, 3000 pgbench transactions
-/// archived after the backup, stopped; the backup restored into `<lab>/restored`. Returns the
-/// content recovery must reach, the data directory and the segments of the plan, in order.
-fn restored_after_workload(lab: &Lab) -> (String, PathBuf, Vec<String>) {
+/// A primary archiving into a repository encrypted with a key file, with pgbench's tables and
+/// a backup.
+fn encrypted_primary_with_backup(lab: &Lab) -> ThrowawayCluster {
     let key_file = write_key_file(lab, "repo.key");
     let options = PrimaryOptions::default().repo_extra(&with_key_file(&key_file));
-    let mut primary = archiving_primary(lab, &options).unwrap();
+    let primary = archiving_primary(lab, &options).unwrap();
     common::wait_ok(common::pgbench(&primary, &["-i", "-q", "-s", "2"]));
     common::backups::take_backup(lab);
+    primary
+}
+
+/// [`encrypted_primary_with_backup`], 3000 pgbench transactions archived after the backup,
+/// stopped; the backup restored into `<lab>/restored`. Returns the content recovery must reach,
+/// the data directory and the segments of the plan, in order.
+fn restored_after_workload(lab: &Lab) -> (String, PathBuf, Vec<String>) {
+    let mut primary = encrypted_primary_with_backup(lab);
     common::wait_ok(common::pgbench(&primary, &["-n", "-c", "2", "-t", "1500"]));
     testkit::switch_and_wait_for_archive(&primary).unwrap();
     let content = primary.query(CONTENT).unwrap();
@@ -150,6 +193,7 @@ fn refused_by_hand(lab: &Lab, damaged: &Damaged) {
     );
     assert_eq!(ran.code, Some(1), "{ran:?}");
     let line = ran.only_line();
+    println!("by hand: {line}");
     assert!(
         line.starts_with(&format!(
             "tidemark-restore: ERROR: restore {}: ",
@@ -157,6 +201,7 @@ fn refused_by_hand(lab: &Lab, damaged: &Damaged) {
         )) && line.contains(&damaged.key),
         "{line}"
     );
+    says_each_thing_once(line);
     assert_eq!(
         fs::read_dir(&scratch).unwrap().count(),
         0,
@@ -210,6 +255,8 @@ fn assert_stopped_at(lab: &Lab, cluster: &ThrowawayCluster, log: &str, damaged: 
         "{}",
         errors[0]
     );
+    println!("in recovery: {}", errors[0]);
+    says_each_thing_once(errors[0]);
     assert!(!log.contains("archive recovery complete"), "{log}");
     let pg_wal = cluster.data_dir().join("pg_wal");
     for name in [segment.as_str(), "RECOVERYXLOG"] {
@@ -228,19 +275,20 @@ fn assert_stopped_at(lab: &Lab, cluster: &ThrowawayCluster, log: &str, damaged: 
 }
 
 #[test]
-fn damaged_truncated_and_swapped_segments_stop_recovery_naming_the_object_and_a_swapped_chunk_fails_restore()
- {
+fn damaged_truncated_and_swapped_segments_stop_recovery_naming_the_object() {
     common::seed_randomness();
     let lab = Lab::new("tm-enc-tamper-", &common::binaries()).unwrap();
     let (expected, pgdata, plan) = restored_after_workload(&lab);
 
-    // Three segments recovery needs, in plan order; the swap copies the last one's neighbour.
-    let at = |quarter: usize| plan[quarter * plan.len() / 4].clone();
-    let last = plan.len() - 1;
+    // Five segments recovery needs, in plan order; the swap copies the last one over its own.
+    let at = |sixth: usize| plan[sixth * plan.len() / 6].clone();
+    let last = plan[plan.len() - 1].clone();
     let damaged = [
         Damaged::new(&lab, Damage::Flip, &at(1), ""),
         Damaged::new(&lab, Damage::Truncate, &at(2), ""),
-        Damaged::new(&lab, Damage::Swap, &at(3), &plan[last]),
+        Damaged::new(&lab, Damage::FlipForged, &at(3), ""),
+        Damaged::new(&lab, Damage::TruncateForged, &at(4), ""),
+        Damaged::new(&lab, Damage::Swap, &at(5), &last),
     ];
     for one in &damaged {
         refused_by_hand(&lab, one);
@@ -259,15 +307,20 @@ fn damaged_truncated_and_swapped_segments_stop_recovery_naming_the_object_and_a_
     restored.start().unwrap();
     restored.wait_for_promotion(common::PATIENCE).unwrap();
     assert_eq!(restored.query(CONTENT).unwrap(), expected);
-    assert_eq!(common::tidemark_errors(&restored).len(), 3);
+    assert_eq!(common::tidemark_errors(&restored).len(), damaged.len());
     restored.stop().unwrap();
-
-    a_chunk_swapped_for_another_fails_restore(&lab);
 }
 
 /// A chunk's object replaced by another chunk's: `tidemark restore` names the chunk and
 /// leaves the directory incomplete and unstartable.
-fn a_chunk_swapped_for_another_fails_restore(lab: &Lab) {
+#[test]
+fn a_chunk_replaced_by_another_chunk_fails_restore_naming_it() {
+    common::seed_randomness();
+    let lab = Lab::new("tm-enc-chunk-", &common::binaries()).unwrap();
+    let mut primary = encrypted_primary_with_backup(&lab);
+    testkit::switch_and_wait_for_archive(&primary).unwrap();
+    primary.stop().unwrap();
+    let lab = &lab;
     let mut chunks: Vec<PathBuf> = common::snapshot(&lab.repo_path.join("main/blob"))
         .into_keys()
         .filter(|path| path.is_file())
@@ -287,9 +340,11 @@ fn a_chunk_swapped_for_another_fails_restore(lab: &Lab) {
     let ran = common::run_restore(lab, &lab.config_path, &pgdata, &[]);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     let line = ran.only_line();
+    println!("restore: {line}");
+    says_each_thing_once(line);
     assert!(
         line.starts_with("tidemark: ERROR: restore: write ")
-            && line.contains(&format!("blob {} ", key.display()))
+            && line.contains(&format!("{} ", key.display()))
             && line.ends_with(&format!(
                 "; {} is left incomplete and cannot be started (its global/pg_control is written last): restore again with --delta or --force once the cause is fixed",
                 pgdata.display()
