@@ -34,6 +34,8 @@ pub trait ObjectKeys: Send + Sync {
     /// Records that stanza `stanza` is kept in this repository, creating the keyring if there
     /// is none yet (the first `stanza-create`); returns the keyring's repository id.
     fn enroll_stanza(&self, stanza: &str) -> anyhow::Result<String>;
+    /// The id of the keyring the keys come from.
+    fn repository_id(&self) -> anyhow::Result<String>;
 }
 
 /// A repository's way of framing objects.
@@ -252,6 +254,10 @@ impl ObjectKeys for FixedKeys {
     }
 
     fn enroll_stanza(&self, _stanza: &str) -> anyhow::Result<String> {
+        self.repository_id()
+    }
+
+    fn repository_id(&self) -> anyhow::Result<String> {
         Ok("00".repeat(16))
     }
 }
