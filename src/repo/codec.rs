@@ -82,8 +82,10 @@ pub struct OpenedObject {
 /// Why a stored object was not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenFailure {
+    // Not `#[from]`: that would make the damage the error's source too, and a chain printed
+    // whole (`{:#}`) would say it twice.
     #[error("it is damaged: {0}")]
-    Damaged(#[from] ObjectError),
+    Damaged(ObjectError),
     #[error(
         "it is encrypted, and this configuration sets no cipher: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
     )]
@@ -94,6 +96,12 @@ pub enum OpenFailure {
     NotEncrypted,
     #[error("{0:#}")]
     Key(anyhow::Error),
+}
+
+impl From<ObjectError> for OpenFailure {
+    fn from(damage: ObjectError) -> OpenFailure {
+        OpenFailure::Damaged(damage)
+    }
 }
 
 impl Codec {
