@@ -178,3 +178,39 @@ fn check_names_each_broken_local_setting_and_passes_when_all_is_right() {
         "another cluster",
     );
 }
+
+#[test]
+fn check_opens_the_keyring_of_an_encrypted_repository() {
+    let lab = Lab::new("tm-check-keys-", &common::binaries()).unwrap();
+    let cluster = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+    let key_file = |name: &str, hex: &str| {
+        let path = lab.tmp.path().join(name);
+        common::write_config_file(&path, &format!("{hex}\n"), 0o600);
+        path
+    };
+    let right = key_file("right.key", &"5a".repeat(32));
+    let wrong = key_file("wrong.key", &"a5".repeat(32));
+    let encrypted = |key: &Path| {
+        format!(
+            "path = \"{}\"\ncipher = \"aes-256-gcm\"\nkey_file = \"{}\"\n",
+            lab.repo_path.display(),
+            key.display()
+        )
+    };
+    configure(&lab, cluster.data_dir(), &encrypted(&right), 0o600);
+    assert_eq!(tidemark(&lab, "stanza-create").code, Some(0));
+    let passed = tidemark(&lab, "check");
+    assert_eq!(passed.code, Some(0), "{passed:?}");
+    let opened = passed.stdout.lines().nth(3).unwrap_or_default();
+    assert!(
+        opened.starts_with("ok: the repository's key opens keyring ")
+            && opened.ends_with("; new objects are sealed with data key 1"),
+        "{passed:?}"
+    );
+    configure(&lab, cluster.data_dir(), &encrypted(&wrong), 0o600);
+    assert_refused(
+        &tidemark(&lab, "check"),
+        "does not open repository",
+        "the wrong key file",
+    );
+}

@@ -12,7 +12,8 @@
 //! archive and manifest `pg_basebackup -Ft` writes, framed as the BASE_BACKUP messages of
 //! PostgreSQL 15 and 14. They are made once per run. The stored objects are also sealed (format
 //! version 2, as an encrypted repository stores them), and a sealed object must open to exactly
-//! what was sealed under its name or not at all, even with its CRCs forged.
+//! what was sealed under its name or not at all, even with its CRCs forged. Keyrings written by
+//! a real create and two rotations must be refused when altered, or open to one that was written.
 //!
 //! `PROPTEST_CASES` sets the cases per decoder (default 2,000 here); `hostile_input_long`
 //! (ignored) runs 100,000 per decoder. The random seed is printed; `TIDEMARK_TEST_SEED` repeats
@@ -47,6 +48,9 @@ use tidemark::pg::{PgMajor, SegmentName, SegmentSize, TimelineId, WalFileName};
 use tidemark::protocol::base_backup::{BackupEvent, BaseBackupDecoder};
 use tidemark::repo::codec::{Codec, FixedKeys, WriteSettings};
 use tidemark::repo::crypto::DataKey;
+use tidemark::repo::keys::{
+    KEYS_DIR, KeySource, Keyring, KeyringDocument, RepoKeys, Secret, parse_key_file,
+};
 use tidemark::repo::lock::{LockKind, LockRecord};
 use tidemark::repo::{Compression, Repository, StanzaIdentity, test_repository};
 use tidemark::repo::{limits, object};
@@ -991,6 +995,81 @@ fn split_within_bounds(input: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Keyrings (`_keys/keyring.<generation>`) of a repository with a key file, created and rotated
+/// twice: a mutated one is refused, or opens (its MAC checked) to exactly a keyring that was
+/// written.
+fn keyrings(cases: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("repo.key");
+    fs::write(&key_path, format!("{}\n", "3c".repeat(32))).unwrap();
+    fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let storage: std::sync::Arc<dyn tidemark::storage::Storage> =
+        std::sync::Arc::new(MemoryStorage::new());
+    let keys = RepoKeys::new(
+        std::sync::Arc::clone(&storage),
+        KeySource::KeyFile(key_path.clone()),
+    );
+    keys.create_or_open().unwrap();
+    keys.rotate().unwrap();
+    keys.rotate().unwrap();
+    let mut written = Vec::new();
+    for listed in storage
+        .list(
+            &ObjectKey::new(KEYS_DIR).unwrap(),
+            &tidemark::storage::Cancel::never(),
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|listed| listed.key.file_name().starts_with("keyring."))
+    {
+        let bytes = storage.get(&listed.key).unwrap();
+        let generation: u64 = listed.key.file_name()["keyring.".len()..].parse().unwrap();
+        written.push((generation, bytes));
+    }
+    assert!(!written.is_empty(), "no keyring was written");
+    let secret = Secret::Key(parse_key_file(&fs::read(&key_path).unwrap()).unwrap());
+    let originals: Vec<KeyringDocument> = written
+        .iter()
+        .map(|(generation, bytes)| KeyringDocument::parse(bytes, *generation).unwrap())
+        .collect();
+    let seeds: Vec<Seed> = written
+        .iter()
+        .map(|(_, bytes)| Seed::plain(bytes.clone()))
+        .collect();
+    run("keyrings", cases, &seeds, |seed, input| {
+        let generation = written
+            .iter()
+            .find(|(_, bytes)| *bytes == seed.bytes)
+            .map(|(generation, _)| *generation)
+            .expect("a seed of the run");
+        let opened = bounded("keyring", input.len(), || {
+            let document = KeyringDocument::parse(input, generation).ok()?;
+            Keyring::open(
+                document.clone(),
+                |kdf| {
+                    kdf.takes(&secret)
+                        .then(|| kdf.slot_key(&secret))
+                        .transpose()
+                },
+                "the test's key file",
+            )
+            .ok()
+            .map(|_| document)
+        })?;
+        if let Some(document) = opened {
+            prop_assert!(
+                originals.contains(&document),
+                "an altered keyring opened: {document:?}"
+            );
+        }
+        Ok(())
+    });
+}
+
 /// Timeline history files.
 fn history_files(cases: u32) {
     let seeds = vec![Seed::plain(
@@ -1174,6 +1253,11 @@ fn tar_archives_are_split_within_bounds() {
 }
 
 #[test]
+fn keyrings_are_refused_when_altered() {
+    keyrings(cases());
+}
+
+#[test]
 fn history_files_are_read_within_bounds() {
     history_files(cases());
 }
@@ -1195,6 +1279,7 @@ fn hostile_input_long() {
     catalogs(LONG);
     manifests(LONG);
     tar_archives(LONG);
+    keyrings(LONG);
     history_files(LONG);
     base_backup_streams(LONG);
 }

@@ -1,6 +1,7 @@
 //! `tidemark check`: is everything in place to archive? The configuration loads, the repository
 //! answers and takes, refuses a second time, returns and deletes a probe object, the stanza
-//! exists, and the data directory (when configured) holds the stanza's cluster.
+//! exists, in an encrypted repository the key opens the stanza's keyring, and the data
+//! directory (when configured) holds the stanza's cluster.
 
 use tidemark::config::ConfigChoice;
 use tidemark::datadir;
@@ -30,6 +31,12 @@ pub fn check(choice: &ConfigChoice) -> anyhow::Result<Finished> {
         identity.segment_size >> 20
     );
     program::print_stdout(&format!("ok: stanza '{name}' exists for {described}\n"))?;
+    if let Some(key_id) = stanza.check_keys()? {
+        program::print_stdout(&format!(
+            "ok: the repository's key opens keyring {}; new objects are sealed with data key {key_id}\n",
+            identity.repository.as_deref().unwrap_or_default()
+        ))?;
+    }
     if let Some(pgdata) = &selected.stanza.pgdata {
         let cluster = datadir::read_identity(pgdata)?;
         let same = (

@@ -34,6 +34,8 @@ pub trait ObjectKeys: Send + Sync {
     /// Records that stanza `stanza` is kept in this repository, creating the keyring if there
     /// is none yet (the first `stanza-create`); returns the keyring's repository id.
     fn enroll_stanza(&self, stanza: &str) -> anyhow::Result<String>;
+    /// The id of the keyring the keys come from.
+    fn repository_id(&self) -> anyhow::Result<String>;
 }
 
 /// A repository's way of framing objects.
@@ -80,8 +82,10 @@ pub struct OpenedObject {
 /// Why a stored object was not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenFailure {
+    // Not `#[from]`: that would make the damage the error's source too, and a chain printed
+    // whole (`{:#}`) would say it twice.
     #[error("it is damaged: {0}")]
-    Damaged(#[from] ObjectError),
+    Damaged(ObjectError),
     #[error(
         "it is encrypted, and this configuration sets no cipher: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
     )]
@@ -92,6 +96,12 @@ pub enum OpenFailure {
     NotEncrypted,
     #[error("{0:#}")]
     Key(anyhow::Error),
+}
+
+impl From<ObjectError> for OpenFailure {
+    fn from(damage: ObjectError) -> OpenFailure {
+        OpenFailure::Damaged(damage)
+    }
 }
 
 impl Codec {
@@ -252,6 +262,10 @@ impl ObjectKeys for FixedKeys {
     }
 
     fn enroll_stanza(&self, _stanza: &str) -> anyhow::Result<String> {
+        self.repository_id()
+    }
+
+    fn repository_id(&self) -> anyhow::Result<String> {
         Ok("00".repeat(16))
     }
 }

@@ -220,6 +220,26 @@ impl Repository {
 }
 
 impl Stanza<'_> {
+    /// In an encrypted repository, opens the keys and checks they are the ones the stanza was
+    /// created under; returns the data key new objects are sealed with. `None` in a plain one.
+    pub fn check_keys(&self) -> anyhow::Result<Option<u32>> {
+        let Some(keys) = self.repo.codec.keys() else {
+            return Ok(None);
+        };
+        let sealing = keys.sealing_key()?;
+        let opened = keys.repository_id()?;
+        let recorded = self.identity.repository.as_deref().unwrap_or_default();
+        if opened != recorded {
+            bail!(
+                "stanza '{}' was created under keyring {recorded}, but the keyring in {} is {opened}: the keyring under {}/ was replaced; put back the one the stanza was created under",
+                self.name(),
+                self.repo.storage.location(),
+                keys::KEYS_DIR
+            );
+        }
+        Ok(Some(sealing.id()))
+    }
+
     pub fn identity(&self) -> &StanzaIdentity {
         &self.identity
     }

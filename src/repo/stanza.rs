@@ -35,8 +35,9 @@ pub const CIPHER: &str = "aes-256-gcm";
 /// Why a stanza identity file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StanzaIdentityError {
+    // Not `#[from]`, which would print the parse error twice in a chain printed whole.
     #[error("it is not valid: {0}")]
-    Parse(#[from] serde_json::Error),
+    Parse(serde_json::Error),
     #[error("it has format {0}, which this Tidemark does not know; upgrade Tidemark")]
     UnknownFormat(u32),
     #[error("it records {0}")]
@@ -51,7 +52,8 @@ impl StanzaIdentity {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<StanzaIdentity, StanzaIdentityError> {
-        let identity: StanzaIdentity = serde_json::from_slice(bytes)?;
+        let identity: StanzaIdentity =
+            serde_json::from_slice(bytes).map_err(StanzaIdentityError::Parse)?;
         if identity.format != STANZA_FORMAT {
             return Err(StanzaIdentityError::UnknownFormat(identity.format));
         }

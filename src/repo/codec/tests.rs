@@ -157,3 +157,21 @@ fn an_encrypted_stanza_round_trips_its_objects_and_refuses_a_plain_configuration
         "{error}"
     );
 }
+
+#[test]
+fn damage_is_said_once_in_an_error_chain() {
+    let name = key("main/backup/x/backup.json");
+    let encrypted = Codec::encrypted(settings(), fixed(1));
+    let mut sealed = whole(&encrypted.encode(&name, b"content").unwrap());
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    let chain = format!(
+        "{:#}",
+        anyhow::Error::from(encrypted.open(&name, sealed).unwrap_err())
+    );
+    assert_eq!(
+        chain.matches("its stored bytes are damaged").count(),
+        1,
+        "{chain}"
+    );
+}

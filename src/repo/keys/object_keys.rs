@@ -28,6 +28,10 @@ impl ObjectKeys for RepoKeys {
         self.register_stanza(stanza)?;
         Ok(keyring.repository_id().to_owned())
     }
+
+    fn repository_id(&self) -> anyhow::Result<String> {
+        Ok(self.for_writing()?.repository_id().to_owned())
+    }
 }
 
 #[cfg(test)]
