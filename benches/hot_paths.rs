@@ -41,8 +41,8 @@
 //! (installed with apt-get when run as root and missing), `s3s-fs` (see `testkit/src/servers/s3s_fs.rs`),
 //! and about 8 GiB free in /tmp. Run:
 //! `cargo bench --bench hot_paths` (about 20 minutes on 2 cores);
-//! `TIDEMARK_BENCH_ONLY=encryption` runs only the Tidemark drains and replay the encrypted /
-//! unencrypted ratios compare.
+//! `TIDEMARK_BENCH_ONLY=encryption` runs only the Tidemark drains, replay and single pushes the
+//! encrypted / unencrypted ratios compare (about 5 minutes).
 
 mod common;
 
@@ -1084,6 +1084,9 @@ fn main() -> anyhow::Result<()> {
     let replays = time_replays(&bench, replay_rounds, encryption_only)?;
     let calls = if runs("calls") {
         single_calls(&bench)?
+    } else if encryption_only {
+        // The pushes only: the restores and baselines read repositories this mode leaves out.
+        CallsSetup::new(&bench)?.time_pushes()?
     } else {
         Vec::new()
     };
@@ -1300,7 +1303,7 @@ fn time_drains(bench: &Bench, rounds: usize, encryption_only: bool) -> anyhow::R
     let mut drains = Measured::new(ARCHIVERS.len());
     let archivers = chosen(&ARCHIVERS, encryption_only, Archiver::encryption_compared);
     in_rotation(rounds, &archivers, |round, _, (index, archiver)| {
-        drains.push(index, bench.timed_drain("drain", 36, round, archiver)?);
+        drains.push(index, bench.timed_drain("drain", 42, round, archiver)?);
         Ok(())
     })?;
     Ok(drains)
@@ -1313,7 +1316,7 @@ fn time_replays(bench: &Bench, rounds: usize, encryption_only: bool) -> anyhow::
     let mut replays = Measured::new(REPLAYERS.len());
     let replayers = chosen(&REPLAYERS, encryption_only, Replayer::encryption_compared);
     in_rotation(rounds, &replayers, |round, _, (index, replayer)| {
-        replays.push(index, bench.timed_replay("replay", 36, round, replayer)?);
+        replays.push(index, bench.timed_replay("replay", 42, round, replayer)?);
         Ok(())
     })?;
     Ok(replays)
@@ -1408,21 +1411,21 @@ impl Timings {
     /// Prints the drain, replay, single-call and S3 tables.
     fn print_tables(&self) {
         let mb_per_s = |seconds: f64| self.wal_bytes as f64 / (1 << 20) as f64 / seconds;
-        println!("\narchiving drain                          median      MiB/s     CPU s");
+        println!("\narchiving drain                                median      MiB/s     CPU s");
         for a in ARCHIVERS {
             let (m, cpu) = self.drain_medians(a);
             println!(
-                "  {:<36} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
                 a.label(),
                 m,
                 mb_per_s(m)
             );
         }
-        println!("\nreplay to promotion                      median      MiB/s     CPU s");
+        println!("\nreplay to promotion                            median      MiB/s     CPU s");
         for r in REPLAYERS {
             let (m, cpu) = self.replay_medians(r);
             println!(
-                "  {:<36} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
                 r.label(),
                 m,
                 mb_per_s(m)
