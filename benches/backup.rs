@@ -10,9 +10,16 @@
 //! manifest, pg_basebackup the CRC-32C manifest, pgBackRest SHA-1). Reports per tool the median
 //! wall time, the CPU time of the client processes and of the server's, the stored bytes,
 //! and the ratios `tidemark / pg_basebackup` and `tidemark / pgbackrest` (below 1: Tidemark is
-//! faster); then, labelled apart, a second Tidemark backup of the unchanged database into the
+//! faster). Beside them, in the same rotation, Tidemark into a fresh encrypted repository
+//! (`cipher = "aes-256-gcm"` with a key file, otherwise the same): the ratio encrypted /
+//! unencrypted of wall time and of the client's CPU seconds (the issue's target is 1.15). Then,
+//! labelled apart, a second Tidemark backup of the unchanged database into the
 //! same repository (everything deduplicated), and `cp -a` of the stopped data directory as a
 //! floor. Prints a table, writes `target/bench-results/backup.json`.
+//!
+//! The cluster's `archive_command` pushes every segment into both Tidemark repositories (a
+//! backup needs its WAL in its own stanza), so the server's CPU counts two pushes per segment
+//! for every tool alike.
 //!
 //! Tidemark and `pg_basebackup -X none` both ask the server to wait until the backup's last WAL
 //! segment is archived (PostgreSQL checks once a second, so this costs about 1 s); pgBackRest,
@@ -25,11 +32,12 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use common::cpu::{children_cpu, machine_cpu, server_cpu};
 use common::{
     gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes,
 };
@@ -46,17 +54,24 @@ const SCALE: &str = "70";
 /// The issue asks for a database of at least this size.
 const MIN_DATABASE_BYTES: u64 = 1 << 30;
 
-/// The kernel reports CPU times in /proc in units of USER_HZ, which is 100 on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tool {
     Tidemark,
     PgBasebackup,
     PgBackRest,
+    TidemarkEncrypted,
 }
 
-const TOOLS: [Tool; 3] = [Tool::Tidemark, Tool::PgBasebackup, Tool::PgBackRest];
+/// Tidemark first: the ratios are Tidemark's time over the others'.
+const TOOLS: [Tool; 4] = [
+    Tool::Tidemark,
+    Tool::PgBasebackup,
+    Tool::PgBackRest,
+    Tool::TidemarkEncrypted,
+];
+
+/// The index of [`Tool::TidemarkEncrypted`] in [`TOOLS`].
+const ENCRYPTED: usize = 3;
 
 impl Tool {
     fn label(self) -> &'static str {
@@ -64,6 +79,7 @@ impl Tool {
             Tool::Tidemark => "tidemark backup (lz4)",
             Tool::PgBasebackup => "pg_basebackup -Ft lz4",
             Tool::PgBackRest => "pgbackrest (2 proc, lz4)",
+            Tool::TidemarkEncrypted => "tidemark (lz4, encrypted)",
         }
     }
 
@@ -72,6 +88,7 @@ impl Tool {
             Tool::Tidemark => "tidemark",
             Tool::PgBasebackup => "pg_basebackup",
             Tool::PgBackRest => "pgbackrest",
+            Tool::TidemarkEncrypted => "tidemark_encrypted",
         }
     }
 }
@@ -101,66 +118,6 @@ impl Sample {
     fn rest_of_machine_cpu_s(&self) -> f64 {
         (self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s).max(0.0)
     }
-}
-
-/// Cumulative CPU of this process's waited-for children, in seconds.
-fn children_cpu() -> anyhow::Result<f64> {
-    let stat = fs::read_to_string("/proc/self/stat")?;
-    // Fields after "(comm)": state is field 3, so cutime and cstime (16, 17) are at 13 and 14.
-    let rest = stat
-        .rsplit_once(')')
-        .context("parse /proc/self/stat")?
-        .1
-        .split_whitespace()
-        .collect::<Vec<_>>();
-    let cutime: f64 = rest.get(13).context("cutime")?.parse()?;
-    let cstime: f64 = rest.get(14).context("cstime")?.parse()?;
-    Ok((cutime + cstime) / TICKS_PER_SECOND)
-}
-
-/// Fields 14 to 17 of `/proc/<pid>/stat` (utime, stime, cutime, cstime) and field 4 (ppid).
-fn proc_times(pid: &str) -> Option<([f64; 4], String)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let mut times = [0.0; 4];
-    for (i, time) in times.iter_mut().enumerate() {
-        *time = rest.get(11 + i)?.parse().ok()?;
-    }
-    Some((times, rest.get(1)?.to_string()))
-}
-
-/// CPU seconds used so far by the cluster's server processes: the postmaster, its live
-/// children and every child it has reaped (a walsender or backend that has exited).
-fn server_cpu(postmaster: &str) -> anyhow::Result<f64> {
-    let (own, _) = proc_times(postmaster).context("read the postmaster's /proc stat")?;
-    let mut ticks: f64 = own.iter().sum();
-    for entry in fs::read_dir("/proc")? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Some((times, ppid)) = proc_times(&name)
-            && ppid == postmaster
-        {
-            ticks += times.iter().sum::<f64>();
-        }
-    }
-    Ok(ticks / TICKS_PER_SECOND)
-}
-
-/// (busy, iowait) seconds of all cores since boot.
-fn machine_cpu() -> anyhow::Result<(f64, f64)> {
-    let stat = fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
-    let ticks: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse())
-        .collect::<Result<_, _>>()?;
-    ensure!(ticks.len() >= 8, "unexpected /proc/stat line {line:?}");
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7];
-    Ok((busy / TICKS_PER_SECOND, ticks[4] / TICKS_PER_SECOND))
 }
 
 /// Runs `command` to completion, failing with its output unless it succeeds; returns the
@@ -253,20 +210,78 @@ struct Bench<'a> {
     pgbackrest_config: PathBuf,
     pgbackrest_repo: PathBuf,
     basebackup_dir: PathBuf,
+    encrypted: EncryptedRepo,
+}
+
+/// The encrypted Tidemark repository: its configuration and directory.
+struct EncryptedRepo {
+    config: PathBuf,
+    repo: PathBuf,
+}
+
+impl EncryptedRepo {
+    /// A configuration like the lab's (lz4, the cluster as stanza `main`) for a repository
+    /// `<lab>/encrypted-repo` encrypted with a fresh key file, both the cluster owner's, and the
+    /// stanza created in it (so archiving into both repositories succeeds from now on).
+    fn new(lab: &Lab, cluster: &ThrowawayCluster) -> anyhow::Result<EncryptedRepo> {
+        let key_file = common::owner_key_file(lab, "repo.key")?;
+        let repo = lab.tmp.path().join("encrypted-repo");
+        let config = Self::config_path(lab);
+        testkit::owner::write_owned_file(
+            &config,
+            &format!(
+                "[repo]\npath = \"{}\"\ncompress = \"lz4\"\ncipher = \"aes-256-gcm\"\nkey_file = \"{}\"\n\n[stanza.main]\npgdata = \"{}\"\nconninfo = \"{}\"\n",
+                repo.display(),
+                key_file.display(),
+                cluster.data_dir().display(),
+                cluster.conninfo()
+            ),
+            0o600,
+        )?;
+        let mut command = owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
+        command.arg("--config").arg(&config).arg("stanza-create");
+        time_command(command, None).context("tidemark stanza-create (encrypted)")?;
+        Ok(EncryptedRepo { config, repo })
+    }
+
+    fn config_path(lab: &Lab) -> PathBuf {
+        lab.tmp.path().join("encrypted.toml")
+    }
+
+    /// `archive_command` pushing into this repository too, after the lab's.
+    fn archive_command(lab: &Lab) -> String {
+        format!(
+            "{} && {} --config {} --stanza main %p",
+            lab.archive_command(),
+            lab.bin_dir.join("tidemark-archive").display(),
+            Self::config_path(lab).display()
+        )
+    }
 }
 
 impl Bench<'_> {
-    fn tidemark_backup(&self) -> anyhow::Result<(Sample, String)> {
+    /// One `tidemark backup` with `config` into `repo`, timed.
+    fn tidemark_backup(&self, config: &Path, repo: &Path) -> anyhow::Result<(Sample, String)> {
         let mut command = owner_command(&self.lab.bin_dir.join("tidemark"), self.lab.tmp.path());
         command
             .arg("--config")
-            .arg(&self.lab.config_path)
+            .arg(config)
             .arg("backup")
             .env_remove("TIDEMARK_CONFIG")
             .env_remove("TIDEMARK_STANZA");
         let (mut sample, stdout) = time_command(command, Some(&self.postmaster))?;
-        sample.stored = tree_bytes(&self.lab.repo_path)?;
+        sample.stored = tree_bytes(repo)?;
         Ok((sample, stdout.trim().to_owned()))
+    }
+
+    /// Empties `repo` once the archiver is idle and creates the stanza in it with `config`.
+    fn fresh_tidemark_repo(&self, config: &Path, repo: &Path) -> anyhow::Result<()> {
+        wait_for_idle_archiver(self.cluster)?;
+        remove_if_present(repo)?;
+        let mut command = owner_command(&self.lab.bin_dir.join("tidemark"), self.lab.tmp.path());
+        command.arg("--config").arg(config).arg("stanza-create");
+        time_command(command, None).context("tidemark stanza-create")?;
+        sync_all()
     }
 
     fn pgbackrest(&self, args: &[&str]) -> Command {
@@ -283,11 +298,14 @@ impl Bench<'_> {
     fn run(&self, tool: Tool) -> anyhow::Result<Sample> {
         let sample = match tool {
             Tool::Tidemark => {
-                wait_for_idle_archiver(self.cluster)?;
-                remove_if_present(&self.lab.repo_path)?;
-                self.lab.tidemark(&["stanza-create"])?;
-                sync_all()?;
-                self.tidemark_backup()?.0
+                let (config, repo) = (&self.lab.config_path, &self.lab.repo_path);
+                self.fresh_tidemark_repo(config, repo)?;
+                self.tidemark_backup(config, repo)?.0
+            }
+            Tool::TidemarkEncrypted => {
+                let (config, repo) = (&self.encrypted.config, &self.encrypted.repo);
+                self.fresh_tidemark_repo(config, repo)?;
+                self.tidemark_backup(config, repo)?.0
             }
             Tool::PgBasebackup => {
                 let target = self.basebackup_dir.join("backup");
@@ -372,14 +390,11 @@ fn main() -> anyhow::Result<()> {
         .name("bench")
         .segment_mb(16)
         .repo_extra("compress = \"lz4\"")
+        .archive_command(EncryptedRepo::archive_command(&lab))
         .setting("max_wal_size", "4GB");
     let mut cluster = archiving_primary(&lab, &options)?;
-    let postmaster = fs::read_to_string(cluster.data_dir().join("postmaster.pid"))?
-        .lines()
-        .next()
-        .context("empty postmaster.pid")?
-        .trim()
-        .to_owned();
+    let postmaster = common::cpu::postmaster_pid(cluster.data_dir())?;
+    let encrypted = EncryptedRepo::new(&lab, &cluster)?;
     let (database, data_dir_bytes) = load_database(&cluster)?;
     let (pgbackrest_config, pgbackrest_dir) = write_pgbackrest_config(&lab, &cluster)?;
     let bench = Bench {
@@ -390,6 +405,7 @@ fn main() -> anyhow::Result<()> {
         pgbackrest_config,
         pgbackrest_repo: pgbackrest_dir.join("repo"),
         basebackup_dir: lab.tmp.subdir("basebackup")?,
+        encrypted,
     };
     let samples = time_tools(&bench, rounds)?;
     let second = SecondBackup::time(&bench)?;
@@ -493,7 +509,8 @@ impl SecondBackup {
         wait_for_idle_archiver(bench.cluster)?;
         sync_all()?;
         let before = tree_bytes(&bench.lab.repo_path)?;
-        let (mut sample, line) = bench.tidemark_backup()?;
+        let (mut sample, line) =
+            bench.tidemark_backup(&bench.lab.config_path, &bench.lab.repo_path)?;
         let new_bytes = sample.stored - before;
         sample.stored = new_bytes;
         println!("second tidemark backup, unchanged database: {line}");
@@ -567,6 +584,21 @@ impl Results {
         ratios[ratios.len() / 2]
     }
 
+    /// Encrypted over unencrypted Tidemark: median wall time, median of per-round wall ratios,
+    /// and median client CPU seconds.
+    fn encryption_ratios(&self) -> (f64, f64, f64) {
+        let (plain, encrypted) = (&self.samples[0], &self.samples[ENCRYPTED]);
+        let mut per_round: Vec<f64> = (0..self.rounds)
+            .map(|r| encrypted[r].wall.as_secs_f64() / plain[r].wall.as_secs_f64())
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        (
+            median_wall(encrypted) / median_wall(plain),
+            per_round[per_round.len() / 2],
+            median_by(encrypted, |s| s.client_cpu_s) / median_by(plain, |s| s.client_cpu_s),
+        )
+    }
+
     fn print(&self) {
         let database = self.database;
         println!();
@@ -609,6 +641,10 @@ impl Results {
             "ratio tidemark / pgbackrest:    {:.2} (median of per-round ratios {:.2})",
             self.ratio(2),
             self.round_ratio(2)
+        );
+        let (wall, per_round, cpu) = self.encryption_ratios();
+        println!(
+            "ratio tidemark encrypted / unencrypted: {wall:.2} wall (median of per-round ratios {per_round:.2}; target <= 1.15), {cpu:.2} client CPU"
         );
     }
 
@@ -655,6 +691,9 @@ impl Results {
                 "tidemark_over_pgbackrest": self.ratio(2),
                 "tidemark_over_pg_basebackup_per_round_median": self.round_ratio(1),
                 "tidemark_over_pgbackrest_per_round_median": self.round_ratio(2),
+                "tidemark_encrypted_over_tidemark": self.encryption_ratios().0,
+                "tidemark_encrypted_over_tidemark_per_round_median": self.encryption_ratios().1,
+                "tidemark_encrypted_over_tidemark_client_cpu": self.encryption_ratios().2,
             },
             "tidemark_second_backup_unchanged": {
                 "wall_s": second.sample.wall.as_secs_f64(),

@@ -13,17 +13,24 @@
 //!   `test ! -f … && cp` recipe), `cp` made durable (`sync` of the file before its rename and of
 //!   the directory after), pgBackRest `archive-push` synchronous and asynchronous (lz4,
 //!   `process-max=2`), `tidemark-archive` synchronous and with work-ahead (`[archive] async`),
-//!   both with Tidemark's default compression (zstd level 1).
+//!   both with Tidemark's default compression (zstd level 1); synchronous and work-ahead with 2
+//!   workers again into an encrypted repository (`cipher = "aes-256-gcm"`, a key file).
 //! * **Replay**: per run, a copy of the base backup recovers to the end of the archive; the time
 //!   is from `pg_ctl start` until the server logs that it is ready to accept (read-write)
 //!   connections. The floor has every segment already in `pg_wal` (no `restore_command`);
 //!   the others fetch each segment with `cp` from a directory, pgBackRest `archive-get` (sync,
 //!   and async with `process-max=2`), or `tidemark-restore` with `[restore] prefetch` 0 (off),
-//!   2, 8 (the default) and 32. Each recovered cluster's data is checked against the original.
+//!   2, 8 (the default) and 32, and with prefetch 8 from the encrypted repository. Each
+//!   recovered cluster's data is checked against the original.
+//! * **CPU seconds** beside each drain's and replay's wall time: the server's processes (with
+//!   the archive_command and restore_command calls they reaped) and Tidemark's detached
+//!   work-ahead workers and prefetchers (sampled every 100 ms while they live). The encrypted /
+//!   unencrypted ratios of both are printed for the runs the issue sets 1.15 for.
 //! * **Single calls**: wall time of one `tidemark-archive` for a segment the work-ahead worker
-//!   already pushed, one synchronous push, one `tidemark-restore` served from the prefetch spool
-//!   and one fetched directly, next to `cp` and pgBackRest for the same files. These run as the
-//!   bench's own user, without PostgreSQL, so no `runuser` start-up is counted.
+//!   already pushed, one synchronous push (also into an encrypted repository), one
+//!   `tidemark-restore` served from the prefetch spool and one fetched directly, next to `cp`
+//!   and pgBackRest for the same files. These run as the bench's own user, without PostgreSQL,
+//!   so no `runuser` start-up is counted.
 //! * **S3**: Tidemark work-ahead (default workers) drains the backlog into a local directory and
 //!   into a bucket on `s3s-fs` (started on a free loopback port), and replays with the default
 //!   prefetch from each; the ratios S3 / local are set against the issue's 2× and 1.3×.
@@ -33,7 +40,9 @@
 //! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
 //! (installed with apt-get when run as root and missing), `s3s-fs` (see `testkit/src/servers/s3s_fs.rs`),
 //! and about 8 GiB free in /tmp. Run:
-//! `cargo bench --bench hot_paths` (about 15 minutes on 2 cores).
+//! `cargo bench --bench hot_paths` (about 20 minutes on 2 cores);
+//! `TIDEMARK_BENCH_ONLY=encryption` runs only the Tidemark drains, replay and single pushes the
+//! encrypted / unencrypted ratios compare (about 5 minutes).
 
 mod common;
 
@@ -45,6 +54,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use common::cpu::{HelperCpu, postmaster_pid, server_cpu};
 use common::s3::{BUCKET, S3Server, repo_section};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
 use testkit::Lab;
@@ -60,6 +70,9 @@ const MIN_WAL_BYTES: u64 = 1 << 30;
 /// 10 s until the WAL reaches [`WAL_TARGET_BYTES`].
 const SCALE: &str = "90";
 const WAL_TARGET_BYTES: u64 = 1200 << 20;
+
+/// How often the CPU of Tidemark's detached helpers is read during a run.
+const HELPER_SAMPLING: Duration = Duration::from_millis(100);
 
 /// Single calls timed per kind.
 const CALLS: usize = 15;
@@ -91,6 +104,29 @@ impl Repo {
     }
 }
 
+/// Whether Tidemark's repository is encrypted (with a key file: no passphrase to stretch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cipher {
+    None,
+    KeyFile,
+}
+
+impl Cipher {
+    fn label(self) -> &'static str {
+        match self {
+            Cipher::None => "",
+            Cipher::KeyFile => ", encrypted",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Cipher::None => "",
+            Cipher::KeyFile => "_encrypted",
+        }
+    }
+}
+
 /// How a run archives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Archiver {
@@ -98,25 +134,44 @@ enum Archiver {
     CpDurable,
     PgBackRestSync,
     PgBackRestAsync,
-    TidemarkSync,
-    TidemarkWorkAhead { workers: usize, repo: Repo },
+    TidemarkSync {
+        cipher: Cipher,
+    },
+    TidemarkWorkAhead {
+        workers: usize,
+        repo: Repo,
+        cipher: Cipher,
+    },
 }
 
 /// The work-ahead runs compared: as many pushes at once as cores (the default), and twice as
-/// many, which overlaps one push's fsyncs with another's compression.
-const ARCHIVERS: [Archiver; 7] = [
+/// many, which overlaps one push's fsyncs with another's compression. Synchronous and default
+/// work-ahead run again into an encrypted repository, for the encrypted / unencrypted ratios.
+const ARCHIVERS: [Archiver; 9] = [
     Archiver::Cp,
     Archiver::CpDurable,
     Archiver::PgBackRestSync,
     Archiver::PgBackRestAsync,
-    Archiver::TidemarkSync,
+    Archiver::TidemarkSync {
+        cipher: Cipher::None,
+    },
     Archiver::TidemarkWorkAhead {
         workers: 2,
         repo: Repo::Dir,
+        cipher: Cipher::None,
     },
     Archiver::TidemarkWorkAhead {
         workers: 4,
         repo: Repo::Dir,
+        cipher: Cipher::None,
+    },
+    Archiver::TidemarkSync {
+        cipher: Cipher::KeyFile,
+    },
+    Archiver::TidemarkWorkAhead {
+        workers: 2,
+        repo: Repo::Dir,
+        cipher: Cipher::KeyFile,
     },
 ];
 
@@ -128,11 +183,28 @@ impl Archiver {
             Archiver::CpDurable => ("cp + fsync", "cp_fsync"),
             Archiver::PgBackRestSync => ("pgbackrest sync (lz4)", "pgbackrest_sync"),
             Archiver::PgBackRestAsync => ("pgbackrest async (lz4, 2 proc)", "pgbackrest_async"),
-            Archiver::TidemarkSync => ("tidemark sync", "tidemark_sync"),
-            Archiver::TidemarkWorkAhead { workers, repo } => {
+            Archiver::TidemarkSync { cipher } => {
                 return (
-                    format!("tidemark work-ahead, {workers} workers{}", repo.label()),
-                    format!("tidemark_work_ahead_{workers}{}", repo.key()),
+                    format!("tidemark sync{}", cipher.label()),
+                    format!("tidemark_sync{}", cipher.key()),
+                );
+            }
+            Archiver::TidemarkWorkAhead {
+                workers,
+                repo,
+                cipher,
+            } => {
+                return (
+                    format!(
+                        "tidemark work-ahead, {workers} workers{}{}",
+                        repo.label(),
+                        cipher.label()
+                    ),
+                    format!(
+                        "tidemark_work_ahead_{workers}{}{}",
+                        repo.key(),
+                        cipher.key()
+                    ),
                 );
             }
         };
@@ -145,6 +217,34 @@ impl Archiver {
 
     fn key(self) -> String {
         self.names().1
+    }
+
+    /// Whether the encrypted / unencrypted ratios compare it: sync and default work-ahead.
+    fn encryption_compared(self) -> bool {
+        matches!(
+            self,
+            Archiver::TidemarkSync { .. }
+                | Archiver::TidemarkWorkAhead {
+                    workers: 2,
+                    repo: Repo::Dir,
+                    ..
+                }
+        )
+    }
+
+    /// The same run into the encrypted repository.
+    fn encrypted(self) -> Archiver {
+        match self {
+            Archiver::TidemarkSync { .. } => Archiver::TidemarkSync {
+                cipher: Cipher::KeyFile,
+            },
+            Archiver::TidemarkWorkAhead { workers, repo, .. } => Archiver::TidemarkWorkAhead {
+                workers,
+                repo,
+                cipher: Cipher::KeyFile,
+            },
+            other => other,
+        }
     }
 }
 
@@ -162,10 +262,13 @@ enum Replayer {
     Tidemark {
         prefetch: usize,
         repo: Repo,
+        cipher: Cipher,
     },
 }
 
-const REPLAYERS: [Replayer; 9] = [
+/// The default prefetch runs again from the encrypted repository, for the encrypted /
+/// unencrypted ratio.
+const REPLAYERS: [Replayer; 10] = [
     Replayer::InPgWal,
     Replayer::InPgWalArchiveRecovery,
     Replayer::Cp,
@@ -174,18 +277,27 @@ const REPLAYERS: [Replayer; 9] = [
     Replayer::Tidemark {
         prefetch: 0,
         repo: Repo::Dir,
+        cipher: Cipher::None,
     },
     Replayer::Tidemark {
         prefetch: 2,
         repo: Repo::Dir,
+        cipher: Cipher::None,
     },
     Replayer::Tidemark {
         prefetch: 8,
         repo: Repo::Dir,
+        cipher: Cipher::None,
     },
     Replayer::Tidemark {
         prefetch: 32,
         repo: Repo::Dir,
+        cipher: Cipher::None,
+    },
+    Replayer::Tidemark {
+        prefetch: 8,
+        repo: Repo::Dir,
+        cipher: Cipher::KeyFile,
     },
 ];
 
@@ -200,13 +312,24 @@ impl Replayer {
             Replayer::Cp => ("cp", "cp"),
             Replayer::PgBackRestSync => ("pgbackrest archive-get sync", "pgbackrest_sync"),
             Replayer::PgBackRestAsync => ("pgbackrest archive-get async", "pgbackrest_async"),
-            Replayer::Tidemark { prefetch, repo } => {
+            Replayer::Tidemark {
+                prefetch,
+                repo,
+                cipher,
+            } => {
                 let label = if prefetch == 0 {
-                    format!("tidemark, no prefetch{}", repo.label())
+                    format!("tidemark, no prefetch{}{}", repo.label(), cipher.label())
                 } else {
-                    format!("tidemark, prefetch {prefetch}{}", repo.label())
+                    format!(
+                        "tidemark, prefetch {prefetch}{}{}",
+                        repo.label(),
+                        cipher.label()
+                    )
                 };
-                return (label, format!("tidemark_prefetch_{prefetch}{}", repo.key()));
+                return (
+                    label,
+                    format!("tidemark_prefetch_{prefetch}{}{}", repo.key(), cipher.key()),
+                );
             }
         };
         (label.to_owned(), key.to_owned())
@@ -218,6 +341,30 @@ impl Replayer {
 
     fn key(self) -> String {
         self.names().1
+    }
+
+    /// Whether the encrypted / unencrypted ratio compares it: the default prefetch.
+    fn encryption_compared(self) -> bool {
+        matches!(
+            self,
+            Replayer::Tidemark {
+                prefetch: 8,
+                repo: Repo::Dir,
+                ..
+            }
+        )
+    }
+
+    /// The same run from the encrypted repository.
+    fn encrypted(self) -> Replayer {
+        match self {
+            Replayer::Tidemark { prefetch, repo, .. } => Replayer::Tidemark {
+                prefetch,
+                repo,
+                cipher: Cipher::KeyFile,
+            },
+            other => other,
+        }
     }
 }
 
@@ -278,6 +425,9 @@ struct Bench {
     cp_archive: PathBuf,
     pgbackrest_repo: PathBuf,
     tidemark_repo: PathBuf,
+    /// Tidemark's encrypted repository (a local directory), and its key file.
+    tidemark_encrypted_repo: PathBuf,
+    key_file: PathBuf,
     /// The `s3s-fs` server whose bucket is [`Repo::S3`], when the `s3` part runs.
     s3: Option<S3Server>,
     content: String,
@@ -293,10 +443,18 @@ impl Bench {
         self.s3.as_ref().context("s3s-fs was not started")
     }
 
+    /// The local directory of Tidemark's repository encrypted or not.
+    fn tidemark_dir(&self, cipher: Cipher) -> &Path {
+        match cipher {
+            Cipher::None => &self.tidemark_repo,
+            Cipher::KeyFile => &self.tidemark_encrypted_repo,
+        }
+    }
+
     /// Empties Tidemark's repository at `repo`.
-    fn fresh_tidemark_repo(&self, repo: Repo) -> anyhow::Result<()> {
+    fn fresh_tidemark_repo(&self, repo: Repo, cipher: Cipher) -> anyhow::Result<()> {
         match repo {
-            Repo::Dir => fresh_dir(&self.tidemark_repo).map(|_| ()),
+            Repo::Dir => fresh_dir(self.tidemark_dir(cipher)).map(|_| ()),
             Repo::S3 => {
                 // s3s-fs keeps a bucket's objects as files in its directory.
                 let bucket = self.s3()?.data_dir().join(BUCKET);
@@ -306,13 +464,25 @@ impl Bench {
         }
     }
 
-    /// A Tidemark configuration file for `repo`, with `extra` sections appended; mode 0600, as
-    /// one holding an S3 secret must be.
-    fn tidemark_config(&self, name: &str, repo: Repo, extra: &str) -> anyhow::Result<PathBuf> {
-        let section = match repo {
-            Repo::Dir => format!("path = \"{}\"\n", self.tidemark_repo.display()),
+    /// A Tidemark configuration file for `repo`, encrypted or not, with `extra` sections
+    /// appended; mode 0600, as one holding an S3 secret must be.
+    fn tidemark_config(
+        &self,
+        name: &str,
+        repo: Repo,
+        cipher: Cipher,
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let mut section = match repo {
+            Repo::Dir => format!("path = \"{}\"\n", self.tidemark_dir(cipher).display()),
             Repo::S3 => repo_section(&self.s3()?.endpoint, ""),
         };
+        if cipher == Cipher::KeyFile {
+            section.push_str(&format!(
+                "cipher = \"aes-256-gcm\"\nkey_file = \"{}\"\n",
+                self.key_file.display()
+            ));
+        }
         let path = self.tmp().join(format!("{name}.toml"));
         write_owned(
             &path,
@@ -385,16 +555,22 @@ impl Bench {
                 );
                 self.pgbackrest_command(&config, "archive-push %p")
             }
-            Archiver::TidemarkSync | Archiver::TidemarkWorkAhead { .. } => {
-                let (repo, extra) = match archiver {
-                    Archiver::TidemarkWorkAhead { workers, repo } => (
+            Archiver::TidemarkSync { .. } | Archiver::TidemarkWorkAhead { .. } => {
+                let (repo, cipher, extra) = match archiver {
+                    Archiver::TidemarkWorkAhead {
+                        workers,
                         repo,
+                        cipher,
+                    } => (
+                        repo,
+                        cipher,
                         format!("[archive]\nasync = true\nworkers = {workers}\n"),
                     ),
-                    _ => (Repo::Dir, String::new()),
+                    Archiver::TidemarkSync { cipher } => (Repo::Dir, cipher, String::new()),
+                    _ => unreachable!(),
                 };
-                self.fresh_tidemark_repo(repo)?;
-                let config = self.tidemark_config("archive", repo, &extra)?;
+                self.fresh_tidemark_repo(repo, cipher)?;
+                let config = self.tidemark_config("archive", repo, cipher, &extra)?;
                 run_as_owner(
                     &self.lab.bin_dir.join("tidemark"),
                     &[
@@ -413,8 +589,9 @@ impl Bench {
         })
     }
 
-    /// One timed drain of the backlog by `archiver`.
-    fn drain(&self, archiver: Archiver) -> anyhow::Result<Duration> {
+    /// One timed drain of the backlog by `archiver`: its wall time and the CPU seconds of the
+    /// server's processes (archive_command calls included) and of Tidemark's detached helpers.
+    fn drain(&self, archiver: Archiver) -> anyhow::Result<(Duration, f64)> {
         copy_tree(&self.lab, &self.backlog, &self.run)?;
         let mut cluster =
             ThrowawayCluster::adopt(&self.lab.pg, self.tmp(), "run", self.run.clone())?;
@@ -428,16 +605,26 @@ impl Bench {
         );
         sync_all()?;
         cluster.configure(&[("archive_command", &command)])?;
+        let postmaster = postmaster_pid(&self.run)?;
+        let mut helpers = HelperCpu::new(&pg_wal);
+        let server_before = server_cpu(&postmaster)?;
         let started = Instant::now();
         cluster.query("SELECT pg_reload_conf()")?;
         let deadline = started + Duration::from_secs(1800);
+        let mut next_sample = started;
         while ready_count(&pg_wal)? > 0 {
             if Instant::now() > deadline {
                 bail!("not drained after 30 minutes: {}", cluster.log_tail(10));
             }
+            if Instant::now() >= next_sample {
+                helpers.sample();
+                next_sample += HELPER_SAMPLING;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         let elapsed = started.elapsed();
+        helpers.sample();
+        let cpu = server_cpu(&postmaster)? - server_before + helpers.total();
         let failed = cluster.query("SELECT failed_count FROM pg_stat_archiver")?;
         ensure!(
             failed == "0",
@@ -445,12 +632,13 @@ impl Bench {
             cluster.log_tail(10)
         );
         cluster.stop()?;
-        Ok(elapsed)
+        Ok((elapsed, cpu))
     }
 
-    /// One timed recovery of the base backup by `replayer`, to promotion; with what the
-    /// `tidemark-restore` calls logged about themselves.
-    fn replay(&self, replayer: Replayer) -> anyhow::Result<(Duration, String)> {
+    /// One timed recovery of the base backup by `replayer`, to promotion: its wall time, the
+    /// CPU seconds of the server (replay and restore_command calls) and of Tidemark's detached
+    /// prefetcher, and what the `tidemark-restore` calls logged about themselves.
+    fn replay(&self, replayer: Replayer) -> anyhow::Result<(Duration, f64, String)> {
         copy_tree(&self.lab, &self.base, &self.run)?;
         let mut settings: Vec<(String, String)> = vec![
             ("archive_mode".to_owned(), "off".to_owned()),
@@ -481,10 +669,15 @@ impl Bench {
                     self.pgbackrest_config("restore", replayer == Replayer::PgBackRestAsync)?;
                 Some(self.pgbackrest_command(&config, "archive-get %f \"%p\""))
             }
-            Replayer::Tidemark { prefetch, repo } => {
+            Replayer::Tidemark {
+                prefetch,
+                repo,
+                cipher,
+            } => {
                 let config = self.tidemark_config(
                     "restore",
                     repo,
+                    cipher,
                     &format!("[restore]\nprefetch = {prefetch}\n"),
                 )?;
                 Some(format!(
@@ -507,10 +700,17 @@ impl Bench {
         cluster.configure(&settings)?;
         let _ = fs::remove_file(cluster.log_file());
         sync_all()?;
+        let mut helpers = HelperCpu::new(&self.run.join("pg_wal"));
         let started = Instant::now();
         cluster.start()?;
+        let postmaster = postmaster_pid(&self.run)?;
         let deadline = started + Duration::from_secs(1800);
+        let mut next_sample = started;
         loop {
+            if Instant::now() >= next_sample {
+                helpers.sample();
+                next_sample += HELPER_SAMPLING;
+            }
             let log = fs::read_to_string(cluster.log_file()).unwrap_or_default();
             if log.contains("database system is ready to accept connections") {
                 break;
@@ -527,6 +727,8 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(5));
         }
         let elapsed = started.elapsed();
+        helpers.sample();
+        let cpu = server_cpu(&postmaster)? + helpers.total();
         let content = cluster.query(CONTENT)?;
         ensure!(
             content == self.content,
@@ -536,7 +738,7 @@ impl Bench {
         );
         cluster.stop()?;
         let log = fs::read_to_string(cluster.log_file()).unwrap_or_default();
-        Ok((elapsed, restore_calls(&log)))
+        Ok((elapsed, cpu, restore_calls(&log)))
     }
 }
 
@@ -602,6 +804,9 @@ struct CallsSetup {
     sync_config: PathBuf,
     ahead_config: PathBuf,
     prefetch_config: PathBuf,
+    /// Synchronous, into an encrypted repository of its own (its key file is this process's:
+    /// these calls run as the bench's own user).
+    encrypted_config: PathBuf,
 }
 
 impl CallsSetup {
@@ -626,7 +831,7 @@ impl CallsSetup {
             )?;
         }
         let repo = dir.join("repo");
-        let config = |name: &str, extra: &str| -> anyhow::Result<PathBuf> {
+        let config = |name: &str, repo: &Path, extra: &str| -> anyhow::Result<PathBuf> {
             let path = dir.join(format!("{name}.toml"));
             fs::write(
                 &path,
@@ -638,10 +843,21 @@ impl CallsSetup {
             )?;
             Ok(path)
         };
+        let key_file = dir.join("repo.key");
+        let key: String = (0..32)
+            .map(|_| format!("{:02x}", fastrand::u8(..)))
+            .collect();
+        fs::write(&key_file, format!("{key}\n"))?;
+        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600))?;
+        let encrypted = format!(
+            "cipher = \"aes-256-gcm\"\nkey_file = \"{}\"\n[restore]\nprefetch = 0\n",
+            key_file.display()
+        );
         Ok(CallsSetup {
-            sync_config: config("sync", "[restore]\nprefetch = 0\n")?,
-            ahead_config: config("ahead", "[archive]\nasync = true\n")?,
-            prefetch_config: config("prefetch", "[restore]\nprefetch = 8\n")?,
+            sync_config: config("sync", &repo, "[restore]\nprefetch = 0\n")?,
+            ahead_config: config("ahead", &repo, "[archive]\nasync = true\n")?,
+            prefetch_config: config("prefetch", &repo, "[restore]\nprefetch = 8\n")?,
+            encrypted_config: config("encrypted", &dir.join("encrypted-repo"), &encrypted)?,
             tidemark: bench.lab.bin_dir.join("tidemark"),
             archive: bench.lab.bin_dir.join("tidemark-archive"),
             restore: bench.lab.bin_dir.join("tidemark-restore"),
@@ -717,8 +933,24 @@ impl CallsSetup {
         for name in &rest[1..] {
             hits.push(self.time_push(&self.ahead_config, name)?);
         }
+        time_call(&mut self.run(
+            &self.tidemark,
+            &[
+                "--config".as_ref(),
+                self.encrypted_config.as_os_str(),
+                "stanza-create".as_ref(),
+            ],
+        ))?;
+        let mut encrypted = Vec::new();
+        for name in &names[..names.len() / 2] {
+            encrypted.push(self.time_push(&self.encrypted_config, name)?);
+        }
         Ok(vec![
             ("tidemark-archive, synchronous push", median(&pushes)),
+            (
+                "tidemark-archive, synchronous push, encrypted",
+                median(&encrypted),
+            ),
             (
                 "tidemark-archive, already pushed by the worker",
                 median(&hits),
@@ -825,23 +1057,36 @@ fn main() -> anyhow::Result<()> {
         cp_archive: lab.tmp.path().join("cp-archive"),
         pgbackrest_repo: lab.tmp.path().join("pgbackrest/repo"),
         tidemark_repo: lab.tmp.path().join("tidemark-repo"),
+        tidemark_encrypted_repo: lab.tmp.path().join("tidemark-encrypted-repo"),
+        key_file: common::owner_key_file(&lab, "repo.key")?,
         content: backlog.content,
         backlog_segments: backlog.segments,
         lab,
     };
     fresh_dir(&bench.tmp().join("pgbackrest"))?;
 
-    let drain_rounds = if runs("drain") {
+    // TIDEMARK_BENCH_ONLY=encryption: only the runs the encrypted / unencrypted ratios compare.
+    let encryption_only =
+        !only.is_empty() && !runs("drain") && !runs("replay") && runs("encryption");
+    let drain_rounds = if runs("drain") || encryption_only {
         rounds
     } else if runs("replay") || runs("calls") {
         1
     } else {
         0
     };
-    let drains = time_drains(&bench, drain_rounds)?;
-    let replays = time_replays(&bench, if runs("replay") { rounds } else { 0 })?;
+    let drains = time_drains(&bench, drain_rounds, encryption_only)?;
+    let replay_rounds = if runs("replay") || encryption_only {
+        rounds
+    } else {
+        0
+    };
+    let replays = time_replays(&bench, replay_rounds, encryption_only)?;
     let calls = if runs("calls") {
         single_calls(&bench)?
+    } else if encryption_only {
+        // The pushes only: the restores and baselines read repositories this mode leaves out.
+        CallsSetup::new(&bench)?.time_pushes()?
     } else {
         Vec::new()
     };
@@ -966,58 +1211,112 @@ impl Bench {
         width: usize,
         round: usize,
         archiver: Archiver,
-    ) -> anyhow::Result<f64> {
-        let took = self
+    ) -> anyhow::Result<(f64, f64)> {
+        let (took, cpu) = self
             .drain(archiver)
             .with_context(|| format!("{phase} round {}: {}", round + 1, archiver.label()))?;
         println!(
-            "{phase:<6} round {}: {:<width$} {:>7.2} s",
+            "{phase:<6} round {}: {:<width$} {:>7.2} s  CPU {cpu:>6.1} s",
             round + 1,
             archiver.label(),
             took.as_secs_f64()
         );
-        Ok(took.as_secs_f64())
+        Ok((took.as_secs_f64(), cpu))
     }
 
     /// A replay by `replayer` in round `round` of `phase`, its line printed (the label
-    /// `width` wide, then what the calls did); its seconds.
+    /// `width` wide, then what the calls did); its seconds and CPU seconds.
     fn timed_replay(
         &self,
         phase: &str,
         width: usize,
         round: usize,
         replayer: Replayer,
-    ) -> anyhow::Result<f64> {
-        let (took, calls) = self
+    ) -> anyhow::Result<(f64, f64)> {
+        let (took, cpu, calls) = self
             .replay(replayer)
             .with_context(|| format!("{phase} round {}: {}", round + 1, replayer.label()))?;
         println!(
-            "{phase:<6} round {}: {:<width$} {:>7.2} s  {calls}",
+            "{phase:<6} round {}: {:<width$} {:>7.2} s  CPU {cpu:>6.1} s  {calls}",
             round + 1,
             replayer.label(),
             took.as_secs_f64()
         );
-        Ok(took.as_secs_f64())
+        Ok((took.as_secs_f64(), cpu))
     }
 }
 
-/// Drains of the backlog by each archiver in rotation, in seconds, by [`ARCHIVERS`] index.
-fn time_drains(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut drains: Vec<Vec<f64>> = vec![Vec::new(); ARCHIVERS.len()];
-    in_rotation(rounds, &ARCHIVERS, |round, index, archiver| {
-        drains[index].push(bench.timed_drain("drain", 32, round, archiver)?);
+/// Wall and CPU seconds of each run, by tool index.
+struct Measured {
+    wall: Vec<Vec<f64>>,
+    cpu: Vec<Vec<f64>>,
+}
+
+impl Measured {
+    fn new(tools: usize) -> Measured {
+        Measured {
+            wall: vec![Vec::new(); tools],
+            cpu: vec![Vec::new(); tools],
+        }
+    }
+
+    fn push(&mut self, index: usize, (wall, cpu): (f64, f64)) {
+        self.wall[index].push(wall);
+        self.cpu[index].push(cpu);
+    }
+
+    /// Median wall and CPU seconds of tool `index`.
+    fn medians(&self, index: usize) -> (f64, f64) {
+        (median(&self.wall[index]), median(&self.cpu[index]))
+    }
+
+    /// Each tool's runs and medians, by key, for the results file.
+    fn json(
+        &self,
+        keys: impl Iterator<Item = String>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        keys.enumerate()
+            .map(|(i, key)| {
+                let (wall, cpu) = self.medians(i);
+                let runs = serde_json::json!({
+                    "median": wall, "runs": self.wall[i], "cpu_median": cpu, "cpu_runs": self.cpu[i],
+                });
+                (key, runs)
+            })
+            .collect()
+    }
+}
+
+/// The tools of `tools` a run compares, with their indexes: all, or only those the encrypted
+/// / unencrypted ratios need (`TIDEMARK_BENCH_ONLY=encryption`).
+fn chosen<T: Copy>(tools: &[T], encryption_only: bool, compared: fn(T) -> bool) -> Vec<(usize, T)> {
+    tools
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, tool)| !encryption_only || compared(tool))
+        .collect()
+}
+
+/// Drains of the backlog by each archiver in rotation, by [`ARCHIVERS`] index.
+fn time_drains(bench: &Bench, rounds: usize, encryption_only: bool) -> anyhow::Result<Measured> {
+    let mut drains = Measured::new(ARCHIVERS.len());
+    let archivers = chosen(&ARCHIVERS, encryption_only, Archiver::encryption_compared);
+    in_rotation(rounds, &archivers, |round, _, (index, archiver)| {
+        drains.push(index, bench.timed_drain("drain", 42, round, archiver)?);
         Ok(())
     })?;
     Ok(drains)
 }
 
-/// Replays by each replayer in rotation, in seconds, by [`REPLAYERS`] index. Replay reads what
-/// the last round archived: each tool's repository is complete, since the rotation ends every
-/// round with a different tool but each ran in it.
-fn time_replays(bench: &Bench, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut replays: Vec<Vec<f64>> = vec![Vec::new(); REPLAYERS.len()];
-    in_rotation(rounds, &REPLAYERS, |round, index, replayer| {
-        replays[index].push(bench.timed_replay("replay", 32, round, replayer)?);
+/// Replays by each replayer in rotation, by [`REPLAYERS`] index. Replay reads what the last
+/// round archived: each tool's repository is complete, since the rotation ends every round
+/// with a different tool but each ran in it.
+fn time_replays(bench: &Bench, rounds: usize, encryption_only: bool) -> anyhow::Result<Measured> {
+    let mut replays = Measured::new(REPLAYERS.len());
+    let replayers = chosen(&REPLAYERS, encryption_only, Replayer::encryption_compared);
+    in_rotation(rounds, &replayers, |round, _, (index, replayer)| {
+        replays.push(index, bench.timed_replay("replay", 42, round, replayer)?);
         Ok(())
     })?;
     Ok(replays)
@@ -1044,10 +1343,18 @@ impl S3AgainstLocal {
         let mut drains: Vec<Vec<f64>> = vec![Vec::new(); 2];
         let mut replays: Vec<Vec<f64>> = vec![Vec::new(); 2];
         in_rotation(rounds, &[Repo::Dir, Repo::S3], |round, index, repo| {
-            let archiver = Archiver::TidemarkWorkAhead { workers, repo };
-            drains[index].push(bench.timed_drain("s3", 36, round, archiver)?);
-            let replayer = Replayer::Tidemark { prefetch, repo };
-            replays[index].push(bench.timed_replay("s3", 36, round, replayer)?);
+            let archiver = Archiver::TidemarkWorkAhead {
+                workers,
+                repo,
+                cipher: Cipher::None,
+            };
+            drains[index].push(bench.timed_drain("s3", 36, round, archiver)?.0);
+            let replayer = Replayer::Tidemark {
+                prefetch,
+                repo,
+                cipher: Cipher::None,
+            };
+            replays[index].push(bench.timed_replay("s3", 36, round, replayer)?.0);
             Ok(())
         })?;
         Ok(S3AgainstLocal {
@@ -1074,33 +1381,59 @@ struct Timings {
     wal_bytes: u64,
     rounds: usize,
     pgbackrest_version: String,
-    drains: Vec<Vec<f64>>,
-    replays: Vec<Vec<f64>>,
+    drains: Measured,
+    replays: Measured,
     calls: Vec<(&'static str, f64)>,
     s3: S3AgainstLocal,
 }
 
 impl Timings {
+    /// Median wall and CPU seconds of the drains by `a`.
+    fn drain_medians(&self, a: Archiver) -> (f64, f64) {
+        self.drains
+            .medians(ARCHIVERS.iter().position(|x| *x == a).unwrap())
+    }
+
     fn drain_median(&self, a: Archiver) -> f64 {
-        median(&self.drains[ARCHIVERS.iter().position(|x| *x == a).unwrap()])
+        self.drain_medians(a).0
+    }
+
+    /// Median wall and CPU seconds of the replays by `r`.
+    fn replay_medians(&self, r: Replayer) -> (f64, f64) {
+        self.replays
+            .medians(REPLAYERS.iter().position(|x| *x == r).unwrap())
     }
 
     fn replay_median(&self, r: Replayer) -> f64 {
-        median(&self.replays[REPLAYERS.iter().position(|x| *x == r).unwrap()])
+        self.replay_medians(r).0
     }
 
     /// Prints the drain, replay, single-call and S3 tables.
     fn print_tables(&self) {
         let mb_per_s = |seconds: f64| self.wal_bytes as f64 / (1 << 20) as f64 / seconds;
-        println!("\narchiving drain                      median      MiB/s");
+        println!("\narchiving drain                                median      MiB/s     CPU s");
         for a in ARCHIVERS {
-            let m = self.drain_median(a);
-            println!("  {:<32} {:>7.2} s  {:>8.0}", a.label(), m, mb_per_s(m));
+            let (m, cpu) = self.drain_medians(a);
+            println!(
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                a.label(),
+                m,
+                mb_per_s(m)
+            );
         }
-        println!("\nreplay to promotion                  median      MiB/s");
+        println!("\nreplay to promotion                            median      MiB/s     CPU s");
         for r in REPLAYERS {
-            let m = self.replay_median(r);
-            println!("  {:<32} {:>7.2} s  {:>8.0}", r.label(), m, mb_per_s(m));
+            let (m, cpu) = self.replay_medians(r);
+            println!(
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                r.label(),
+                m,
+                mb_per_s(m)
+            );
+        }
+        println!("\nencrypted / unencrypted (same run)          wall    CPU");
+        for (label, wall, cpu) in self.encryption_ratios() {
+            println!("  {label:<40} {wall:>6.2} {cpu:>6.2}");
         }
         println!("\nsingle call                                              median");
         for (label, ms) in &self.calls {
@@ -1122,15 +1455,47 @@ impl Timings {
         }
     }
 
+    /// Encrypted over unencrypted for each run the issue sets 1.15 for: wall and CPU seconds.
+    fn encryption_ratios(&self) -> Vec<(String, f64, f64)> {
+        let drains = ARCHIVERS
+            .into_iter()
+            .filter(|a| a.encryption_compared() && *a != a.encrypted())
+            .map(|a| {
+                (
+                    a.label(),
+                    self.drain_medians(a),
+                    self.drain_medians(a.encrypted()),
+                )
+            });
+        let replays = REPLAYERS
+            .into_iter()
+            .filter(|r| r.encryption_compared() && *r != r.encrypted())
+            .map(|r| {
+                (
+                    r.label(),
+                    self.replay_medians(r),
+                    self.replay_medians(r.encrypted()),
+                )
+            });
+        drains
+            .chain(replays)
+            .map(|(label, (wall, cpu), (wall_encrypted, cpu_encrypted))| {
+                (label, wall_encrypted / wall, cpu_encrypted / cpu)
+            })
+            .collect()
+    }
+
     /// The ratios the issue sets targets for, with their labels.
     fn ratios(&self) -> Vec<(&'static str, f64)> {
         let work_ahead = self.drain_median(Archiver::TidemarkWorkAhead {
             workers: self.s3.workers,
             repo: Repo::Dir,
+            cipher: Cipher::None,
         });
         let prefetch = self.replay_median(Replayer::Tidemark {
             prefetch: self.s3.prefetch,
             repo: Repo::Dir,
+            cipher: Cipher::None,
         });
         let (s3_drain, s3_replay) = (self.s3.drain(), self.s3.replay());
         vec![
@@ -1183,8 +1548,9 @@ impl Timings {
             "wal_bytes": self.wal_bytes,
             "rounds": self.rounds,
             "pgbackrest_version": self.pgbackrest_version,
-            "drain_s": ARCHIVERS.iter().enumerate().map(|(i, a)| (a.key(), serde_json::json!({"median": median(&drains[i]), "runs": drains[i]}))).collect::<serde_json::Map<_, _>>(),
-            "replay_s": REPLAYERS.iter().enumerate().map(|(i, r)| (r.key(), serde_json::json!({"median": median(&replays[i]), "runs": replays[i]}))).collect::<serde_json::Map<_, _>>(),
+            "drain_s": drains.json(ARCHIVERS.iter().map(|a| a.key())),
+            "replay_s": replays.json(REPLAYERS.iter().map(|r| r.key())),
+            "encrypted_over_unencrypted": self.encryption_ratios().into_iter().map(|(label, wall, cpu)| (label, serde_json::json!({"wall": wall, "cpu": cpu}))).collect::<serde_json::Map<_, _>>(),
             "s3_s": {
                 "workers": s3.workers,
                 "drain_local": {"median": s3_drain[0], "runs": s3.drains[0]},

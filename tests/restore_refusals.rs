@@ -12,7 +12,6 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use testkit::Lab;
-use testkit::run_as_owner;
 use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 
@@ -62,52 +61,7 @@ fn refused_part_way(lab: &Lab, pgdata: &Path, extra: &[&str], start: &str, incom
         line.starts_with(start) && line.ends_with(incomplete),
         "{line}"
     );
-    assert_incomplete_and_unstartable(lab, pgdata);
-}
-
-/// What a restore that failed while writing must leave: a directory PostgreSQL refuses to
-/// start, with nothing that would make it recover.
-fn assert_incomplete_and_unstartable(lab: &Lab, pgdata: &Path) {
-    assert!(pgdata.is_dir(), "{} is gone", pgdata.display());
-    assert!(
-        !pgdata.join("global/pg_control").exists(),
-        "a failed restore left global/pg_control, so the directory could be started"
-    );
-    assert!(!pgdata.join("recovery.signal").exists());
-    let settings = fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap_or_default();
-    assert!(
-        !settings.contains("tidemark restore"),
-        "recovery settings were written: {settings}"
-    );
-    let log = lab.tmp.path().join("incomplete.log");
-    let started = run_as_owner(
-        &lab.pg.path("pg_ctl"),
-        &[
-            "-D".as_ref(),
-            pgdata.as_os_str(),
-            "-l".as_ref(),
-            log.as_os_str(),
-            "-w".as_ref(),
-            "-t".as_ref(),
-            "60".as_ref(),
-            "start".as_ref(),
-        ],
-        lab.tmp.path(),
-    );
-    if started.is_ok() {
-        let _ = run_as_owner(
-            &lab.pg.path("pg_ctl"),
-            &[
-                "-D".as_ref(),
-                pgdata.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "stop".as_ref(),
-            ],
-            lab.tmp.path(),
-        );
-        panic!("PostgreSQL started on the incomplete {}", pgdata.display());
-    }
+    common::backups::assert_incomplete_and_unstartable(lab, pgdata);
 }
 
 #[test]

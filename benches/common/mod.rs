@@ -1,9 +1,10 @@
 //! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
-//! removing and syncing between runs, medians and pgBackRest's configuration; and the tests' S3
-//! test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server).
+//! removing and syncing between runs, medians and pgBackRest's configuration; CPU time from
+//! /proc (`cpu`); and the tests' S3 test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server).
 
 #![allow(dead_code)] // Each bench uses its own subset.
 
+pub mod cpu;
 #[path = "../../tests/common/s3.rs"]
 pub mod s3;
 
@@ -169,4 +170,15 @@ pub fn write_results(name: &str, json: &serde_json::Value) -> anyhow::Result<Pat
     let out = out_dir.join(format!("{name}.json"));
     fs::write(&out, serde_json::to_string_pretty(json)?)?;
     Ok(out)
+}
+
+/// A key file `<lab>/<name>` for an encrypted repository: 32 random bytes as 64 hex digits,
+/// owned by the cluster owner, mode 0600.
+pub fn owner_key_file(lab: &testkit::Lab, name: &str) -> anyhow::Result<PathBuf> {
+    let key: String = (0..32)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect();
+    let path = lab.tmp.path().join(name);
+    testkit::owner::write_owned_file(&path, &format!("{key}\n"), 0o600)?;
+    Ok(path)
 }

@@ -1,6 +1,6 @@
 //! Backups in a lab's local repository: taking one with `tidemark backup`, checking a restored
-//! one with `pg_verifybackup`, and reading and rewriting its objects the way damage or a mistake
-//! would.
+//! one with `pg_verifybackup`, reading and rewriting its objects the way damage or a mistake
+//! would, and what a restore that failed part way must leave.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -122,4 +122,49 @@ pub fn verify_backup_with_its_wal(
         verified.contains("backup successfully verified"),
         "{verified}"
     );
+}
+
+/// What a restore that failed while writing must leave: a directory PostgreSQL refuses to
+/// start, with nothing that would make it recover.
+pub fn assert_incomplete_and_unstartable(lab: &Lab, pgdata: &Path) {
+    assert!(pgdata.is_dir(), "{} is gone", pgdata.display());
+    assert!(
+        !pgdata.join("global/pg_control").exists(),
+        "a failed restore left global/pg_control, so the directory could be started"
+    );
+    assert!(!pgdata.join("recovery.signal").exists());
+    let settings = fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap_or_default();
+    assert!(
+        !settings.contains("tidemark restore"),
+        "recovery settings were written: {settings}"
+    );
+    let log = lab.tmp.path().join("incomplete.log");
+    let started = run_as_owner(
+        &lab.pg.path("pg_ctl"),
+        &[
+            "-D".as_ref(),
+            pgdata.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "60".as_ref(),
+            "start".as_ref(),
+        ],
+        lab.tmp.path(),
+    );
+    if started.is_ok() {
+        let _ = run_as_owner(
+            &lab.pg.path("pg_ctl"),
+            &[
+                "-D".as_ref(),
+                pgdata.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "stop".as_ref(),
+            ],
+            lab.tmp.path(),
+        );
+        panic!("PostgreSQL started on the incomplete {}", pgdata.display());
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod direct;
+pub mod encryption;
 pub mod s3;
 pub mod strace;
 pub mod wal;
@@ -116,15 +117,25 @@ pub fn discard(mut cluster: ThrowawayCluster) {
 /// Runs `program args` as the cluster owner, expects exit 1 with exactly `expected` on stderr
 /// and nothing on stdout, and no change under the repository.
 pub fn refused(lab: &Lab, program: &str, args: &[&str], expected: &str) {
-    let before = snapshot(&lab.repo_path);
+    let line = refusal_in(lab, &lab.repo_path, program, args);
+    assert_eq!(line, expected, "{program} {args:?}");
+}
+
+/// Runs `program args` as the cluster owner, expects exit 1 with one line on stderr and
+/// nothing on stdout, and no change under `repo` (a repository directory, or a bucket's in an
+/// `s3s-fs` directory); returns the line, for a caller that knows only part of it.
+pub fn refusal_in(lab: &Lab, repo: &Path, program: &str, args: &[&str]) -> String {
+    let before = snapshot(repo);
     let ran = run(lab, program, args);
     assert_eq!(ran.code, Some(1), "{program} {args:?}: {ran:?}");
-    assert_eq!(ran.only_line(), expected, "{program} {args:?}");
+    let line = ran.only_line().to_owned();
     assert!(ran.stdout.is_empty(), "{ran:?}");
     assert!(
-        snapshot(&lab.repo_path) == before,
-        "{program} {args:?} changed the repository"
+        snapshot(repo) == before,
+        "{program} {args:?} changed {}",
+        repo.display()
     );
+    line
 }
 
 /// Runs `tidemark --config <config> restore --pgdata <pgdata> <extra>` as the cluster owner.
