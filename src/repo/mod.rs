@@ -457,6 +457,35 @@ fn read_bounded(
     max_original: u64,
     reserve: Reserve,
 ) -> Result<BoundedRead, StorageError> {
+    let mut attempt = 1;
+    loop {
+        match read_bounded_once(storage, key, max_original, reserve) {
+            Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(
+                    "read {key} from {}: {e}; trying again, attempt {attempt} of {READ_ATTEMPTS}",
+                    storage.location()
+                );
+                std::thread::sleep(READ_RETRY_PAUSE * attempt);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Reads of one object in all: a body that broke off mid-stream (an S3 connection reset under
+/// load) is read again from the start, a bounded number of times. The store's own requests
+/// are retried by the store.
+const READ_ATTEMPTS: u32 = 3;
+/// The pause before a read is tried again, times the attempt's number.
+const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn read_bounded_once(
+    storage: &dyn Storage,
+    key: &ObjectKey,
+    max_original: u64,
+    reserve: Reserve,
+) -> Result<BoundedRead, StorageError> {
     let limit = object::max_stored_len(max_original);
     // The range keeps the store (an S3 server) from sending more; `take`, a server that ignored
     // it from being read further.
@@ -515,4 +544,35 @@ pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
     })
     .unwrap();
     repo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::storage::faulty::{Cut, FaultPlan, FaultyStorage};
+
+    #[test]
+    fn a_read_that_breaks_off_is_tried_again_a_bounded_number_of_times() {
+        let store = FaultyStorage::new(MemoryStorage::new(), FaultPlan::none());
+        let key = ObjectKey::new("main/walindex/x").unwrap();
+        let object = object::encode(Compression::None, 0, &[7u8; 5000]).unwrap();
+        store
+            .put_if_absent(&key, &[&object.header_bytes(), &object.body])
+            .unwrap();
+        store.set_plan(FaultPlan {
+            failure_share: 1.0,
+            cut: Some(Cut::Fail),
+            seed: 3,
+            ..FaultPlan::none()
+        });
+        let error = read_bounded(&store, &key, 5000, Reserve::AsRead).unwrap_err();
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(store.counts().reads_cut, u64::from(READ_ATTEMPTS));
+        store.set_plan(FaultPlan::none());
+        assert!(matches!(
+            read_bounded(&store, &key, 5000, Reserve::AsRead).unwrap(),
+            BoundedRead::Object(_)
+        ));
+    }
 }

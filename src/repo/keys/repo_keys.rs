@@ -186,8 +186,10 @@ impl RepoKeys {
     ) -> anyhow::Result<KeyChange> {
         let keyring = self.open_newest()?;
         let next = keyring.without_key(id, now)?;
-        check_grace(&keyring, id, now)?;
+        // Objects that still use the key are the lasting reason, so they are named first; the
+        // grace period after its rotation passes by itself.
         still_used(&keyring)?;
+        check_grace(&keyring, id, now)?;
         self.commit(next, "retiring")
     }
 
