@@ -149,7 +149,7 @@ pub fn get_wal_file(
             });
         }
     };
-    if let Some(segment) = name.segment()
+    if let WalFileName::Segment(segment) | WalFileName::Partial(segment) = name
         && let Err(problem) = check_first_page(segment, stanza, &writer.first)
     {
         bail!(

@@ -117,27 +117,21 @@ impl Repository {
     pub fn create_stanza(&self, identity: &StanzaIdentity) -> anyhow::Result<StanzaCreated> {
         layout::check_stanza_name(&identity.stanza)?;
         let key = layout::stanza_identity(&identity.stanza);
-        // An existing stanza is only compared: nothing, not even a keyring, is written for it.
-        let exists = self.storage.head(&key)?.is_some();
         let mut identity = identity.clone();
-        if !exists {
-            match self.codec.keys() {
-                Some(keys) => {
-                    identity.cipher = Some(stanza::CIPHER.to_owned());
-                    identity.repository = Some(keys.enroll_stanza(&identity.stanza)?);
-                }
-                None if keys::keyring_exists(self.storage.as_ref())? => bail!(
-                    "repository {} is encrypted (it holds a keyring under {}/): set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
-                    self.storage.location(),
-                    keys::KEYS_DIR
-                ),
-                None => {}
+        let outcome = match self.codec.keys() {
+            // An existing stanza is only compared: nothing, not even a keyring, is written.
+            Some(keys) if self.storage.head(&key)?.is_none() => {
+                identity.cipher = Some(stanza::CIPHER.to_owned());
+                identity.repository = Some(keys.enroll_stanza(&identity.stanza)?);
+                self.storage.put_if_absent(&key, &[&identity.to_json()])?
             }
-        }
-        let outcome = if exists {
-            PutOutcome::AlreadyExists
-        } else {
-            self.storage.put_if_absent(&key, &[&identity.to_json()])?
+            Some(_) => PutOutcome::AlreadyExists,
+            None if keys::keyring_exists(self.storage.as_ref())? => bail!(
+                "repository {} is encrypted (it holds a keyring under {}/): set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
+                self.storage.location(),
+                keys::KEYS_DIR
+            ),
+            None => self.storage.put_if_absent(&key, &[&identity.to_json()])?,
         };
         match outcome {
             PutOutcome::Created => Ok(StanzaCreated::Created),
