@@ -93,6 +93,11 @@ mod tests {
             .stdin(Stdio::null())
             .spawn()
             .expect("run sh");
+        // Until `sh` has exec'd, its command line is still this test's: wait for it, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while helper_pid(PREFETCHER, &pg_wal).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(helper_pid(PREFETCHER, &pg_wal), Some(helper.id() as i32));
         assert_eq!(helper_pid(WORK_AHEAD_WORKER, &pg_wal), None);
         assert_eq!(helper_pid(PREFETCHER, &dir.path().join("other")), None);
