@@ -1,5 +1,6 @@
 use aead::stream::EncryptorBE32;
-use aes_gcm::aead::Payload;
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{KeyInit, Payload};
 
 use super::*;
 
@@ -141,7 +142,8 @@ fn another_name_salt_or_key_does_not_open_it() {
 }
 
 /// The sealed bytes are exactly the reference STREAM (`aead::stream`, big-endian 32-bit counter,
-/// last-block flag, zero prefix) under the object's derived key.
+/// last-block flag, zero prefix) under the object's derived key, computed by another AES-GCM
+/// (RustCrypto's) than the one that seals (aws-lc's).
 #[test]
 fn sealing_is_the_stream_construction_of_the_aead_crate() {
     for len in SIZES {
