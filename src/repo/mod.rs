@@ -127,7 +127,7 @@ impl Repository {
             }
             Some(_) => PutOutcome::AlreadyExists,
             None if keys::keyring_exists(self.storage.as_ref())? => bail!(
-                "repository {} is encrypted (it holds a keyring under {}/): set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
+                "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
                 self.storage.location(),
                 keys::KEYS_DIR
             ),
