@@ -90,18 +90,9 @@ impl ObjectHeader {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<ObjectHeader, ObjectError> {
-        if bytes.len() < HEADER_LEN || &bytes[0..8] != MAGIC {
-            return Err(ObjectError::BadMagic);
-        }
+        check_frame_header(bytes, HEADER_LEN, FORMAT_VERSION)?;
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        if crc32c::crc32c(&bytes[0..44]) != u32_at(44) {
-            return Err(ObjectError::BadHeader);
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
-            return Err(ObjectError::UnknownVersion(version));
-        }
         Ok(ObjectHeader {
             compression: Compression::from_id(bytes[10])
                 .ok_or(ObjectError::UnknownCompression(bytes[10]))?,
@@ -111,6 +102,28 @@ impl ObjectHeader {
             stored_crc: u32_at(36),
         })
     }
+}
+
+/// Checks what the header of every frame, plain or sealed (`sealed`), begins and ends with:
+/// at least `len` bytes starting with the magic, the CRC-32C of its first `len - 4` bytes in its
+/// last 4, and format version `version`.
+pub(super) fn check_frame_header(
+    bytes: &[u8],
+    len: usize,
+    version: u16,
+) -> Result<(), ObjectError> {
+    if bytes.len() < len || &bytes[0..8] != MAGIC {
+        return Err(ObjectError::BadMagic);
+    }
+    let stored_crc = u32::from_le_bytes(bytes[len - 4..len].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[..len - 4]) != stored_crc {
+        return Err(ObjectError::BadHeader);
+    }
+    let found = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if found != version {
+        return Err(ObjectError::UnknownVersion(found));
+    }
+    Ok(())
 }
 
 /// An object ready to be stored: its header and its stored bytes.

@@ -28,7 +28,7 @@
 //! failed authentication without any key.
 
 use super::crypto::{self, CHUNK_LEN, DataKey, SALT_LEN};
-use super::object::{EncodedObject, HEADER_LEN, MAGIC, ObjectError};
+use super::object::{EncodedObject, HEADER_LEN, MAGIC, ObjectError, check_frame_header};
 use crate::storage::ObjectKey;
 
 pub const SEALED_HEADER_LEN: usize = 96;
@@ -63,17 +63,8 @@ impl SealedHeader {
 
     /// Decodes the header at the start of `bytes`, which [`is_sealed`] said is a sealed object's.
     pub fn decode(bytes: &[u8]) -> Result<SealedHeader, ObjectError> {
-        if bytes.len() < SEALED_HEADER_LEN || &bytes[0..8] != MAGIC {
-            return Err(ObjectError::BadMagic);
-        }
+        check_frame_header(bytes, SEALED_HEADER_LEN, SEALED_FORMAT_VERSION)?;
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&bytes[0..92]) != u32_at(92) {
-            return Err(ObjectError::BadHeader);
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != SEALED_FORMAT_VERSION {
-            return Err(ObjectError::UnknownVersion(version));
-        }
         if bytes[11] != AES_256_GCM_STREAM {
             return Err(ObjectError::UnknownCipher(bytes[11]));
         }
