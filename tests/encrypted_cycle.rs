@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -183,13 +182,7 @@ impl Run {
             )
             .unwrap_or_else(|e| panic!("{e:#}"))
             .cluster;
-            assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
-            let log = fs::read_to_string(restored.log_file()).unwrap();
-            let fetched: BTreeSet<String> = common::fetched_segments(&log).into_iter().collect();
-            assert_eq!(
-                fetched, planned,
-                "PostgreSQL read other segments than planned"
-            );
+            common::assert_recovered_as_planned(&restored, &planned);
             let marker = restored
                 .query(&format!("SELECT note FROM {MARKER_TABLE}"))
                 .unwrap();

@@ -482,13 +482,7 @@ fn object_frames(cases: u32) {
         seeds.push(framed(&encoded.header_bytes(), &encoded.body));
     }
     originals.push(segment.clone());
-    for stored in inputs
-        .objects
-        .iter()
-        .filter(|o| !o.key.ends_with("stanza.json"))
-    {
-        let mut content = Vec::new();
-        object::decode_into(&stored.bytes, &mut content).unwrap();
+    for (stored, content) in framed_objects(inputs) {
         seeds.push(framed(
             &stored.bytes[..object::HEADER_LEN],
             &stored.bytes[object::HEADER_LEN..],
@@ -519,6 +513,19 @@ fn object_frames(cases: u32) {
     });
 }
 
+/// Every real stored object in an object frame (all but `stanza.json`), with its content.
+fn framed_objects(inputs: &RealInputs) -> impl Iterator<Item = (&StoredObject, Vec<u8>)> {
+    inputs
+        .objects
+        .iter()
+        .filter(|o| !o.key.ends_with("stanza.json"))
+        .map(|stored| {
+            let mut content = Vec::new();
+            object::decode_into(&stored.bytes, &mut content).unwrap();
+            (stored, content)
+        })
+}
+
 /// The keys the sealed seeds are sealed under.
 fn seed_keys() -> std::sync::Arc<FixedKeys> {
     std::sync::Arc::new(FixedKeys {
@@ -544,13 +551,7 @@ fn sealed_frames(cases: u32) {
         ObjectKey::new("main/wal/0000000100000000/000000010000000000000002").unwrap(),
         inputs.segments[1].1.clone(),
     )];
-    for stored in inputs
-        .objects
-        .iter()
-        .filter(|o| !o.key.ends_with("stanza.json"))
-    {
-        let mut content = Vec::new();
-        object::decode_into(&stored.bytes, &mut content).unwrap();
+    for (stored, content) in framed_objects(inputs) {
         plain.push((ObjectKey::new(stored.key.as_str()).unwrap(), content));
     }
     let sealed: Vec<(ObjectKey, Vec<u8>)> = plain

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::time::Duration;
 
 use common::s3::{repo_section, start_server};
@@ -52,13 +51,7 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_s3() {
     )
     .unwrap_or_else(|e| panic!("{e:#}"))
     .cluster;
-    assert_eq!(common::tidemark_errors(&restored), Vec::<String>::new());
-    let log = fs::read_to_string(restored.log_file()).unwrap();
-    let fetched: BTreeSet<String> = common::fetched_segments(&log).into_iter().collect();
-    assert_eq!(
-        fetched, planned,
-        "PostgreSQL read other segments than planned"
-    );
+    common::assert_recovered_as_planned(&restored, &planned);
     restored.stop().unwrap();
     // Everything went through the bucket: the local repository directory was never made.
     assert!(!lab.repo_path.exists());

@@ -335,6 +335,21 @@ pub fn fetched_segments(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `restored` recovered without a Tidemark error and that PostgreSQL read exactly
+/// the `planned` segments through `tidemark-restore`.
+pub fn assert_recovered_as_planned(
+    restored: &ThrowawayCluster,
+    planned: &std::collections::BTreeSet<String>,
+) {
+    assert_eq!(tidemark_errors(restored), Vec::<String>::new());
+    let log = fs::read_to_string(restored.log_file()).unwrap();
+    let fetched: std::collections::BTreeSet<String> = fetched_segments(&log).into_iter().collect();
+    assert_eq!(
+        &fetched, planned,
+        "PostgreSQL read other segments than planned"
+    );
+}
+
 /// The segments a plan (`tidemark plan --output json`) names, in its order.
 pub fn planned_segments(plan: &serde_json::Value) -> Vec<String> {
     let segments = plan["segments"].as_array();
