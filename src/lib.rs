@@ -21,7 +21,9 @@
 //! * `restore` — laying out a data directory to recover (`progress`, `pg`, `storage`, `repo`,
 //!   `archive`, `backup`, `planning`);
 //! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `repo`,
-//!   `archive`, `planning`).
+//!   `archive`, `planning`);
+//! * `sources` — snapshots of the deployment's other stateful parts, Redis first (`units`,
+//!   `progress`, `storage`, `repo`).
 //!
 //! The test harness and `tidemark demo` are the `testkit` crate, outside the library.
 
@@ -37,5 +39,6 @@ pub mod progress;
 pub mod protocol;
 pub mod repo;
 pub mod restore;
+pub mod sources;
 pub mod storage;
 pub mod units;
