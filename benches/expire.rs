@@ -51,7 +51,7 @@ fn chunk_entry(
 ) -> anyhow::Result<BackupEntry> {
     let content = format!("chunk {c} of backup {owner}").repeat(100);
     let name = stanza.repository().codec().chunk_name(content.as_bytes())?;
-    stanza.put_blob(&name, content.as_bytes())?;
+    stanza.blobs().put(&name, content.as_bytes())?;
     Ok(BackupEntry {
         path: format!("base/1/{owner}_{c}"),
         kind: EntryKind::File,

@@ -904,7 +904,7 @@ fn read_as_its_kind(repo: &Repository, key: &str, bytes: &[u8]) -> anyhow::Resul
             let json = stanza.get_checked_object(&key, limits::LOCK)?;
             LockRecord::from_json(&json.context("missing")?)?;
         }
-        ["blob", _, sha256] => stanza.get_blob(sha256, &mut Vec::new())?,
+        ["blob", _, sha256] => stanza.blobs().get(sha256, &mut Vec::new())?,
         other => panic!("an object of unknown kind in the repository: {other:?}"),
     }
     Ok(())

@@ -46,7 +46,7 @@ pub fn take_backup(
     target: &ConnectTarget,
     options: &BackupOptions,
 ) -> anyhow::Result<BackupRecord> {
-    let lock = stanza.lock_for_backup()?;
+    let lock = stanza.locks().lock_for_backup()?;
     let started = Instant::now();
     let start_time = chrono::Utc::now();
     let label = start_time.format("%Y%m%d-%H%M%SF").to_string();
@@ -152,7 +152,7 @@ fn check_what_was_received(
     let mut label_text = Vec::new();
     for chunk in &label_file.chunks {
         let mut bytes = Vec::new();
-        stanza.get_blob(&chunk.name, &mut bytes)?;
+        stanza.blobs().get(&chunk.name, &mut bytes)?;
         label_text.extend_from_slice(&bytes);
     }
     let backup_label = BackupLabel::parse(&String::from_utf8_lossy(&label_text))?;

@@ -62,14 +62,15 @@ pub(super) fn receive_and_store(
     let stats = StoreStats::default();
     let received_bytes = AtomicU64::new(0);
     let next_chunk_id = AtomicUsize::new(0);
+    let blobs = stanza.blobs();
     let (received, entries) = std::thread::scope(|scope| {
         let (job_sender, job_receiver) = sync_channel(workers * 2);
         let job_receiver = Arc::new(Mutex::new(job_receiver));
         let pool: Vec<_> = (0..workers)
             .map(|_| {
                 let jobs = Arc::clone(&job_receiver);
-                let stats = &stats;
-                scope.spawn(move || run_worker(stanza, &jobs, stats))
+                let (stats, blobs) = (&stats, &blobs);
+                scope.spawn(move || run_worker(blobs, &jobs, stats))
             })
             .collect();
         drop(job_receiver);

@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
-
 use super::splitter::ChunkJob;
-use crate::repo::Stanza;
+use crate::repo::blob_pool::BlobPool;
 
 /// What the pool stored.
 #[derive(Debug, Default)]
@@ -25,7 +23,7 @@ pub struct StoreStats {
 /// Runs one worker until the job channel closes. Returns the first error it met; after an
 /// error it stops taking jobs, so the channel backs up and the backup stops.
 pub fn run_worker(
-    stanza: &Stanza<'_>,
+    pool: &BlobPool<'_>,
     jobs: &Arc<Mutex<Receiver<ChunkJob>>>,
     stats: &StoreStats,
 ) -> anyhow::Result<()> {
@@ -39,25 +37,16 @@ pub fn run_worker(
                 Err(_) => return Ok(()),
             }
         };
-        let name = stanza.repository().codec().chunk_name(&job.bytes)?;
+        let chunk = pool.store(&job.bytes)?;
         stats
             .hashes
             .lock()
             .expect("no worker panics while holding the lock")
-            .insert(job.id, name.clone());
-        if let Some(size) = stanza.blob_size(&name)? {
-            stats.stored.fetch_add(size, Ordering::Relaxed);
-            stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let (size, created) = stanza
-            .put_blob(&name, &job.bytes)
-            .context("store a chunk")?;
-        stats.stored.fetch_add(size, Ordering::Relaxed);
-        if created {
-            stats.new.fetch_add(size, Ordering::Relaxed);
+            .insert(job.id, chunk.name);
+        stats.stored.fetch_add(chunk.stored_size, Ordering::Relaxed);
+        if chunk.new {
+            stats.new.fetch_add(chunk.stored_size, Ordering::Relaxed);
         } else {
-            // Another worker stored the same content a moment earlier.
             stats.reused_chunks.fetch_add(1, Ordering::Relaxed);
         }
     }

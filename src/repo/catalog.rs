@@ -8,13 +8,12 @@
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::PutOnce;
 use super::Stanza;
-use super::object;
-use super::{BoundedRead, PutOnce};
 use super::{layout, limits};
 use crate::pg::lsn::{lsn_text, timeline_number};
 use crate::pg::{Lsn, TimelineId};
-use crate::storage::{Cancel, PutOutcome};
+use crate::storage::Cancel;
 
 /// The largest chunk a file is cut into: every blob holds at most this many bytes.
 pub const MAX_CHUNK: u64 = 16 << 20;
@@ -116,64 +115,6 @@ pub struct BackupRecord {
 }
 
 impl Stanza<'_> {
-    /// The stored size of a blob, or `None` if it is not stored. A blob found is made durable
-    /// first, so a backup may reference it: its writer may have been killed before its fsyncs.
-    pub fn blob_size(&self, name: &str) -> anyhow::Result<Option<u64>> {
-        Ok(self
-            .repository()
-            .storage()
-            .head_durable(&layout::blob(self.name(), name))?
-            .map(|meta| meta.size))
-    }
-
-    /// Stores chunk `bytes` as blob `name` unless it is there; returns the stored size, and
-    /// whether this call stored it.
-    pub fn put_blob(&self, name: &str, bytes: &[u8]) -> anyhow::Result<(u64, bool)> {
-        let key = layout::blob(self.name(), name);
-        let stored = self.repository().codec().encode(&key, bytes)?;
-        let outcome = self
-            .repository()
-            .storage()
-            .put_if_absent(&key, &stored.parts())?;
-        Ok((stored.len(), outcome == PutOutcome::Created))
-    }
-
-    /// Reads a blob and checks it: its object checksums and its name (the hash of its content).
-    /// A blob is a chunk of at most [`MAX_CHUNK`] bytes: a larger object, or a header promising
-    /// more, is refused before it is read or decompressed further.
-    pub fn get_blob(&self, name: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
-        let key = layout::blob(self.name(), name);
-        let location = self.repository().storage().location();
-        let stored = match self
-            .read_at_most(&key, MAX_CHUNK)
-            .with_context(|| format!("read blob {key}"))?
-        {
-            BoundedRead::Object(stored) => self.open(&key, stored)?.frame,
-            BoundedRead::Missing => bail!("blob {key} does not exist in {location}"),
-            BoundedRead::TooLarge { limit } => bail!(
-                "blob {key} in {location} is damaged: it is larger than the {limit} bytes any chunk can be stored in"
-            ),
-        };
-        let header = object::ObjectHeader::decode(&stored)
-            .with_context(|| format!("blob {key} in {location} is damaged"))?;
-        if header.original_len > MAX_CHUNK {
-            bail!(
-                "blob {key} in {location} is damaged: its header promises {} bytes, more than the {MAX_CHUNK} of any chunk",
-                header.original_len
-            );
-        }
-        out.clear();
-        object::decode_into(&stored, out)
-            .with_context(|| format!("blob {key} in {location} is damaged"))?;
-        let actual = self.repository().codec().chunk_name(out)?;
-        if actual != name {
-            bail!(
-                "blob {key} in {location} is damaged: its content hashes to {actual}, not the name it is stored under"
-            );
-        }
-        Ok(())
-    }
-
     /// Stores PostgreSQL's manifest of a backup. Finding the same manifest there is success:
     /// an earlier attempt of this put took effect and only its answer was lost.
     pub fn put_backup_manifest(&self, label: &str, manifest: &[u8]) -> anyhow::Result<()> {
@@ -304,46 +245,6 @@ mod tests {
             "backup 20261121-100000F already has another manifest in the repository"
         );
         assert_eq!(stanza.get_backup_manifest(&record.label).unwrap(), b"{}");
-    }
-
-    #[test]
-    fn a_blob_larger_than_any_chunk_is_refused_before_it_is_read_or_decompressed() {
-        let repo = repository();
-        let stanza = repo.open_stanza("main").unwrap();
-        let mut out = Vec::new();
-        let missing = "00".repeat(32);
-        let error = stanza.get_blob(&missing, &mut out).unwrap_err();
-        let location = repo.storage().location();
-        assert_eq!(
-            error.to_string(),
-            format!("blob main/blob/00/{missing} does not exist in {location}")
-        );
-
-        // Stored as it is, a chunk of one more byte than any chunk holds.
-        let big = vec![1u8; MAX_CHUNK as usize + 1];
-        let sha256 = "11".repeat(32);
-        stanza.put_blob(&sha256, &big).unwrap();
-        let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
-        assert!(
-            error.contains("is damaged: its header promises 16777217 bytes, more than the 16777216 of any chunk"),
-            "{error}"
-        );
-        // Larger still than any stored chunk can be: not read past the limit.
-        let huge = vec![2u8; MAX_CHUNK as usize * 2];
-        let sha256 = "22".repeat(32);
-        let object = object::encode(crate::repo::Compression::None, 0, &huge).unwrap();
-        let key = layout::blob("main", &sha256);
-        repo.storage()
-            .put_if_absent(&key, &[&object.header_bytes(), &object.body])
-            .unwrap();
-        let error = format!("{:#}", stanza.get_blob(&sha256, &mut out).unwrap_err());
-        assert!(
-            error.contains(&format!(
-                "is damaged: it is larger than the {} bytes any chunk can be stored in",
-                object::max_stored_len(MAX_CHUNK)
-            )),
-            "{error}"
-        );
     }
 
     #[test]

@@ -42,30 +42,6 @@ pub fn unreferenced_blobs(
 }
 
 impl Stanza<'_> {
-    /// Every stored chunk, by SHA-256. An object under `blob/` that is not named as a chunk is
-    /// an error: nothing else belongs there.
-    pub fn list_blobs(&self) -> anyhow::Result<BTreeMap<String, StoredBlob>> {
-        let storage = self.repository().storage();
-        let mut blobs = BTreeMap::new();
-        for listed in storage.list(&layout::blob_root(self.name()), &Cancel::never())? {
-            let sha256 = listed.key.file_name().to_owned();
-            let expected = is_sha256(&sha256).then(|| layout::blob(self.name(), &sha256));
-            if expected.as_ref() != Some(&listed.key) {
-                return Err(anyhow::anyhow!(
-                    "unexpected object {} in {}: only chunks named by their SHA-256 belong under blob/; move it away",
-                    listed.key,
-                    storage.location()
-                ));
-            }
-            let blob = StoredBlob {
-                key: listed.key,
-                size: listed.size,
-            };
-            blobs.insert(sha256, blob);
-        }
-        Ok(blobs)
-    }
-
     /// Labels of the backup directories holding objects but no record: backups that were
     /// interrupted, or running now, or whose expiry was interrupted after their record went.
     pub fn unrecorded_backup_directories(&self) -> anyhow::Result<BTreeSet<String>> {
@@ -96,7 +72,8 @@ fn backup_label_of(root: &ObjectKey, key: &ObjectKey) -> Option<String> {
     Some(label.to_owned())
 }
 
-fn is_sha256(name: &str) -> bool {
+/// Whether `name` can name a chunk: 64 lower-case hex digits.
+pub(super) fn is_chunk_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -132,14 +109,14 @@ mod tests {
         let stanza = repo.open_stanza("main").unwrap();
         let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
         for sha256 in [&a, &b, &c] {
-            stanza.put_blob(sha256, b"x").unwrap();
+            stanza.blobs().put(sha256, b"x").unwrap();
         }
         let mut first = BackupRecord::example("1F", "2026-11-21T10:00:01Z", crate::pg::Lsn(1));
         first.entries = vec![entry(&[&a])];
         let mut second = first.clone();
         second.entries = vec![entry(&[&a, &b]), entry(&["dd".repeat(32).as_str()])];
         let referenced = referenced_blobs(&[first, second]);
-        let stored = stanza.list_blobs().unwrap();
+        let stored = stanza.blobs().list().unwrap();
         let garbage = unreferenced_blobs(&stored, &referenced);
         assert_eq!(garbage.len(), 1);
         assert_eq!(garbage[0].key, layout::blob("main", &c));
@@ -151,7 +128,7 @@ mod tests {
         let stanza = repo.open_stanza("main").unwrap();
         let key = ObjectKey::new("main/blob/aa/notes.txt").unwrap();
         repo.storage().put_if_absent(&key, &[b"x"]).unwrap();
-        let error = stanza.list_blobs().unwrap_err().to_string();
+        let error = stanza.blobs().list().unwrap_err().to_string();
         assert!(
             error.starts_with("unexpected object main/blob/aa/notes.txt in "),
             "{error}"

@@ -21,7 +21,7 @@ pub use record::{
     Liveness, LockKind, LockRecord, RENEW_EVERY, STALE_AFTER, liveness, process_start_time,
 };
 
-use super::{Stanza, layout, limits};
+use super::{Repository, Stanza, layout, limits};
 use crate::storage::{Cancel, ObjectKey};
 
 /// How long a backup waits for a running expire to end before it gives up.
@@ -60,7 +60,36 @@ struct Waits {
     max: Duration,
 }
 
+/// The locks of one stanza's backups and expires, or one source's snapshots and expires: the
+/// objects under `<owner>/lock/`.
+pub struct LockScope<'r> {
+    repo: &'r Repository,
+    /// The key prefix the locks live under: the stanza's name, or `_source/<name>`.
+    owner: String,
+    /// What is locked, for messages: "stanza 'main'", "source 'cache'".
+    what: String,
+}
+
 impl Stanza<'_> {
+    /// The locks of this stanza's backups and expires.
+    pub fn locks(&self) -> LockScope<'_> {
+        LockScope::new(
+            self.repository(),
+            self.name(),
+            format!("stanza '{}'", self.name()),
+        )
+    }
+}
+
+impl<'r> LockScope<'r> {
+    pub fn new(repo: &'r Repository, owner: &str, what: String) -> LockScope<'r> {
+        LockScope {
+            repo,
+            owner: owner.to_owned(),
+            what,
+        }
+    }
+
     /// Takes a backup lock, then waits (at most [`BACKUP_WAITS_AT_MOST`], looking every second)
     /// while a live expire lock exists; fails, naming the expire, when it is still there.
     pub fn lock_for_backup(&self) -> anyhow::Result<HeldLock> {
@@ -97,18 +126,18 @@ impl Stanza<'_> {
             };
             if Instant::now() >= deadline {
                 bail!(
-                    "take the backup lock of stanza '{}': an expire has held its lock for {} min ({}): wait for it to end and back up again; if that process is gone and its host down, delete {} in {}",
-                    self.name(),
+                    "take the backup lock of {}: an expire has held its lock for {} min ({}): wait for it to end and back up again; if that process is gone and its host down, delete {} in {}",
+                    self.what,
                     waits.max.as_secs() / 60,
                     expire.holder(),
                     expire.key,
-                    self.repository().storage().location()
+                    self.repo.storage().location()
                 );
             }
             if !said_so {
                 tracing::info!(
-                    "an expire of stanza '{}' is running ({}); the backup waits for it to end (at most {} min)",
-                    self.name(),
+                    "an expire of {} is running ({}); the backup waits for it to end (at most {} min)",
+                    self.what,
                     expire.holder(),
                     waits.max.as_secs() / 60
                 );
@@ -126,8 +155,8 @@ impl Stanza<'_> {
         let mine = held.record();
         let refuse = |other: &LockInfo| {
             anyhow::anyhow!(
-                "another expire of stanza '{}' is running ({}): wait for it to end",
-                self.name(),
+                "another expire of {} is running ({}): wait for it to end",
+                self.what,
                 other.holder()
             )
         };
@@ -154,16 +183,16 @@ impl Stanza<'_> {
 
     /// Stores `record` as a new lock held by this process.
     fn take_lock_as(&self, record: LockRecord, renew_every: Duration) -> anyhow::Result<HeldLock> {
-        let repo = self.repository();
+        let repo = self.repo;
         let kind = record.kind;
         HeldLock::take(
             repo.shared_storage(),
             repo.codec().clone(),
-            self.name(),
+            &self.owner,
             record,
             renew_every,
         )
-        .with_context(|| format!("take the {kind} lock of stanza '{}'", self.name()))
+        .with_context(|| format!("take the {kind} lock of {}", self.what))
     }
 
     /// The live locks of `kind` but the one named `except`, earliest (taken, name) first. Stale
@@ -198,25 +227,28 @@ impl Stanza<'_> {
             }
         }
         bail!(
-            "read the locks of stanza '{}' in {}: they changed under every one of {LIST_ATTEMPTS} readings; try again",
-            self.name(),
-            self.repository().storage().location()
+            "read the locks of {} in {}: they changed under every one of {LIST_ATTEMPTS} readings; try again",
+            self.what,
+            self.repo.storage().location()
         )
     }
 
     /// The locks, or `None` when one vanished while they were read.
     fn try_list_locks(&self) -> anyhow::Result<Option<Vec<LockInfo>>> {
         let newest = self.lock_objects()?;
-        let location = self.repository().storage().location();
+        let location = self.repo.storage().location();
         let mut locks = Vec::with_capacity(newest.len());
         for (name, seqs) in newest {
             let seq = *seqs.last().expect("each listed lock has an object");
-            let key = layout::lock(self.name(), &name, seq);
-            let Some(bytes) = self.get_checked_object(&key, limits::LOCK)? else {
+            let key = layout::lock(&self.owner, &name, seq);
+            let Some(bytes) = self.repo.get_checked_object(&key, limits::LOCK)? else {
                 return Ok(None);
             };
             let record = LockRecord::from_json(&bytes).with_context(|| {
-                format!("read lock {key} in {location}: delete it if no backup or expire of stanza '{}' runs", self.name())
+                format!(
+                    "read lock {key} in {location}: delete it if no backup or expire of {} runs",
+                    self.what
+                )
             })?;
             locks.push(LockInfo { key, name, record });
         }
@@ -225,12 +257,12 @@ impl Stanza<'_> {
 
     /// The lock objects listed: each lock's name with its renewals' sequence numbers, in order.
     fn lock_objects(&self) -> anyhow::Result<BTreeMap<String, Vec<u64>>> {
-        let storage = self.repository().storage();
-        let root = layout::lock_root(self.name());
+        let storage = self.repo.storage();
+        let root = layout::lock_root(&self.owner);
         let mut locks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for listed in storage.list(&root, &Cancel::never())? {
             let parsed = record::split_file_name(listed.key.file_name())
-                .filter(|(name, seq)| layout::lock(self.name(), name, *seq) == listed.key);
+                .filter(|(name, seq)| layout::lock(&self.owner, name, *seq) == listed.key);
             let Some((name, seq)) = parsed else {
                 bail!(
                     "unexpected object {} in {}: only lock objects belong under lock/; move it away",
@@ -249,11 +281,11 @@ impl Stanza<'_> {
     /// Deletes every object of a stale lock, then looks once more: a holder that was only
     /// slow may have stored a renewal meanwhile, and finds the lock lost once that is gone too.
     fn delete_stale(&self, lock: &LockInfo, why: &str) -> anyhow::Result<()> {
-        let storage = self.repository().storage();
+        let storage = self.repo.storage();
         for _ in 0..2 {
             if let Some(seqs) = self.lock_objects()?.get(&lock.name) {
                 for seq in seqs {
-                    let key = layout::lock(self.name(), &lock.name, *seq);
+                    let key = layout::lock(&self.owner, &lock.name, *seq);
                     storage.delete(&key).with_context(|| {
                         format!("delete stale lock {key} in {}", storage.location())
                     })?;
@@ -261,10 +293,10 @@ impl Stanza<'_> {
             }
         }
         tracing::info!(
-            "deleted the stale {} lock {} of stanza '{}' ({}): {why}",
+            "deleted the stale {} lock {} of {} ({}): {why}",
             lock.record.kind,
             lock.key,
-            self.name(),
+            self.what,
             lock.holder()
         );
         Ok(())

@@ -2,6 +2,7 @@
 //! `compress`), which cluster each stanza serves (`stanza`), and who is backing up or expiring
 //! it now (`lock`), over any [`Storage`].
 
+pub mod blob_pool;
 pub mod catalog;
 pub mod codec;
 pub mod compress;
@@ -262,10 +263,7 @@ impl Stanza<'_> {
 
     /// Opens `stored`, read from `key`: its plain frame, whose checks are the caller's.
     pub fn open(&self, key: &ObjectKey, stored: Vec<u8>) -> anyhow::Result<OpenedObject> {
-        self.repo
-            .codec
-            .open(key, stored)
-            .with_context(|| format!("{key} in {}", self.repo.storage.location()))
+        self.repo.open_object(key, stored)
     }
 
     /// Stores an archived WAL file unless one is already there.
@@ -295,7 +293,8 @@ impl Stanza<'_> {
             Some(_) => Reserve::Limit,
             None => Reserve::AsRead,
         };
-        self.read_within(&self.wal_key(name), self.wal_original_limit(name), reserve)
+        self.repo
+            .read_within(&self.wal_key(name), self.wal_original_limit(name), reserve)
     }
 
     /// Every archived WAL file with its object, in name order. Objects whose names are not WAL
@@ -334,8 +333,42 @@ impl Stanza<'_> {
     /// Encodes `bytes` with the repository's settings and stores them under `key`, unless an
     /// object is there already.
     pub fn put_new_object(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOutcome> {
-        let stored = self.repo.codec.encode(key, bytes)?;
-        Ok(self.repo.storage.put_if_absent(key, &stored.parts())?)
+        self.repo.put_new_object(key, bytes)
+    }
+
+    /// Stores `bytes` under `key` unless an object is there, and says whether one that is
+    /// there holds the same bytes (see [`Repository::put_once`]).
+    pub fn put_once(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
+        self.repo.put_once(key, bytes)
+    }
+
+    /// The stored object under `key` of a file of at most `max_original` bytes, as stored (see
+    /// [`Repository::read_at_most`]).
+    pub fn read_at_most(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+    ) -> Result<BoundedRead, StorageError> {
+        self.repo.read_at_most(key, max_original)
+    }
+
+    /// Reads the object under `key`, of a file of at most `max_original` bytes (a limit from
+    /// [`limits`]), and checks it; `None` if there is none.
+    pub fn get_checked_object(
+        &self,
+        key: &ObjectKey,
+        max_original: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        self.repo.get_checked_object(key, max_original)
+    }
+}
+
+impl Repository {
+    /// Encodes `bytes` with the repository's settings and stores them under `key`, unless an
+    /// object is there already.
+    pub fn put_new_object(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOutcome> {
+        let stored = self.codec.encode(key, bytes)?;
+        Ok(self.storage.put_if_absent(key, &stored.parts())?)
     }
 
     /// Stores `bytes` under `key` unless an object is there, and says whether one that is
@@ -352,17 +385,17 @@ impl Stanza<'_> {
     /// `bytes` can be stored as: a larger one, or one whose header promises another length,
     /// holds other content. A damaged object of the right length is an error.
     fn compare_stored(&self, key: &ObjectKey, bytes: &[u8]) -> anyhow::Result<PutOnce> {
-        let location = self.repo.storage.location();
+        let location = self.storage.location();
         let vanished = || format!("{key} vanished from {location} while being compared");
         let stored = match read_bounded(
-            self.repo.storage.as_ref(),
+            self.storage.as_ref(),
             key,
             bytes.len() as u64,
             Reserve::Limit,
         )
         .with_context(|| format!("read {key} from {location}"))?
         {
-            BoundedRead::Object(stored) => self.open(key, stored)?.frame,
+            BoundedRead::Object(stored) => self.open_object(key, stored)?.frame,
             BoundedRead::Missing => bail!(vanished()),
             BoundedRead::TooLarge { .. } => return Ok(PutOnce::Different),
         };
@@ -382,7 +415,7 @@ impl Stanza<'_> {
     }
 
     /// The stored object under `key` of a file of at most `max_original` bytes, as stored (to
-    /// be [`Stanza::open`]ed). Read through a range one byte longer than the largest object such
+    /// be [`Repository::open_object`]ed). Read through a range one byte longer than the largest object such
     /// a file can be stored as ([`object::max_stored_len`]), so an object larger than that is
     /// refused without reading (or, from S3, downloading) the rest of it.
     pub fn read_at_most(
@@ -390,7 +423,14 @@ impl Stanza<'_> {
         key: &ObjectKey,
         max_original: u64,
     ) -> Result<BoundedRead, StorageError> {
-        read_bounded(self.repo.storage(), key, max_original, Reserve::Limit)
+        read_bounded(self.storage(), key, max_original, Reserve::Limit)
+    }
+
+    /// Opens `stored`, read from `key`: its plain frame, whose checks are the caller's.
+    pub fn open_object(&self, key: &ObjectKey, stored: Vec<u8>) -> anyhow::Result<OpenedObject> {
+        self.codec
+            .open(key, stored)
+            .with_context(|| format!("{key} in {}", self.storage.location()))
     }
 
     /// Reads the object under `key`, of a file of at most `max_original` bytes (a limit from
@@ -406,7 +446,7 @@ impl Stanza<'_> {
         };
         let mut content = Vec::new();
         object::decode_into(&stored, &mut content)
-            .with_context(|| format!("{key} in {} is damaged", self.repo.storage.location()))?;
+            .with_context(|| format!("{key} in {} is damaged", self.storage.location()))?;
         Ok(Some(content))
     }
 
@@ -419,11 +459,11 @@ impl Stanza<'_> {
         max_original: u64,
         reserve: Reserve,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let location = self.repo.storage.location();
-        let stored = match read_bounded(self.repo.storage.as_ref(), key, max_original, reserve)
+        let location = self.storage.location();
+        let stored = match read_bounded(self.storage.as_ref(), key, max_original, reserve)
             .with_context(|| format!("read {key} from {location}"))?
         {
-            BoundedRead::Object(stored) => self.open(key, stored)?.frame,
+            BoundedRead::Object(stored) => self.open_object(key, stored)?.frame,
             BoundedRead::Missing => return Ok(None),
             BoundedRead::TooLarge { limit } => bail!(
                 "{key} in {location} is damaged: it is larger than the {limit} bytes such an object can be stored in"

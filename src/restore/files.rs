@@ -97,7 +97,7 @@ fn write_checked(
     let mut crc = 0u32;
     let mut chunk = Vec::new();
     for reference in &entry.chunks {
-        stanza.get_blob(&reference.name, &mut chunk)?;
+        stanza.blobs().get(&reference.name, &mut chunk)?;
         crc = crc32c::crc32c_append(crc, &chunk);
         file.write_all(&chunk)
             .with_context(|| format!("write {}", path.display()))?;

@@ -104,7 +104,7 @@ pub fn expire(
     let _lock = if dry_run {
         None
     } else {
-        Some(stanza.lock_for_expire()?)
+        Some(stanza.locks().lock_for_expire()?)
     };
     let plan = plan(stanza, policy, now)?;
     if !dry_run {
@@ -226,7 +226,7 @@ fn sweep_unless_backing_up(
     kept: &[BackupRecord],
     dry_run: bool,
 ) -> anyhow::Result<SweepOutcome> {
-    if let Some(running) = stanza.running_backups()?.first() {
+    if let Some(running) = stanza.locks().running_backups()?.first() {
         return Ok(SweepOutcome::Skipped {
             reason: format!(
                 "a backup is running ({}): its chunks are not referenced until it ends; the next expire sweeps",

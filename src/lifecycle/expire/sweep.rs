@@ -44,7 +44,7 @@ pub fn sweep(
     dry_run: bool,
 ) -> anyhow::Result<SweepReport> {
     let referenced = referenced_blobs(live);
-    let garbage = unreferenced_blobs(&stanza.list_blobs()?, &referenced);
+    let garbage = unreferenced_blobs(&stanza.blobs().list()?, &referenced);
     let unrecorded: Vec<String> = stanza
         .unrecorded_backup_directories()?
         .into_iter()

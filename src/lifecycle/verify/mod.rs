@@ -82,7 +82,7 @@ pub fn verify(stanza: &Stanza<'_>, options: &VerifyOptions) -> anyhow::Result<Ve
         bytes: catalog.bytes,
         keys: catalog.keys.clone(),
     };
-    let stored_blobs = stanza.list_blobs()?;
+    let stored_blobs = stanza.blobs().list()?;
     run.plan_chunks(&stored_blobs);
     run.plan_wal()?;
     if scope.whole_stanza {

@@ -42,6 +42,7 @@ fn record_at(kind: LockKind, offset_ns: u32) -> LockRecord {
 /// A lock of this process taken `offset_ns` into the same instant, renewed as usual.
 fn take_at(stanza: &Stanza<'_>, kind: LockKind, offset_ns: u32) -> HeldLock {
     stanza
+        .locks()
         .take_lock_as(record_at(kind, offset_ns), RENEW_EVERY)
         .unwrap()
 }
@@ -66,18 +67,18 @@ fn a_lock_is_stored_under_lock_and_deleted_when_dropped() {
         (Some(dir), repo)
     }] {
         let stanza = repo.open_stanza("main").unwrap();
-        let held = stanza.lock_for_backup().unwrap();
+        let held = stanza.locks().lock_for_backup().unwrap();
         let keys = lock_keys(&repo);
         assert_eq!(keys, vec![held.key().as_str().to_owned()]);
         assert!(keys[0].starts_with(&format!("main/lock/backup-{}-", held.record().host)));
         assert!(keys[0].ends_with(".0"), "{keys:?}");
         assert!(held.still_held().unwrap());
-        let running = stanza.running_backups().unwrap();
+        let running = stanza.locks().running_backups().unwrap();
         assert_eq!(running.len(), 1);
         assert_eq!(running[0].record, held.record());
         drop(held);
         assert_eq!(lock_keys(&repo), Vec::<String>::new());
-        assert!(stanza.running_backups().unwrap().is_empty());
+        assert!(stanza.locks().running_backups().unwrap().is_empty());
     }
 }
 
@@ -87,12 +88,12 @@ fn a_lock_of_a_dead_process_is_deleted_by_whoever_finds_it() {
     let stanza = repo.open_stanza("main").unwrap();
     let mut dead = record_at(LockKind::Backup, 0);
     dead.pid = dead_pid();
-    let stale = stanza.take_lock_as(dead, RENEW_EVERY).unwrap();
+    let stale = stanza.locks().take_lock_as(dead, RENEW_EVERY).unwrap();
     // The renewal thread stops; the object stays, as a killed process would leave it.
     std::mem::forget(stale);
     let live = take_at(&stanza, LockKind::Backup, 1);
 
-    let running = stanza.running_backups().unwrap();
+    let running = stanza.locks().running_backups().unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].key, live.key());
     assert_eq!(lock_keys(&repo), vec![live.key().as_str().to_owned()]);
@@ -111,8 +112,8 @@ fn of_two_expires_taken_at_once_exactly_one_wins_and_the_loser_withdraws() {
         max: Duration::from_secs(60),
     };
     let (won, lost) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| stanza.settle_expire(first, waits));
-        let b = scope.spawn(|| stanza.settle_expire(second, waits));
+        let a = scope.spawn(|| stanza.locks().settle_expire(first, waits));
+        let b = scope.spawn(|| stanza.locks().settle_expire(second, waits));
         (a.join().unwrap(), b.join().unwrap())
     });
     let won = won.unwrap();
@@ -130,11 +131,14 @@ fn of_two_expires_taken_at_once_exactly_one_wins_and_the_loser_withdraws() {
 fn an_expire_that_stays_is_running_even_when_its_lock_looks_later() {
     let repo = in_memory();
     let stanza = repo.open_stanza("main").unwrap();
-    let running = stanza.lock_for_expire().unwrap();
+    let running = stanza.locks().lock_for_expire().unwrap();
     // A second expire whose clock is behind: its lock looks earlier, but the first one stays.
     let behind = take_at(&stanza, LockKind::Expire, 0);
     let behind_key = behind.key();
-    let error = format!("{:#}", stanza.settle_expire(behind, QUICK).err().unwrap());
+    let error = format!(
+        "{:#}",
+        stanza.locks().settle_expire(behind, QUICK).err().unwrap()
+    );
     assert!(error.contains(&running.record().holder()), "{error}");
     assert_eq!(lock_keys(&repo), vec![running.key().as_str().to_owned()]);
     assert_ne!(running.key(), behind_key);
@@ -144,8 +148,11 @@ fn an_expire_that_stays_is_running_even_when_its_lock_looks_later() {
 fn a_backup_waits_for_a_live_expire_and_then_gives_up_naming_it() {
     let repo = in_memory();
     let stanza = repo.open_stanza("main").unwrap();
-    let expire = stanza.lock_for_expire().unwrap();
-    let error = format!("{:#}", stanza.lock_for_backup_waiting(QUICK).err().unwrap());
+    let expire = stanza.locks().lock_for_expire().unwrap();
+    let error = format!(
+        "{:#}",
+        stanza.locks().lock_for_backup_waiting(QUICK).err().unwrap()
+    );
     assert!(
         error.starts_with(
             "take the backup lock of stanza 'main': an expire has held its lock for 0 min ("
@@ -156,7 +163,7 @@ fn a_backup_waits_for_a_live_expire_and_then_gives_up_naming_it() {
     // The backup's own lock went with the failure.
     assert_eq!(lock_keys(&repo), vec![expire.key().as_str().to_owned()]);
     drop(expire);
-    let backup = stanza.lock_for_backup_waiting(QUICK).unwrap();
+    let backup = stanza.locks().lock_for_backup_waiting(QUICK).unwrap();
     assert!(backup.still_held().unwrap());
 }
 
@@ -166,12 +173,12 @@ fn a_backup_does_not_wait_for_a_stale_expire() {
     let stanza = repo.open_stanza("main").unwrap();
     let mut dead = record_at(LockKind::Expire, 0);
     dead.pid = dead_pid();
-    std::mem::forget(stanza.take_lock_as(dead, RENEW_EVERY).unwrap());
+    std::mem::forget(stanza.locks().take_lock_as(dead, RENEW_EVERY).unwrap());
     let waits = Waits {
         poll: Duration::from_secs(3600),
         max: Duration::from_secs(3600),
     };
-    let backup = stanza.lock_for_backup_waiting(waits).unwrap();
+    let backup = stanza.locks().lock_for_backup_waiting(waits).unwrap();
     assert_eq!(lock_keys(&repo), vec![backup.key().as_str().to_owned()]);
 }
 
@@ -236,7 +243,7 @@ fn a_renewal_stores_the_next_object_before_deleting_the_previous() {
     });
     let repo = test_repository(Box::new(Arc::clone(&storage)));
     let stanza = repo.open_stanza("main").unwrap();
-    let held = stanza.lock_for_backup().unwrap();
+    let held = stanza.locks().lock_for_backup().unwrap();
     let name = held.name().to_owned();
     storage.log.lock().unwrap().clear();
     let later = SystemTime::now() + Duration::from_secs(60);
@@ -252,7 +259,7 @@ fn a_renewal_stores_the_next_object_before_deleting_the_previous() {
         ]
     );
     assert_eq!(lock_keys(&repo), vec![format!("main/lock/{name}.2")]);
-    let running = stanza.running_backups().unwrap();
+    let running = stanza.locks().running_backups().unwrap();
     assert_eq!(
         running[0].record.renewed,
         record::rfc3339(later + Duration::from_secs(60))
@@ -265,7 +272,7 @@ fn a_renewal_stores_the_next_object_before_deleting_the_previous() {
 fn a_lock_deleted_by_another_process_is_no_longer_held_and_renewing_does_not_revive_it() {
     let repo = in_memory();
     let stanza = repo.open_stanza("main").unwrap();
-    let held = stanza.lock_for_backup().unwrap();
+    let held = stanza.locks().lock_for_backup().unwrap();
     // What an expire on another host does when it takes the lock for stale.
     repo.storage().delete(&held.key()).unwrap();
     assert!(!held.still_held().unwrap());
@@ -280,7 +287,7 @@ fn an_object_that_is_no_lock_under_lock_is_an_error() {
     let stanza = repo.open_stanza("main").unwrap();
     let stray = ObjectKey::new("main/lock/notes.txt").unwrap();
     repo.storage().put_if_absent(&stray, &[b"x"]).unwrap();
-    let error = format!("{:#}", stanza.running_backups().unwrap_err());
+    let error = format!("{:#}", stanza.locks().running_backups().unwrap_err());
     assert!(
         error.starts_with("unexpected object main/lock/notes.txt in memory store ")
             && error.ends_with(": only lock objects belong under lock/; move it away"),

@@ -1,0 +1,203 @@
+//! A pool of content chunks, each stored once under its name (its SHA-256, or in an encrypted
+//! repository its keyed BLAKE3): the chunks of one stanza's backups, or of one source's snapshots.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+
+use super::catalog::MAX_CHUNK;
+use super::gc::StoredBlob;
+use super::{BoundedRead, Repository, Stanza, layout, object};
+use crate::storage::{Cancel, PutOutcome};
+
+/// The chunks under `<owner>/blob/`.
+pub struct BlobPool<'r> {
+    repo: &'r Repository,
+    /// The key prefix the pool lives under: a stanza's name, or `_source/<name>`.
+    owner: String,
+}
+
+impl Stanza<'_> {
+    /// The chunks this stanza's backups share.
+    pub fn blobs(&self) -> BlobPool<'_> {
+        BlobPool::new(self.repository(), self.name())
+    }
+}
+
+impl<'r> BlobPool<'r> {
+    pub fn new(repo: &'r Repository, owner: &str) -> BlobPool<'r> {
+        BlobPool {
+            repo,
+            owner: owner.to_owned(),
+        }
+    }
+
+    pub fn repository(&self) -> &'r Repository {
+        self.repo
+    }
+
+    /// The stored size of a blob, or `None` if it is not stored. A blob found is made durable
+    /// first, so a backup may reference it: its writer may have been killed before its fsyncs.
+    pub fn size(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .repository()
+            .storage()
+            .head_durable(&layout::blob(&self.owner, name))?
+            .map(|meta| meta.size))
+    }
+
+    /// Stores chunk `bytes` as blob `name` unless it is there; returns the stored size, and
+    /// whether this call stored it.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> anyhow::Result<(u64, bool)> {
+        let key = layout::blob(&self.owner, name);
+        let stored = self.repo.codec().encode(&key, bytes)?;
+        let outcome = self
+            .repository()
+            .storage()
+            .put_if_absent(&key, &stored.parts())?;
+        Ok((stored.len(), outcome == PutOutcome::Created))
+    }
+
+    /// Reads a blob and checks it: its object checksums and its name (the hash of its content).
+    /// A blob is a chunk of at most [`MAX_CHUNK`] bytes: a larger object, or a header promising
+    /// more, is refused before it is read or decompressed further.
+    pub fn get(&self, name: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        let key = layout::blob(&self.owner, name);
+        let location = self.repo.storage().location();
+        let stored = match self
+            .repo
+            .read_at_most(&key, MAX_CHUNK)
+            .with_context(|| format!("read blob {key}"))?
+        {
+            BoundedRead::Object(stored) => self.repo.open_object(&key, stored)?.frame,
+            BoundedRead::Missing => bail!("blob {key} does not exist in {location}"),
+            BoundedRead::TooLarge { limit } => bail!(
+                "blob {key} in {location} is damaged: it is larger than the {limit} bytes any chunk can be stored in"
+            ),
+        };
+        let header = object::ObjectHeader::decode(&stored)
+            .with_context(|| format!("blob {key} in {location} is damaged"))?;
+        if header.original_len > MAX_CHUNK {
+            bail!(
+                "blob {key} in {location} is damaged: its header promises {} bytes, more than the {MAX_CHUNK} of any chunk",
+                header.original_len
+            );
+        }
+        out.clear();
+        object::decode_into(&stored, out)
+            .with_context(|| format!("blob {key} in {location} is damaged"))?;
+        let actual = self.repo.codec().chunk_name(out)?;
+        if actual != name {
+            bail!(
+                "blob {key} in {location} is damaged: its content hashes to {actual}, not the name it is stored under"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every stored chunk, by SHA-256. An object under `blob/` that is not named as a chunk is
+    /// an error: nothing else belongs there.
+    pub fn list(&self) -> anyhow::Result<BTreeMap<String, StoredBlob>> {
+        let storage = self.repo.storage();
+        let mut blobs = BTreeMap::new();
+        for listed in storage.list(&layout::blob_root(&self.owner), &Cancel::never())? {
+            let sha256 = listed.key.file_name().to_owned();
+            let expected =
+                super::gc::is_chunk_name(&sha256).then(|| layout::blob(&self.owner, &sha256));
+            if expected.as_ref() != Some(&listed.key) {
+                return Err(anyhow::anyhow!(
+                    "unexpected object {} in {}: only chunks named by their SHA-256 belong under blob/; move it away",
+                    listed.key,
+                    storage.location()
+                ));
+            }
+            let blob = StoredBlob {
+                key: listed.key,
+                size: listed.size,
+            };
+            blobs.insert(sha256, blob);
+        }
+        Ok(blobs)
+    }
+
+    /// Names chunk `bytes` by its content and stores it unless the pool has it: what a backup
+    /// or snapshot does with each chunk it cuts.
+    pub fn store(&self, bytes: &[u8]) -> anyhow::Result<StoredChunk> {
+        let name = self.repo.codec().chunk_name(bytes)?;
+        if let Some(stored_size) = self.size(&name)? {
+            return Ok(StoredChunk {
+                name,
+                stored_size,
+                new: false,
+            });
+        }
+        let (stored_size, new) = self.put(&name, bytes).context("store a chunk")?;
+        // `new` is false when another writer stored the same content a moment earlier.
+        Ok(StoredChunk {
+            name,
+            stored_size,
+            new,
+        })
+    }
+}
+
+/// A chunk [`BlobPool::store`] stored or found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub name: String,
+    /// Its stored size (header and compressed content).
+    pub stored_size: u64,
+    /// Whether this call stored it; otherwise the pool had it already.
+    pub new: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::test_repository;
+    use crate::storage::MemoryStorage;
+
+    fn repository() -> Repository {
+        test_repository(Box::new(MemoryStorage::new()))
+    }
+
+    #[test]
+    fn a_blob_larger_than_any_chunk_is_refused_before_it_is_read_or_decompressed() {
+        let repo = repository();
+        let stanza = repo.open_stanza("main").unwrap();
+        let mut out = Vec::new();
+        let missing = "00".repeat(32);
+        let error = stanza.blobs().get(&missing, &mut out).unwrap_err();
+        let location = repo.storage().location();
+        assert_eq!(
+            error.to_string(),
+            format!("blob main/blob/00/{missing} does not exist in {location}")
+        );
+
+        // Stored as it is, a chunk of one more byte than any chunk holds.
+        let big = vec![1u8; MAX_CHUNK as usize + 1];
+        let sha256 = "11".repeat(32);
+        stanza.blobs().put(&sha256, &big).unwrap();
+        let error = format!("{:#}", stanza.blobs().get(&sha256, &mut out).unwrap_err());
+        assert!(
+            error.contains("is damaged: its header promises 16777217 bytes, more than the 16777216 of any chunk"),
+            "{error}"
+        );
+        // Larger still than any stored chunk can be: not read past the limit.
+        let huge = vec![2u8; MAX_CHUNK as usize * 2];
+        let sha256 = "22".repeat(32);
+        let object = object::encode(crate::repo::Compression::None, 0, &huge).unwrap();
+        let key = layout::blob("main", &sha256);
+        repo.storage()
+            .put_if_absent(&key, &[&object.header_bytes(), &object.body])
+            .unwrap();
+        let error = format!("{:#}", stanza.blobs().get(&sha256, &mut out).unwrap_err());
+        assert!(
+            error.contains(&format!(
+                "is damaged: it is larger than the {} bytes any chunk can be stored in",
+                object::max_stored_len(MAX_CHUNK)
+            )),
+            "{error}"
+        );
+    }
+}
