@@ -11,6 +11,10 @@
 //! <stanza>/blob/<first 2 hex digits>/<SHA-256>           file contents, in chunks, shared by backups
 //! <stanza>/lock/<kind>-<host>-<pid>-<nanos>.<seq>        a running backup's or expire's lock
 //! _check/<host>-<pid>-<nanoseconds>                     `tidemark check`'s probe, deleted at once
+//! _source/<name>/source.json                            which kind of source the name is
+//! _source/<name>/snapshot/<id>/snapshot.json             a complete snapshot's record (written last)
+//! _source/<name>/blob/<first 2 hex digits>/<name>        snapshot content, in chunks, shared
+//! _source/<name>/lock/<kind>-<host>-<pid>-<nanos>.<seq>  a running snapshot's or expire's lock
 //! ```
 
 use crate::pg::{SegmentName, TimelineId, WalFileName};
@@ -25,7 +29,33 @@ pub struct InvalidStanzaName(pub String);
 
 /// Checks a stanza name; it becomes a directory or key prefix, so it is kept plain.
 pub fn check_stanza_name(name: &str) -> Result<(), InvalidStanzaName> {
-    let valid = !name.is_empty()
+    if is_plain_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidStanzaName(name.to_owned()))
+    }
+}
+
+/// Why a string cannot name a source.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "'{0}' is not a valid source name: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+)]
+pub struct InvalidSourceName(pub String);
+
+/// Checks a source name, kept plain as a stanza name is.
+pub fn check_source_name(name: &str) -> Result<(), InvalidSourceName> {
+    if is_plain_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidSourceName(name.to_owned()))
+    }
+}
+
+/// 1 to 64 letters, digits, `_` or `-`, starting with a letter or digit: a name that is one
+/// key component, can be no other name's prefix, and never starts like `_check` or `_source`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
@@ -33,12 +63,7 @@ pub fn check_stanza_name(name: &str) -> Result<(), InvalidStanzaName> {
             .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(InvalidStanzaName(name.to_owned()))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn key(text: String) -> ObjectKey {
@@ -136,6 +161,30 @@ pub fn lock_root(stanza: &str) -> ObjectKey {
 /// Renewal `seq` of the lock `name` (`<kind>-<host>-<pid>-<nanos>`, see `lock`).
 pub fn lock(stanza: &str, name: &str, seq: u64) -> ObjectKey {
     key(format!("{stanza}/lock/{name}.{seq}"))
+}
+
+/// Where every source's objects are.
+pub const SOURCES: &str = "_source";
+
+/// The key prefix of a source's objects: its chunk pool and locks live under it as a stanza's
+/// live under the stanza's name.
+pub fn source_owner(source: &str) -> String {
+    format!("{SOURCES}/{source}")
+}
+
+/// What kind of source the name is, recorded by its first snapshot.
+pub fn source_identity(source: &str) -> ObjectKey {
+    key(format!("{SOURCES}/{source}/source.json"))
+}
+
+/// Where a source's snapshots are.
+pub fn snapshot_root(source: &str) -> ObjectKey {
+    key(format!("{SOURCES}/{source}/snapshot"))
+}
+
+/// A snapshot's record; its presence is what makes the snapshot exist.
+pub fn snapshot_record(source: &str, id: &str) -> ObjectKey {
+    key(format!("{SOURCES}/{source}/snapshot/{id}/snapshot.json"))
 }
 
 /// A probe object for `tidemark check`, unique to this host, process and instant. Stanza names

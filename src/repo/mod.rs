@@ -16,6 +16,7 @@ pub mod lock;
 pub mod object;
 pub mod retention;
 pub mod sealed;
+pub mod source_catalog;
 pub mod stanza;
 pub mod wal_index;
 

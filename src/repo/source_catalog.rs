@@ -1,0 +1,328 @@
+//! The source catalog: which kind of source each name is (`source.json`), and what each complete
+//! snapshot of it holds (`snapshot.json`, written last, as a backup's record is).
+//!
+//! A snapshot exists only once its record is stored, after every chunk it names is durable. An
+//! interrupted snapshot therefore leaves at most chunks, which later snapshots reuse and
+//! `expire` sweeps, and nothing `source list` or `source restore` would take for a snapshot.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::blob_pool::BlobPool;
+use super::catalog::ChunkRef;
+use super::lock::LockScope;
+use super::{PutOnce, Repository, keys, layout, limits, stanza};
+use crate::storage::{Cancel, ObjectKey, PutOutcome};
+
+/// Version of the source identity and snapshot record formats.
+pub const SOURCE_FORMAT: u32 = 1;
+
+/// What `_source/<name>/source.json` records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceIdentity {
+    pub format: u32,
+    pub source: String,
+    /// `redis`: a source's snapshots are all of one kind.
+    pub kind: String,
+    /// When its first snapshot started (RFC 3339, UTC); informational.
+    pub created: String,
+    /// `aes-256-gcm` in an encrypted repository, as a stanza's identity says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The id of the encrypted repository's keyring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+/// One stream of bytes a snapshot stored (a Redis snapshot has one, `dump.rdb`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStream {
+    pub name: String,
+    pub size: u64,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Sizes of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSizes {
+    /// Bytes the source sent.
+    pub raw: u64,
+    /// Stored bytes of every chunk the snapshot uses, its own and those shared with others.
+    pub stored: u64,
+    /// Stored bytes this snapshot added to the repository.
+    pub new: u64,
+    pub chunks: u64,
+    /// Chunks already in the repository, not stored again.
+    pub reused_chunks: u64,
+}
+
+/// The record of one complete snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRecord {
+    pub format: u32,
+    pub source: String,
+    pub kind: String,
+    /// `YYYYMMDD-HHMMSS` of its start (UTC) and a letter for the kind: `20261206-193000R`.
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub start_time: String,
+    pub stop_time: String,
+    pub duration_ms: u64,
+    pub sizes: SnapshotSizes,
+    pub streams: Vec<SnapshotStream>,
+    /// What the source said about itself: for Redis, its version, run id, RDB version, keys
+    /// per database, replication offset, CRC-64.
+    pub meta: serde_json::Value,
+}
+
+/// A source's area of the repository, opened.
+pub struct SourceArea<'r> {
+    repo: &'r Repository,
+    identity: SourceIdentity,
+}
+
+impl Repository {
+    /// Opens source `name` for a snapshot, recording it as a source of `kind` if this is its
+    /// first; a name already used by another kind is refused.
+    pub fn open_or_create_source(&self, name: &str, kind: &str) -> anyhow::Result<SourceArea<'_>> {
+        layout::check_source_name(name)?;
+        let key = layout::source_identity(name);
+        if self.storage.head(&key)?.is_none() {
+            let mut identity = SourceIdentity {
+                format: SOURCE_FORMAT,
+                source: name.to_owned(),
+                kind: kind.to_owned(),
+                created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                cipher: None,
+                repository: None,
+            };
+            if let Some(keys) = self.codec.keys() {
+                identity.cipher = Some(stanza::CIPHER.to_owned());
+                identity.repository = Some(keys.repository_id()?);
+            } else if keys::keyring_exists(self.storage.as_ref())? {
+                bail!(
+                    "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
+                    self.storage.location(),
+                    keys::KEYS_DIR
+                );
+            }
+            let json = serde_json::to_vec_pretty(&identity).expect("identity serializes");
+            // A lost race leaves the winner's identity, read and checked below.
+            let _: PutOutcome = self.storage.put_if_absent(&key, &[&json])?;
+        }
+        let area = self
+            .open_source(name)?
+            .with_context(|| format!("source '{name}' vanished while it was created"))?;
+        if area.identity.kind != kind {
+            bail!(
+                "source '{name}' in {} holds {} snapshots, not {kind}: give this [source.{name}] another name",
+                self.storage.location(),
+                area.identity.kind
+            );
+        }
+        Ok(area)
+    }
+
+    /// Opens source `name`; `None` if it has no snapshot yet.
+    pub fn open_source(&self, name: &str) -> anyhow::Result<Option<SourceArea<'_>>> {
+        layout::check_source_name(name)?;
+        let key = layout::source_identity(name);
+        let location = self.storage.location();
+        let bytes = match super::read_bounded(
+            self.storage.as_ref(),
+            &key,
+            limits::STANZA_IDENTITY,
+            super::Reserve::AsRead,
+        )? {
+            super::BoundedRead::Object(bytes) => bytes,
+            super::BoundedRead::Missing => return Ok(None),
+            super::BoundedRead::TooLarge { limit } => bail!(
+                "read source identity {key} in {location}: it is larger than {limit} bytes, far more than any source identity; the repository is damaged"
+            ),
+        };
+        let identity: SourceIdentity = serde_json::from_slice(&bytes).with_context(|| {
+            format!("read source identity {key} in {location}: it is not valid")
+        })?;
+        if identity.format != SOURCE_FORMAT || identity.source != name {
+            bail!(
+                "source identity {key} in {location} has format {} and names source '{}': it is not one this Tidemark wrote for '{name}'",
+                identity.format,
+                identity.source
+            );
+        }
+        self.check_source_encryption(&identity)?;
+        Ok(Some(SourceArea {
+            repo: self,
+            identity,
+        }))
+    }
+
+    /// The names of every source with a snapshot area, sorted.
+    pub fn list_sources(&self) -> anyhow::Result<Vec<String>> {
+        let root = ObjectKey::new(layout::SOURCES).expect("a valid key");
+        let mut names: Vec<String> = self
+            .storage
+            .list(&root, &Cancel::never())?
+            .into_iter()
+            .filter(|listed| listed.key.file_name() == "source.json")
+            .filter_map(|listed| {
+                let name = listed.key.as_str().split('/').nth(1)?.to_owned();
+                (layout::source_identity(&name) == listed.key).then_some(name)
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// A source's encryption is the configuration's, as a stanza's is.
+    fn check_source_encryption(&self, identity: &SourceIdentity) -> anyhow::Result<()> {
+        let name = &identity.source;
+        let location = self.storage.location();
+        match (identity.cipher.is_some(), self.codec.is_encrypted()) {
+            (false, true) => bail!(
+                "source '{name}' in {location} is not encrypted; encryption cannot be turned on for an existing source: give it another name, or set [repo] cipher = \"none\""
+            ),
+            (true, false) => bail!(
+                "source '{name}' in {location} is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<'r> SourceArea<'r> {
+    pub fn name(&self) -> &str {
+        &self.identity.source
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.identity.kind
+    }
+
+    pub fn identity(&self) -> &SourceIdentity {
+        &self.identity
+    }
+
+    pub fn repository(&self) -> &'r Repository {
+        self.repo
+    }
+
+    /// The chunks this source's snapshots share.
+    pub fn blobs(&self) -> BlobPool<'r> {
+        BlobPool::new(self.repo, &layout::source_owner(self.name()))
+    }
+
+    /// The locks of this source's snapshots and expires.
+    pub fn locks(&self) -> LockScope<'r> {
+        LockScope::new(
+            self.repo,
+            &layout::source_owner(self.name()),
+            format!("source '{}'", self.name()),
+        )
+    }
+
+    /// Stores a snapshot's record, which makes the snapshot exist. Never replaces one; finding
+    /// this very record there is success (an earlier attempt's answer was lost).
+    pub fn put_snapshot_record(&self, record: &SnapshotRecord) -> anyhow::Result<()> {
+        let key = layout::snapshot_record(self.name(), &record.id);
+        match self.repo.put_once(&key, &serde_json::to_vec(record)?)? {
+            PutOnce::Stored | PutOnce::Identical => Ok(()),
+            PutOnce::Different => bail!(
+                "a snapshot {} of source '{}' already exists",
+                record.id,
+                self.name()
+            ),
+        }
+    }
+
+    /// Every complete snapshot, oldest first.
+    pub fn list_snapshots(&self) -> anyhow::Result<Vec<SnapshotRecord>> {
+        let storage = self.repo.storage();
+        let mut records = Vec::new();
+        for listed in storage.list(&layout::snapshot_root(self.name()), &Cancel::never())? {
+            if listed.key.file_name() != "snapshot.json" {
+                continue;
+            }
+            let json = self
+                .repo
+                .get_checked_object(&listed.key, limits::BACKUP_RECORD)?
+                .with_context(|| format!("snapshot record {} vanished", listed.key))?;
+            let record: SnapshotRecord = serde_json::from_slice(&json)
+                .with_context(|| format!("snapshot record {} is not valid", listed.key))?;
+            if record.format != SOURCE_FORMAT {
+                bail!(
+                    "snapshot record {} has format {}, which this Tidemark does not know; upgrade Tidemark",
+                    listed.key,
+                    record.format
+                );
+            }
+            if layout::snapshot_record(self.name(), &record.id) != listed.key {
+                bail!(
+                    "snapshot record {} names snapshot {} of source '{}': the repository was tampered with",
+                    listed.key,
+                    record.id,
+                    record.source
+                );
+            }
+            records.push(record);
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    /// The snapshot `wanted` names: `latest` (or none) is the newest, else the id given.
+    pub fn find_snapshot(&self, wanted: Option<&str>) -> anyhow::Result<SnapshotRecord> {
+        let mut snapshots = self.list_snapshots()?;
+        let ids = || {
+            snapshots
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match wanted {
+            None | Some("latest") => snapshots.pop().with_context(|| {
+                format!(
+                    "source '{}' has no snapshot: take one with 'tidemark source backup {}'",
+                    self.name(),
+                    self.name()
+                )
+            }),
+            Some(id) => match snapshots.iter().position(|s| s.id == id) {
+                Some(index) => Ok(snapshots.swap_remove(index)),
+                None => bail!(
+                    "source '{}' has no snapshot {id} (it has: {}): name one of them, or latest",
+                    self.name(),
+                    ids()
+                ),
+            },
+        }
+    }
+
+    /// Removes snapshots `ids`: a record is all a snapshot's directory holds; its chunks go
+    /// with the next sweep.
+    pub fn remove_snapshots(&self, ids: &[String]) -> anyhow::Result<()> {
+        let records: Vec<ObjectKey> = ids
+            .iter()
+            .map(|id| layout::snapshot_record(self.name(), id))
+            .collect();
+        self.repo.storage().delete_all(&records)?;
+        Ok(())
+    }
+}
+
+/// Every chunk `snapshots` refer to, by name.
+pub fn referenced_chunks(snapshots: &[SnapshotRecord]) -> std::collections::BTreeSet<String> {
+    snapshots
+        .iter()
+        .flat_map(|snapshot| &snapshot.streams)
+        .flat_map(|stream| &stream.chunks)
+        .map(|chunk| chunk.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
