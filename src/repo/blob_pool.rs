@@ -124,15 +124,13 @@ impl<'r> BlobPool<'r> {
     /// or snapshot does with each chunk it cuts.
     pub fn store(&self, bytes: &[u8]) -> anyhow::Result<StoredChunk> {
         let name = self.repo.codec().chunk_name(bytes)?;
-        if let Some(stored_size) = self.size(&name)? {
-            return Ok(StoredChunk {
-                name,
-                stored_size,
-                new: false,
-            });
+        let (stored_size, new) = match self.size(&name) {
+            Ok(Some(stored_size)) => Ok((stored_size, false)),
+            // `new` is false when another writer stored the same content a moment earlier.
+            Ok(None) => self.put(&name, bytes),
+            Err(e) => Err(e),
         }
-        let (stored_size, new) = self.put(&name, bytes).context("store a chunk")?;
-        // `new` is false when another writer stored the same content a moment earlier.
+        .with_context(|| format!("store chunk {name}"))?;
         Ok(StoredChunk {
             name,
             stored_size,

@@ -1,0 +1,232 @@
+//! Where a snapshot's bytes go as they stream in: cut into content-defined chunks (FastCDC), so
+//! bytes that only moved (a longer header, a key expired) still make the same chunks; each
+//! chunk named, compressed and stored once in the source's pool on all cores; and the list of
+//! chunks each stream is made of, in order.
+//!
+//! The writer blocks while every store worker is busy and two chunks per worker wait, so a
+//! fast source is held back to the repository's pace with a bounded amount of memory, and a
+//! slow repository never makes a snapshot's bytes pile up.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use fastcdc::v2020::{Normalization, cut, select_masks};
+
+use crate::repo::blob_pool::BlobPool;
+use crate::repo::catalog::{ChunkRef, MAX_CHUNK};
+use crate::repo::source_catalog::{SnapshotSizes, SnapshotStream};
+
+/// Chunk sizes: at least 1 MiB, about 4 MiB, at most [`MAX_CHUNK`] (every blob's limit).
+const MIN_CHUNK: usize = 1 << 20;
+const AVERAGE_CHUNK: usize = 4 << 20;
+const LARGEST_CHUNK: usize = MAX_CHUNK as usize;
+
+/// A chunk on its way to a store worker.
+struct ChunkJob {
+    stream: usize,
+    index: usize,
+    bytes: Vec<u8>,
+}
+
+/// What the workers stored, by (stream, index).
+#[derive(Default)]
+struct Stored {
+    chunks: BTreeMap<(usize, usize), ChunkRef>,
+    sizes: SnapshotSizes,
+}
+
+/// Takes one snapshot's streams: hands out a writer per stream and stores what they are given.
+pub struct SnapshotSink {
+    jobs: SyncSender<ChunkJob>,
+    streams: Vec<(String, u64)>,
+}
+
+/// Runs `snapshot` with a sink over `pool`, then waits for every chunk to be stored: the
+/// streams (their chunks in order) and the sizes, with what `snapshot` returned. An error of
+/// `snapshot` or of any store is returned once every worker has stopped.
+pub fn take_snapshot<T>(
+    pool: &BlobPool<'_>,
+    snapshot: impl FnOnce(&mut SnapshotSink) -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Vec<SnapshotStream>, SnapshotSizes)> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let (jobs, receiver) = sync_channel(workers * 2);
+    let receiver = Arc::new(Mutex::new(receiver));
+    let stored = Mutex::new(Stored::default());
+    let (taken, store_results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (receiver, stored) = (Arc::clone(&receiver), &stored);
+                scope.spawn(move || store_chunks(pool, &receiver, stored))
+            })
+            .collect();
+        drop(receiver);
+        let mut sink = SnapshotSink {
+            jobs,
+            streams: Vec::new(),
+        };
+        let taken = snapshot(&mut sink);
+        let SnapshotSink { jobs, streams } = sink;
+        // With the sender gone, the workers finish what is queued and stop.
+        drop(jobs);
+        let taken = taken.map(|value| (value, streams));
+        let results: Vec<anyhow::Result<()>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a store worker does not panic"))
+            .collect();
+        (taken, results)
+    });
+    for result in store_results {
+        result?;
+    }
+    let (value, streams) = taken?;
+    let stored = stored.into_inner().expect("no worker panicked");
+    Ok((value, assemble(streams, &stored.chunks)?, stored.sizes))
+}
+
+/// The streams with their chunks in order.
+fn assemble(
+    streams: Vec<(String, u64)>,
+    chunks: &BTreeMap<(usize, usize), ChunkRef>,
+) -> anyhow::Result<Vec<SnapshotStream>> {
+    let mut assembled: Vec<SnapshotStream> = streams
+        .into_iter()
+        .map(|(name, size)| SnapshotStream {
+            name,
+            size,
+            chunks: Vec::new(),
+        })
+        .collect();
+    for (&(stream, _), chunk) in chunks {
+        assembled[stream].chunks.push(chunk.clone());
+    }
+    for stream in &assembled {
+        let total: u64 = stream.chunks.iter().map(|c| c.size).sum();
+        anyhow::ensure!(
+            total == stream.size,
+            "stream {} of the snapshot holds {} bytes in its chunks but {} were written",
+            stream.name,
+            total,
+            stream.size
+        );
+    }
+    Ok(assembled)
+}
+
+/// One store worker: until the job channel closes, or its first error (then it stops taking
+/// jobs, so the writer's next send fails and the snapshot stops).
+fn store_chunks(
+    pool: &BlobPool<'_>,
+    jobs: &Mutex<Receiver<ChunkJob>>,
+    stored: &Mutex<Stored>,
+) -> anyhow::Result<()> {
+    loop {
+        let job = match jobs.lock().expect("no worker panics holding it").recv() {
+            Ok(job) => job,
+            Err(_) => return Ok(()),
+        };
+        let chunk = pool.store(&job.bytes)?;
+        let mut stored = stored.lock().expect("no worker panics holding it");
+        let sizes = &mut stored.sizes;
+        sizes.raw += job.bytes.len() as u64;
+        sizes.stored += chunk.stored_size;
+        sizes.chunks += 1;
+        if chunk.new {
+            sizes.new += chunk.stored_size;
+        } else {
+            sizes.reused_chunks += 1;
+        }
+        let reference = ChunkRef {
+            name: chunk.name,
+            size: job.bytes.len() as u64,
+        };
+        stored.chunks.insert((job.stream, job.index), reference);
+    }
+}
+
+impl SnapshotSink {
+    /// A writer for the next stream, stored under `name`; [`StreamWriter::finish`] ends it.
+    pub fn stream(&mut self, name: &str) -> StreamWriter<'_> {
+        self.streams.push((name.to_owned(), 0));
+        let (mask_s, mask_l) = select_masks(AVERAGE_CHUNK, Normalization::Level1);
+        StreamWriter {
+            stream: self.streams.len() - 1,
+            sink: self,
+            pending: Vec::with_capacity(2 * LARGEST_CHUNK),
+            next_index: 0,
+            written: 0,
+            masks: [mask_s, mask_l, mask_s << 1, mask_l << 1],
+        }
+    }
+}
+
+/// One stream of a snapshot: bytes written are cut into chunks and queued to be stored.
+pub struct StreamWriter<'s> {
+    sink: &'s mut SnapshotSink,
+    stream: usize,
+    /// Bytes not yet cut: fewer than a largest chunk, once each write returns.
+    pending: Vec<u8>,
+    next_index: usize,
+    written: u64,
+    /// FastCDC's masks for [`AVERAGE_CHUNK`]: small, large, and each shifted left once.
+    masks: [u64; 4],
+}
+
+impl StreamWriter<'_> {
+    /// Cuts and queues what is left; returns the stream's size.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        while !self.pending.is_empty() {
+            self.cut_one()?;
+        }
+        self.sink.streams[self.stream].1 = self.written;
+        Ok(self.written)
+    }
+
+    /// Cuts the first chunk off `pending` and queues it.
+    fn cut_one(&mut self) -> std::io::Result<()> {
+        let [mask_s, mask_l, mask_s_ls, mask_l_ls] = self.masks;
+        let (_, length) = cut(
+            &self.pending,
+            MIN_CHUNK,
+            AVERAGE_CHUNK,
+            LARGEST_CHUNK,
+            mask_s,
+            mask_l,
+            mask_s_ls,
+            mask_l_ls,
+        );
+        let rest = self.pending[length..].to_vec();
+        let mut bytes = std::mem::replace(&mut self.pending, rest);
+        bytes.truncate(length);
+        let job = ChunkJob {
+            stream: self.stream,
+            index: self.next_index,
+            bytes,
+        };
+        self.next_index += 1;
+        self.sink.jobs.send(job).map_err(|_| {
+            std::io::Error::other("the repository stopped taking chunks (its error follows)")
+        })
+    }
+}
+
+impl Write for StreamWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
+        while self.pending.len() >= LARGEST_CHUNK {
+            self.cut_one()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
