@@ -10,6 +10,7 @@ pub mod owner;
 pub mod pgbench;
 pub mod processes;
 pub mod recovery;
+pub mod redis_relay;
 pub mod redis_workload;
 pub mod servers;
 pub mod steps;
