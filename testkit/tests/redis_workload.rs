@@ -126,3 +126,31 @@ fn fill_random_writes_about_the_bytes_asked_for() {
         "used_memory {used} after filling 4 MiB"
     );
 }
+
+/// The ground truth holds for a real snapshot: an RDB `redis-cli --rdb` takes while the writer
+/// runs gives, loaded by a fresh server, exactly the state of the step it holds — the check
+/// Tidemark's snapshots are put to, here with Redis's own client.
+#[test]
+fn an_rdb_taken_by_redis_cli_under_writes_holds_the_state_of_its_step() {
+    let server = populated(SEED);
+    let writer = Writer::start(&server.url(), None, SEED);
+    writer.wait_for(100, Duration::from_secs(60));
+    let before = writer.committed();
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "--rdb"])
+        .arg(dir.path().join("dump.rdb"))
+        .output()
+        .expect("run redis-cli (install redis-tools; .ci/run does)");
+    assert!(output.status.success(), "redis-cli --rdb: {output:?}");
+    let after = writer.stop();
+
+    let restored = RedisServer::start_in(dir.path(), &RedisOptions::default());
+    let mut conn = restored.client();
+    let n = committed_seq(&mut conn);
+    assert!(
+        (before..=after).contains(&n),
+        "step {n} is not in {before}..={after}"
+    );
+    assert_eq!(keyspace_state(&mut conn), expected_state(SEED, KEYS, n));
+}
