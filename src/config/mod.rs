@@ -11,7 +11,8 @@
 //! * `load.rs` — which file, reading it, and TOML errors made one line;
 //! * `stanza.rs` — which file and which `[stanza.NAME]` in it a command works on (`--config`,
 //!   `--stanza`);
-//! * `backend.rs` — the `[repo]` section as a backend description, and the repository.
+//! * `backend.rs` — the `[repo]` section as a backend description, and the repository;
+//! * `sources.rs` — `[source.NAME]`, checked when a command uses the source.
 
 mod backend;
 mod check;
@@ -19,6 +20,7 @@ mod keys;
 mod load;
 mod retention;
 mod schema;
+mod sources;
 mod stanza;
 
 pub use load::{DEFAULT_CONFIG_PATH, config_path};
@@ -26,6 +28,7 @@ pub use schema::{
     ArchiveConfig, Cipher, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType,
     RestoreConfig, RetentionConfig, StanzaConfig,
 };
+pub use sources::{RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings};
 pub use stanza::{ConfigChoice, Selected};
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ const DURATION_UNITS: [(&str, u64); 5] = [
 ];
 
 /// `"35d"`: a whole number above zero and a unit; else what is wrong with it.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.starts_with('-') {
         return Err("is negative".to_owned());

@@ -25,6 +25,10 @@ pub struct Config {
 
     #[serde(default)]
     pub stanza: BTreeMap<String, StanzaConfig>,
+
+    /// `[source.NAME]` as written: checked by `sources.rs` when a command uses the source.
+    #[serde(default)]
+    pub source: BTreeMap<String, toml::Value>,
 }
 
 /// `[archive]`: how `tidemark-archive` pushes.
