@@ -230,3 +230,24 @@ fn a_replica_and_a_too_old_server_are_refused_before_anything_changes() {
     assert_eq!(role(&target), "master");
     assert_eq!(keyspace_state(&mut target.client()).dbs.len(), 0);
 }
+
+#[test]
+fn a_damaged_snapshot_served_to_a_running_server_is_never_loaded_and_it_stays_up() {
+    let snapshot = Snapshot::taken(SEED);
+    let target = RedisServer::start(&RedisOptions::default());
+    let mut damaged = snapshot.rdb.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    let rdb = Box::new(io::Cursor::new(damaged));
+    let refusal = into_with(&target, rdb, snapshot.len(), snapshot.version, false).unwrap_err();
+    let refusal = format!("{refusal:#}");
+    assert!(refusal.contains("damaged"), "{refusal}");
+    assert!(
+        refusal.contains("may be empty or partly loaded"),
+        "{refusal}"
+    );
+    assert_eq!(refusal.lines().count(), 1, "{refusal}");
+    // Alive (a failed load would have made it exit), a primary, and it never tried a load.
+    assert_eq!(role(&target), "master");
+    assert!(!target.log().contains("RDB"), "{}", target.log());
+}

@@ -270,7 +270,11 @@ fn random_replid() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Streams exactly the snapshot, checked as it passes.
+/// Streams exactly the snapshot, checked as it passes. Its last byte is held back until the
+/// check has passed: a replica that loads from disk (the default `repl-diskless-load
+/// disabled`) loads only a transfer it received whole, so a damaged snapshot ends as a broken
+/// connection it retries rather than as a load that fails and makes the server exit
+/// (`rdbReportError` → "Terminating server after rdb file reading failure").
 fn send_snapshot(
     writer: &mut impl Write,
     rdb: Box<dyn Read + Send>,
@@ -279,6 +283,7 @@ fn send_snapshot(
 ) -> anyhow::Result<()> {
     let mut reader = ReadBack::self_checked(rdb, offer.len, offer.rdb_version);
     let mut buf = vec![0u8; SEND_BUF];
+    let mut last = None;
     loop {
         let n = reader
             .read(&mut buf)
@@ -286,11 +291,20 @@ fn send_snapshot(
         if n == 0 {
             break;
         }
-        writer.write_all(&buf[..n])?;
-        state.sent.fetch_add(n as u64, Ordering::Relaxed);
+        let now = if reader.done() == offer.len {
+            last = Some(buf[n - 1]);
+            n - 1
+        } else {
+            n
+        };
+        writer.write_all(&buf[..now])?;
+        state.sent.fetch_add(now as u64, Ordering::Relaxed);
     }
-    writer.flush()?;
     reader.finish()?;
+    let last = last.context("the snapshot is empty")?;
+    writer.write_all(&[last])?;
+    writer.flush()?;
+    state.sent.fetch_add(1, Ordering::Relaxed);
     state.served.store(true, Ordering::Release);
     Ok(())
 }
@@ -350,7 +364,7 @@ mod tests {
 
     /// Sends `commands` as a Redis 7 replica would, and returns everything read back up to
     /// the snapshot's end.
-    fn replica(addr: SocketAddr, commands: &[&[&str]], expect: usize) -> Vec<u8> {
+    fn replica(addr: SocketAddr, commands: &[&[&str]], expect: usize) -> (Vec<u8>, TcpStream) {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -364,7 +378,7 @@ mod tests {
         }
         let mut got = vec![0u8; expect];
         stream.read_exact(&mut got).unwrap();
-        got
+        (got, stream)
     }
 
     #[test]
@@ -376,7 +390,7 @@ mod tests {
         let head = "+PONG\r\n+OK\r\n+OK\r\n+OK\r\n+FULLRESYNC ";
         let after_id = format!(" 42\r\n${}\r\n", rdb.len());
         let total = head.len() + 40 + after_id.len() + rdb.len();
-        let got = replica(
+        let (got, _link) = replica(
             addr,
             &[
                 &["PING"],
@@ -418,16 +432,20 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_snapshot_is_reported_after_it_is_sent() {
+    fn a_damaged_snapshot_is_reported_and_its_last_byte_never_sent() {
         let mut rdb = sample_rdb(10);
         rdb[10] ^= 1;
         let primary = Primary::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = primary.local_addr().unwrap();
         let serving = primary.serve(Box::new(io::Cursor::new(rdb.clone())), offer(rdb.len()));
-        let _ = replica(
-            addr,
-            &[&["SYNC"]],
-            format!("${}\r\n", rdb.len()).len() + rdb.len(),
+        let bulk_header = format!("${}\r\n", rdb.len()).len();
+        // All but the last byte arrive; the connection closes without it.
+        let (got, mut link) = replica(addr, &[&["SYNC"]], bulk_header + rdb.len() - 1);
+        assert_eq!(&got[bulk_header..], &rdb[..rdb.len() - 1]);
+        assert_eq!(
+            link.read(&mut [0u8; 1]).unwrap(),
+            0,
+            "the last byte was sent"
         );
         let error = format!("{:#}", serving.stop_after_end());
         assert!(error.contains("damaged"), "{error}");

@@ -205,7 +205,8 @@ fn finish(
 }
 
 /// After a failure once `REPLICAOF` was sent: stops serving, makes the target a primary again
-/// (retrying while it is busy loading), and says what state it may be in.
+/// (retrying while it is busy loading), and says what state it may be in. The primary's own
+/// error, when it has one, is the cause: the wait only saw that it stopped.
 fn abandon(
     target: &mut redis::Connection,
     serving: Serving,
@@ -220,7 +221,7 @@ fn abandon(
             _ => break,
         }
     }
-    let _ = serving.stop();
+    let cause = serving.stop().err().unwrap_or(cause);
     match detached {
         Ok(()) => cause.context(
             "REPLICAOF NO ONE sent: the target is a primary again but may be empty or partly \
