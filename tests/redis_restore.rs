@@ -251,3 +251,18 @@ fn a_damaged_snapshot_served_to_a_running_server_is_never_loaded_and_it_stays_up
     assert_eq!(role(&target), "master");
     assert!(!target.log().contains("RDB"), "{}", target.log());
 }
+
+#[test]
+fn a_server_loading_from_the_socket_with_a_masterauth_takes_the_same_keyspace() {
+    let snapshot = Snapshot::taken(SEED);
+    let target = RedisServer::start(&RedisOptions {
+        extra: vec![
+            ("repl-diskless-load".to_owned(), "swapdb".to_owned()),
+            ("masterauth".to_owned(), "any password".to_owned()),
+        ],
+        ..RedisOptions::default()
+    });
+    snapshot.restore_into(&target, false).unwrap();
+    assert_eq!(keyspace_state(&mut target.client()), snapshot.state);
+    assert_eq!(role(&target), "master");
+}

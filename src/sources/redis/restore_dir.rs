@@ -308,6 +308,10 @@ mod tests {
         let answering = restore(&rdb, crc, answering).unwrap_err();
         assert!(answering.to_string().contains("listens on"), "{answering}");
 
+        let not_a_dir = dir.path().join(DUMP_NAME);
+        let file = restore(&rdb, crc, opts(&not_a_dir)).unwrap_err();
+        assert!(file.to_string().contains("is not a directory"), "{file}");
+
         let missing = dir.path().join("missing");
         let absent = restore(&rdb, crc, opts(&missing)).unwrap_err();
         assert!(absent.to_string().contains("does not exist"), "{absent}");
@@ -333,6 +337,21 @@ mod tests {
         let mut forced = opts(dir.path());
         forced.force = true;
         restore(&rdb, crc, forced).unwrap();
+        assert_eq!(listing(dir.path()), vec![(DUMP_NAME.to_owned(), rdb)]);
+    }
+
+    #[test]
+    fn a_killed_run_s_temporary_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdb = sample_rdb(10);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = durable::temp_path(dir.path(), DUMP_NAME)
+            .to_string_lossy()
+            .replace(&format!(".{}.", std::process::id()), &format!(".{dead}."));
+        fs::write(&stale, b"half a dump").unwrap();
+        restore(&rdb, Some(trailer(&rdb)), opts(dir.path())).unwrap();
         assert_eq!(listing(dir.path()), vec![(DUMP_NAME.to_owned(), rdb)]);
     }
 
