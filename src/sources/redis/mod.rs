@@ -1,4 +1,5 @@
 //! Redis as a source: snapshots taken over the replication handshake (as `redis-cli --rdb`
 //! does), checked as they stream, and restored to a `dump.rdb` or into a running server.
 
+pub mod endpoint;
 pub mod rdb;
