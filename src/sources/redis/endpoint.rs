@@ -58,7 +58,7 @@ impl RedisEndpoint {
     }
 
     /// [`RedisEndpoint::resolve`], with `REDISCLI_AUTH`'s value given.
-    fn resolve_with_env(
+    pub(super) fn resolve_with_env(
         url: &str,
         password_file: Option<&Path>,
         tls_ca_file: Option<&Path>,
