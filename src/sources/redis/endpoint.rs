@@ -163,7 +163,10 @@ impl RedisEndpoint {
     pub(super) fn connect_error(&self, reason: &str) -> anyhow::Error {
         let reason = reason.trim();
         let upper = reason.to_ascii_uppercase();
-        if upper.contains("WRONGPASS") || upper.contains("INVALID PASSWORD") {
+        if upper.contains("WRONGPASS")
+            || upper.contains("INVALID PASSWORD")
+            || upper.contains("AUTHENTICATION FAILED")
+        {
             let from = self.password_source.as_deref().unwrap_or("nowhere");
             return anyhow::anyhow!(
                 "log in to Redis at {} as user {}: the server refused the password (from {from}): {reason}; check the user and password",
@@ -185,9 +188,9 @@ impl RedisEndpoint {
             );
         }
         anyhow::anyhow!(
-            "connect to Redis at {}: {reason}; check that the server runs there and is reachable (connect_timeout {})",
+            "connect to Redis at {}: {reason}; check that the server runs there and is reachable (connect_timeout {:?})",
             self.display(),
-            format!("{:?}", self.connect_timeout)
+            self.connect_timeout
         )
     }
 

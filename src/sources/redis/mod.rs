@@ -2,5 +2,8 @@
 //! does), checked as they stream, and restored to a `dump.rdb` or into a running server.
 
 pub mod endpoint;
+pub mod info;
+pub mod probe;
 pub mod rdb;
+pub mod snapshot;
 pub mod sync;

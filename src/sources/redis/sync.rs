@@ -161,7 +161,7 @@ fn read_header(endpoint: &RedisEndpoint, reader: &mut impl BufRead) -> anyhow::R
         let line = read_line(endpoint, reader, "the reply to SYNC")?;
         if line.is_empty() {
             keep_alives += 1;
-            if keep_alives % 60 == 0 {
+            if keep_alives.is_multiple_of(60) {
                 tracing::info!(
                     "Redis at {} is still preparing the snapshot ({keep_alives} s)",
                     endpoint.display()

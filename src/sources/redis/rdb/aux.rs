@@ -97,10 +97,7 @@ impl AuxReader {
         let room = AUX_LIMIT - self.buffer.len();
         self.buffer
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
-        loop {
-            let Some(&opcode) = self.buffer.get(self.next) else {
-                break;
-            };
+        while let Some(&opcode) = self.buffer.get(self.next) {
             if opcode != OPCODE_AUX {
                 self.state = State::Done;
                 break;
@@ -125,6 +122,12 @@ impl AuxReader {
         if self.state != State::Reading {
             self.buffer = Vec::new();
         }
+    }
+
+    /// Where the data after the AUX fields starts in the stream, once known (a test compares
+    /// two RDBs of the same data past their differing `ctime`s).
+    pub fn aux_end(&self) -> Option<usize> {
+        (self.state == State::Done).then_some(self.next)
     }
 
     /// The fields read, and why reading stopped early if it did (for a warning).
