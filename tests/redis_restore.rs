@@ -75,9 +75,17 @@ fn into_with(
     let display = target.url();
     let outcome = restore_into(&mut target.client(), &display, rdb, len, version, 0, &opts)?;
     let state = keyspace_state(&mut target.client());
-    let counted: std::collections::BTreeMap<u32, u64> =
-        state.dbs.iter().map(|(db, c)| (*db, c.keys)).collect();
-    assert_eq!(outcome.keys, counted);
+    let reported: std::collections::BTreeMap<u32, (u64, u64)> = outcome
+        .keys
+        .iter()
+        .map(|(db, n)| (*db, (n.keys, n.expires)))
+        .collect();
+    let counted: std::collections::BTreeMap<u32, (u64, u64)> = state
+        .dbs
+        .iter()
+        .map(|(db, n)| (*db, (n.keys, n.expires)))
+        .collect();
+    assert_eq!(reported, counted);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The check of a stored `dump.rdb` as a restore reads it back: exactly the recorded length,
-//! the `REDIS` header with the recorded version, the EOF opcode, and the CRC-64 trailer both
-//! recomputed over the bytes as they pass and compared with the snapshot's record.
+//! and the RDB frame ([`RdbChecker`]: header, EOF opcode, CRC-64 trailer recomputed over the
+//! bytes as they pass) with the recorded version and trailer.
 //!
 //! Wrapping the reader keeps a restore streaming (nothing held whole) and lets every way of
 //! restoring say, after the last byte, whether what it wrote or served was the snapshot.
@@ -8,17 +8,8 @@
 use std::io::{self, Read};
 
 use anyhow::{Context, bail};
-use crc::{CRC_64_REDIS, Crc, Digest, Table};
 
-/// CRC-64/Jones as Redis computes it (`crc64.c`), sliced by 16 to keep up with a disk.
-static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
-
-/// `REDIS` and four digits of version.
-const HEADER_LEN: usize = 9;
-/// The CRC-64 trailer, little-endian.
-const TRAILER_LEN: u64 = 8;
-/// `RDB_OPCODE_EOF`, the byte before the trailer.
-const EOF_OPCODE: u8 = 0xFF;
+use super::rdb::RdbChecker;
 
 /// A reader of a stored RDB of known length that checks it as it is read; [`ReadBack::finish`]
 /// says whether it was whole and intact.
@@ -26,10 +17,9 @@ pub struct ReadBack<R> {
     inner: R,
     len: u64,
     done: u64,
-    digest: Digest<'static, u64, Table<16>>,
-    header: [u8; HEADER_LEN],
-    /// The EOF opcode and the trailer: the last nine bytes.
-    tail: [u8; 9],
+    checker: RdbChecker,
+    /// The first error the checker gave (a header that is not an RDB's), reported at the end.
+    failed: Option<anyhow::Error>,
     expected: Expected,
     rdb_version: u32,
 }
@@ -50,9 +40,8 @@ impl<R: Read> ReadBack<R> {
             inner,
             len,
             done: 0,
-            digest: CRC64.digest(),
-            header: [0; HEADER_LEN],
-            tail: [0; 9],
+            checker: RdbChecker::new(),
+            failed: None,
             expected: Expected::Recorded(recorded_crc),
             rdb_version,
         }
@@ -76,13 +65,6 @@ impl<R: Read> ReadBack<R> {
     /// header version, the EOF opcode, and a trailer that is both the recorded CRC-64 and the one
     /// computed over the bytes.
     pub fn finish(mut self) -> anyhow::Result<()> {
-        let min_len = (HEADER_LEN + 1) as u64 + TRAILER_LEN;
-        if self.len < min_len {
-            bail!(
-                "the snapshot is recorded as {} bytes, fewer than any RDB has ({min_len})",
-                self.len
-            );
-        }
         if self.done < self.len {
             bail!(
                 "the snapshot's content ended after {} of its {} bytes",
@@ -102,64 +84,37 @@ impl<R: Read> ReadBack<R> {
                 self.len
             );
         }
-        let expected_header = format!("REDIS{:04}", self.rdb_version);
-        if self.header != expected_header.as_bytes() {
+        if let Some(failed) = self.failed {
+            return Err(failed.context("the stored content is damaged"));
+        }
+        if self.checker.version() != Some(self.rdb_version) {
             bail!(
-                "the snapshot starts with {:?}, not {expected_header:?} as recorded",
-                String::from_utf8_lossy(&self.header)
+                "the snapshot's header says RDB version {}, its record {}: the stored content \
+                 is damaged",
+                self.checker.version().unwrap_or_default(),
+                self.rdb_version
             );
         }
-        if self.tail[0] != EOF_OPCODE {
-            bail!(
-                "the snapshot's byte before its CRC-64 is {:#04x}, not the RDB EOF opcode 0xff",
-                self.tail[0]
-            );
-        }
-        let trailer = u64::from_le_bytes(self.tail[1..].try_into().expect("eight bytes"));
-        let computed = self.digest.finalize();
+        let summary = self
+            .checker
+            .finish()
+            .context("the stored content is damaged")?;
         match self.expected {
-            Expected::TrailerOnly if trailer == 0 || trailer == computed => Ok(()),
-            Expected::TrailerOnly => bail!(
-                "the snapshot's CRC-64 over its bytes is {computed:016x}, its trailer says \
-                 {trailer:016x}: the stored content is damaged"
+            Expected::TrailerOnly => Ok(()),
+            Expected::Recorded(recorded) if summary.crc64 == recorded => Ok(()),
+            Expected::Recorded(recorded) => bail!(
+                "the snapshot's CRC-64 trailer is {}, its record says {}: the stored content is \
+                 damaged",
+                hex_or_none(summary.crc64),
+                hex_or_none(recorded)
             ),
-            Expected::Recorded(None) if trailer == 0 => Ok(()),
-            Expected::Recorded(None) => bail!(
-                "the snapshot was recorded without a CRC-64 but ends with {trailer:016x}: \
-                 the stored content is not what was taken"
-            ),
-            Expected::Recorded(Some(recorded)) if trailer != recorded => bail!(
-                "the snapshot's CRC-64 trailer is {trailer:016x}, its record says \
-                 {recorded:016x}: the stored content is damaged"
-            ),
-            Expected::Recorded(Some(_)) if computed != trailer => bail!(
-                "the snapshot's CRC-64 over its bytes is {computed:016x}, its trailer says \
-                 {trailer:016x}: the stored content is damaged"
-            ),
-            Expected::Recorded(Some(_)) => Ok(()),
         }
     }
+}
 
-    /// Feeds the bytes `buf`, which start at offset `at`, to the header, the CRC and the tail.
-    fn observe(&mut self, at: u64, buf: &[u8]) {
-        let end = at + buf.len() as u64;
-        if at < HEADER_LEN as u64 {
-            let upto = (end.min(HEADER_LEN as u64) - at) as usize;
-            self.header[at as usize..at as usize + upto].copy_from_slice(&buf[..upto]);
-        }
-        let crc_end = self.len.saturating_sub(TRAILER_LEN);
-        if at < crc_end {
-            let upto = (end.min(crc_end) - at) as usize;
-            self.digest.update(&buf[..upto]);
-        }
-        let tail_start = self.len.saturating_sub(9);
-        if end > tail_start {
-            let from = tail_start.saturating_sub(at) as usize;
-            let into = (at + from as u64 - tail_start) as usize;
-            let bytes = &buf[from..];
-            self.tail[into..into + bytes.len()].copy_from_slice(bytes);
-        }
-    }
+/// A CRC-64 as 16 hex digits, or `none`.
+fn hex_or_none(crc: Option<u64>) -> String {
+    crc.map_or_else(|| "none".to_owned(), |crc| format!("{crc:016x}"))
 }
 
 impl<R: Read> Read for ReadBack<R> {
@@ -170,8 +125,11 @@ impl<R: Read> Read for ReadBack<R> {
         }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
-        let at = self.done;
-        self.observe(at, &buf[..n]);
+        if self.failed.is_none()
+            && let Err(e) = self.checker.update(&buf[..n])
+        {
+            self.failed = Some(e);
+        }
         self.done += n as u64;
         Ok(n)
     }
@@ -185,8 +143,8 @@ pub(crate) mod tests {
     pub(crate) fn sample_rdb(version: u32) -> Vec<u8> {
         let mut rdb = format!("REDIS{version:04}").into_bytes();
         rdb.extend_from_slice(b"\xfa\x09redis-ver\x067.0.15");
-        rdb.push(EOF_OPCODE);
-        let crc = CRC64.checksum(&rdb);
+        rdb.push(0xFF);
+        let crc = super::super::rdb::crc64(&rdb);
         rdb.extend_from_slice(&crc.to_le_bytes());
         rdb
     }
@@ -212,7 +170,7 @@ pub(crate) mod tests {
     #[test]
     fn the_crc_64_is_redis_own() {
         // crc64.c's self-test: crc64(0, "123456789") == 0xe9c6d914c4b8d9ca.
-        assert_eq!(CRC64.checksum(b"123456789"), 0xe9c6d914c4b8d9ca);
+        assert_eq!(super::super::rdb::crc64(b"123456789"), 0xe9c6d914c4b8d9ca);
     }
 
     #[test]
@@ -246,7 +204,7 @@ pub(crate) mod tests {
         let long = read_back(&long, len, Some(trailer(&rdb)), 10, 4);
         assert!(long.unwrap_err().to_string().contains("longer than"));
         let version = read_back(&rdb, len, Some(trailer(&rdb)), 9, 4);
-        assert!(version.unwrap_err().to_string().contains("REDIS0009"));
+        assert!(version.unwrap_err().to_string().contains("its record 9"));
         let mut unchecked = rdb.clone();
         let at = unchecked.len() - 8;
         unchecked[at..].fill(0);

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::info::parse_info;
 use super::readback::ReadBack;
 use super::versions;
 use crate::storage::durable;
@@ -60,7 +61,11 @@ pub fn restore_to_dir(
             .arg("server")
             .query(conn)
             .context("ask the --check-against server for INFO server")?;
-        versions::check_loadable("the --check-against server", &info, rdb_version)?;
+        versions::check_loadable(
+            "the --check-against server",
+            &parse_info(&info),
+            rdb_version,
+        )?;
     }
     durable::remove_abandoned(dir, DUMP_NAME);
     let temp = TempFile::create(dir)?;

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::info::{DbKeys, InfoFields, parse_info, parse_keyspace};
 use super::primary::{Offer, Primary, Serving};
-use super::versions::{self, info_field as field};
+use super::versions;
 
 /// How often the target's state is asked for while it syncs and loads.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -44,8 +45,8 @@ pub struct IntoRestore {
 /// The target once restored.
 #[derive(Debug)]
 pub struct IntoOutcome {
-    /// Keys per database number, from the target's `INFO keyspace`.
-    pub keys: BTreeMap<u32, u64>,
+    /// Keys (and keys with a TTL) per database number, from the target's `INFO keyspace`.
+    pub keys: BTreeMap<u32, DbKeys>,
 }
 
 /// Loads the snapshot read from `rdb` (`len` bytes of RDB `rdb_version`, announced at
@@ -107,10 +108,13 @@ fn refuse_unfit_target(
             field(&replication, "master_port").unwrap_or("?")
         );
     }
-    let keys = keyspace(&info(target, "keyspace")?);
-    let total: u64 = keys.values().sum();
+    let keys = parse_keyspace(&info(target, "keyspace")?)?;
+    let total: u64 = keys.values().map(|db| db.keys).sum();
     if total > 0 && !opts.flush {
-        let dbs: Vec<String> = keys.iter().map(|(db, n)| format!("db{db}: {n}")).collect();
+        let dbs: Vec<String> = keys
+            .iter()
+            .map(|(db, n)| format!("db{db}: {}", n.keys))
+            .collect();
         bail!(
             "{display} holds {total} keys ({}); the restore replaces them all: give --flush to \
              allow it",
@@ -200,7 +204,7 @@ fn finish(
         );
     }
     Ok(IntoOutcome {
-        keys: keyspace(&info(target, "keyspace")?),
+        keys: parse_keyspace(&info(target, "keyspace")?)?,
     })
 }
 
@@ -234,43 +238,23 @@ fn abandon(
     }
 }
 
-/// One section of `INFO`.
-fn info(target: &mut redis::Connection, section: &str) -> anyhow::Result<String> {
-    redis::cmd("INFO")
+/// One section of `INFO`, as fields.
+fn info(target: &mut redis::Connection, section: &str) -> anyhow::Result<InfoFields> {
+    let text: String = redis::cmd("INFO")
         .arg(section)
         .query(target)
-        .with_context(|| format!("ask for INFO {section}"))
+        .with_context(|| format!("ask for INFO {section}"))?;
+    Ok(parse_info(&text))
 }
 
-/// Keys per database from `INFO keyspace` (`db3:keys=10,expires=2,avg_ttl=0`).
-fn keyspace(info: &str) -> BTreeMap<u32, u64> {
-    info.lines()
-        .filter_map(|line| {
-            let (db, stats) = line.trim_end().strip_prefix("db")?.split_once(':')?;
-            let keys = stats
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("keys="))?
-                .parse()
-                .ok()?;
-            Some((db.parse().ok()?, keys))
-        })
-        .collect()
+/// A field of an `INFO` section.
+fn field<'a>(info: &'a InfoFields, name: &str) -> Option<&'a str> {
+    info.get(name).map(String::as_str)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn info_fields_and_keyspace_are_read() {
-        let text = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\n";
-        assert_eq!(field(text, "role"), Some("slave"));
-        assert_eq!(field(text, "master_port"), Some("6379"));
-        assert_eq!(field(text, "master"), None);
-        let keys = "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\ndb9:keys=200000,expires=0,avg_ttl=0\r\n";
-        assert_eq!(keyspace(keys), BTreeMap::from([(0, 3), (9, 200_000)]));
-        assert!(keyspace("# Keyspace\r\n").is_empty());
-    }
 
     #[test]
     fn an_every_address_listener_needs_an_advertised_host() {

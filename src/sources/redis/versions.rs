@@ -16,8 +16,8 @@
 
 use anyhow::bail;
 
-/// The newest RDB version in the table (Redis 7.4).
-pub const NEWEST_KNOWN_RDB: u32 = 12;
+use super::info::InfoFields;
+use super::rdb::NEWEST_KNOWN_RDB_VERSION;
 
 /// Release lines (major, minor) from which a version of the RDB format is loaded, newest first.
 const FIRST_RELEASE_LOADING: [((u32, u32), u32); 7] = [
@@ -46,10 +46,10 @@ pub fn max_rdb_version(redis_version: &str) -> Option<u32> {
         .map(|(_, rdb)| *rdb)
 }
 
-/// What a server, from its `INFO server` text, loads: its `redis_version` through the table,
+/// What a server, from its `INFO server` fields, loads: its `redis_version` through the table,
 /// except a Valkey from 9 on, which is unknown whatever `redis_version` it reports.
-pub fn server_max_rdb_version(info_server: &str) -> Result<Option<u32>, String> {
-    let field = |name| info_field(info_server, name);
+pub fn server_max_rdb_version(info_server: &InfoFields) -> Result<Option<u32>, String> {
+    let field = |name| info_server.get(name).map(String::as_str);
     let Some(redis_version) = field("redis_version") else {
         return Err("its INFO server has no redis_version".to_owned());
     };
@@ -67,9 +67,13 @@ pub fn server_max_rdb_version(info_server: &str) -> Result<Option<u32>, String> 
 }
 
 /// Refuses to restore an RDB of `rdb_version` into `target` (a name for messages) whose
-/// `INFO server` is given, when it loads only older versions; warns when it cannot tell.
-pub fn check_loadable(target: &str, info_server: &str, rdb_version: u32) -> anyhow::Result<()> {
-    let version = info_field(info_server, "redis_version").unwrap_or("?");
+/// `INFO server` fields are given, when it loads only older versions; warns when it cannot tell.
+pub fn check_loadable(
+    target: &str,
+    info_server: &InfoFields,
+    rdb_version: u32,
+) -> anyhow::Result<()> {
+    let version = info_server.get("redis_version").map_or("?", String::as_str);
     let max = match server_max_rdb_version(info_server) {
         Ok(max) => max,
         Err(why) => bail!("check which RDB versions {target} loads: {why}"),
@@ -84,7 +88,7 @@ pub fn check_loadable(target: &str, info_server: &str, rdb_version: u32) -> anyh
             "{target} runs Redis {version}, older than 2.6, which loads no RDB version Tidemark \
              restores: restore into Redis 2.6 or newer"
         ),
-        None if rdb_version > NEWEST_KNOWN_RDB => {
+        None if rdb_version > NEWEST_KNOWN_RDB_VERSION => {
             tracing::warn!(
                 "{target} runs Redis {version}, newer than Tidemark knows; the snapshot is RDB \
                  version {rdb_version}, also newer: going ahead, and the server's loader decides"
@@ -93,15 +97,6 @@ pub fn check_loadable(target: &str, info_server: &str, rdb_version: u32) -> anyh
         }
         None => Ok(()),
     }
-}
-
-/// A `name:value` field of an `INFO` text.
-pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines().find_map(|line| {
-        line.trim_end()
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix(':'))
-    })
 }
 
 /// `(major, minor)` of a dotted version such as `7.0.15` or `8.0-rc1`.
@@ -118,6 +113,7 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::info::parse_info;
     use super::*;
 
     #[test]
@@ -148,23 +144,34 @@ mod tests {
     #[test]
     fn valkey_counts_as_its_reported_redis_version_until_9() {
         let valkey8 = "# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\n";
-        assert_eq!(server_max_rdb_version(valkey8), Ok(Some(11)));
+        assert_eq!(server_max_rdb_version(&parse_info(valkey8)), Ok(Some(11)));
         let valkey9 = "# Server\r\nredis_version:7.2.4\r\nvalkey_version:9.0.0\r\n";
-        assert_eq!(server_max_rdb_version(valkey9), Ok(None));
-        assert!(server_max_rdb_version("# Server\r\n").is_err());
+        assert_eq!(server_max_rdb_version(&parse_info(valkey9)), Ok(None));
+        assert!(server_max_rdb_version(&parse_info("# Server\r\n")).is_err());
     }
 
     #[test]
     fn a_snapshot_newer_than_its_target_is_refused_naming_both() {
-        let info = "redis_version:7.0.15\r\n";
-        assert!(check_loadable("t", info, 10).is_ok());
-        assert!(check_loadable("t", info, 9).is_ok());
-        let refusal = check_loadable("t", info, 11).unwrap_err().to_string();
+        let check = |version: &str, rdb| {
+            check_loadable(
+                "t",
+                &parse_info(&format!("redis_version:{version}\r\n")),
+                rdb,
+            )
+        };
+        assert!(check("7.0.15", 10).is_ok());
+        assert!(check("7.0.15", 9).is_ok());
+        let refusal = check("7.0.15", 11).unwrap_err().to_string();
         assert!(refusal.contains("RDB version 11"), "{refusal}");
         assert!(refusal.contains("up to 10"), "{refusal}");
         // Newer than the table: known versions go ahead, and so (with a warning) unknown ones.
-        assert!(check_loadable("t", "redis_version:8.2.0\r\n", 12).is_ok());
-        assert!(check_loadable("t", "redis_version:8.2.0\r\n", 13).is_ok());
-        assert!(check_loadable("t", "redis_version:2.4.0\r\n", 6).is_err());
+        assert!(check("8.2.0", 12).is_ok());
+        assert!(check("8.2.0", 13).is_ok());
+        assert!(check("2.4.0", 6).is_err());
+    }
+
+    #[test]
+    fn the_table_ends_at_the_newest_rdb_version_the_snapshot_side_knows() {
+        assert_eq!(FIRST_RELEASE_LOADING[0].1, NEWEST_KNOWN_RDB_VERSION);
     }
 }
