@@ -274,3 +274,35 @@ fn a_server_loading_from_the_socket_with_a_masterauth_takes_the_same_keyspace() 
     assert_eq!(keyspace_state(&mut target.client()), snapshot.state);
     assert_eq!(role(&target), "master");
 }
+
+#[test]
+fn a_user_without_replicaof_is_refused_with_the_rules_it_needs_and_nothing_changes() {
+    let snapshot = Snapshot::taken(SEED);
+    let target = RedisServer::start(&RedisOptions {
+        acl_users: vec!["restorer on >restorer-secret ~* +@all -replicaof".to_owned()],
+        ..RedisOptions::default()
+    });
+    let opts = IntoRestore {
+        flush: false,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        timeout: Duration::from_secs(60),
+    };
+    let mut as_restorer = target.client_as(Some("restorer"), "restorer-secret");
+    let rdb = Box::new(io::Cursor::new(snapshot.rdb.clone()));
+    let refused = restore_into(
+        &mut as_restorer,
+        &target.url(),
+        rdb,
+        snapshot.len(),
+        snapshot.version,
+        0,
+        &opts,
+    );
+    let refused = format!("{:#}", refused.unwrap_err());
+    assert!(refused.contains("+replicaof"), "{refused}");
+    assert!(refused.contains("it is unchanged"), "{refused}");
+    assert_eq!(refused.lines().count(), 1, "{refused}");
+    assert_eq!(role(&target), "master");
+    assert_eq!(keyspace_state(&mut target.client()).dbs.len(), 0);
+}

@@ -79,11 +79,21 @@ pub fn restore_into(
     let serving = primary.serve(rdb, offer);
     let replicaof: redis::RedisResult<()> =
         redis::cmd("REPLICAOF").arg(&host).arg(port).query(target);
-    if let Err(e) = replicaof {
-        let _ = serving.stop();
-        return Err(fail(anyhow::Error::new(e).context(format!(
-            "tell it REPLICAOF {host} {port} (its ACL user needs +replicaof +info); it is unchanged"
-        ))));
+    match replicaof {
+        Ok(()) => {}
+        // The server answered with a refusal (an ACL without +replicaof, a renamed command).
+        Err(e) if e.code().is_some() => {
+            let _ = serving.stop();
+            return Err(fail(anyhow::Error::new(e).context(format!(
+                "tell it REPLICAOF {host} {port} (its ACL user needs +replicaof +info); it is \
+                 unchanged"
+            ))));
+        }
+        // No answer: the command may have taken effect.
+        Err(e) => {
+            let e = anyhow::Error::new(e).context(format!("tell it REPLICAOF {host} {port}"));
+            return Err(fail(abandon(target, serving, e)));
+        }
     }
     tracing::info!("{target_display} replicates from {host}:{port}: serving {len} bytes");
     match wait_loaded(target, &serving, len, opts.timeout) {
