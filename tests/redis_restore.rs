@@ -11,10 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use testkit::redis_workload::{KeyspaceState, keyspace_state, populate};
+use testkit::redis_workload::{
+    KeyspaceState, Writer, committed_seq, expected_state, keyspace_state, populate,
+};
 use testkit::{RedisOptions, RedisServer};
+use tidemark::sources::redis::endpoint::RedisEndpoint;
 use tidemark::sources::redis::restore_dir::{DUMP_NAME, DirRestore, restore_to_dir};
 use tidemark::sources::redis::restore_into::{IntoRestore, restore_into};
+use tidemark::sources::redis::snapshot::take_snapshot;
 
 const SEED: u64 = 1717;
 const KEYS: u64 = 6_000;
@@ -305,4 +309,58 @@ fn a_user_without_replicaof_is_refused_with_the_rules_it_needs_and_nothing_chang
     assert_eq!(refused.lines().count(), 1, "{refused}");
     assert_eq!(role(&target), "master");
     assert_eq!(keyspace_state(&mut target.client()).dbs.len(), 0);
+}
+
+#[test]
+fn a_snapshot_taken_over_sync_while_a_writer_runs_restores_both_ways_to_its_step() {
+    let source = RedisServer::start(&RedisOptions::default());
+    populate(&mut source.client(), SEED, KEYS);
+    let writer = Writer::start(&source.url(), None, SEED);
+    writer.wait_for(100, Duration::from_secs(60));
+    let endpoint =
+        RedisEndpoint::resolve(&source.url(), None, None, Duration::from_secs(10)).unwrap();
+    let mut rdb = Vec::new();
+    let meta = take_snapshot(&endpoint, &mut rdb).unwrap();
+    let last = writer.stop();
+    let crc = meta
+        .crc64
+        .as_deref()
+        .map(|hex| u64::from_str_radix(hex, 16).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    restore_to_dir(
+        &mut &rdb[..],
+        meta.bytes,
+        crc,
+        meta.rdb_version,
+        dir_opts(dir.path()),
+    )
+    .unwrap();
+    let from_dir = RedisServer::start_in(dir.path(), &RedisOptions::default());
+    let seq = committed_seq(&mut from_dir.client());
+    println!("the snapshot holds writer step {seq} of {last}");
+    let expected = expected_state(SEED, KEYS, seq);
+    assert_eq!(keyspace_state(&mut from_dir.client()), expected);
+
+    let target = RedisServer::start(&RedisOptions::default());
+    let opts = IntoRestore {
+        flush: false,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        timeout: Duration::from_secs(60),
+    };
+    let offset = meta.repl_offset.unwrap_or(0);
+    let served = Box::new(io::Cursor::new(rdb));
+    restore_into(
+        &mut target.client(),
+        &target.url(),
+        served,
+        meta.bytes,
+        meta.rdb_version,
+        offset,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(keyspace_state(&mut target.client()), expected);
+    assert_eq!(role(&target), "master");
 }
