@@ -324,6 +324,7 @@ fn keep_alive(reader: &mut TcpStream, writer: &mut TcpStream, state: &State) -> 
             ),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) if state.stop.load(Ordering::Acquire) => break,
             Err(e) => return Err(e).context("read the target's acknowledgements"),
         }
         if last_ping.elapsed() >= KEEPALIVE_EVERY {
@@ -417,6 +418,24 @@ mod tests {
         }
         assert_eq!(serving.sent(), rdb.len() as u64);
         serving.stop().unwrap();
+    }
+
+    #[test]
+    fn the_link_carries_pings_and_a_replica_leaving_early_is_an_error() {
+        let rdb = sample_rdb(10);
+        let primary = Primary::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = primary.local_addr().unwrap();
+        let serving = primary.serve(Box::new(io::Cursor::new(rdb.clone())), offer(rdb.len()));
+        let bulk = format!("${}\r\n", rdb.len()).len() + rdb.len();
+        let (_, mut link) = replica(addr, &[&["SYNC"]], bulk);
+        link.write_all(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n")
+            .unwrap();
+        let mut ping = [0u8; 14];
+        link.read_exact(&mut ping).unwrap();
+        assert_eq!(&ping, b"*1\r\n$4\r\nPING\r\n");
+        drop(link);
+        let error = format!("{:#}", serving.stop_after_end());
+        assert!(error.contains("closed the link"), "{error}");
     }
 
     #[test]
