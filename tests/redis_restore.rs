@@ -364,3 +364,77 @@ fn a_snapshot_taken_over_sync_while_a_writer_runs_restores_both_ways_to_its_step
     assert_eq!(keyspace_state(&mut target.client()), expected);
     assert_eq!(role(&target), "master");
 }
+
+/// The environment variable naming the directory the traced child restores into.
+const TRACED_DIR: &str = "TIDEMARK_TEST_RESTORE_DIR";
+
+#[test]
+fn a_dump_restored_to_a_directory_is_fsynced_before_its_rename_and_its_directory_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().canonicalize().unwrap();
+    let trace_dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--ignored", "--exact", "--test-threads=1"])
+        .arg("restore_into_the_directory_the_environment_names")
+        .env(TRACED_DIR, &dir);
+    let traced = common::strace::run(&child, &[], &trace_dir.path().join("trace"));
+    assert!(
+        traced.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&traced.output.stdout)
+    );
+    let target = dir.join(DUMP_NAME);
+    let renamed = (0..traced.calls.len())
+        .find(|&i| {
+            traced.calls[i]
+                .rename_paths()
+                .is_some_and(|(_, to)| to == target)
+        })
+        .unwrap_or_else(|| panic!("no rename to {}:\n{}", target.display(), traced.listing()));
+    let (temp, _) = traced.calls[renamed].rename_paths().unwrap();
+    assert_eq!(temp.parent(), Some(dir.as_path()));
+    assert!(
+        traced
+            .find_before(renamed, |c| c.is_fsync_of(&temp))
+            .is_some(),
+        "{} was not fsynced before its rename:\n{}",
+        temp.display(),
+        traced.listing()
+    );
+    assert!(
+        traced
+            .find_after(renamed, |c| c.is_fsync_of(&dir))
+            .is_some(),
+        "{} was not fsynced after the rename:\n{}",
+        dir.display(),
+        traced.listing()
+    );
+    assert_eq!(fs::read(&target).unwrap(), small_rdb());
+}
+
+/// The traced child of the test above: restores a small RDB into the directory in
+/// `TIDEMARK_TEST_RESTORE_DIR`. Run only by that test (it is ignored otherwise).
+#[test]
+#[ignore = "run by a_dump_restored_to_a_directory_is_fsynced_before_its_rename_and_its_directory_after"]
+fn restore_into_the_directory_the_environment_names() {
+    let dir = std::path::PathBuf::from(std::env::var_os(TRACED_DIR).expect("a directory"));
+    let rdb = small_rdb();
+    let crc = u64::from_le_bytes(rdb[rdb.len() - 8..].try_into().unwrap());
+    restore_to_dir(
+        &mut &rdb[..],
+        rdb.len() as u64,
+        Some(crc),
+        10,
+        dir_opts(&dir),
+    )
+    .unwrap();
+}
+
+/// An RDB with no keys, as Redis 7.0 frames one.
+fn small_rdb() -> Vec<u8> {
+    let mut rdb = b"REDIS0010\xff".to_vec();
+    let crc = tidemark::sources::redis::rdb::crc64(&rdb);
+    rdb.extend_from_slice(&crc.to_le_bytes());
+    rdb
+}
