@@ -1,0 +1,415 @@
+//! Where a Redis source is and how to log in to it: the `redis://` URL, the password's three
+//! sources (the URL's user part, `password_file`, `REDISCLI_AUTH`, in that order; never argv),
+//! and connections with every wait bounded — through the `redis` crate for ordinary commands,
+//! and a plain TCP stream for the replication handshake (`sync.rs`).
+
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use zeroize::Zeroizing;
+
+use crate::repo::keys::read_secret_file;
+
+/// The port Redis listens on unless the URL says otherwise.
+const DEFAULT_PORT: u16 = 6379;
+/// How long one ordinary command (INFO, ACL, CONFIG GET) may take to be sent or answered.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest password file read: Redis passwords are short; a longer file is the wrong one.
+const PASSWORD_FILE_LIMIT: usize = 4096;
+/// The environment variable redis-cli reads its password from.
+const PASSWORD_ENV: &str = "REDISCLI_AUTH";
+
+/// A Redis server to snapshot, resolved from the configuration: address, user and password.
+pub struct RedisEndpoint {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<Zeroizing<String>>,
+    /// Where the password came from ("the URL", "password_file /x", "REDISCLI_AUTH"), for errors.
+    password_source: Option<String>,
+    connect_timeout: Duration,
+}
+
+/// Shows what `display` shows: never the password.
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEndpoint")
+            .field("server", &self.display())
+            .field("password_source", &self.password_source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisEndpoint {
+    /// Reads `url` (`redis://[user[:password]@]host[:port][/db]`) and finds the password. A `/db`
+    /// is ignored with a warning: a snapshot holds every db. `rediss://` is refused until TLS
+    /// is supported; `tls_ca_file` is only for it.
+    pub fn resolve(
+        url: &str,
+        password_file: Option<&Path>,
+        tls_ca_file: Option<&Path>,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<RedisEndpoint> {
+        let from_env = std::env::var(PASSWORD_ENV).ok().map(Zeroizing::new);
+        Self::resolve_with_env(url, password_file, tls_ca_file, connect_timeout, from_env)
+    }
+
+    /// [`RedisEndpoint::resolve`], with `REDISCLI_AUTH`'s value given.
+    pub(super) fn resolve_with_env(
+        url: &str,
+        password_file: Option<&Path>,
+        tls_ca_file: Option<&Path>,
+        connect_timeout: Duration,
+        from_env: Option<Zeroizing<String>>,
+    ) -> anyhow::Result<RedisEndpoint> {
+        let mut parsed = ParsedUrl::parse(url)?;
+        if let Some(ca) = tls_ca_file {
+            bail!(
+                "tls_ca_file {} is set but TLS to Redis is not supported yet: remove it and use a redis:// URL",
+                ca.display()
+            );
+        }
+        if let Some(db) = &parsed.db {
+            tracing::warn!(
+                "Redis URL {} names db {db}, which is ignored: a snapshot holds every db",
+                parsed.display()
+            );
+        }
+        let (password, password_source) = match parsed.password.take() {
+            Some(password) => {
+                if password_file.is_some() {
+                    tracing::warn!(
+                        "Redis URL {} holds a password, so password_file is not read",
+                        parsed.display()
+                    );
+                }
+                (Some(password), Some("the URL".to_owned()))
+            }
+            None => match password_file {
+                Some(path) => (
+                    Some(read_password_file(path)?),
+                    Some(format!("password_file {}", path.display())),
+                ),
+                None => match from_env {
+                    Some(value) if !value.is_empty() => {
+                        (Some(value), Some(PASSWORD_ENV.to_owned()))
+                    }
+                    _ => (None, None),
+                },
+            },
+        };
+        Ok(RedisEndpoint {
+            host: parsed.host,
+            port: parsed.port,
+            user: parsed.user,
+            password,
+            password_source,
+            connect_timeout,
+        })
+    }
+
+    /// The server as people may read it: `redis://user@host:port`, never the password.
+    pub fn display(&self) -> String {
+        let user = self
+            .user
+            .as_deref()
+            .map(|user| format!("{}@", percent_encode(user)))
+            .unwrap_or_default();
+        format!("redis://{user}{}", self.host_port())
+    }
+
+    fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The ACL user logged in as: the URL's, else `default`.
+    pub fn user(&self) -> &str {
+        self.user.as_deref().unwrap_or("default")
+    }
+
+    /// A connection for ordinary commands, authenticated, with connect, read and write timeouts.
+    pub fn connection(&self) -> anyhow::Result<redis::Connection> {
+        let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(user) = &self.user {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password.as_str());
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Tcp(
+            self.host.clone(),
+            self.port,
+        ))
+        .context("describe the Redis connection")?
+        .set_redis_settings(settings);
+        let client = redis::Client::open(info)
+            .with_context(|| format!("connect to Redis at {}", self.display()))?;
+        let connection = client
+            .get_connection_with_timeout(self.connect_timeout)
+            .map_err(|e| self.connect_error(&e.to_string()))?;
+        connection.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        connection.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        Ok(connection)
+    }
+
+    /// A connection to Redis failed with `reason`: one line that says what to do about it.
+    pub(super) fn connect_error(&self, reason: &str) -> anyhow::Error {
+        let reason = reason.trim();
+        let upper = reason.to_ascii_uppercase();
+        if upper.contains("WRONGPASS")
+            || upper.contains("INVALID PASSWORD")
+            || upper.contains("AUTHENTICATION FAILED")
+        {
+            let from = self.password_source.as_deref().unwrap_or("nowhere");
+            return anyhow::anyhow!(
+                "log in to Redis at {} as user {}: the server refused the password (from {from}): {reason}; check the user and password",
+                self.display(),
+                self.user()
+            );
+        }
+        if upper.contains("NOAUTH") {
+            return anyhow::anyhow!(
+                "log in to Redis at {}: the server requires a password and none was given: {reason}; put it in the URL, a password_file (mode 0600) or REDISCLI_AUTH",
+                self.display()
+            );
+        }
+        if upper.contains("AUTH") && upper.contains("WITHOUT ANY PASSWORD") {
+            return anyhow::anyhow!(
+                "log in to Redis at {}: a password was given (from {}) but the server has none configured: {reason}; remove it",
+                self.display(),
+                self.password_source.as_deref().unwrap_or("nowhere")
+            );
+        }
+        anyhow::anyhow!(
+            "connect to Redis at {}: {reason}; check that the server runs there and is reachable (connect_timeout {:?})",
+            self.display(),
+            self.connect_timeout
+        )
+    }
+
+    /// A TCP connection for the replication stream, connect timeout applied; read and write
+    /// timeouts are the caller's.
+    pub(super) fn tcp(&self) -> anyhow::Result<TcpStream> {
+        let addresses = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| self.connect_error(&format!("resolve {}: {e}", self.host)))?;
+        let mut last = None;
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, self.connect_timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let reason = last.map_or_else(
+            || format!("{} resolves to no address", self.host),
+            |e| e.to_string(),
+        );
+        Err(self.connect_error(&reason))
+    }
+
+    /// Sends `AUTH [user] password` on a raw connection when there is a password (RESP2, as
+    /// redis-cli does); the command's bytes are wiped afterwards.
+    pub(super) fn write_auth(&self, stream: &mut dyn Write) -> anyhow::Result<bool> {
+        let Some(password) = &self.password else {
+            return Ok(false);
+        };
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(user) = &self.user {
+            args.push(user.as_bytes());
+        }
+        args.push(password.as_bytes());
+        let command = Zeroizing::new(resp_command(&args));
+        stream
+            .write_all(&command)
+            .with_context(|| format!("send AUTH to Redis at {}", self.display()))?;
+        Ok(true)
+    }
+}
+
+/// A command as a RESP array of bulk strings.
+pub(super) fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A password file: the secret-file rule (mode 0600 or stricter, ours or root's), one line.
+fn read_password_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let bytes = read_secret_file(path, "password_file", PASSWORD_FILE_LIMIT)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "password_file {} is not UTF-8 text: write the password as text",
+            path.display()
+        )
+    })?;
+    let password = text.strip_suffix('\n').unwrap_or(text);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!(
+            "password_file {} is empty: write the Redis password in it",
+            path.display()
+        );
+    }
+    Ok(Zeroizing::new(password.to_owned()))
+}
+
+/// The parts of a `redis://` URL.
+struct ParsedUrl {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<Zeroizing<String>>,
+    db: Option<String>,
+}
+
+impl ParsedUrl {
+    fn parse(url: &str) -> anyhow::Result<ParsedUrl> {
+        let shown = redact(url);
+        let rest = if let Some(rest) = url.strip_prefix("redis://") {
+            rest
+        } else if url.starts_with("rediss://") {
+            bail!(
+                "Redis URL {shown}: TLS to Redis (rediss://) is not supported yet: use redis:// over a trusted network or a tunnel"
+            );
+        } else {
+            bail!("Redis URL {shown} does not start with redis://: write redis://HOST:PORT/");
+        };
+        if rest.contains(['?', '#']) {
+            bail!(
+                "Redis URL {shown} has a query or fragment, which Tidemark does not read: remove it (set password_file or tls_ca_file in the configuration instead)"
+            );
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let (host, port) = split_host_port(hostport, &shown)?;
+        if host.is_empty() {
+            bail!("Redis URL {shown} has no host: write redis://HOST:PORT/");
+        }
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(userinfo) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (userinfo, None),
+                };
+                let user = percent_decode(user, &shown)?;
+                let password = match password {
+                    Some(p) if !p.is_empty() => Some(Zeroizing::new(percent_decode(p, &shown)?)),
+                    _ => None,
+                };
+                ((!user.is_empty()).then_some(user), password)
+            }
+        };
+        let db = path.trim_end_matches('/');
+        let db = (!db.is_empty() && db != "0").then(|| db.to_owned());
+        Ok(ParsedUrl {
+            host,
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+
+    fn display(&self) -> String {
+        format!("redis://{}:{}/", self.host, self.port)
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(hostport: &str, shown: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            bail!("Redis URL {shown} has an unclosed [ in its host: write redis://[ADDRESS]:PORT/");
+        };
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => DEFAULT_PORT,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port != 0 => port,
+            _ => bail!("Redis URL {shown} has port {port:?}, not a number from 1 to 65535"),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// The URL with any password replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let at = rest[..authority_end].rfind('@').expect("found above");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn percent_decode(text: &str, shown: &str) -> anyhow::Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = hex else {
+                bail!(
+                    "Redis URL {shown} has a % not followed by two hex digits in its user part: write %25 for a %"
+                );
+            };
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        anyhow::anyhow!("Redis URL {shown} has a user part that is not UTF-8 once decoded")
+    })
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
