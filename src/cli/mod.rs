@@ -15,6 +15,7 @@ mod info;
 mod key;
 mod plan;
 mod restore;
+mod source;
 mod stanza_create;
 mod target_args;
 mod tty_prompt;
@@ -191,6 +192,12 @@ pub enum Command {
     /// The keys of an encrypted repository ([repo] cipher = "aes-256-gcm"): list, rotate, change the passphrase, retire
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Snapshots of the deployment's other stateful parts (Redis), in the same repository
+    ///
+    /// Each source is a [source.NAME] section of the configuration (docs/configuration.md);
+    /// `tidemark expire --source NAME` and `tidemark verify --source NAME` cover its snapshots.
+    #[command(subcommand, verbatim_doc_comment)]
+    Source(source::SourceCommand),
     /// Push one WAL file into the repository (what tidemark-archive does)
     ArchivePush {
         /// The WAL file to archive (PostgreSQL's %p)
@@ -294,6 +301,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             output,
         } => verify::run_verify(&cli.choice, backup, fast, deep, output),
         Command::Key(command) => key::run_key(&cli.choice, command),
+        Command::Source(command) => source::run_source(&cli.choice, command),
         Command::ArchivePush { wal_path } => {
             tidemark::archive::push_command(&cli.choice, &wal_path).map(|()| Finished::Success)
         }

@@ -84,30 +84,35 @@ pub struct SourceArea<'r> {
 }
 
 impl Repository {
-    /// Opens source `name` for a snapshot, recording it as a source of `kind` if this is its
-    /// first; a name already used by another kind is refused.
+    /// Refuses a snapshot of `kind` under source `name` that [`Repository::open_or_create_source`]
+    /// would refuse, writing nothing: checked before a snapshot starts, so a refused one leaves
+    /// no trace.
+    pub fn check_source_kind(&self, name: &str, kind: &str) -> anyhow::Result<()> {
+        match self.open_source(name)? {
+            Some(area) => area.check_kind(kind),
+            None => self.check_new_source_encryption(),
+        }
+    }
+
+    /// Opens source `name` for a snapshot's record, recording it as a source of `kind` if this
+    /// is its first; a name already used by another kind is refused.
     pub fn open_or_create_source(&self, name: &str, kind: &str) -> anyhow::Result<SourceArea<'_>> {
         layout::check_source_name(name)?;
         let key = layout::source_identity(name);
         if self.storage.head(&key)?.is_none() {
-            let mut identity = SourceIdentity {
+            self.check_new_source_encryption()?;
+            let identity = SourceIdentity {
                 format: SOURCE_FORMAT,
                 source: name.to_owned(),
                 kind: kind.to_owned(),
                 created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                cipher: None,
-                repository: None,
+                cipher: self.codec.keys().map(|_| stanza::CIPHER.to_owned()),
+                repository: self
+                    .codec
+                    .keys()
+                    .map(|keys| keys.repository_id())
+                    .transpose()?,
             };
-            if let Some(keys) = self.codec.keys() {
-                identity.cipher = Some(stanza::CIPHER.to_owned());
-                identity.repository = Some(keys.repository_id()?);
-            } else if keys::keyring_exists(self.storage.as_ref())? {
-                bail!(
-                    "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
-                    self.storage.location(),
-                    keys::KEYS_DIR
-                );
-            }
             let json = serde_json::to_vec_pretty(&identity).expect("identity serializes");
             // A lost race leaves the winner's identity, read and checked below.
             let _: PutOutcome = self.storage.put_if_absent(&key, &[&json])?;
@@ -115,14 +120,20 @@ impl Repository {
         let area = self
             .open_source(name)?
             .with_context(|| format!("source '{name}' vanished while it was created"))?;
-        if area.identity.kind != kind {
+        area.check_kind(kind)?;
+        Ok(area)
+    }
+
+    /// A plain configuration must not start a plain source in an encrypted repository.
+    fn check_new_source_encryption(&self) -> anyhow::Result<()> {
+        if self.codec.keys().is_none() && keys::keyring_exists(self.storage.as_ref())? {
             bail!(
-                "source '{name}' in {} holds {} snapshots, not {kind}: give this [source.{name}] another name",
+                "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
                 self.storage.location(),
-                area.identity.kind
+                keys::KEYS_DIR
             );
         }
-        Ok(area)
+        Ok(())
     }
 
     /// Opens source `name`; `None` if it has no snapshot yet.
@@ -194,6 +205,19 @@ impl Repository {
 }
 
 impl<'r> SourceArea<'r> {
+    fn check_kind(&self, kind: &str) -> anyhow::Result<()> {
+        if self.identity.kind != kind {
+            bail!(
+                "source '{}' in {} holds {} snapshots, not {kind}: give this [source.{}] another name",
+                self.name(),
+                self.repo.storage().location(),
+                self.identity.kind,
+                self.name()
+            );
+        }
+        Ok(())
+    }
+
     pub fn name(&self) -> &str {
         &self.identity.source
     }
@@ -212,16 +236,12 @@ impl<'r> SourceArea<'r> {
 
     /// The chunks this source's snapshots share.
     pub fn blobs(&self) -> BlobPool<'r> {
-        BlobPool::new(self.repo, &layout::source_owner(self.name()))
+        source_blobs(self.repo, self.name())
     }
 
     /// The locks of this source's snapshots and expires.
     pub fn locks(&self) -> LockScope<'r> {
-        LockScope::new(
-            self.repo,
-            &layout::source_owner(self.name()),
-            format!("source '{}'", self.name()),
-        )
+        source_locks(self.repo, self.name())
     }
 
     /// Stores a snapshot's record, which makes the snapshot exist. Never replaces one; finding
@@ -312,6 +332,20 @@ impl<'r> SourceArea<'r> {
         self.repo.storage().delete_all(&records)?;
         Ok(())
     }
+}
+
+/// The chunks source `name`'s snapshots share (before its first snapshot is recorded, too).
+pub fn source_blobs<'r>(repo: &'r Repository, name: &str) -> BlobPool<'r> {
+    BlobPool::new(repo, &layout::source_owner(name))
+}
+
+/// The locks of source `name`'s snapshots and expires.
+pub fn source_locks<'r>(repo: &'r Repository, name: &str) -> LockScope<'r> {
+    LockScope::new(
+        repo,
+        &layout::source_owner(name),
+        format!("source '{name}'"),
+    )
 }
 
 /// Every chunk `snapshots` refer to, by name.

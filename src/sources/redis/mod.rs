@@ -12,3 +12,180 @@ pub mod restore_into;
 pub mod snapshot;
 pub mod sync;
 pub mod versions;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::reader::StreamReader;
+use super::sink::SnapshotSink;
+use super::{RestoreTarget, Source};
+use crate::config::RedisSettings;
+use crate::repo::Repository;
+use crate::repo::source_catalog::{SnapshotRecord, SnapshotStream};
+use endpoint::RedisEndpoint;
+use restore_dir::{DUMP_NAME, DirRestore};
+use restore_into::IntoRestore;
+use snapshot::RedisSnapshotMeta;
+
+/// How long each step of a restore into a running server may take (connecting, a command);
+/// the wait for the load itself grows with the snapshot's size.
+const INTO_STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A configured Redis server.
+pub struct RedisSource {
+    endpoint: RedisEndpoint,
+    connect_timeout: Duration,
+}
+
+impl RedisSource {
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<RedisSource> {
+        let endpoint = RedisEndpoint::resolve(
+            &settings.url,
+            settings.password_file.as_deref(),
+            settings.tls_ca_file.as_deref(),
+            settings.connect_timeout,
+        )?;
+        Ok(RedisSource {
+            endpoint,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    /// A server named on the command line (`--into`, `--check-against`): its password from
+    /// the URL or `REDISCLI_AUTH`, never an argument of its own.
+    fn other_server(&self, url: &str) -> anyhow::Result<RedisEndpoint> {
+        RedisEndpoint::resolve(url, None, None, self.connect_timeout)
+    }
+}
+
+impl Source for RedisSource {
+    fn id_letter(&self) -> char {
+        'R'
+    }
+
+    fn check(&self) -> anyhow::Result<Vec<String>> {
+        Ok(probe::probe(&self.endpoint)?
+            .into_iter()
+            .map(|line| format!("{}: {}", line.what, line.found))
+            .collect())
+    }
+
+    fn snapshot(&self, sink: &mut SnapshotSink) -> anyhow::Result<serde_json::Value> {
+        let mut writer = sink.stream(DUMP_NAME);
+        let meta = snapshot::take_snapshot(&self.endpoint, &mut writer)?;
+        writer.flush()?;
+        writer.finish()?;
+        Ok(serde_json::to_value(meta)?)
+    }
+
+    fn restore(
+        &self,
+        repo: Arc<Repository>,
+        snapshot: &SnapshotRecord,
+        target: &RestoreTarget,
+    ) -> anyhow::Result<String> {
+        let (meta, stream) = redis_snapshot(snapshot)?;
+        let crc64 = meta
+            .crc64
+            .as_deref()
+            .map(|hex| u64::from_str_radix(hex, 16))
+            .transpose()
+            .with_context(|| {
+                format!("snapshot {} records a CRC-64 that is not hex", snapshot.id)
+            })?;
+        let reader = StreamReader::open(repo, &snapshot.source, stream);
+        match target {
+            RestoreTarget::RedisDir {
+                dir,
+                force,
+                pid,
+                port,
+                check_against,
+            } => {
+                let mut check = match check_against {
+                    Some(url) => Some(self.other_server(url)?.connection()?),
+                    None => None,
+                };
+                let options = DirRestore {
+                    dir,
+                    force: *force,
+                    pid: *pid,
+                    port: *port,
+                    check_against: check.as_mut(),
+                };
+                let mut reader = reader;
+                let path = restore_dir::restore_to_dir(
+                    &mut reader,
+                    stream.size,
+                    crc64,
+                    meta.rdb_version,
+                    options,
+                )?;
+                Ok(format!(
+                    "restored snapshot {} of source '{}' to {} ({} bytes, RDB version {}): start a Redis server with dir {} to load it",
+                    snapshot.id,
+                    snapshot.source,
+                    path.display(),
+                    stream.size,
+                    meta.rdb_version,
+                    dir.display()
+                ))
+            }
+            RestoreTarget::RedisInto {
+                url,
+                flush,
+                listen,
+                advertise,
+            } => {
+                let server = self.other_server(url)?;
+                let mut connection = server.connection()?;
+                let options = IntoRestore {
+                    flush: *flush,
+                    listen: *listen,
+                    advertise: advertise.clone(),
+                    timeout: INTO_STEP_TIMEOUT,
+                };
+                let outcome = restore_into::restore_into(
+                    &mut connection,
+                    &server.display(),
+                    Box::new(reader),
+                    stream.size,
+                    meta.rdb_version,
+                    meta.repl_offset.unwrap_or(0),
+                    &options,
+                )?;
+                let keys: u64 = outcome.keys.values().map(|db| db.keys).sum();
+                Ok(format!(
+                    "loaded snapshot {} of source '{}' into {} ({keys} keys in {} databases); it is a primary again",
+                    snapshot.id,
+                    snapshot.source,
+                    server.display(),
+                    outcome.keys.len()
+                ))
+            }
+        }
+    }
+}
+
+/// What a Redis snapshot's record holds: its metadata and its one stream, the `dump.rdb`.
+fn redis_snapshot(record: &SnapshotRecord) -> anyhow::Result<(RedisSnapshotMeta, &SnapshotStream)> {
+    let meta: RedisSnapshotMeta =
+        serde_json::from_value(record.meta.clone()).with_context(|| {
+            format!(
+                "snapshot {} of source '{}' does not record a Redis snapshot's metadata",
+                record.id, record.source
+            )
+        })?;
+    match record.streams.as_slice() {
+        [stream] if stream.name == DUMP_NAME && stream.size == meta.bytes => Ok((meta, stream)),
+        _ => bail!(
+            "snapshot {} of source '{}' is not one dump.rdb of {} bytes: the repository was tampered with",
+            record.id,
+            record.source,
+            meta.bytes
+        ),
+    }
+}

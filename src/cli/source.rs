@@ -1,0 +1,251 @@
+//! `tidemark source backup|list|check|restore NAME`: snapshots of the deployment's other
+//! stateful parts (`[source.NAME]` in the configuration), in the same repository.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tidemark::config::{Config, ConfigChoice};
+use tidemark::program::{self, Finished};
+use tidemark::repo::Repository;
+use tidemark::repo::source_catalog::SnapshotRecord;
+use tidemark::sources::{self, RestoreTarget};
+use tidemark::units;
+
+use super::info::OutputFormat;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SourceCommand {
+    /// Take a snapshot of a source into the repository
+    ///
+    /// Redis: the server's RDB snapshot over the replication handshake, as `redis-cli --rdb`
+    /// takes it (a fork-time image of every database), streamed into the repository as it
+    /// arrives and checked as it goes (header, version, end marker, CRC-64); a snapshot that
+    /// fails a check is not recorded and the command exits 1. Content already stored by an
+    /// earlier snapshot is not stored again. The ACL user needs +sync +replconf +info.
+    #[command(verbatim_doc_comment)]
+    Backup {
+        /// The source: a [source.NAME] section of the configuration
+        name: String,
+    },
+    /// List the snapshots in the repository, of one source or of all
+    List {
+        /// Only this source's snapshots
+        name: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Check that a snapshot of a source can be taken, short of taking one
+    ///
+    /// Redis: connects and authenticates, reads the server's version and role, and checks that
+    /// the user may run SYNC, REPLCONF and INFO (ACL DRYRUN, where the user may ask).
+    #[command(verbatim_doc_comment)]
+    Check {
+        /// The source: a [source.NAME] section of the configuration
+        name: String,
+    },
+    /// Restore a snapshot of a source
+    ///
+    /// Redis, two ways:
+    ///   --to DIR     writes DIR/dump.rdb (a temporary file, checked against the snapshot's
+    ///                length and CRC-64, fsynced, then renamed) for a stopped server to load;
+    ///                refused if DIR/dump.rdb exists (unless --force), while --pid lives or
+    ///                something answers on --port, or when --check-against's server loads only
+    ///                older RDB versions.
+    ///   --into URL   loads it into a running server without file access: Tidemark serves the
+    ///                snapshot as a replication primary, the server (REPLICAOF) loads it, then
+    ///                becomes a primary again. Refused for a replica, for a server holding keys
+    ///                (unless --flush), and for an RDB version newer than it loads. The server
+    ///                must reach Tidemark's listen address (--listen, --advertise); its ACL user
+    ///                needs +replicaof +info. Its password comes from the URL or REDISCLI_AUTH.
+    #[command(verbatim_doc_comment)]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "into"])))]
+pub struct RestoreArgs {
+    /// The source: a [source.NAME] section of the configuration
+    name: String,
+    /// The snapshot to restore: its id, or latest
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    snapshot: String,
+    /// Write the snapshot as DIR/dump.rdb
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+    /// Replace an existing DIR/dump.rdb
+    #[arg(long, requires = "to")]
+    force: bool,
+    /// The process id of the server that uses DIR: refused while it runs
+    #[arg(long, value_name = "PID", requires = "to")]
+    pid: Option<u32>,
+    /// The port of the server that uses DIR: refused while anything answers there
+    #[arg(long, value_name = "PORT", requires = "to")]
+    port: Option<u16>,
+    /// The server that will load DIR/dump.rdb: refused if it cannot load the snapshot's RDB version
+    #[arg(long, value_name = "URL", requires = "to")]
+    check_against: Option<String>,
+    /// Load the snapshot into this running server (redis://HOST:PORT)
+    #[arg(long, value_name = "URL")]
+    into: Option<String>,
+    /// Replace the keys the server holds
+    #[arg(long, requires = "into")]
+    flush: bool,
+    /// Where Tidemark listens for the server's replication connection
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0",
+        requires = "into"
+    )]
+    listen: SocketAddr,
+    /// The host the server connects to, when not the --listen address (required for 0.0.0.0)
+    #[arg(long, value_name = "HOST", requires = "into")]
+    advertise: Option<String>,
+}
+
+pub fn run_source(choice: &ConfigChoice, command: SourceCommand) -> anyhow::Result<Finished> {
+    let config = Config::load(&choice.config_path())?;
+    match command {
+        SourceCommand::Backup { name } => backup(&config, &name),
+        SourceCommand::List { name, output } => list(&config, name.as_deref(), output),
+        SourceCommand::Check { name } => check(&config, &name),
+        SourceCommand::Restore(args) => restore(&config, &args),
+    }
+}
+
+fn backup(config: &Config, name: &str) -> anyhow::Result<Finished> {
+    let settings = config.source(name)?;
+    let source = sources::open(&settings)?;
+    let repo = config.open_repository()?;
+    let record = sources::take::snapshot_into(&repo, name, settings.kind.name(), source.as_ref())?;
+    program::print_stdout(&format!(
+        "snapshot {} of source '{name}': {}; stored {} new of {} ({} of {} chunks already stored)\n",
+        record.id,
+        describe(&record),
+        units::bytes(record.sizes.new),
+        units::bytes(record.sizes.stored),
+        record.sizes.reused_chunks,
+        record.sizes.chunks
+    ))?;
+    Ok(Finished::Success)
+}
+
+fn list(config: &Config, name: Option<&str>, output: OutputFormat) -> anyhow::Result<Finished> {
+    let repo = config.open_repository()?;
+    let names = match name {
+        Some(name) => vec![name.to_owned()],
+        None => repo.list_sources()?,
+    };
+    let mut snapshots: Vec<SnapshotRecord> = Vec::new();
+    for name in &names {
+        if let Some(area) = repo.open_source(name)? {
+            snapshots.extend(area.list_snapshots()?);
+        }
+    }
+    let text = match output {
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&snapshots)?),
+        OutputFormat::Text => list_text(&names, &snapshots),
+    };
+    program::print_stdout(&text)?;
+    Ok(Finished::Success)
+}
+
+/// Each source's snapshots, oldest first, one line each.
+fn list_text(names: &[String], snapshots: &[SnapshotRecord]) -> String {
+    let mut text = String::new();
+    if names.is_empty() {
+        text.push_str("no source has a snapshot in the repository\n");
+    }
+    for name in names {
+        let own: Vec<&SnapshotRecord> = snapshots.iter().filter(|s| &s.source == name).collect();
+        let kind = own
+            .first()
+            .map(|s| s.kind.as_str())
+            .unwrap_or("no snapshot");
+        text.push_str(&format!(
+            "source '{name}' ({kind}): {} snapshots\n",
+            own.len()
+        ));
+        for snapshot in own {
+            text.push_str(&format!(
+                "  {}  {}  {}; stored {} new\n",
+                snapshot.id,
+                snapshot.start_time,
+                describe(snapshot),
+                units::bytes(snapshot.sizes.new)
+            ));
+        }
+    }
+    text
+}
+
+/// What a snapshot holds, in a few words: its size and what its kind records.
+fn describe(record: &SnapshotRecord) -> String {
+    let meta = &record.meta;
+    let keys: u64 = meta["keys"]
+        .as_object()
+        .map(|dbs| dbs.values().filter_map(|db| db["keys"].as_u64()).sum())
+        .unwrap_or(0);
+    format!(
+        "{} from Redis {} (RDB version {}, {} transfer), {keys} keys",
+        units::bytes(record.sizes.raw),
+        meta["redis_version"].as_str().unwrap_or("?"),
+        meta["rdb_version"],
+        meta["form"].as_str().unwrap_or("?")
+    )
+}
+
+fn check(config: &Config, name: &str) -> anyhow::Result<Finished> {
+    let settings = config.source(name)?;
+    let source = sources::open(&settings)?;
+    for line in source.check()? {
+        program::print_stdout(&format!("ok: {line}\n"))?;
+    }
+    let repo = config.open_repository()?;
+    repo.check_source_kind(name, settings.kind.name())?;
+    program::print_stdout(&format!(
+        "ok: repository {} can hold snapshots of source '{name}'\n",
+        repo.storage().location()
+    ))?;
+    Ok(Finished::Success)
+}
+
+fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<Finished> {
+    let settings = config.source(&args.name)?;
+    let source = sources::open(&settings)?;
+    let repo = Arc::new(config.open_repository()?);
+    let record = find_snapshot(&repo, &args.name, &args.snapshot)?;
+    let target = match (&args.to, &args.into) {
+        (Some(dir), _) => RestoreTarget::RedisDir {
+            dir: dir.clone(),
+            force: args.force,
+            pid: args.pid,
+            port: args.port,
+            check_against: args.check_against.clone(),
+        },
+        (None, Some(url)) => RestoreTarget::RedisInto {
+            url: url.clone(),
+            flush: args.flush,
+            listen: args.listen,
+            advertise: args.advertise.clone(),
+        },
+        (None, None) => unreachable!("clap requires --to or --into"),
+    };
+    let said = source.restore(Arc::clone(&repo), &record, &target)?;
+    program::print_stdout(&format!("{said}\n"))?;
+    Ok(Finished::Success)
+}
+
+/// The snapshot `wanted` (an id or `latest`) of source `name`.
+fn find_snapshot(repo: &Repository, name: &str, wanted: &str) -> anyhow::Result<SnapshotRecord> {
+    let area = repo.open_source(name)?.with_context(|| {
+        format!(
+            "source '{name}' has no snapshot in {}: take one with 'tidemark source backup {name}'",
+            repo.storage().location()
+        )
+    })?;
+    area.find_snapshot(Some(wanted))
+}

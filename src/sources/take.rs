@@ -1,0 +1,72 @@
+//! Taking one snapshot into the repository: the source's backup lock (so no expire sweeps the
+//! chunks it reuses), the source's bytes through the sink, and the record last (with the
+//! source's identity, on its first), only when every check passed and every chunk is durable.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{SecondsFormat, Utc};
+
+use super::Source;
+use super::sink::take_snapshot;
+use crate::repo::source_catalog::{SOURCE_FORMAT, SnapshotRecord, source_blobs, source_locks};
+use crate::repo::{Repository, layout};
+
+/// Takes a snapshot of `source`, configured as `name` of kind `kind`, into `repo`; returns
+/// its record once stored.
+pub fn snapshot_into(
+    repo: &Repository,
+    name: &str,
+    kind: &str,
+    source: &dyn Source,
+) -> anyhow::Result<SnapshotRecord> {
+    layout::check_source_name(name)?;
+    repo.check_source_kind(name, kind)?;
+    let _lock = source_locks(repo, name).lock_for_backup()?;
+    let (started, id) = free_id(repo, name, source.id_letter())?;
+    let clock = Instant::now();
+    let (meta, streams, sizes) =
+        take_snapshot(&source_blobs(repo, name), |sink| source.snapshot(sink))
+            .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;
+    let record = SnapshotRecord {
+        format: SOURCE_FORMAT,
+        source: name.to_owned(),
+        kind: kind.to_owned(),
+        id,
+        start_time: started.to_rfc3339_opts(SecondsFormat::Secs, true),
+        stop_time: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        sizes,
+        streams,
+        meta,
+    };
+    // The source is recorded with its first complete snapshot: a refused one leaves no trace.
+    repo.open_or_create_source(name, kind)?
+        .put_snapshot_record(&record)?;
+    Ok(record)
+}
+
+/// The start time and id of a new snapshot: `YYYYMMDD-HHMMSS` and the kind's letter. A
+/// snapshot taken in the same second as the last waits for the next second, so ids stay
+/// unique and in time order.
+fn free_id(
+    repo: &Repository,
+    name: &str,
+    letter: char,
+) -> anyhow::Result<(chrono::DateTime<Utc>, String)> {
+    loop {
+        let now = Utc::now();
+        let id = format!("{}{letter}", now.format("%Y%m%d-%H%M%S"));
+        if repo
+            .storage()
+            .head(&layout::snapshot_record(name, &id))?
+            .is_none()
+        {
+            return Ok((now, id));
+        }
+        let into_second = u64::from(now.timestamp_subsec_millis());
+        std::thread::sleep(std::time::Duration::from_millis(
+            1000 - into_second.min(999),
+        ));
+    }
+}
