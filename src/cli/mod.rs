@@ -147,9 +147,13 @@ pub enum Command {
     /// refers to — unless a backup is running, in which case the next expire sweeps them. Killed
     /// at any moment, it leaves every listed backup restorable, and the next run finishes the
     /// work. Only one expire runs at a time per stanza; a second one refuses. With --dry-run it
-    /// only prints what it would do.
+    /// only prints what it would do. With --source NAME it applies the source's retention
+    /// ([source.NAME.retention] over [retention]) to its snapshots, and sweeps their chunks.
     #[command(verbatim_doc_comment)]
     Expire {
+        /// Expire this source's snapshots instead of the stanza's backups
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         /// Print what would be deleted, delete nothing
         #[arg(long)]
         dry_run: bool,
@@ -293,7 +297,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             Ok(Finished::Success)
         }
         Command::Info { output } => info::info(&cli.choice, output),
-        Command::Expire { dry_run, output } => expire::run_expire(&cli.choice, dry_run, output),
+        Command::Expire {
+            source,
+            dry_run,
+            output,
+        } => expire::run_expire(&cli.choice, source.as_deref(), dry_run, output),
         Command::Verify {
             backup,
             fast,

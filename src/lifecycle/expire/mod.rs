@@ -7,8 +7,10 @@
 //!
 //! * `wal.rs` — which WAL files and index objects no kept backup needs;
 //! * `sweep.rs` — removing expired backups' objects, and the sweep of unreferenced chunks;
+//! * `source.rs` — the same rules over a source's snapshots (`expire --source`);
 //! * `text.rs` — the report for people.
 
+pub mod source;
 pub mod sweep;
 pub mod text;
 pub mod wal;
