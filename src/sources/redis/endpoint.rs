@@ -1,9 +1,10 @@
 //! Where a Redis source is and how to log in to it: the `redis://` URL, the password's three
 //! sources (the URL's user part, `password_file`, `REDISCLI_AUTH`, in that order; never argv),
-//! and connections with every wait bounded — through the `redis` crate for ordinary commands,
-//! and a plain TCP stream for the replication handshake (`sync.rs`).
+//! and connections with every wait bounded, over TLS for `rediss://` (`tls.rs`) — through the
+//! `redis` crate for ordinary commands, and a plain stream for the replication handshake
+//! (`sync.rs`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
+use super::tls::TlsRoots;
 use crate::repo::keys::read_secret_file;
 
 /// The port Redis listens on unless the URL says otherwise.
@@ -31,7 +33,13 @@ pub struct RedisEndpoint {
     /// Where the password came from ("the URL", "password_file /x", "REDISCLI_AUTH"), for errors.
     password_source: Option<String>,
     connect_timeout: Duration,
+    /// Present for `rediss://`.
+    tls: Option<TlsRoots>,
 }
+
+/// A connection the replication stream runs over: plain TCP, or TLS over it.
+pub trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
 
 /// Shows what `display` shows: never the password.
 impl std::fmt::Debug for RedisEndpoint {
@@ -44,9 +52,9 @@ impl std::fmt::Debug for RedisEndpoint {
 }
 
 impl RedisEndpoint {
-    /// Reads `url` (`redis://[user[:password]@]host[:port][/db]`) and finds the password. A `/db`
-    /// is ignored with a warning: a snapshot holds every db. `rediss://` is refused until TLS
-    /// is supported; `tls_ca_file` is only for it.
+    /// Reads `url` (`redis[s]://[user[:password]@]host[:port][/db]`) and finds the password. A
+    /// `/db` is ignored with a warning: a snapshot holds every db. `rediss://` trusts the roots
+    /// in `tls_ca_file`, else the system's; `tls_ca_file` is only for it.
     pub fn resolve(
         url: &str,
         password_file: Option<&Path>,
@@ -66,12 +74,15 @@ impl RedisEndpoint {
         from_env: Option<Zeroizing<String>>,
     ) -> anyhow::Result<RedisEndpoint> {
         let mut parsed = ParsedUrl::parse(url)?;
-        if let Some(ca) = tls_ca_file {
-            bail!(
-                "tls_ca_file {} is set but TLS to Redis is not supported yet: remove it and use a redis:// URL",
-                ca.display()
-            );
-        }
+        let tls = match (parsed.tls, tls_ca_file) {
+            (true, ca_file) => Some(TlsRoots::load(ca_file)?),
+            (false, Some(ca)) => bail!(
+                "tls_ca_file {} is set but the URL {} is not TLS: write rediss:// or remove tls_ca_file",
+                ca.display(),
+                parsed.display()
+            ),
+            (false, None) => None,
+        };
         if let Some(db) = &parsed.db {
             tracing::warn!(
                 "Redis URL {} names db {db}, which is ignored: a snapshot holds every db",
@@ -108,6 +119,7 @@ impl RedisEndpoint {
             password,
             password_source,
             connect_timeout,
+            tls,
         })
     }
 
@@ -118,7 +130,12 @@ impl RedisEndpoint {
             .as_deref()
             .map(|user| format!("{}@", percent_encode(user)))
             .unwrap_or_default();
-        format!("redis://{user}{}", self.host_port())
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{user}{}", self.host_port())
     }
 
     fn host_port(&self) -> String {
@@ -143,14 +160,29 @@ impl RedisEndpoint {
         if let Some(password) = &self.password {
             settings = settings.set_password(password.as_str());
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Tcp(
-            self.host.clone(),
-            self.port,
-        ))
-        .context("describe the Redis connection")?
-        .set_redis_settings(settings);
-        let client = redis::Client::open(info)
-            .with_context(|| format!("connect to Redis at {}", self.display()))?;
+        let address = match &self.tls {
+            None => redis::ConnectionAddr::Tcp(self.host.clone(), self.port),
+            Some(_) => redis::ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(address)
+            .context("describe the Redis connection")?
+            .set_redis_settings(settings);
+        let client = match self.tls.as_ref().and_then(|tls| tls.ca_pem.clone()) {
+            Some(root_cert) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .with_context(|| format!("connect to Redis at {}", self.display()))?;
         let connection = client
             .get_connection_with_timeout(self.connect_timeout)
             .map_err(|e| self.connect_error(&e.to_string()))?;
@@ -194,9 +226,33 @@ impl RedisEndpoint {
         )
     }
 
-    /// A TCP connection for the replication stream, connect timeout applied; read and write
-    /// timeouts are the caller's.
-    pub(super) fn tcp(&self) -> anyhow::Result<TcpStream> {
+    /// A connection for the replication stream, TLS for `rediss://` (handshake done), with the
+    /// connect timeout and the given read and write timeouts.
+    pub(super) fn stream(
+        &self,
+        read_timeout: Duration,
+        write_timeout: Duration,
+    ) -> anyhow::Result<Box<dyn Duplex>> {
+        let mut tcp = self.tcp()?;
+        tcp.set_read_timeout(Some(read_timeout))?;
+        tcp.set_write_timeout(Some(write_timeout))?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .with_context(|| format!("use {} as a TLS server name", self.host))?;
+        let mut connection =
+            rustls::ClientConnection::new(tls.config.clone(), name).context("set up TLS")?;
+        while connection.is_handshaking() {
+            connection
+                .complete_io(&mut tcp)
+                .map_err(|e| self.connect_error(&format!("TLS handshake: {e}")))?;
+        }
+        Ok(Box::new(rustls::StreamOwned::new(connection, tcp)))
+    }
+
+    /// A TCP connection, connect timeout applied.
+    fn tcp(&self) -> anyhow::Result<TcpStream> {
         let addresses = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| self.connect_error(&format!("resolve {}: {e}", self.host)))?;
@@ -231,6 +287,7 @@ impl RedisEndpoint {
         let command = Zeroizing::new(resp_command(&args));
         stream
             .write_all(&command)
+            .and_then(|()| stream.flush())
             .with_context(|| format!("send AUTH to Redis at {}", self.display()))?;
         Ok(true)
     }
@@ -269,6 +326,7 @@ fn read_password_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
 
 /// The parts of a `redis://` URL.
 struct ParsedUrl {
+    tls: bool,
     host: String,
     port: u16,
     user: Option<String>,
@@ -279,14 +337,14 @@ struct ParsedUrl {
 impl ParsedUrl {
     fn parse(url: &str) -> anyhow::Result<ParsedUrl> {
         let shown = redact(url);
-        let rest = if let Some(rest) = url.strip_prefix("redis://") {
-            rest
-        } else if url.starts_with("rediss://") {
-            bail!(
-                "Redis URL {shown}: TLS to Redis (rediss://) is not supported yet: use redis:// over a trusted network or a tunnel"
-            );
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("rediss://") {
+            (true, rest)
         } else {
-            bail!("Redis URL {shown} does not start with redis://: write redis://HOST:PORT/");
+            bail!(
+                "Redis URL {shown} does not start with redis:// (or rediss:// for TLS): write redis://HOST:PORT/"
+            );
         };
         if rest.contains(['?', '#']) {
             bail!(
@@ -320,6 +378,7 @@ impl ParsedUrl {
         let db = path.trim_end_matches('/');
         let db = (!db.is_empty() && db != "0").then(|| db.to_owned());
         Ok(ParsedUrl {
+            tls,
             host,
             port,
             user,
@@ -329,7 +388,8 @@ impl ParsedUrl {
     }
 
     fn display(&self) -> String {
-        format!("redis://{}:{}/", self.host, self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{}:{}/", self.host, self.port)
     }
 }
 

@@ -7,3 +7,4 @@ pub mod probe;
 pub mod rdb;
 pub mod snapshot;
 pub mod sync;
+pub mod tls;

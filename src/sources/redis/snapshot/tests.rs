@@ -339,3 +339,92 @@ fn a_replica_cut_off_midway_is_told_which_setting_to_raise() {
         assert!(!Path::new(&server.dir().join("never")).exists());
     }
 }
+
+/// A CA's PEM, and a certificate for 127.0.0.1 it signed with its key, as PEM.
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "redis");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &*issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, issuer.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn rediss_snapshots_and_probes_over_tls_trusting_the_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    let (other_ca, _, _) = tls_files(&certs.path().join("other").tap_create());
+    for diskless in [true, false] {
+        let tls_port = testkit::servers::s3s_fs::unused_port();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        let opts = RedisOptions {
+            diskless_sync: diskless,
+            requirepass: Some("pw".to_owned()),
+            extra: vec![
+                ("tls-port".to_owned(), tls_port.to_string()),
+                ("tls-cert-file".to_owned(), path(&cert)),
+                ("tls-key-file".to_owned(), path(&key)),
+                ("tls-ca-cert-file".to_owned(), path(&ca)),
+                ("tls-auth-clients".to_owned(), "no".to_owned()),
+            ],
+            ..RedisOptions::default()
+        };
+        let server = RedisServer::start(&opts);
+        populate(&server, 1_000);
+        let url = format!("rediss://:pw@127.0.0.1:{tls_port}/");
+        let endpoint = |ca: &Path| {
+            RedisEndpoint::resolve_with_env(&url, None, Some(ca), Duration::from_secs(10), None)
+                .unwrap()
+        };
+        let mut out = Vec::new();
+        let meta = take_snapshot(&endpoint(&ca), &mut out)
+            .unwrap_or_else(|e| panic!("diskless {diskless}: {e:#}"));
+        assert_eq!(meta.server, format!("rediss://127.0.0.1:{tls_port}"));
+        assert_eq!(meta.bytes, out.len() as u64);
+        let file = certs.path().join("tls.rdb");
+        std::fs::write(&file, &out).unwrap();
+        assert!(run("redis-check-rdb", &[file.to_str().unwrap()]).contains("RDB looks OK"));
+        let lines = probe(&endpoint(&ca)).unwrap();
+        assert!(
+            lines[0].found.starts_with("rediss://127.0.0.1"),
+            "{lines:?}"
+        );
+
+        // A server whose certificate another CA signed is refused, before any password is sent.
+        let error = format!(
+            "{:#}",
+            take_snapshot(&endpoint(&other_ca), &mut Vec::new()).unwrap_err()
+        );
+        assert!(error.to_lowercase().contains("certificate"), "{error}");
+    }
+}
+
+trait TapCreate {
+    fn tap_create(self) -> Self;
+}
+
+impl TapCreate for std::path::PathBuf {
+    fn tap_create(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
