@@ -372,7 +372,9 @@ fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::
 fn rediss_snapshots_and_probes_over_tls_trusting_the_ca_file() {
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = tls_files(certs.path());
-    let (other_ca, _, _) = tls_files(&certs.path().join("other").tap_create());
+    let other = certs.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_ca, _, _) = tls_files(&other);
     for diskless in [true, false] {
         let tls_port = testkit::servers::s3s_fs::unused_port();
         let path = |p: &Path| p.to_str().unwrap().to_owned();
@@ -415,16 +417,5 @@ fn rediss_snapshots_and_probes_over_tls_trusting_the_ca_file() {
             take_snapshot(&endpoint(&other_ca), &mut Vec::new()).unwrap_err()
         );
         assert!(error.to_lowercase().contains("certificate"), "{error}");
-    }
-}
-
-trait TapCreate {
-    fn tap_create(self) -> Self;
-}
-
-impl TapCreate for std::path::PathBuf {
-    fn tap_create(self) -> Self {
-        std::fs::create_dir_all(&self).unwrap();
-        self
     }
 }
