@@ -123,11 +123,7 @@ fn handshake<S: Read + Write>(
     }
     for args in [["capa", "eof"], ["rdb-only", "1"]] {
         let command = resp_command(&[b"REPLCONF", args[0].as_bytes(), args[1].as_bytes()]);
-        reader
-            .get_mut()
-            .write_all(&command)
-            .and_then(|()| reader.get_mut().flush())
-            .with_context(|| format!("send REPLCONF to Redis at {}", endpoint.display()))?;
+        send(endpoint, reader.get_mut(), &command, "REPLCONF")?;
         let reply = read_line(endpoint, reader, "the reply to REPLCONF")?;
         if let Some(error) = reply.strip_prefix('-') {
             if error.starts_with("NOPERM") {
@@ -144,12 +140,20 @@ fn handshake<S: Read + Write>(
             );
         }
     }
-    reader
-        .get_mut()
-        .write_all(b"SYNC\r\n")
-        .and_then(|()| reader.get_mut().flush())
-        .with_context(|| format!("send SYNC to Redis at {}", endpoint.display()))?;
-    Ok(())
+    send(endpoint, reader.get_mut(), b"SYNC\r\n", "SYNC")
+}
+
+/// Writes one command and flushes it (through TLS too).
+fn send(
+    endpoint: &RedisEndpoint,
+    stream: &mut impl Write,
+    command: &[u8],
+    name: &str,
+) -> anyhow::Result<()> {
+    stream
+        .write_all(command)
+        .and_then(|()| stream.flush())
+        .with_context(|| format!("send {name} to Redis at {}", endpoint.display()))
 }
 
 /// Reads the payload's header, skipping the `\n` keep-alives before it.
@@ -340,12 +344,14 @@ fn read_some(
             Ok(0) => return Err(StreamClosed { received, expected }.into()),
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // rustls reads a TLS peer that hangs up without close_notify as UnexpectedEof.
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::ConnectionReset
                         | ErrorKind::ConnectionAborted
                         | ErrorKind::BrokenPipe
+                        | ErrorKind::UnexpectedEof
                 ) =>
             {
                 return Err(StreamClosed { received, expected }.into());

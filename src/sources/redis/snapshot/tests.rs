@@ -298,10 +298,18 @@ impl Write for KillsTheReplica {
 
 #[test]
 fn a_replica_cut_off_midway_is_told_which_setting_to_raise() {
-    for diskless in [true, false] {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    for (diskless, tls) in [(true, false), (false, false), (true, true)] {
+        let case = format!("diskless {diskless} tls {tls}");
+        let tls_port = testkit::servers::s3s_fs::unused_port();
+        let mut extra = vec![("rdbcompression".to_owned(), "no".to_owned())];
+        if tls {
+            extra.extend(tls_settings(tls_port, &ca, &cert, &key));
+        }
         let opts = RedisOptions {
             diskless_sync: diskless,
-            extra: vec![("rdbcompression".to_owned(), "no".to_owned())],
+            extra,
             ..RedisOptions::default()
         };
         let server = RedisServer::start(&opts);
@@ -318,26 +326,40 @@ fn a_replica_cut_off_midway_is_told_which_setting_to_raise() {
             killer: Some(server.client()),
             received: 0,
         };
-        let error = take_snapshot(&endpoint(&server, ""), &mut out).unwrap_err();
+        let endpoint = if tls {
+            let url = format!("rediss://127.0.0.1:{tls_port}/");
+            RedisEndpoint::resolve_with_env(&url, None, Some(&ca), Duration::from_secs(10), None)
+                .unwrap()
+        } else {
+            endpoint(&server, "")
+        };
+        let error = take_snapshot(&endpoint, &mut out).unwrap_err();
         let text = format!("{error:#}");
         assert!(
             text.contains("the server closed the replication stream after"),
-            "{text}"
+            "{case}: {text}"
         );
         assert!(
             text.contains(
                 "raise `client-output-buffer-limit replica` (now: replica 268435456 67108864 60)"
             ),
-            "{text}"
+            "{case}: {text}"
         );
-        assert!(text.contains("repl-timeout"), "{text}");
-        assert!(
-            out.received < 60_000_000,
-            "diskless {diskless}: {}",
-            out.received
-        );
-        assert!(!Path::new(&server.dir().join("never")).exists());
+        assert!(text.contains("repl-timeout"), "{case}: {text}");
+        assert!(out.received < 60_000_000, "{case}: {}", out.received);
     }
+}
+
+/// The settings that make a server listen for TLS on `port` with `cert`, no client certificates.
+fn tls_settings(port: u16, ca: &Path, cert: &Path, key: &Path) -> Vec<(String, String)> {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    vec![
+        ("tls-port".to_owned(), port.to_string()),
+        ("tls-cert-file".to_owned(), path(cert)),
+        ("tls-key-file".to_owned(), path(key)),
+        ("tls-ca-cert-file".to_owned(), path(ca)),
+        ("tls-auth-clients".to_owned(), "no".to_owned()),
+    ]
 }
 
 /// A CA's PEM, and a certificate for 127.0.0.1 it signed with its key, as PEM.
@@ -377,17 +399,10 @@ fn rediss_snapshots_and_probes_over_tls_trusting_the_ca_file() {
     let (other_ca, _, _) = tls_files(&other);
     for diskless in [true, false] {
         let tls_port = testkit::servers::s3s_fs::unused_port();
-        let path = |p: &Path| p.to_str().unwrap().to_owned();
         let opts = RedisOptions {
             diskless_sync: diskless,
             requirepass: Some("pw".to_owned()),
-            extra: vec![
-                ("tls-port".to_owned(), tls_port.to_string()),
-                ("tls-cert-file".to_owned(), path(&cert)),
-                ("tls-key-file".to_owned(), path(&key)),
-                ("tls-ca-cert-file".to_owned(), path(&ca)),
-                ("tls-auth-clients".to_owned(), "no".to_owned()),
-            ],
+            extra: tls_settings(tls_port, &ca, &cert, &key),
             ..RedisOptions::default()
         };
         let server = RedisServer::start(&opts);
