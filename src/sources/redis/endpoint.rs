@@ -89,29 +89,9 @@ impl RedisEndpoint {
                 parsed.display()
             );
         }
-        let (password, password_source) = match parsed.password.take() {
-            Some(password) => {
-                if password_file.is_some() {
-                    tracing::warn!(
-                        "Redis URL {} holds a password, so password_file is not read",
-                        parsed.display()
-                    );
-                }
-                (Some(password), Some("the URL".to_owned()))
-            }
-            None => match password_file {
-                Some(path) => (
-                    Some(read_password_file(path)?),
-                    Some(format!("password_file {}", path.display())),
-                ),
-                None => match from_env {
-                    Some(value) if !value.is_empty() => {
-                        (Some(value), Some(PASSWORD_ENV.to_owned()))
-                    }
-                    _ => (None, None),
-                },
-            },
-        };
+        let shown = parsed.display();
+        let (password, password_source) =
+            find_password(parsed.password.take(), password_file, from_env, &shown)?;
         Ok(RedisEndpoint {
             host: parsed.host,
             port: parsed.port,
@@ -302,6 +282,30 @@ pub(super) fn resp_command(args: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// The password and where it came from: the URL's, else `password_file`'s, else
+/// `REDISCLI_AUTH`'s, else none.
+fn find_password(
+    in_url: Option<Zeroizing<String>>,
+    password_file: Option<&Path>,
+    from_env: Option<Zeroizing<String>>,
+    shown: &str,
+) -> anyhow::Result<(Option<Zeroizing<String>>, Option<String>)> {
+    if let Some(password) = in_url {
+        if password_file.is_some() {
+            tracing::warn!("Redis URL {shown} holds a password, so password_file is not read");
+        }
+        return Ok((Some(password), Some("the URL".to_owned())));
+    }
+    if let Some(path) = password_file {
+        let source = format!("password_file {}", path.display());
+        return Ok((Some(read_password_file(path)?), Some(source)));
+    }
+    Ok(match from_env {
+        Some(value) if !value.is_empty() => (Some(value), Some(PASSWORD_ENV.to_owned())),
+        _ => (None, None),
+    })
 }
 
 /// A password file: the secret-file rule (mode 0600 or stricter, ours or root's), one line.

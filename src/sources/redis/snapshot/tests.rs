@@ -75,6 +75,31 @@ fn populate(server: &RedisServer, count: u32) {
     }
 }
 
+/// Waits (bounded) until no db's hash table is being rehashed: an RDB lists keys in table
+/// order, which an incremental rehash in progress changes between two snapshots of the same
+/// data.
+fn wait_until_not_rehashing(server: &RedisServer) {
+    let mut conn = server.client();
+    for _ in 0..1500 {
+        let rehashing = [0, 3, 9].iter().any(|db| {
+            let stats: String = redis::cmd("DEBUG")
+                .arg("HTSTATS")
+                .arg(*db)
+                .query(&mut conn)
+                .unwrap();
+            stats.contains("Hash table 1")
+        });
+        if !rehashing {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "redis-server on port {} still rehashing after 30 s",
+        server.port
+    );
+}
+
 fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
         .args(args)
@@ -134,6 +159,7 @@ fn both_forms_give_the_file_redis_check_rdb_and_redis_cli_agree_on() {
         };
         let server = RedisServer::start(&opts);
         populate(&server, 5_000);
+        wait_until_not_rehashing(&server);
         let mut out = Vec::new();
         let meta = take_snapshot(&endpoint(&server, ""), &mut out)
             .unwrap_or_else(|e| panic!("diskless {diskless} delay {delay}: {e:#}"));
