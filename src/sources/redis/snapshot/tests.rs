@@ -235,6 +235,7 @@ fn a_password_and_acl_users_log_in_and_a_user_without_sync_is_told_what_it_needs
         acl_users: vec![
             "backup on >pw-backup +sync +replconf +info".to_owned(),
             "nosync on >pw-nosync ~* &* +@all -sync".to_owned(),
+            "noreplconf on >pw-noreplconf +sync +info".to_owned(),
         ],
         ..RedisOptions::default()
     };
@@ -280,6 +281,26 @@ fn a_password_and_acl_users_log_in_and_a_user_without_sync_is_told_what_it_needs
         "{error}"
     );
     assert!(error.contains("ACL SETUSER nosync +sync"), "{error}");
+
+    // Without +acl, the probe learns REPLCONF is refused by running it.
+    let noreplconf = endpoint(&server, "noreplconf:pw-noreplconf@");
+    let error = format!("{:#}", probe(&noreplconf).unwrap_err());
+    assert!(
+        error.contains("refused REPLCONF to ACL user noreplconf"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ACL SETUSER noreplconf +sync +replconf +info"),
+        "{error}"
+    );
+    let error = format!(
+        "{:#}",
+        take_snapshot(&noreplconf, &mut Vec::new()).unwrap_err()
+    );
+    assert!(
+        error.contains("refused REPLCONF to ACL user noreplconf"),
+        "{error}"
+    );
 
     let wrong = endpoint(&server, "backup:wrong@");
     let error = format!("{:#}", take_snapshot(&wrong, &mut Vec::new()).unwrap_err());
