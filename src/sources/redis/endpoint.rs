@@ -1,9 +1,14 @@
 //! Where a Redis source is and how to log in to it: the `redis://` URL, the password's three
 //! sources (the URL's user part, `password_file`, `REDISCLI_AUTH`, in that order; never argv),
-//! and connections with every wait bounded — through the `redis` crate for ordinary commands,
-//! and a plain TCP stream for the replication handshake (`sync.rs`).
+//! and connections with every wait bounded, over TLS for `rediss://` (`tls.rs`) — through the
+//! `redis` crate for ordinary commands, and a plain stream for the replication handshake
+//! (`sync.rs`).
 
-use std::io::Write;
+#[cfg(test)]
+mod tests;
+mod url;
+
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
@@ -11,10 +16,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
+use super::tls::TlsRoots;
 use crate::repo::keys::read_secret_file;
+use url::{ParsedUrl, percent_encode};
 
-/// The port Redis listens on unless the URL says otherwise.
-const DEFAULT_PORT: u16 = 6379;
 /// How long one ordinary command (INFO, ACL, CONFIG GET) may take to be sent or answered.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest password file read: Redis passwords are short; a longer file is the wrong one.
@@ -31,7 +36,13 @@ pub struct RedisEndpoint {
     /// Where the password came from ("the URL", "password_file /x", "REDISCLI_AUTH"), for errors.
     password_source: Option<String>,
     connect_timeout: Duration,
+    /// Present for `rediss://`.
+    tls: Option<TlsRoots>,
 }
+
+/// A connection the replication stream runs over: plain TCP, or TLS over it.
+pub trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
 
 /// Shows what `display` shows: never the password.
 impl std::fmt::Debug for RedisEndpoint {
@@ -44,9 +55,9 @@ impl std::fmt::Debug for RedisEndpoint {
 }
 
 impl RedisEndpoint {
-    /// Reads `url` (`redis://[user[:password]@]host[:port][/db]`) and finds the password. A `/db`
-    /// is ignored with a warning: a snapshot holds every db. `rediss://` is refused until TLS
-    /// is supported; `tls_ca_file` is only for it.
+    /// Reads `url` (`redis[s]://[user[:password]@]host[:port][/db]`) and finds the password. A
+    /// `/db` is ignored with a warning: a snapshot holds every db. `rediss://` trusts the roots
+    /// in `tls_ca_file`, else the system's; `tls_ca_file` is only for it.
     pub fn resolve(
         url: &str,
         password_file: Option<&Path>,
@@ -66,41 +77,24 @@ impl RedisEndpoint {
         from_env: Option<Zeroizing<String>>,
     ) -> anyhow::Result<RedisEndpoint> {
         let mut parsed = ParsedUrl::parse(url)?;
-        if let Some(ca) = tls_ca_file {
-            bail!(
-                "tls_ca_file {} is set but TLS to Redis is not supported yet: remove it and use a redis:// URL",
-                ca.display()
-            );
-        }
+        let tls = match (parsed.tls, tls_ca_file) {
+            (true, ca_file) => Some(TlsRoots::load(ca_file)?),
+            (false, Some(ca)) => bail!(
+                "tls_ca_file {} is set but the URL {} is not TLS: write rediss:// or remove tls_ca_file",
+                ca.display(),
+                parsed.display()
+            ),
+            (false, None) => None,
+        };
         if let Some(db) = &parsed.db {
             tracing::warn!(
                 "Redis URL {} names db {db}, which is ignored: a snapshot holds every db",
                 parsed.display()
             );
         }
-        let (password, password_source) = match parsed.password.take() {
-            Some(password) => {
-                if password_file.is_some() {
-                    tracing::warn!(
-                        "Redis URL {} holds a password, so password_file is not read",
-                        parsed.display()
-                    );
-                }
-                (Some(password), Some("the URL".to_owned()))
-            }
-            None => match password_file {
-                Some(path) => (
-                    Some(read_password_file(path)?),
-                    Some(format!("password_file {}", path.display())),
-                ),
-                None => match from_env {
-                    Some(value) if !value.is_empty() => {
-                        (Some(value), Some(PASSWORD_ENV.to_owned()))
-                    }
-                    _ => (None, None),
-                },
-            },
-        };
+        let shown = parsed.display();
+        let (password, password_source) =
+            find_password(parsed.password.take(), password_file, from_env, &shown)?;
         Ok(RedisEndpoint {
             host: parsed.host,
             port: parsed.port,
@@ -108,6 +102,7 @@ impl RedisEndpoint {
             password,
             password_source,
             connect_timeout,
+            tls,
         })
     }
 
@@ -118,7 +113,12 @@ impl RedisEndpoint {
             .as_deref()
             .map(|user| format!("{}@", percent_encode(user)))
             .unwrap_or_default();
-        format!("redis://{user}{}", self.host_port())
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{user}{}", self.host_port())
     }
 
     fn host_port(&self) -> String {
@@ -143,14 +143,29 @@ impl RedisEndpoint {
         if let Some(password) = &self.password {
             settings = settings.set_password(password.as_str());
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Tcp(
-            self.host.clone(),
-            self.port,
-        ))
-        .context("describe the Redis connection")?
-        .set_redis_settings(settings);
-        let client = redis::Client::open(info)
-            .with_context(|| format!("connect to Redis at {}", self.display()))?;
+        let address = match &self.tls {
+            None => redis::ConnectionAddr::Tcp(self.host.clone(), self.port),
+            Some(_) => redis::ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(address)
+            .context("describe the Redis connection")?
+            .set_redis_settings(settings);
+        let client = match self.tls.as_ref().and_then(|tls| tls.ca_pem.clone()) {
+            Some(root_cert) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .with_context(|| format!("connect to Redis at {}", self.display()))?;
         let connection = client
             .get_connection_with_timeout(self.connect_timeout)
             .map_err(|e| self.connect_error(&e.to_string()))?;
@@ -194,9 +209,33 @@ impl RedisEndpoint {
         )
     }
 
-    /// A TCP connection for the replication stream, connect timeout applied; read and write
-    /// timeouts are the caller's.
-    pub(super) fn tcp(&self) -> anyhow::Result<TcpStream> {
+    /// A connection for the replication stream, TLS for `rediss://` (handshake done), with the
+    /// connect timeout and the given read and write timeouts.
+    pub(super) fn stream(
+        &self,
+        read_timeout: Duration,
+        write_timeout: Duration,
+    ) -> anyhow::Result<Box<dyn Duplex>> {
+        let mut tcp = self.tcp()?;
+        tcp.set_read_timeout(Some(read_timeout))?;
+        tcp.set_write_timeout(Some(write_timeout))?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .with_context(|| format!("use {} as a TLS server name", self.host))?;
+        let mut connection =
+            rustls::ClientConnection::new(tls.config.clone(), name).context("set up TLS")?;
+        while connection.is_handshaking() {
+            connection
+                .complete_io(&mut tcp)
+                .map_err(|e| self.connect_error(&format!("TLS handshake: {e}")))?;
+        }
+        Ok(Box::new(rustls::StreamOwned::new(connection, tcp)))
+    }
+
+    /// A TCP connection, connect timeout applied.
+    fn tcp(&self) -> anyhow::Result<TcpStream> {
         let addresses = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| self.connect_error(&format!("resolve {}: {e}", self.host)))?;
@@ -231,6 +270,7 @@ impl RedisEndpoint {
         let command = Zeroizing::new(resp_command(&args));
         stream
             .write_all(&command)
+            .and_then(|()| stream.flush())
             .with_context(|| format!("send AUTH to Redis at {}", self.display()))?;
         Ok(true)
     }
@@ -245,6 +285,30 @@ pub(super) fn resp_command(args: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// The password and where it came from: the URL's, else `password_file`'s, else
+/// `REDISCLI_AUTH`'s, else none.
+fn find_password(
+    in_url: Option<Zeroizing<String>>,
+    password_file: Option<&Path>,
+    from_env: Option<Zeroizing<String>>,
+    shown: &str,
+) -> anyhow::Result<(Option<Zeroizing<String>>, Option<String>)> {
+    if let Some(password) = in_url {
+        if password_file.is_some() {
+            tracing::warn!("Redis URL {shown} holds a password, so password_file is not read");
+        }
+        return Ok((Some(password), Some("the URL".to_owned())));
+    }
+    if let Some(path) = password_file {
+        let source = format!("password_file {}", path.display());
+        return Ok((Some(read_password_file(path)?), Some(source)));
+    }
+    Ok(match from_env {
+        Some(value) if !value.is_empty() => (Some(value), Some(PASSWORD_ENV.to_owned())),
+        _ => (None, None),
+    })
 }
 
 /// A password file: the secret-file rule (mode 0600 or stricter, ours or root's), one line.
@@ -266,150 +330,3 @@ fn read_password_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     }
     Ok(Zeroizing::new(password.to_owned()))
 }
-
-/// The parts of a `redis://` URL.
-struct ParsedUrl {
-    host: String,
-    port: u16,
-    user: Option<String>,
-    password: Option<Zeroizing<String>>,
-    db: Option<String>,
-}
-
-impl ParsedUrl {
-    fn parse(url: &str) -> anyhow::Result<ParsedUrl> {
-        let shown = redact(url);
-        let rest = if let Some(rest) = url.strip_prefix("redis://") {
-            rest
-        } else if url.starts_with("rediss://") {
-            bail!(
-                "Redis URL {shown}: TLS to Redis (rediss://) is not supported yet: use redis:// over a trusted network or a tunnel"
-            );
-        } else {
-            bail!("Redis URL {shown} does not start with redis://: write redis://HOST:PORT/");
-        };
-        if rest.contains(['?', '#']) {
-            bail!(
-                "Redis URL {shown} has a query or fragment, which Tidemark does not read: remove it (set password_file or tls_ca_file in the configuration instead)"
-            );
-        }
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
-        };
-        let (host, port) = split_host_port(hostport, &shown)?;
-        if host.is_empty() {
-            bail!("Redis URL {shown} has no host: write redis://HOST:PORT/");
-        }
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(userinfo) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((user, password)) => (user, Some(password)),
-                    None => (userinfo, None),
-                };
-                let user = percent_decode(user, &shown)?;
-                let password = match password {
-                    Some(p) if !p.is_empty() => Some(Zeroizing::new(percent_decode(p, &shown)?)),
-                    _ => None,
-                };
-                ((!user.is_empty()).then_some(user), password)
-            }
-        };
-        let db = path.trim_end_matches('/');
-        let db = (!db.is_empty() && db != "0").then(|| db.to_owned());
-        Ok(ParsedUrl {
-            host,
-            port,
-            user,
-            password,
-            db,
-        })
-    }
-
-    fn display(&self) -> String {
-        format!("redis://{}:{}/", self.host, self.port)
-    }
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_host_port(hostport: &str, shown: &str) -> anyhow::Result<(String, u16)> {
-    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
-        let Some((host, after)) = rest.split_once(']') else {
-            bail!("Redis URL {shown} has an unclosed [ in its host: write redis://[ADDRESS]:PORT/");
-        };
-        (host, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (hostport, None),
-        }
-    };
-    let port = match port {
-        None | Some("") => DEFAULT_PORT,
-        Some(port) => match port.parse::<u16>() {
-            Ok(port) if port != 0 => port,
-            _ => bail!("Redis URL {shown} has port {port:?}, not a number from 1 to 65535"),
-        },
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// The URL with any password replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, _)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let at = rest[..authority_end].rfind('@').expect("found above");
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-fn percent_decode(text: &str, shown: &str) -> anyhow::Result<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = hex else {
-                bail!(
-                    "Redis URL {shown} has a % not followed by two hex digits in its user part: write %25 for a %"
-                );
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| {
-        anyhow::anyhow!("Redis URL {shown} has a user part that is not UTF-8 once decoded")
-    })
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests;

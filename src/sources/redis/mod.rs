@@ -11,6 +11,7 @@ pub mod restore_dir;
 pub mod restore_into;
 pub mod snapshot;
 pub mod sync;
+pub mod tls;
 pub mod versions;
 
 use std::io::Write;

@@ -10,7 +10,6 @@ mod holdback;
 mod tests;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::Shutdown;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -101,27 +100,22 @@ enum Header {
 /// passes. On any error `out` holds part of it, to be discarded; a stream closed early is a
 /// [`StreamClosed`] (see [`explain_closed`] for the message that names the setting).
 pub fn receive(endpoint: &RedisEndpoint, out: &mut dyn Write) -> anyhow::Result<Received> {
-    let stream = endpoint.tcp()?;
-    stream.set_read_timeout(Some(SILENCE_LIMIT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let mut writer = stream.try_clone().context("clone the replication socket")?;
+    let stream = endpoint.stream(SILENCE_LIMIT, WRITE_TIMEOUT)?;
     let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
-    let received = handshake(endpoint, &mut reader, &mut writer)
-        .and_then(|()| read_header(endpoint, &mut reader))
-        .and_then(|header| stream_payload(&mut reader, header, out));
-    // Hang up at once: a server before 7.0 goes on with the command stream.
-    let _ = writer.shutdown(Shutdown::Both);
-    received
+    handshake(endpoint, &mut reader)?;
+    let header = read_header(endpoint, &mut reader)?;
+    stream_payload(&mut reader, header, out)
+    // The connection is dropped, so closed, at once: a server before 7.0 goes on with the
+    // command stream.
 }
 
 /// `AUTH`, the two `REPLCONF`s (a refusal of either is a warning, as redis-cli has it, except
 /// an ACL refusal), and `SYNC`.
-fn handshake(
+fn handshake<S: Read + Write>(
     endpoint: &RedisEndpoint,
-    reader: &mut impl BufRead,
-    writer: &mut impl Write,
+    reader: &mut BufReader<S>,
 ) -> anyhow::Result<()> {
-    if endpoint.write_auth(writer)? {
+    if endpoint.write_auth(reader.get_mut())? {
         let reply = read_line(endpoint, reader, "the reply to AUTH")?;
         if reply.starts_with('-') {
             return Err(endpoint.connect_error(reply.trim_start_matches('-')));
@@ -129,9 +123,7 @@ fn handshake(
     }
     for args in [["capa", "eof"], ["rdb-only", "1"]] {
         let command = resp_command(&[b"REPLCONF", args[0].as_bytes(), args[1].as_bytes()]);
-        writer
-            .write_all(&command)
-            .with_context(|| format!("send REPLCONF to Redis at {}", endpoint.display()))?;
+        send(endpoint, reader.get_mut(), &command, "REPLCONF")?;
         let reply = read_line(endpoint, reader, "the reply to REPLCONF")?;
         if let Some(error) = reply.strip_prefix('-') {
             if error.starts_with("NOPERM") {
@@ -148,10 +140,20 @@ fn handshake(
             );
         }
     }
-    writer
-        .write_all(b"SYNC\r\n")
-        .with_context(|| format!("send SYNC to Redis at {}", endpoint.display()))?;
-    Ok(())
+    send(endpoint, reader.get_mut(), b"SYNC\r\n", "SYNC")
+}
+
+/// Writes one command and flushes it (through TLS too).
+fn send(
+    endpoint: &RedisEndpoint,
+    stream: &mut impl Write,
+    command: &[u8],
+    name: &str,
+) -> anyhow::Result<()> {
+    stream
+        .write_all(command)
+        .and_then(|()| stream.flush())
+        .with_context(|| format!("send {name} to Redis at {}", endpoint.display()))
 }
 
 /// Reads the payload's header, skipping the `\n` keep-alives before it.
@@ -342,12 +344,14 @@ fn read_some(
             Ok(0) => return Err(StreamClosed { received, expected }.into()),
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // rustls reads a TLS peer that hangs up without close_notify as UnexpectedEof.
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::ConnectionReset
                         | ErrorKind::ConnectionAborted
                         | ErrorKind::BrokenPipe
+                        | ErrorKind::UnexpectedEof
                 ) =>
             {
                 return Err(StreamClosed { received, expected }.into());

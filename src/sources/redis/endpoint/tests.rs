@@ -59,15 +59,14 @@ fn bad_urls_are_one_line_saying_what_to_write() {
     for (url, says) in [
         ("redis:///", "has no host: write redis://HOST:PORT/"),
         ("redis://:6379/", "has no host"),
-        ("http://h:1/", "does not start with redis://"),
+        (
+            "http://h:1/",
+            "does not start with redis:// (or rediss:// for TLS)",
+        ),
         ("redis://h:99999/", "not a number from 1 to 65535"),
         ("redis://h:x/", "not a number"),
         ("redis://[::1/", "unclosed ["),
         ("redis://u%zz:p@h/", "%25"),
-        (
-            "rediss://h:6380/",
-            "TLS to Redis (rediss://) is not supported yet",
-        ),
     ] {
         let error = format!("{:#}", resolve(url).unwrap_err());
         assert!(error.contains(says), "{url}: {error}");
@@ -81,7 +80,22 @@ fn bad_urls_are_one_line_saying_what_to_write() {
         None,
     )
     .unwrap_err();
-    assert!(format!("{error}").contains("TLS to Redis is not supported yet"));
+    assert!(
+        format!("{error}").contains("is not TLS: write rediss:// or remove tls_ca_file"),
+        "{error}"
+    );
+    let error = RedisEndpoint::resolve_with_env(
+        "rediss://h/",
+        None,
+        Some(Path::new("/nonexistent/ca.pem")),
+        TIMEOUT,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("read tls_ca_file /nonexistent/ca.pem"),
+        "{error:#}"
+    );
 }
 
 #[test]

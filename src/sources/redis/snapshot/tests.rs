@@ -75,6 +75,31 @@ fn populate(server: &RedisServer, count: u32) {
     }
 }
 
+/// Waits (bounded) until no db's hash table is being rehashed: an RDB lists keys in table
+/// order, which an incremental rehash in progress changes between two snapshots of the same
+/// data.
+fn wait_until_not_rehashing(server: &RedisServer) {
+    let mut conn = server.client();
+    for _ in 0..1500 {
+        let rehashing = [0, 3, 9].iter().any(|db| {
+            let stats: String = redis::cmd("DEBUG")
+                .arg("HTSTATS")
+                .arg(*db)
+                .query(&mut conn)
+                .unwrap();
+            stats.contains("Hash table 1")
+        });
+        if !rehashing {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "redis-server on port {} still rehashing after 30 s",
+        server.port
+    );
+}
+
 fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
         .args(args)
@@ -134,6 +159,7 @@ fn both_forms_give_the_file_redis_check_rdb_and_redis_cli_agree_on() {
         };
         let server = RedisServer::start(&opts);
         populate(&server, 5_000);
+        wait_until_not_rehashing(&server);
         let mut out = Vec::new();
         let meta = take_snapshot(&endpoint(&server, ""), &mut out)
             .unwrap_or_else(|e| panic!("diskless {diskless} delay {delay}: {e:#}"));
@@ -209,6 +235,7 @@ fn a_password_and_acl_users_log_in_and_a_user_without_sync_is_told_what_it_needs
         acl_users: vec![
             "backup on >pw-backup +sync +replconf +info".to_owned(),
             "nosync on >pw-nosync ~* &* +@all -sync".to_owned(),
+            "noreplconf on >pw-noreplconf +sync +info".to_owned(),
         ],
         ..RedisOptions::default()
     };
@@ -255,6 +282,26 @@ fn a_password_and_acl_users_log_in_and_a_user_without_sync_is_told_what_it_needs
     );
     assert!(error.contains("ACL SETUSER nosync +sync"), "{error}");
 
+    // Without +acl, the probe learns REPLCONF is refused by running it.
+    let noreplconf = endpoint(&server, "noreplconf:pw-noreplconf@");
+    let error = format!("{:#}", probe(&noreplconf).unwrap_err());
+    assert!(
+        error.contains("refused REPLCONF to ACL user noreplconf"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ACL SETUSER noreplconf +sync +replconf +info"),
+        "{error}"
+    );
+    let error = format!(
+        "{:#}",
+        take_snapshot(&noreplconf, &mut Vec::new()).unwrap_err()
+    );
+    assert!(
+        error.contains("refused REPLCONF to ACL user noreplconf"),
+        "{error}"
+    );
+
     let wrong = endpoint(&server, "backup:wrong@");
     let error = format!("{:#}", take_snapshot(&wrong, &mut Vec::new()).unwrap_err());
     assert!(
@@ -298,10 +345,18 @@ impl Write for KillsTheReplica {
 
 #[test]
 fn a_replica_cut_off_midway_is_told_which_setting_to_raise() {
-    for diskless in [true, false] {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    for (diskless, tls) in [(true, false), (false, false), (true, true)] {
+        let case = format!("diskless {diskless} tls {tls}");
+        let tls_port = testkit::servers::s3s_fs::unused_port();
+        let mut extra = vec![("rdbcompression".to_owned(), "no".to_owned())];
+        if tls {
+            extra.extend(tls_settings(tls_port, &ca, &cert, &key));
+        }
         let opts = RedisOptions {
             diskless_sync: diskless,
-            extra: vec![("rdbcompression".to_owned(), "no".to_owned())],
+            extra,
             ..RedisOptions::default()
         };
         let server = RedisServer::start(&opts);
@@ -318,24 +373,111 @@ fn a_replica_cut_off_midway_is_told_which_setting_to_raise() {
             killer: Some(server.client()),
             received: 0,
         };
-        let error = take_snapshot(&endpoint(&server, ""), &mut out).unwrap_err();
+        let endpoint = if tls {
+            let url = format!("rediss://127.0.0.1:{tls_port}/");
+            RedisEndpoint::resolve_with_env(&url, None, Some(&ca), Duration::from_secs(10), None)
+                .unwrap()
+        } else {
+            endpoint(&server, "")
+        };
+        let error = take_snapshot(&endpoint, &mut out).unwrap_err();
         let text = format!("{error:#}");
         assert!(
             text.contains("the server closed the replication stream after"),
-            "{text}"
+            "{case}: {text}"
         );
         assert!(
             text.contains(
                 "raise `client-output-buffer-limit replica` (now: replica 268435456 67108864 60)"
             ),
-            "{text}"
+            "{case}: {text}"
         );
-        assert!(text.contains("repl-timeout"), "{text}");
+        assert!(text.contains("repl-timeout"), "{case}: {text}");
+        assert!(out.received < 60_000_000, "{case}: {}", out.received);
+    }
+}
+
+/// The settings that make a server listen for TLS on `port` with `cert`, no client certificates.
+fn tls_settings(port: u16, ca: &Path, cert: &Path, key: &Path) -> Vec<(String, String)> {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    vec![
+        ("tls-port".to_owned(), port.to_string()),
+        ("tls-cert-file".to_owned(), path(cert)),
+        ("tls-key-file".to_owned(), path(key)),
+        ("tls-ca-cert-file".to_owned(), path(ca)),
+        ("tls-auth-clients".to_owned(), "no".to_owned()),
+    ]
+}
+
+/// A CA's PEM, and a certificate for 127.0.0.1 it signed with its key, as PEM.
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "redis");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &*issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, issuer.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn rediss_snapshots_and_probes_over_tls_trusting_the_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    let other = certs.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_ca, _, _) = tls_files(&other);
+    for diskless in [true, false] {
+        let tls_port = testkit::servers::s3s_fs::unused_port();
+        let opts = RedisOptions {
+            diskless_sync: diskless,
+            requirepass: Some("pw".to_owned()),
+            extra: tls_settings(tls_port, &ca, &cert, &key),
+            ..RedisOptions::default()
+        };
+        let server = RedisServer::start(&opts);
+        populate(&server, 1_000);
+        let url = format!("rediss://:pw@127.0.0.1:{tls_port}/");
+        let endpoint = |ca: &Path| {
+            RedisEndpoint::resolve_with_env(&url, None, Some(ca), Duration::from_secs(10), None)
+                .unwrap()
+        };
+        let mut out = Vec::new();
+        let meta = take_snapshot(&endpoint(&ca), &mut out)
+            .unwrap_or_else(|e| panic!("diskless {diskless}: {e:#}"));
+        assert_eq!(meta.server, format!("rediss://127.0.0.1:{tls_port}"));
+        assert_eq!(meta.bytes, out.len() as u64);
+        let file = certs.path().join("tls.rdb");
+        std::fs::write(&file, &out).unwrap();
+        assert!(run("redis-check-rdb", &[file.to_str().unwrap()]).contains("RDB looks OK"));
+        let lines = probe(&endpoint(&ca)).unwrap();
         assert!(
-            out.received < 60_000_000,
-            "diskless {diskless}: {}",
-            out.received
+            lines[0].found.starts_with("rediss://127.0.0.1"),
+            "{lines:?}"
         );
-        assert!(!Path::new(&server.dir().join("never")).exists());
+
+        // A server whose certificate another CA signed is refused, before any password is sent.
+        let error = format!(
+            "{:#}",
+            take_snapshot(&endpoint(&other_ca), &mut Vec::new()).unwrap_err()
+        );
+        assert!(error.to_lowercase().contains("certificate"), "{error}");
     }
 }

@@ -160,6 +160,8 @@ fn headers_are_read_in_both_forms() {
 /// What a canned server answers.
 #[derive(Clone)]
 struct Script {
+    /// The reply to AUTH, with its `\r\n`.
+    auth: &'static str,
     /// The reply to each REPLCONF, with its `\r\n`.
     replconf: &'static str,
     /// What follows SYNC, written piece by piece; then the server hangs up.
@@ -182,7 +184,7 @@ fn canned_server(script: Script) -> (u16, JoinHandle<Vec<String>>) {
         while let Some(command) = read_command(&mut reader) {
             seen.push(command.join(" "));
             match command[0].to_ascii_uppercase().as_str() {
-                "AUTH" => writer.write_all(b"+OK\r\n").unwrap(),
+                "AUTH" => writer.write_all(script.auth.as_bytes()).unwrap(),
                 "REPLCONF" => writer.write_all(script.replconf.as_bytes()).unwrap(),
                 "SYNC" => {
                     for piece in &script.after_sync {
@@ -265,6 +267,7 @@ fn keep_alives_before_the_header_are_skipped_in_both_forms() {
             after_sync.push(MARK.to_vec());
         }
         let script = Script {
+            auth: "+OK\r\n",
             replconf: "+OK\r\n",
             after_sync,
         };
@@ -295,6 +298,7 @@ fn keep_alives_before_the_header_are_skipped_in_both_forms() {
 fn an_error_reply_to_replconf_is_only_a_warning() {
     let file = rdb(5);
     let script = Script {
+        auth: "+OK\r\n",
         replconf: "-ERR Unrecognized REPLCONF option: rdb-only\r\n",
         after_sync: vec![header_eof(), file.clone(), MARK.to_vec()],
     };
@@ -314,6 +318,7 @@ fn a_stream_closed_midway_says_how_much_arrived() {
             header_len(file.len())
         };
         let script = Script {
+            auth: "+OK\r\n",
             replconf: "+OK\r\n",
             after_sync: vec![header, file[..300].to_vec()],
         };
@@ -347,6 +352,7 @@ fn a_flipped_crc_byte_or_a_wrong_magic_is_refused() {
     ] {
         for header in [header_len(file.len()), header_eof()] {
             let script = Script {
+                auth: "+OK\r\n",
                 replconf: "+OK\r\n",
                 after_sync: vec![header, bad.clone(), MARK.to_vec()],
             };
@@ -374,6 +380,7 @@ fn refusals_of_sync_are_translated() {
         ),
     ] {
         let script = Script {
+            auth: "+OK\r\n",
             replconf: "+OK\r\n",
             after_sync: vec![b"\n".to_vec(), reply.as_bytes().to_vec()],
         };
@@ -387,6 +394,7 @@ fn refusals_of_sync_are_translated() {
 #[test]
 fn an_acl_refusal_of_replconf_is_an_error_with_the_advice() {
     let script = Script {
+        auth: "+OK\r\n",
         replconf: "-NOPERM this user has no permissions to run the 'replconf' command\r\n",
         after_sync: vec![],
     };
@@ -401,4 +409,22 @@ fn an_acl_refusal_of_replconf_is_an_error_with_the_advice() {
         "{text}"
     );
     assert_eq!(seen, ["AUTH backup pw", "REPLCONF capa eof"]);
+}
+
+#[test]
+fn a_refused_password_on_the_replication_connection_says_where_it_came_from() {
+    let script = Script {
+        auth: "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        replconf: "+OK\r\n",
+        after_sync: vec![],
+    };
+    let (result, out, seen) = run(script, "backup:pw@");
+    let text = format!("{:#}", result.unwrap_err());
+    assert!(
+        text.contains("refused the password (from the URL)"),
+        "{text}"
+    );
+    assert!(!text.contains("pw@") && !text.contains(":pw"), "{text}");
+    assert!(out.is_empty());
+    assert_eq!(seen, ["AUTH backup pw"]);
 }
