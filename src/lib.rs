@@ -20,10 +20,10 @@
 //! * `planning` — recovery targets and the recovery planner (`pg`, `repo`, `archive`);
 //! * `restore` — laying out a data directory to recover (`progress`, `pg`, `storage`, `repo`,
 //!   `archive`, `backup`, `planning`);
-//! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `repo`,
-//!   `archive`, `planning`);
+//! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `storage`,
+//!   `repo`, `archive`, `planning`);
 //! * `sources` — snapshots of the deployment's other stateful parts, Redis first (`units`,
-//!   `progress`, `storage`, `repo`).
+//!   `progress`, `storage`, `repo`, `config`).
 //!
 //! The test harness and `tidemark demo` are the `testkit` crate, outside the library.
 

@@ -199,7 +199,7 @@ pub enum Command {
     /// Snapshots of the deployment's other stateful parts (Redis), in the same repository
     ///
     /// Each source is a [source.NAME] section of the configuration (docs/configuration.md);
-    /// `tidemark expire --source NAME` and `tidemark verify --source NAME` cover its snapshots.
+    /// `tidemark expire --source NAME` applies the source's retention to its snapshots.
     #[command(subcommand, verbatim_doc_comment)]
     Source(source::SourceCommand),
     /// Push one WAL file into the repository (what tidemark-archive does)

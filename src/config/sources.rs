@@ -1,5 +1,5 @@
 //! `[source.NAME]`: the deployment's other stateful parts, each checked only when a `source`
-//! command (or `expire`/`verify` of a source) uses it, so a mistake in a source's section never
+//! command (or `expire --source`) uses it, so a mistake in a source's section never
 //! stops WAL archiving. Each section becomes the settings of its kind, one line per mistake
 //! naming its key.
 
