@@ -45,8 +45,8 @@ impl Repository {
         let mut keys = Vec::new();
         let roots = stanzas.iter().map(String::as_str).chain([layout::SOURCES]);
         for root in roots {
-            let prefix = ObjectKey::new(root)
-                .with_context(|| format!("'{root}' is not a stanza name"))?;
+            let prefix =
+                ObjectKey::new(root).with_context(|| format!("'{root}' is not a stanza name"))?;
             keys.extend(
                 self.storage
                     .list(&prefix, &Cancel::never())?
