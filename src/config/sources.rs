@@ -87,10 +87,13 @@ impl Config {
             );
         };
         let section = format!("source.{name}");
-        let written: SourceSection = value
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("{section}: {}", e.message().trim()))?;
+        let written: SourceSection = value.clone().try_into().map_err(|e: toml::de::Error| {
+            let message = e.message().trim().replace("unknown field", "unknown key");
+            anyhow!(
+                "{section}: {}",
+                message.replace("missing field", "missing key")
+            )
+        })?;
         let kind = match written.kind.as_str() {
             "redis" => SourceKind::Redis(redis_settings(&section, &written)?),
             other => bail!(
