@@ -6,12 +6,13 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::direct::{describe, direct};
 use serde_json::Value;
-use testkit::redis_workload::populate;
+use testkit::redis_workload::{keyspace_state, populate};
 use testkit::{RedisOptions, RedisServer};
 
 /// A repository and a configuration naming source `cache` on `server`, with `retention`.
@@ -22,13 +23,28 @@ struct Setup {
 
 impl Setup {
     fn new(server: &RedisServer, retention: &str) -> Setup {
+        Setup::with_repo_lines(server, "", retention)
+    }
+
+    /// A setup whose `[repo]` has `repo_lines` too (`DIR` stands for its directory), and a
+    /// key file `DIR/repo.key` when they name one.
+    fn with_repo_lines(server: &RedisServer, repo_lines: &str, retention: &str) -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("tm-src-")
             .tempdir()
             .unwrap();
         let config = dir.path().join("tidemark.toml");
+        let repo_lines = repo_lines.replace("DIR", dir.path().to_str().unwrap());
+        if repo_lines.contains("key_file") {
+            let key: String = (0..32u32)
+                .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
+                .collect();
+            let key_path = dir.path().join("repo.key");
+            fs::write(&key_path, format!("{key}\n")).unwrap();
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let text = format!(
-            "[repo]\npath = \"{}\"\n\n[source.cache]\ntype = \"redis\"\nurl = \"{}\"\n{retention}",
+            "[repo]\npath = \"{}\"\n{repo_lines}\n[source.cache]\ntype = \"redis\"\nurl = \"{}\"\n{retention}",
             dir.path().join("repo").display(),
             server.url()
         );
@@ -190,4 +206,37 @@ fn expire_without_a_rule_for_the_source_is_refused_and_deletes_nothing() {
         line.contains("source 'nosuch' is not in the config file"),
         "{line}"
     );
+}
+
+#[test]
+fn a_snapshot_in_an_encrypted_repository_is_sealed_and_restores_exactly() {
+    let server = RedisServer::start(&RedisOptions::default());
+    populate(&mut server.client(), 41, 2_000);
+    let before = keyspace_state(&mut server.client());
+    let setup = Setup::with_repo_lines(
+        &server,
+        "cipher = \"aes-256-gcm\"\nkey_file = \"DIR/repo.key\"\n",
+        "",
+    );
+    setup.ok(&["source", "backup", "cache"]);
+    // Neither the RDB's magic nor a key name is readable in any stored object.
+    let mut files = Vec::new();
+    collect_files(&setup.dir.path().join("repo/_source"), &mut files);
+    assert!(!files.is_empty());
+    for file in &files {
+        let bytes = fs::read(file).unwrap();
+        for needle in [&b"REDIS00"[..], b"redis-ver"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext {:?}",
+                file.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    let dir = setup.dir.path().join("restored");
+    fs::create_dir(&dir).unwrap();
+    setup.ok(&["source", "restore", "cache", "--to", dir.to_str().unwrap()]);
+    let restored = RedisServer::start_in(&dir, &RedisOptions::default());
+    assert_eq!(keyspace_state(&mut restored.client()), before);
 }
