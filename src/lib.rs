@@ -22,8 +22,8 @@
 //!   `archive`, `backup`, `planning`);
 //! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `storage`,
 //!   `repo`, `archive`, `planning`);
-//! * `sources` — snapshots of the deployment's other stateful parts, Redis first (`units`,
-//!   `progress`, `storage`, `repo`, `config`).
+//! * `sources` — snapshots of the deployment's other stateful parts, Redis first (`storage`,
+//!   `repo`, `config`).
 //!
 //! The test harness and `tidemark demo` are the `testkit` crate, outside the library.
 

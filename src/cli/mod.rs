@@ -175,8 +175,14 @@ pub enum Command {
     /// Chunks and backup directories that nothing refers to are listed too, but are not
     /// failures: an interrupted backup leaves them, and `tidemark expire` removes them. What to
     /// do about each problem: "verify found a problem" in docs/runbooks.md.
+    /// With --source NAME it verifies that source's snapshots instead: every chunk a snapshot
+    /// names is read once and checked (checksums, its content's hash against its name, its
+    /// length), and every record's sizes must add up.
     #[command(verbatim_doc_comment)]
     Verify {
+        /// Verify this source's snapshots instead of the stanza
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["backup", "fast", "deep"])]
+        source: Option<String>,
         /// Only this backup (its record, manifest and chunks) and the WAL it needs to become
         /// consistent; orphans are not looked for
         #[arg(long, value_name = "LABEL")]
@@ -199,7 +205,7 @@ pub enum Command {
     /// Snapshots of the deployment's other stateful parts (Redis), in the same repository
     ///
     /// Each source is a [source.NAME] section of the configuration (docs/configuration.md);
-    /// `tidemark expire --source NAME` applies the source's retention to its snapshots.
+    /// `tidemark expire --source NAME` and `tidemark verify --source NAME` cover its snapshots.
     #[command(subcommand, verbatim_doc_comment)]
     Source(source::SourceCommand),
     /// Push one WAL file into the repository (what tidemark-archive does)
@@ -303,6 +309,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<Finished> {
             output,
         } => expire::run_expire(&cli.choice, source.as_deref(), dry_run, output),
         Command::Verify {
+            source: Some(source),
+            output,
+            ..
+        } => verify::run_verify_source(&cli.choice, &source, output),
+        Command::Verify {
+            source: None,
             backup,
             fast,
             deep,

@@ -1,12 +1,11 @@
 //! `tidemark verify`: runs `lifecycle::verify` and prints one line per problem and finding and a
 //! summary (or the report as JSON); exit 1 when any problem was found.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::info::OutputFormat;
-use tidemark::config::ConfigChoice;
-use tidemark::config::RepoType;
-use tidemark::lifecycle::verify::{self, VerifyOptions};
+use tidemark::config::{Config, ConfigChoice, RepoType};
+use tidemark::lifecycle::verify::{self, VerifyOptions, source};
 use tidemark::program::{self, Finished};
 
 /// Requests in flight at once against S3: enough to hide each request's latency.
@@ -55,4 +54,39 @@ pub fn run_verify(
 /// never idles waiting for the disk.
 fn local_readers() -> usize {
     2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `tidemark verify --source NAME`.
+pub fn run_verify_source(
+    choice: &ConfigChoice,
+    name: &str,
+    format: OutputFormat,
+) -> anyhow::Result<Finished> {
+    let config = Config::load(&choice.config_path())?;
+    config.source(name)?;
+    let repo = config.open_repository()?;
+    let area = repo.open_source(name)?.with_context(|| {
+        format!(
+            "source '{name}' has no snapshot in {}: nothing to verify",
+            repo.storage().location()
+        )
+    })?;
+    let readers = match config.repo.kind {
+        RepoType::S3 => S3_READERS,
+        RepoType::Local => local_readers(),
+    };
+    let report = source::verify_source(&area, readers)?;
+    match format {
+        OutputFormat::Text => program::print_stdout(&source::render_source_text(&report))?,
+        OutputFormat::Json => {
+            program::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?
+        }
+    }
+    if !report.clean() {
+        bail!(
+            "verify of source '{name}' found {} problem(s), one per line above: see \"verify found a problem\" in docs/runbooks.md",
+            report.problems.len()
+        );
+    }
+    Ok(Finished::Success)
 }

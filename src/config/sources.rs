@@ -1,5 +1,5 @@
 //! `[source.NAME]`: the deployment's other stateful parts, each checked only when a `source`
-//! command (or `expire --source`) uses it, so a mistake in a source's section never
+//! command (or `expire`/`verify` of a source) uses it, so a mistake in a source's section never
 //! stops WAL archiving. Each section becomes the settings of its kind, one line per mistake
 //! naming its key.
 
@@ -87,10 +87,13 @@ impl Config {
             );
         };
         let section = format!("source.{name}");
-        let written: SourceSection = value
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("{section}: {}", e.message().trim()))?;
+        let written: SourceSection = value.clone().try_into().map_err(|e: toml::de::Error| {
+            let message = e.message().trim().replace("unknown field", "unknown key");
+            anyhow!(
+                "{section}: {}",
+                message.replace("missing field", "missing key")
+            )
+        })?;
         let kind = match written.kind.as_str() {
             "redis" => SourceKind::Redis(redis_settings(&section, &written)?),
             other => bail!(

@@ -579,3 +579,63 @@ fn retention_policy_names_the_file_and_the_key() {
         "config file /etc/tidemark/tidemark.toml: stanza.main.retention.full 0 is out of range: use 1 or more, e.g. full = 4"
     );
 }
+
+/// A configuration of a repository and `sources`, parsed.
+fn with_sources(sources: &str) -> Config {
+    Config::parse(&format!("[repo]\npath = \"/srv/tidemark\"\n\n{sources}")).unwrap()
+}
+
+#[test]
+fn a_redis_source_is_read_with_its_defaults_and_retention_over_the_default() {
+    let config = Config::parse(
+        "[repo]\npath = \"/srv/tidemark\"\n[retention]\nfull = 4\ntime = \"7d\"\n\n[source.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/\"\n[source.cache.retention]\nfull = 2\n",
+    )
+    .unwrap();
+    assert_eq!(config.source_names(), ["cache"]);
+    let source = config.source("cache").unwrap();
+    let SourceKind::Redis(redis) = &source.kind;
+    assert_eq!(redis.url, "redis://127.0.0.1:6379/");
+    assert_eq!(redis.connect_timeout, Duration::from_secs(10));
+    let policy = config.source_retention(&source).unwrap().unwrap();
+    assert_eq!(policy.full, Some(2));
+    assert_eq!(policy.time, Some(Duration::from_secs(7 * 86400)));
+}
+
+#[test]
+fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_then() {
+    let cases = [
+        (
+            "type = \"memcached\"\nurl = \"redis://h/\"",
+            "source.cache.type \"memcached\" is not a kind of source Tidemark knows: use redis",
+        ),
+        (
+            "type = \"redis\"",
+            "source.cache has no url: add url = \"redis://HOST:PORT/\"",
+        ),
+        (
+            "type = \"redis\"\nurl = \"redis://h/\"\nconnect_timeout = \"soon\"",
+            "source.cache.connect_timeout \"soon\" does not start with a number: write a whole number and a unit, such as \"10s\"",
+        ),
+        (
+            "type = \"redis\"\nurl = \"redis://h/\"\n[source.cache.retention]\narchive = \"all\"",
+            "source.cache.retention.archive is about WAL, which a source has none of: remove it",
+        ),
+    ];
+    for (section, expected) in cases {
+        // The file loads: archiving never depends on a source's section.
+        let config = with_sources(&format!("[source.cache]\n{section}\n"));
+        let error = config.source("cache").unwrap_err().to_string();
+        assert_eq!(error, expected, "{section}");
+    }
+    let config = with_sources("[source.cache]\ntype = \"redis\"\nurl = \"redis://h/\"\nport = 1\n");
+    let error = config.source("cache").unwrap_err().to_string();
+    assert!(
+        error.starts_with("source.cache: unknown key `port`"),
+        "{error}"
+    );
+    let error = config.source("other").unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "source 'other' is not in the config file (it has: cache): fix the name or add a [source.other] section"
+    );
+}

@@ -6,11 +6,13 @@
 //! * `report.rs` — what the report holds, collected from the repository (and the data directory,
 //!   for the archive lag); serialized as it is for JSON;
 //! * `report_text.rs` — the same report as text for people;
+//! * `report_sources.rs` — the sources beside the stanza in that report;
 //! * `verify/` — every object read and checked, and what they say together: chunk sets, file
 //!   CRCs, WAL continuity, history files, orphans.
 
 pub mod expire;
 pub mod report;
+pub mod report_sources;
 pub mod report_text;
 pub mod verify;
 

@@ -36,6 +36,9 @@ pub trait ObjectKeys: Send + Sync {
     fn enroll_stanza(&self, stanza: &str) -> anyhow::Result<String>;
     /// The id of the keyring the keys come from.
     fn repository_id(&self) -> anyhow::Result<String>;
+    /// The keyring's id, creating the keyring if there is none yet (a source's first snapshot
+    /// in a repository no stanza was created in).
+    fn open_or_create_keyring(&self) -> anyhow::Result<String>;
 }
 
 /// A repository's way of framing objects.
@@ -267,6 +270,10 @@ impl ObjectKeys for FixedKeys {
 
     fn repository_id(&self) -> anyhow::Result<String> {
         Ok("00".repeat(16))
+    }
+
+    fn open_or_create_keyring(&self) -> anyhow::Result<String> {
+        self.repository_id()
     }
 }
 

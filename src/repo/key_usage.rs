@@ -26,22 +26,33 @@ pub struct KeyUsage {
     pub unencrypted: u64,
 }
 
+/// Whether `key` is a stanza's or a source's identity: plain JSON in every repository.
+fn is_plain_identity(key: &ObjectKey) -> bool {
+    let mut parts = key.as_str().split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(stanza), Some("stanza.json"), None, None) => !stanza.starts_with('_'),
+        (Some(layout::SOURCES), Some(_), Some("source.json"), None) => true,
+        _ => false,
+    }
+}
+
 impl Repository {
-    /// Reads the header of every object of `stanzas` and counts the data keys they name. The
-    /// stanza identities are plain JSON and not counted; an object whose header cannot be read
-    /// fails the scan, since it might be sealed with any key.
+    /// Reads the header of every object of `stanzas` and of every source (`_source/`) and
+    /// counts the data keys they name. The stanza and source identities are plain JSON and not
+    /// counted; an object whose header cannot be read fails the scan, since it might be sealed
+    /// with any key.
     pub fn objects_by_key(&self, stanzas: &[String]) -> anyhow::Result<KeyUsage> {
         let mut keys = Vec::new();
-        for stanza in stanzas {
-            let root = ObjectKey::new(stanza.as_str())
-                .with_context(|| format!("'{stanza}' is not a stanza name"))?;
-            let identity = layout::stanza_identity(stanza);
+        let roots = stanzas.iter().map(String::as_str).chain([layout::SOURCES]);
+        for root in roots {
+            let prefix =
+                ObjectKey::new(root).with_context(|| format!("'{root}' is not a stanza name"))?;
             keys.extend(
                 self.storage
-                    .list(&root, &Cancel::never())?
+                    .list(&prefix, &Cancel::never())?
                     .into_iter()
                     .map(|listed| listed.key)
-                    .filter(|key| *key != identity),
+                    .filter(|key| !is_plain_identity(key)),
             );
         }
         keys.sort();
@@ -133,10 +144,14 @@ mod tests {
         put(&with_current(1), "a");
         put(&with_current(2), "b");
         put(&with_current(2), "c");
+        // A source's objects are counted too, though no stanza lists them.
+        let old = with_current(1);
+        let source = old.open_or_create_source("cache", "redis").unwrap();
+        source.blobs().store(b"a chunk of a snapshot").unwrap();
         let usage = with_current(2)
             .objects_by_key(&["sealed".to_owned(), "main".to_owned()])
             .unwrap();
-        assert_eq!(usage.by_key, BTreeMap::from([(1, 1), (2, 2)]));
+        assert_eq!(usage.by_key, BTreeMap::from([(1, 2), (2, 2)]));
         assert_eq!(usage.first[&2].as_str(), "sealed/walindex/b");
         assert_eq!(usage.unencrypted, 0);
     }

@@ -22,6 +22,10 @@ pub fn snapshot_into(
 ) -> anyhow::Result<SnapshotRecord> {
     layout::check_source_name(name)?;
     repo.check_source_kind(name, kind)?;
+    if let Some(keys) = repo.codec().keys() {
+        // The first object of a repository no stanza was created in creates its keyring.
+        keys.open_or_create_keyring()?;
+    }
     let _lock = source_locks(repo, name).lock_for_backup()?;
     let (started, id) = free_id(repo, name, source.id_letter())?;
     let clock = Instant::now();

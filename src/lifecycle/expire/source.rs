@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::SweepOutcome;
 use super::sweep::SweepReport;
+use super::text::verdict;
 use crate::repo::gc::unreferenced_blobs;
 use crate::repo::retention::{self, BackupToDecide, KeepRule, RetentionPolicy};
 use crate::repo::source_catalog::{SnapshotRecord, SourceArea, referenced_chunks};
@@ -148,16 +149,12 @@ pub fn render_source_text(report: &SourceExpiryReport) -> String {
     };
     let _ = writeln!(out, "source {}: expire{done}", report.source);
     for snapshot in &report.snapshots {
-        let verdict = if snapshot.expired {
-            "expired".to_owned()
-        } else {
-            let rules: Vec<String> = snapshot.kept_by.iter().map(|r| r.to_string()).collect();
-            format!("kept by {}", rules.join(", "))
-        };
         let _ = writeln!(
             out,
-            "  snapshot {}  stopped {}  {verdict}",
-            snapshot.id, snapshot.stop_time
+            "  snapshot {}  stopped {}  {}",
+            snapshot.id,
+            snapshot.stop_time,
+            verdict(snapshot.expired, &snapshot.kept_by)
         );
     }
     match &report.sweep {

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{ExpiryReport, SweepOutcome};
+use crate::repo::retention::KeepRule;
 use crate::units;
 
 /// The report as `tidemark expire` prints it.
@@ -16,16 +17,12 @@ pub fn render_text(report: &ExpiryReport) -> String {
     };
     let _ = writeln!(out, "stanza {}: expire{done}", report.stanza);
     for backup in &report.backups {
-        let verdict = if backup.expired {
-            "expired".to_owned()
-        } else {
-            let rules: Vec<String> = backup.kept_by.iter().map(|r| r.to_string()).collect();
-            format!("kept by {}", rules.join(", "))
-        };
         let _ = writeln!(
             out,
-            "  backup {}  stopped {}  {verdict}",
-            backup.label, backup.stop_time
+            "  backup {}  stopped {}  {}",
+            backup.label,
+            backup.stop_time,
+            verdict(backup.expired, &backup.kept_by)
         );
     }
     render_wal(&mut out, report, removed);
@@ -50,6 +47,15 @@ pub fn render_text(report: &ExpiryReport) -> String {
         }
     }
     out
+}
+
+/// "expired", or "kept by" the rules that keep it.
+pub(super) fn verdict(expired: bool, kept_by: &[KeepRule]) -> String {
+    if expired {
+        return "expired".to_owned();
+    }
+    let rules: Vec<String> = kept_by.iter().map(|r| r.to_string()).collect();
+    format!("kept by {}", rules.join(", "))
 }
 
 fn render_wal(out: &mut String, report: &ExpiryReport, removed: &str) {

@@ -10,13 +10,15 @@
 //! * `pool.rs` — the bounded pool of readers;
 //! * `backups.rs` — chunk sets and file sizes and CRCs per backup;
 //! * `wal.rs` — WAL continuity and history files;
-//! * `findings.rs` — the report: problems, findings, what was read, and its text.
+//! * `findings.rs` — the report: problems, findings, what was read, and its text;
+//! * `source.rs` — a source's snapshots (`verify --source`): every chunk read and checked.
 
 mod backups;
 mod catalog;
 mod findings;
 mod objects;
 mod pool;
+pub mod source;
 mod wal;
 
 pub use findings::{Finding, FindingKind, Problem, VerifyReport, render_text};

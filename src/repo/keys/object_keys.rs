@@ -24,13 +24,17 @@ impl ObjectKeys for RepoKeys {
     }
 
     fn enroll_stanza(&self, stanza: &str) -> anyhow::Result<String> {
-        let keyring = self.create_or_open()?;
+        let id = self.open_or_create_keyring()?;
         self.register_stanza(stanza)?;
-        Ok(keyring.repository_id().to_owned())
+        Ok(id)
     }
 
     fn repository_id(&self) -> anyhow::Result<String> {
         Ok(self.for_writing()?.repository_id().to_owned())
+    }
+
+    fn open_or_create_keyring(&self) -> anyhow::Result<String> {
+        Ok(self.create_or_open()?.repository_id().to_owned())
     }
 }
 

@@ -89,15 +89,12 @@ impl Source for RedisSource {
         target: &RestoreTarget,
     ) -> anyhow::Result<String> {
         let (meta, stream) = redis_snapshot(snapshot)?;
-        let crc64 = meta
-            .crc64
-            .as_deref()
-            .map(|hex| u64::from_str_radix(hex, 16))
-            .transpose()
-            .with_context(|| {
-                format!("snapshot {} records a CRC-64 that is not hex", snapshot.id)
-            })?;
         let reader = StreamReader::open(repo, &snapshot.source, stream);
+        let restoring = Restoring {
+            snapshot,
+            meta,
+            size: stream.size,
+        };
         match target {
             RestoreTarget::RedisDir {
                 dir,
@@ -117,23 +114,7 @@ impl Source for RedisSource {
                     port: *port,
                     check_against: check.as_mut(),
                 };
-                let mut reader = reader;
-                let path = restore_dir::restore_to_dir(
-                    &mut reader,
-                    stream.size,
-                    crc64,
-                    meta.rdb_version,
-                    options,
-                )?;
-                Ok(format!(
-                    "restored snapshot {} of source '{}' to {} ({} bytes, RDB version {}): start a Redis server with dir {} to load it",
-                    snapshot.id,
-                    snapshot.source,
-                    path.display(),
-                    stream.size,
-                    meta.rdb_version,
-                    dir.display()
-                ))
+                restoring.to_dir(reader, options)
             }
             RestoreTarget::RedisInto {
                 url,
@@ -141,33 +122,84 @@ impl Source for RedisSource {
                 listen,
                 advertise,
             } => {
-                let server = self.other_server(url)?;
-                let mut connection = server.connection()?;
                 let options = IntoRestore {
                     flush: *flush,
                     listen: *listen,
                     advertise: advertise.clone(),
                     timeout: INTO_STEP_TIMEOUT,
                 };
-                let outcome = restore_into::restore_into(
-                    &mut connection,
-                    &server.display(),
-                    Box::new(reader),
-                    stream.size,
-                    meta.rdb_version,
-                    meta.repl_offset.unwrap_or(0),
-                    &options,
-                )?;
-                let keys: u64 = outcome.keys.values().map(|db| db.keys).sum();
-                Ok(format!(
-                    "loaded snapshot {} of source '{}' into {} ({keys} keys in {} databases); it is a primary again",
-                    snapshot.id,
-                    snapshot.source,
-                    server.display(),
-                    outcome.keys.len()
-                ))
+                restoring.load_into(&self.other_server(url)?, reader, &options)
             }
         }
+    }
+}
+
+/// A Redis snapshot being restored: its record, what the record says of the RDB, its size.
+struct Restoring<'a> {
+    snapshot: &'a SnapshotRecord,
+    meta: RedisSnapshotMeta,
+    size: u64,
+}
+
+impl Restoring<'_> {
+    /// `--to DIR`: the snapshot as `DIR/dump.rdb`.
+    fn to_dir(&self, mut reader: StreamReader, options: DirRestore) -> anyhow::Result<String> {
+        let dir = options.dir.to_owned();
+        let crc64 = self
+            .meta
+            .crc64
+            .as_deref()
+            .map(|hex| u64::from_str_radix(hex, 16))
+            .transpose()
+            .with_context(|| {
+                format!(
+                    "snapshot {} records a CRC-64 that is not hex",
+                    self.snapshot.id
+                )
+            })?;
+        let path = restore_dir::restore_to_dir(
+            &mut reader,
+            self.size,
+            crc64,
+            self.meta.rdb_version,
+            options,
+        )?;
+        Ok(format!(
+            "restored snapshot {} of source '{}' to {} ({} bytes, RDB version {}): start a Redis server with dir {} to load it",
+            self.snapshot.id,
+            self.snapshot.source,
+            path.display(),
+            self.size,
+            self.meta.rdb_version,
+            dir.display()
+        ))
+    }
+
+    /// `--into URL`: the snapshot loaded into a running server.
+    fn load_into(
+        &self,
+        server: &RedisEndpoint,
+        reader: StreamReader,
+        options: &IntoRestore,
+    ) -> anyhow::Result<String> {
+        let mut connection = server.connection()?;
+        let outcome = restore_into::restore_into(
+            &mut connection,
+            &server.display(),
+            Box::new(reader),
+            self.size,
+            self.meta.rdb_version,
+            self.meta.repl_offset.unwrap_or(0),
+            options,
+        )?;
+        let keys: u64 = outcome.keys.values().map(|db| db.keys).sum();
+        Ok(format!(
+            "loaded snapshot {} of source '{}' into {} ({keys} keys in {} databases); it is a primary again",
+            self.snapshot.id,
+            self.snapshot.source,
+            server.display(),
+            outcome.keys.len()
+        ))
     }
 }
 
