@@ -20,8 +20,8 @@
 //! * `planning` — recovery targets and the recovery planner (`pg`, `repo`, `archive`);
 //! * `restore` — laying out a data directory to recover (`progress`, `pg`, `storage`, `repo`,
 //!   `archive`, `backup`, `planning`);
-//! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `repo`,
-//!   `archive`, `planning`);
+//! * `lifecycle` — whole-repository operations: the stanza report (`units`, `pg`, `storage`,
+//!   `repo`, `archive`, `planning`);
 //! * `sources` — snapshots of the deployment's other stateful parts, Redis first (`storage`,
 //!   `repo`, `config`).
 //!
