@@ -240,3 +240,28 @@ fn a_snapshot_in_an_encrypted_repository_is_sealed_and_restores_exactly() {
     let restored = RedisServer::start_in(&dir, &RedisOptions::default());
     assert_eq!(keyspace_state(&mut restored.client()), before);
 }
+
+#[test]
+fn a_restore_never_reads_the_sources_password_file() {
+    let server = RedisServer::start(&RedisOptions::default());
+    populate(&mut server.client(), 42, 300);
+    let setup = Setup::new(&server, "");
+    setup.ok(&["source", "backup", "cache"]);
+    // A password file others can read: every command that connects to the source refuses it,
+    // but restoring a snapshot does not connect to the source.
+    let open = setup.dir.path().join("open.pass");
+    fs::write(&open, "secret").unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
+    let text = fs::read_to_string(&setup.config).unwrap();
+    let with_file = text.replace(
+        "type = \"redis\"\n",
+        &format!("type = \"redis\"\npassword_file = \"{}\"\n", open.display()),
+    );
+    fs::write(&setup.config, with_file).unwrap();
+    let line = setup.refused(&["source", "backup", "cache"]);
+    assert!(line.contains(open.to_str().unwrap()), "{line}");
+    let dir = setup.dir.path().join("restored");
+    fs::create_dir(&dir).unwrap();
+    setup.ok(&["source", "restore", "cache", "--to", dir.to_str().unwrap()]);
+    assert!(dir.join("dump.rdb").is_file());
+}

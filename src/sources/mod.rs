@@ -22,6 +22,10 @@ pub trait Source {
     /// The letter that ends its snapshots' ids (`R` for Redis).
     fn id_letter(&self) -> char;
 
+    /// Checks the settings a snapshot needs (a URL's parts, secret files) without reaching
+    /// the source: called before a snapshot writes anything.
+    fn ready(&self) -> anyhow::Result<()>;
+
     /// Checks that a snapshot can be taken, short of taking one: what was found, line by
     /// line; an error says what the source lacks and how to give it.
     fn check(&self) -> anyhow::Result<Vec<String>>;

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{SecondsFormat, Utc};
 
 use super::Source;
@@ -26,7 +26,10 @@ pub fn snapshot_into(
         // The first object of a repository no stanza was created in creates its keyring.
         keys.open_or_create_keyring()?;
     }
-    let _lock = source_locks(repo, name).lock_for_backup()?;
+    // Before anything is written: a source that cannot be reached as configured (a URL
+    // without a host, a password file others can read) is refused with nothing changed.
+    source.ready()?;
+    let lock = source_locks(repo, name).lock_for_backup()?;
     let (started, id) = free_id(repo, name, source.id_letter())?;
     let clock = Instant::now();
     let (meta, streams, sizes) =
@@ -44,6 +47,13 @@ pub fn snapshot_into(
         streams,
         meta,
     };
+    // An expire that took the lock for stale may have swept chunks this snapshot reuses.
+    if !lock.still_held()? {
+        bail!(
+            "the snapshot's lock {} was deleted while it ran (an expire on another host took it for stale, and may have removed chunks this snapshot uses), so the snapshot was not recorded: check that the hosts' clocks agree, then take it again",
+            lock.key()
+        );
+    }
     // The source is recorded with its first complete snapshot: a refused one leaves no trace.
     repo.open_or_create_source(name, kind)?
         .put_snapshot_record(&record)?;

@@ -15,7 +15,7 @@ pub mod tls;
 pub mod versions;
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -37,28 +37,38 @@ const INTO_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A configured Redis server.
 pub struct RedisSource {
-    endpoint: RedisEndpoint,
-    connect_timeout: Duration,
+    settings: RedisSettings,
+    /// Resolved (the URL read, the password found) when first needed: a restore never
+    /// connects to the source, so it never reads the source's password file.
+    endpoint: OnceLock<RedisEndpoint>,
 }
 
 impl RedisSource {
     pub fn new(settings: &RedisSettings) -> anyhow::Result<RedisSource> {
-        let endpoint = RedisEndpoint::resolve(
-            &settings.url,
-            settings.password_file.as_deref(),
-            settings.tls_ca_file.as_deref(),
-            settings.connect_timeout,
-        )?;
         Ok(RedisSource {
-            endpoint,
-            connect_timeout: settings.connect_timeout,
+            settings: settings.clone(),
+            endpoint: OnceLock::new(),
         })
+    }
+
+    /// The configured server, its URL read and its password found.
+    fn endpoint(&self) -> anyhow::Result<&RedisEndpoint> {
+        if let Some(endpoint) = self.endpoint.get() {
+            return Ok(endpoint);
+        }
+        let endpoint = RedisEndpoint::resolve(
+            &self.settings.url,
+            self.settings.password_file.as_deref(),
+            self.settings.tls_ca_file.as_deref(),
+            self.settings.connect_timeout,
+        )?;
+        Ok(self.endpoint.get_or_init(|| endpoint))
     }
 
     /// A server named on the command line (`--into`, `--check-against`): its password from
     /// the URL or `REDISCLI_AUTH`, never an argument of its own.
     fn other_server(&self, url: &str) -> anyhow::Result<RedisEndpoint> {
-        RedisEndpoint::resolve(url, None, None, self.connect_timeout)
+        RedisEndpoint::resolve(url, None, None, self.settings.connect_timeout)
     }
 }
 
@@ -67,8 +77,12 @@ impl Source for RedisSource {
         'R'
     }
 
+    fn ready(&self) -> anyhow::Result<()> {
+        self.endpoint().map(|_| ())
+    }
+
     fn check(&self) -> anyhow::Result<Vec<String>> {
-        Ok(probe::probe(&self.endpoint)?
+        Ok(probe::probe(self.endpoint()?)?
             .into_iter()
             .map(|line| format!("{}: {}", line.what, line.found))
             .collect())
@@ -76,7 +90,7 @@ impl Source for RedisSource {
 
     fn snapshot(&self, sink: &mut SnapshotSink) -> anyhow::Result<serde_json::Value> {
         let mut writer = sink.stream(DUMP_NAME);
-        let meta = snapshot::take_snapshot(&self.endpoint, &mut writer)?;
+        let meta = snapshot::take_snapshot(self.endpoint()?, &mut writer)?;
         writer.flush()?;
         writer.finish()?;
         Ok(serde_json::to_value(meta)?)
