@@ -31,7 +31,7 @@
 //! `REPLICAOF`'s (the target: at most 1.5).
 //!
 //! Prints a table, writes `target/bench-results/redis_source.json`. Run: `cargo bench --bench
-//! redis_source` (about ten minutes on 2 cores; 4 GiB free memory, 3 GiB free in /tmp or
+//! redis_source` (about 7 minutes on 2 cores; 4 GiB free memory, 3 GiB free in /tmp or
 //! `TIDEMARK_BENCH_DIR`); `TIDEMARK_BENCH_ROUNDS=5` for more rounds.
 
 mod common;
