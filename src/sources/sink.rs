@@ -3,7 +3,7 @@
 //! chunk named, compressed and stored once in the source's pool on all cores; and the list of
 //! chunks each stream is made of, in order.
 //!
-//! The writer blocks while every store worker is busy and two chunks per worker wait, so a
+//! The writer blocks while every store worker is busy and one chunk per worker waits, so a
 //! fast source is held back to the repository's pace with a bounded amount of memory, and a
 //! slow repository never makes a snapshot's bytes pile up.
 
@@ -50,10 +50,12 @@ pub fn take_snapshot<T>(
     pool: &BlobPool<'_>,
     snapshot: impl FnOnce(&mut SnapshotSink) -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Vec<SnapshotStream>, SnapshotSizes)> {
-    let workers = std::thread::available_parallelism()
+    // Twice the cores: a store worker spends much of each chunk waiting for its fsyncs (or an
+    // S3 round trip), not on a core.
+    let workers = 2 * std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let (jobs, receiver) = sync_channel(workers * 2);
+    let (jobs, receiver) = sync_channel(workers);
     let receiver = Arc::new(Mutex::new(receiver));
     let stored = Mutex::new(Stored::default());
     let (taken, store_results) = std::thread::scope(|scope| {
