@@ -128,12 +128,10 @@ impl Repository {
                 self.storage.put_if_absent(&key, &[&identity.to_json()])?
             }
             Some(_) => PutOutcome::AlreadyExists,
-            None if keys::keyring_exists(self.storage.as_ref())? => bail!(
-                "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
-                self.storage.location(),
-                keys::KEYS_DIR
-            ),
-            None => self.storage.put_if_absent(&key, &[&identity.to_json()])?,
+            None => {
+                self.refuse_plain_where_encrypted()?;
+                self.storage.put_if_absent(&key, &[&identity.to_json()])?
+            }
         };
         match outcome {
             PutOutcome::Created => Ok(StanzaCreated::Created),
@@ -162,21 +160,11 @@ impl Repository {
     pub fn open_stanza(&self, name: &str) -> anyhow::Result<Stanza<'_>> {
         layout::check_stanza_name(name)?;
         let key = layout::stanza_identity(name);
-        let bytes = match read_bounded(
-            self.storage.as_ref(),
-            &key,
-            limits::STANZA_IDENTITY,
-            Reserve::AsRead,
-        )? {
-            BoundedRead::Object(bytes) => bytes,
-            BoundedRead::Missing => bail!(
+        let Some(bytes) = self.read_identity(&key, "stanza")? else {
+            bail!(
                 "stanza '{name}' does not exist in repository {}: run 'tidemark stanza-create' for it first",
                 self.storage.location()
-            ),
-            BoundedRead::TooLarge { limit } => bail!(
-                "read stanza identity {key} in {}: it is larger than {limit} bytes, far more than any stanza identity; the repository is damaged",
-                self.storage.location()
-            ),
+            );
         };
         let identity = StanzaIdentity::from_json(&bytes).with_context(|| {
             format!("read stanza identity {key} in {}", self.storage.location())
@@ -187,7 +175,12 @@ impl Repository {
                 identity.stanza
             );
         }
-        self.check_encryption_of(&identity)?;
+        self.check_cipher_of(
+            "stanza",
+            name,
+            identity.cipher.is_some(),
+            "create it in a new repository",
+        )?;
         let expected = identity.expected_cluster()?;
         Ok(Stanza {
             repo: self,
@@ -198,20 +191,58 @@ impl Repository {
 }
 
 impl Repository {
-    /// Refuses a stanza whose encryption is not the configuration's: the configuration
-    /// decides, so neither a plain stanza can be written sealed objects nor the reverse.
-    fn check_encryption_of(&self, identity: &StanzaIdentity) -> anyhow::Result<()> {
-        let name = &identity.stanza;
+    /// The identity object `key` of a stanza or a source (`kind`), read through a bounded
+    /// range; `None` when there is none.
+    fn read_identity(&self, key: &ObjectKey, kind: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match read_bounded(
+            self.storage.as_ref(),
+            key,
+            limits::STANZA_IDENTITY,
+            Reserve::AsRead,
+        )? {
+            BoundedRead::Object(bytes) => Ok(Some(bytes)),
+            BoundedRead::Missing => Ok(None),
+            BoundedRead::TooLarge { limit } => bail!(
+                "read {kind} identity {key} in {}: it is larger than {limit} bytes, far more than any {kind} identity; the repository is damaged",
+                self.storage.location()
+            ),
+        }
+    }
+
+    /// Refuses a stanza or source (`kind` `name`, whose identity says whether it is
+    /// `encrypted`) whose encryption is not the configuration's: the configuration decides, so
+    /// neither a plain one can be written sealed objects nor the reverse. `to_start_over` is
+    /// how to get an encrypted one instead of a plain one.
+    fn check_cipher_of(
+        &self,
+        kind: &str,
+        name: &str,
+        encrypted: bool,
+        to_start_over: &str,
+    ) -> anyhow::Result<()> {
         let location = self.storage.location();
-        match (identity.cipher.is_some(), self.codec.is_encrypted()) {
+        match (encrypted, self.codec.is_encrypted()) {
             (false, true) => bail!(
-                "stanza '{name}' in {location} is not encrypted; encryption cannot be turned on for an existing stanza: create it in a new repository, or set [repo] cipher = \"none\""
+                "{kind} '{name}' in {location} is not encrypted; encryption cannot be turned on for an existing {kind}: {to_start_over}, or set [repo] cipher = \"none\""
             ),
             (true, false) => bail!(
-                "stanza '{name}' in {location} is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
+                "{kind} '{name}' in {location} is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
             ),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses a plain configuration's first stanza or source in a repository that has a
+    /// keyring: everything else there is sealed.
+    fn refuse_plain_where_encrypted(&self) -> anyhow::Result<()> {
+        if self.codec.keys().is_none() && keys::keyring_exists(self.storage.as_ref())? {
+            bail!(
+                "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
+                self.storage.location(),
+                keys::KEYS_DIR
+            );
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::blob_pool::BlobPool;
 use super::catalog::ChunkRef;
 use super::lock::LockScope;
-use super::{PutOnce, Repository, keys, layout, limits, stanza};
+use super::{PutOnce, Repository, layout, limits, stanza};
 use crate::storage::{Cancel, ObjectKey, PutOutcome};
 
 /// Version of the source identity and snapshot record formats.
@@ -90,7 +90,7 @@ impl Repository {
     pub fn check_source_kind(&self, name: &str, kind: &str) -> anyhow::Result<()> {
         match self.open_source(name)? {
             Some(area) => area.check_kind(kind),
-            None => self.check_new_source_encryption(),
+            None => self.refuse_plain_where_encrypted(),
         }
     }
 
@@ -100,7 +100,7 @@ impl Repository {
         layout::check_source_name(name)?;
         let key = layout::source_identity(name);
         if self.storage.head(&key)?.is_none() {
-            self.check_new_source_encryption()?;
+            self.refuse_plain_where_encrypted()?;
             let identity = SourceIdentity {
                 format: SOURCE_FORMAT,
                 source: name.to_owned(),
@@ -124,34 +124,13 @@ impl Repository {
         Ok(area)
     }
 
-    /// A plain configuration must not start a plain source in an encrypted repository.
-    fn check_new_source_encryption(&self) -> anyhow::Result<()> {
-        if self.codec.keys().is_none() && keys::keyring_exists(self.storage.as_ref())? {
-            bail!(
-                "repository {} (its keyring is under {}/) is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file",
-                self.storage.location(),
-                keys::KEYS_DIR
-            );
-        }
-        Ok(())
-    }
-
     /// Opens source `name`; `None` if it has no snapshot yet.
     pub fn open_source(&self, name: &str) -> anyhow::Result<Option<SourceArea<'_>>> {
         layout::check_source_name(name)?;
         let key = layout::source_identity(name);
         let location = self.storage.location();
-        let bytes = match super::read_bounded(
-            self.storage.as_ref(),
-            &key,
-            limits::STANZA_IDENTITY,
-            super::Reserve::AsRead,
-        )? {
-            super::BoundedRead::Object(bytes) => bytes,
-            super::BoundedRead::Missing => return Ok(None),
-            super::BoundedRead::TooLarge { limit } => bail!(
-                "read source identity {key} in {location}: it is larger than {limit} bytes, far more than any source identity; the repository is damaged"
-            ),
+        let Some(bytes) = self.read_identity(&key, "source")? else {
+            return Ok(None);
         };
         let identity: SourceIdentity = serde_json::from_slice(&bytes).with_context(|| {
             format!("read source identity {key} in {location}: it is not valid")
@@ -163,7 +142,12 @@ impl Repository {
                 identity.source
             );
         }
-        self.check_source_encryption(&identity)?;
+        self.check_cipher_of(
+            "source",
+            name,
+            identity.cipher.is_some(),
+            "give it another name",
+        )?;
         Ok(Some(SourceArea {
             repo: self,
             identity,
@@ -186,21 +170,6 @@ impl Repository {
         names.sort();
         names.dedup();
         Ok(names)
-    }
-
-    /// A source's encryption is the configuration's, as a stanza's is.
-    fn check_source_encryption(&self, identity: &SourceIdentity) -> anyhow::Result<()> {
-        let name = &identity.source;
-        let location = self.storage.location();
-        match (identity.cipher.is_some(), self.codec.is_encrypted()) {
-            (false, true) => bail!(
-                "source '{name}' in {location} is not encrypted; encryption cannot be turned on for an existing source: give it another name, or set [repo] cipher = \"none\""
-            ),
-            (true, false) => bail!(
-                "source '{name}' in {location} is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"
-            ),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -20,7 +20,7 @@ pub fn snapshot_into(
     kind: &str,
     source: &dyn Source,
 ) -> anyhow::Result<SnapshotRecord> {
-    layout::check_source_name(name)?;
+    // Checks the name too.
     repo.check_source_kind(name, kind)?;
     if let Some(keys) = repo.codec().keys() {
         // The first object of a repository no stanza was created in creates its keyring.
