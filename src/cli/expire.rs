@@ -21,7 +21,11 @@ pub fn run_expire(
         return expire_source(choice, source, dry_run, format);
     }
     let selected = choice.select()?;
-    let policy = expire::require_policy(selected.retention_policy()?, &selected.stanza_name)?;
+    let policy = expire::require_policy(
+        selected.retention_policy()?,
+        "stanza",
+        &selected.stanza_name,
+    )?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
     let report = expire::expire(&stanza, &policy, SystemTime::now(), dry_run)?;
@@ -43,7 +47,7 @@ fn expire_source(
 ) -> anyhow::Result<Finished> {
     let config = Config::load(&choice.config_path())?;
     let settings = config.source(name)?;
-    let policy = source::require_source_policy(config.source_retention(&settings)?, name)?;
+    let policy = expire::require_policy(config.source_retention(&settings)?, "source", name)?;
     let repo = config.open_repository()?;
     let area = repo.open_source(name)?.with_context(|| {
         format!(

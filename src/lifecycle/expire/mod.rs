@@ -244,14 +244,16 @@ fn sweep_unless_backing_up(
     Ok(SweepOutcome::Swept(sweep::sweep(stanza, &listed, false)?))
 }
 
-/// The policy as `expire` needs it, or the error that says how to set one.
+/// The policy as `expire` needs it for `kind` (`stanza` or `source`) `name`, or the error
+/// that says how to set one.
 pub fn require_policy(
     policy: Option<RetentionPolicy>,
-    stanza: &str,
+    kind: &str,
+    name: &str,
 ) -> anyhow::Result<RetentionPolicy> {
     policy.with_context(|| {
         format!(
-            "no retention rule is set for stanza '{stanza}': add full, time or gfs to [retention] or [stanza.{stanza}.retention]; nothing was deleted"
+            "no retention rule is set for {kind} '{name}': add full, time or gfs to [retention] or [{kind}.{name}.retention]; nothing was deleted"
         )
     })
 }

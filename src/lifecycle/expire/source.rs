@@ -5,16 +5,13 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::SweepOutcome;
-use super::sweep::SweepReport;
+use super::sweep::sweep_chunks;
 use super::text::verdict;
-use crate::repo::gc::unreferenced_blobs;
 use crate::repo::retention::{self, BackupToDecide, KeepRule, RetentionPolicy};
 use crate::repo::source_catalog::{SnapshotRecord, SourceArea, referenced_chunks};
-use crate::storage::ObjectKey;
 use crate::units;
 
 /// What `expire --source` decided and did.
@@ -34,18 +31,6 @@ pub struct SnapshotVerdict {
     pub stop_time: String,
     pub kept_by: Vec<KeepRule>,
     pub expired: bool,
-}
-
-/// The policy as `expire --source` needs it, or the error that says how to set one.
-pub fn require_source_policy(
-    policy: Option<RetentionPolicy>,
-    source: &str,
-) -> anyhow::Result<RetentionPolicy> {
-    policy.with_context(|| {
-        format!(
-            "no retention rule is set for source '{source}': add full, time or gfs to [retention] or [source.{source}.retention]; nothing was deleted"
-        )
-    })
 }
 
 /// Applies `policy` to the snapshots of `area` at `now`; with `dry_run`, only says what it
@@ -124,19 +109,12 @@ fn sweep_unless_running(
             ),
         });
     }
-    let blobs = area.blobs();
-    let garbage = unreferenced_blobs(&blobs.list()?, &referenced_chunks(kept));
-    let report = SweepReport {
-        chunks: garbage.len() as u64,
-        chunk_bytes: garbage.iter().map(|blob| blob.size).sum(),
-        unrecorded_backups: Vec::new(),
-    };
-    if dry_run {
-        return Ok(SweepOutcome::WouldSweep(report));
-    }
-    let keys: Vec<ObjectKey> = garbage.into_iter().map(|blob| blob.key).collect();
-    area.repository().storage().delete_all(&keys)?;
-    Ok(SweepOutcome::Swept(report))
+    let report = sweep_chunks(&area.blobs(), &referenced_chunks(kept), dry_run)?;
+    Ok(if dry_run {
+        SweepOutcome::WouldSweep(report)
+    } else {
+        SweepOutcome::Swept(report)
+    })
 }
 
 /// The report as `tidemark expire --source` prints it.

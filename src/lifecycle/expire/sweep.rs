@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
+use std::collections::BTreeSet;
+
 use crate::repo::Stanza;
+use crate::repo::blob_pool::BlobPool;
 use crate::repo::catalog::BackupRecord;
 use crate::repo::gc::{referenced_blobs, unreferenced_blobs};
 use crate::repo::layout;
@@ -43,23 +46,36 @@ pub fn sweep(
     live: &[BackupRecord],
     dry_run: bool,
 ) -> anyhow::Result<SweepReport> {
-    let referenced = referenced_blobs(live);
-    let garbage = unreferenced_blobs(&stanza.blobs().list()?, &referenced);
     let unrecorded: Vec<String> = stanza
         .unrecorded_backup_directories()?
         .into_iter()
         .collect();
-    let report = SweepReport {
-        chunks: garbage.len() as u64,
-        chunk_bytes: garbage.iter().map(|blob| blob.size).sum(),
-        unrecorded_backups: unrecorded.clone(),
-    };
+    let mut report = sweep_chunks(&stanza.blobs(), &referenced_blobs(live), dry_run)?;
     if !dry_run {
-        let keys: Vec<ObjectKey> = garbage.into_iter().map(|blob| blob.key).collect();
-        stanza.repository().storage().delete_all(&keys)?;
         for label in &unrecorded {
             remove_backup_directory(stanza, label)?;
         }
+    }
+    report.unrecorded_backups = unrecorded;
+    Ok(report)
+}
+
+/// The chunks of `pool` that none of `referenced` names: removed, or with `dry_run` only
+/// counted. A stanza's sweep and a source's share it.
+pub fn sweep_chunks(
+    pool: &BlobPool<'_>,
+    referenced: &BTreeSet<String>,
+    dry_run: bool,
+) -> anyhow::Result<SweepReport> {
+    let garbage = unreferenced_blobs(&pool.list()?, referenced);
+    let report = SweepReport {
+        chunks: garbage.len() as u64,
+        chunk_bytes: garbage.iter().map(|blob| blob.size).sum(),
+        unrecorded_backups: Vec::new(),
+    };
+    if !dry_run {
+        let keys: Vec<ObjectKey> = garbage.into_iter().map(|blob| blob.key).collect();
+        pool.repository().storage().delete_all(&keys)?;
     }
     Ok(report)
 }
