@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 
-use super::catalog::MAX_CHUNK;
+use super::catalog::{ChunkRef, MAX_CHUNK};
 use super::gc::StoredBlob;
 use super::{BoundedRead, Repository, Stanza, layout, object};
 use crate::storage::{Cancel, PutOutcome};
@@ -118,6 +118,21 @@ impl<'r> BlobPool<'r> {
             blobs.insert(sha256, blob);
         }
         Ok(blobs)
+    }
+
+    /// Reads chunk `chunk` as [`BlobPool::get`] does, and checks it holds the bytes the record
+    /// that names it says.
+    pub fn get_chunk(&self, chunk: &ChunkRef, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        self.get(&chunk.name, out)?;
+        if out.len() as u64 != chunk.size {
+            bail!(
+                "chunk {} holds {} bytes, not the {} its record says",
+                chunk.name,
+                out.len(),
+                chunk.size
+            );
+        }
+        Ok(())
     }
 
     /// Names chunk `bytes` by its content and stores it unless the pool has it: what a backup

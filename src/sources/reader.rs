@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::repo::Repository;
-use crate::repo::blob_pool::BlobPool;
-use crate::repo::layout;
-use crate::repo::source_catalog::SnapshotStream;
+use crate::repo::source_catalog::{SnapshotStream, source_blobs};
 
 /// Chunks fetched ahead of the reader.
 const AHEAD: usize = 3;
@@ -28,22 +26,13 @@ impl StreamReader {
     /// Starts fetching `stream` of source `source` from `repo`.
     pub fn open(repo: Arc<Repository>, source: &str, stream: &SnapshotStream) -> StreamReader {
         let (sender, chunks) = sync_channel(AHEAD);
-        let owner = layout::source_owner(source);
-        let names: Vec<_> = stream.chunks.clone();
+        let source = source.to_owned();
+        let refs = stream.chunks.clone();
         std::thread::spawn(move || {
-            let pool = BlobPool::new(&repo, &owner);
-            for chunk in names {
+            let pool = source_blobs(&repo, &source);
+            for chunk in refs {
                 let mut bytes = Vec::new();
-                let fetched = pool.get(&chunk.name, &mut bytes).and_then(|()| {
-                    anyhow::ensure!(
-                        bytes.len() as u64 == chunk.size,
-                        "chunk {} holds {} bytes, not the {} the snapshot's record says",
-                        chunk.name,
-                        bytes.len(),
-                        chunk.size
-                    );
-                    Ok(bytes)
-                });
+                let fetched = pool.get_chunk(&chunk, &mut bytes).map(|()| bytes);
                 let failed = fetched.is_err();
                 // The reader hung up: nothing more is wanted.
                 if sender.send(fetched).is_err() || failed {

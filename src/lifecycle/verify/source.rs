@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::findings::Problem;
 use super::pool::run_all;
+use crate::repo::catalog::ChunkRef;
 use crate::repo::layout;
 use crate::repo::source_catalog::{SnapshotRecord, SourceArea};
 use crate::units;
@@ -70,16 +71,11 @@ pub fn verify_source(area: &SourceArea<'_>, readers: usize) -> anyhow::Result<So
             });
         }
         let mut content = Vec::new();
-        let checked = blobs.get(name, &mut content).and_then(|()| {
-            anyhow::ensure!(
-                content.len() as u64 == need.size,
-                "holds {} bytes, not the {} snapshot {} records",
-                content.len(),
-                need.size,
-                need.snapshot
-            );
-            Ok(())
-        });
+        let chunk = ChunkRef {
+            name: (*name).clone(),
+            size: need.size,
+        };
+        let checked = blobs.get_chunk(&chunk, &mut content);
         checked.err().map(|e| Problem {
             object: key,
             problem: format!("{e:#}"),
