@@ -118,7 +118,7 @@ pub fn run_source(choice: &ConfigChoice, command: SourceCommand) -> anyhow::Resu
 
 fn backup(config: &Config, name: &str) -> anyhow::Result<Finished> {
     let settings = config.source(name)?;
-    let source = sources::open(&settings)?;
+    let source = sources::open(&settings);
     let repo = config.open_repository()?;
     let record = sources::take::snapshot_into(&repo, name, settings.kind.name(), source.as_ref())?;
     program::print_stdout(&format!(
@@ -200,7 +200,7 @@ fn describe(record: &SnapshotRecord) -> String {
 
 fn check(config: &Config, name: &str) -> anyhow::Result<Finished> {
     let settings = config.source(name)?;
-    let source = sources::open(&settings)?;
+    let source = sources::open(&settings);
     for line in source.check()? {
         program::print_stdout(&format!("ok: {line}\n"))?;
     }
@@ -215,7 +215,7 @@ fn check(config: &Config, name: &str) -> anyhow::Result<Finished> {
 
 fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<Finished> {
     let settings = config.source(&args.name)?;
-    let source = sources::open(&settings)?;
+    let source = sources::open(&settings);
     let repo = Arc::new(config.open_repository()?);
     let record = find_snapshot(&repo, &args.name, &args.snapshot)?;
     let target = match (&args.to, &args.into) {

@@ -22,10 +22,7 @@ pub fn run_verify(
     let selected = choice.select()?;
     let repo = selected.config.open_repository()?;
     let stanza = repo.open_stanza(&selected.stanza_name)?;
-    let readers = match selected.config.repo.kind {
-        RepoType::S3 => S3_READERS,
-        RepoType::Local => local_readers(),
-    };
+    let readers = readers_for(selected.config.repo.kind);
     let options = VerifyOptions {
         backup,
         fast,
@@ -50,6 +47,14 @@ pub fn run_verify(
     Ok(Finished::Success)
 }
 
+/// Objects read at once from a repository of `kind`.
+fn readers_for(kind: RepoType) -> usize {
+    match kind {
+        RepoType::S3 => S3_READERS,
+        RepoType::Local => local_readers(),
+    }
+}
+
 /// Readers for a local directory: one per core to decode, and as many again so that a core
 /// never idles waiting for the disk.
 fn local_readers() -> usize {
@@ -71,11 +76,7 @@ pub fn run_verify_source(
             repo.storage().location()
         )
     })?;
-    let readers = match config.repo.kind {
-        RepoType::S3 => S3_READERS,
-        RepoType::Local => local_readers(),
-    };
-    let report = source::verify_source(&area, readers)?;
+    let report = source::verify_source(&area, readers_for(config.repo.kind))?;
     match format {
         OutputFormat::Text => program::print_stdout(&source::render_source_text(&report))?,
         OutputFormat::Json => {

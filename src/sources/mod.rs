@@ -65,8 +65,8 @@ pub enum RestoreTarget {
 }
 
 /// The source `settings` configure.
-pub fn open(settings: &SourceSettings) -> anyhow::Result<Box<dyn Source>> {
+pub fn open(settings: &SourceSettings) -> Box<dyn Source> {
     match &settings.kind {
-        SourceKind::Redis(redis) => Ok(Box::new(redis::RedisSource::new(redis)?)),
+        SourceKind::Redis(redis) => Box::new(redis::RedisSource::new(redis)),
     }
 }

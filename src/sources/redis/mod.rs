@@ -44,11 +44,11 @@ pub struct RedisSource {
 }
 
 impl RedisSource {
-    pub fn new(settings: &RedisSettings) -> anyhow::Result<RedisSource> {
-        Ok(RedisSource {
+    pub fn new(settings: &RedisSettings) -> RedisSource {
+        RedisSource {
             settings: settings.clone(),
             endpoint: OnceLock::new(),
-        })
+        }
     }
 
     /// The configured server, its URL read and its password found.
