@@ -32,7 +32,8 @@
 //!
 //! Prints a table, writes `target/bench-results/redis_source.json`. Run: `cargo bench --bench
 //! redis_source` (about 7 minutes on 2 cores; 4 GiB free memory, 3 GiB free in /tmp or
-//! `TIDEMARK_BENCH_DIR`); `TIDEMARK_BENCH_ROUNDS=5` for more rounds.
+//! `TIDEMARK_BENCH_DIR`); `TIDEMARK_BENCH_ROUNDS=5` for more rounds, `TIDEMARK_BENCH_FORMS=diskless`
+//! for one transfer form.
 
 mod common;
 
@@ -624,7 +625,7 @@ fn main() -> anyhow::Result<()> {
         rdb_file: shm.path().join("dump.rdb"),
     };
     let mut forms = Vec::new();
-    for form in [Form::Diskless, Form::Disk] {
+    for form in forms_to_run()? {
         forms.push((form, time_snapshots(&bench, form, rounds)?));
     }
     let restores = time_restores(&bench, rounds, dataset.keys)?;
@@ -638,6 +639,24 @@ fn main() -> anyhow::Result<()> {
     };
     results.print();
     results.write_json(bench_started)
+}
+
+/// The transfer forms to time: both, or those `TIDEMARK_BENCH_FORMS` names (`diskless,disk`).
+fn forms_to_run() -> anyhow::Result<Vec<Form>> {
+    let Ok(names) = std::env::var("TIDEMARK_BENCH_FORMS") else {
+        return Ok(vec![Form::Diskless, Form::Disk]);
+    };
+    names
+        .split(',')
+        .map(|name| {
+            [Form::Diskless, Form::Disk]
+                .into_iter()
+                .find(|form| form.key() == name.trim())
+                .with_context(|| {
+                    format!("TIDEMARK_BENCH_FORMS: no form {name:?}; use diskless, disk")
+                })
+        })
+        .collect()
 }
 
 fn redis_version(server: &RedisServer) -> anyhow::Result<String> {
