@@ -157,18 +157,19 @@ impl Repository {
     /// The names of every source with a snapshot area, sorted.
     pub fn list_sources(&self) -> anyhow::Result<Vec<String>> {
         let root = ObjectKey::new(layout::SOURCES).expect("a valid key");
-        let mut names: Vec<String> = self
-            .storage
-            .list(&root, &Cancel::never())?
-            .into_iter()
-            .filter(|listed| listed.key.file_name() == "source.json")
-            .filter_map(|listed| {
-                let name = listed.key.as_str().split('/').nth(1)?.to_owned();
-                (layout::source_identity(&name) == listed.key).then_some(name)
-            })
-            .collect();
-        names.sort();
-        names.dedup();
+        let mut names = Vec::new();
+        // One level under `_source/`, never the chunks below it; a name counts once its first
+        // snapshot has recorded the source's identity.
+        for name in self.storage.list_children(&root, &Cancel::never())? {
+            if layout::check_source_name(&name).is_ok()
+                && self
+                    .storage
+                    .head(&layout::source_identity(&name))?
+                    .is_some()
+            {
+                names.push(name);
+            }
+        }
         Ok(names)
     }
 }

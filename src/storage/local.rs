@@ -305,6 +305,34 @@ impl Storage for LocalDirectory {
         })
     }
 
+    /// One `read_dir`; names starting with `.` (temporary files of puts under way) are not
+    /// objects, and are left out as [`list`](Storage::list) leaves them out.
+    fn list_children(
+        &self,
+        prefix: &ObjectKey,
+        cancel: &Cancel,
+    ) -> Result<Vec<String>, StorageError> {
+        cancel.check(|| format!("list {prefix} in {}", self.location()))?;
+        let dir = self.path_of(prefix);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if means_absent(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::from_io(format!("list {}", dir.display()), e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| StorageError::from_io(format!("list {}", dir.display()), e))?;
+            if let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
         let start = self.path_of(prefix);
         match fs::symlink_metadata(&start) {

@@ -418,6 +418,31 @@ pub trait Storage: Send + Sync {
     /// an error.
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError>;
 
+    /// The names one level under `prefix`, sorted, each once: of the objects directly under it
+    /// and of the next component of every deeper key (S3's common prefixes under a `/`
+    /// delimiter), so a caller finds what a prefix holds without listing everything below it.
+    /// A directory store may also name a directory its deletes emptied: callers look for the
+    /// objects they need under a name. This default lists everything under `prefix`; backends
+    /// that can list one level do.
+    fn list_children(
+        &self,
+        prefix: &ObjectKey,
+        cancel: &Cancel,
+    ) -> Result<Vec<String>, StorageError> {
+        let below = prefix.as_str().len() + 1;
+        let mut names: Vec<String> = self
+            .list(prefix, cancel)?
+            .iter()
+            .filter_map(|listed| {
+                let rest = listed.key.as_str().get(below..)?;
+                rest.split('/').next().map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Deletes the object under `key`. Deleting a key with no object is `Ok`: a delete that
     /// took effect but whose answer was lost can be retried, as on object stores.
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
@@ -491,6 +516,14 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
         (**self).list(prefix, cancel)
+    }
+
+    fn list_children(
+        &self,
+        prefix: &ObjectKey,
+        cancel: &Cancel,
+    ) -> Result<Vec<String>, StorageError> {
+        (**self).list_children(prefix, cancel)
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
                 list_prefixes_match_whole_components,
                 list_is_sorted_by_key_bytes_with_sizes,
                 list_of_an_unknown_prefix_is_empty,
+                list_children_names_one_level_once,
                 delete_then_get_is_not_found,
                 deleting_a_missing_key_is_ok,
                 delete_all_deletes_every_key_and_skips_missing_ones,
@@ -426,6 +427,21 @@ pub fn list_of_an_unknown_prefix_is_empty(store: &dyn Storage) {
     assert!(keys(store, "p/q/r/s").is_empty());
     assert!(keys(store, "p/qq").is_empty());
     assert!(keys(store, "p/q/rr").is_empty());
+}
+
+pub fn list_children_names_one_level_once(store: &dyn Storage) {
+    for k in [
+        "t/b/1", "t/b/2/x", "t/a", "t/a-b/1", "t/c/d/e", "tt/z", "u/t/1",
+    ] {
+        store.put_if_absent(&key(k), &[k.as_bytes()]).unwrap();
+    }
+    let children = |prefix: &str| store.list_children(&key(prefix), &never()).unwrap();
+    assert_eq!(children("t"), ["a", "a-b", "b", "c"]);
+    assert_eq!(children("t/b"), ["1", "2"]);
+    assert_eq!(children("t/c/d"), ["e"]);
+    assert!(children("t/a").is_empty(), "an object has no children");
+    assert!(children("nothing").is_empty());
+    assert!(children("t/b/2/x/y").is_empty());
 }
 
 pub fn delete_then_get_is_not_found(store: &dyn Storage) {

@@ -254,6 +254,52 @@ impl Storage for S3Storage {
         Ok(listed)
     }
 
+    /// ListObjectsV2 with a `/` delimiter: a page names up to a thousand children, however
+    /// many objects lie below them.
+    fn list_children(
+        &self,
+        prefix: &ObjectKey,
+        cancel: &Cancel,
+    ) -> Result<Vec<String>, StorageError> {
+        let doing = self.doing("list", prefix.as_str());
+        let base = format!("{}/", self.object_key(prefix.as_str()));
+        let mut names = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            cancel.check(|| doing.clone())?;
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.settings.bucket)
+                .prefix(&base)
+                .delimiter("/")
+                .set_continuation_token(continuation.take());
+            let page = self
+                .runtime
+                .block_on(request.send())
+                .map_err(|e| classify(doing.clone(), &e))?;
+            let deeper = page.common_prefixes().iter().filter_map(|p| p.prefix());
+            let direct = page.contents().iter().filter_map(|o| o.key());
+            for found in deeper.chain(direct) {
+                let name = found
+                    .strip_prefix(base.as_str())
+                    .map(|n| n.trim_end_matches('/'));
+                if let Some(name) = name.filter(|n| !n.is_empty()) {
+                    names.push(name.to_owned());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_owned())
+                }
+                _ => break,
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
         let request = self
             .client
