@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
 
@@ -218,21 +219,9 @@ impl Storage for S3Storage {
     }
 
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {
-        let doing = self.doing("list", prefix.as_str());
         let mut listed = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            cancel.check(|| doing.clone())?;
-            let request = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.settings.bucket)
-                .prefix(self.object_key(prefix.as_str()))
-                .set_continuation_token(continuation.take());
-            let page = self
-                .runtime
-                .block_on(request.send())
-                .map_err(|e| classify(doing.clone(), &e))?;
+        let under = self.object_key(prefix.as_str());
+        self.list_pages(prefix, &under, None, cancel, |page| {
             for object in page.contents() {
                 if let Some(key) = object.key().and_then(|k| self.storage_key(k))
                     && key.is_under(prefix)
@@ -243,13 +232,7 @@ impl Storage for S3Storage {
                     });
                 }
             }
-            match page.next_continuation_token() {
-                Some(token) if page.is_truncated() == Some(true) => {
-                    continuation = Some(token.to_owned())
-                }
-                _ => break,
-            }
-        }
+        })?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
     }
@@ -261,23 +244,9 @@ impl Storage for S3Storage {
         prefix: &ObjectKey,
         cancel: &Cancel,
     ) -> Result<Vec<String>, StorageError> {
-        let doing = self.doing("list", prefix.as_str());
         let base = format!("{}/", self.object_key(prefix.as_str()));
         let mut names = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            cancel.check(|| doing.clone())?;
-            let request = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.settings.bucket)
-                .prefix(&base)
-                .delimiter("/")
-                .set_continuation_token(continuation.take());
-            let page = self
-                .runtime
-                .block_on(request.send())
-                .map_err(|e| classify(doing.clone(), &e))?;
+        self.list_pages(prefix, &base, Some("/"), cancel, |page| {
             let deeper = page.common_prefixes().iter().filter_map(|p| p.prefix());
             let direct = page.contents().iter().filter_map(|o| o.key());
             for found in deeper.chain(direct) {
@@ -288,13 +257,7 @@ impl Storage for S3Storage {
                     names.push(name.to_owned());
                 }
             }
-            match page.next_continuation_token() {
-                Some(token) if page.is_truncated() == Some(true) => {
-                    continuation = Some(token.to_owned())
-                }
-                _ => break,
-            }
-        }
+        })?;
         names.sort();
         names.dedup();
         Ok(names)
@@ -360,6 +323,43 @@ impl Storage for S3Storage {
                 "s3://{}/{} at {endpoint}",
                 self.settings.bucket, self.settings.prefix
             )
+        }
+    }
+}
+
+impl S3Storage {
+    /// Every page of ListObjectsV2 for the bucket keys starting with `under` (grouped at
+    /// `delimiter`, if given), each handed to `each`: the listing of `prefix`.
+    fn list_pages(
+        &self,
+        prefix: &ObjectKey,
+        under: &str,
+        delimiter: Option<&str>,
+        cancel: &Cancel,
+        mut each: impl FnMut(&ListObjectsV2Output),
+    ) -> Result<(), StorageError> {
+        let doing = self.doing("list", prefix.as_str());
+        let mut continuation: Option<String> = None;
+        loop {
+            cancel.check(|| doing.clone())?;
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.settings.bucket)
+                .prefix(under)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_continuation_token(continuation.take());
+            let page = self
+                .runtime
+                .block_on(request.send())
+                .map_err(|e| classify(doing.clone(), &e))?;
+            each(&page);
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_owned())
+                }
+                _ => return Ok(()),
+            }
         }
     }
 }
