@@ -53,6 +53,15 @@ pub enum WalRecordDefect {
         found: u32,
     },
     #[error(
+        "the WAL starts inside a record begun earlier whose rest, the page before says, continues onto the page at {page} with {expected} bytes still to come, but that page's header has xlp_info {info:#06X} and xlp_rem_len {found}"
+    )]
+    SkippedContinuationMismatch {
+        page: Lsn,
+        info: u16,
+        expected: u32,
+        found: u32,
+    },
+    #[error(
         "the record at {lsn} continues onto the page at {page}, but that page is not WAL of this segment (zeroed, or left from an older segment)"
     )]
     ContinuationLost { lsn: Lsn, page: Lsn },

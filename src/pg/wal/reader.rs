@@ -26,8 +26,10 @@ use crate::pg::version::PgMajor;
 /// Where reading stands between two pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// At the start, which may be the middle of a record begun in earlier WAL.
-    SkippingContinuation,
+    /// At the start, which may be the middle of a record begun in earlier WAL; after a page
+    /// that record's rest covered whole, the bytes of it the next page must say are still to
+    /// come.
+    SkippingContinuation { still_to_come: Option<u32> },
     /// The next record starts at this LSN.
     Between { next: u64 },
     /// Gathering the record in `RecordReader::record`.
@@ -151,7 +153,9 @@ impl RecordReader {
         RecordReader {
             version,
             page_size,
-            state: State::SkippingContinuation,
+            state: State::SkippingContinuation {
+                still_to_come: None,
+            },
             record: Assembly::default(),
             previous: None,
             valid_end: start.0,
@@ -187,7 +191,10 @@ impl RecordReader {
         // segment; either way it cannot continue this WAL.
         let ours = header.magic == self.version.page_magic() && header.page_address.0 == page_lsn;
         let offset = match self.state {
-            State::SkippingContinuation => {
+            State::SkippingContinuation { still_to_come } => {
+                if ours && !self.continues_skipped(&header, page_lsn, still_to_come) {
+                    return Ok(());
+                }
                 match self.skip_continuation(&header, header_len, page_lsn, ours) {
                     Some(offset) => offset,
                     None => return Ok(()),
@@ -233,7 +240,7 @@ impl RecordReader {
                 };
                 (spilling, wal_end)
             }
-            State::SkippingContinuation => (ReadEnd::InsideRecord, wal_end),
+            State::SkippingContinuation { .. } => (ReadEnd::InsideRecord, wal_end),
         }
     }
 
@@ -269,8 +276,15 @@ impl RecordReader {
         let remaining = u64::from(header.remaining_length);
         let room = (self.page_size - header_len) as u64;
         if maxalign(remaining) >= room {
-            // The continuation covers this page; the next page's header says how much is left.
+            // The continuation covers this page; the next page's header says how much is left,
+            // which must be the rest of what this one says (or none, where only its alignment
+            // padding spilled over). Else a damaged length here would skip whole pages of
+            // records unread.
             self.valid_end = page_lsn + header_len as u64 + remaining.min(room);
+            let rest = remaining.saturating_sub(room) as u32;
+            self.state = State::SkippingContinuation {
+                still_to_come: Some(rest),
+            };
             return None;
         }
         self.valid_end = page_lsn + header_len as u64 + remaining;
@@ -278,6 +292,38 @@ impl RecordReader {
             next: page_lsn + header_len as u64 + maxalign(remaining),
         };
         Some(0)
+    }
+
+    /// Checks that a page after one the skipped record's rest covered whole goes on with that
+    /// rest as the page before said: `still_to_come` bytes of it, under the continuation flag
+    /// (none: a page where records start). A page that overwrites a lost continuation is taken
+    /// as [`RecordReader::continues_record`] takes it; a page that is not this WAL's is the
+    /// end of it, said by [`RecordReader::skip_continuation`].
+    fn continues_skipped(
+        &mut self,
+        header: &PageHeader,
+        page_lsn: u64,
+        still_to_come: Option<u32>,
+    ) -> bool {
+        let Some(expected) = still_to_come else {
+            return true;
+        };
+        let continues = header.info & XLP_FIRST_IS_CONTRECORD != 0;
+        let overwrites = header.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0;
+        let agrees = if expected == 0 {
+            !continues
+        } else {
+            overwrites || (continues && header.remaining_length == expected)
+        };
+        if !agrees {
+            self.end_here(WalRecordDefect::SkippedContinuationMismatch {
+                page: Lsn(page_lsn),
+                info: header.info,
+                expected,
+                found: header.remaining_length,
+            });
+        }
+        agrees
     }
 
     /// Checks a page on which a new record must start right after the header.
@@ -394,7 +440,7 @@ impl RecordReader {
                     }
                     self.complete_gathered_record(page_lsn + offset as u64, on_record)?;
                 }
-                State::SkippingContinuation | State::Switched | State::Stopped => {
+                State::SkippingContinuation { .. } | State::Switched | State::Stopped => {
                     return Ok(());
                 }
             }
