@@ -32,6 +32,7 @@ pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod lifecycle;
+pub mod percent;
 pub mod pg;
 pub mod planning;
 pub mod program;

@@ -124,7 +124,7 @@ fn backup(config: &Config, name: &str) -> anyhow::Result<Finished> {
     program::print_stdout(&format!(
         "snapshot {} of source '{name}': {}; stored {} new of {} ({} of {} chunks already stored)\n",
         record.id,
-        describe(&record),
+        sources::describe(&record),
         units::bytes(record.sizes.new),
         units::bytes(record.sizes.stored),
         record.sizes.reused_chunks,
@@ -174,28 +174,12 @@ fn list_text(names: &[String], snapshots: &[SnapshotRecord]) -> String {
                 "  {}  {}  {}; stored {} new\n",
                 snapshot.id,
                 snapshot.start_time,
-                describe(snapshot),
+                sources::describe(snapshot),
                 units::bytes(snapshot.sizes.new)
             ));
         }
     }
     text
-}
-
-/// What a snapshot holds, in a few words: its size and what its kind records.
-fn describe(record: &SnapshotRecord) -> String {
-    let meta = &record.meta;
-    let keys: u64 = meta["keys"]
-        .as_object()
-        .map(|dbs| dbs.values().filter_map(|db| db["keys"].as_u64()).sum())
-        .unwrap_or(0);
-    format!(
-        "{} from Redis {} (RDB version {}, {} transfer), {keys} keys",
-        units::bytes(record.sizes.raw),
-        meta["redis_version"].as_str().unwrap_or("?"),
-        meta["rdb_version"],
-        meta["form"].as_str().unwrap_or("?")
-    )
 }
 
 fn check(config: &Config, name: &str) -> anyhow::Result<Finished> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::{SourceKind, SourceSettings};
 use crate::repo::Repository;
 use crate::repo::source_catalog::SnapshotRecord;
+use crate::units;
 use sink::SnapshotSink;
 
 /// One kind of source: what `source check`, `source backup` and `source restore` do with it.
@@ -65,6 +66,23 @@ pub enum RestoreTarget {
 }
 
 /// The source `settings` configure.
+/// What a snapshot holds, in a few words: its size, then what its kind records of it.
+pub fn describe(record: &SnapshotRecord) -> String {
+    let size = units::bytes(record.sizes.raw);
+    let recorded = match record.kind.as_str() {
+        "redis" => {
+            serde_json::from_value::<redis::snapshot::RedisSnapshotMeta>(record.meta.clone())
+                .ok()
+                .map(|meta| meta.describe())
+        }
+        _ => None,
+    };
+    match recorded {
+        Some(recorded) => format!("{size} {recorded}"),
+        None => format!("{size} ({} snapshot)", record.kind),
+    }
+}
+
 pub fn open(settings: &SourceSettings) -> Box<dyn Source> {
     match &settings.kind {
         SourceKind::Redis(redis) => Box::new(redis::RedisSource::new(redis)),

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::percent::PercentError;
+
 /// Why a connection string could not be read; it never holds a value from the string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError(String);
@@ -158,24 +160,10 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), ParseError> {
 
 /// Undoes `%XX` escapes; `what` names the part for the error.
 fn percent_decode(text: &str, what: &str) -> Result<String, ParseError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| error(format!("invalid percent-encoding in the URI's {what}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| error(format!("the URI's {what} is not UTF-8")))
+    crate::percent::percent_decode(text).map_err(|e| match e {
+        PercentError::BadEscape => error(format!("invalid percent-encoding in the URI's {what}")),
+        PercentError::NotUtf8 => error(format!("the URI's {what} is not UTF-8")),
+    })
 }
 
 #[cfg(test)]

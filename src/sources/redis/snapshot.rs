@@ -47,6 +47,17 @@ pub struct RedisSnapshotMeta {
     pub server: String,
 }
 
+impl RedisSnapshotMeta {
+    /// Where the snapshot came from and what it holds, in a few words.
+    pub fn describe(&self) -> String {
+        let keys: u64 = self.keys.values().map(|db| db.keys).sum();
+        format!(
+            "from Redis {} (RDB version {}, {} transfer), {keys} keys",
+            self.redis_version, self.rdb_version, self.form
+        )
+    }
+}
+
 /// Takes a snapshot of `endpoint` into `out`: exactly the `dump.rdb` file, header through
 /// trailer. The metadata is returned only when every check passed; on an error `out` holds
 /// part of the RDB, which the caller discards.

@@ -4,6 +4,8 @@
 use anyhow::bail;
 use zeroize::Zeroizing;
 
+use crate::percent::PercentError;
+
 /// The port Redis listens on unless the URL says otherwise.
 const DEFAULT_PORT: u16 = 6379;
 
@@ -116,29 +118,13 @@ fn redact(url: &str) -> String {
 }
 
 fn percent_decode(text: &str, shown: &str) -> anyhow::Result<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = hex else {
-                bail!(
-                    "Redis URL {shown} has a % not followed by two hex digits in its user part: write %25 for a %"
-                );
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    crate::percent::percent_decode(text).map_err(|e| match e {
+        PercentError::BadEscape => anyhow::anyhow!(
+            "Redis URL {shown} has a % not followed by two hex digits in its user part: write %25 for a %"
+        ),
+        PercentError::NotUtf8 => {
+            anyhow::anyhow!("Redis URL {shown} has a user part that is not UTF-8 once decoded")
         }
-    }
-    String::from_utf8(out).map_err(|_| {
-        anyhow::anyhow!("Redis URL {shown} has a user part that is not UTF-8 once decoded")
     })
 }
 
