@@ -65,7 +65,6 @@ pub enum RestoreTarget {
     },
 }
 
-/// The source `settings` configure.
 /// What a snapshot holds, in a few words: its size, then what its kind records of it.
 pub fn describe(record: &SnapshotRecord) -> String {
     let size = units::bytes(record.sizes.raw);
@@ -83,6 +82,7 @@ pub fn describe(record: &SnapshotRecord) -> String {
     }
 }
 
+/// The source `settings` configure.
 pub fn open(settings: &SourceSettings) -> Box<dyn Source> {
     match &settings.kind {
         SourceKind::Redis(redis) => Box::new(redis::RedisSource::new(redis)),
