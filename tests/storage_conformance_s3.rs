@@ -21,7 +21,9 @@ fn s3() -> (S3Storage, S3Server) {
 // Every case but three that test the server, not Tidemark, and that s3s-fs 0.14.1 fails:
 // * its `If-None-Match: *` is a check before the write (`object_path.exists()` in its
 //   put_object), not atomic, so concurrent create-only puts can all succeed; AWS S3 and MinIO
-//   evaluate the condition atomically. Sequential create-only puts are checked below.
+//   evaluate the condition atomically. Sequential create-only puts are checked below. (Its
+//   checksums are saved after the file, so racing puts of different bytes can leave an object
+//   that fails every read; repo/put_gate.rs keeps one process's chunk puts from racing.)
 // * it keeps objects as files, so `HEAD` of a key above an object (a directory there) answers
 //   500, and such a key cannot hold an object later; the repository never uses such keys.
 mod s3s_fs {

@@ -139,9 +139,10 @@ impl<'r> BlobPool<'r> {
     /// or snapshot does with each chunk it cuts.
     pub fn store(&self, bytes: &[u8]) -> anyhow::Result<StoredChunk> {
         let name = self.repo.codec().chunk_name(bytes)?;
+        let _turn = self.repo.blob_puts().turn(&name);
         let (stored_size, new) = match self.size(&name) {
             Ok(Some(stored_size)) => Ok((stored_size, false)),
-            // `new` is false when another writer stored the same content a moment earlier.
+            // `new` is false when another process stored the same content a moment earlier.
             Ok(None) => self.put(&name, bytes),
             Err(e) => Err(e),
         }
@@ -211,6 +212,44 @@ mod tests {
                 object::max_stored_len(MAX_CHUNK)
             )),
             "{error}"
+        );
+    }
+
+    /// The storage operations it costs `threads` threads to store one chunk at once.
+    fn operations_to_store_one_chunk(threads: usize) -> u64 {
+        use crate::storage::faulty::{FaultPlan, FaultyStorage};
+        use std::sync::Arc;
+        let faulty = Arc::new(FaultyStorage::new(MemoryStorage::new(), FaultPlan::none()));
+        let repo = test_repository(Box::new(Arc::clone(&faulty)));
+        let stanza = repo.open_stanza("main").unwrap();
+        let start = faulty.counts().operations;
+        // Every operation slowed, so that without a turn all threads would find the chunk
+        // missing and send it.
+        faulty.set_plan(FaultPlan::none().with_delays(1.0, std::time::Duration::from_millis(20)));
+        let chunk = vec![7u8; 4096];
+        let stored: Vec<StoredChunk> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(|| stanza.blobs().store(&chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(stored.iter().filter(|c| c.new).count(), 1);
+        faulty.counts().operations - start
+    }
+
+    #[test]
+    fn a_chunk_cut_by_many_threads_at_once_is_sent_once() {
+        // One thread's store (a look, a put) plus a look for each other thread: what eight
+        // stores one after another cost.
+        let alone = operations_to_store_one_chunk(1);
+        let together = operations_to_store_one_chunk(8);
+        assert_eq!(
+            together,
+            alone + 7 * (alone - 1),
+            "one put and a look per other thread"
         );
     }
 }

@@ -119,19 +119,21 @@ mod tests {
         let plain = test_repository(Box::new(MemoryStorage::new()));
         let identity = plain.open_stanza("main").unwrap().identity().clone();
         let storage = plain.shared_storage();
-        let with_current = |current| Repository {
-            storage: Arc::clone(&storage),
-            codec: Codec::encrypted(
-                WriteSettings {
-                    compression: Compression::Zstd,
-                    zstd_level: 1,
-                },
-                Arc::new(FixedKeys {
-                    keys: vec![DataKey::new(1, [1; 32]), DataKey::new(2, [2; 32])],
-                    current,
-                    name_key: [0; 32],
-                }),
-            ),
+        let with_current = |current| {
+            Repository::with_codec(
+                Box::new(Arc::clone(&storage)),
+                Codec::encrypted(
+                    WriteSettings {
+                        compression: Compression::Zstd,
+                        zstd_level: 1,
+                    },
+                    Arc::new(FixedKeys {
+                        keys: vec![DataKey::new(1, [1; 32]), DataKey::new(2, [2; 32])],
+                        current,
+                        name_key: [0; 32],
+                    }),
+                ),
+            )
         };
         let mut encrypted = identity.clone();
         encrypted.stanza = "sealed".into();

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod limits;
 pub mod lock;
 pub mod object;
+pub mod put_gate;
 pub mod retention;
 pub mod sealed;
 pub mod source_catalog;
@@ -41,6 +42,7 @@ pub struct Repository {
     /// Shared, so that a thread renewing a lock (`lock`) can outlive a borrow of the repository.
     storage: Arc<dyn Storage>,
     codec: Codec,
+    blob_puts: put_gate::PutGate,
 }
 
 /// What `create_stanza` found.
@@ -91,7 +93,13 @@ impl Repository {
         Repository {
             storage: Arc::from(storage),
             codec,
+            blob_puts: put_gate::PutGate::default(),
         }
+    }
+
+    /// Which blobs this process is storing now.
+    pub fn blob_puts(&self) -> &put_gate::PutGate {
+        &self.blob_puts
     }
 
     /// How objects are framed here.

@@ -120,10 +120,10 @@ fn an_encrypted_stanza_round_trips_its_objects_and_refuses_a_plain_configuration
     let storage: Arc<dyn crate::storage::Storage> = Arc::new(MemoryStorage::new());
     let plain_repo = test_repository(Box::new(MemoryStorage::new()));
     let mut identity = plain_repo.open_stanza("main").unwrap().identity().clone();
-    let encrypted = Repository {
-        storage: Arc::clone(&storage),
-        codec: Codec::encrypted(settings(), fixed(1)),
-    };
+    let encrypted = Repository::with_codec(
+        Box::new(Arc::clone(&storage)),
+        Codec::encrypted(settings(), fixed(1)),
+    );
     encrypted.create_stanza(&identity).unwrap();
     let stanza = encrypted.open_stanza("main").unwrap();
     assert_eq!(stanza.identity().cipher.as_deref(), Some("aes-256-gcm"));
@@ -142,10 +142,7 @@ fn an_encrypted_stanza_round_trips_its_objects_and_refuses_a_plain_configuration
         crate::repo::PutOnce::Different
     );
 
-    let plain = Repository {
-        storage: Arc::clone(&storage),
-        codec: Codec::plain(settings()),
-    };
+    let plain = Repository::with_codec(Box::new(Arc::clone(&storage)), Codec::plain(settings()));
     let error = plain.open_stanza("main").err().unwrap().to_string();
     assert!(error.ends_with("is encrypted: set [repo] cipher = \"aes-256-gcm\" and passphrase_file, passphrase_command or key_file"), "{error}");
     // And a plain stanza refuses an encrypted configuration, writing nothing.

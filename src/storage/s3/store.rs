@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
 
 use super::bucket::S3Storage;
-use super::errors::{classify, no_such_bucket, status_of};
+use super::errors::{classify, error_chain, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
@@ -112,7 +112,7 @@ impl Read for BodyReader {
                 Err(e) => {
                     return Err(StorageError::Transient {
                         doing: self.doing.clone(),
-                        reason: format!("the body broke off: {e}"),
+                        reason: format!("the body broke off: {}", error_chain(&e)),
                     }
                     .into_io());
                 }
