@@ -5,6 +5,7 @@
 //! on it for the demo): it drives the built programs only.
 
 pub mod demo;
+pub mod http_relay;
 pub mod lab;
 pub mod owner;
 pub mod pgbench;
