@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use tidemark::config::{Config, ConfigChoice};
 use tidemark::program::{self, Finished};
 use tidemark::repo::Repository;
 use tidemark::repo::source_catalog::SnapshotRecord;
+use tidemark::sources::bucket::restore::BucketTarget;
 use tidemark::sources::{self, RestoreTarget};
 use tidemark::units;
 
@@ -60,18 +62,34 @@ pub enum SourceCommand {
     ///                (unless --flush), and for an RDB version newer than it loads. The server
     ///                must reach Tidemark's listen address (--listen, --advertise); its ACL user
     ///                needs +replicaof +info. Its password comes from the URL or REDISCLI_AUTH.
+    ///
+    /// Bucket, two ways:
+    ///   --to-bucket NAME   writes every object of the snapshot (or only --key's) into bucket
+    ///                      NAME on the source's server, with its content type, headers, user
+    ///                      metadata and tags; --prefix P puts them under P instead of the
+    ///                      source's prefix. Objects already there with the same content and
+    ///                      headers are left as they are; objects the snapshot lacks are left
+    ///                      alone unless --delete-extra. --dry-run prints what would change.
+    ///                      The source bucket itself only with --in-place.
+    ///   --key K --to-file PATH   one object as a new local file (fsynced, never over a file).
+    ///
+    /// Which snapshot: --snapshot ID (default latest), or --at TIME: the newest that started
+    /// at or before TIME ('YYYY-MM-DD HH:MM:SS+00' or RFC 3339).
     #[command(verbatim_doc_comment)]
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "into"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "into", "to_bucket", "to_file"])))]
 pub struct RestoreArgs {
     /// The source: a [source.NAME] section of the configuration
     name: String,
     /// The snapshot to restore: its id, or latest
-    #[arg(long, value_name = "ID", default_value = "latest")]
-    snapshot: String,
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
+    snapshot: Option<String>,
+    /// Restore the newest snapshot taken at or before TIME
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
     /// Write the snapshot as DIR/dump.rdb
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
@@ -104,6 +122,27 @@ pub struct RestoreArgs {
     /// The host the server connects to, when not the --listen address (required for 0.0.0.0)
     #[arg(long, value_name = "HOST", requires = "into")]
     advertise: Option<String>,
+    /// Write the bucket snapshot's objects into this bucket, on the source's server
+    #[arg(long, value_name = "NAME")]
+    to_bucket: Option<String>,
+    /// Put the objects under this prefix instead of the source's
+    #[arg(long, value_name = "PREFIX", requires = "to_bucket")]
+    prefix: Option<String>,
+    /// Print what would change in the bucket, and change nothing
+    #[arg(long, requires = "to_bucket")]
+    dry_run: bool,
+    /// Delete objects of the bucket (under the prefix) that the snapshot lacks
+    #[arg(long, requires = "to_bucket", conflicts_with = "key")]
+    delete_extra: bool,
+    /// Allow --to-bucket to name the source bucket itself
+    #[arg(long, requires = "to_bucket")]
+    in_place: bool,
+    /// Only this object of the bucket snapshot (its key as the bucket held it)
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// Write the object --key names to this new local file
+    #[arg(long, value_name = "PATH", requires = "key")]
+    to_file: Option<PathBuf>,
 }
 
 pub fn run_source(choice: &ConfigChoice, command: SourceCommand) -> anyhow::Result<Finished> {
@@ -200,36 +239,81 @@ fn check(config: &Config, name: &str) -> anyhow::Result<Finished> {
 fn restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<Finished> {
     let settings = config.source(&args.name)?;
     let source = sources::open(&settings);
+    let target = restore_target(args)?;
+    let at = args.at.as_deref().map(parse_at).transpose()?;
     let repo = Arc::new(config.open_repository()?);
-    let record = find_snapshot(&repo, &args.name, &args.snapshot)?;
-    let target = match (&args.to, &args.into) {
-        (Some(dir), _) => RestoreTarget::RedisDir {
-            dir: dir.clone(),
-            force: args.force,
-            pid: args.pid,
-            port: args.port,
-            check_against: args.check_against.clone(),
-        },
-        (None, Some(url)) => RestoreTarget::RedisInto {
-            url: url.clone(),
-            flush: args.flush,
-            listen: args.listen,
-            advertise: args.advertise.clone(),
-        },
-        (None, None) => unreachable!("clap requires --to or --into"),
-    };
+    let record = find_snapshot(&repo, &args.name, args.snapshot.as_deref(), at)?;
     let said = source.restore(Arc::clone(&repo), &record, &target)?;
     program::print_stdout(&format!("{said}\n"))?;
     Ok(Finished::Success)
 }
 
-/// The snapshot `wanted` (an id or `latest`) of source `name`.
-fn find_snapshot(repo: &Repository, name: &str, wanted: &str) -> anyhow::Result<SnapshotRecord> {
+/// Where the arguments say to restore.
+fn restore_target(args: &RestoreArgs) -> anyhow::Result<RestoreTarget> {
+    Ok(if let Some(dir) = &args.to {
+        RestoreTarget::RedisDir {
+            dir: dir.clone(),
+            force: args.force,
+            pid: args.pid,
+            port: args.port,
+            check_against: args.check_against.clone(),
+        }
+    } else if let Some(url) = &args.into {
+        RestoreTarget::RedisInto {
+            url: url.clone(),
+            flush: args.flush,
+            listen: args.listen,
+            advertise: args.advertise.clone(),
+        }
+    } else if let Some(bucket) = &args.to_bucket {
+        RestoreTarget::Bucket {
+            target: BucketTarget {
+                bucket: bucket.clone(),
+                prefix: args.prefix.clone(),
+                dry_run: args.dry_run,
+                delete_extra: args.delete_extra,
+                key: args.key.clone(),
+            },
+            in_place: args.in_place,
+        }
+    } else if let (Some(path), Some(key)) = (&args.to_file, &args.key) {
+        RestoreTarget::File {
+            key: key.clone(),
+            path: path.clone(),
+        }
+    } else {
+        unreachable!("clap requires one target, and --key with --to-file")
+    })
+}
+
+/// `--at TIME`: RFC 3339, or PostgreSQL's `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]`.
+fn parse_at(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%#z"))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot read --at '{text}': write it as 'YYYY-MM-DD HH:MM:SS+00' (a numeric UTC offset) or RFC 3339"
+            )
+        })
+}
+
+/// The snapshot `wanted` (an id or `latest`) of source `name`, or the newest at or before `at`.
+fn find_snapshot(
+    repo: &Repository,
+    name: &str,
+    wanted: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> anyhow::Result<SnapshotRecord> {
     let area = repo.open_source(name)?.with_context(|| {
         format!(
             "source '{name}' has no snapshot in {}: take one with 'tidemark source backup {name}'",
             repo.storage().location()
         )
     })?;
-    area.find_snapshot(Some(wanted))
+    match at {
+        Some(at) => area.snapshot_at(at),
+        None => area.find_snapshot(Some(wanted.unwrap_or("latest"))),
+    }
 }

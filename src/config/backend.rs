@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
-
-use super::schema::{Config, CredentialSource, RepoConfig, RepoType};
+use super::s3_keys::WrittenKeys;
+use super::schema::{Config, RepoConfig, RepoType};
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::keys::RepoKeys;
 use crate::repo::{Codec, Repository, WriteSettings};
@@ -55,34 +54,17 @@ impl RepoConfig {
     /// The one source of S3 keys this section names (`check` refused more than one), else the
     /// environment.
     fn s3_credentials(&self) -> anyhow::Result<S3Credentials> {
-        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
-            return Ok(S3Credentials::keys(
-                id.clone(),
-                secret.clone(),
-                None,
-                "tidemark configuration",
-            ));
-        }
-        if let Some(profile) = &self.profile {
-            return Ok(S3Credentials::Profile(profile.clone()));
-        }
-        if self.credentials == Some(CredentialSource::Instance) {
-            return Ok(S3Credentials::InstanceMetadata);
-        }
-        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        match (
-            variable("AWS_ACCESS_KEY_ID"),
-            variable("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            (Some(id), Some(secret)) => Ok(S3Credentials::keys(
-                id,
-                secret,
-                variable("AWS_SESSION_TOKEN"),
-                "environment",
-            )),
-            _ => bail!(
-                "no S3 credentials: in [repo] set access_key_id and secret_access_key (in a file of mode 0600), profile = \"NAME\" or credentials = \"instance\"; or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            ),
+        self.written_keys().resolve()
+    }
+
+    /// The key settings as written.
+    pub(super) fn written_keys(&self) -> WrittenKeys<'_> {
+        WrittenKeys {
+            section: "repo",
+            access_key_id: self.access_key_id.as_deref(),
+            secret_access_key: self.secret_access_key.as_deref(),
+            profile: self.profile.as_deref(),
+            credentials: self.credentials,
         }
     }
 }

@@ -140,33 +140,6 @@ impl RepoConfig {
 
     /// Keys given whole, a profile that is named, and at most one source of them.
     fn check_s3_credentials(&self) -> anyhow::Result<()> {
-        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            bail!(
-                "[repo] has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            );
-        }
-        if self.profile.as_deref() == Some("") {
-            bail!(
-                "repo.profile is empty: name a profile of the AWS credentials file, or remove profile"
-            );
-        }
-        let sources: Vec<&str> = [
-            (
-                self.access_key_id.is_some(),
-                "access_key_id/secret_access_key",
-            ),
-            (self.profile.is_some(), "profile"),
-            (self.credentials.is_some(), "credentials = \"instance\""),
-        ]
-        .into_iter()
-        .filter_map(|(set, source)| set.then_some(source))
-        .collect();
-        if sources.len() > 1 {
-            bail!(
-                "[repo] names more than one source of S3 credentials ({}): keep one and remove the rest",
-                sources.join(", ")
-            );
-        }
-        Ok(())
+        self.written_keys().check()
     }
 }

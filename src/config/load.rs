@@ -35,17 +35,28 @@ impl Config {
         let config =
             Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
         // A secret in a file others can read is a secret no more.
-        if config.repo.secret_access_key.is_some() {
+        if let Some(secret) = config.secret_key_held() {
             let metadata = std::fs::metadata(path)
                 .with_context(|| format!("inspect config file {}", path.display()))?;
             if let Some(problem) = secret_file_problem(&metadata) {
                 bail!(
-                    "config file {} holds repo.secret_access_key but {problem}",
+                    "config file {} holds {secret} but {problem}",
                     path.display()
                 );
             }
         }
         Ok(config)
+    }
+
+    /// The first secret key the file holds: `[repo]`'s, or a source's.
+    fn secret_key_held(&self) -> Option<String> {
+        if self.repo.secret_access_key.is_some() {
+            return Some("repo.secret_access_key".to_owned());
+        }
+        self.source
+            .iter()
+            .find(|(_, section)| section.get("secret_access_key").is_some())
+            .map(|(name, _)| format!("source.{name}.secret_access_key"))
     }
 
     /// Parses and checks configuration text.

@@ -19,6 +19,7 @@ mod check;
 mod keys;
 mod load;
 mod retention;
+mod s3_keys;
 mod schema;
 mod sources;
 mod stanza;
@@ -28,7 +29,7 @@ pub use schema::{
     ArchiveConfig, Cipher, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType,
     RestoreConfig, RetentionConfig, StanzaConfig,
 };
-pub use sources::{RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings};
+pub use sources::{BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings};
 pub use stanza::{ConfigChoice, Selected};
 
 #[cfg(test)]

@@ -10,12 +10,17 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 
 use super::retention::{RetentionSettings, parse_duration};
-use super::schema::{Config, RetentionConfig, WrittenDuration};
+use super::s3_keys::WrittenKeys;
+use super::schema::{Config, CredentialSource, RetentionConfig, WrittenDuration};
 use crate::repo::layout::check_source_name;
 use crate::repo::retention::RetentionPolicy;
+use crate::storage::S3Credentials;
 
 /// The kinds of source Tidemark knows.
-pub const SOURCE_TYPES: [&str; 1] = ["redis"];
+pub const SOURCE_TYPES: [&str; 2] = ["redis", "bucket"];
+
+/// Objects a bucket snapshot or restore transfers at once, unless `concurrency` says.
+const DEFAULT_BUCKET_CONCURRENCY: usize = 8;
 
 /// How long connecting to a source may take, unless `connect_timeout` says.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +35,16 @@ struct SourceSection {
     password_file: Option<PathBuf>,
     tls_ca_file: Option<PathBuf>,
     connect_timeout: Option<WrittenDuration>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    profile: Option<String>,
+    credentials: Option<CredentialSource>,
+    concurrency: Option<usize>,
     #[serde(default)]
     retention: RetentionConfig,
 }
@@ -46,6 +61,23 @@ pub struct SourceSettings {
 #[derive(Clone, Debug)]
 pub enum SourceKind {
     Redis(RedisSettings),
+    Bucket(BucketSettings),
+}
+
+/// `type = "bucket"`: an S3 bucket (or one on MinIO or another S3-compatible server), or the
+/// part of it under a prefix.
+#[derive(Clone, Debug)]
+pub struct BucketSettings {
+    pub bucket: String,
+    /// Only keys starting with this are snapshot; empty for the whole bucket.
+    pub prefix: String,
+    /// `http(s)://host:port` of an S3-compatible server; `None` for AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub credentials: S3Credentials,
+    /// Objects transferred at once.
+    pub concurrency: usize,
 }
 
 /// `type = "redis"`.
@@ -63,6 +95,7 @@ impl SourceKind {
     pub fn name(&self) -> &'static str {
         match self {
             SourceKind::Redis(_) => "redis",
+            SourceKind::Bucket(_) => "bucket",
         }
     }
 }
@@ -96,6 +129,7 @@ impl Config {
         })?;
         let kind = match written.kind.as_str() {
             "redis" => SourceKind::Redis(redis_settings(&section, &written)?),
+            "bucket" => SourceKind::Bucket(bucket_settings(&section, &written)?),
             other => bail!(
                 "{section}.type \"{other}\" is not a kind of source Tidemark knows: use {}",
                 SOURCE_TYPES.join(", ")
@@ -128,6 +162,7 @@ impl Config {
 }
 
 fn redis_settings(section: &str, written: &SourceSection) -> anyhow::Result<RedisSettings> {
+    refuse_keys_of_other_kinds(section, "redis", &written.bucket_keys())?;
     let url = written
         .url
         .clone()
@@ -147,4 +182,87 @@ fn redis_settings(section: &str, written: &SourceSection) -> anyhow::Result<Redi
         tls_ca_file: written.tls_ca_file.clone(),
         connect_timeout,
     })
+}
+
+fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<BucketSettings> {
+    refuse_keys_of_other_kinds(section, "bucket", &written.redis_keys())?;
+    let bucket = written
+        .bucket
+        .clone()
+        .filter(|bucket| !bucket.is_empty())
+        .with_context(|| format!("{section} has no bucket: add bucket = \"NAME\""))?;
+    let keys = WrittenKeys {
+        section,
+        access_key_id: written.access_key_id.as_deref(),
+        secret_access_key: written.secret_access_key.as_deref(),
+        profile: written.profile.as_deref(),
+        credentials: written.credentials,
+    };
+    keys.check()?;
+    if let Some(endpoint) = &written.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        bail!(
+            "{section}.endpoint \"{endpoint}\" is not a URL: write http://HOST:PORT or https://HOST"
+        );
+    }
+    let concurrency = written.concurrency.unwrap_or(DEFAULT_BUCKET_CONCURRENCY);
+    if !(1..=64).contains(&concurrency) {
+        bail!("{section}.concurrency {concurrency} is out of range: use 1 to 64");
+    }
+    Ok(BucketSettings {
+        bucket,
+        prefix: written.prefix.clone().unwrap_or_default(),
+        endpoint: written.endpoint.clone(),
+        region: written
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        // An S3-compatible server (MinIO) wants the bucket in the path; AWS, in the host name.
+        path_style: written.path_style.unwrap_or(written.endpoint.is_some()),
+        credentials: keys.resolve()?,
+        concurrency,
+    })
+}
+
+impl SourceSection {
+    /// The keys only a Redis source takes, with whether each is set.
+    fn redis_keys(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("url", self.url.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("tls_ca_file", self.tls_ca_file.is_some()),
+            ("connect_timeout", self.connect_timeout.is_some()),
+        ]
+    }
+
+    /// The keys only a bucket source takes, with whether each is set.
+    fn bucket_keys(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("bucket", self.bucket.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("region", self.region.is_some()),
+            ("path_style", self.path_style.is_some()),
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            ("profile", self.profile.is_some()),
+            ("credentials", self.credentials.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+        ]
+    }
+}
+
+/// Refuses a key, set in a source of `kind`, that only another kind of source takes.
+fn refuse_keys_of_other_kinds(
+    section: &str,
+    kind: &str,
+    others: &[(&'static str, bool)],
+) -> anyhow::Result<()> {
+    match others.iter().find(|(_, set)| *set) {
+        Some((key, _)) => bail!(
+            "{section}.{key} is not a setting of a {kind} source: remove it, or fix {section}.type"
+        ),
+        None => Ok(()),
+    }
 }

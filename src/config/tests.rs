@@ -593,7 +593,9 @@ fn a_redis_source_is_read_with_its_defaults_and_retention_over_the_default() {
     .unwrap();
     assert_eq!(config.source_names(), ["cache"]);
     let source = config.source("cache").unwrap();
-    let SourceKind::Redis(redis) = &source.kind;
+    let SourceKind::Redis(redis) = &source.kind else {
+        panic!("a Redis source")
+    };
     assert_eq!(redis.url, "redis://127.0.0.1:6379/");
     assert_eq!(redis.connect_timeout, Duration::from_secs(10));
     let policy = config.source_retention(&source).unwrap().unwrap();
@@ -602,11 +604,31 @@ fn a_redis_source_is_read_with_its_defaults_and_retention_over_the_default() {
 }
 
 #[test]
+fn a_bucket_source_is_read_with_its_defaults() {
+    let config = with_sources(
+        "[source.uploads]\ntype = \"bucket\"\nbucket = \"uploads\"\nprefix = \"tenant-a/\"\nendpoint = \"http://127.0.0.1:9000\"\nprofile = \"backup\"\n",
+    );
+    let source = config.source("uploads").unwrap();
+    let SourceKind::Bucket(bucket) = &source.kind else {
+        panic!("a bucket source")
+    };
+    assert_eq!(bucket.bucket, "uploads");
+    assert_eq!(bucket.prefix, "tenant-a/");
+    assert_eq!(bucket.region, "us-east-1");
+    // An endpoint of its own: the bucket goes in the path, as MinIO wants.
+    assert!(bucket.path_style);
+    assert_eq!(bucket.concurrency, 8);
+    assert!(
+        matches!(&bucket.credentials, crate::storage::S3Credentials::Profile(p) if p == "backup")
+    );
+}
+
+#[test]
 fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_then() {
     let cases = [
         (
             "type = \"memcached\"\nurl = \"redis://h/\"",
-            "source.cache.type \"memcached\" is not a kind of source Tidemark knows: use redis",
+            "source.cache.type \"memcached\" is not a kind of source Tidemark knows: use redis, bucket",
         ),
         (
             "type = \"redis\"",
@@ -615,6 +637,34 @@ fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_the
         (
             "type = \"redis\"\nurl = \"redis://h/\"\nconnect_timeout = \"soon\"",
             "source.cache.connect_timeout \"soon\" does not start with a number: write a whole number and a unit, such as \"10s\"",
+        ),
+        (
+            "type = \"redis\"\nurl = \"redis://h/\"\nbucket = \"b\"",
+            "source.cache.bucket is not a setting of a redis source: remove it, or fix source.cache.type",
+        ),
+        (
+            "type = \"bucket\"\nurl = \"redis://h/\"\nbucket = \"b\"",
+            "source.cache.url is not a setting of a bucket source: remove it, or fix source.cache.type",
+        ),
+        (
+            "type = \"bucket\"\nendpoint = \"http://h:9000\"",
+            "source.cache has no bucket: add bucket = \"NAME\"",
+        ),
+        (
+            "type = \"bucket\"\nbucket = \"b\"\nendpoint = \"h:9000\"",
+            "source.cache.endpoint \"h:9000\" is not a URL: write http://HOST:PORT or https://HOST",
+        ),
+        (
+            "type = \"bucket\"\nbucket = \"b\"\naccess_key_id = \"k\"",
+            "[source.cache] has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ),
+        (
+            "type = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\ncredentials = \"instance\"",
+            "[source.cache] names more than one source of S3 credentials (profile, credentials = \"instance\"): keep one and remove the rest",
+        ),
+        (
+            "type = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\nconcurrency = 0",
+            "source.cache.concurrency 0 is out of range: use 1 to 64",
         ),
         (
             "type = \"redis\"\nurl = \"redis://h/\"\n[source.cache.retention]\narchive = \"all\"",

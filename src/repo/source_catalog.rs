@@ -292,6 +292,41 @@ impl<'r> SourceArea<'r> {
         }
     }
 
+    /// The newest snapshot that started at or before `at`: the source as it was then.
+    pub fn snapshot_at(&self, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<SnapshotRecord> {
+        let snapshots = self.list_snapshots()?;
+        let started = |s: &SnapshotRecord| {
+            chrono::DateTime::parse_from_rfc3339(&s.start_time)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .with_context(|| {
+                    format!(
+                        "snapshot {} records a start time that is not RFC 3339",
+                        s.id
+                    )
+                })
+        };
+        let mut chosen = None;
+        for snapshot in snapshots.iter() {
+            if started(snapshot)? <= at {
+                chosen = Some(snapshot);
+            }
+        }
+        match (chosen, snapshots.first()) {
+            (Some(snapshot), _) => Ok(snapshot.clone()),
+            (None, Some(first)) => bail!(
+                "source '{}' has no snapshot taken at or before {}: its first started at {}; name a later --at",
+                self.name(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                first.start_time
+            ),
+            (None, None) => bail!(
+                "source '{}' has no snapshot: take one with 'tidemark source backup {}'",
+                self.name(),
+                self.name()
+            ),
+        }
+    }
+
     /// Removes snapshots `ids`: a record is all a snapshot's directory holds; its chunks go
     /// with the next sweep.
     pub fn remove_snapshots(&self, ids: &[String]) -> anyhow::Result<()> {
@@ -316,16 +351,6 @@ pub fn source_locks<'r>(repo: &'r Repository, name: &str) -> LockScope<'r> {
         &layout::source_owner(name),
         format!("source '{name}'"),
     )
-}
-
-/// Every chunk `snapshots` refer to, by name.
-pub fn referenced_chunks(snapshots: &[SnapshotRecord]) -> std::collections::BTreeSet<String> {
-    snapshots
-        .iter()
-        .flat_map(|snapshot| &snapshot.streams)
-        .flat_map(|stream| &stream.chunks)
-        .map(|chunk| chunk.name.clone())
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Where a snapshot's bytes go as they stream in: cut into content-defined chunks (FastCDC), so
+//! Where a snapshot's bytes go as they stream in: cut into content-defined chunks (`cutter`), so
 //! bytes that only moved (a longer header, a key expired) still make the same chunks; each
 //! chunk named, compressed and stored once in the source's pool on all cores; and the list of
 //! chunks each stream is made of, in order.
@@ -12,16 +12,10 @@ use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use fastcdc::v2020::{Normalization, cut, select_masks};
-
-use crate::repo::blob_pool::BlobPool;
-use crate::repo::catalog::{ChunkRef, MAX_CHUNK};
+use super::cutter::{Cutter, LARGEST_CHUNK};
+use crate::repo::blob_pool::{BlobPool, StoredChunk};
+use crate::repo::catalog::ChunkRef;
 use crate::repo::source_catalog::{SnapshotSizes, SnapshotStream};
-
-/// Chunk sizes: at least 1 MiB, about 4 MiB, at most [`MAX_CHUNK`] (every blob's limit).
-const MIN_CHUNK: usize = 1 << 20;
-const AVERAGE_CHUNK: usize = 4 << 20;
-const LARGEST_CHUNK: usize = MAX_CHUNK as usize;
 
 /// A stream's buffer of bytes not yet cut. Chunks are copied out where they lie; only when it
 /// is full are the uncut bytes (fewer than a largest chunk) moved to its front, so a byte is
@@ -42,10 +36,28 @@ struct Stored {
     sizes: SnapshotSizes,
 }
 
+impl Stored {
+    /// Counts a chunk stored or found (not its raw bytes: only streams' bytes are).
+    fn count(&mut self, chunk: &StoredChunk) {
+        let sizes = &mut self.sizes;
+        sizes.stored += chunk.stored_size;
+        sizes.chunks += 1;
+        if chunk.new {
+            sizes.new += chunk.stored_size;
+        } else {
+            sizes.reused_chunks += 1;
+        }
+    }
+}
+
 /// Takes one snapshot's streams: hands out a writer per stream and stores what they are given.
-pub struct SnapshotSink {
+/// Chunks a source cuts itself (a bucket's objects) go straight to [`SnapshotSink::store_chunk`],
+/// from as many threads as it likes.
+pub struct SnapshotSink<'s> {
     jobs: SyncSender<ChunkJob>,
     streams: Vec<(String, u64)>,
+    pool: &'s BlobPool<'s>,
+    stored: &'s Mutex<Stored>,
 }
 
 /// Runs `snapshot` with a sink over `pool`, then waits for every chunk to be stored: the
@@ -53,7 +65,7 @@ pub struct SnapshotSink {
 /// `snapshot` or of any store is returned once every worker has stopped.
 pub fn take_snapshot<T>(
     pool: &BlobPool<'_>,
-    snapshot: impl FnOnce(&mut SnapshotSink) -> anyhow::Result<T>,
+    snapshot: impl FnOnce(&mut SnapshotSink<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Vec<SnapshotStream>, SnapshotSizes)> {
     // Twice the cores: a store worker spends much of each chunk waiting for its fsyncs (or an
     // S3 round trip), not on a core.
@@ -74,9 +86,11 @@ pub fn take_snapshot<T>(
         let mut sink = SnapshotSink {
             jobs,
             streams: Vec::new(),
+            pool,
+            stored: &stored,
         };
         let taken = snapshot(&mut sink);
-        let SnapshotSink { jobs, streams } = sink;
+        let SnapshotSink { jobs, streams, .. } = sink;
         // With the sender gone, the workers finish what is queued and stop.
         drop(jobs);
         let taken = taken.map(|value| (value, streams));
@@ -137,15 +151,8 @@ fn store_chunks(
         };
         let chunk = pool.store(&job.bytes)?;
         let mut stored = stored.lock().expect("no worker panics holding it");
-        let sizes = &mut stored.sizes;
-        sizes.raw += job.bytes.len() as u64;
-        sizes.stored += chunk.stored_size;
-        sizes.chunks += 1;
-        if chunk.new {
-            sizes.new += chunk.stored_size;
-        } else {
-            sizes.reused_chunks += 1;
-        }
+        stored.count(&chunk);
+        stored.sizes.raw += job.bytes.len() as u64;
         let reference = ChunkRef {
             name: chunk.name,
             size: job.bytes.len() as u64,
@@ -154,11 +161,10 @@ fn store_chunks(
     }
 }
 
-impl SnapshotSink {
+impl<'s> SnapshotSink<'s> {
     /// A writer for the next stream, stored under `name`; [`StreamWriter::finish`] ends it.
-    pub fn stream(&mut self, name: &str) -> StreamWriter<'_> {
+    pub fn stream(&mut self, name: &str) -> StreamWriter<'_, 's> {
         self.streams.push((name.to_owned(), 0));
-        let (mask_s, mask_l) = select_masks(AVERAGE_CHUNK, Normalization::Level1);
         StreamWriter {
             stream: self.streams.len() - 1,
             sink: self,
@@ -166,14 +172,33 @@ impl SnapshotSink {
             cut_to: 0,
             next_index: 0,
             written: 0,
-            masks: [mask_s, mask_l, mask_s << 1, mask_l << 1],
+            cutter: Cutter::default(),
         }
+    }
+
+    /// Stores one chunk a source cut itself, on the calling thread; counted in the snapshot's
+    /// sizes as a stream's chunks are, but part of no stream.
+    pub fn store_chunk(&self, bytes: &[u8]) -> anyhow::Result<ChunkRef> {
+        let chunk = self.pool.store(bytes)?;
+        self.stored
+            .lock()
+            .expect("no worker panics holding it")
+            .count(&chunk);
+        Ok(ChunkRef {
+            name: chunk.name,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// The pool the snapshot stores into, where earlier snapshots' chunks are read back.
+    pub fn pool(&self) -> &BlobPool<'s> {
+        self.pool
     }
 }
 
 /// One stream of a snapshot: bytes written are cut into chunks and queued to be stored.
-pub struct StreamWriter<'s> {
-    sink: &'s mut SnapshotSink,
+pub struct StreamWriter<'w, 's> {
+    sink: &'w mut SnapshotSink<'s>,
     stream: usize,
     /// Bytes received: those before `cut_to` are queued already; fewer than a largest chunk
     /// follow it once each write returns.
@@ -181,11 +206,10 @@ pub struct StreamWriter<'s> {
     cut_to: usize,
     next_index: usize,
     written: u64,
-    /// FastCDC's masks for [`AVERAGE_CHUNK`]: small, large, and each shifted left once.
-    masks: [u64; 4],
+    cutter: Cutter,
 }
 
-impl StreamWriter<'_> {
+impl StreamWriter<'_, '_> {
     /// Cuts and queues what is left; returns the stream's size.
     pub fn finish(mut self) -> std::io::Result<u64> {
         while self.cut_to < self.pending.len() {
@@ -197,18 +221,8 @@ impl StreamWriter<'_> {
 
     /// Cuts the next chunk of the pending bytes and queues a copy of it.
     fn cut_one(&mut self) -> std::io::Result<()> {
-        let [mask_s, mask_l, mask_s_ls, mask_l_ls] = self.masks;
         let uncut = &self.pending[self.cut_to..];
-        let (_, length) = cut(
-            uncut,
-            MIN_CHUNK,
-            AVERAGE_CHUNK,
-            LARGEST_CHUNK,
-            mask_s,
-            mask_l,
-            mask_s_ls,
-            mask_l_ls,
-        );
+        let length = self.cutter.next_length(uncut);
         let job = ChunkJob {
             stream: self.stream,
             index: self.next_index,
@@ -222,7 +236,7 @@ impl StreamWriter<'_> {
     }
 }
 
-impl Write for StreamWriter<'_> {
+impl Write for StreamWriter<'_, '_> {
     fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<usize> {
         let given = bytes.len();
         while !bytes.is_empty() {

@@ -32,9 +32,14 @@ pub fn snapshot_into(
     let lock = source_locks(repo, name).lock_for_backup()?;
     let (started, id) = free_id(repo, name, source.id_letter())?;
     let clock = Instant::now();
-    let (meta, streams, sizes) =
-        take_snapshot(&source_blobs(repo, name), |sink| source.snapshot(sink))
-            .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;
+    let previous = match repo.open_source(name)? {
+        Some(area) => area.list_snapshots()?.pop(),
+        None => None,
+    };
+    let (meta, streams, sizes) = take_snapshot(&source_blobs(repo, name), |sink| {
+        source.snapshot(sink, previous.as_ref())
+    })
+    .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;
     let record = SnapshotRecord {
         format: SOURCE_FORMAT,
         source: name.to_owned(),

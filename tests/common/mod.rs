@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod backups;
+pub mod bucket;
 pub mod direct;
 pub mod encryption;
 pub mod s3;

@@ -11,7 +11,8 @@ use super::SweepOutcome;
 use super::sweep::sweep_chunks;
 use super::text::verdict;
 use crate::repo::retention::{self, BackupToDecide, KeepRule, RetentionPolicy};
-use crate::repo::source_catalog::{SnapshotRecord, SourceArea, referenced_chunks};
+use crate::repo::source_catalog::{SnapshotRecord, SourceArea};
+use crate::sources::referenced_chunks;
 use crate::units;
 
 /// What `expire --source` decided and did.
@@ -109,7 +110,11 @@ fn sweep_unless_running(
             ),
         });
     }
-    let report = sweep_chunks(&area.blobs(), &referenced_chunks(kept), dry_run)?;
+    let report = sweep_chunks(
+        &area.blobs(),
+        &referenced_chunks(area.repository(), kept)?,
+        dry_run,
+    )?;
     Ok(if dry_run {
         SweepOutcome::WouldSweep(report)
     } else {

@@ -51,8 +51,25 @@ pub fn verify_source(area: &SourceArea<'_>, readers: usize) -> anyhow::Result<So
         .collect();
     let mut needed: BTreeMap<String, Needed> = BTreeMap::new();
     for snapshot in &snapshots {
-        for chunk in snapshot.streams.iter().flat_map(|s| &s.chunks) {
-            needed.entry(chunk.name.clone()).or_insert(Needed {
+        // A bucket snapshot's objects are listed in one of its streams: a list that cannot be
+        // read is a problem of that snapshot, and its objects' chunks go unchecked.
+        let chunks = match crate::sources::snapshot_chunks(area.repository(), snapshot) {
+            Ok(chunks) => chunks,
+            Err(e) => {
+                problems.push(Problem {
+                    object: layout::snapshot_record(area.name(), &snapshot.id).to_string(),
+                    problem: format!("lists objects that cannot be read: {e:#}"),
+                    action: "take a new snapshot and expire this one".into(),
+                });
+                snapshot
+                    .streams
+                    .iter()
+                    .flat_map(|s| s.chunks.clone())
+                    .collect()
+            }
+        };
+        for chunk in chunks {
+            needed.entry(chunk.name).or_insert(Needed {
                 size: chunk.size,
                 snapshot: snapshot.id.clone(),
             });

@@ -88,7 +88,11 @@ impl Source for RedisSource {
             .collect())
     }
 
-    fn snapshot(&self, sink: &mut SnapshotSink) -> anyhow::Result<serde_json::Value> {
+    fn snapshot(
+        &self,
+        sink: &mut SnapshotSink<'_>,
+        _previous: Option<&SnapshotRecord>,
+    ) -> anyhow::Result<serde_json::Value> {
         let mut writer = sink.stream(DUMP_NAME);
         let meta = snapshot::take_snapshot(self.endpoint()?, &mut writer)?;
         writer.flush()?;
@@ -102,6 +106,12 @@ impl Source for RedisSource {
         snapshot: &SnapshotRecord,
         target: &RestoreTarget,
     ) -> anyhow::Result<String> {
+        if let RestoreTarget::Bucket { .. } | RestoreTarget::File { .. } = target {
+            bail!(
+                "source '{}' is a Redis source: restore it with --to DIR or --into URL",
+                snapshot.source
+            );
+        }
         let (meta, stream) = redis_snapshot(snapshot)?;
         let reader = StreamReader::open(repo, &snapshot.source, stream);
         let restoring = Restoring {
@@ -143,6 +153,9 @@ impl Source for RedisSource {
                     timeout: INTO_STEP_TIMEOUT,
                 };
                 restoring.load_into(&self.other_server(url)?, reader, &options)
+            }
+            RestoreTarget::Bucket { .. } | RestoreTarget::File { .. } => {
+                unreachable!("refused above")
             }
         }
     }

@@ -2,6 +2,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::*;
+use crate::repo::catalog::MAX_CHUNK;
 use crate::repo::test_repository;
 use crate::sources::reader::StreamReader;
 use crate::storage::MemoryStorage;

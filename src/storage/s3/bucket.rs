@@ -72,6 +72,21 @@ impl S3Storage {
         })
     }
 
+    /// The SDK client, for another user of the same client stack (a bucket source), with
+    /// [`S3Storage::block_on`] to run its requests.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Runs one of the client's requests to its end, on the store's runtime.
+    pub fn block_on<F: std::future::Future>(&self, request: F) -> F::Output {
+        self.runtime.block_on(request)
+    }
+
+    pub fn settings(&self) -> &S3Settings {
+        &self.settings
+    }
+
     /// The bucket key of `key`.
     pub(super) fn object_key(&self, key: &str) -> String {
         if self.settings.prefix.is_empty() {

@@ -10,7 +10,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use crate::storage::StorageError;
 
 /// The HTTP status of a failed request, when it got an answer.
-pub(super) fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
+pub fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
     match error {
         SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
         SdkError::ResponseError(response) => Some(response.raw().status().as_u16()),
@@ -19,7 +19,7 @@ pub(super) fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// An error and its causes on one line.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -35,12 +35,24 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Whether a 404 says the bucket, not the object, is missing. (A HEAD answer has no body to
 /// say it; a missing bucket then looks like a missing object, and the next GET or PUT tells.)
-pub(super) fn no_such_bucket<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+pub fn no_such_bucket<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     matches!(error, SdkError::ServiceError(service) if service.err().code() == Some("NoSuchBucket"))
 }
 
-/// What a failed request means for the caller.
-pub(super) fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
+/// What a failed request of the repository's store means for the caller.
+pub fn classify<E>(doing: String, error: &SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    classify_in("repo", doing, error)
+}
+
+/// What a failed request means for the caller, whose settings are in `[section]`.
+pub fn classify_in<E>(
+    section: &str,
+    doing: String,
+    error: &SdkError<E, HttpResponse>,
+) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -62,7 +74,7 @@ where
                 .map(|e| error_chain(e))
                 .unwrap_or_else(|| "no answer".to_owned());
             format!(
-                "cannot reach the endpoint ({cause}); check [repo] endpoint and that the server runs"
+                "cannot reach the endpoint ({cause}); check [{section}] endpoint and that the server runs"
             )
         }
         other => format!("{other}"),
@@ -79,7 +91,7 @@ where
             doing,
             source: io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{detail}; check [repo] bucket and endpoint"),
+                format!("{detail}; check [{section}] bucket and endpoint"),
             ),
         },
         Some(status) if status == 409 || status == 429 || status >= 500 => {

@@ -91,6 +91,20 @@ impl S3Storage {
     }
 }
 
+impl S3Storage {
+    /// A blocking reader of an object's body that another user of this client got (a bucket
+    /// source), read on the store's runtime; `doing` names the read in its errors.
+    pub fn body_reader(&self, body: ByteStream, doing: String) -> impl Read + Send + use<> {
+        BodyReader {
+            runtime: Arc::clone(&self.runtime),
+            body,
+            chunk: bytes::Bytes::new(),
+            cancel: Cancel::never(),
+            doing,
+        }
+    }
+}
+
 /// A streamed object body, read chunk by chunk on the store's runtime.
 struct BodyReader {
     runtime: Arc<tokio::runtime::Runtime>,

@@ -1,0 +1,209 @@
+//! A bucket source when the source bucket misbehaves, against a real `s3s-fs` behind an HTTP
+//! relay that counts requests and fails object GETs (`testkit::http_relay`): a second snapshot
+//! of an unchanged bucket reads no object; with a fifth of GETs failing (no answer, a 500, a body
+//! cut short) a snapshot either completes with exactly the bucket's content or fails listing
+//! nothing; an object replaced between the listing and its read is recorded as it was read,
+//! with that read's headers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::bucket::{NewObject, TestClient, noise, varied_objects};
+use common::direct::{describe, direct};
+use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
+use serde_json::Value;
+use testkit::http_relay::HttpRelay;
+use tidemark::config::BucketSettings;
+use tidemark::repo::source_catalog::source_blobs;
+use tidemark::repo::{Compression, Repository, WriteSettings};
+use tidemark::sources::bucket::client::BucketClient;
+use tidemark::sources::bucket::{diff, fetch};
+use tidemark::sources::sink::take_snapshot;
+use tidemark::storage::{MemoryStorage, S3Credentials};
+
+/// A repository and a configuration naming source `uploads`: bucket `src` through `endpoint`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(endpoint: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("tm-bucket-faults-")
+            .tempdir()
+            .unwrap();
+        let config = dir.path().join("tidemark.toml");
+        let text = format!(
+            "[repo]\npath = \"{}\"\n\n[source.uploads]\ntype = \"bucket\"\nbucket = \"src\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
+            dir.path().join("repo").display()
+        );
+        fs::write(&config, text).unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+        Setup { _dir: dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let bin = common::binaries().tidemark;
+        direct(bin.parent().unwrap(), "tidemark")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", describe(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn snapshots(&self) -> Vec<Value> {
+        let listed: Value =
+            serde_json::from_str(&self.ok(&["source", "list", "uploads", "--output", "json"]))
+                .unwrap();
+        listed.as_array().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_second_snapshot_of_an_unchanged_bucket_reads_no_object_and_stores_nothing_new() {
+    let server = start_server();
+    let client = TestClient::new(&server.endpoint);
+    client.create_bucket("src");
+    client.put_all("src", varied_objects(400, 8 << 20, 11));
+    let relay = HttpRelay::start(&server.endpoint);
+    let setup = Setup::new(&relay.endpoint());
+    setup.ok(&["source", "backup", "uploads"]);
+    assert_eq!(relay.counts().object_gets, 400);
+
+    relay.reset_counts();
+    setup.ok(&["source", "backup", "uploads"]);
+    let counts = relay.counts();
+    assert_eq!(counts.object_gets, 0, "{counts:?}");
+    assert_eq!(counts.heads, 0, "{counts:?}");
+    assert!(counts.lists >= 1, "{counts:?}");
+    let second = &setup.snapshots()[1];
+    assert_eq!(second["sizes"]["new"], 0, "{second:#}");
+    assert_eq!(second["meta"]["fetched"], 0);
+    assert_eq!(second["meta"]["objects"], 400);
+}
+
+#[test]
+fn with_a_fifth_of_gets_failing_a_snapshot_is_exact_or_is_not_listed() {
+    let server = start_server();
+    let client = TestClient::new(&server.endpoint);
+    client.create_bucket("src");
+    client.put_all("src", varied_objects(250, 3 << 20, 12));
+    let state = client.held("src");
+    let relay = HttpRelay::start(&server.endpoint);
+    let setup = Setup::new(&relay.endpoint());
+    let mut completed = 0;
+    for seed in 1..=3u64 {
+        relay.set_get_faults(0.2, seed);
+        let before = setup.snapshots().len();
+        let output = setup.run(&["source", "backup", "uploads"]);
+        relay.set_get_faults(0.0, seed);
+        let after = setup.snapshots();
+        if output.status.success() {
+            completed += 1;
+            assert_eq!(after.len(), before + 1);
+            let bucket = format!("restored-{seed}");
+            client.create_bucket(&bucket);
+            let id = after.last().unwrap()["id"].as_str().unwrap().to_owned();
+            setup.ok(&[
+                "source",
+                "restore",
+                "uploads",
+                "--snapshot",
+                &id,
+                "--to-bucket",
+                &bucket,
+            ]);
+            assert_eq!(client.held(&bucket), state, "seed {seed}");
+        } else {
+            assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+            assert_eq!(
+                after.len(),
+                before,
+                "seed {seed}: a failed snapshot is listed"
+            );
+        }
+    }
+    assert!(
+        relay.faults_injected() > 50,
+        "{} faults",
+        relay.faults_injected()
+    );
+    // Reads are tried again, so most snapshots complete despite the faults.
+    assert!(completed >= 1, "no snapshot completed");
+}
+
+#[test]
+fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
+    let server = start_server();
+    let client = TestClient::new(&server.endpoint);
+    client.create_bucket("src");
+    let object = |content: Vec<u8>, content_type: &str, version: &str| NewObject {
+        key: "report.csv".into(),
+        content,
+        content_type: Some(content_type.into()),
+        metadata: BTreeMap::from([("version".into(), version.into())]),
+    };
+    client.put_all("src", vec![object(noise(5000, 1), "text/csv", "1")]);
+    let settings = BucketSettings {
+        bucket: "src".into(),
+        prefix: String::new(),
+        endpoint: Some(server.endpoint.clone()),
+        region: "us-east-1".into(),
+        path_style: true,
+        credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
+        concurrency: 2,
+    };
+    let source = BucketClient::connect(&settings, "source.uploads", "src").unwrap();
+    let listed = source.list("").unwrap();
+    // A second later (the time a listing and a read compare to), another version.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let replacement = noise(7000, 2);
+    client.put_all(
+        "src",
+        vec![object(replacement.clone(), "application/json", "2")],
+    );
+
+    let repo = Repository::new(
+        Box::new(MemoryStorage::new()),
+        WriteSettings {
+            compression: Compression::Zstd,
+            zstd_level: 1,
+        },
+    );
+    let pool = source_blobs(&repo, "uploads");
+    let plan = diff::plan(listed, Vec::new());
+    let (fetched, _, _) =
+        take_snapshot(&pool, |sink| fetch::carry_out(&source, sink, plan.steps, 2)).unwrap();
+    assert_eq!(fetched.changed_while_read, 1);
+    let entry = &fetched.entries["report.csv"];
+    assert_eq!(entry.size, 7000);
+    assert_eq!(
+        entry.headers.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(entry.headers.metadata["version"], "2");
+    let mut content = Vec::new();
+    let mut chunk = Vec::new();
+    for reference in &entry.chunks {
+        pool.get_chunk(reference, &mut chunk).unwrap();
+        content.extend_from_slice(&chunk);
+    }
+    assert_eq!(content, replacement);
+    // The ETag recorded is the read's: the MD5 of what was stored.
+    let held = &client.held("src")["report.csv"];
+    assert_eq!(held.size, 7000);
+    assert!(entry.etag.is_some());
+}
