@@ -35,28 +35,25 @@ impl Config {
         let config =
             Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
         // A secret in a file others can read is a secret no more.
-        if let Some(secret) = config.secret_key_held() {
-            let metadata = std::fs::metadata(path)
-                .with_context(|| format!("inspect config file {}", path.display()))?;
-            if let Some(problem) = secret_file_problem(&metadata) {
-                bail!(
-                    "config file {} holds {secret} but {problem}",
-                    path.display()
-                );
-            }
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("inspect config file {}", path.display()))?;
+        let mut config = config;
+        config.exposed_file =
+            secret_file_problem(&metadata).map(|problem| (path.to_path_buf(), problem));
+        if config.repo.secret_access_key.is_some() {
+            config.refuse_exposed("repo.secret_access_key")?;
         }
         Ok(config)
     }
 
-    /// The first secret key the file holds: `[repo]`'s, or a source's.
-    fn secret_key_held(&self) -> Option<String> {
-        if self.repo.secret_access_key.is_some() {
-            return Some("repo.secret_access_key".to_owned());
+    /// Refuses `key`, a secret this file holds, when others may read or write the file.
+    pub(super) fn refuse_exposed(&self, key: &str) -> anyhow::Result<()> {
+        match &self.exposed_file {
+            Some((path, problem)) => {
+                bail!("config file {} holds {key} but {problem}", path.display())
+            }
+            None => Ok(()),
         }
-        self.source
-            .iter()
-            .find(|(_, section)| section.get("secret_access_key").is_some())
-            .map(|(name, _)| format!("source.{name}.secret_access_key"))
     }
 
     /// Parses and checks configuration text.

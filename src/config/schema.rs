@@ -29,6 +29,12 @@ pub struct Config {
     /// `[source.NAME]` as written: checked by `sources.rs` when a command uses the source.
     #[serde(default)]
     pub source: BTreeMap<String, toml::Value>,
+
+    /// Why the file it was read from may hold no secret (`config file F is readable by others
+    /// …`), for a source whose section holds one: refused when that source is used, as any
+    /// other mistake in a source's section, never by the commands that do not use it.
+    #[serde(skip)]
+    pub(super) exposed_file: Option<(std::path::PathBuf, String)>,
 }
 
 /// `[archive]`: how `tidemark-archive` pushes.

@@ -127,6 +127,9 @@ impl Config {
                 message.replace("missing field", "missing key")
             )
         })?;
+        if written.secret_access_key.is_some() {
+            self.refuse_exposed(&format!("{section}.secret_access_key"))?;
+        }
         let kind = match written.kind.as_str() {
             "redis" => SourceKind::Redis(redis_settings(&section, &written)?),
             "bucket" => SourceKind::Bucket(bucket_settings(&section, &written)?),

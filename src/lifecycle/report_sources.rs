@@ -35,6 +35,8 @@ pub struct SnapshotSummary {
     pub stop_time: String,
     /// Bytes the source sent.
     pub raw_bytes: u64,
+    /// What it holds, in a few words (`sources::describe`).
+    pub holds: String,
 }
 
 /// Every source in the repository and every one of `configured`, by name.
@@ -70,6 +72,7 @@ fn summary(record: &SnapshotRecord) -> SnapshotSummary {
         id: record.id.clone(),
         stop_time: record.stop_time.clone(),
         raw_bytes: record.sizes.raw,
+        holds: crate::sources::describe(record),
     }
 }
 
@@ -100,9 +103,7 @@ pub fn render_sources_text(sources: &[SourceInfo]) -> String {
                 let _ = writeln!(
                     out,
                     "        {which}: {} at {}, {}",
-                    snapshot.id,
-                    snapshot.stop_time,
-                    units::bytes(snapshot.raw_bytes)
+                    snapshot.id, snapshot.stop_time, snapshot.holds
                 );
             }
         }

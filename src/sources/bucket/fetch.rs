@@ -200,18 +200,12 @@ fn fetch(
             }
             Read::BrokeOff(reason) if attempt < READ_ATTEMPTS => {
                 attempt += 1;
-                tracing::warn!(
-                    "read {:?} from {}: {reason}; reading it again, attempt {attempt} of {READ_ATTEMPTS}",
-                    listed.key,
-                    client.location()
-                );
+                tracing::warn!("{reason}; reading it again, attempt {attempt} of {READ_ATTEMPTS}");
                 std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
             }
-            Read::BrokeOff(reason) => anyhow::bail!(
-                "read {:?} from {}: {reason}, {READ_ATTEMPTS} times",
-                listed.key,
-                client.location()
-            ),
+            Read::BrokeOff(reason) => {
+                anyhow::bail!("{reason}; it was read {READ_ATTEMPTS} times, each broke off")
+            }
         }
     }
 }
@@ -224,7 +218,8 @@ enum Read {
     },
     /// Deleted since it was listed.
     Gone,
-    /// The body broke off or was not the length announced: worth reading again.
+    /// The body broke off or was not the length announced (why, naming the object): worth
+    /// reading again.
     BrokeOff(String),
 }
 
@@ -249,7 +244,9 @@ fn read_once(
         Ok(length) if length == fetched.size => {}
         Ok(length) => {
             return Ok(Read::BrokeOff(format!(
-                "it gave {length} bytes where it announced {}",
+                "read {:?} from {}: it gave {length} bytes where it announced {}",
+                listed.key,
+                client.location(),
                 fetched.size
             )));
         }
