@@ -40,6 +40,27 @@ impl Setup {
         Setup { dir, config }
     }
 
+    /// An encrypted repository instead: `[repo]` with a key file.
+    fn encrypted(endpoint: &str) -> Setup {
+        let setup = Setup::new(endpoint, "");
+        let key_path = setup.dir.path().join("repo.key");
+        let key: String = (0..32u32)
+            .map(|i| format!("{:02x}", (i * 53 + 7) % 256))
+            .collect();
+        fs::write(&key_path, format!("{key}\n")).unwrap();
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+        let text = fs::read_to_string(&setup.config).unwrap().replacen(
+            "\n\n[source.uploads]",
+            &format!(
+                "\ncipher = \"aes-256-gcm\"\nkey_file = \"{}\"\n\n[source.uploads]",
+                key_path.display()
+            ),
+            1,
+        );
+        fs::write(&setup.config, text).unwrap();
+        setup
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         let bin = common::binaries().tidemark;
         direct(bin.parent().unwrap(), "tidemark")
@@ -447,4 +468,33 @@ fn bad_input_is_refused_with_one_line_and_nothing_written() {
     );
     assert_eq!(files_under(&setup.repo()), before);
     assert_eq!(client.keys("src").len(), 5);
+}
+
+#[test]
+fn an_encrypted_repository_holds_no_key_name_metadata_or_content_in_the_clear() {
+    let (server, client) = server_with_source();
+    let setup = Setup::encrypted(&server.endpoint);
+    let marker = "tidemark-marker-4f9c1e";
+    let mut objects = varied_objects(40, 2 << 20, 5);
+    objects.push(NewObject {
+        key: format!("secret/{marker}.txt"),
+        content: format!("{marker} ").repeat(5000).into_bytes(),
+        content_type: Some("text/plain".into()),
+        metadata: BTreeMap::from([("owner".into(), marker.into())]),
+    });
+    client.put_all("src", objects);
+    let state = client.held("src");
+    setup.ok(&["source", "backup", "uploads"]);
+    setup.ok(&["source", "backup", "uploads"]);
+    for (path, bytes) in files_under(&setup.repo()) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(marker),
+            "{} holds the marker in the clear",
+            path.display()
+        );
+    }
+    client.create_bucket("decrypted");
+    setup.ok(&["source", "restore", "uploads", "--to-bucket", "decrypted"]);
+    assert_eq!(client.held("decrypted"), state);
 }

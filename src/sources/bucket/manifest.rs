@@ -62,6 +62,9 @@ pub struct ObjectEntry {
 pub struct BucketSnapshotMeta {
     pub bucket: String,
     pub prefix: String,
+    /// The server's endpoint as configured; `None` for AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     pub objects: u64,
     /// Bytes of every object's content.
     pub bytes: u64,

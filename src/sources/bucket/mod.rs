@@ -89,6 +89,15 @@ impl BucketSource {
         ))
     }
 
+    /// Whether `record` is of the bucket, prefix and server configured now: only then do its
+    /// objects stand for what this snapshot need not read.
+    fn same_bucket_as(&self, record: &SnapshotRecord) -> anyhow::Result<bool> {
+        let meta = bucket_meta(record)?;
+        Ok(meta.bucket == self.settings.bucket
+            && meta.prefix == self.settings.prefix
+            && meta.endpoint == self.settings.endpoint)
+    }
+
     /// The snapshot's objects, or only `key`'s (refused if the snapshot lacks it).
     fn entries_wanted(
         &self,
@@ -142,10 +151,13 @@ impl Source for BucketSource {
         let client = self.client()?;
         let listed = client.list(&self.settings.prefix)?;
         let before = match previous {
-            Some(record) => manifest::read_entries(sink.pool(), record).with_context(|| {
-                format!("read the objects of the previous snapshot {}", record.id)
-            })?,
-            None => Vec::new(),
+            Some(record) if self.same_bucket_as(record)? => {
+                manifest::read_entries(sink.pool(), record).with_context(|| {
+                    format!("read the objects of the previous snapshot {}", record.id)
+                })?
+            }
+            // The first snapshot, or the configuration now names another bucket: all is new.
+            _ => Vec::new(),
         };
         let plan = diff::plan(listed, before);
         let mut deleted = plan.deleted;
@@ -155,6 +167,7 @@ impl Source for BucketSource {
         let meta = BucketSnapshotMeta {
             bucket: self.settings.bucket.clone(),
             prefix: self.settings.prefix.clone(),
+            endpoint: self.settings.endpoint.clone(),
             objects: fetched.entries.len() as u64,
             bytes: fetched.entries.values().map(|e| e.size).sum(),
             added: fetched.added,
