@@ -8,15 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Output;
 
-use common::bucket::{NewObject, TestClient, noise, varied_objects};
-use common::direct::{describe, direct};
+use common::bucket::{BucketSetup as Setup, NewObject, TestClient, noise, varied_objects};
+use common::direct::describe;
 use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
-use serde_json::Value;
 use testkit::http_relay::HttpRelay;
 use tidemark::config::BucketSettings;
 use tidemark::repo::source_catalog::source_blobs;
@@ -26,52 +21,6 @@ use tidemark::sources::bucket::{diff, fetch};
 use tidemark::sources::sink::take_snapshot;
 use tidemark::storage::{MemoryStorage, S3Credentials};
 
-/// A repository and a configuration naming source `uploads`: bucket `src` through `endpoint`.
-struct Setup {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn new(endpoint: &str) -> Setup {
-        let dir = tempfile::Builder::new()
-            .prefix("tm-bucket-faults-")
-            .tempdir()
-            .unwrap();
-        let config = dir.path().join("tidemark.toml");
-        let text = format!(
-            "[repo]\npath = \"{}\"\n\n[source.uploads]\ntype = \"bucket\"\nbucket = \"src\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
-            dir.path().join("repo").display()
-        );
-        fs::write(&config, text).unwrap();
-        fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
-        Setup { _dir: dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let bin = common::binaries().tidemark;
-        direct(bin.parent().unwrap(), "tidemark")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: {}", describe(&output));
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn snapshots(&self) -> Vec<Value> {
-        let listed: Value =
-            serde_json::from_str(&self.ok(&["source", "list", "uploads", "--output", "json"]))
-                .unwrap();
-        listed.as_array().unwrap().clone()
-    }
-}
-
 #[test]
 fn a_second_snapshot_of_an_unchanged_bucket_reads_no_object_and_stores_nothing_new() {
     let server = start_server();
@@ -79,7 +28,7 @@ fn a_second_snapshot_of_an_unchanged_bucket_reads_no_object_and_stores_nothing_n
     client.create_bucket("src");
     client.put_all("src", varied_objects(400, 8 << 20, 11));
     let relay = HttpRelay::start(&server.endpoint);
-    let setup = Setup::new(&relay.endpoint());
+    let setup = Setup::new(&relay.endpoint(), "");
     setup.ok(&["source", "backup", "uploads"]);
     assert_eq!(relay.counts().object_gets, 400);
 
@@ -103,7 +52,7 @@ fn with_a_fifth_of_gets_failing_a_snapshot_is_exact_or_is_not_listed() {
     client.put_all("src", varied_objects(250, 3 << 20, 12));
     let state = client.held("src");
     let relay = HttpRelay::start(&server.endpoint);
-    let setup = Setup::new(&relay.endpoint());
+    let setup = Setup::new(&relay.endpoint(), "");
     let mut completed = 0;
     for seed in 1..=3u64 {
         relay.set_get_faults(0.2, seed);

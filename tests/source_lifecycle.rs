@@ -8,17 +8,24 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::direct::{describe, direct};
-use serde_json::Value;
+use common::configured::Configured;
+use common::direct::describe;
 use testkit::redis_workload::{keyspace_state, populate};
 use testkit::{RedisOptions, RedisServer};
 
 /// A repository and a configuration naming source `cache` on `server`, with `retention`.
 struct Setup {
     dir: tempfile::TempDir,
-    config: PathBuf,
+    tidemark: Configured,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Configured;
+
+    fn deref(&self) -> &Configured {
+        &self.tidemark
+    }
 }
 
 impl Setup {
@@ -49,42 +56,10 @@ impl Setup {
             server.url()
         );
         fs::write(&config, text).unwrap();
-        Setup { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let bin = common::binaries().tidemark;
-        direct(bin.parent().unwrap(), "tidemark")
-            .env_remove("REDISCLI_AUTH")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: {}", describe(&output));
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    /// The one line `args` fails with (exit 1).
-    fn refused(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            describe(&output)
-        );
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        stderr.trim_end().to_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
+        Setup {
+            dir,
+            tidemark: Configured { config },
+        }
     }
 
     /// Every stored chunk file of the source.

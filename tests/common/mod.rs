@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod bucket;
+pub mod configured;
 pub mod direct;
 pub mod encryption;
 pub mod s3;

@@ -15,6 +15,36 @@ use crate::config::BucketSettings;
 use crate::storage::s3::{no_such_bucket, request_failure};
 use crate::storage::{S3Settings, S3Storage};
 
+/// The headers a GET or HEAD answer carries (two types with the same accessors).
+macro_rules! headers_of {
+    ($answer:expr) => {
+        ObjectHeaders {
+            content_type: $answer.content_type().map(str::to_owned),
+            content_encoding: $answer.content_encoding().map(str::to_owned),
+            content_disposition: $answer.content_disposition().map(str::to_owned),
+            content_language: $answer.content_language().map(str::to_owned),
+            cache_control: $answer.cache_control().map(str::to_owned),
+            metadata: sorted($answer.metadata()),
+            tags: BTreeMap::new(),
+        }
+    };
+}
+
+/// A PUT or a multipart upload's start (two builder types with the same setters), with
+/// `headers` set.
+macro_rules! with_headers {
+    ($request:expr, $headers:expr) => {
+        $request
+            .set_content_type($headers.content_type.clone())
+            .set_content_encoding($headers.content_encoding.clone())
+            .set_content_disposition($headers.content_disposition.clone())
+            .set_content_language($headers.content_language.clone())
+            .set_cache_control($headers.cache_control.clone())
+            .set_metadata(metadata_of($headers))
+            .set_tagging(tagging_of($headers))
+    };
+}
+
 /// An object as a listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
@@ -133,15 +163,7 @@ impl BucketClient {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.failure(doing, &e)),
         };
-        let headers = ObjectHeaders {
-            content_type: answer.content_type().map(str::to_owned),
-            content_encoding: answer.content_encoding().map(str::to_owned),
-            content_disposition: answer.content_disposition().map(str::to_owned),
-            content_language: answer.content_language().map(str::to_owned),
-            cache_control: answer.cache_control().map(str::to_owned),
-            metadata: sorted(answer.metadata()),
-            tags: BTreeMap::new(),
-        };
+        let headers = headers_of!(answer);
         Ok(Some(Fetched {
             size: answer.content_length().unwrap_or(0).max(0) as u64,
             etag: answer.e_tag().map(unquoted),
@@ -171,15 +193,7 @@ impl BucketClient {
                 return Err(self.failure(format!("look at {key:?} in {}", self.location()), &e));
             }
         };
-        let headers = ObjectHeaders {
-            content_type: answer.content_type().map(str::to_owned),
-            content_encoding: answer.content_encoding().map(str::to_owned),
-            content_disposition: answer.content_disposition().map(str::to_owned),
-            content_language: answer.content_language().map(str::to_owned),
-            cache_control: answer.cache_control().map(str::to_owned),
-            metadata: sorted(answer.metadata()),
-            tags: BTreeMap::new(),
-        };
+        let headers = headers_of!(answer);
         Ok(Some((
             answer.e_tag().map(unquoted),
             headers,
@@ -210,21 +224,16 @@ impl BucketClient {
 
     /// Writes `key` with `content` and `headers` in one PUT, replacing what is there.
     pub fn put(&self, key: &str, content: Vec<u8>, headers: &ObjectHeaders) -> anyhow::Result<()> {
-        let request = self
-            .store
-            .client()
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_length(content.len() as i64)
-            .body(ByteStream::from(content))
-            .set_content_type(headers.content_type.clone())
-            .set_content_encoding(headers.content_encoding.clone())
-            .set_content_disposition(headers.content_disposition.clone())
-            .set_content_language(headers.content_language.clone())
-            .set_cache_control(headers.cache_control.clone())
-            .set_metadata(metadata_of(headers))
-            .set_tagging(tagging_of(headers));
+        let request = with_headers!(
+            self.store
+                .client()
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_length(content.len() as i64)
+                .body(ByteStream::from(content)),
+            headers
+        );
         self.store
             .block_on(request.send())
             .map_err(|e| self.failure(format!("write {key:?} to {}", self.location()), &e))?;
@@ -240,19 +249,14 @@ impl BucketClient {
         mut next_part: impl FnMut(&mut Vec<u8>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let doing = format!("write {key:?} to {}", self.location());
-        let request = self
-            .store
-            .client()
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_content_type(headers.content_type.clone())
-            .set_content_encoding(headers.content_encoding.clone())
-            .set_content_disposition(headers.content_disposition.clone())
-            .set_content_language(headers.content_language.clone())
-            .set_cache_control(headers.cache_control.clone())
-            .set_metadata(metadata_of(headers))
-            .set_tagging(tagging_of(headers));
+        let request = with_headers!(
+            self.store
+                .client()
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key),
+            headers
+        );
         let upload = self
             .store
             .block_on(request.send())
