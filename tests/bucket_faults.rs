@@ -9,7 +9,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::bucket::{BucketSetup as Setup, NewObject, TestClient, noise, varied_objects};
+use common::bucket::{NewObject, TestClient, noise, varied_objects};
+use common::bucket_setup::BucketSetup as Setup;
 use common::direct::describe;
 use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
 use testkit::http_relay::HttpRelay;

@@ -12,7 +12,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::bucket::{BucketSetup as Setup, Held, NewObject, TestClient, noise, varied_objects};
+use common::bucket::{Held, NewObject, TestClient, noise, varied_objects};
+use common::bucket_setup::BucketSetup as Setup;
 use common::s3::{S3Server, SECRET_KEY, start_server};
 
 /// A server holding bucket `src`, and the test's own client of it.

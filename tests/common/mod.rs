@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod bucket;
+pub mod bucket_setup;
 pub mod configured;
 pub mod direct;
 pub mod encryption;
