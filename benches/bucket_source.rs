@@ -2,12 +2,12 @@
 //! `rclone` (copy, `sync --checksum`, copy back) on the same `s3s-fs` server in the same run.
 //!
 //! For each kind of data — incompressible random bytes, and text (CSV and JSON lines of words
-//! and numbers, which Tidemark's zstd level 1 stores in 28% of their size) — a fresh `s3s-fs` (testkit's: a free
-//! loopback port, its own directory) gets bucket `src`, filled untimed through the S3 API by the
-//! tests' own `aws-sdk-s3` client (so the server keeps each object's ETag): 10,000 objects of
-//! mixed sizes (9,000 of 1–64 KiB, 950 of 256 KiB–2 MiB, 50 of 10–40 MiB, in shuffled order) under
-//! 240 nested prefixes (`tenant-N/2024-MM/DD/`), 2.57 GiB in all. Both kinds have the same
-//! keys (bar the extension) and sizes. Both tools move 8 objects at once: Tidemark's default
+//! and numbers, which Tidemark's zstd level 1 stores in 28% of their size) — a fresh `s3s-fs`
+//! (testkit's: a free loopback port, its own directory) gets bucket `src`, filled untimed through
+//! the S3 API by the tests' own `aws-sdk-s3` client (so the server keeps each object's ETag):
+//! 10,000 objects of mixed sizes (9,000 of 1–64 KiB, 950 of 256 KiB–2 MiB, 50 of 10–40 MiB, in
+//! shuffled order) under 240 nested prefixes (`tenant-N/2024-MM/DD/`), 2.57 GiB in all. Both kinds
+//! have the same keys (bar the extension) and sizes. Both tools move 8 objects at once: Tidemark's default
 //! `concurrency`, rclone's `--transfers 8 --checkers 8`; rclone is configured by environment
 //! variables only (remote `s3:`, provider Other, path style), with no configuration file.
 //!
@@ -35,10 +35,10 @@
 //! /proc/self/stat's cutime and cstime) and of `s3s-fs`, and the ratios rclone's median time /
 //! Tidemark's (above 1: Tidemark is faster) against the targets. Prints a table per kind,
 //! writes `target/bench-results/bucket_source.json`. Run: `cargo bench --bench bucket_source`
-//! (about 45 minutes on 2 cores; 11 GB free: the server's directory is in /tmp, the repository
-//! and rclone's copy in /tmp or `TIDEMARK_BENCH_DIR`, all removed before the next kind); `TIDEMARK_BENCH_ROUNDS=5` for more rounds,
-//! `TIDEMARK_BENCH_KINDS=text` for one kind. Needs `rclone` (`apt-get install rclone`) and
-//! `s3s-fs`.
+//! (30 to 45 minutes on 2 cores; 11 GB free: the server's directory is in /tmp, the repository
+//! and rclone's copy in /tmp or `TIDEMARK_BENCH_DIR`, all removed before the next kind);
+//! `TIDEMARK_BENCH_ROUNDS=5` for more rounds, `TIDEMARK_BENCH_KINDS=text` for one kind. Needs
+//! `rclone` (`apt-get install rclone`) and `s3s-fs`.
 
 mod common;
 
