@@ -38,9 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::cpu::{children_cpu, machine_cpu, server_cpu};
-use common::{
-    gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all, tree_bytes,
-};
+use common::{gib, in_rotation, pgbackrest_program, remove_if_present, sync_all, tree_bytes};
 use testkit::Lab;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{ThrowawayCluster, give_to_owner, owner_command};
@@ -168,12 +166,8 @@ fn time_command(
     ))
 }
 
-fn median_by(samples: &[Sample], key: impl Fn(&Sample) -> f64) -> f64 {
-    median(&samples.iter().map(key).collect::<Vec<_>>())
-}
-
 fn median_wall(samples: &[Sample]) -> f64 {
-    median_by(samples, |s| s.wall.as_secs_f64())
+    common::median_by(samples, |s| s.wall.as_secs_f64())
 }
 
 /// Waits until PostgreSQL's archiver has nothing left to push (no `.ready` files), so that a
@@ -372,10 +366,10 @@ fn print_row(label: &str, samples: &[Sample], database: u64) {
         wall,
         format!("{min:.2}-{max:.2}"),
         database as f64 / (1 << 20) as f64 / wall,
-        median_by(samples, |s| s.client_cpu_s),
-        median_by(samples, |s| s.server_cpu_s),
-        median_by(samples, Sample::rest_of_machine_cpu_s),
-        gib(median_by(samples, |s| s.stored as f64) as u64),
+        common::median_by(samples, |s| s.client_cpu_s),
+        common::median_by(samples, |s| s.server_cpu_s),
+        common::median_by(samples, Sample::rest_of_machine_cpu_s),
+        gib(common::median_by(samples, |s| s.stored as f64) as u64),
     );
 }
 
@@ -595,7 +589,8 @@ impl Results {
         (
             median_wall(encrypted) / median_wall(plain),
             per_round[per_round.len() / 2],
-            median_by(encrypted, |s| s.client_cpu_s) / median_by(plain, |s| s.client_cpu_s),
+            common::median_by(encrypted, |s| s.client_cpu_s)
+                / common::median_by(plain, |s| s.client_cpu_s),
         )
     }
 
@@ -658,9 +653,9 @@ impl Results {
                     "tool": tool.key(),
                     "label": tool.label(),
                     "median_wall_s": median_wall(runs),
-                    "median_client_cpu_s": median_by(runs, |s| s.client_cpu_s),
-                    "median_server_cpu_s": median_by(runs, |s| s.server_cpu_s),
-                    "median_stored_bytes": median_by(runs, |s| s.stored as f64) as u64,
+                    "median_client_cpu_s": common::median_by(runs, |s| s.client_cpu_s),
+                    "median_server_cpu_s": common::median_by(runs, |s| s.server_cpu_s),
+                    "median_stored_bytes": common::median_by(runs, |s| s.stored as f64) as u64,
                     "runs": runs.iter().map(sample_json).collect::<Vec<_>>(),
                 })
             })

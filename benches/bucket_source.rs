@@ -54,7 +54,7 @@ use anyhow::{Context, bail, ensure};
 use common::bucket::{Held, NewObject, TestClient};
 use common::cpu::{children_cpu, server_cpu};
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, start_server};
-use common::{in_rotation, median, remove_if_present, sync_all};
+use common::{in_rotation, remove_if_present, sync_all};
 use sha2::{Digest, Sha256};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
@@ -847,7 +847,7 @@ fn time_restores(
 
 /// Fills a fresh server with `kind`, times everything, and removes the kind's files.
 fn run_kind(kind: Kind, rclone: &Path, rounds: usize) -> anyhow::Result<KindSamples> {
-    let load_before = load_average();
+    let load_before = common::load_average();
     let bench = KindBench::start(kind, rclone)?;
     let mut samples = KindSamples {
         objects: bench.dataset.expected.len(),
@@ -857,41 +857,13 @@ fn run_kind(kind: Kind, rclone: &Path, rounds: usize) -> anyhow::Result<KindSamp
     };
     time_snapshots(&bench, rounds, &mut samples)?;
     time_restores(&bench, rounds, &mut samples)?;
-    samples.load = (load_before, load_average());
+    samples.load = (load_before, common::load_average());
     drop(bench);
     Ok(samples)
 }
 
-fn median_by(samples: &[Sample], key: impl Fn(&Sample) -> f64) -> f64 {
-    median(&samples.iter().map(key).collect::<Vec<_>>())
-}
-
 fn median_wall(samples: &[Sample]) -> f64 {
-    median_by(samples, |s| s.wall.as_secs_f64())
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// The kinds to time: both, or those `TIDEMARK_BENCH_KINDS` names (`random,text`).
-fn kinds_to_run() -> anyhow::Result<Vec<Kind>> {
-    let Ok(names) = std::env::var("TIDEMARK_BENCH_KINDS") else {
-        return Ok(vec![Kind::Random, Kind::Text]);
-    };
-    names
-        .split(',')
-        .map(|name| {
-            [Kind::Random, Kind::Text]
-                .into_iter()
-                .find(|kind| kind.key() == name.trim())
-                .with_context(|| {
-                    format!("TIDEMARK_BENCH_KINDS: no kind {name:?}; use random, text")
-                })
-        })
-        .collect()
+    common::median_by(samples, |s| s.wall.as_secs_f64())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -899,7 +871,12 @@ fn main() -> anyhow::Result<()> {
     let rclone = rclone_program()?;
     let rounds = common::rounds(ROUNDS);
     let mut kinds = Vec::new();
-    for kind in kinds_to_run()? {
+    for kind in common::chosen_from_env(
+        "TIDEMARK_BENCH_KINDS",
+        "kind",
+        &[Kind::Random, Kind::Text],
+        |c| c.key(),
+    )? {
         kinds.push((kind, run_kind(kind, &rclone, rounds)?));
     }
     let results = Results {
@@ -1062,10 +1039,10 @@ fn print_row(label: &str, samples: &[Sample]) {
         label,
         median_wall(samples),
         format!("{min:.2}-{max:.2}"),
-        median_by(samples, Sample::mb_per_s),
-        median_by(samples, |s| s.client_cpu_s),
-        median_by(samples, |s| s.server_cpu_s),
-        median_by(samples, |s| s.flush_s),
+        common::median_by(samples, Sample::mb_per_s),
+        common::median_by(samples, |s| s.client_cpu_s),
+        common::median_by(samples, |s| s.server_cpu_s),
+        common::median_by(samples, |s| s.flush_s),
     );
 }
 
@@ -1115,10 +1092,10 @@ fn tool_json(label: &str, samples: &[Sample]) -> serde_json::Value {
     serde_json::json!({
         "label": label,
         "median_wall_s": median_wall(samples),
-        "median_mb_per_s": median_by(samples, Sample::mb_per_s),
-        "median_client_cpu_s": median_by(samples, |s| s.client_cpu_s),
-        "median_server_cpu_s": median_by(samples, |s| s.server_cpu_s),
-        "median_sync_after_s": median_by(samples, |s| s.flush_s),
+        "median_mb_per_s": common::median_by(samples, Sample::mb_per_s),
+        "median_client_cpu_s": common::median_by(samples, |s| s.client_cpu_s),
+        "median_server_cpu_s": common::median_by(samples, |s| s.server_cpu_s),
+        "median_sync_after_s": common::median_by(samples, |s| s.flush_s),
         "runs": runs,
     })
 }

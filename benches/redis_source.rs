@@ -324,7 +324,8 @@ struct FormSamples {
 impl FormSamples {
     /// Tidemark's first snapshot's median MB/s over `redis-cli`'s.
     fn ratio(&self) -> f64 {
-        median_by(&self.first, Sample::mb_per_s) / median_by(&self.redis_cli, Sample::mb_per_s)
+        common::median_by(&self.first, Sample::mb_per_s)
+            / common::median_by(&self.redis_cli, Sample::mb_per_s)
     }
 }
 
@@ -486,12 +487,8 @@ fn time_restores(bench: &Bench, rounds: usize, keys: u64) -> anyhow::Result<Rest
     Ok(samples)
 }
 
-fn median_by(samples: &[Sample], key: impl Fn(&Sample) -> f64) -> f64 {
-    median(&samples.iter().map(key).collect::<Vec<_>>())
-}
-
 fn median_wall(samples: &[Sample]) -> f64 {
-    median_by(samples, |s| s.wall.as_secs_f64())
+    common::median_by(samples, |s| s.wall.as_secs_f64())
 }
 
 /// The dataset as the source server holds it.
@@ -515,12 +512,6 @@ fn fill(server: &RedisServer) -> anyhow::Result<Dataset> {
     })
 }
 
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn sample_json(s: &Sample) -> serde_json::Value {
     serde_json::json!({
         "wall_s": s.wall.as_secs_f64(),
@@ -538,10 +529,10 @@ fn tool_json(label: &str, samples: &[Sample]) -> serde_json::Value {
     serde_json::json!({
         "label": label,
         "median_wall_s": median_wall(samples),
-        "median_mb_per_s": median_by(samples, Sample::mb_per_s),
-        "median_client_cpu_s": median_by(samples, |s| s.client_cpu_s),
-        "median_server_cpu_s": median_by(samples, |s| s.server_cpu_s),
-        "median_rest_of_machine_cpu_s": median_by(samples, |s| s.rest_cpu_s),
+        "median_mb_per_s": common::median_by(samples, Sample::mb_per_s),
+        "median_client_cpu_s": common::median_by(samples, |s| s.client_cpu_s),
+        "median_server_cpu_s": common::median_by(samples, |s| s.server_cpu_s),
+        "median_rest_of_machine_cpu_s": common::median_by(samples, |s| s.rest_cpu_s),
         "median_bgsave_s": median_bgsave(samples),
         "runs": samples.iter().map(sample_json).collect::<Vec<_>>(),
     })
@@ -563,10 +554,10 @@ fn print_row(label: &str, samples: &[Sample]) {
         label,
         median_wall(samples),
         format!("{min:.2}-{max:.2}"),
-        median_by(samples, Sample::mb_per_s),
-        median_by(samples, |s| s.client_cpu_s),
-        median_by(samples, |s| s.server_cpu_s),
-        median_by(samples, |s| s.rest_cpu_s),
+        common::median_by(samples, Sample::mb_per_s),
+        common::median_by(samples, |s| s.client_cpu_s),
+        common::median_by(samples, |s| s.server_cpu_s),
+        common::median_by(samples, |s| s.rest_cpu_s),
         bgsave,
     );
 }
@@ -588,7 +579,7 @@ fn print_header() {
 fn main() -> anyhow::Result<()> {
     let bench_started = Instant::now();
     let rounds = common::rounds(ROUNDS);
-    let load_before = load_average();
+    let load_before = common::load_average();
     let work = match std::env::var_os("TIDEMARK_BENCH_DIR") {
         Some(dir) => tempfile::Builder::new()
             .prefix("tm-redis-bench-")
@@ -625,7 +616,12 @@ fn main() -> anyhow::Result<()> {
         rdb_file: shm.path().join("dump.rdb"),
     };
     let mut forms = Vec::new();
-    for form in forms_to_run()? {
+    for form in common::chosen_from_env(
+        "TIDEMARK_BENCH_FORMS",
+        "form",
+        &[Form::Diskless, Form::Disk],
+        |c| c.key(),
+    )? {
         forms.push((form, time_snapshots(&bench, form, rounds)?));
     }
     let restores = time_restores(&bench, rounds, dataset.keys)?;
@@ -634,29 +630,11 @@ fn main() -> anyhow::Result<()> {
         dataset,
         forms,
         restores,
-        load: (load_before, load_average()),
+        load: (load_before, common::load_average()),
         redis_version: redis_version(&bench.source)?,
     };
     results.print();
     results.write_json(bench_started)
-}
-
-/// The transfer forms to time: both, or those `TIDEMARK_BENCH_FORMS` names (`diskless,disk`).
-fn forms_to_run() -> anyhow::Result<Vec<Form>> {
-    let Ok(names) = std::env::var("TIDEMARK_BENCH_FORMS") else {
-        return Ok(vec![Form::Diskless, Form::Disk]);
-    };
-    names
-        .split(',')
-        .map(|name| {
-            [Form::Diskless, Form::Disk]
-                .into_iter()
-                .find(|form| form.key() == name.trim())
-                .with_context(|| {
-                    format!("TIDEMARK_BENCH_FORMS: no form {name:?}; use diskless, disk")
-                })
-        })
-        .collect()
 }
 
 fn redis_version(server: &RedisServer) -> anyhow::Result<String> {
@@ -712,7 +690,7 @@ impl Results {
                 "snapshot ({}): tidemark / redis-cli MB/s = {:.2} (target >= {SNAPSHOT_TARGET}); second snapshot stored {} KiB new",
                 form.key(),
                 samples.ratio(),
-                median_by(&samples.second, |s| s.new_bytes as f64) as u64 >> 10
+                common::median_by(&samples.second, |s| s.new_bytes as f64) as u64 >> 10
             );
         }
         println!(

@@ -125,6 +125,41 @@ pub fn median(values: &[f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The median of `key` over `samples`.
+pub fn median_by<S>(samples: &[S], key: impl Fn(&S) -> f64) -> f64 {
+    median(&samples.iter().map(key).collect::<Vec<_>>())
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The choices (each a `what`, named by `key`) a comma-separated environment `variable` names,
+/// else `all`.
+pub fn chosen_from_env<T: Copy>(
+    variable: &str,
+    what: &str,
+    all: &[T],
+    key: impl Fn(T) -> &'static str,
+) -> anyhow::Result<Vec<T>> {
+    let Ok(names) = std::env::var(variable) else {
+        return Ok(all.to_vec());
+    };
+    let known = || all.iter().map(|&c| key(c)).collect::<Vec<_>>().join(", ");
+    names
+        .split(',')
+        .map(|name| {
+            all.iter()
+                .copied()
+                .find(|&choice| key(choice) == name.trim())
+                .with_context(|| format!("{variable}: no {what} {name:?}; use {}", known()))
+        })
+        .collect()
+}
+
 /// Calls `measure(round, index, tool)` once per tool in each of `rounds` rounds, the order
 /// rotating by one each round, so that no tool always runs first or right after the same one.
 pub fn in_rotation<T: Copy>(
