@@ -150,8 +150,11 @@ impl KeyringDocument {
     /// Checks `mac` under `kek`: whether the document is as its writer made it.
     pub fn check_mac(&self, kek: &[u8; 32]) -> anyhow::Result<()> {
         let expected = blake3::Hash::from_hex(self.compute_mac(kek)).expect("hex of a hash");
-        // Compared as hashes: in constant time.
-        let stored = blake3::Hash::from_hex(&self.mac).ok();
+        // Compared as hashes: in constant time. Only the canonical (lower-case) spelling is the
+        // writer's: the same MAC in capitals is an altered document too.
+        let stored = blake3::Hash::from_hex(&self.mac)
+            .ok()
+            .filter(|hash| hash.to_hex().as_str() == self.mac);
         if stored != Some(expected) {
             bail!(
                 "repository {}'s keyring (generation {}) fails its MAC: it was altered after it was written; restore _keys/ from a copy",

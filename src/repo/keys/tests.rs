@@ -383,6 +383,28 @@ fn an_altered_keyring_is_refused() {
 }
 
 #[test]
+fn a_keyring_whose_mac_is_spelled_in_capitals_is_refused() {
+    let written = memory();
+    let keyring = keys(&written, "one").create_or_open().unwrap();
+    // The same document with the same MAC bytes, spelled in capitals, stored in another place:
+    // it is not the text its writer made, so it does not open.
+    let mut altered = keyring.document().clone();
+    altered.mac = altered.mac.to_uppercase();
+    assert_ne!(altered.mac, keyring.document().mac);
+    let copy = memory();
+    copy.put_if_absent(&store::keyring_key(1), &[&altered.to_bytes()])
+        .unwrap();
+    let error = format!("{:#}", keys(&copy, "one").for_writing().unwrap_err());
+    assert!(error.contains("(generation 1) fails its MAC"), "{error}");
+    // The unaltered copy opens: the refusal is the spelling's.
+    let faithful = memory();
+    faithful
+        .put_if_absent(&store::keyring_key(1), &[&keyring.document().to_bytes()])
+        .unwrap();
+    keys(&faithful, "one").for_writing().unwrap();
+}
+
+#[test]
 fn stanzas_are_registered_once_each() {
     let storage = memory();
     let keys = keys(&storage, "one");
