@@ -34,24 +34,24 @@ impl Config {
         })?;
         let config =
             Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
-        // A secret in a file others can read is a secret no more.
-        let metadata = std::fs::metadata(path)
-            .with_context(|| format!("inspect config file {}", path.display()))?;
         let mut config = config;
-        config.exposed_file =
-            secret_file_problem(&metadata).map(|problem| (path.to_path_buf(), problem));
+        config.loaded_from = Some(path.to_path_buf());
         if config.repo.secret_access_key.is_some() {
             config.refuse_exposed("repo.secret_access_key")?;
         }
         Ok(config)
     }
 
-    /// Refuses `key`, a secret this file holds, when others may read or write the file.
+    /// Refuses `key`, a secret the file this configuration was read from holds, when others may
+    /// read or write that file: a secret in a file others can read is a secret no more.
     pub(super) fn refuse_exposed(&self, key: &str) -> anyhow::Result<()> {
-        match &self.exposed_file {
-            Some((path, problem)) => {
-                bail!("config file {} holds {key} but {problem}", path.display())
-            }
+        let Some(path) = &self.loaded_from else {
+            return Ok(());
+        };
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("inspect config file {}", path.display()))?;
+        match secret_file_problem(&metadata) {
+            Some(problem) => bail!("config file {} holds {key} but {problem}", path.display()),
             None => Ok(()),
         }
     }

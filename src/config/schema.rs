@@ -30,11 +30,11 @@ pub struct Config {
     #[serde(default)]
     pub source: BTreeMap<String, toml::Value>,
 
-    /// Why the file it was read from may hold no secret (`config file F is readable by others
-    /// …`), for a source whose section holds one: refused when that source is used, as any
-    /// other mistake in a source's section, never by the commands that do not use it.
+    /// The file it was read from (`None` for text parsed as it is): a secret key in a section
+    /// is refused when that file is exposed, checked when the section is used — a source's
+    /// only by the commands that use the source.
     #[serde(skip)]
-    pub(super) exposed_file: Option<(std::path::PathBuf, String)>,
+    pub(super) loaded_from: Option<std::path::PathBuf>,
 }
 
 /// `[archive]`: how `tidemark-archive` pushes.

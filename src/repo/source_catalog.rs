@@ -230,37 +230,57 @@ impl<'r> SourceArea<'r> {
 
     /// Every complete snapshot, oldest first.
     pub fn list_snapshots(&self) -> anyhow::Result<Vec<SnapshotRecord>> {
-        let storage = self.repo.storage();
-        let mut records = Vec::new();
-        for listed in storage.list(&layout::snapshot_root(self.name()), &Cancel::never())? {
-            if listed.key.file_name() != "snapshot.json" {
-                continue;
-            }
-            let json = self
-                .repo
-                .get_checked_object(&listed.key, limits::BACKUP_RECORD)?
-                .with_context(|| format!("snapshot record {} vanished", listed.key))?;
-            let record: SnapshotRecord = serde_json::from_slice(&json)
-                .with_context(|| format!("snapshot record {} is not valid", listed.key))?;
-            if record.format != SOURCE_FORMAT {
-                bail!(
-                    "snapshot record {} has format {}, which this Tidemark does not know; upgrade Tidemark",
-                    listed.key,
-                    record.format
-                );
-            }
-            if layout::snapshot_record(self.name(), &record.id) != listed.key {
-                bail!(
-                    "snapshot record {} names snapshot {} of source '{}': the repository was tampered with",
-                    listed.key,
-                    record.id,
-                    record.source
-                );
-            }
-            records.push(record);
-        }
+        let mut records = self
+            .record_keys()?
+            .iter()
+            .map(|key| self.read_record(key))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         records.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(records)
+    }
+
+    /// The newest complete snapshot, its record alone read; `None` before the first.
+    pub fn latest_snapshot(&self) -> anyhow::Result<Option<SnapshotRecord>> {
+        // Ids sort in time order, and the keys with them.
+        match self.record_keys()?.iter().max() {
+            Some(key) => self.read_record(key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys of every snapshot record.
+    fn record_keys(&self) -> anyhow::Result<Vec<ObjectKey>> {
+        let storage = self.repo.storage();
+        Ok(storage
+            .list(&layout::snapshot_root(self.name()), &Cancel::never())?
+            .into_iter()
+            .map(|listed| listed.key)
+            .filter(|key| key.file_name() == "snapshot.json")
+            .collect())
+    }
+
+    /// The record under `key`, checked: its format, and that it names the snapshot of its key.
+    fn read_record(&self, key: &ObjectKey) -> anyhow::Result<SnapshotRecord> {
+        let json = self
+            .repo
+            .get_checked_object(key, limits::BACKUP_RECORD)?
+            .with_context(|| format!("snapshot record {key} vanished"))?;
+        let record: SnapshotRecord = serde_json::from_slice(&json)
+            .with_context(|| format!("snapshot record {key} is not valid"))?;
+        if record.format != SOURCE_FORMAT {
+            bail!(
+                "snapshot record {key} has format {}, which this Tidemark does not know; upgrade Tidemark",
+                record.format
+            );
+        }
+        if layout::snapshot_record(self.name(), &record.id) != *key {
+            bail!(
+                "snapshot record {key} names snapshot {} of source '{}': the repository was tampered with",
+                record.id,
+                record.source
+            );
+        }
+        Ok(record)
     }
 
     /// The snapshot `wanted` names: `latest` (or none) is the newest, else the id given.

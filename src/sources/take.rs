@@ -33,7 +33,7 @@ pub fn snapshot_into(
     let (started, id) = free_id(repo, name, source.id_letter())?;
     let clock = Instant::now();
     let previous = match repo.open_source(name)? {
-        Some(area) => area.list_snapshots()?.pop(),
+        Some(area) => area.latest_snapshot()?,
         None => None,
     };
     let (meta, streams, sizes) = take_snapshot(&source_blobs(repo, name), |sink| {

@@ -58,6 +58,7 @@ fn snapshots_are_listed_oldest_first_and_found_by_id_or_latest() {
         error,
         "source 'cache' has no snapshot: take one with 'tidemark source backup cache'"
     );
+    assert_eq!(area.latest_snapshot().unwrap(), None);
     for id in ["20261206-193000R", "20261205-100000R"] {
         area.put_snapshot_record(&record(id)).unwrap();
     }
@@ -72,6 +73,11 @@ fn snapshots_are_listed_oldest_first_and_found_by_id_or_latest() {
     assert_eq!(ids, ["20261205-100000R", "20261206-193000R"]);
     assert_eq!(
         area.find_snapshot(Some("latest")).unwrap().id,
+        "20261206-193000R"
+    );
+    // The record stored last is the older one: the latest is the newest by id.
+    assert_eq!(
+        area.latest_snapshot().unwrap().unwrap().id,
         "20261206-193000R"
     );
     assert_eq!(

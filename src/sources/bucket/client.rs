@@ -128,13 +128,10 @@ impl BucketClient {
                 .bucket(&self.bucket)
                 .prefix(prefix)
                 .set_continuation_token(continuation.take());
-            let page = self.store.block_on(request.send()).map_err(|e| {
-                if no_such_bucket(&e) {
-                    self.missing_bucket()
-                } else {
-                    self.failure(format!("list {}", self.location()), &e)
-                }
-            })?;
+            let page = self
+                .store
+                .block_on(request.send())
+                .map_err(|e| self.failure(format!("list {}", self.location()), &e))?;
             listed.extend(page.contents().iter().filter_map(listed_object));
             match page.next_continuation_token() {
                 Some(token) if page.is_truncated() == Some(true) => {

@@ -228,11 +228,9 @@ fn read_once(
     sink: &SnapshotSink<'_>,
     listed: &Listed,
 ) -> anyhow::Result<Read> {
-    let fetched = match client.get(&listed.key) {
-        Ok(Some(fetched)) => fetched,
-        Ok(None) => return Ok(Read::Gone),
-        // The SDK has retried the request itself; what is left is the snapshot's failure.
-        Err(e) => return Err(e),
+    // The SDK has retried the request itself; a failure left is the snapshot's.
+    let Some(fetched) = client.get(&listed.key)? else {
+        return Ok(Read::Gone);
     };
     let mut chunks = Vec::new();
     let mut body = std::io::Read::take(fetched.body, fetched.size + 1);
