@@ -3,7 +3,7 @@
 //! of an unchanged bucket reads no object; with a fifth of GETs failing (no answer, a 500, a body
 //! cut short) a snapshot either completes with exactly the bucket's content or fails listing
 //! nothing; an object replaced between the listing and its read is recorded as it was read,
-//! with that read's headers.
+//! with that read's headers; a listing folder by folder finds exactly what a flat one does.
 
 mod common;
 
@@ -14,7 +14,7 @@ use common::bucket_setup::BucketSetup as Setup;
 use common::direct::describe;
 use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
 use testkit::http_relay::HttpRelay;
-use tidemark::config::BucketSettings;
+use tidemark::config::{BucketListing, BucketSettings};
 use tidemark::repo::source_catalog::source_blobs;
 use tidemark::repo::{Compression, Repository, WriteSettings};
 use tidemark::sources::bucket::client::BucketClient;
@@ -115,6 +115,7 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
         path_style: true,
         credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
         concurrency: 2,
+        listing: BucketListing::Walk,
     };
     let source = BucketClient::connect(&settings, "source.uploads", "src").unwrap();
     let listed = source.list("").unwrap();
@@ -156,4 +157,78 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
     let held = &client.held("src")["report.csv"];
     assert_eq!(held.size, 7000);
     assert!(entry.etag.is_some());
+}
+
+#[test]
+fn a_walk_folder_by_folder_lists_exactly_what_one_flat_listing_does() {
+    let server = start_server();
+    let client = TestClient::new(&server.endpoint);
+    client.create_bucket("src");
+    let keys = [
+        "top.txt",
+        "tenant-a/2024/01/a b.csv",
+        "tenant-a/2024/01/ü/ö é.json",
+        "tenant-a/2024/02/x",
+        "tenant-a/readme",
+        "tenant-ab/y",
+        "tenant-b/deep/er/and/deeper/still/z",
+        "zz top/ 1",
+    ];
+    client.put_all(
+        "src",
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| NewObject {
+                key: (*key).into(),
+                content: noise(100 + i, i as u64),
+                content_type: None,
+                metadata: BTreeMap::new(),
+            })
+            .collect(),
+    );
+    let relay = HttpRelay::start(&server.endpoint);
+    let connect = |listing| {
+        let settings = BucketSettings {
+            bucket: "src".into(),
+            prefix: String::new(),
+            endpoint: Some(relay.endpoint()),
+            region: "us-east-1".into(),
+            path_style: true,
+            credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
+            concurrency: 3,
+            listing,
+        };
+        BucketClient::connect(&settings, "source.uploads", "src").unwrap()
+    };
+    let (walk, flat) = (connect(BucketListing::Walk), connect(BucketListing::Flat));
+    for prefix in [
+        "",
+        "tenant-a",
+        "tenant-a/",
+        "tenant-a/2024/01/",
+        "t",
+        "nothing/",
+    ] {
+        relay.reset_counts();
+        let walked = walk.list(prefix).unwrap();
+        let walk_lists = relay.counts().lists;
+        relay.reset_counts();
+        let listed = flat.list(prefix).unwrap();
+        assert_eq!(relay.counts().lists, 1, "{prefix:?}");
+        assert_eq!(walked, listed, "{prefix:?}");
+        let expected: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        let mut expected = expected;
+        expected.sort_unstable();
+        let got: Vec<&str> = walked.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(got, expected, "{prefix:?}");
+        if prefix.is_empty() {
+            // The root; tenant-a/, its 2024/, 01/, ü/ and 02/; tenant-ab/; tenant-b/ and the
+            // five folders below it; zz top/.
+            assert_eq!(walk_lists, 14, "{prefix:?}");
+        }
+    }
 }

@@ -29,7 +29,9 @@ pub use schema::{
     ArchiveConfig, Cipher, Config, CredentialSource, DEFAULT_PREFETCH, RepoConfig, RepoType,
     RestoreConfig, RetentionConfig, StanzaConfig,
 };
-pub use sources::{BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings};
+pub use sources::{
+    BucketListing, BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings,
+};
 pub use stanza::{ConfigChoice, Selected};
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ struct SourceSection {
     profile: Option<String>,
     credentials: Option<CredentialSource>,
     concurrency: Option<usize>,
+    listing: Option<String>,
     #[serde(default)]
     retention: RetentionConfig,
 }
@@ -76,8 +77,22 @@ pub struct BucketSettings {
     pub region: String,
     pub path_style: bool,
     pub credentials: S3Credentials,
-    /// Objects transferred at once.
+    /// Objects transferred at once, and folders listed at once in a [`BucketListing::Walk`].
     pub concurrency: usize,
+    pub listing: BucketListing,
+}
+
+/// How a bucket is listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BucketListing {
+    /// One listing per folder (`delimiter=/`), `concurrency` folders at once, as rclone lists
+    /// without `--fast-list`: servers that keep objects as files (MinIO, s3s-fs) answer each
+    /// from one directory, where a flat listing walks the whole tree for every page.
+    #[default]
+    Walk,
+    /// One paged listing of every key: the fewest requests on AWS S3, for buckets of many
+    /// folders holding few objects each.
+    Flat,
 }
 
 /// `type = "redis"`.
@@ -213,6 +228,13 @@ fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<Buc
     if !(1..=64).contains(&concurrency) {
         bail!("{section}.concurrency {concurrency} is out of range: use 1 to 64");
     }
+    let listing = match written.listing.as_deref() {
+        None | Some("walk") => BucketListing::Walk,
+        Some("flat") => BucketListing::Flat,
+        Some(other) => bail!(
+            "{section}.listing \"{other}\" is not a way to list: use \"walk\" (a listing per folder, the default) or \"flat\" (one listing of every key)"
+        ),
+    };
     Ok(BucketSettings {
         bucket,
         prefix: written.prefix.clone().unwrap_or_default(),
@@ -225,6 +247,7 @@ fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<Buc
         path_style: written.path_style.unwrap_or(written.endpoint.is_some()),
         credentials: keys.resolve()?,
         concurrency,
+        listing,
     })
 }
 
@@ -252,6 +275,7 @@ impl SourceSection {
             ("profile", self.profile.is_some()),
             ("credentials", self.credentials.is_some()),
             ("concurrency", self.concurrency.is_some()),
+            ("listing", self.listing.is_some()),
         ]
     }
 }

@@ -618,6 +618,7 @@ fn a_bucket_source_is_read_with_its_defaults() {
     // An endpoint of its own: the bucket goes in the path, as MinIO wants.
     assert!(bucket.path_style);
     assert_eq!(bucket.concurrency, 8);
+    assert_eq!(bucket.listing, crate::config::BucketListing::Walk);
     assert!(
         matches!(&bucket.credentials, crate::storage::S3Credentials::Profile(p) if p == "backup")
     );
@@ -665,6 +666,14 @@ fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_the
         (
             "type = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\nconcurrency = 0",
             "source.cache.concurrency 0 is out of range: use 1 to 64",
+        ),
+        (
+            "type = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\nlisting = \"fast\"",
+            "source.cache.listing \"fast\" is not a way to list: use \"walk\" (a listing per folder, the default) or \"flat\" (one listing of every key)",
+        ),
+        (
+            "type = \"redis\"\nurl = \"redis://h/\"\nlisting = \"flat\"",
+            "source.cache.listing is not a setting of a redis source: remove it, or fix source.cache.type",
         ),
         (
             "type = \"redis\"\nurl = \"redis://h/\"\n[source.cache.retention]\narchive = \"all\"",

@@ -3,7 +3,8 @@
 //! Measured on real PostgreSQL 15 WAL by `benches/wal_compression.rs` (figures in
 //! docs/repository-format.md): zstd at level 1 stores pgbench WAL at about half the size lz4
 //! does and makes the faster push, since fewer bytes are written and fsynced; so it is the
-//! default. `none` is there for data that is already compressed.
+//! default. `none` is there for data that is already compressed; an object that would not shrink
+//! is stored as it is whatever the setting ([`worth_compressing`]).
 
 use std::io::{self, Write};
 
@@ -53,6 +54,35 @@ impl Compression {
 /// The largest zstd window (log2 bytes) a stored object may ask its decoder for: 32 MiB. Level
 /// 19, the highest the configuration allows, uses 2^23.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+
+/// Objects at least this long are sampled before they are compressed.
+const SAMPLED_FROM: usize = 1 << 20;
+/// Samples taken, spread evenly through the object, and the length of each.
+const SAMPLES: usize = 4;
+const SAMPLE_LEN: usize = 32 << 10;
+
+/// Whether `bytes` are worth compressing with `compression`: false for a large object whose
+/// samples do not shrink by 3% (already-compressed or encrypted content: images, archives,
+/// random bytes), which is then stored as it is for about 1/30 of compressing it whole. An
+/// object that is compressible only outside the samples is stored larger than it could be,
+/// never wrongly.
+pub fn worth_compressing(compression: Compression, zstd_level: i32, bytes: &[u8]) -> bool {
+    if compression == Compression::None {
+        return false;
+    }
+    if bytes.len() < SAMPLED_FROM {
+        return true;
+    }
+    let step = bytes.len() / SAMPLES;
+    let mut samples = Vec::with_capacity(SAMPLES * SAMPLE_LEN);
+    for i in 0..SAMPLES {
+        samples.extend_from_slice(&bytes[i * step..i * step + SAMPLE_LEN]);
+    }
+    match compress(compression, zstd_level, &samples) {
+        Ok(compressed) => compressed.len() * 100 < samples.len() * 97,
+        Err(_) => true,
+    }
+}
 
 /// Compresses `bytes` in one call. Every object is compressed whole from memory (a segment, a
 /// backup chunk), and one-shot zstd is about twice as fast as its streaming mode, which copies

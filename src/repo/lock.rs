@@ -205,7 +205,7 @@ impl<'r> LockScope<'r> {
             if lock.record.kind != kind || Some(lock.name.as_str()) == except {
                 continue;
             }
-            match liveness(&lock.record, &host, now)? {
+            match liveness(&lock.record, host, now)? {
                 Liveness::Live => live.push(lock),
                 Liveness::Stale(why) => self.delete_stale(&lock, &why)?,
             }

@@ -20,7 +20,7 @@
 
 use std::io::{self, Write};
 
-use super::compress::{Compression, compress, decompress_into};
+use super::compress::{Compression, compress, decompress_into, worth_compressing};
 
 pub const HEADER_LEN: usize = 48;
 /// The first bytes of every object, plain or sealed (`sealed`).
@@ -158,19 +158,35 @@ impl EncodedObject {
     }
 }
 
-/// Encodes `bytes`.
+/// Encodes `bytes`: compressed, or as they are where compressing would not make them smaller.
 pub fn encode(
     compression: Compression,
     zstd_level: i32,
     bytes: &[u8],
 ) -> io::Result<EncodedObject> {
-    let body = compress(compression, zstd_level, bytes)?;
-    Ok(EncodedObject::new(
-        compression,
-        bytes.len() as u64,
-        crc32c::crc32c(bytes),
-        body,
-    ))
+    let original_crc = crc32c::crc32c(bytes);
+    if worth_compressing(compression, zstd_level, bytes) {
+        let body = compress(compression, zstd_level, bytes)?;
+        if body.len() < bytes.len() {
+            return Ok(EncodedObject::new(
+                compression,
+                bytes.len() as u64,
+                original_crc,
+                body,
+            ));
+        }
+    }
+    // Stored as it is: its stored bytes are its original bytes, with the same CRC.
+    Ok(EncodedObject {
+        header: ObjectHeader {
+            compression: Compression::None,
+            original_len: bytes.len() as u64,
+            stored_len: bytes.len() as u64,
+            original_crc,
+            stored_crc: original_crc,
+        },
+        body: bytes.to_vec(),
+    })
 }
 
 /// A writer that checksums and counts what passes through it, and refuses to pass more than
@@ -304,6 +320,58 @@ mod tests {
             let stored = (HEADER_LEN + object.body.len()) as u64;
             assert!(stored <= limit, "{compression:?}: {stored} > {limit}");
         }
+    }
+
+    fn noise(length: usize) -> Vec<u8> {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        (0..length)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_would_not_shrink_is_stored_as_it_is_and_reads_back() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{i},row {},{}\n", i % 97, i * 7 % 1000).into_bytes())
+            .collect();
+        let mut mixed = noise(3 << 20);
+        mixed.extend_from_slice(&text[..100_000]);
+        // Small noise is compressed and found not to shrink; large noise is sampled.
+        for (original, expected) in [
+            (noise(5000), Compression::None),
+            (noise(6 << 20), Compression::None),
+            (text.clone(), Compression::Zstd),
+            (mixed, Compression::None),
+        ] {
+            let object = encode(Compression::Zstd, 1, &original).unwrap();
+            assert_eq!(
+                object.header.compression,
+                expected,
+                "{} bytes",
+                original.len()
+            );
+            if expected == Compression::None {
+                assert_eq!(object.body, original);
+            }
+            let bytes = [&object.header_bytes()[..], &object.body].concat();
+            let mut out = Vec::new();
+            decode_into(&bytes, &mut out).unwrap();
+            assert_eq!(out, original);
+        }
+        let lz4 = encode(Compression::Lz4, 1, &noise(2 << 20)).unwrap();
+        assert_eq!(lz4.header.compression, Compression::None);
+        assert_eq!(
+            encode(Compression::Lz4, 1, &text)
+                .unwrap()
+                .header
+                .compression,
+            Compression::Lz4
+        );
     }
 
     /// Found by tests/hostile_input.rs: the error's arithmetic overflowed (a panic in a debug

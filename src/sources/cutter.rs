@@ -12,7 +12,7 @@ pub const MIN_CHUNK: usize = 1 << 20;
 pub const AVERAGE_CHUNK: usize = 4 << 20;
 pub const LARGEST_CHUNK: usize = MAX_CHUNK as usize;
 
-/// What reads at a time into a [`cut_reader`] buffer.
+/// What reads at a time into a [`CutBuffer`].
 const READ_SIZE: usize = 256 << 10;
 
 /// FastCDC's masks for [`AVERAGE_CHUNK`]: small, large, and each shifted left once.
@@ -50,7 +50,7 @@ impl Cutter {
     }
 }
 
-/// Why [`cut_reader`] stopped.
+/// Why [`CutBuffer::cut_reader`] stopped.
 #[derive(Debug)]
 pub enum CutError {
     /// The reader failed: read again from the start.
@@ -59,50 +59,58 @@ pub enum CutError {
     Chunk(anyhow::Error),
 }
 
-/// Reads `reader` to its end, handing each chunk to `each` in order; returns the bytes read.
-/// Holds at most two largest chunks, and as little as the bytes of a small object.
-pub fn cut_reader(
-    reader: &mut dyn Read,
-    mut each: impl FnMut(&[u8]) -> anyhow::Result<()>,
-) -> Result<u64, CutError> {
-    let cutter = Cutter::default();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut total = 0u64;
-    let mut ended = false;
-    while !ended {
-        ended = fill(reader, &mut pending).map_err(CutError::Read)?;
-        let mut cut_to = 0;
-        while pending.len() - cut_to >= LARGEST_CHUNK || (ended && cut_to < pending.len()) {
-            let length = cutter.next_length(&pending[cut_to..]);
-            each(&pending[cut_to..cut_to + length]).map_err(CutError::Chunk)?;
-            cut_to += length;
-        }
-        total += cut_to as u64;
-        pending.drain(..cut_to);
-    }
-    Ok(total)
+/// The bytes [`CutBuffer::cut_reader`] holds between reads: kept by a reader thread from one
+/// object to the next, so its memory is zeroed once (as it first grows), not on every read.
+#[derive(Default)]
+pub struct CutBuffer {
+    /// Every byte initialised; at most a largest chunk and one read.
+    bytes: Vec<u8>,
 }
 
-/// Reads into `pending` until it holds a largest chunk or the reader ends; returns whether it
-/// ended.
-fn fill(reader: &mut dyn Read, pending: &mut Vec<u8>) -> std::io::Result<bool> {
-    while pending.len() < LARGEST_CHUNK {
-        let start = pending.len();
-        pending.resize(start + READ_SIZE.min(LARGEST_CHUNK - start), 0);
-        match reader.read(&mut pending[start..]) {
-            Ok(0) => {
-                pending.truncate(start);
-                return Ok(true);
+impl CutBuffer {
+    /// Reads `reader` to its end, handing each chunk to `each` in order; returns the bytes
+    /// read. Holds at most a largest chunk and one read.
+    pub fn cut_reader(
+        &mut self,
+        reader: &mut dyn Read,
+        mut each: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> Result<u64, CutError> {
+        let cutter = Cutter::default();
+        let mut filled = 0;
+        let mut total = 0u64;
+        let mut ended = false;
+        while !ended {
+            ended = self.fill(reader, &mut filled).map_err(CutError::Read)?;
+            let mut cut_to = 0;
+            while filled - cut_to >= LARGEST_CHUNK || (ended && cut_to < filled) {
+                let length = cutter.next_length(&self.bytes[cut_to..filled]);
+                each(&self.bytes[cut_to..cut_to + length]).map_err(CutError::Chunk)?;
+                cut_to += length;
             }
-            Ok(n) => pending.truncate(start + n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => pending.truncate(start),
-            Err(e) => {
-                pending.truncate(start);
-                return Err(e);
+            total += cut_to as u64;
+            self.bytes.copy_within(cut_to..filled, 0);
+            filled -= cut_to;
+        }
+        Ok(total)
+    }
+
+    /// Reads on after the `filled` bytes until they are a largest chunk or the reader ends;
+    /// returns whether it ended.
+    fn fill(&mut self, reader: &mut dyn Read, filled: &mut usize) -> std::io::Result<bool> {
+        while *filled < LARGEST_CHUNK {
+            let end = *filled + READ_SIZE.min(LARGEST_CHUNK - *filled);
+            if self.bytes.len() < end {
+                self.bytes.resize(end, 0);
+            }
+            match reader.read(&mut self.bytes[*filled..end]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => *filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+        Ok(false)
     }
-    Ok(false)
 }
 
 #[cfg(test)]
@@ -132,11 +140,12 @@ mod tests {
     fn chunks_of(bytes: &[u8], step: usize) -> Vec<usize> {
         let mut lengths = Vec::new();
         let mut reader = Trickle { bytes, step };
-        let total = cut_reader(&mut reader, |chunk| {
-            lengths.push(chunk.len());
-            Ok(())
-        })
-        .unwrap();
+        let total = CutBuffer::default()
+            .cut_reader(&mut reader, |chunk| {
+                lengths.push(chunk.len());
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(total, bytes.len() as u64);
         lengths
     }
@@ -149,6 +158,36 @@ mod tests {
         assert_eq!(whole.iter().sum::<usize>(), bytes.len());
         assert!(whole.iter().all(|&n| n <= LARGEST_CHUNK));
         assert_eq!(chunks_of(&bytes, 4097), whole);
+    }
+
+    #[test]
+    fn a_buffer_kept_from_object_to_object_cuts_each_as_a_fresh_one() {
+        let objects = [
+            noise(20 << 20, 4),
+            noise(1000, 5),
+            Vec::new(),
+            noise(30 << 20, 6),
+        ];
+        let mut kept = CutBuffer::default();
+        for object in &objects {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            let total = kept
+                .cut_reader(
+                    &mut Trickle {
+                        bytes: object,
+                        step: 70_000,
+                    },
+                    |chunk| {
+                        chunks.push(chunk.to_vec());
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            assert_eq!(total, object.len() as u64);
+            assert_eq!(chunks.concat(), *object, "the bytes given are the object's");
+            let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+            assert_eq!(lengths, chunks_of(object, usize::MAX));
+        }
     }
 
     #[test]
@@ -166,12 +205,12 @@ mod tests {
             }
         }
         assert!(matches!(
-            cut_reader(&mut Broken, |_| Ok(())),
+            CutBuffer::default().cut_reader(&mut Broken, |_| Ok(())),
             Err(CutError::Read(_))
         ));
         let bytes = noise(10, 3);
         assert!(matches!(
-            cut_reader(&mut &bytes[..], |_| anyhow::bail!("full")),
+            CutBuffer::default().cut_reader(&mut &bytes[..], |_| anyhow::bail!("full")),
             Err(CutError::Chunk(_))
         ));
     }

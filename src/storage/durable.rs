@@ -33,7 +33,13 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// This machine's name, reduced to characters safe in a file name. A directory may be shared
 /// by several hosts, and a process ID says whether a writer is alive only on its own host.
-pub fn host_name() -> String {
+pub fn host_name() -> &'static str {
+    static HOST_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST_NAME.get_or_init(read_host_name)
+}
+
+/// [`host_name`], asked of the kernel (once a process: every put names a temporary file by it).
+fn read_host_name() -> String {
     let name = rustix::system::uname()
         .nodename()
         .to_string_lossy()

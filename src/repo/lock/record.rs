@@ -65,7 +65,7 @@ impl LockRecord {
         Ok(LockRecord {
             format: LOCK_FORMAT,
             kind,
-            host: crate::storage::durable::host_name(),
+            host: crate::storage::durable::host_name().to_owned(),
             pid,
             pid_start,
             taken: now.clone(),
@@ -215,12 +215,12 @@ mod tests {
         let host = crate::storage::durable::host_name();
         let now = SystemTime::now();
         let me = LockRecord::for_process(LockKind::Backup, std::process::id(), now).unwrap();
-        assert_eq!(liveness(&me, &host, now).unwrap(), Liveness::Live);
+        assert_eq!(liveness(&me, host, now).unwrap(), Liveness::Live);
 
         let dead = dead_pid();
-        let gone = record(&host, dead, me.pid_start, now);
+        let gone = record(host, dead, me.pid_start, now);
         assert_eq!(
-            liveness(&gone, &host, now).unwrap(),
+            liveness(&gone, host, now).unwrap(),
             Liveness::Stale(format!("process {dead} of this host no longer runs"))
         );
     }
@@ -235,7 +235,7 @@ mod tests {
             ..me
         };
         assert!(matches!(
-            liveness(&reused, &host, now).unwrap(),
+            liveness(&reused, host, now).unwrap(),
             Liveness::Stale(why) if why.contains("another process")
         ));
     }

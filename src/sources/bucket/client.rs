@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 
 use super::manifest::ObjectHeaders;
-use crate::config::BucketSettings;
+use crate::config::{BucketListing, BucketSettings};
 use crate::storage::s3::{no_such_bucket, request_failure};
 use crate::storage::{S3Settings, S3Storage};
 
@@ -77,6 +77,9 @@ pub struct BucketClient {
     bucket: String,
     /// `source.NAME`, named in errors.
     section: String,
+    listing: BucketListing,
+    /// Folders listed at once in a walk.
+    concurrency: usize,
 }
 
 impl BucketClient {
@@ -101,6 +104,8 @@ impl BucketClient {
             store,
             bucket: bucket.to_owned(),
             section: section.to_owned(),
+            listing: settings.listing,
+            concurrency: settings.concurrency,
         })
     }
 
@@ -116,9 +121,69 @@ impl BucketClient {
         }
     }
 
-    /// Every object under `prefix`, in key order (ListObjectsV2, a page at a time).
+    /// Every object under `prefix`, in key order: ListObjectsV2 a page at a time, one folder
+    /// after another or all at once as the source's `listing` says.
     pub fn list(&self, prefix: &str) -> anyhow::Result<Vec<Listed>> {
+        let mut listed = match self.listing {
+            BucketListing::Flat => self.list_level(prefix, None)?.0,
+            BucketListing::Walk => self.walk(prefix)?,
+        };
+        // Servers list in key byte order; the manifest relies on it, so it is not left to them.
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        listed.dedup_by(|a, b| a.key == b.key);
+        Ok(listed)
+    }
+
+    /// Lists each folder under `prefix` on its own (`delimiter=/`), `concurrency` at once.
+    fn walk(&self, prefix: &str) -> anyhow::Result<Vec<Listed>> {
         let mut listed = Vec::new();
+        let mut folders = vec![prefix.to_owned()];
+        std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel();
+            let mut running = 0;
+            loop {
+                while running < self.concurrency
+                    && let Some(folder) = folders.pop()
+                {
+                    let done = done.clone();
+                    scope.spawn(move || {
+                        let level = self.list_level(&folder, Some("/"));
+                        let _ = done.send((folder, level));
+                    });
+                    running += 1;
+                }
+                if running == 0 {
+                    return Ok(());
+                }
+                let (folder, level) = finished.recv().expect("a lister sends before it ends");
+                running -= 1;
+                let (objects, subfolders) = level?;
+                listed.extend(objects);
+                for subfolder in subfolders {
+                    // A folder is longer than the one it is in; a server that says otherwise
+                    // would have the walk go round for ever.
+                    if !(subfolder.len() > folder.len() && subfolder.starts_with(&folder)) {
+                        anyhow::bail!(
+                            "list {} under {folder:?}: the server answered with folder {subfolder:?}, which is not inside it; set {}.listing = \"flat\"",
+                            self.location(),
+                            self.section
+                        );
+                    }
+                    folders.push(subfolder);
+                }
+            }
+        })?;
+        Ok(listed)
+    }
+
+    /// The objects under `prefix` (every page), and with a `delimiter` the folders below it.
+    fn list_level(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> anyhow::Result<(Vec<Listed>, Vec<String>)> {
+        let mut listed = Vec::new();
+        let mut folders = Vec::new();
         let mut continuation: Option<String> = None;
         loop {
             let request = self
@@ -127,23 +192,25 @@ impl BucketClient {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_owned))
                 .set_continuation_token(continuation.take());
             let page = self
                 .store
                 .block_on(request.send())
                 .map_err(|e| self.failure(format!("list {}", self.location()), &e))?;
             listed.extend(page.contents().iter().filter_map(listed_object));
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|folder| folder.prefix().map(str::to_owned)),
+            );
             match page.next_continuation_token() {
                 Some(token) if page.is_truncated() == Some(true) => {
                     continuation = Some(token.to_owned())
                 }
-                _ => break,
+                _ => return Ok((listed, folders)),
             }
         }
-        // Servers list in key byte order; the manifest relies on it, so it is not left to them.
-        listed.sort_by(|a, b| a.key.cmp(&b.key));
-        listed.dedup_by(|a, b| a.key == b.key);
-        Ok(listed)
     }
 
     /// Reads `key`: its headers now, its body as the caller reads on. `None` if it is gone.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use super::client::{BucketClient, Listed};
 use super::diff::Step;
 use super::manifest::ObjectEntry;
-use crate::sources::cutter::{CutError, cut_reader};
+use crate::sources::cutter::{CutBuffer, CutError};
 use crate::sources::sink::SnapshotSink;
 
 /// Reads of one object in all before the snapshot fails.
@@ -124,13 +124,18 @@ fn work_through(
     outcomes: &Mutex<Vec<Outcome>>,
     failed: &AtomicBool,
 ) -> anyhow::Result<()> {
+    let mut reader = ObjectReader {
+        client,
+        sink,
+        buffer: CutBuffer::default(),
+    };
     while !failed.load(Ordering::Relaxed) {
         let Some(step) = queue.lock().expect("no worker panics holding it").next() else {
             return Ok(());
         };
         let outcome = match step {
-            Step::Refresh { listed, previous } => refresh(client, sink, listed, previous),
-            Step::Fetch { listed, previous } => fetch(client, sink, &listed, previous),
+            Step::Refresh { listed, previous } => reader.refresh(listed, previous),
+            Step::Fetch { listed, previous } => reader.fetch(&listed, previous),
             Step::Keep(_) => unreachable!("kept entries are not queued"),
         };
         match outcome {
@@ -147,67 +152,11 @@ fn work_through(
     Ok(())
 }
 
-/// Reads the headers of an object whose content is known; read whole if it changed meanwhile.
-fn refresh(
-    client: &BucketClient,
-    sink: &SnapshotSink<'_>,
-    listed: Listed,
-    previous: ObjectEntry,
-) -> anyhow::Result<Outcome> {
-    let Some((etag, mut headers, tag_count)) = client.head(&listed.key)? else {
-        return Ok(Outcome::Vanished(listed.key));
-    };
-    if etag != listed.etag {
-        return fetch(client, sink, &listed, Some(previous));
-    }
-    if tag_count > 0 {
-        headers.tags = client.tags(&listed.key)?;
-    }
-    let entry = Box::new(ObjectEntry {
-        last_modified: listed.last_modified,
-        headers,
-        ..previous.clone()
-    });
-    Ok(Outcome::Entry {
-        entry,
-        previous: Some(Box::new(previous)),
-        fetched_bytes: None,
-        changed_while_read: false,
-    })
-}
-
-/// Reads an object whole and stores its content, trying again when the read breaks off.
-fn fetch(
-    client: &BucketClient,
-    sink: &SnapshotSink<'_>,
-    listed: &Listed,
-    previous: Option<ObjectEntry>,
-) -> anyhow::Result<Outcome> {
-    let mut attempt = 1;
-    loop {
-        match read_once(client, sink, listed)? {
-            Read::Gone => return Ok(Outcome::Vanished(listed.key.clone())),
-            Read::Whole {
-                entry,
-                changed_while_read,
-            } => {
-                return Ok(Outcome::Entry {
-                    fetched_bytes: Some(entry.size),
-                    entry,
-                    previous: previous.map(Box::new),
-                    changed_while_read,
-                });
-            }
-            Read::BrokeOff(reason) if attempt < READ_ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!("{reason}; reading it again, attempt {attempt} of {READ_ATTEMPTS}");
-                std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
-            }
-            Read::BrokeOff(reason) => {
-                anyhow::bail!("{reason}; it was read {READ_ATTEMPTS} times, each broke off")
-            }
-        }
-    }
+/// One worker's reads: its client, where chunks go, and the buffer it cuts them in.
+struct ObjectReader<'r, 's> {
+    client: &'r BucketClient,
+    sink: &'r SnapshotSink<'s>,
+    buffer: CutBuffer,
 }
 
 /// One read of an object.
@@ -223,62 +172,116 @@ enum Read {
     BrokeOff(String),
 }
 
-fn read_once(
-    client: &BucketClient,
-    sink: &SnapshotSink<'_>,
-    listed: &Listed,
-) -> anyhow::Result<Read> {
-    // The SDK has retried the request itself; a failure left is the snapshot's.
-    let Some(fetched) = client.get(&listed.key)? else {
-        return Ok(Read::Gone);
-    };
-    let mut chunks = Vec::new();
-    let mut body = std::io::Read::take(fetched.body, fetched.size + 1);
-    let read = cut_reader(&mut body, |chunk| {
-        chunks.push(sink.store_chunk(chunk)?);
-        Ok(())
-    });
-    match read {
-        Ok(length) if length == fetched.size => {}
-        Ok(length) => {
-            return Ok(Read::BrokeOff(format!(
-                "read {:?} from {}: it gave {length} bytes where it announced {}",
-                listed.key,
-                client.location(),
-                fetched.size
-            )));
+impl ObjectReader<'_, '_> {
+    /// Reads the headers of an object whose content is known; read whole if it changed meanwhile.
+    fn refresh(&mut self, listed: Listed, previous: ObjectEntry) -> anyhow::Result<Outcome> {
+        let Some((etag, mut headers, tag_count)) = self.client.head(&listed.key)? else {
+            return Ok(Outcome::Vanished(listed.key));
+        };
+        if etag != listed.etag {
+            return self.fetch(&listed, Some(previous));
         }
-        Err(CutError::Read(e)) => return Ok(Read::BrokeOff(format!("{e}"))),
-        Err(CutError::Chunk(e)) => {
-            return Err(e).with_context(|| format!("store {:?}", listed.key));
+        if tag_count > 0 {
+            headers.tags = self.client.tags(&listed.key)?;
+        }
+        let entry = Box::new(ObjectEntry {
+            last_modified: listed.last_modified,
+            headers,
+            ..previous.clone()
+        });
+        Ok(Outcome::Entry {
+            entry,
+            previous: Some(Box::new(previous)),
+            fetched_bytes: None,
+            changed_while_read: false,
+        })
+    }
+
+    /// Reads an object whole and stores its content, trying again when the read breaks off.
+    fn fetch(&mut self, listed: &Listed, previous: Option<ObjectEntry>) -> anyhow::Result<Outcome> {
+        let mut attempt = 1;
+        loop {
+            match self.read_once(listed)? {
+                Read::Gone => return Ok(Outcome::Vanished(listed.key.clone())),
+                Read::Whole {
+                    entry,
+                    changed_while_read,
+                } => {
+                    return Ok(Outcome::Entry {
+                        fetched_bytes: Some(entry.size),
+                        entry,
+                        previous: previous.map(Box::new),
+                        changed_while_read,
+                    });
+                }
+                Read::BrokeOff(reason) if attempt < READ_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(
+                        "{reason}; reading it again, attempt {attempt} of {READ_ATTEMPTS}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
+                }
+                Read::BrokeOff(reason) => {
+                    anyhow::bail!("{reason}; it was read {READ_ATTEMPTS} times, each broke off")
+                }
+            }
         }
     }
-    let mut headers = fetched.headers;
-    if fetched.tag_count > 0 {
-        headers.tags = client.tags(&listed.key)?;
+
+    fn read_once(&mut self, listed: &Listed) -> anyhow::Result<Read> {
+        // The SDK has retried the request itself; a failure left is the snapshot's.
+        let Some(fetched) = self.client.get(&listed.key)? else {
+            return Ok(Read::Gone);
+        };
+        let mut chunks = Vec::new();
+        let mut body = std::io::Read::take(fetched.body, fetched.size + 1);
+        let sink = self.sink;
+        let read = self.buffer.cut_reader(&mut body, |chunk| {
+            chunks.push(sink.store_chunk(chunk)?);
+            Ok(())
+        });
+        match read {
+            Ok(length) if length == fetched.size => {}
+            Ok(length) => {
+                return Ok(Read::BrokeOff(format!(
+                    "read {:?} from {}: it gave {length} bytes where it announced {}",
+                    listed.key,
+                    self.client.location(),
+                    fetched.size
+                )));
+            }
+            Err(CutError::Read(e)) => return Ok(Read::BrokeOff(format!("{e}"))),
+            Err(CutError::Chunk(e)) => {
+                return Err(e).with_context(|| format!("store {:?}", listed.key));
+            }
+        }
+        let mut headers = fetched.headers;
+        if fetched.tag_count > 0 {
+            headers.tags = self.client.tags(&listed.key)?;
+        }
+        // The listing's time is kept (to the millisecond, as the next listing will show it) only
+        // when this read is of the object listed; otherwise the read's own.
+        let as_listed = listed
+            .etag
+            .as_ref()
+            .is_none_or(|etag| Some(etag) == fetched.etag.as_ref())
+            && listed.modified_secs == fetched.modified_secs
+            && listed.size == fetched.size;
+        let entry = Box::new(ObjectEntry {
+            key: listed.key.clone(),
+            size: fetched.size,
+            etag: fetched.etag,
+            last_modified: if as_listed {
+                listed.last_modified.clone()
+            } else {
+                fetched.last_modified
+            },
+            headers,
+            chunks,
+        });
+        Ok(Read::Whole {
+            entry,
+            changed_while_read: !as_listed,
+        })
     }
-    // The listing's time is kept (to the millisecond, as the next listing will show it) only
-    // when this read is of the object listed; otherwise the read's own.
-    let as_listed = listed
-        .etag
-        .as_ref()
-        .is_none_or(|etag| Some(etag) == fetched.etag.as_ref())
-        && listed.modified_secs == fetched.modified_secs
-        && listed.size == fetched.size;
-    let entry = Box::new(ObjectEntry {
-        key: listed.key.clone(),
-        size: fetched.size,
-        etag: fetched.etag,
-        last_modified: if as_listed {
-            listed.last_modified.clone()
-        } else {
-            fetched.last_modified
-        },
-        headers,
-        chunks,
-    });
-    Ok(Read::Whole {
-        entry,
-        changed_while_read: !as_listed,
-    })
 }
