@@ -305,15 +305,7 @@ mod tests {
     #[test]
     fn no_compression_stores_a_file_in_more_than_max_stored_len() {
         // Incompressible bytes are the worst case for every compression.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..(1 << 20) + 12_345)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let noise = noise((1 << 20) + 12_345);
         let limit = max_stored_len(noise.len() as u64);
         for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
             let object = encode(compression, 1, &noise).unwrap();
@@ -322,16 +314,10 @@ mod tests {
         }
     }
 
+    /// Pseudo-random bytes, which no compression shrinks.
     fn noise(length: usize) -> Vec<u8> {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        (0..length)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..length).map(|_| rng.u8(..)).collect()
     }
 
     #[test]
