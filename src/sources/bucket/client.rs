@@ -147,7 +147,17 @@ impl BucketClient {
                 {
                     let done = done.clone();
                     scope.spawn(move || {
-                        let level = self.list_level(&folder, Some("/"));
+                        // A lister that panicked still answers: the walk keeps a sender itself,
+                        // so the channel never closes and would wait for the answer for ever.
+                        let level = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.list_level(&folder, Some("/"))
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(anyhow!(
+                                "list {} under {folder:?}: the lister panicked",
+                                self.location()
+                            ))
+                        });
                         let _ = done.send((folder, level));
                     });
                     running += 1;
