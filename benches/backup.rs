@@ -33,12 +33,15 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::cpu::{children_cpu, machine_cpu, server_cpu};
-use common::{gib, in_rotation, pgbackrest_program, remove_if_present, sync_all, tree_bytes};
+use common::{
+    gib, in_rotation, pgbackrest_program, remove_if_present, run_timed, succeeded, sync_all,
+    tree_bytes,
+};
 use testkit::Lab;
 use testkit::steps::{PrimaryOptions, archiving_primary};
 use testkit::{ThrowawayCluster, give_to_owner, owner_command};
@@ -129,12 +132,7 @@ fn time_command(
     let server_before = postmaster.map(server_cpu).transpose()?;
     let cpu_before = children_cpu()?;
     let (busy_before, iowait_before) = machine_cpu()?;
-    let started = Instant::now();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {shown}"))?;
-    let wall = started.elapsed();
+    let (output, wall) = run_timed(&mut command)?;
     let (busy_after, iowait_after) = machine_cpu()?;
     let cpu_after = children_cpu()?;
     let server_cpu_s = match (postmaster, server_before) {
@@ -145,14 +143,7 @@ fn time_command(
         }
         _ => 0.0,
     };
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim(),
-            String::from_utf8_lossy(&output.stdout).trim()
-        );
-    }
+    succeeded(&shown, &output)?;
     Ok((
         Sample {
             wall,

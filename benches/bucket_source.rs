@@ -47,14 +47,14 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::bucket::{Held, NewObject, TestClient};
 use common::cpu::{children_cpu, server_cpu};
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, start_server};
-use common::{in_rotation, remove_if_present, sync_all};
+use common::{in_rotation, remove_if_present, run_timed, succeeded, sync_all};
 use sha2::{Digest, Sha256};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
@@ -364,19 +364,8 @@ fn time_command(
     sync_all()?;
     let client_before = children_cpu()?;
     let server_before = server_cpu(&server_pid.to_string())?;
-    let started = Instant::now();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {shown}"))?;
-    let wall = started.elapsed();
-    ensure!(
-        output.status.success(),
-        "{shown} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim(),
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
+    let (output, wall) = run_timed(&mut command)?;
+    succeeded(&shown, &output)?;
     let client_cpu_s = children_cpu()? - client_before;
     let server_cpu_s = server_cpu(&server_pid.to_string())? - server_before;
     let flush_started = Instant::now();

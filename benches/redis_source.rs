@@ -39,12 +39,12 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::cpu::{children_cpu, machine_cpu, server_cpu};
-use common::{in_rotation, median, remove_if_present, sync_all};
+use common::{in_rotation, median, remove_if_present, run_timed, succeeded, sync_all};
 use testkit::{RedisOptions, RedisServer};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
@@ -166,19 +166,8 @@ fn sample_since(before: &CpuBefore, servers: &[u32], wall: Duration) -> anyhow::
 fn time_command(mut command: Command, servers: &[u32]) -> anyhow::Result<(Sample, String)> {
     let shown = format!("{command:?}");
     let before = cpu_before(servers)?;
-    let started = Instant::now();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {shown}"))?;
-    let wall = started.elapsed();
-    ensure!(
-        output.status.success(),
-        "{shown} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim(),
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
+    let (output, wall) = run_timed(&mut command)?;
+    succeeded(&shown, &output)?;
     let sample = sample_since(&before, servers, wall)?;
     Ok((sample, String::from_utf8_lossy(&output.stdout).into_owned()))
 }

@@ -220,3 +220,27 @@ pub fn owner_key_file(lab: &testkit::Lab, name: &str) -> anyhow::Result<PathBuf>
     testkit::owner::write_owned_file(&path, &format!("{key}\n"), 0o600)?;
     Ok(path)
 }
+
+/// Runs `command` to its end with no input: its output and its wall time.
+pub fn run_timed(
+    command: &mut Command,
+) -> anyhow::Result<(std::process::Output, std::time::Duration)> {
+    let started = std::time::Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {command:?}"))?;
+    Ok((output, started.elapsed()))
+}
+
+/// Fails with the output of `shown` unless it succeeded.
+pub fn succeeded(shown: &str, output: &std::process::Output) -> anyhow::Result<()> {
+    ensure!(
+        output.status.success(),
+        "{shown} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim(),
+        String::from_utf8_lossy(&output.stdout).trim()
+    );
+    Ok(())
+}
