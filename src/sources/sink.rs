@@ -3,14 +3,18 @@
 //! chunk named, compressed and stored once in the source's pool on all cores; and the list of
 //! chunks each stream is made of, in order.
 //!
-//! The writer blocks while every store worker is busy and one chunk per worker waits, so a
-//! fast source is held back to the repository's pace with a bounded amount of memory, and a
-//! slow repository never makes a snapshot's bytes pile up.
+//! The writer blocks while every store worker is busy and two chunks per core wait, so a fast
+//! source is held back to the repository's pace with a bounded amount of memory (at most a
+//! chunk per store worker, per waiting place and per writing thread, 16 MiB each at worst), and
+//! a slow repository never makes a snapshot's bytes pile up. Chunks a source cuts itself (a
+//! bucket's objects) are queued to the same workers, so the thread that read them goes on
+//! reading while they are stored.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::cutter::{Cutter, LARGEST_CHUNK};
 use crate::repo::blob_pool::{BlobPool, StoredChunk};
@@ -22,19 +26,81 @@ use crate::repo::source_catalog::{SnapshotSizes, SnapshotStream};
 /// moved about a quarter of a time on average, not once for every chunk cut before it.
 const PENDING_CAPACITY: usize = 4 * LARGEST_CHUNK;
 
+/// Where a stored chunk's reference goes.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// The `index`th chunk of stream `stream`.
+    Stream { stream: usize, index: usize },
+    /// A chunk a source cut itself, by the number [`SnapshotSink::queue_chunk`] gave it.
+    Loose(usize),
+}
+
+/// Store workers of a snapshot, whatever the cores.
+const MIN_STORE_WORKERS: usize = 8;
+
 /// A chunk on its way to a store worker.
 struct ChunkJob {
-    stream: usize,
-    index: usize,
+    slot: Slot,
     bytes: Vec<u8>,
 }
 
-/// What the workers stored, by (stream, index).
+/// What the workers stored: streams' chunks by (stream, index), loose chunks by number.
 #[derive(Default)]
 struct Stored {
     chunks: BTreeMap<(usize, usize), ChunkRef>,
+    loose: BTreeMap<usize, ChunkRef>,
+    /// Loose chunks stored so far (whether or not handed out since).
+    loose_stored: usize,
     sizes: SnapshotSizes,
+    /// A worker failed: what it was given may never be stored.
+    failed: bool,
 }
+
+/// [`Stored`], and a signal to whoever waits for loose chunks each time it changes.
+#[derive(Default)]
+struct Progress {
+    stored: Mutex<Stored>,
+    changed: Condvar,
+    buffers: Buffers,
+}
+
+impl Progress {
+    /// The lock on [`Stored`]; a worker that panicked never held it while changing it.
+    fn lock(&self) -> MutexGuard<'_, Stored> {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The buffers chunks travel to the store workers in, kept once used: a fresh allocation of a
+/// chunk's size costs the kernel a zeroed page for every 4 KiB of it, more than the copy into
+/// it. As many are kept as were ever in flight at once, which the job queue bounds.
+#[derive(Default)]
+struct Buffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Buffers {
+    /// A buffer holding a copy of `bytes`.
+    fn copy_of(&self, bytes: &[u8]) -> Vec<u8> {
+        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buffer = kept.unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(bytes);
+        buffer
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(buffer);
+    }
+}
+
+/// A chunk queued by [`SnapshotSink::queue_chunk`]: its reference, once stored, is had with
+/// [`SnapshotSink::stored_chunks`].
+#[derive(Debug)]
+pub struct QueuedChunk(usize);
 
 impl Stored {
     /// Counts a chunk stored or found (not its raw bytes: only streams' bytes are).
@@ -51,13 +117,15 @@ impl Stored {
 }
 
 /// Takes one snapshot's streams: hands out a writer per stream and stores what they are given.
-/// Chunks a source cuts itself (a bucket's objects) go straight to [`SnapshotSink::store_chunk`],
-/// from as many threads as it likes.
+/// Chunks a source cuts itself (a bucket's objects) go to [`SnapshotSink::queue_chunk`], from as
+/// many threads as it likes.
 pub struct SnapshotSink<'s> {
     jobs: SyncSender<ChunkJob>,
     streams: Vec<(String, u64)>,
     pool: &'s BlobPool<'s>,
-    stored: &'s Mutex<Stored>,
+    progress: &'s Progress,
+    /// Loose chunks queued so far.
+    queued: AtomicUsize,
 }
 
 /// Runs `snapshot` with a sink over `pool`, then waits for every chunk to be stored: the
@@ -67,19 +135,30 @@ pub fn take_snapshot<T>(
     pool: &BlobPool<'_>,
     snapshot: impl FnOnce(&mut SnapshotSink<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Vec<SnapshotStream>, SnapshotSizes)> {
-    // Twice the cores: a store worker spends much of each chunk waiting for its fsyncs (or an
-    // S3 round trip), not on a core.
-    let workers = 2 * std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let (jobs, receiver) = sync_channel(workers);
+    // Twice the cores, and at least eight: a store worker spends much of each chunk waiting for
+    // its fsyncs (or an S3 round trip), not on a core, and a bucket's small objects are mostly
+    // that wait.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = (2 * cores).max(MIN_STORE_WORKERS);
+    let (jobs, receiver) = sync_channel(2 * cores);
     let receiver = Arc::new(Mutex::new(receiver));
-    let stored = Mutex::new(Stored::default());
+    let progress = Progress::default();
     let (taken, store_results) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (receiver, stored) = (Arc::clone(&receiver), &stored);
-                scope.spawn(move || store_chunks(pool, &receiver, stored))
+                let (receiver, progress) = (Arc::clone(&receiver), &progress);
+                scope.spawn(move || {
+                    // A panic is a failure too: whoever waits for loose chunks must hear of it.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store_chunks(pool, &receiver, progress)
+                    }))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a chunk store worker panicked")));
+                    if result.is_err() {
+                        progress.lock().failed = true;
+                        progress.changed.notify_all();
+                    }
+                    result
+                })
             })
             .collect();
         drop(receiver);
@@ -87,7 +166,8 @@ pub fn take_snapshot<T>(
             jobs,
             streams: Vec::new(),
             pool,
-            stored: &stored,
+            progress: &progress,
+            queued: AtomicUsize::new(0),
         };
         let taken = snapshot(&mut sink);
         let SnapshotSink { jobs, streams, .. } = sink;
@@ -104,7 +184,7 @@ pub fn take_snapshot<T>(
         result?;
     }
     let (value, streams) = taken?;
-    let stored = stored.into_inner().expect("no worker panicked");
+    let stored = progress.stored.into_inner().expect("no worker panicked");
     Ok((value, assemble(streams, &stored.chunks)?, stored.sizes))
 }
 
@@ -142,7 +222,7 @@ fn assemble(
 fn store_chunks(
     pool: &BlobPool<'_>,
     jobs: &Mutex<Receiver<ChunkJob>>,
-    stored: &Mutex<Stored>,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
     loop {
         let job = match jobs.lock().expect("no worker panics holding it").recv() {
@@ -150,14 +230,25 @@ fn store_chunks(
             Err(_) => return Ok(()),
         };
         let chunk = pool.store(&job.bytes)?;
-        let mut stored = stored.lock().expect("no worker panics holding it");
+        let size = job.bytes.len() as u64;
+        progress.buffers.give_back(job.bytes);
+        let mut stored = progress.lock();
         stored.count(&chunk);
-        stored.sizes.raw += job.bytes.len() as u64;
         let reference = ChunkRef {
             name: chunk.name,
-            size: job.bytes.len() as u64,
+            size,
         };
-        stored.chunks.insert((job.stream, job.index), reference);
+        match job.slot {
+            Slot::Stream { stream, index } => {
+                stored.sizes.raw += reference.size;
+                stored.chunks.insert((stream, index), reference);
+            }
+            Slot::Loose(number) => {
+                stored.loose.insert(number, reference);
+                stored.loose_stored += 1;
+                progress.changed.notify_all();
+            }
+        }
     }
 }
 
@@ -176,18 +267,46 @@ impl<'s> SnapshotSink<'s> {
         }
     }
 
-    /// Stores one chunk a source cut itself, on the calling thread; counted in the snapshot's
-    /// sizes as a stream's chunks are, but part of no stream.
-    pub fn store_chunk(&self, bytes: &[u8]) -> anyhow::Result<ChunkRef> {
-        let chunk = self.pool.store(bytes)?;
-        self.stored
-            .lock()
-            .expect("no worker panics holding it")
-            .count(&chunk);
-        Ok(ChunkRef {
-            name: chunk.name,
-            size: bytes.len() as u64,
-        })
+    /// Queues one chunk a source cut itself to be stored (waiting while every store worker is
+    /// busy and one chunk per worker waits); counted in the snapshot's sizes as a stream's
+    /// chunks are, but part of no stream. Its reference comes from [`Self::stored_chunks`].
+    pub fn queue_chunk(&self, bytes: &[u8]) -> anyhow::Result<QueuedChunk> {
+        let number = self.queued.fetch_add(1, Ordering::Relaxed);
+        let job = ChunkJob {
+            slot: Slot::Loose(number),
+            bytes: self.progress.buffers.copy_of(bytes),
+        };
+        self.jobs.send(job).map_err(|_| {
+            anyhow::anyhow!("the repository stopped taking chunks (its error follows)")
+        })?;
+        Ok(QueuedChunk(number))
+    }
+
+    /// Waits until every chunk queued so far is stored, then hands out the references of
+    /// `queued`, in order. Call it once every thread that queues has stopped; an error means a
+    /// store failed (the snapshot's error says which).
+    pub fn stored_chunks(&self, queued: Vec<QueuedChunk>) -> anyhow::Result<Vec<ChunkRef>> {
+        let mut stored = self.progress.lock();
+        while stored.loose_stored < self.queued.load(Ordering::Relaxed) && !stored.failed {
+            stored = self
+                .progress
+                .changed
+                .wait(stored)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        anyhow::ensure!(
+            !stored.failed,
+            "the repository stopped taking chunks (its error follows)"
+        );
+        queued
+            .into_iter()
+            .map(|QueuedChunk(number)| {
+                stored
+                    .loose
+                    .remove(&number)
+                    .ok_or_else(|| anyhow::anyhow!("chunk {number} was handed out twice"))
+            })
+            .collect()
     }
 
     /// The pool the snapshot stores into, where earlier snapshots' chunks are read back.
@@ -224,9 +343,11 @@ impl StreamWriter<'_, '_> {
         let uncut = &self.pending[self.cut_to..];
         let length = self.cutter.next_length(uncut);
         let job = ChunkJob {
-            stream: self.stream,
-            index: self.next_index,
-            bytes: uncut[..length].to_vec(),
+            slot: Slot::Stream {
+                stream: self.stream,
+                index: self.next_index,
+            },
+            bytes: self.sink.progress.buffers.copy_of(&uncut[..length]),
         };
         self.cut_to += length;
         self.next_index += 1;

@@ -1,6 +1,8 @@
 //! Carrying out a snapshot's plan: objects to read are read by `concurrency` threads at once,
-//! each cutting its object's body into chunks as it arrives and storing them before reading on
-//! (so a fast bucket is held to the repository's pace with a bounded amount of memory). An
+//! each cutting its object's body into chunks as it arrives and queueing them to the sink's
+//! store workers, so a read never waits for a store's fsyncs unless every store worker is busy
+//! and the queue full (which holds a fast bucket to the repository's pace with a bounded amount
+//! of memory). An
 //! object whose read breaks off is read again from the start, a bounded number of times. Every
 //! header recorded comes from the read that gave the bytes, never from the listing, so an object
 //! replaced between the listing and its read is recorded as it was read.
@@ -15,7 +17,7 @@ use super::client::{BucketClient, Listed};
 use super::diff::Step;
 use super::manifest::ObjectEntry;
 use crate::sources::cutter::{CutBuffer, CutError};
-use crate::sources::sink::SnapshotSink;
+use crate::sources::sink::{QueuedChunk, SnapshotSink};
 
 /// Reads of one object in all before the snapshot fails.
 const READ_ATTEMPTS: u32 = 4;
@@ -40,6 +42,8 @@ pub struct Fetched {
 enum Outcome {
     Entry {
         entry: Box<ObjectEntry>,
+        /// The chunks of a read object, queued to be stored: the entry's, once stored.
+        queued: Option<Vec<QueuedChunk>>,
         previous: Option<Box<ObjectEntry>>,
         fetched_bytes: Option<u64>,
         changed_while_read: bool,
@@ -79,7 +83,12 @@ pub fn carry_out(
     for result in results {
         result?;
     }
-    for outcome in outcomes.into_inner().expect("no worker panicked") {
+    for mut outcome in outcomes.into_inner().expect("no worker panicked") {
+        if let Outcome::Entry { entry, queued, .. } = &mut outcome
+            && let Some(queued) = queued.take()
+        {
+            entry.chunks = sink.stored_chunks(queued)?;
+        }
         fetched.add(outcome);
     }
     Ok(fetched)
@@ -94,6 +103,7 @@ impl Fetched {
                 previous,
                 fetched_bytes,
                 changed_while_read,
+                ..
             } => {
                 if let Some(bytes) = fetched_bytes {
                     self.fetched += 1;
@@ -161,8 +171,10 @@ struct ObjectReader<'r, 's> {
 
 /// One read of an object.
 enum Read {
+    /// Its chunks are queued to be stored; the entry's own list is empty until they are.
     Whole {
         entry: Box<ObjectEntry>,
+        queued: Vec<QueuedChunk>,
         changed_while_read: bool,
     },
     /// Deleted since it was listed.
@@ -191,6 +203,7 @@ impl ObjectReader<'_, '_> {
         });
         Ok(Outcome::Entry {
             entry,
+            queued: None,
             previous: Some(Box::new(previous)),
             fetched_bytes: None,
             changed_while_read: false,
@@ -205,11 +218,13 @@ impl ObjectReader<'_, '_> {
                 Read::Gone => return Ok(Outcome::Vanished(listed.key.clone())),
                 Read::Whole {
                     entry,
+                    queued,
                     changed_while_read,
                 } => {
                     return Ok(Outcome::Entry {
                         fetched_bytes: Some(entry.size),
                         entry,
+                        queued: Some(queued),
                         previous: previous.map(Box::new),
                         changed_while_read,
                     });
@@ -233,11 +248,11 @@ impl ObjectReader<'_, '_> {
         let Some(fetched) = self.client.get(&listed.key)? else {
             return Ok(Read::Gone);
         };
-        let mut chunks = Vec::new();
+        let mut queued = Vec::new();
         let mut body = std::io::Read::take(fetched.body, fetched.size + 1);
         let sink = self.sink;
         let read = self.buffer.cut_reader(&mut body, |chunk| {
-            chunks.push(sink.store_chunk(chunk)?);
+            queued.push(sink.queue_chunk(chunk)?);
             Ok(())
         });
         match read {
@@ -277,10 +292,11 @@ impl ObjectReader<'_, '_> {
                 fetched.last_modified
             },
             headers,
-            chunks,
+            chunks: Vec::new(),
         });
         Ok(Read::Whole {
             entry,
+            queued,
             changed_while_read: !as_listed,
         })
     }

@@ -88,3 +88,75 @@ fn a_failing_repository_fails_the_snapshot() {
     let error = snapshot_of(&area.blobs(), &noise(20 << 20, 3), 4096).unwrap_err();
     assert!(format!("{error:#}").contains("store chunk "), "{error:#}");
 }
+
+#[test]
+fn chunks_queued_from_many_threads_come_back_in_the_order_each_thread_queued_them() {
+    let repo = Arc::new(test_repository(Box::new(MemoryStorage::new())));
+    let area = repo.open_or_create_source("uploads", "bucket").unwrap();
+    let pieces: Vec<Vec<u8>> = (0..24)
+        .map(|seed| noise(70_000 + seed * 13, seed as u64))
+        .collect();
+    let ((), streams, sizes) = take_snapshot(&area.blobs(), |sink| {
+        let sink: &SnapshotSink<'_> = sink;
+        let pieces = &pieces;
+        let queued: Vec<Vec<QueuedChunk>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = pieces
+                .chunks(6)
+                .map(|mine| {
+                    scope.spawn(move || {
+                        mine.iter()
+                            .map(|piece| sink.queue_chunk(piece).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (thread, queued) in queued.into_iter().enumerate() {
+            let references = sink.stored_chunks(queued)?;
+            for (i, reference) in references.iter().enumerate() {
+                let piece = &pieces[thread * 6 + i];
+                assert_eq!(reference.size, piece.len() as u64);
+                let mut back = Vec::new();
+                sink.pool().get_chunk(reference, &mut back)?;
+                assert!(
+                    back == *piece,
+                    "chunk {i} of thread {thread} reads back different"
+                );
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(streams.is_empty());
+    assert_eq!(sizes.chunks, 24);
+    assert_eq!(sizes.raw, 0, "loose chunks are not a stream's bytes");
+}
+
+#[test]
+fn waiting_for_queued_chunks_ends_with_an_error_when_the_repository_fails() {
+    let storage = Arc::new(FaultyStorage::new(MemoryStorage::new(), FaultPlan::none()));
+    let repo = Arc::new(test_repository(Box::new(Arc::clone(&storage))));
+    // On a thread of its own, so a wait that never ends fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let area = repo.open_or_create_source("uploads", "bucket").unwrap();
+        storage.set_plan(FaultPlan {
+            after_effect: false,
+            ..FaultPlan::failing(1.0, 7)
+        });
+        let result = take_snapshot(&area.blobs(), |sink| {
+            let mut queued = Vec::new();
+            for seed in 0..3 {
+                queued.push(sink.queue_chunk(&noise(50_000, seed))?);
+            }
+            sink.stored_chunks(queued).map(|_| ())
+        });
+        done.send(result.map(|_| ())).unwrap();
+    });
+    let result = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the wait for queued chunks ended");
+    let error = result.unwrap_err();
+    assert!(format!("{error:#}").contains("store chunk "), "{error:#}");
+}
