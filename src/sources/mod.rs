@@ -2,8 +2,9 @@
 //! what every kind of source shares — one [`Source`] trait, taking a snapshot into the
 //! repository (`take`: lock, sink, record last), the sink a snapshot streams into (`sink`),
 //! reading a stored stream back (`reader`), where chunks end (`cutter`) — and each kind with
-//! its own protocol (`redis`, `bucket`).
+//! its own protocol (`redis`, `bucket`, `azure_table`).
 
+pub mod azure_table;
 pub mod bucket;
 pub mod cutter;
 pub mod reader;
