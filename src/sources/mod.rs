@@ -79,6 +79,8 @@ pub enum RestoreTarget {
     },
     /// One object of a bucket snapshot, as a new local file.
     File { key: String, path: PathBuf },
+    /// A table of an Azure Table snapshot, or part of it, into a table of the account.
+    AzureTable(azure_table::restore::TableTarget),
 }
 
 /// What a snapshot holds, in a few words: what its kind records of it, else its size.
@@ -91,6 +93,9 @@ pub fn describe(record: &SnapshotRecord) -> String {
                 .map(|meta| format!("{size} {}", meta.describe()))
         }
         "bucket" => bucket::bucket_meta(record).ok().map(|meta| meta.describe()),
+        "azure-table" => azure_table::table_meta(record)
+            .ok()
+            .map(|meta| meta.describe()),
         _ => None,
     };
     recorded.unwrap_or_else(|| format!("{size} ({} snapshot)", record.kind))
@@ -129,5 +134,8 @@ pub fn open(settings: &SourceSettings) -> Box<dyn Source> {
     match &settings.kind {
         SourceKind::Redis(redis) => Box::new(redis::RedisSource::new(redis)),
         SourceKind::Bucket(bucket) => Box::new(bucket::BucketSource::new(&settings.name, bucket)),
+        SourceKind::AzureTable(tables) => {
+            Box::new(azure_table::AzureTableSource::new(&settings.name, tables))
+        }
     }
 }

@@ -45,6 +45,7 @@ impl WriteMode {
 /// One operation of a batch, framed as its part of the request body.
 struct Operation {
     partition_key: String,
+    row_key: String,
     part: Vec<u8>,
 }
 
@@ -81,6 +82,11 @@ impl Batch {
         self.operations.is_empty()
     }
 
+    /// The RowKey of the `index`th operation.
+    pub fn row_key(&self, index: usize) -> Option<&str> {
+        self.operations.get(index).map(|op| op.row_key.as_str())
+    }
+
     /// Adds `entity`'s write; `Ok(false)` (and nothing added) when it would break the batch's
     /// operation or byte limit. An entity of another partition is an error: a batch never
     /// spans two.
@@ -101,6 +107,7 @@ impl Batch {
         self.bytes += part.len();
         self.operations.push(Operation {
             partition_key: entity.partition_key.clone(),
+            row_key: entity.row_key.clone(),
             part,
         });
         Ok(true)
@@ -363,6 +370,7 @@ mod tests {
         // And one that came in another way is refused before it is sent.
         batch.operations.push(Operation {
             partition_key: "p2".into(),
+            row_key: "r".into(),
             part: Vec::new(),
         });
         let error = batch.body("http://h/a", "T").unwrap_err().to_string();
