@@ -454,7 +454,8 @@ impl TableClient {
         if !content_type.is_empty() {
             builder = builder.header("Content-Type", content_type);
         }
-        if call.method == Method::POST {
+        if call.method == Method::POST && call.path == "Tables" {
+            // Create Table: no need for the new table's description back.
             builder = builder.header("Prefer", "return-no-content");
         }
         if let Credentials::SharedKey { key } = &self.credentials {
