@@ -11,6 +11,8 @@ use tidemark::config::{Config, ConfigChoice};
 use tidemark::program::{self, Finished};
 use tidemark::repo::Repository;
 use tidemark::repo::source_catalog::SnapshotRecord;
+use tidemark::sources::azure_table::batch::WriteMode;
+use tidemark::sources::azure_table::restore::TableTarget;
 use tidemark::sources::bucket::restore::BucketTarget;
 use tidemark::sources::{self, RestoreTarget};
 use tidemark::units;
@@ -26,6 +28,11 @@ pub enum SourceCommand {
     /// arrives and checked as it goes (header, version, end marker, CRC-64); a snapshot that
     /// fails a check is not recorded and the command exits 1. Content already stored by an
     /// earlier snapshot is not stored again. The ACL user needs +sync +replconf +info.
+    ///
+    /// Azure Table: every configured table (or every table, tables = "*") read page by page,
+    /// `concurrency` tables at once, into a stream of JSON lines per table, each property with
+    /// its EDM type. A scan is not a point-in-time image: the record keeps each table's entity
+    /// and partition counts and when its scan began and ended.
     #[command(verbatim_doc_comment)]
     Backup {
         /// The source: a [source.NAME] section of the configuration
@@ -43,6 +50,9 @@ pub enum SourceCommand {
     ///
     /// Redis: connects and authenticates, reads the server's version and role, and checks that
     /// the user may run SYNC, REPLCONF and INFO (ACL DRYRUN, where the user may ask).
+    ///
+    /// Azure Table: reads the key (key_file, mode 0600, or AZURE_STORAGE_KEY), lists the
+    /// account's tables and checks that every configured one exists.
     #[command(verbatim_doc_comment)]
     Check {
         /// The source: a [source.NAME] section of the configuration
@@ -73,6 +83,18 @@ pub enum SourceCommand {
     ///                      The source bucket itself only with --in-place.
     ///   --key K --to-file PATH   one object as a new local file (fsynced, never over a file).
     ///
+    /// Azure Table:
+    ///   --table T    writes table T of the snapshot into the account, as T or --as T2 (created
+    ///                when missing); only --partition PK, only one entity (--partition PK
+    ///                --row RK), or only the entities an OData --filter matches (comparisons
+    ///                eq ne gt ge lt le, and/or/not, parentheses; literals 'text', 42, 42L,
+    ///                4.2, true, datetime'…', guid'…', X'…'; evaluated over the snapshot).
+    ///                --mode insert (the default) writes nothing if any wanted entity exists
+    ///                in the target and lists every one; merge and replace upsert. Written in
+    ///                transactions of one partition, at most 100 entities and 4 MiB each.
+    ///                --dry-run prints the entities per partition (and an insert's
+    ///                conflicts) and writes nothing.
+    ///
     /// Which snapshot: --snapshot ID (default latest), or --at TIME: the newest that started
     /// at or before TIME ('YYYY-MM-DD HH:MM:SS+00' or RFC 3339).
     #[command(verbatim_doc_comment)]
@@ -80,7 +102,8 @@ pub enum SourceCommand {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "into", "to_bucket", "to_file"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "into", "to_bucket", "to_file", "table"])))]
+#[command(group(clap::ArgGroup::new("writes_into_account").args(["to_bucket", "table"])))]
 pub struct RestoreArgs {
     /// The source: a [source.NAME] section of the configuration
     name: String,
@@ -128,8 +151,8 @@ pub struct RestoreArgs {
     /// Put the objects under this prefix instead of the source's
     #[arg(long, value_name = "PREFIX", requires = "to_bucket")]
     prefix: Option<String>,
-    /// Print what would change in the bucket, and change nothing
-    #[arg(long, requires = "to_bucket")]
+    /// Print what would change in the bucket (or the entities per partition), and change nothing
+    #[arg(long, requires = "writes_into_account")]
     dry_run: bool,
     /// Delete objects of the bucket (under the prefix) that the snapshot lacks
     #[arg(long, requires = "to_bucket", conflicts_with = "key")]
@@ -143,6 +166,32 @@ pub struct RestoreArgs {
     /// Write the object --key names to this new local file
     #[arg(long, value_name = "PATH", requires = "key")]
     to_file: Option<PathBuf>,
+    /// Restore this table of the Azure Table snapshot
+    #[arg(long, value_name = "T")]
+    table: Option<String>,
+    /// Into this table of the account instead (created when missing)
+    #[arg(long = "as", value_name = "T2", requires = "table")]
+    as_table: Option<String>,
+    /// Only this partition of the table
+    #[arg(long, value_name = "PK", requires = "table")]
+    partition: Option<String>,
+    /// Only this entity of --partition's
+    #[arg(long, value_name = "RK", requires = "partition")]
+    row: Option<String>,
+    /// Only the entities this OData filter matches (evaluated over the snapshot)
+    #[arg(long, value_name = "ODATA", requires = "table")]
+    filter: Option<String>,
+    /// How entities are written: insert (never over one that exists), merge or replace
+    #[arg(long, value_enum, default_value = "insert", requires = "table")]
+    mode: RestoreMode,
+}
+
+/// `--mode` of an Azure Table restore.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RestoreMode {
+    Insert,
+    Merge,
+    Replace,
 }
 
 pub fn run_source(choice: &ConfigChoice, command: SourceCommand) -> anyhow::Result<Finished> {
@@ -276,6 +325,20 @@ fn restore_target(args: &RestoreArgs) -> anyhow::Result<RestoreTarget> {
             },
             in_place: args.in_place,
         }
+    } else if let Some(table) = &args.table {
+        RestoreTarget::AzureTable(TableTarget {
+            table: table.clone(),
+            as_table: args.as_table.clone(),
+            partition: args.partition.clone(),
+            row: args.row.clone(),
+            filter: args.filter.clone(),
+            mode: match args.mode {
+                RestoreMode::Insert => WriteMode::Insert,
+                RestoreMode::Merge => WriteMode::Merge,
+                RestoreMode::Replace => WriteMode::Replace,
+            },
+            dry_run: args.dry_run,
+        })
     } else if let (Some(path), Some(key)) = (&args.to_file, &args.key) {
         RestoreTarget::File {
             key: key.clone(),

@@ -30,7 +30,8 @@ pub use schema::{
     RestoreConfig, RetentionConfig, StanzaConfig,
 };
 pub use sources::{
-    BucketListing, BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind, SourceSettings,
+    AzureTableSettings, BucketListing, BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind,
+    SourceSettings, TableChoice, is_table_name,
 };
 pub use stanza::{ConfigChoice, Selected};
 

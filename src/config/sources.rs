@@ -17,13 +17,20 @@ use crate::repo::retention::RetentionPolicy;
 use crate::storage::S3Credentials;
 
 /// The kinds of source Tidemark knows.
-pub const SOURCE_TYPES: [&str; 2] = ["redis", "bucket"];
+pub const SOURCE_TYPES: [&str; 3] = ["redis", "bucket", "azure-table"];
 
 /// Objects a bucket snapshot or restore transfers at once, unless `concurrency` says.
 const DEFAULT_BUCKET_CONCURRENCY: usize = 8;
 
 /// How long connecting to a source may take, unless `connect_timeout` says.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tables an Azure Table snapshot reads at once, and transactions a restore sends at once,
+/// unless `concurrency` says.
+const DEFAULT_TABLE_CONCURRENCY: usize = 8;
+
+/// How long one attempt of one Table storage request may take, unless `timeout` says.
+const DEFAULT_TABLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A source's section as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -46,8 +53,20 @@ struct SourceSection {
     credentials: Option<CredentialSource>,
     concurrency: Option<usize>,
     listing: Option<String>,
+    account: Option<String>,
+    tables: Option<WrittenTables>,
+    key_file: Option<PathBuf>,
+    timeout: Option<WrittenDuration>,
     #[serde(default)]
     retention: RetentionConfig,
+}
+
+/// `tables` as written: `"*"` or a list of names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum WrittenTables {
+    All(String),
+    Named(Vec<String>),
 }
 
 /// One configured source, checked.
@@ -63,6 +82,31 @@ pub struct SourceSettings {
 pub enum SourceKind {
     Redis(RedisSettings),
     Bucket(BucketSettings),
+    AzureTable(AzureTableSettings),
+}
+
+/// `type = "azure-table"`: tables of an Azure Storage account (or of Azurite).
+#[derive(Clone, Debug)]
+pub struct AzureTableSettings {
+    pub account: String,
+    /// The Table service's URL, without a trailing slash: as written, else
+    /// `https://ACCOUNT.table.core.windows.net`.
+    pub endpoint: String,
+    pub tables: TableChoice,
+    /// The account key or a SAS token, in a file of mode 0600; `None`: `AZURE_STORAGE_KEY`.
+    pub key_file: Option<PathBuf>,
+    /// Tables read at once by a snapshot, and transactions sent at once by a restore.
+    pub concurrency: usize,
+    /// One attempt of one request, connecting included.
+    pub timeout: Duration,
+}
+
+/// Which tables an Azure Table snapshot exports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableChoice {
+    /// Every table the account has when the snapshot is taken (`tables = "*"`).
+    All,
+    Named(Vec<String>),
 }
 
 /// `type = "bucket"`: an S3 bucket (or one on MinIO or another S3-compatible server), or the
@@ -111,6 +155,7 @@ impl SourceKind {
         match self {
             SourceKind::Redis(_) => "redis",
             SourceKind::Bucket(_) => "bucket",
+            SourceKind::AzureTable(_) => "azure-table",
         }
     }
 }
@@ -148,6 +193,7 @@ impl Config {
         let kind = match written.kind.as_str() {
             "redis" => SourceKind::Redis(redis_settings(&section, &written)?),
             "bucket" => SourceKind::Bucket(bucket_settings(&section, &written)?),
+            "azure-table" => SourceKind::AzureTable(azure_table_settings(&section, &written)?),
             other => bail!(
                 "{section}.type \"{other}\" is not a kind of source Tidemark knows: use {}",
                 SOURCE_TYPES.join(", ")
@@ -181,6 +227,7 @@ impl Config {
 
 fn redis_settings(section: &str, written: &SourceSection) -> anyhow::Result<RedisSettings> {
     refuse_keys_of_other_kinds(section, "redis", &written.bucket_keys())?;
+    refuse_keys_of_other_kinds(section, "redis", &written.azure_table_keys())?;
     let url = written
         .url
         .clone()
@@ -204,6 +251,7 @@ fn redis_settings(section: &str, written: &SourceSection) -> anyhow::Result<Redi
 
 fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<BucketSettings> {
     refuse_keys_of_other_kinds(section, "bucket", &written.redis_keys())?;
+    refuse_keys_of_other_kinds(section, "bucket", &written.azure_table_keys())?;
     let bucket = written
         .bucket
         .clone()
@@ -251,7 +299,108 @@ fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<Buc
     })
 }
 
+fn azure_table_settings(
+    section: &str,
+    written: &SourceSection,
+) -> anyhow::Result<AzureTableSettings> {
+    refuse_keys_of_other_kinds(section, "azure-table", &written.redis_keys())?;
+    let shared = ["endpoint", "concurrency"];
+    let bucket_only: Vec<(&'static str, bool)> = written
+        .bucket_keys()
+        .into_iter()
+        .filter(|(key, _)| !shared.contains(key))
+        .collect();
+    refuse_keys_of_other_kinds(section, "azure-table", &bucket_only)?;
+    let account = written
+        .account
+        .clone()
+        .filter(|account| !account.is_empty())
+        .with_context(|| format!("{section} has no account: add account = \"NAME\""))?;
+    if !account
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        bail!(
+            "{section}.account \"{account}\" is not a storage account's name: lowercase letters and digits only"
+        );
+    }
+    let endpoint = match &written.endpoint {
+        Some(endpoint) if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+            endpoint.trim_end_matches('/').to_owned()
+        }
+        Some(endpoint) => bail!(
+            "{section}.endpoint \"{endpoint}\" is not a URL: write http://HOST:PORT/ACCOUNT (an emulator) or https://HOST"
+        ),
+        None => format!("https://{account}.table.core.windows.net"),
+    };
+    let tables = match &written.tables {
+        None => bail!(
+            "{section} has no tables: add tables = [\"NAME\", …], or tables = \"*\" for every table"
+        ),
+        Some(WrittenTables::All(star)) if star == "*" => TableChoice::All,
+        Some(WrittenTables::All(other)) => bail!(
+            "{section}.tables \"{other}\" is neither \"*\" nor a list: write tables = [\"{other}\"]"
+        ),
+        Some(WrittenTables::Named(names)) if names.is_empty() => {
+            bail!("{section}.tables is empty: name at least one table, or write tables = \"*\"")
+        }
+        Some(WrittenTables::Named(names)) => {
+            if let Some(bad) = names.iter().find(|name| !is_table_name(name)) {
+                bail!(
+                    "{section}.tables names {bad:?}, which is no table's name: a letter, then 2 to 62 letters and digits"
+                );
+            }
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            TableChoice::Named(names)
+        }
+    };
+    let concurrency = written.concurrency.unwrap_or(DEFAULT_TABLE_CONCURRENCY);
+    if !(1..=64).contains(&concurrency) {
+        bail!("{section}.concurrency {concurrency} is out of range: use 1 to 64");
+    }
+    let timeout = match &written.timeout {
+        None => DEFAULT_TABLE_TIMEOUT,
+        Some(text) => parse_duration(&text.0)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{section}.timeout {:?} is not a duration: write a whole number and a unit, such as \"30s\"",
+                    text.0
+                )
+            })?,
+    };
+    Ok(AzureTableSettings {
+        account,
+        endpoint,
+        tables,
+        key_file: written.key_file.clone(),
+        concurrency,
+        timeout,
+    })
+}
+
+/// Table storage's rule for a table's name: a letter, then 2 to 62 letters and digits.
+pub fn is_table_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_alphabetic()
+        && bytes.iter().all(u8::is_ascii_alphanumeric)
+}
+
 impl SourceSection {
+    /// The keys only an Azure Table source takes, with whether each is set.
+    fn azure_table_keys(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("account", self.account.is_some()),
+            ("tables", self.tables.is_some()),
+            ("key_file", self.key_file.is_some()),
+            ("timeout", self.timeout.is_some()),
+        ]
+    }
+
     /// The keys only a Redis source takes, with whether each is set.
     fn redis_keys(&self) -> Vec<(&'static str, bool)> {
         vec![
@@ -286,9 +435,10 @@ fn refuse_keys_of_other_kinds(
     kind: &str,
     others: &[(&'static str, bool)],
 ) -> anyhow::Result<()> {
+    let article = if kind.starts_with('a') { "an" } else { "a" };
     match others.iter().find(|(_, set)| *set) {
         Some((key, _)) => bail!(
-            "{section}.{key} is not a setting of a {kind} source: remove it, or fix {section}.type"
+            "{section}.{key} is not a setting of {article} {kind} source: remove it, or fix {section}.type"
         ),
         None => Ok(()),
     }

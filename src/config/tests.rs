@@ -625,11 +625,105 @@ fn a_bucket_source_is_read_with_its_defaults() {
 }
 
 #[test]
+fn an_azure_table_source_is_read_with_its_defaults() {
+    let config = with_sources(
+        "[source.audit]\ntype = \"azure-table\"\naccount = \"myaccount\"\ntables = [\"Tenants\", \"AuditLog\", \"Tenants\"]\nkey_file = \"/etc/tidemark/azure.key\"\n\n[source.all]\ntype = \"azure-table\"\naccount = \"devstoreaccount1\"\nendpoint = \"http://127.0.0.1:10002/devstoreaccount1/\"\ntables = \"*\"\nconcurrency = 2\ntimeout = \"5s\"\n",
+    );
+    let source = config.source("audit").unwrap();
+    let SourceKind::AzureTable(tables) = &source.kind else {
+        panic!("an Azure Table source")
+    };
+    assert_eq!(source.kind.name(), "azure-table");
+    assert_eq!(tables.endpoint, "https://myaccount.table.core.windows.net");
+    assert_eq!(
+        tables.tables,
+        crate::config::TableChoice::Named(vec!["AuditLog".into(), "Tenants".into()])
+    );
+    assert_eq!(
+        tables.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/tidemark/azure.key"))
+    );
+    assert_eq!(
+        (tables.concurrency, tables.timeout),
+        (8, Duration::from_secs(30))
+    );
+    let SourceKind::AzureTable(all) = config.source("all").unwrap().kind else {
+        panic!("an Azure Table source")
+    };
+    assert_eq!(all.endpoint, "http://127.0.0.1:10002/devstoreaccount1");
+    assert_eq!(all.tables, crate::config::TableChoice::All);
+    assert_eq!((all.concurrency, all.timeout), (2, Duration::from_secs(5)));
+    assert_eq!(all.key_file, None);
+}
+
+#[test]
+fn a_mistake_in_an_azure_table_section_is_refused_in_one_line() {
+    let cases = [
+        (
+            "tables = \"*\"",
+            "source.t has no account: add account = \"NAME\"",
+        ),
+        (
+            "account = \"MyAccount\"\ntables = \"*\"",
+            "source.t.account \"MyAccount\" is not a storage account's name: lowercase letters and digits only",
+        ),
+        (
+            "account = \"a\"",
+            "source.t has no tables: add tables = [\"NAME\", …], or tables = \"*\" for every table",
+        ),
+        (
+            "account = \"a\"\ntables = \"Audit\"",
+            "source.t.tables \"Audit\" is neither \"*\" nor a list: write tables = [\"Audit\"]",
+        ),
+        (
+            "account = \"a\"\ntables = []",
+            "source.t.tables is empty: name at least one table, or write tables = \"*\"",
+        ),
+        (
+            "account = \"a\"\ntables = [\"audit-log\"]",
+            "source.t.tables names \"audit-log\", which is no table's name: a letter, then 2 to 62 letters and digits",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\nendpoint = \"127.0.0.1:10002\"",
+            "source.t.endpoint \"127.0.0.1:10002\" is not a URL: write http://HOST:PORT/ACCOUNT (an emulator) or https://HOST",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\ntimeout = \"0s\"",
+            "source.t.timeout \"0s\" is not a duration: write a whole number and a unit, such as \"30s\"",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\nconcurrency = 65",
+            "source.t.concurrency 65 is out of range: use 1 to 64",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\nbucket = \"b\"",
+            "source.t.bucket is not a setting of an azure-table source: remove it, or fix source.t.type",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\nurl = \"redis://h/\"",
+            "source.t.url is not a setting of an azure-table source: remove it, or fix source.t.type",
+        ),
+    ];
+    for (section, expected) in cases {
+        let config = with_sources(&format!("[source.t]\ntype = \"azure-table\"\n{section}\n"));
+        let error = config.source("t").unwrap_err().to_string();
+        assert_eq!(error, expected, "{section}");
+    }
+    let config = with_sources(
+        "[source.t]\ntype = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\ntables = \"*\"\n",
+    );
+    assert_eq!(
+        config.source("t").unwrap_err().to_string(),
+        "source.t.tables is not a setting of a bucket source: remove it, or fix source.t.type"
+    );
+}
+
+#[test]
 fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_then() {
     let cases = [
         (
             "type = \"memcached\"\nurl = \"redis://h/\"",
-            "source.cache.type \"memcached\" is not a kind of source Tidemark knows: use redis, bucket",
+            "source.cache.type \"memcached\" is not a kind of source Tidemark knows: use redis, bucket, azure-table",
         ),
         (
             "type = \"redis\"",

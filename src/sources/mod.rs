@@ -2,8 +2,9 @@
 //! what every kind of source shares — one [`Source`] trait, taking a snapshot into the
 //! repository (`take`: lock, sink, record last), the sink a snapshot streams into (`sink`),
 //! reading a stored stream back (`reader`), where chunks end (`cutter`) — and each kind with
-//! its own protocol (`redis`, `bucket`).
+//! its own protocol (`redis`, `bucket`, `azure_table`).
 
+pub mod azure_table;
 pub mod bucket;
 pub mod cutter;
 pub mod reader;
@@ -78,6 +79,8 @@ pub enum RestoreTarget {
     },
     /// One object of a bucket snapshot, as a new local file.
     File { key: String, path: PathBuf },
+    /// A table of an Azure Table snapshot, or part of it, into a table of the account.
+    AzureTable(azure_table::restore::TableTarget),
 }
 
 /// What a snapshot holds, in a few words: what its kind records of it, else its size.
@@ -90,6 +93,9 @@ pub fn describe(record: &SnapshotRecord) -> String {
                 .map(|meta| format!("{size} {}", meta.describe()))
         }
         "bucket" => bucket::bucket_meta(record).ok().map(|meta| meta.describe()),
+        "azure-table" => azure_table::table_meta(record)
+            .ok()
+            .map(|meta| meta.describe()),
         _ => None,
     };
     recorded.unwrap_or_else(|| format!("{size} ({} snapshot)", record.kind))
@@ -128,5 +134,8 @@ pub fn open(settings: &SourceSettings) -> Box<dyn Source> {
     match &settings.kind {
         SourceKind::Redis(redis) => Box::new(redis::RedisSource::new(redis)),
         SourceKind::Bucket(bucket) => Box::new(bucket::BucketSource::new(&settings.name, bucket)),
+        SourceKind::AzureTable(tables) => {
+            Box::new(azure_table::AzureTableSource::new(&settings.name, tables))
+        }
     }
 }

@@ -117,11 +117,13 @@ impl Stored {
 }
 
 /// Takes one snapshot's streams: hands out a writer per stream and stores what they are given.
-/// Chunks a source cuts itself (a bucket's objects) go to [`SnapshotSink::queue_chunk`], from as
-/// many threads as it likes.
+/// Several streams may be written at once, from as many threads (an Azure Table source writes
+/// a stream per table, tables read in parallel). Chunks a source cuts itself (a bucket's
+/// objects) go to [`SnapshotSink::queue_chunk`], from as many threads as it likes.
 pub struct SnapshotSink<'s> {
     jobs: SyncSender<ChunkJob>,
-    streams: Vec<(String, u64)>,
+    /// Each stream's name and, once finished, its size; in the order they were begun.
+    streams: Mutex<Vec<(String, u64)>>,
     pool: &'s BlobPool<'s>,
     progress: &'s Progress,
     /// Loose chunks queued so far.
@@ -164,7 +166,7 @@ pub fn take_snapshot<T>(
         drop(receiver);
         let mut sink = SnapshotSink {
             jobs,
-            streams: Vec::new(),
+            streams: Mutex::new(Vec::new()),
             pool,
             progress: &progress,
             queued: AtomicUsize::new(0),
@@ -173,6 +175,9 @@ pub fn take_snapshot<T>(
         let SnapshotSink { jobs, streams, .. } = sink;
         // With the sender gone, the workers finish what is queued and stop.
         drop(jobs);
+        let streams = streams
+            .into_inner()
+            .expect("no stream writer panicked holding it");
         let taken = taken.map(|value| (value, streams));
         let results: Vec<anyhow::Result<()>> = handles
             .into_iter()
@@ -254,10 +259,14 @@ fn store_chunks(
 
 impl<'s> SnapshotSink<'s> {
     /// A writer for the next stream, stored under `name`; [`StreamWriter::finish`] ends it.
-    pub fn stream(&mut self, name: &str) -> StreamWriter<'_, 's> {
-        self.streams.push((name.to_owned(), 0));
+    pub fn stream(&self, name: &str) -> StreamWriter<'_, 's> {
+        let mut streams = self
+            .streams
+            .lock()
+            .expect("no stream writer panics holding it");
+        streams.push((name.to_owned(), 0));
         StreamWriter {
-            stream: self.streams.len() - 1,
+            stream: streams.len() - 1,
             sink: self,
             pending: Vec::with_capacity(PENDING_CAPACITY),
             cut_to: 0,
@@ -317,7 +326,7 @@ impl<'s> SnapshotSink<'s> {
 
 /// One stream of a snapshot: bytes written are cut into chunks and queued to be stored.
 pub struct StreamWriter<'w, 's> {
-    sink: &'w mut SnapshotSink<'s>,
+    sink: &'w SnapshotSink<'s>,
     stream: usize,
     /// Bytes received: those before `cut_to` are queued already; fewer than a largest chunk
     /// follow it once each write returns.
@@ -334,7 +343,11 @@ impl StreamWriter<'_, '_> {
         while self.cut_to < self.pending.len() {
             self.cut_one()?;
         }
-        self.sink.streams[self.stream].1 = self.written;
+        self.sink
+            .streams
+            .lock()
+            .expect("no stream writer panics holding it")[self.stream]
+            .1 = self.written;
         Ok(self.written)
     }
 

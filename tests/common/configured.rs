@@ -1,6 +1,6 @@
 //! Tidemark run directly (as the current user) with a configuration file of a test's own: its
 //! output when it succeeds, its one error line when it refuses (exit 1), its JSON. The
-//! environment's credentials for Redis and S3 are removed, so only the file speaks.
+//! environment's credentials for Redis, S3 and Azure are removed, so only the file speaks.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -21,6 +21,7 @@ impl Configured {
             .env_remove("REDISCLI_AUTH")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AZURE_STORAGE_KEY")
             .arg("--config")
             .arg(&self.config)
             .args(args)

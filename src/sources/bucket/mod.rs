@@ -203,7 +203,9 @@ impl Source for BucketSource {
                     entries[0].size
                 ))
             }
-            RestoreTarget::RedisDir { .. } | RestoreTarget::RedisInto { .. } => bail!(
+            RestoreTarget::RedisDir { .. }
+            | RestoreTarget::RedisInto { .. }
+            | RestoreTarget::AzureTable(_) => bail!(
                 "source '{}' is a bucket: restore it with --to-bucket NAME, or one object with --key KEY --to-file PATH",
                 self.name
             ),

@@ -106,7 +106,10 @@ impl Source for RedisSource {
         snapshot: &SnapshotRecord,
         target: &RestoreTarget,
     ) -> anyhow::Result<String> {
-        if let RestoreTarget::Bucket { .. } | RestoreTarget::File { .. } = target {
+        if let RestoreTarget::Bucket { .. }
+        | RestoreTarget::File { .. }
+        | RestoreTarget::AzureTable(_) = target
+        {
             bail!(
                 "source '{}' is a Redis source: restore it with --to DIR or --into URL",
                 snapshot.source
@@ -154,7 +157,9 @@ impl Source for RedisSource {
                 };
                 restoring.load_into(&self.other_server(url)?, reader, &options)
             }
-            RestoreTarget::Bucket { .. } | RestoreTarget::File { .. } => {
+            RestoreTarget::Bucket { .. }
+            | RestoreTarget::File { .. }
+            | RestoreTarget::AzureTable(_) => {
                 unreachable!("refused above")
             }
         }

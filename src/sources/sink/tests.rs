@@ -160,3 +160,47 @@ fn waiting_for_queued_chunks_ends_with_an_error_when_the_repository_fails() {
     let error = result.unwrap_err();
     assert!(format!("{error:#}").contains("store chunk "), "{error:#}");
 }
+
+#[test]
+fn streams_written_at_once_from_several_threads_each_read_back_whole() {
+    let repo = Arc::new(test_repository(Box::new(MemoryStorage::new())));
+    let area = repo.open_or_create_source("tables", "azure-table").unwrap();
+    let contents: Vec<Vec<u8>> = (0..4)
+        .map(|i| noise((6 << 20) + i * 1000, 40 + i as u64))
+        .collect();
+    let ((), streams, _) = take_snapshot(&area.blobs(), |sink| {
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = contents
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| {
+                    let sink = &*sink;
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        let mut writer = sink.stream(&format!("table-{i}"));
+                        for part in bytes.chunks(100_003) {
+                            writer.write_all(part)?;
+                        }
+                        writer.finish()?;
+                        Ok(())
+                    })
+                })
+                .collect();
+            writers.into_iter().try_for_each(|w| w.join().unwrap())
+        })
+    })
+    .unwrap();
+    assert_eq!(streams.len(), contents.len());
+    for stream in &streams {
+        let i: usize = stream.name.strip_prefix("table-").unwrap().parse().unwrap();
+        assert_eq!(stream.size, contents[i].len() as u64);
+        let mut back = Vec::new();
+        StreamReader::open(Arc::clone(&repo), "tables", stream)
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(
+            back == contents[i],
+            "stream {} reads back other bytes",
+            stream.name
+        );
+    }
+}
