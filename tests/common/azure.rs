@@ -16,11 +16,10 @@ pub use testkit::servers::azurite::{ACCOUNT, ACCOUNT_KEY, AzuriteServer, start_a
 /// The container the tests use.
 pub const CONTAINER: &str = "pg-archive";
 
-/// Writes the development account's key to `path`, mode `mode`, for `account_key_file`.
+/// Writes `key` to `path` for `account_key_file`, mode `mode`, owned by the cluster's owner
+/// (who runs Tidemark in the tests, as PostgreSQL would).
 pub fn write_key_file(path: &Path, key: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    testkit::owner::write_owned_file(path, &format!("{key}\n"), mode).unwrap();
 }
 
 /// The `[repo]` lines of a repository in the test container at `endpoint`, under `prefix` (none
@@ -66,4 +65,35 @@ pub fn keys_under(server: &AzuriteServer, prefix: &str) -> Vec<String> {
         .into_iter()
         .map(|object| object.key.as_str().to_owned())
         .collect()
+}
+
+/// What a test of Azure configurations needs: a server with the test container, a lab, a
+/// cluster (initialized, not started) whose data directory the configurations name, and an
+/// endpoint where nothing listens. Fields drop in order: the cluster before the lab's
+/// directory, the server last.
+pub struct AzureConfigLab {
+    pub cluster: testkit::ThrowawayCluster,
+    pub lab: testkit::Lab,
+    pub server: AzuriteServer,
+    pub nowhere: String,
+}
+
+impl AzureConfigLab {
+    /// Starts the server and makes the container first, then initializes the cluster in `lab`.
+    pub fn new(lab: impl FnOnce() -> testkit::Lab) -> AzureConfigLab {
+        let server = start_azurite();
+        test_container(&server, "");
+        let lab = lab();
+        let cluster =
+            testkit::ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "primary", 1).unwrap();
+        AzureConfigLab {
+            cluster,
+            lab,
+            server,
+            nowhere: format!(
+                "http://127.0.0.1:{}/{ACCOUNT}",
+                testkit::servers::s3s_fs::unused_port()
+            ),
+        }
+    }
 }

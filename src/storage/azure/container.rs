@@ -16,7 +16,7 @@ use crate::storage::{ObjectKey, StorageError};
 
 /// How long an attempt may wait for an answer's head when none is configured (besides the
 /// upload time of its body).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where and how to reach the container.
 #[derive(Clone, Debug)]

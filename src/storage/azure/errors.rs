@@ -46,6 +46,16 @@ impl Refusal {
         }
     }
 
+    /// Whether the service did not accept the key or token at all: Azure says
+    /// AuthenticationFailed; Azurite says AuthorizationFailure, with the same message.
+    fn is_authentication_failure(&self) -> bool {
+        self.code_is("AuthenticationFailed")
+            || self
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Server failed to authenticate the request"))
+    }
+
     /// Whether trying the same request again may get another answer.
     pub fn is_retryable(&self) -> bool {
         matches!(self.status, 408 | 429 | 500 | 502 | 503 | 504)
@@ -66,7 +76,7 @@ pub(super) fn classify(doing: String, refusal: &Refusal, place: &Place<'_>) -> S
         source: io::Error::new(kind, text),
     };
     match refusal.status {
-        403 if refusal.code_is("AuthenticationFailed") => io(
+        403 if refusal.is_authentication_failure() => io(
             io::ErrorKind::PermissionDenied,
             format!(
                 "the key or token was not accepted ({detail}); check [repo] account and its key (account_key_file or AZURE_STORAGE_KEY), or that the SAS token in sas_token_file is whole and not expired"
@@ -144,6 +154,23 @@ mod tests {
         assert_eq!(
             denied.to_string(),
             "put a: the key or token was not accepted (AuthenticationFailed: Server failed to authenticate the request.); check [repo] account and its key (account_key_file or AZURE_STORAGE_KEY), or that the SAS token in sas_token_file is whole and not expired"
+        );
+        // Azurite's code for a request signed with another key.
+        let azurite = b"<Error><Code>AuthorizationFailure</Code><Message>Server failed to authenticate the request. Make sure the value of the Authorization header is formed correctly including the signature.</Message></Error>";
+        let denied = classify("put a".into(), &Refusal::new(403, None, azurite), &PLACE);
+        assert!(
+            denied
+                .to_string()
+                .contains("the key or token was not accepted"),
+            "{denied}"
+        );
+        let forbidden = b"<Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.</Message></Error>";
+        let denied = classify("put a".into(), &Refusal::new(403, None, forbidden), &PLACE);
+        assert!(
+            denied
+                .to_string()
+                .contains("access denied (AuthorizationPermissionMismatch: "),
+            "{denied}"
         );
         let missing = classify(
             "list a".into(),

@@ -30,7 +30,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// A body is allowed at least this rate on top of the request timeout before an attempt is
-/// given up on: a 32 MiB block gets 30 s + 32 s.
+/// given up on: a 32 MiB block gets 20 s + 32 s.
 const SLOWEST_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 
 /// How an error answer's body is read: they are small, and a stalled one is no answer.
@@ -182,7 +182,7 @@ impl BlobClient {
                 Failure::NoAnswer(reason) | Failure::NoToken(reason) => reason.clone(),
             };
             tracing::warn!(
-                "Azure request to {} failed ({}); trying again, attempt {attempt} of {MAX_ATTEMPTS}",
+                "{} on Azure failed; trying again, attempt {attempt} of {MAX_ATTEMPTS} ({})",
                 call.doing,
                 reason.trim_end()
             );
