@@ -1,8 +1,8 @@
 //! The whole cycle with the repository in a container on Azure Blob Storage as Azurite emulates
-//! it: PostgreSQL 15 archives through `tidemark-archive`, `tidemark backup` stores a base backup,
-//! `tidemark plan` and `tidemark restore` to an instant between two commits, then recovery
-//! through `tidemark-restore`, gives exactly the rows committed by then, having read exactly
-//! the segments the plan named.
+//! it: PostgreSQL 15 archives through `tidemark-archive`, `tidemark check` passes, `tidemark
+//! backup` stores a base backup, `tidemark plan` and `tidemark restore` to an instant between
+//! two commits, then recovery through `tidemark-restore`, gives exactly the rows committed by
+//! then, having read exactly the segments the plan named.
 
 mod common;
 
@@ -28,6 +28,10 @@ fn archive_backup_and_restore_to_an_instant_with_the_repository_on_azure_blob_st
         .repo_section(repo_section(&server.blob_endpoint, "prod", &key_file));
     let mut primary = archiving_primary(&lab, &options).unwrap();
     workload::create_table(&primary).unwrap();
+    // The start-up check passes: the container answers, a second create-only put of its probe
+    // is refused, the probe reads back and is deleted.
+    let checked = lab.tidemark(&["check"]).unwrap();
+    assert!(!checked.contains("FAIL"), "{checked}");
     let report = lab.tidemark(&["backup"]).unwrap();
     assert!(report.starts_with("backup "), "{report}");
     workload::insert_rows(&primary, 20, Duration::from_millis(30), "on azure").unwrap();
