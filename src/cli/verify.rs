@@ -8,7 +8,8 @@ use tidemark::config::{Config, ConfigChoice, RepoType};
 use tidemark::lifecycle::verify::{self, VerifyOptions, source};
 use tidemark::program::{self, Finished};
 
-/// Requests in flight at once against S3: enough to hide each request's latency.
+/// Requests in flight at once against an object store (S3, Azure): enough to hide each
+/// request's latency.
 const S3_READERS: usize = 16;
 
 /// `tidemark verify [--backup LABEL] [--fast | --deep]`.
@@ -50,7 +51,7 @@ pub fn run_verify(
 /// Objects read at once from a repository of `kind`.
 fn readers_for(kind: RepoType) -> usize {
     match kind {
-        RepoType::S3 => S3_READERS,
+        RepoType::S3 | RepoType::Azure => S3_READERS,
         RepoType::Local => local_readers(),
     }
 }

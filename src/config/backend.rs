@@ -1,7 +1,7 @@
 //! From the `[repo]` section to the repository: the description of its backend that
 //! `storage::open` builds from (config/ describes backends, it never builds them), with the one
-//! source of S3 keys resolved, the write settings of new objects, and in an encrypted
-//! repository where its keys come from.
+//! source of S3 keys (or of Azure access) resolved, the write settings of new objects, and in an
+//! encrypted repository where its keys come from.
 
 use std::sync::Arc;
 
@@ -10,8 +10,9 @@ use super::schema::{Config, RepoConfig, RepoType};
 use crate::repo::compress::DEFAULT_ZSTD_LEVEL;
 use crate::repo::keys::RepoKeys;
 use crate::repo::{Codec, Repository, WriteSettings};
+use crate::storage::azure::{DEFAULT_BLOCK_SIZE, DEFAULT_REQUEST_TIMEOUT};
 use crate::storage::s3::DEFAULT_PART_SIZE;
-use crate::storage::{self, BackendSettings, S3Credentials, S3Settings, Storage};
+use crate::storage::{self, AzureSettings, BackendSettings, S3Credentials, S3Settings, Storage};
 
 impl Config {
     /// The repository this configuration points at: encrypted when `[repo] cipher` says so,
@@ -47,6 +48,15 @@ impl RepoConfig {
                 storage_class: self.storage_class.clone(),
                 sse: self.sse.clone(),
                 multipart_part_size: self.multipart_part_size.map_or(DEFAULT_PART_SIZE, |s| s.0),
+            }),
+            RepoType::Azure => BackendSettings::Azure(AzureSettings {
+                account: self.account.clone().unwrap_or_default(),
+                container: self.container.clone().unwrap_or_default(),
+                prefix: self.prefix.clone().unwrap_or_default(),
+                endpoint: self.endpoint.clone(),
+                credentials: self.azure_credentials()?,
+                block_size: self.multipart_part_size.map_or(DEFAULT_BLOCK_SIZE, |s| s.0),
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
             }),
         })
     }

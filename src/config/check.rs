@@ -1,7 +1,7 @@
 //! What the configuration file's types cannot say: which `[repo]` keys go with which type, the
-//! ranges of numbers, absolute paths, one source of S3 keys, valid stanza names, retention
-//! settings (checked by `retention.rs`). Each mistake is refused with one line naming the key and
-//! what to do.
+//! ranges of numbers, absolute paths, one source of S3 keys (and of Azure access, in
+//! `azure_keys.rs`), valid stanza names, retention settings (checked by `retention.rs`). Each
+//! mistake is refused with one line naming the key and what to do.
 
 use anyhow::{Context, bail};
 
@@ -58,11 +58,9 @@ impl Config {
 
 impl RepoConfig {
     /// The keys that only type "s3" takes, with whether each is set.
-    fn s3_keys(&self) -> [(&'static str, bool); 12] {
+    fn s3_keys(&self) -> [(&'static str, bool); 9] {
         [
             ("bucket", self.bucket.is_some()),
-            ("prefix", self.prefix.is_some()),
-            ("endpoint", self.endpoint.is_some()),
             ("region", self.region.is_some()),
             ("path_style", self.path_style),
             ("access_key_id", self.access_key_id.is_some()),
@@ -71,6 +69,29 @@ impl RepoConfig {
             ("credentials", self.credentials.is_some()),
             ("storage_class", self.storage_class.is_some()),
             ("sse", self.sse.is_some()),
+        ]
+    }
+
+    /// The keys that only type "azure" takes, with whether each is set.
+    pub(super) fn azure_keys(&self) -> [(&'static str, bool); 6] {
+        [
+            ("account", self.account.is_some()),
+            ("container", self.container.is_some()),
+            ("account_key_file", self.account_key_file.is_some()),
+            ("sas_token_file", self.sas_token_file.is_some()),
+            ("use_managed_identity", self.use_managed_identity),
+            (
+                "managed_identity_client_id",
+                self.managed_identity_client_id.is_some(),
+            ),
+        ]
+    }
+
+    /// The keys both object stores take, and a directory does not.
+    fn object_store_keys(&self) -> [(&'static str, bool); 3] {
+        [
+            ("prefix", self.prefix.is_some()),
+            ("endpoint", self.endpoint.is_some()),
             ("multipart_part_size", self.multipart_part_size.is_some()),
         ]
     }
@@ -79,16 +100,25 @@ impl RepoConfig {
         match self.kind {
             RepoType::Local => self.check_local()?,
             RepoType::S3 => self.check_s3()?,
+            RepoType::Azure => self.check_azure()?,
         }
         self.check_cipher()
     }
 
-    fn check_local(&self) -> anyhow::Result<()> {
-        if let Some((key, _)) = self.s3_keys().into_iter().find(|(_, set)| *set) {
+    /// Refuses the first key of `keys` that is set, as one that applies to `types` only.
+    fn refuse_keys_of(keys: &[(&'static str, bool)], types: &str) -> anyhow::Result<()> {
+        if let Some((key, _)) = keys.iter().find(|(_, set)| *set) {
             bail!(
-                "repo.{key} applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove {key}"
+                "repo.{key} applies to type = {types} only: add type = {types} to [repo], or remove {key}"
             );
         }
+        Ok(())
+    }
+
+    fn check_local(&self) -> anyhow::Result<()> {
+        Self::refuse_keys_of(&self.s3_keys(), "\"s3\"")?;
+        Self::refuse_keys_of(&self.azure_keys(), "\"azure\"")?;
+        Self::refuse_keys_of(&self.object_store_keys(), "\"s3\" or \"azure\"")?;
         if self.path.as_os_str().is_empty() {
             bail!(
                 "[repo] has no path: add path = \"/var/lib/tidemark\" (or type = \"s3\" and a bucket)"
@@ -103,10 +133,22 @@ impl RepoConfig {
         Ok(())
     }
 
+    /// An endpoint, when given, is a URL.
+    pub(super) fn check_endpoint(&self) -> anyhow::Result<()> {
+        if let Some(endpoint) = &self.endpoint
+            && !endpoint.starts_with("http://")
+            && !endpoint.starts_with("https://")
+        {
+            bail!("repo.endpoint '{endpoint}' must start with http:// or https://");
+        }
+        Ok(())
+    }
+
     fn check_s3(&self) -> anyhow::Result<()> {
         if !self.path.as_os_str().is_empty() {
             bail!("repo.path applies to type = \"local\" only: a bucket has no path; remove it");
         }
+        Self::refuse_keys_of(&self.azure_keys(), "\"azure\"")?;
         if self.bucket.as_deref().is_none_or(str::is_empty) {
             bail!("[repo] type = \"s3\" needs bucket = \"NAME\"");
         }
@@ -115,12 +157,7 @@ impl RepoConfig {
                 "[repo] type = \"s3\" needs region = \"REGION\" (for MinIO and most S3-compatible servers, \"us-east-1\")"
             );
         }
-        if let Some(endpoint) = &self.endpoint
-            && !endpoint.starts_with("http://")
-            && !endpoint.starts_with("https://")
-        {
-            bail!("repo.endpoint '{endpoint}' must start with http:// or https://");
-        }
+        self.check_endpoint()?;
         self.check_s3_credentials()?;
         if let Some(sse) = &self.sse
             && sse != "AES256"
@@ -141,5 +178,14 @@ impl RepoConfig {
     /// Keys given whole, a profile that is named, and at most one source of them.
     fn check_s3_credentials(&self) -> anyhow::Result<()> {
         self.written_keys().check()
+    }
+
+    fn check_azure(&self) -> anyhow::Result<()> {
+        if !self.path.as_os_str().is_empty() {
+            bail!("repo.path applies to type = \"local\" only: a container has no path; remove it");
+        }
+        Self::refuse_keys_of(&self.s3_keys(), "\"s3\"")?;
+        self.check_endpoint()?;
+        self.check_azure_settings()
     }
 }

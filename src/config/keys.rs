@@ -101,7 +101,7 @@ impl RepoConfig {
     }
 }
 
-fn check_absolute(key: &str, path: &Path) -> anyhow::Result<()> {
+pub(super) fn check_absolute(key: &str, path: &Path) -> anyhow::Result<()> {
     if path.as_os_str().is_empty() {
         bail!("repo.{key} is empty: name the file, as an absolute path");
     }

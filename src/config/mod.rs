@@ -8,12 +8,14 @@
 //! * `retention.rs` — `[retention]` and `[stanza.NAME.retention]` checked, and made a policy;
 //! * `check.rs` — what the types cannot say, one line per mistake;
 //! * `keys.rs` — the `[repo]` cipher and the one source of its key;
+//! * `azure_keys.rs` — `[repo]` of type "azure": names as Azure takes them, one source of access;
 //! * `load.rs` — which file, reading it, and TOML errors made one line;
 //! * `stanza.rs` — which file and which `[stanza.NAME]` in it a command works on (`--config`,
 //!   `--stanza`);
 //! * `backend.rs` — the `[repo]` section as a backend description, and the repository;
 //! * `sources.rs` — `[source.NAME]`, checked when a command uses the source.
 
+mod azure_keys;
 mod backend;
 mod check;
 mod keys;

@@ -102,6 +102,8 @@ pub enum RepoType {
     Local,
     /// An S3 bucket, or one on an S3-compatible server (MinIO, s3s).
     S3,
+    /// An Azure Blob Storage container (or Azurite's).
+    Azure,
 }
 
 /// `[repo] credentials`: a source of S3 keys that is neither written in the file nor a profile.
@@ -136,8 +138,22 @@ pub struct RepoConfig {
     pub credentials: Option<CredentialSource>,
     pub storage_class: Option<String>,
     pub sse: Option<String>,
-    /// Objects larger than this go up in a multipart upload, in parts of this size.
+    /// Objects larger than this go up in a multipart upload (S3) or in blocks (Azure), in parts
+    /// of this size.
     pub multipart_part_size: Option<ByteSize>,
+    /// The storage account and the container, and what else type "azure" needs. (Not
+    /// `key_file`: that is the repository's encryption key.)
+    pub account: Option<String>,
+    pub container: Option<String>,
+    /// A file of mode 0600 holding the storage account's key.
+    pub account_key_file: Option<PathBuf>,
+    /// A file of mode 0600 holding a SAS token for the container.
+    pub sas_token_file: Option<PathBuf>,
+    /// Tokens of the Azure machine's managed identity, from its instance metadata service.
+    #[serde(default)]
+    pub use_managed_identity: bool,
+    /// Which user-assigned managed identity (its client id); the system-assigned one if unset.
+    pub managed_identity_client_id: Option<String>,
     /// Compression of new objects.
     #[serde(default)]
     pub compress: Compression,

@@ -121,6 +121,7 @@ fn every_mistake_is_named_on_one_line() {
     let cases = mistakes_in_any_section()
         .into_iter()
         .chain(mistakes_in_repo_keys())
+        .chain(mistakes_in_azure_keys())
         .chain(mistakes_in_sizes_types_and_ranges());
     for (text, expected) in cases {
         let message = format!("{:#}", Config::parse(&text).unwrap_err());
@@ -259,12 +260,135 @@ fn mistakes_in_repo_keys() -> Vec<(String, &'static str)> {
     ]
 }
 
+/// An Azure repository with the keys it cannot do without, then `keys` (lines of `[repo]`).
+fn azure_repo(keys: &str) -> String {
+    format!("[repo]\ntype = \"azure\"\naccount = \"pgarchive\"\ncontainer = \"wal\"\n{keys}\n")
+}
+
+/// Mistakes in `[repo]` of type "azure": names Azure refuses, keys of the other types, sources
+/// of access.
+fn mistakes_in_azure_keys() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            good_with_repo_keys("container = \"wal\""),
+            "repo.container applies to type = \"azure\" only: add type = \"azure\" to [repo], or remove container",
+        ),
+        (
+            good_with_repo_keys("prefix = \"prod\""),
+            "repo.prefix applies to type = \"s3\" or \"azure\" only",
+        ),
+        (
+            s3_repo("account = \"pgarchive\""),
+            "repo.account applies to type = \"azure\" only",
+        ),
+        (
+            azure_repo("bucket = \"b\""),
+            "repo.bucket applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove bucket",
+        ),
+        (
+            azure_repo("path = \"/x\""),
+            "repo.path applies to type = \"local\" only: a container has no path; remove it",
+        ),
+        (
+            "[repo]\ntype = \"azure\"\ncontainer = \"wal\"\n".to_owned(),
+            "[repo] type = \"azure\" needs account = \"NAME\"",
+        ),
+        (
+            "[repo]\ntype = \"azure\"\naccount = \"pgarchive\"\n".to_owned(),
+            "[repo] type = \"azure\" needs container = \"NAME\"",
+        ),
+        (
+            azure_repo("").replace("pgarchive", "PG_Archive"),
+            "repo.account 'PG_Archive' is not a storage account name: 3 to 24 lowercase letters and digits",
+        ),
+        (
+            azure_repo("").replace("\"wal\"", "\"WAL\""),
+            "repo.container 'WAL' is not a container name",
+        ),
+        (
+            azure_repo("prefix = \"/prod\""),
+            "repo.prefix '/prod' must be names of letters, digits",
+        ),
+        (
+            azure_repo("endpoint = \"127.0.0.1:10000\""),
+            "repo.endpoint '127.0.0.1:10000' must start with http:// or https://",
+        ),
+        (
+            azure_repo("account_key_file = \"azure.key\""),
+            "repo.account_key_file 'azure.key' must be an absolute path",
+        ),
+        (
+            azure_repo("account_key_file = \"/etc/k\"\nsas_token_file = \"/etc/s\""),
+            "[repo] names more than one source of Azure access (account_key_file, sas_token_file): keep one and remove the rest",
+        ),
+        (
+            azure_repo("sas_token_file = \"/etc/s\"\nuse_managed_identity = true"),
+            "(sas_token_file, use_managed_identity): keep one",
+        ),
+        (
+            azure_repo("managed_identity_client_id = \"c\""),
+            "repo.managed_identity_client_id applies with use_managed_identity = true only",
+        ),
+        (
+            azure_repo("multipart_part_size = \"4001MiB\""),
+            "repo.multipart_part_size 3.9 GiB is out of range: Azure takes blocks of \"1MiB\" to \"4000MiB\"",
+        ),
+    ]
+}
+
+#[test]
+fn reads_an_azure_repository() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("azure.key");
+    std::fs::write(&key_file, "AAEC\n").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Config::parse(&azure_repo(&format!(
+        "prefix = \"prod/eu\"\nendpoint = \"http://127.0.0.1:10000/devstoreaccount1\"\naccount_key_file = \"{}\"\nmultipart_part_size = \"8MiB\"",
+        key_file.display()
+    )))
+    .unwrap();
+    assert_eq!(config.repo.kind, RepoType::Azure);
+    assert_eq!(
+        config.open_repository().unwrap().storage().location(),
+        "azure://wal/prod/eu at http://127.0.0.1:10000/devstoreaccount1"
+    );
+    // The key file follows the secret-file rule, and must hold a key.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = format!("{:#}", config.repo.backend().unwrap_err());
+    assert_eq!(
+        refused,
+        format!(
+            "repo.account_key_file {} is readable by others (mode 0644): chmod 600 it",
+            key_file.display()
+        )
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key_file, "not a key!").unwrap();
+    let refused = format!("{:#}", config.repo.backend().unwrap_err());
+    assert!(
+        refused.ends_with(
+            "is not a storage account key (base64, as `az storage account keys list` prints it)"
+        ),
+        "{refused}"
+    );
+    let identity = Config::parse(&azure_repo(
+        "use_managed_identity = true\nmanaged_identity_client_id = \"0000-1111\"",
+    ))
+    .unwrap();
+    assert!(identity.repo.use_managed_identity);
+    assert_eq!(
+        identity.repo.managed_identity_client_id.as_deref(),
+        Some("0000-1111")
+    );
+}
+
 /// Mistakes in sizes, in types and in `[restore]`'s range.
 fn mistakes_in_sizes_types_and_ranges() -> Vec<(String, &'static str)> {
     vec![
         (
             good_with_repo_keys("multipart_part_size = \"16MiB\""),
-            "repo.multipart_part_size applies to type = \"s3\" only: add type = \"s3\" to [repo], or remove multipart_part_size",
+            "repo.multipart_part_size applies to type = \"s3\" or \"azure\" only: add type = \"s3\" or \"azure\" to [repo], or remove multipart_part_size",
         ),
         (
             s3_repo("multipart_part_size = \"16MB\""),
@@ -304,7 +428,7 @@ fn mistakes_in_sizes_types_and_ranges() -> Vec<(String, &'static str)> {
         ),
         (
             "[repo]\ntype = \"ftp\"\n".to_owned(),
-            "unknown variant `ftp`, expected `local` or `s3`",
+            "unknown variant `ftp`, expected one of `local`, `s3`, `azure`",
         ),
         (
             good_with_section("[restore]\nprefetch = 1000"),

@@ -13,11 +13,13 @@
 //!   (`is_retryable`), so callers branch on the error, never on its text.
 //!
 //! Backends: [`LocalDirectory`] (the default), [`S3Storage`] (everything S3 is in `s3/`),
+//! [`AzureStorage`] (an Azure Blob Storage container; everything Azure is in `azure/`),
 //! [`MemoryStorage`] and the test wrapper [`FaultyStorage`], which injects the failures object
 //! stores really have. [`open`] builds the one a [`BackendSettings`] describes; `config/`, above
 //! this module, makes that description from the configuration file. Every file written to be
 //! durable is written through [`durable`], the one crash-safe file module.
 
+pub mod azure;
 pub mod durable;
 pub mod faulty;
 pub mod local;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+pub use azure::{AzureCredentials, AzureSettings, AzureStorage};
 pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::faulty::{self, FAULT_INJECTION_VARIABLE};
-use super::{FaultyStorage, LocalDirectory, S3Settings, S3Storage, Storage, StorageError};
+use super::{
+    AzureSettings, AzureStorage, FaultyStorage, LocalDirectory, S3Settings, S3Storage, Storage,
+    StorageError,
+};
 
 /// Which backend a repository is on, and what building it takes.
 #[derive(Clone, Debug)]
@@ -20,6 +23,8 @@ pub enum BackendSettings {
     Local(PathBuf),
     /// An S3 bucket, or one on an S3-compatible server (MinIO, s3s).
     S3(S3Settings),
+    /// An Azure Blob Storage container (or Azurite's).
+    Azure(AzureSettings),
 }
 
 /// Why a backend could not be opened.
@@ -60,14 +65,16 @@ fn build(settings: BackendSettings) -> Result<Box<dyn Storage>, StorageError> {
     Ok(match settings {
         BackendSettings::Local(path) => Box::new(LocalDirectory::new(path)),
         BackendSettings::S3(settings) => Box::new(S3Storage::new(settings)?),
+        BackendSettings::Azure(settings) => Box::new(AzureStorage::new(settings)?),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::S3Credentials;
+    use crate::storage::azure::{DEFAULT_BLOCK_SIZE, DEFAULT_REQUEST_TIMEOUT};
     use crate::storage::s3::DEFAULT_PART_SIZE;
+    use crate::storage::{AzureCredentials, S3Credentials};
 
     #[test]
     fn each_description_builds_its_backend() {
@@ -89,6 +96,20 @@ mod tests {
         assert_eq!(
             s3.location(),
             "s3://pg-archive/prod at http://127.0.0.1:9000"
+        );
+        let azure = build(BackendSettings::Azure(AzureSettings {
+            account: "pgarchive".into(),
+            container: "wal".into(),
+            prefix: String::new(),
+            endpoint: None,
+            credentials: AzureCredentials::account_key("AAEC").unwrap(),
+            block_size: DEFAULT_BLOCK_SIZE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }))
+        .unwrap();
+        assert_eq!(
+            azure.location(),
+            "azure://wal at https://pgarchive.blob.core.windows.net"
         );
     }
 }

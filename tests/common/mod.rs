@@ -4,6 +4,7 @@
 //! in a server log. Servers, clusters and labs themselves are the `testkit` crate's.
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod azure_tables;
 pub mod backups;
 pub mod bucket;
