@@ -612,6 +612,34 @@ impl PutBody<'_> {
         }
         Ok(())
     }
+
+    /// The whole body, read (and checked as [`PutBody::copy`] checks it) before anything is
+    /// sent, so a body that fails, is cut short or is cancelled leaves no object: what a backend
+    /// that puts small objects in one request sends.
+    pub(crate) fn read_whole(self, doing: &dyn Fn() -> String) -> Result<Vec<u8>, StorageError> {
+        let cancel = self.cancel;
+        let mut bytes = Vec::with_capacity(self.length as usize);
+        self.copy(doing, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        cancel.check(doing)?;
+        Ok(bytes)
+    }
+}
+
+/// The names of the children of `base` (a prefix ending in `/`) among the keys and common
+/// prefixes `found` of a one-level listing, sorted, each once, without a trailing `/`.
+pub(crate) fn child_names<'a>(base: &str, found: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = found
+        .filter_map(|key| key.strip_prefix(base))
+        .map(|name| name.trim_end_matches('/'))
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A reader that fails with `Cancelled` once its token is cancelled: what backends wrap their

@@ -20,7 +20,7 @@ use super::container::{AzureStorage, failure_for};
 use super::http::{Call, Failure};
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
-    PutOutcome, PutResult, Storage, StorageError,
+    PutOutcome, PutResult, Storage, StorageError, child_names,
 };
 
 /// How long a read may wait for the next bytes of a body before it is given up as broken.
@@ -227,15 +227,8 @@ impl Storage for AzureStorage {
         if body.length > blocks::single_put_limit(&self.settings) {
             return self.put_blocks(key, body);
         }
-        let cancel = body.cancel;
         let doing = self.doing("put", key.as_str());
-        // Read whole before anything is sent: a body that fails or is cut short leaves no blob.
-        let mut bytes = Vec::with_capacity(body.length as usize);
-        body.copy(&|| doing.clone(), |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        })?;
-        cancel.check(|| doing.clone())?;
+        let bytes = body.read_whole(&|| doing.clone())?;
         self.put_bytes(key, Bytes::from(bytes))
     }
 
@@ -276,22 +269,12 @@ impl Storage for AzureStorage {
         cancel: &Cancel,
     ) -> Result<Vec<String>, StorageError> {
         let base = format!("{}/", self.blob_name(prefix.as_str()));
-        let mut names = Vec::new();
+        let mut found = Vec::new();
         self.list_pages(prefix, &base, true, cancel, |page| {
-            let deeper = page.prefixes.into_iter();
-            let direct = page.blobs.into_iter().map(|(name, _)| name);
-            for found in deeper.chain(direct) {
-                let name = found
-                    .strip_prefix(base.as_str())
-                    .map(|n| n.trim_end_matches('/'));
-                if let Some(name) = name.filter(|n| !n.is_empty()) {
-                    names.push(name.to_owned());
-                }
-            }
+            found.extend(page.prefixes);
+            found.extend(page.blobs.into_iter().map(|(name, _)| name));
         })?;
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(child_names(&base, found.iter().map(String::as_str)))
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -13,7 +13,7 @@ use super::errors::{classify, error_chain, no_such_bucket, status_of};
 use super::multipart;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
-    PutOutcome, PutResult, Storage, StorageError,
+    PutOutcome, PutResult, Storage, StorageError, child_names,
 };
 
 impl S3Storage {
@@ -207,15 +207,8 @@ impl Storage for S3Storage {
         if body.length > multipart::single_put_limit(&self.settings) {
             return self.put_multipart(key, body);
         }
-        let cancel = body.cancel;
         let doing = self.doing("put", key.as_str());
-        // Read whole before anything is sent: a body that fails or is cut short leaves no object.
-        let mut bytes = Vec::with_capacity(body.length as usize);
-        body.copy(&|| doing.clone(), |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        })?;
-        cancel.check(|| doing.clone())?;
+        let bytes = body.read_whole(&|| doing.clone())?;
         self.put_bytes(key, bytes)
     }
 
@@ -259,22 +252,13 @@ impl Storage for S3Storage {
         cancel: &Cancel,
     ) -> Result<Vec<String>, StorageError> {
         let base = format!("{}/", self.object_key(prefix.as_str()));
-        let mut names = Vec::new();
+        let mut found = Vec::new();
         self.list_pages(prefix, &base, Some("/"), cancel, |page| {
             let deeper = page.common_prefixes().iter().filter_map(|p| p.prefix());
             let direct = page.contents().iter().filter_map(|o| o.key());
-            for found in deeper.chain(direct) {
-                let name = found
-                    .strip_prefix(base.as_str())
-                    .map(|n| n.trim_end_matches('/'));
-                if let Some(name) = name.filter(|n| !n.is_empty()) {
-                    names.push(name.to_owned());
-                }
-            }
+            found.extend(deeper.chain(direct).map(str::to_owned));
         })?;
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(child_names(&base, found.iter().map(String::as_str)))
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
