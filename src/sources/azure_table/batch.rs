@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, ensure};
 
-use super::client::{encode, odata_string};
 use super::entity::Entity;
+use super::url_text::{encode, odata_string};
 
 /// Operations in one transaction, at most (the service's limit).
 pub const MAX_OPERATIONS: usize = 100;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::url_text::encode;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,7 +16,6 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 use super::auth::{self, Credentials};
@@ -33,13 +33,6 @@ const API_VERSION: &str = "2019-02-02";
 
 /// Entities (or tables) one page asks for: the service's most.
 pub const PAGE_SIZE: u32 = 1000;
-
-/// What percent-encoding leaves as it is: RFC 3986's unreserved characters.
-const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A table the account does not have, as an error callers can tell from others.
 #[derive(Debug, thiserror::Error)]
@@ -127,16 +120,6 @@ impl Answer {
 /// The first line of a service message (the next ones are a request id and a time).
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or_default().trim().to_owned()
-}
-
-/// `text` percent-encoded for a URL's path or query.
-pub fn encode(text: &str) -> String {
-    utf8_percent_encode(text, ENCODED).to_string()
-}
-
-/// `text` as an OData string literal: in single quotes, each one in it doubled.
-pub fn odata_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl TableClient {
@@ -541,12 +524,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_filters_are_encoded_as_the_service_reads_them() {
-        assert_eq!(odata_string("it's"), "'it''s'");
-        assert_eq!(
-            encode("PartitionKey eq 'ü/1'"),
-            "PartitionKey%20eq%20%27%C3%BC%2F1%27"
-        );
+    fn endpoints_give_the_path_requests_are_signed_under() {
         assert_eq!(
             base_path("http://127.0.0.1:1/devstoreaccount1").unwrap(),
             "/devstoreaccount1"

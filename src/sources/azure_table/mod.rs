@@ -12,6 +12,7 @@ pub mod export;
 pub mod filter;
 pub mod paging;
 pub mod restore;
+pub mod url_text;
 
 use std::sync::{Arc, OnceLock};
 

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, anyhow, bail};
 
 use super::batch::{Batch, BatchOutcome, Batcher, WriteMode};
-use super::client::{NoSuchTable, TableClient, odata_string};
+use super::client::{NoSuchTable, TableClient};
 use super::entity::Entity;
 use super::export::{AzureTableSnapshotMeta, TableExport};
 use super::filter::Filter;
+use super::url_text::odata_string;
 use crate::config::is_table_name;
 use crate::repo::Repository;
 use crate::repo::source_catalog::SnapshotRecord;
