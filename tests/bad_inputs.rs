@@ -107,7 +107,7 @@ fn wrong_arguments_and_configuration_are_refused() {
         "tidemark-archive",
         &["--config", s(&bad_config), segment],
         &format!(
-            "tidemark-archive: ERROR: config file {}: line 2: unknown key `compresss`, expected one of `type`, `path`, `bucket`, `prefix`, `endpoint`, `region`, `path_style`, `access_key_id`, `secret_access_key`, `profile`, `credentials`, `storage_class`, `sse`, `multipart_part_size`, `compress`, `compress_level`, `cipher`, `passphrase_file`, `passphrase_command`, `key_file`",
+            "tidemark-archive: ERROR: config file {}: line 2: unknown key `compresss`, expected one of `type`, `path`, `bucket`, `prefix`, `endpoint`, `region`, `path_style`, `access_key_id`, `secret_access_key`, `profile`, `credentials`, `storage_class`, `sse`, `multipart_part_size`, `account`, `container`, `account_key_file`, `sas_token_file`, `use_managed_identity`, `managed_identity_client_id`, `compress`, `compress_level`, `cipher`, `passphrase_file`, `passphrase_command`, `key_file`",
             bad_config.display()
         ),
     );
