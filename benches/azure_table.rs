@@ -29,7 +29,7 @@
 //! backup also how long only its last table was still being scanned (from the record's scan
 //! times: the part of the run that one stream per table leaves to a single stream). Prints a
 //! table, writes `target/bench-results/azure_table.json`. Run: `cargo bench --bench
-//! azure_table` (about 2.5 minutes on 2 cores once built); `TIDEMARK_BENCH_ROUNDS=5` for more
+//! azure_table` (about 3 minutes on 2 cores once built); `TIDEMARK_BENCH_ROUNDS=5` for more
 //! rounds. Needs Azurite (`.ci/fetch-azurite`).
 
 mod common;
