@@ -209,3 +209,22 @@ fn a_wrong_key_is_refused_and_explained() {
         "{error}"
     );
 }
+
+#[test]
+fn a_deleted_table_is_gone_with_its_entities_and_only_it() {
+    let azurite = start_azurite();
+    let client = client(&azurite.table_endpoint, ACCOUNT_KEY);
+    for table in ["Kept", "Doomed"] {
+        assert!(client.block_on(client.create_table(table)).unwrap());
+        write(&client, table, WriteMode::Insert, &[typed_entity("p", 1)]);
+    }
+    assert!(client.block_on(client.delete_table("Doomed")).unwrap());
+    assert_eq!(client.block_on(client.list_tables()).unwrap(), ["Kept"]);
+    assert_eq!(read_all(&client, "Kept", None).len(), 1);
+    // Gone, not merely emptied; and deleting it again says so.
+    let error = client
+        .block_on(client.query_entities("Doomed", None, None, |_| Ok(())))
+        .unwrap_err();
+    assert!(error.downcast_ref::<NoSuchTable>().is_some(), "{error:#}");
+    assert!(!client.block_on(client.delete_table("Doomed")).unwrap());
+}

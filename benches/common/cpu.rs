@@ -125,3 +125,9 @@ impl HelperCpu {
         self.seen.values().sum()
     }
 }
+
+/// CPU seconds this process has used so far, all its threads (user + system).
+pub fn own_cpu() -> anyhow::Result<f64> {
+    let (times, _) = proc_times("self").context("read /proc/self/stat")?;
+    Ok((times[0] + times[1]) / TICKS_PER_SECOND)
+}

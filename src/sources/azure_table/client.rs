@@ -238,6 +238,27 @@ impl TableClient {
         Ok(true)
     }
 
+    /// Deletes table `name` with its entities; `false` when it does not exist. (No command
+    /// deletes a table; tests and benches clear what they restored with it.)
+    pub async fn delete_table(&self, name: &str) -> anyhow::Result<bool> {
+        let what = format!("delete table {name}");
+        let answer = self
+            .call(Call {
+                method: Method::DELETE,
+                path: format!("Tables('{}')", encode(name)),
+                query: Vec::new(),
+                content_type: None,
+                body: Bytes::new(),
+                what: what.clone(),
+            })
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.expect_success(answer, &what)?;
+        Ok(true)
+    }
+
     /// Every entity of `table` matching `filter` (all without one), with only `select`'s
     /// properties when given, handed to `each` a page at a time. A missing table is a
     /// [`NoSuchTable`] error.
