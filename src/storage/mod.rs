@@ -628,6 +628,22 @@ impl PutBody<'_> {
     }
 }
 
+/// An error and its causes on one line, each cause once (an HTTP client's errors repeat
+/// their sources' text).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
 /// The names of the children of `base` (a prefix ending in `/`) among the keys and common
 /// prefixes `found` of a one-level listing, sorted, each once, without a trailing `/`.
 pub(crate) fn child_names<'a>(base: &str, found: impl Iterator<Item = &'a str>) -> Vec<String> {

@@ -122,21 +122,6 @@ pub(super) fn no_answer(doing: String, cause: &str) -> StorageError {
     }
 }
 
-/// An error and its causes on one line.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,7 +101,7 @@ impl BodyReader {
                 }
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => {
-                    return Err(broken(super::errors::error_chain(&e)).into_io());
+                    return Err(broken(crate::storage::error_chain(&e)).into_io());
                 }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::errors::error_chain;
+use crate::storage::error_chain;
 
 /// How long connecting may take: a host that does not answer fails the attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

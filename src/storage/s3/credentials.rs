@@ -14,8 +14,8 @@ use aws_credential_types::provider::future;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 
 use super::aws_profile::{SharedFiles, read_profile};
-use super::errors::error_chain;
 use crate::storage::StorageError;
+use crate::storage::error_chain;
 
 /// The one source of an S3 store's keys.
 #[derive(Clone)]

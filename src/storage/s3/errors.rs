@@ -7,7 +7,7 @@ use std::io;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::storage::StorageError;
+use crate::storage::{StorageError, error_chain};
 
 /// The HTTP status of a failed request, when it got an answer.
 pub fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
@@ -16,21 +16,6 @@ pub fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
         SdkError::ResponseError(response) => Some(response.raw().status().as_u16()),
         _ => None,
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
 }
 
 /// Whether a 404 says the bucket, not the object, is missing. (A HEAD answer has no body to

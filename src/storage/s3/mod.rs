@@ -30,5 +30,5 @@ mod store;
 
 pub use bucket::{S3Settings, S3Storage};
 pub use credentials::S3Credentials;
-pub use errors::{classify_in as request_failure, error_chain, no_such_bucket, status_of};
+pub use errors::{classify_in as request_failure, no_such_bucket, status_of};
 pub use multipart::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};

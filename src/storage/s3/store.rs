@@ -9,8 +9,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
 
 use super::bucket::S3Storage;
-use super::errors::{classify, error_chain, no_such_bucket, status_of};
+use super::errors::{classify, no_such_bucket, status_of};
 use super::multipart;
+use crate::storage::error_chain;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
     PutOutcome, PutResult, Storage, StorageError, child_names,
