@@ -33,7 +33,7 @@ pub use schema::{
 };
 pub use sources::{
     AzureTableSettings, BucketListing, BucketSettings, RedisSettings, SOURCE_TYPES, SourceKind,
-    SourceSettings, TableChoice, is_table_name,
+    SourceSettings, TableChoice, TableSigning, is_table_name,
 };
 pub use stanza::{ConfigChoice, Selected};
 

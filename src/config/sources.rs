@@ -56,6 +56,7 @@ struct SourceSection {
     account: Option<String>,
     tables: Option<WrittenTables>,
     key_file: Option<PathBuf>,
+    signing: Option<String>,
     timeout: Option<WrittenDuration>,
     #[serde(default)]
     retention: RetentionConfig,
@@ -95,10 +96,23 @@ pub struct AzureTableSettings {
     pub tables: TableChoice,
     /// The account key or a SAS token, in a file of mode 0600; `None`: `AZURE_STORAGE_KEY`.
     pub key_file: Option<PathBuf>,
+    /// How requests are signed with the account key, when `signing` is written; `None`:
+    /// [`TableSigning::SharedKey`].
+    pub signing: Option<TableSigning>,
     /// Tables read at once by a snapshot, and transactions sent at once by a restore.
     pub concurrency: usize,
     /// One attempt of one request, connecting included.
     pub timeout: Duration,
+}
+
+/// Which of the Table service's two schemes signs requests with the account key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TableSigning {
+    /// Verb, content type, date and resource signed (the stronger, and the default).
+    #[default]
+    SharedKey,
+    /// Date and resource only, for proxies and policies that expect it.
+    SharedKeyLite,
 }
 
 /// Which tables an Azure Table snapshot exports.
@@ -360,6 +374,14 @@ fn azure_table_settings(
     if !(1..=64).contains(&concurrency) {
         bail!("{section}.concurrency {concurrency} is out of range: use 1 to 64");
     }
+    let signing = match written.signing.as_deref() {
+        None => None,
+        Some("SharedKey") => Some(TableSigning::SharedKey),
+        Some("SharedKeyLite") => Some(TableSigning::SharedKeyLite),
+        Some(other) => bail!(
+            "{section}.signing \"{other}\" is not a signing scheme: write \"SharedKey\" (the default) or \"SharedKeyLite\""
+        ),
+    };
     let timeout = match &written.timeout {
         None => DEFAULT_TABLE_TIMEOUT,
         Some(text) => parse_duration(&text.0)
@@ -377,6 +399,7 @@ fn azure_table_settings(
         endpoint,
         tables,
         key_file: written.key_file.clone(),
+        signing,
         concurrency,
         timeout,
     })
@@ -397,6 +420,7 @@ impl SourceSection {
             ("account", self.account.is_some()),
             ("tables", self.tables.is_some()),
             ("key_file", self.key_file.is_some()),
+            ("signing", self.signing.is_some()),
             ("timeout", self.timeout.is_some()),
         ]
     }

@@ -751,7 +751,7 @@ fn a_bucket_source_is_read_with_its_defaults() {
 #[test]
 fn an_azure_table_source_is_read_with_its_defaults() {
     let config = with_sources(
-        "[source.audit]\ntype = \"azure-table\"\naccount = \"myaccount\"\ntables = [\"Tenants\", \"AuditLog\", \"Tenants\"]\nkey_file = \"/etc/tidemark/azure.key\"\n\n[source.all]\ntype = \"azure-table\"\naccount = \"devstoreaccount1\"\nendpoint = \"http://127.0.0.1:10002/devstoreaccount1/\"\ntables = \"*\"\nconcurrency = 2\ntimeout = \"5s\"\n",
+        "[source.audit]\ntype = \"azure-table\"\naccount = \"myaccount\"\ntables = [\"Tenants\", \"AuditLog\", \"Tenants\"]\nkey_file = \"/etc/tidemark/azure.key\"\n\n[source.all]\ntype = \"azure-table\"\naccount = \"devstoreaccount1\"\nendpoint = \"http://127.0.0.1:10002/devstoreaccount1/\"\ntables = \"*\"\nconcurrency = 2\ntimeout = \"5s\"\nsigning = \"SharedKeyLite\"\n",
     );
     let source = config.source("audit").unwrap();
     let SourceKind::AzureTable(tables) = &source.kind else {
@@ -778,6 +778,11 @@ fn an_azure_table_source_is_read_with_its_defaults() {
     assert_eq!(all.tables, crate::config::TableChoice::All);
     assert_eq!((all.concurrency, all.timeout), (2, Duration::from_secs(5)));
     assert_eq!(all.key_file, None);
+    assert_eq!(tables.signing, None);
+    assert_eq!(
+        all.signing,
+        Some(crate::config::TableSigning::SharedKeyLite)
+    );
 }
 
 #[test]
@@ -814,6 +819,10 @@ fn a_mistake_in_an_azure_table_section_is_refused_in_one_line() {
         (
             "account = \"a\"\ntables = \"*\"\ntimeout = \"0s\"",
             "source.t.timeout \"0s\" is not a duration: write a whole number and a unit, such as \"30s\"",
+        ),
+        (
+            "account = \"a\"\ntables = \"*\"\nsigning = \"HMAC\"",
+            "source.t.signing \"HMAC\" is not a signing scheme: write \"SharedKey\" (the default) or \"SharedKeyLite\"",
         ),
         (
             "account = \"a\"\ntables = \"*\"\nconcurrency = 65",

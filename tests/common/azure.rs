@@ -2,6 +2,9 @@
 //! the `[repo]` lines that reach it, its settings, and a client of the test's own.
 
 use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use std::time::Duration;
 
 use tidemark::storage::azure::MIN_BLOCK_SIZE;
@@ -12,6 +15,21 @@ use tidemark::storage::{
 // Re-exported: the tests reach the server through here; each uses its own subset.
 #[allow(unused_imports)]
 pub use testkit::servers::azurite::{ACCOUNT, ACCOUNT_KEY, AzuriteServer, start_azurite};
+
+/// An account SAS for `services` (`b` blob, `t` table) with permissions `permissions`,
+/// expiring at `expiry` (version 2020-08-04's string to sign), made with the development
+/// account's key as `az storage account generate-sas` would; with its leading `?`.
+pub fn account_sas(services: &str, permissions: &str, expiry: &str) -> String {
+    let version = "2020-08-04";
+    let text = format!("{ACCOUNT}\n{permissions}\n{services}\nsco\n\n{expiry}\n\n\n{version}\n");
+    let key = STANDARD.decode(ACCOUNT_KEY).unwrap();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+    let signature = STANDARD.encode(aws_lc_rs::hmac::sign(&key, text.as_bytes()).as_ref());
+    let signature: String =
+        percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    format!("?sv={version}&ss={services}&srt=sco&sp={permissions}&se={expiry}&sig={signature}")
+}
 
 /// The container the tests use.
 pub const CONTAINER: &str = "pg-archive";

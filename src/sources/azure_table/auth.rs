@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
+use crate::config::TableSigning;
 use crate::repo::keys::read_secret_file;
 
 /// The environment variable a shared key may come from, when no `key_file` is set.
@@ -20,16 +21,38 @@ const KEY_FILE_LIMIT: usize = 8 << 10;
 
 /// How requests prove who they are from.
 pub enum Credentials {
-    /// The account key, decoded from base64: each request is signed.
-    SharedKey { key: Zeroizing<Vec<u8>> },
+    /// The account key, decoded from base64: each request is signed with `scheme`.
+    SharedKey {
+        key: Zeroizing<Vec<u8>>,
+        scheme: TableSigning,
+    },
     /// A SAS token (`sv=…&sig=…`, without `?`), appended to each request's query.
     Sas { token: Zeroizing<String> },
 }
 
 impl Credentials {
-    /// From `key_file` when set, else from `AZURE_STORAGE_KEY`; `section` names the config
-    /// section in errors.
-    pub fn load(key_file: Option<&Path>, section: &str) -> anyhow::Result<Credentials> {
+    /// From `key_file` when set, else from `AZURE_STORAGE_KEY`, a key signing with `signing`
+    /// (a written `signing` and a SAS token are refused together: a token is not signed);
+    /// `section` names the config section in errors.
+    pub fn load(
+        key_file: Option<&Path>,
+        signing: Option<TableSigning>,
+        section: &str,
+    ) -> anyhow::Result<Credentials> {
+        let credentials = Credentials::read(key_file, section)?;
+        match (credentials, signing) {
+            (Credentials::Sas { .. }, Some(_)) => bail!(
+                "{section}.signing is set, but its key is a SAS token, which is not signed: remove signing, or give the account key"
+            ),
+            (Credentials::SharedKey { key, .. }, Some(scheme)) => {
+                Ok(Credentials::SharedKey { key, scheme })
+            }
+            (credentials, None) => Ok(credentials),
+        }
+    }
+
+    /// The key or token itself, from `key_file` when set, else from `AZURE_STORAGE_KEY`.
+    fn read(key_file: Option<&Path>, section: &str) -> anyhow::Result<Credentials> {
         if let Some(path) = key_file {
             let bytes = read_secret_file(path, "key_file", KEY_FILE_LIMIT)?;
             let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -62,6 +85,7 @@ impl Credentials {
         match STANDARD.decode(text) {
             Ok(key) if !key.is_empty() => Ok(Credentials::SharedKey {
                 key: Zeroizing::new(key),
+                scheme: TableSigning::SharedKey,
             }),
             _ => bail!(
                 "{what} is neither a base64 account key nor a SAS token (one holding sig=): copy the key from the storage account's access keys"
@@ -124,7 +148,7 @@ mod tests {
     /// (and the same with the other strings below).
     #[test]
     fn shared_key_signatures_match_ones_computed_by_openssl() {
-        let Credentials::SharedKey { key } = Credentials::parse(AZURITE_KEY, "test").unwrap()
+        let Credentials::SharedKey { key, .. } = Credentials::parse(AZURITE_KEY, "test").unwrap()
         else {
             panic!("a base64 key is a shared key");
         };

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use super::auth::{self, Credentials};
 use super::batch::{Batch, BatchOutcome};
 use super::paging::{EntityContinuation, Page, for_each_page};
+use crate::config::TableSigning;
 
 /// Attempts of one request, the first included, before its failure is the caller's.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -462,21 +463,30 @@ impl TableClient {
             // Create Table: no need for the new table's description back.
             builder = builder.header("Prefer", "return-no-content");
         }
-        if let Credentials::SharedKey { key } = &self.credentials {
+        if let Credentials::SharedKey { key, scheme } = &self.credentials {
             let resource = auth::canonicalized_resource(
                 &self.endpoint.account,
                 &format!("{}/{}", self.base_path, call.path),
                 None,
             );
-            let signed = auth::shared_key_string_to_sign(
-                call.method.as_str(),
-                "",
-                content_type,
-                &date,
-                &resource,
-            );
+            let (name, signed) = match scheme {
+                TableSigning::SharedKey => (
+                    "SharedKey",
+                    auth::shared_key_string_to_sign(
+                        call.method.as_str(),
+                        "",
+                        content_type,
+                        &date,
+                        &resource,
+                    ),
+                ),
+                TableSigning::SharedKeyLite => (
+                    "SharedKeyLite",
+                    auth::shared_key_lite_string_to_sign(&date, &resource),
+                ),
+            };
             let value = format!(
-                "SharedKey {}:{}",
+                "{name} {}:{}",
                 self.endpoint.account,
                 auth::signature(key, &signed)
             );
@@ -552,6 +562,56 @@ mod tests {
         );
         assert_eq!(base_path("https://a.table.core.windows.net").unwrap(), "");
         assert_eq!(base_path("ftp://x"), None);
+    }
+
+    /// The Authorization header of a GET of `Tables` signed with `scheme`, and its date.
+    fn authorization(scheme: TableSigning) -> (String, String) {
+        let key = vec![7u8; 64];
+        let credentials = Credentials::SharedKey {
+            key: zeroize::Zeroizing::new(key),
+            scheme,
+        };
+        let endpoint = TableEndpoint {
+            url: "http://127.0.0.1:1/devstoreaccount1".into(),
+            account: "devstoreaccount1".into(),
+            section: "source.t".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let client = TableClient::new(endpoint, credentials).unwrap();
+        let call = Call {
+            method: Method::GET,
+            path: "Tables".into(),
+            query: Vec::new(),
+            content_type: None,
+            body: Bytes::new(),
+            what: "list the tables".into(),
+        };
+        let request = client.request(&call).unwrap();
+        let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+        (header("Authorization"), header("x-ms-date"))
+    }
+
+    #[test]
+    fn each_scheme_signs_what_it_names_and_says_so() {
+        let resource = "/devstoreaccount1/devstoreaccount1/Tables";
+        let (lite, date) = authorization(TableSigning::SharedKeyLite);
+        let signed = auth::shared_key_lite_string_to_sign(&date, resource);
+        assert_eq!(
+            lite,
+            format!(
+                "SharedKeyLite devstoreaccount1:{}",
+                auth::signature(&[7u8; 64], &signed)
+            )
+        );
+        let (full, date) = authorization(TableSigning::SharedKey);
+        let signed = auth::shared_key_string_to_sign("GET", "", "", &date, resource);
+        assert_eq!(
+            full,
+            format!(
+                "SharedKey devstoreaccount1:{}",
+                auth::signature(&[7u8; 64], &signed)
+            )
+        );
     }
 
     #[test]

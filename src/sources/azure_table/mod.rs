@@ -54,7 +54,11 @@ impl AzureTableSource {
             return Ok(client);
         }
         let section = self.section();
-        let credentials = Credentials::load(self.settings.key_file.as_deref(), &section)?;
+        let credentials = Credentials::load(
+            self.settings.key_file.as_deref(),
+            self.settings.signing,
+            &section,
+        )?;
         let client = TableClient::new(
             TableEndpoint {
                 url: self.settings.endpoint.clone(),
