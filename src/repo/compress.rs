@@ -125,7 +125,7 @@ pub fn decompress_into(
             io::copy(&mut lz4_flex::frame::FrameDecoder::new(stored), out)?;
             Ok(())
         }
-        Compression::None => out.write_all(stored),
+        Compression::None => crate::storage::durable::write_in_pieces(out, stored),
     }
 }
 

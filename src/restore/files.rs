@@ -9,7 +9,7 @@
 //! [`super::pg_control`]).
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,6 +22,7 @@ use super::places::Places;
 use crate::progress::Progress;
 use crate::repo::Stanza;
 use crate::repo::catalog::BackupEntry;
+use crate::storage::durable;
 
 /// What writing the files did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,7 +100,7 @@ fn write_checked(
     for reference in &entry.chunks {
         stanza.blobs().get(&reference.name, &mut chunk)?;
         crc = crc32c::crc32c_append(crc, &chunk);
-        file.write_all(&chunk)
+        durable::write_in_pieces(&mut file, &chunk)
             .with_context(|| format!("write {}", path.display()))?;
         progress.add_done(chunk.len() as u64);
     }

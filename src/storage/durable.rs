@@ -226,7 +226,7 @@ pub fn create_dir_all(dir: &Path, mode: u32, top: &Path) -> io::Result<()> {
 pub fn write_replacing(path: &Path, bytes: &[u8], mode: u32, top: &Path) -> io::Result<()> {
     let written = replace_with(path, top, |temporary| {
         let mut file = create_temp(temporary, mode)?;
-        file.write_all(bytes)?;
+        write_in_pieces(&mut file, bytes)?;
         file.sync_all()
     });
     written.map_err(|e| match e {
@@ -282,6 +282,20 @@ pub fn replace_with<T, E>(
     Ok(value)
 }
 
+/// The most one `write(2)` is given: a file's writes are cut into pieces of this size.
+pub const WRITE_PIECE: usize = 1 << 20;
+
+/// Writes all of `bytes` to `out` in pieces of at most [`WRITE_PIECE`]. One `write(2)` of a
+/// whole segment into the page cache cost 50 to 80 ms of CPU on the development VM (ext4, kernel
+/// 6.x) where sixteen writes of 1 MiB cost 5 to 6 ms, measured with a C program writing the same
+/// 16 MiB buffer to new files; pieces of 256 KiB to 2 MiB were all as cheap.
+pub fn write_in_pieces<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    for piece in bytes.chunks(WRITE_PIECE) {
+        out.write_all(piece)?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` through a temporary file beside it, so that a reader sees all of
 /// them or none. Not fsynced: for files that are checked before use or may be lost (caches).
 pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -289,7 +303,8 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let stem = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = temp_path(dir, &stem);
     // A write cut short (a full disk) must not leave its temporary file behind either.
-    fs::write(&temporary, bytes)
+    File::create(&temporary)
+        .and_then(|mut file| write_in_pieces(&mut file, bytes))
         .and_then(|()| fs::rename(&temporary, path))
         .inspect_err(|_| {
             let _ = fs::remove_file(&temporary);
@@ -299,6 +314,40 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A writer that records the length of each write it is given, taking all of it.
+    struct PieceLengths(Vec<usize>, Vec<u8>);
+
+    impl Write for PieceLengths {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.push(bytes.len());
+            self.1.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_large_buffer_is_written_whole_in_pieces_of_at_most_one_mib() {
+        let bytes: Vec<u8> = (0..(5 * WRITE_PIECE + 123)).map(|i| i as u8).collect();
+        let mut out = PieceLengths(Vec::new(), Vec::new());
+        write_in_pieces(&mut out, &bytes).unwrap();
+        assert_eq!(
+            out.0,
+            [
+                WRITE_PIECE,
+                WRITE_PIECE,
+                WRITE_PIECE,
+                WRITE_PIECE,
+                WRITE_PIECE,
+                123
+            ]
+        );
+        assert!(out.1 == bytes);
+    }
 
     /// The id of a process that has exited: what a writer that died leaves in the names of its
     /// temporary files.

@@ -11,7 +11,7 @@
 //! A delete removes the file and then the directories it left empty.
 
 use std::fs::{self, File};
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -287,7 +287,7 @@ impl Storage for LocalDirectory {
         let doing = || format!("put {key} in {}", self.location());
         self.put_with(key, |file, temp| {
             body.copy(&doing, |chunk| {
-                file.write_all(chunk)
+                durable::write_in_pieces(file, chunk)
                     .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))
             })
         })
@@ -298,7 +298,7 @@ impl Storage for LocalDirectory {
         // chunk buffer.
         self.put_with(key, |file, temp| {
             for part in parts {
-                file.write_all(part)
+                durable::write_in_pieces(file, part)
                     .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))?;
             }
             Ok(())
