@@ -202,7 +202,7 @@ pub enum Command {
     /// The keys of an encrypted repository ([repo] cipher = "aes-256-gcm"): list, rotate, change the passphrase, retire
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Snapshots of the deployment's other stateful parts (Redis), in the same repository
+    /// Snapshots of the deployment's other stateful parts (Redis, S3 buckets, Azure tables), in the same repository
     ///
     /// Each source is a [source.NAME] section of the configuration (docs/configuration.md);
     /// `tidemark expire --source NAME` and `tidemark verify --source NAME` cover its snapshots.

@@ -21,8 +21,10 @@ impl Config {
                     self.repo.compress.name()
                 );
             }
-            if !(1..=19).contains(&level) {
-                bail!("repo.compress_level {level} is out of range: use 1 to 19");
+            if !is_zstd_level(level) {
+                bail!(
+                    "repo.compress_level {level} is out of range: use 1 to 19, or -7 to -1 for zstd's fast levels"
+                );
             }
         }
         if let Some(workers) = self.archive.workers
@@ -188,4 +190,10 @@ impl RepoConfig {
         self.check_endpoint()?;
         self.check_azure_settings()
     }
+}
+
+/// zstd's levels the configuration takes: 1 to 19, and the fast levels -7 to -1 (less
+/// compression for less CPU; level 0 would mean zstd's own default, 3).
+fn is_zstd_level(level: i32) -> bool {
+    (1..=19).contains(&level) || (-7..=-1).contains(&level)
 }

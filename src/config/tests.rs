@@ -42,6 +42,8 @@ fn reads_the_documented_example() {
     );
     let defaults = Config::parse("[repo]\npath = \"/r\"\n").unwrap();
     assert_eq!(defaults.repo.compress, Compression::Zstd);
+    let fast = Config::parse(&good_with_repo_keys("compress_level = -3")).unwrap();
+    assert_eq!(fast.repo.compress_level, Some(-3));
     assert!(!defaults.archive.work_ahead);
     let work_ahead = Config::parse(&good_with_section(
         "[archive]\nasync = true\nworkers = 4\nspool_path = \"/var/spool/tidemark\"",
@@ -161,6 +163,14 @@ fn mistakes_in_any_section() -> Vec<(String, &'static str)> {
         (
             good_with_repo_keys("compress_level = 30"),
             "repo.compress_level 30 is out of range",
+        ),
+        (
+            good_with_repo_keys("compress_level = 0"),
+            "repo.compress_level 0 is out of range: use 1 to 19, or -7 to -1 for zstd's fast levels",
+        ),
+        (
+            good_with_repo_keys("compress_level = -8"),
+            "repo.compress_level -8 is out of range",
         ),
         (
             good_with_repo_keys("compress_level = \"3\""),

@@ -145,6 +145,13 @@ mod tests {
             assert_eq!(restored, original, "{compression:?}");
             assert_eq!(Compression::from_id(compression.id()), Some(compression));
         }
+        for fast_level in [-1, -7] {
+            let stored = compress(Compression::Zstd, fast_level, &original).unwrap();
+            assert!(stored.len() < original.len(), "{fast_level}");
+            let mut restored = Vec::new();
+            decompress_into(Compression::Zstd, &stored, &mut restored).unwrap();
+            assert_eq!(restored, original, "{fast_level}");
+        }
     }
 
     /// A zstd frame of a few bytes that asks for a 2^26-byte window is refused rather than
