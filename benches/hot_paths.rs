@@ -4,8 +4,10 @@
 //!
 //! A throwaway PostgreSQL 15 cluster (16 MiB segments) with `archive_mode = on` and an empty
 //! `archive_command` (so nothing is archived and every segment stays `.ready`) gets a base backup
-//! (`pg_basebackup -X stream`), then `pgbench -i` and a `pgbench` run write at least 1 GiB of WAL.
-//! Its stopped data directory is the backlog every archiving run starts from.
+//! (`pg_basebackup -X stream`), then a workload writes at least 1 GiB of WAL: `pgbench -i` and
+//! `pgbench` runs, or batches of small rows (`common::wal_kinds`). Its stopped data directory is
+//! the backlog every archiving run starts from; everything below runs on each kind of WAL in
+//! turn (`TIDEMARK_BENCH_WAL=pgbench` or `small_rows` for one).
 //!
 //! * **Archiving drain**: per run, a copy of that directory is started with archiving still off,
 //!   the tool's repository is prepared (untimed), then `archive_command` is set and reloaded; the
@@ -26,7 +28,7 @@
 //!   the archive_command and restore_command calls they reaped) and Tidemark's detached
 //!   work-ahead workers and prefetchers (sampled every 100 ms while they live). The encrypted /
 //!   unencrypted ratios of both are printed for the runs the issue sets 1.15 for.
-//! * **Single calls**: wall time of one `tidemark-archive` for a segment the work-ahead worker
+//! * **Single calls**: wall and CPU time of one `tidemark-archive` for a segment the work-ahead worker
 //!   already pushed, one synchronous push (also into an encrypted repository), one
 //!   `tidemark-restore` served from the prefetch spool and one fetched directly, next to `cp`
 //!   and pgBackRest for the same files. These run as the bench's own user, without PostgreSQL,
@@ -36,11 +38,11 @@
 //!   prefetch from each; the ratios S3 / local are set against the issue's 2× and 1.3×.
 //!
 //! Medians over the rounds (3, or `TIDEMARK_BENCH_ROUNDS`); the order of the tools rotates each
-//! round. Prints a table and the ratios the issue sets targets for, and writes
-//! `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
+//! round. Prints, per kind of WAL, a table (with CPU milliseconds per segment and per call) and
+//! the ratios the issue sets targets for, and writes `target/bench-results/hot_paths.json`. Needs the PostgreSQL 15 server programs and pgBackRest
 //! (installed with apt-get when run as root and missing), `s3s-fs` (see `testkit/src/servers/s3s_fs.rs`),
 //! and about 8 GiB free in /tmp. Run:
-//! `cargo bench --bench hot_paths` (about 20 minutes on 2 cores);
+//! `cargo bench --bench hot_paths` (about 20 minutes per kind of WAL on 2 cores);
 //! `TIDEMARK_BENCH_ONLY=encryption` runs only the Tidemark drains, replay and single pushes the
 //! encrypted / unencrypted ratios compare (about 5 minutes).
 
@@ -54,8 +56,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::cpu::{HelperCpu, postmaster_pid, server_cpu};
+use common::cpu::{HelperCpu, postmaster_pid, server_cpu, timed_call};
 use common::s3::{BUCKET, S3Server, repo_section};
+use common::wal_kinds::{SMALL_ROWS_CONTENT, WalKind, write_small_rows};
 use common::{gib, in_rotation, median, pgbackrest_program, remove_if_present, sync_all};
 use testkit::Lab;
 use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
@@ -78,7 +81,7 @@ const HELPER_SAMPLING: Duration = Duration::from_millis(100);
 const CALLS: usize = 15;
 
 /// What pgbench leaves, compared between the original and each recovered copy.
-const CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
+const PGBENCH_CONTENT: &str = "SELECT (SELECT count(*) || '/' || sum(abalance) FROM pgbench_accounts) || ' ' || \
      (SELECT count(*) || '/' || coalesce(sum(delta), 0) FROM pgbench_history)";
 
 /// Where Tidemark's repository is: a local directory, or a bucket on `s3s-fs` on loopback.
@@ -430,6 +433,8 @@ struct Bench {
     key_file: PathBuf,
     /// The `s3s-fs` server whose bucket is [`Repo::S3`], when the `s3` part runs.
     s3: Option<S3Server>,
+    /// What the workload left, by this query: every recovered copy must return it.
+    content_query: &'static str,
     content: String,
     backlog_segments: usize,
 }
@@ -729,7 +734,7 @@ impl Bench {
         let elapsed = started.elapsed();
         helpers.sample();
         let cpu = server_cpu(&postmaster)? + helpers.total();
-        let content = cluster.query(CONTENT)?;
+        let content = cluster.query(self.content_query)?;
         ensure!(
             content == self.content,
             "{} recovered {content}, not {}",
@@ -767,21 +772,20 @@ fn restore_calls(log: &str) -> String {
     )
 }
 
-/// Wall time of `command` run to success.
-fn time_call(command: &mut Command) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let output = command.output()?;
-    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-    ensure!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(elapsed)
+/// One kind of single call: what, and the median wall and CPU milliseconds of its runs.
+type CallMedians = (&'static str, f64, f64);
+
+/// `label` with the medians of `runs` (wall and CPU milliseconds each).
+fn call_medians(label: &'static str, runs: &[(f64, f64)]) -> CallMedians {
+    (
+        label,
+        common::median_by(runs, |r| r.0),
+        common::median_by(runs, |r| r.1),
+    )
 }
 
-/// Single-call latencies in milliseconds (medians of [`CALLS`]), by kind.
-fn single_calls(bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
+/// Single-call latencies and CPU in milliseconds (medians of [`CALLS`]), by kind.
+fn single_calls(bench: &Bench) -> anyhow::Result<Vec<CallMedians>> {
     let calls = CallsSetup::new(bench)?;
     let mut results = calls.time_pushes()?;
     results.extend(calls.time_restores()?);
@@ -875,10 +879,10 @@ impl CallsSetup {
         command
     }
 
-    /// `tidemark-archive --config CONFIG pg_wal/NAME`, timed.
-    fn time_push(&self, config: &Path, name: &str) -> anyhow::Result<f64> {
+    /// `tidemark-archive --config CONFIG pg_wal/NAME`, timed: wall and CPU milliseconds.
+    fn time_push(&self, config: &Path, name: &str) -> anyhow::Result<(f64, f64)> {
         let path = self.pg_wal.join(name);
-        time_call(&mut self.run(
+        timed_call(&mut self.run(
             &self.archive,
             &["--config".as_ref(), config.as_os_str(), path.as_os_str()],
         ))
@@ -886,10 +890,10 @@ impl CallsSetup {
 
     /// `tidemark-restore --config CONFIG NAME pg_wal/RECOVERYXLOG`, timed, after removing
     /// the destination as PostgreSQL does (a file left there would cost its removal).
-    fn time_restore(&self, config: &Path, name: &str) -> anyhow::Result<f64> {
+    fn time_restore(&self, config: &Path, name: &str) -> anyhow::Result<(f64, f64)> {
         let destination = self.pg_wal.join("RECOVERYXLOG");
         let _ = fs::remove_file(&destination);
-        time_call(&mut self.run(
+        timed_call(&mut self.run(
             &self.restore,
             &[
                 "--config".as_ref(),
@@ -903,10 +907,10 @@ impl CallsSetup {
     /// Synchronous pushes into a fresh repository (each segment once), then the rest through
     /// the work-ahead worker: the first call starts it; once it pushed everything, each call
     /// only finds its segment done.
-    fn time_pushes(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    fn time_pushes(&self) -> anyhow::Result<Vec<CallMedians>> {
         let names = &self.names;
         remove_if_present(&self.repo)?;
-        time_call(&mut self.run(
+        timed_call(&mut self.run(
             &self.tidemark,
             &[
                 "--config".as_ref(),
@@ -933,7 +937,7 @@ impl CallsSetup {
         for name in &rest[1..] {
             hits.push(self.time_push(&self.ahead_config, name)?);
         }
-        time_call(&mut self.run(
+        timed_call(&mut self.run(
             &self.tidemark,
             &[
                 "--config".as_ref(),
@@ -946,21 +950,15 @@ impl CallsSetup {
             encrypted.push(self.time_push(&self.encrypted_config, name)?);
         }
         Ok(vec![
-            ("tidemark-archive, synchronous push", median(&pushes)),
-            (
-                "tidemark-archive, synchronous push, encrypted",
-                median(&encrypted),
-            ),
-            (
-                "tidemark-archive, already pushed by the worker",
-                median(&hits),
-            ),
+            call_medians("tidemark-archive, synchronous push", &pushes),
+            call_medians("tidemark-archive, synchronous push, encrypted", &encrypted),
+            call_medians("tidemark-archive, already pushed by the worker", &hits),
         ])
     }
 
     /// Restores: direct, then from the spool of a fetcher (the fake data directory has a
     /// postmaster.pid and recovery.signal, so tidemark-restore prefetches).
-    fn time_restores(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    fn time_restores(&self) -> anyhow::Result<Vec<CallMedians>> {
         let mut direct = Vec::new();
         for name in &self.names {
             direct.push(self.time_restore(&self.sync_config, name)?);
@@ -987,22 +985,19 @@ impl CallsSetup {
         }
         fs::remove_file(self.data.join("recovery.signal"))?;
         Ok(vec![
-            ("tidemark-restore, fetched directly", median(&direct)),
-            (
-                "tidemark-restore, from the prefetch spool",
-                median(&spooled),
-            ),
+            call_medians("tidemark-restore, fetched directly", &direct),
+            call_medians("tidemark-restore, from the prefetch spool", &spooled),
         ])
     }
 
     /// The same files with cp and pgBackRest (its repository from the last drain).
-    fn time_baselines(&self, bench: &Bench) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    fn time_baselines(&self, bench: &Bench) -> anyhow::Result<Vec<CallMedians>> {
         let destination = self.pg_wal.join("RECOVERYXLOG");
         let mut copies = Vec::new();
         for name in &self.names {
             let source = self.pg_wal.join(name);
             let _ = fs::remove_file(&destination);
-            copies.push(time_call(
+            copies.push(timed_call(
                 Command::new("cp").arg(&source).arg(&destination),
             )?);
         }
@@ -1010,7 +1005,7 @@ impl CallsSetup {
         let mut gets = Vec::new();
         for name in &self.names {
             let _ = fs::remove_file(bench.tmp().join("pgbackrest-got"));
-            gets.push(time_call(
+            gets.push(timed_call(
                 Command::new("runuser")
                     .args(["-u", "postgres", "--"])
                     .arg(&bench.pgbackrest)
@@ -1022,17 +1017,15 @@ impl CallsSetup {
         }
         let mut runuser = Vec::new();
         for _ in 0..CALLS {
-            runuser.push(time_call(
+            runuser.push(timed_call(
                 Command::new("runuser").args(["-u", "postgres", "--", "true"]),
             )?);
         }
-        let runuser = median(&runuser);
+        let runuser = call_medians("runuser", &runuser);
+        let gets = call_medians("pgbackrest archive-get sync (less runuser start-up)", &gets);
         Ok(vec![
-            ("cp of one segment", median(&copies)),
-            (
-                "pgbackrest archive-get sync (less runuser start-up)",
-                median(&gets) - runuser,
-            ),
+            call_medians("cp of one segment", &copies),
+            (gets.0, gets.1 - runuser.1, gets.2 - runuser.2),
         ])
     }
 }
@@ -1042,15 +1035,43 @@ fn main() -> anyhow::Result<()> {
     let rounds = common::rounds(ROUNDS);
     let pgbackrest = pgbackrest_program()?;
     let pgbackrest_version = common::pgbackrest_version(&pgbackrest);
-    let lab = common::lab("tm-hbench-")?;
-    let backlog = Backlog::make(&lab)?;
     // For a quicker look at one part: TIDEMARK_BENCH_ONLY=replay (or drain, calls, s3; a list).
     // The replay of pgBackRest, cp and Tidemark reads what their drains archived.
     let only = std::env::var("TIDEMARK_BENCH_ONLY").unwrap_or_default();
+    let mut by_kind = serde_json::Map::new();
+    for kind in WalKind::chosen()? {
+        let results = run_on(kind, rounds, &only, &pgbackrest, &pgbackrest_version)?;
+        by_kind.insert(kind.key().to_owned(), results);
+    }
+    by_kind.insert(
+        "elapsed_s".to_owned(),
+        serde_json::json!(bench_started.elapsed().as_secs_f64()),
+    );
+    let out = common::write_results("hot_paths", &serde_json::Value::Object(by_kind))?;
+    println!(
+        "\nwrote {} ({:.0} s in all)",
+        out.display(),
+        bench_started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Every part `only` names (all when empty) on a backlog of WAL of `kind`, in a lab of its
+/// own (removed after); prints its tables and returns its results.
+fn run_on(
+    kind: WalKind,
+    rounds: usize,
+    only: &str,
+    pgbackrest: &Path,
+    pgbackrest_version: &str,
+) -> anyhow::Result<serde_json::Value> {
+    println!("\n=== {} ===", kind.label());
+    let lab = common::lab(&format!("tm-hbench-{}-", kind.key()))?;
+    let backlog = Backlog::make(&lab, kind)?;
     let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
     let bench = Bench {
         s3: runs("s3").then(common::s3::start_server),
-        pgbackrest,
+        pgbackrest: pgbackrest.to_owned(),
         backlog: backlog.data_dir,
         base: backlog.base,
         run: lab.tmp.path().join("run"),
@@ -1059,6 +1080,7 @@ fn main() -> anyhow::Result<()> {
         tidemark_repo: lab.tmp.path().join("tidemark-repo"),
         tidemark_encrypted_repo: lab.tmp.path().join("tidemark-encrypted-repo"),
         key_file: common::owner_key_file(&lab, "repo.key")?,
+        content_query: backlog.content_query,
         content: backlog.content,
         backlog_segments: backlog.segments,
         lab,
@@ -1099,42 +1121,46 @@ fn main() -> anyhow::Result<()> {
         defaults.restore.prefetch(),
     )?;
     let timings = Timings {
+        kind,
+        segments: bench.backlog_segments,
         wal_bytes: backlog.wal_bytes,
         rounds,
-        pgbackrest_version,
+        pgbackrest_version: pgbackrest_version.to_owned(),
         drains,
         replays,
         calls,
         s3,
     };
     println!(
-        "\n{} segments ({:.2} GiB) of real WAL; {}; medians of {rounds} rounds",
+        "\n{}: {} segments ({:.2} GiB); {}; medians of {rounds} rounds",
+        kind.label(),
         bench.backlog_segments,
         gib(timings.wal_bytes),
         timings.pgbackrest_version
     );
     timings.print_tables();
     let ratios = timings.ratios();
-    println!("\nratios");
+    println!("\nratios ({})", kind.label());
     for (label, ratio) in &ratios {
         println!("  {label:<72} {ratio:>6.2}");
     }
-    timings.write_results(&bench, &ratios, bench_started)
+    Ok(timings.results(&ratios))
 }
 
 /// The workload's WAL, left `.ready` in a stopped cluster, and a base backup from before it.
 struct Backlog {
     base: PathBuf,
     data_dir: PathBuf,
-    /// [`CONTENT`] at the end of the workload.
+    /// What `content_query` returned at the end of the workload.
+    content_query: &'static str,
     content: String,
     segments: usize,
     wal_bytes: u64,
 }
 
 impl Backlog {
-    /// The workload, with archiving off: every segment stays .ready.
-    fn make(lab: &Lab) -> anyhow::Result<Backlog> {
+    /// The workload of `kind`, with archiving off: every segment stays .ready.
+    fn make(lab: &Lab, kind: WalKind) -> anyhow::Result<Backlog> {
         let mut source = ThrowawayCluster::init(&lab.pg, lab.tmp.path(), "source", 16)?;
         source.configure(&[
             ("archive_mode", "on"),
@@ -1164,26 +1190,24 @@ impl Backlog {
             lab.tmp.path(),
         )?;
         let load_started = Instant::now();
-        let pgbench = |args: &[&str]| source.run_pgbench(args);
-        pgbench(&["-i", "-q", "-s", SCALE])?;
-        let written = || -> anyhow::Result<u64> {
-            Ok(source
-                .query("SELECT (pg_current_wal_lsn() - '0/0')::bigint")?
-                .parse()?)
+        let (workload, content_query) = match kind {
+            WalKind::Pgbench => (pgbench_workload(&source)?, PGBENCH_CONTENT),
+            WalKind::SmallRows => {
+                let rows = write_small_rows(&source, WAL_TARGET_BYTES)?;
+                (
+                    format!("{rows} small rows inserted, a third updated"),
+                    SMALL_ROWS_CONTENT,
+                )
+            }
         };
-        let mut pgbench_runs = 0;
-        while written()? < WAL_TARGET_BYTES {
-            pgbench(&["-n", "-c", "2", "-T", "10"])?;
-            pgbench_runs += 1;
-        }
         source.query("SELECT pg_switch_wal()")?;
-        let content = source.query(CONTENT)?;
+        let content = source.query(content_query)?;
         source.stop()?;
         let data_dir = source.data_dir().to_owned();
         let segments = ready_count(&data_dir.join("pg_wal"))?;
         let wal_bytes = segments as u64 * (16 << 20);
         println!(
-            "workload: pgbench -i -s {SCALE} and {pgbench_runs} runs of 10 s of pgbench wrote {segments} segments ({:.2} GiB of WAL) in {:.0} s",
+            "workload: {workload} wrote {segments} segments ({:.2} GiB of WAL) in {:.0} s",
             gib(wal_bytes),
             load_started.elapsed().as_secs_f64()
         );
@@ -1195,11 +1219,32 @@ impl Backlog {
         Ok(Backlog {
             base,
             data_dir,
+            content_query,
             content,
             segments,
             wal_bytes,
         })
     }
+}
+
+/// `pgbench -i` at [`SCALE`], then runs of 10 s until the WAL reaches [`WAL_TARGET_BYTES`];
+/// what it did.
+fn pgbench_workload(source: &ThrowawayCluster) -> anyhow::Result<String> {
+    let pgbench = |args: &[&str]| source.run_pgbench(args);
+    pgbench(&["-i", "-q", "-s", SCALE])?;
+    let written = || -> anyhow::Result<u64> {
+        Ok(source
+            .query("SELECT (pg_current_wal_lsn() - '0/0')::bigint")?
+            .parse()?)
+    };
+    let mut pgbench_runs = 0;
+    while written()? < WAL_TARGET_BYTES {
+        pgbench(&["-n", "-c", "2", "-T", "10"])?;
+        pgbench_runs += 1;
+    }
+    Ok(format!(
+        "pgbench -i -s {SCALE} and {pgbench_runs} runs of 10 s of pgbench"
+    ))
 }
 
 impl Bench {
@@ -1378,12 +1423,15 @@ impl S3AgainstLocal {
 
 /// Everything the bench measured.
 struct Timings {
+    kind: WalKind,
+    segments: usize,
     wal_bytes: u64,
     rounds: usize,
     pgbackrest_version: String,
     drains: Measured,
     replays: Measured,
-    calls: Vec<(&'static str, f64)>,
+    /// Single calls: what, median wall and CPU milliseconds.
+    calls: Vec<(&'static str, f64, f64)>,
     s3: S3AgainstLocal,
 }
 
@@ -1411,33 +1459,40 @@ impl Timings {
     /// Prints the drain, replay, single-call and S3 tables.
     fn print_tables(&self) {
         let mb_per_s = |seconds: f64| self.wal_bytes as f64 / (1 << 20) as f64 / seconds;
-        println!("\narchiving drain                                median      MiB/s     CPU s");
+        let per_segment = |cpu: f64| cpu * 1000.0 / self.segments as f64;
+        println!(
+            "\narchiving drain                                median      MiB/s     CPU s  CPU ms/segment"
+        );
         for a in ARCHIVERS {
             let (m, cpu) = self.drain_medians(a);
             println!(
-                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}  {:>14.1}",
                 a.label(),
                 m,
-                mb_per_s(m)
+                mb_per_s(m),
+                per_segment(cpu)
             );
         }
-        println!("\nreplay to promotion                            median      MiB/s     CPU s");
+        println!(
+            "\nreplay to promotion                            median      MiB/s     CPU s  CPU ms/segment"
+        );
         for r in REPLAYERS {
             let (m, cpu) = self.replay_medians(r);
             println!(
-                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}",
+                "  {:<42} {:>7.2} s  {:>8.0}  {cpu:>8.1}  {:>14.1}",
                 r.label(),
                 m,
-                mb_per_s(m)
+                mb_per_s(m),
+                per_segment(cpu)
             );
         }
         println!("\nencrypted / unencrypted (same run)          wall    CPU");
         for (label, wall, cpu) in self.encryption_ratios() {
             println!("  {label:<40} {wall:>6.2} {cpu:>6.2}");
         }
-        println!("\nsingle call                                              median");
-        for (label, ms) in &self.calls {
-            println!("  {label:<52} {ms:>6.1} ms");
+        println!("\nsingle call                                              median        CPU");
+        for (label, ms, cpu) in &self.calls {
+            println!("  {label:<52} {ms:>6.1} ms  {cpu:>6.1} ms");
         }
         println!(
             "\nS3 (s3s-fs on loopback) against local, work-ahead with {} workers and prefetch {}",
@@ -1534,17 +1589,13 @@ impl Timings {
         ]
     }
 
-    /// Writes target/bench-results/hot_paths.json.
-    fn write_results(
-        &self,
-        bench: &Bench,
-        ratios: &[(&'static str, f64)],
-        bench_started: Instant,
-    ) -> anyhow::Result<()> {
+    /// What this kind's runs measured, for target/bench-results/hot_paths.json.
+    fn results(&self, ratios: &[(&'static str, f64)]) -> serde_json::Value {
         let (drains, replays, s3) = (&self.drains, &self.replays, &self.s3);
         let (s3_drain, s3_replay) = (s3.drain(), s3.replay());
-        let results = serde_json::json!({
-            "wal_segments": bench.backlog_segments,
+        serde_json::json!({
+            "wal": self.kind.label(),
+            "wal_segments": self.segments,
             "wal_bytes": self.wal_bytes,
             "rounds": self.rounds,
             "pgbackrest_version": self.pgbackrest_version,
@@ -1558,16 +1609,8 @@ impl Timings {
                 "replay_local": {"median": s3_replay[0], "runs": s3.replays[0]},
                 "replay_s3": {"median": s3_replay[1], "runs": s3.replays[1]},
             },
-            "single_call_ms": self.calls.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "single_call_ms": self.calls.iter().map(|(k, wall, cpu)| ((*k).to_owned(), serde_json::json!({"wall": wall, "cpu": cpu}))).collect::<serde_json::Map<_, _>>(),
             "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-            "elapsed_s": bench_started.elapsed().as_secs_f64(),
-        });
-        let out = common::write_results("hot_paths", &results)?;
-        println!(
-            "\nwrote {} ({:.0} s in all)",
-            out.display(),
-            bench_started.elapsed().as_secs_f64()
-        );
-        Ok(())
+        })
     }
 }

@@ -27,6 +27,35 @@ pub fn children_cpu() -> anyhow::Result<f64> {
     Ok((cutime + cstime) / TICKS_PER_SECOND)
 }
 
+/// CPU seconds of every child this process has waited for, to the microsecond
+/// (`getrusage(RUSAGE_CHILDREN)`; /proc counts in ticks of 10 ms, too coarse for one call).
+pub fn reaped_children_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Runs `command` to success; its wall and CPU milliseconds (the CPU of it and of whatever it
+/// waited for, not of helpers it left running).
+pub fn timed_call(command: &mut std::process::Command) -> anyhow::Result<(f64, f64)> {
+    let cpu_before = reaped_children_cpu();
+    let started = std::time::Instant::now();
+    let output = command.output()?;
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    let cpu = (reaped_children_cpu() - cpu_before) * 1000.0;
+    ensure!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((wall, cpu))
+}
+
 /// Fields 14 to 17 of `/proc/<pid>/stat` (utime, stime, cutime, cstime) and field 4 (ppid).
 pub fn proc_times(pid: &str) -> Option<([f64; 4], String)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod cpu;
 #[path = "../../tests/common/s3.rs"]
 pub mod s3;
+pub mod wal_kinds;
 
 use std::fs;
 use std::path::{Path, PathBuf};
