@@ -50,8 +50,7 @@ fn chunk_entry(
     c: u64,
 ) -> anyhow::Result<BackupEntry> {
     let content = format!("chunk {c} of backup {owner}").repeat(100);
-    let name = stanza.repository().codec().chunk_name(content.as_bytes())?;
-    stanza.blobs().put(&name, content.as_bytes())?;
+    let name = stanza.blobs().store(content.as_bytes())?.name;
     Ok(BackupEntry {
         path: format!("base/1/{owner}_{c}"),
         kind: EntryKind::File,

@@ -134,7 +134,7 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
             zstd_level: 1,
         },
     );
-    let pool = source_blobs(&repo, "uploads");
+    let pool = source_blobs(&repo, "uploads").unwrap();
     let plan = diff::plan(listed, Vec::new());
     let (fetched, _, _) =
         take_snapshot(&pool, |sink| fetch::carry_out(&source, sink, plan.steps, 2)).unwrap();

@@ -416,6 +416,7 @@ fn retire_refuses_a_key_an_object_names_and_removes_one_nothing_names() {
         created: "2026-12-06T00:00:00Z".to_owned(),
         cipher: None,
         repository: None,
+        chunk_hash: None,
     })
     .unwrap();
     let sealed = ObjectKey::new("main/walindex/a").unwrap();

@@ -214,13 +214,10 @@ fn remove<'r>(repo: &'r Repo, key: &str) -> Damage<'r> {
 
 /// A valid chunk no backup refers to, as an interrupted backup leaves one.
 fn add_orphan(repo: &Repo) -> (String, Damage<'_>) {
-    use sha2::Digest;
     let content = b"a chunk of a backup that was interrupted".repeat(10);
-    let sha256: String = sha2::Sha256::digest(&content)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let key = format!("main/blob/{}/{sha256}", &sha256[..2]);
+    // A new stanza names its chunks by their BLAKE3.
+    let name = blake3::hash(&content).to_hex();
+    let key = format!("main/blob/{}/{name}", &name[..2]);
     let encoded = object::encode(Compression::Zstd, 1, &content).unwrap();
     repo.replace(&key, &[&encoded.header_bytes()[..], &encoded.body].concat());
     let damage = Damage {

@@ -4,7 +4,7 @@ use tidemark::config::ConfigChoice;
 use tidemark::datadir;
 use tidemark::program::{self, Finished};
 use tidemark::repo::stanza::STANZA_FORMAT;
-use tidemark::repo::{StanzaCreated, StanzaIdentity};
+use tidemark::repo::{ChunkHash, StanzaCreated, StanzaIdentity};
 
 pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
     let selected = choice.select()?;
@@ -20,6 +20,7 @@ pub fn stanza_create(choice: &ConfigChoice) -> anyhow::Result<Finished> {
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cipher: None,
         repository: None,
+        chunk_hash: ChunkHash::NEW.identity_field(),
     };
     let repo = selected.config.open_repository()?;
     let described = format!(

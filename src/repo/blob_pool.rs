@@ -1,5 +1,6 @@
-//! A pool of content chunks, each stored once under its name (its SHA-256, or in an encrypted
-//! repository its keyed BLAKE3): the chunks of one stanza's backups, or of one source's snapshots.
+//! A pool of content chunks, each stored once under its name (the hash its owner's identity
+//! names — BLAKE3, or SHA-256 in owners made before — or in an encrypted repository its keyed
+//! BLAKE3): the chunks of one stanza's backups, or of one source's snapshots.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use anyhow::{Context, bail};
 
 use super::catalog::{ChunkRef, MAX_CHUNK};
 use super::gc::StoredBlob;
-use super::{BoundedRead, Repository, Stanza, layout, object};
+use super::{BoundedRead, ChunkHash, Repository, Stanza, layout, object};
 use crate::storage::{Cancel, PutOutcome};
 
 /// The chunks under `<owner>/blob/`.
@@ -15,21 +16,31 @@ pub struct BlobPool<'r> {
     repo: &'r Repository,
     /// The key prefix the pool lives under: a stanza's name, or `_source/<name>`.
     owner: String,
+    /// What names its chunks.
+    hash: ChunkHash,
 }
 
 impl Stanza<'_> {
     /// The chunks this stanza's backups share.
     pub fn blobs(&self) -> BlobPool<'_> {
-        BlobPool::new(self.repository(), self.name())
+        // The identity's hash was checked when the stanza was opened.
+        let hash = self.identity().chunk_hash().unwrap_or(ChunkHash::NEW);
+        BlobPool::new(self.repository(), self.name(), hash)
     }
 }
 
 impl<'r> BlobPool<'r> {
-    pub fn new(repo: &'r Repository, owner: &str) -> BlobPool<'r> {
+    pub fn new(repo: &'r Repository, owner: &str, hash: ChunkHash) -> BlobPool<'r> {
         BlobPool {
             repo,
             owner: owner.to_owned(),
+            hash,
         }
+    }
+
+    /// What names this pool's chunks.
+    pub fn chunk_hash(&self) -> ChunkHash {
+        self.hash
     }
 
     pub fn repository(&self) -> &'r Repository {
@@ -86,7 +97,7 @@ impl<'r> BlobPool<'r> {
         out.clear();
         object::decode_into(&stored, out)
             .with_context(|| format!("blob {key} in {location} is damaged"))?;
-        let actual = self.repo.codec().chunk_name(out)?;
+        let actual = self.repo.codec().chunk_name(out, self.hash)?;
         if actual != name {
             bail!(
                 "blob {key} in {location} is damaged: its content hashes to {actual}, not the name it is stored under"
@@ -106,7 +117,7 @@ impl<'r> BlobPool<'r> {
                 super::gc::is_chunk_name(&sha256).then(|| layout::blob(&self.owner, &sha256));
             if expected.as_ref() != Some(&listed.key) {
                 return Err(anyhow::anyhow!(
-                    "unexpected object {} in {}: only chunks named by their SHA-256 belong under blob/; move it away",
+                    "unexpected object {} in {}: only chunks named by their hash belong under blob/; move it away",
                     listed.key,
                     storage.location()
                 ));
@@ -138,7 +149,7 @@ impl<'r> BlobPool<'r> {
     /// Names chunk `bytes` by its content and stores it unless the pool has it: what a backup
     /// or snapshot does with each chunk it cuts.
     pub fn store(&self, bytes: &[u8]) -> anyhow::Result<StoredChunk> {
-        let name = self.repo.codec().chunk_name(bytes)?;
+        let name = self.repo.codec().chunk_name(bytes, self.hash)?;
         let _turn = self.repo.blob_puts().turn(&name);
         let (stored_size, new) = match self.size(&name) {
             Ok(Some(stored_size)) => Ok((stored_size, false)),
@@ -173,6 +184,61 @@ mod tests {
 
     fn repository() -> Repository {
         test_repository(Box::new(MemoryStorage::new()))
+    }
+
+    /// A stanza as `stanza-create` made it before chunks were named by BLAKE3: no `chunk_hash`.
+    fn stanza_of_before(repo: &Repository) {
+        repo.create_stanza(&crate::repo::StanzaIdentity {
+            format: 1,
+            stanza: "old".into(),
+            system_id: 7,
+            pg_version: 15,
+            segment_size: 16 << 20,
+            created: "2026-11-21T00:00:00Z".into(),
+            cipher: None,
+            repository: None,
+            chunk_hash: None,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_new_stanza_names_chunks_by_blake3_and_one_made_before_keeps_sha256() {
+        use sha2::Digest;
+        let repo = repository();
+        stanza_of_before(&repo);
+        let content = b"a chunk of a file".repeat(1000);
+        let new = repo.open_stanza("main").unwrap();
+        let stored = new.blobs().store(&content).unwrap();
+        assert_eq!(stored.name, blake3::hash(&content).to_hex().as_str());
+        let old = repo.open_stanza("old").unwrap();
+        let kept = old.blobs().store(&content).unwrap();
+        let sha256: String = sha2::Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(kept.name, sha256);
+        // Each reads its chunk back, checked against the name under its own hash.
+        let mut out = Vec::new();
+        new.blobs().get(&stored.name, &mut out).unwrap();
+        old.blobs().get(&kept.name, &mut out).unwrap();
+        assert!(out == content);
+        // A chunk put under the other hash's name is damage, in either pool.
+        old.blobs().put(&stored.name, &content).unwrap();
+        let error = format!("{:#}", old.blobs().get(&stored.name, &mut out).unwrap_err());
+        assert!(error.contains(&format!("hashes to {sha256}")), "{error}");
+    }
+
+    #[test]
+    fn a_stanza_naming_an_unknown_chunk_hash_is_refused() {
+        let repo = repository();
+        let mut identity = repo.open_stanza("main").unwrap().identity().clone();
+        identity.chunk_hash = Some("md5".into());
+        let error = crate::repo::StanzaIdentity::from_json(&identity.to_json()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "it records chunk_hash \"md5\", which this Tidemark does not know; upgrade Tidemark"
+        );
     }
 
     #[test]

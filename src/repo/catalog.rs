@@ -30,8 +30,10 @@ pub enum EntryKind {
     Symlink,
 }
 
-/// A piece of a file's content, stored once under its name: its SHA-256, or in an encrypted
-/// repository its keyed BLAKE3 (`Codec::chunk_namer`); 64 hex digits either way.
+/// A piece of a file's content, stored once under its name: its BLAKE3 (SHA-256 in stanzas made
+/// before BLAKE3, see `ChunkHash`), or in an encrypted repository its keyed BLAKE3
+/// (`Codec::chunk_namer`); 64 hex digits either way. The field keeps its first name, `sha256`,
+/// so that every record reads as it always did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     #[serde(rename = "sha256")]

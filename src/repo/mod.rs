@@ -32,7 +32,7 @@ use crate::pg::segment_check::ExpectedCluster;
 use crate::storage::{
     ByteRange, Cancel, ListedObject, ObjectKey, PutOutcome, PutResult, Storage, StorageError,
 };
-pub use codec::{Codec, OpenedObject, StoredObject, WriteSettings};
+pub use codec::{ChunkHash, Codec, OpenedObject, StoredObject, WriteSettings};
 pub use compress::Compression;
 use object::{EncodedObject, ObjectHeader};
 pub use stanza::StanzaIdentity;
@@ -615,6 +615,7 @@ pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
         created: "2026-11-21T00:00:00Z".into(),
         cipher: None,
         repository: None,
+        chunk_hash: ChunkHash::NEW.identity_field(),
     })
     .unwrap();
     repo

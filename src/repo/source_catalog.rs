@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::blob_pool::BlobPool;
 use super::catalog::ChunkRef;
 use super::lock::LockScope;
-use super::{PutOnce, Repository, layout, limits, stanza};
+use super::{ChunkHash, PutOnce, Repository, layout, limits, stanza};
 use crate::storage::{Cancel, ObjectKey, PutOutcome};
 
 /// Version of the source identity and snapshot record formats.
@@ -33,6 +33,9 @@ pub struct SourceIdentity {
     /// The id of the encrypted repository's keyring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// `blake3`, or absent for SHA-256, as a stanza's identity says (see [`ChunkHash`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_hash: Option<String>,
 }
 
 /// One stream of bytes a snapshot stored (a Redis snapshot has one, `dump.rdb`).
@@ -112,6 +115,9 @@ impl Repository {
                     .keys()
                     .map(|keys| keys.repository_id())
                     .transpose()?,
+                // What the snapshot that records it stored its chunks with: a source's pool
+                // names its chunks with the new hash until an identity says otherwise.
+                chunk_hash: ChunkHash::NEW.identity_field(),
             };
             let json = serde_json::to_vec_pretty(&identity).expect("identity serializes");
             // A lost race leaves the winner's identity, read and checked below.
@@ -142,6 +148,8 @@ impl Repository {
                 identity.source
             );
         }
+        ChunkHash::from_identity(identity.chunk_hash.as_deref())
+            .map_err(|why| anyhow::anyhow!("source identity {key} in {location} records {why}"))?;
         self.check_cipher_of(
             "source",
             name,
@@ -206,7 +214,16 @@ impl<'r> SourceArea<'r> {
 
     /// The chunks this source's snapshots share.
     pub fn blobs(&self) -> BlobPool<'r> {
-        source_blobs(self.repo, self.name())
+        BlobPool::new(
+            self.repo,
+            &layout::source_owner(self.name()),
+            self.chunk_hash(),
+        )
+    }
+
+    /// The hash that names this source's chunks (checked when the identity was read).
+    pub fn chunk_hash(&self) -> ChunkHash {
+        ChunkHash::from_identity(self.identity.chunk_hash.as_deref()).unwrap_or(ChunkHash::NEW)
     }
 
     /// The locks of this source's snapshots and expires.
@@ -359,9 +376,13 @@ impl<'r> SourceArea<'r> {
     }
 }
 
-/// The chunks source `name`'s snapshots share (before its first snapshot is recorded, too).
-pub fn source_blobs<'r>(repo: &'r Repository, name: &str) -> BlobPool<'r> {
-    BlobPool::new(repo, &layout::source_owner(name))
+/// The chunks source `name`'s snapshots share, named as its identity says; before its first
+/// snapshot is recorded, as a new source's are.
+pub fn source_blobs<'r>(repo: &'r Repository, name: &str) -> anyhow::Result<BlobPool<'r>> {
+    Ok(match repo.open_source(name)? {
+        Some(area) => area.blobs(),
+        None => BlobPool::new(repo, &layout::source_owner(name), ChunkHash::NEW),
+    })
 }
 
 /// The locks of source `name`'s snapshots and expires.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ChunkHash;
 use crate::pg::segment_check::ExpectedCluster;
 use crate::pg::{PgMajor, SegmentSize};
 
@@ -27,6 +28,10 @@ pub struct StanzaIdentity {
     /// The id of the encrypted repository's keyring (`keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// `blake3` when the stanza's chunks are named by their BLAKE3 hash; absent in stanzas made
+    /// before, whose chunks are named by SHA-256 (see [`ChunkHash`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_hash: Option<String>,
 }
 
 /// The one cipher a stanza can name.
@@ -63,7 +68,13 @@ impl StanzaIdentity {
             )));
         }
         identity.expected_cluster()?;
+        identity.chunk_hash()?;
         Ok(identity)
+    }
+
+    /// The hash that names this stanza's chunks.
+    pub fn chunk_hash(&self) -> Result<ChunkHash, StanzaIdentityError> {
+        ChunkHash::from_identity(self.chunk_hash.as_deref()).map_err(StanzaIdentityError::BadField)
     }
 
     /// What every segment pushed to this stanza must agree with.

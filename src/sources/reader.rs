@@ -29,7 +29,13 @@ impl StreamReader {
         let source = source.to_owned();
         let refs = stream.chunks.clone();
         std::thread::spawn(move || {
-            let pool = source_blobs(&repo, &source);
+            let pool = match source_blobs(&repo, &source) {
+                Ok(pool) => pool,
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            };
             for chunk in refs {
                 let mut bytes = Vec::new();
                 let fetched = pool.get_chunk(&chunk, &mut bytes).map(|()| bytes);

@@ -36,7 +36,7 @@ pub fn snapshot_into(
         Some(area) => area.latest_snapshot()?,
         None => None,
     };
-    let (meta, streams, sizes) = take_snapshot(&source_blobs(repo, name), |sink| {
+    let (meta, streams, sizes) = take_snapshot(&source_blobs(repo, name)?, |sink| {
         source.snapshot(sink, previous.as_ref())
     })
     .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;

@@ -202,7 +202,7 @@ impl Run<'_, '_> {
     fn plan(&mut self, listed: &ListedObject, length: Length, content: Content, purpose: Purpose) {
         if !self.options.fast {
             let content = match content {
-                Content::Discard | Content::ChunkName(_) if !self.options.deep => {
+                Content::Discard | Content::ChunkName(..) if !self.options.deep => {
                     Content::StoredOnly
                 }
                 content => content,
@@ -245,7 +245,7 @@ impl Run<'_, '_> {
                 key: blob.key.clone(),
                 size: blob.size,
             };
-            let content = Content::ChunkName(sha256.clone());
+            let content = Content::ChunkName(sha256.clone(), self.stanza.blobs().chunk_hash());
             self.plan(
                 &listed,
                 Length::AtMost(MAX_CHUNK),

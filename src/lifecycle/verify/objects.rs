@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use crate::repo::ChunkHash;
 use crate::repo::codec::Codec;
 use crate::repo::object::{self, ObjectHeader};
 use crate::repo::{BoundedRead, Stanza};
@@ -54,8 +55,8 @@ pub enum Content {
     StoredOnly,
     /// Nothing: the checksums are all.
     Discard,
-    /// The content must hash to this name (`Codec::chunk_namer`): a chunk.
-    ChunkName(String),
+    /// The content must hash to this name with this hash (`Codec::chunk_namer`): a chunk.
+    ChunkName(String, ChunkHash),
     /// The content is returned, for the caller to parse.
     Keep,
 }
@@ -183,8 +184,8 @@ fn check_stored(codec: &Codec, stored: &[u8], job: &ReadJob) -> Result<Checked, 
                 content: Some(content),
             })
         }
-        Content::ChunkName(expected) => {
-            let mut namer = codec.chunk_namer().map_err(|e| format!("{e:#}"))?;
+        Content::ChunkName(expected, hash) => {
+            let mut namer = codec.chunk_namer(*hash).map_err(|e| format!("{e:#}"))?;
             object::decode_into(stored, &mut namer).map_err(|e| e.to_string())?;
             let actual = namer.finish();
             if &actual != expected {
@@ -229,11 +230,21 @@ mod tests {
     #[test]
     fn a_chunk_is_checked_against_the_name_it_is_stored_under() {
         let content = b"some chunk".repeat(100);
-        let name = plain().chunk_name(&content).unwrap();
-        let right = job(Length::AtMost(1 << 20), Content::ChunkName(name));
+        let name = plain().chunk_name(&content, ChunkHash::Blake3).unwrap();
+        let right = job(
+            Length::AtMost(1 << 20),
+            Content::ChunkName(name.clone(), ChunkHash::Blake3),
+        );
         assert!(check_stored(&plain(), &stored(&content), &right).is_ok());
         let other = stored(b"another chunk");
         let error = check_stored(&plain(), &other, &right).unwrap_err();
+        assert!(error.contains("not the name it is stored under"), "{error}");
+        // The same content checked as a SHA-256 pool's chunk does not pass under that name.
+        let as_sha256 = job(
+            Length::AtMost(1 << 20),
+            Content::ChunkName(name, ChunkHash::Sha256),
+        );
+        let error = check_stored(&plain(), &stored(&content), &as_sha256).unwrap_err();
         assert!(error.contains("not the name it is stored under"), "{error}");
     }
 

@@ -91,27 +91,51 @@ fn a_data_key_the_keyring_lacks_is_named() {
 }
 
 #[test]
-fn chunk_names_are_sha256_in_the_clear_and_keyed_when_encrypted() {
+fn chunk_names_are_the_owners_hash_in_the_clear_and_keyed_when_encrypted() {
     use sha2::Digest;
-    let plain = Codec::plain(settings()).chunk_name(b"chunk").unwrap();
+    let plain = Codec::plain(settings());
     let sha256: String = sha2::Sha256::digest(b"chunk")
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(plain, sha256);
+    assert_eq!(
+        plain.chunk_name(b"chunk", ChunkHash::Sha256).unwrap(),
+        sha256
+    );
+    assert_eq!(
+        plain.chunk_name(b"chunk", ChunkHash::Blake3).unwrap(),
+        blake3::hash(b"chunk").to_hex().as_str()
+    );
     let keyed = Codec::encrypted(settings(), fixed(1))
-        .chunk_name(b"chunk")
+        .chunk_name(b"chunk", ChunkHash::Sha256)
         .unwrap();
     assert_eq!(
         keyed,
         blake3::keyed_hash(&[7; 32], b"chunk").to_hex().as_str()
     );
-    // The name key, not the data key, names chunks: a rotation keeps equal content together.
+    // The name key, not the data key, names chunks: a rotation keeps equal content together;
+    // and an encrypted repository's names are keyed whatever its owners' identities say.
     assert_eq!(
         Codec::encrypted(settings(), fixed(2))
-            .chunk_name(b"chunk")
+            .chunk_name(b"chunk", ChunkHash::Blake3)
             .unwrap(),
         keyed
+    );
+}
+
+#[test]
+fn an_identity_names_its_chunk_hash_or_none_for_sha256() {
+    assert_eq!(ChunkHash::from_identity(None), Ok(ChunkHash::Sha256));
+    for hash in [ChunkHash::Sha256, ChunkHash::Blake3] {
+        assert_eq!(
+            ChunkHash::from_identity(hash.identity_field().as_deref()),
+            Ok(hash)
+        );
+    }
+    assert_eq!(ChunkHash::NEW, ChunkHash::Blake3);
+    assert_eq!(
+        ChunkHash::from_identity(Some("md5")).unwrap_err(),
+        "chunk_hash \"md5\", which this Tidemark does not know; upgrade Tidemark"
     );
 }
 

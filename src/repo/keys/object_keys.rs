@@ -80,6 +80,7 @@ mod tests {
             created: "2026-12-06T00:00:00Z".to_owned(),
             cipher: None,
             repository: None,
+            chunk_hash: None,
         };
         writer.create_stanza(&identity).unwrap();
         let stanza = writer.open_stanza("main").unwrap();

@@ -99,3 +99,30 @@ fn snapshots_are_listed_oldest_first_and_found_by_id_or_latest() {
     area.remove_snapshots(&["20261205-100000R".into()]).unwrap();
     assert_eq!(area.list_snapshots().unwrap().len(), 1);
 }
+
+#[test]
+fn a_new_source_names_chunks_by_blake3_and_one_recorded_before_keeps_sha256() {
+    let repo = test_repository(Box::new(MemoryStorage::new()));
+    // Before its first snapshot is recorded, and after: BLAKE3, as its identity then says.
+    assert_eq!(
+        source_blobs(&repo, "cache").unwrap().chunk_hash(),
+        ChunkHash::Blake3
+    );
+    let area = repo.open_or_create_source("cache", "redis").unwrap();
+    assert_eq!(area.identity().chunk_hash.as_deref(), Some("blake3"));
+    assert_eq!(area.blobs().chunk_hash(), ChunkHash::Blake3);
+    // source.json as a Tidemark of before wrote it: no chunk_hash.
+    let old = serde_json::json!({
+        "format": 1, "source": "uploads", "kind": "bucket", "created": "2026-12-01T00:00:00Z"
+    });
+    repo.storage()
+        .put_if_absent(
+            &layout::source_identity("uploads"),
+            &[&serde_json::to_vec(&old).unwrap()],
+        )
+        .unwrap();
+    assert_eq!(
+        source_blobs(&repo, "uploads").unwrap().chunk_hash(),
+        ChunkHash::Sha256
+    );
+}

@@ -69,7 +69,7 @@ impl BucketSource {
                 self.name
             );
         }
-        let pool = source_blobs(repo, &snapshot.source);
+        let pool = source_blobs(repo, &snapshot.source)?;
         let entries = self.entries_wanted(&pool, snapshot, target.key.as_deref())?;
         let meta = bucket_meta(snapshot)?;
         let client = BucketClient::connect(&self.settings, &self.section(), &target.bucket)?;
@@ -192,7 +192,7 @@ impl Source for BucketSource {
                 self.restore_to_bucket(&repo, snapshot, target, *in_place)
             }
             RestoreTarget::File { key, path } => {
-                let pool = source_blobs(&repo, &snapshot.source);
+                let pool = source_blobs(&repo, &snapshot.source)?;
                 let entries = self.entries_wanted(&pool, snapshot, Some(key))?;
                 to_file::restore_to_file(&pool, &entries[0], path)?;
                 Ok(format!(
@@ -243,7 +243,7 @@ pub fn snapshot_chunks(
     repo: &Repository,
     record: &SnapshotRecord,
 ) -> anyhow::Result<Vec<ChunkRef>> {
-    let pool = source_blobs(repo, &record.source);
+    let pool = source_blobs(repo, &record.source)?;
     let mut chunks: Vec<ChunkRef> = record
         .streams
         .iter()
