@@ -188,18 +188,9 @@ mod tests {
 
     /// A stanza as `stanza-create` made it before chunks were named by BLAKE3: no `chunk_hash`.
     fn stanza_of_before(repo: &Repository) {
-        repo.create_stanza(&crate::repo::StanzaIdentity {
-            format: 1,
-            stanza: "old".into(),
-            system_id: 7,
-            pg_version: 15,
-            segment_size: 16 << 20,
-            created: "2026-11-21T00:00:00Z".into(),
-            cipher: None,
-            repository: None,
-            chunk_hash: None,
-        })
-        .unwrap();
+        let identity = crate::repo::test_stanza_identity("old", ChunkHash::Sha256);
+        assert_eq!(identity.chunk_hash, None);
+        repo.create_stanza(&identity).unwrap();
     }
 
     #[test]

@@ -597,6 +597,22 @@ enum Reserve {
 
 /// A repository over `storage` with stanza `main` (system identifier 7, PostgreSQL 15, 16 MiB
 /// segments) created, for unit tests and benchmarks; it panics where they would fail.
+/// The identity of a test stanza `name` of a PostgreSQL 15 cluster, its chunks named by `hash`.
+#[doc(hidden)]
+pub fn test_stanza_identity(name: &str, hash: ChunkHash) -> StanzaIdentity {
+    StanzaIdentity {
+        format: 1,
+        stanza: name.into(),
+        system_id: 7,
+        pg_version: 15,
+        segment_size: 16 << 20,
+        created: "2026-11-21T00:00:00Z".into(),
+        cipher: None,
+        repository: None,
+        chunk_hash: hash.identity_field(),
+    }
+}
+
 #[doc(hidden)]
 pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
     let repo = Repository::new(
@@ -606,18 +622,8 @@ pub fn test_repository(storage: Box<dyn Storage>) -> Repository {
             zstd_level: 3,
         },
     );
-    repo.create_stanza(&StanzaIdentity {
-        format: 1,
-        stanza: "main".into(),
-        system_id: 7,
-        pg_version: 15,
-        segment_size: 16 << 20,
-        created: "2026-11-21T00:00:00Z".into(),
-        cipher: None,
-        repository: None,
-        chunk_hash: ChunkHash::NEW.identity_field(),
-    })
-    .unwrap();
+    repo.create_stanza(&test_stanza_identity("main", ChunkHash::NEW))
+        .unwrap();
     repo
 }
 
