@@ -416,7 +416,8 @@ fn write_steps(
 
 /// Fills db 0 with about `bytes` bytes of values (strings of 100 B to 16 KiB, and hashes,
 /// lists, sets and sorted sets of 20 elements), keys `b:0`, `b:1`, …, values of random
-/// letters and digits, which LZF (on in RDB files) cannot shrink much. Pipelined.
+/// letters and digits, which LZF (on in RDB files) cannot shrink much. Pipelined. Returns once
+/// the server has finished rehashing db 0 (see [`wait_for_rehashing`]).
 pub fn fill_random(conn: &mut Connection, bytes: u64, seed: u64) {
     select(conn, 0);
     let mut batch = Batch::new(conn);
@@ -462,6 +463,31 @@ pub fn fill_random(conn: &mut Connection, bytes: u64, seed: u64) {
         i += 1;
     }
     batch.flush();
+    wait_for_rehashing(conn, Duration::from_secs(120));
+}
+
+/// Waits (at most `limit`) until db 0's key table is not being rehashed, as `DEBUG HTSTATS 0`
+/// says (the test servers allow DEBUG from loopback). A fork saves keys in the order of the
+/// table(s) it finds; the server rehashes a grown table a little at a time, so two snapshots
+/// of unchanged data taken while that goes on list the keys in different orders, and differ
+/// nearly everywhere.
+pub fn wait_for_rehashing(conn: &mut Connection, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let stats: String = redis::cmd("DEBUG")
+            .arg("HTSTATS")
+            .arg(0)
+            .query(conn)
+            .unwrap_or_else(|e| panic!("DEBUG HTSTATS 0: {e}"));
+        if !stats.contains("rehashing target") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "db 0 was still being rehashed after {limit:?}: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn select(conn: &mut Connection, db: u32) {
