@@ -163,7 +163,7 @@ fn measure_kind(lab: &Lab, kind: WalKind) -> anyhow::Result<serde_json::Value> {
     for codec in &CODECS {
         results.push(measure_codec(lab, &pgdata, &segments, &contents, codec)?);
     }
-    results.extend(measure_copy_baselines(lab, &segments)?);
+    results.extend(measure_copy_baselines(lab, kind, &segments)?);
     Ok(
         serde_json::json!({ "segments": segments.len(), "original_bytes": original, "results": results }),
     )
@@ -287,9 +287,10 @@ fn median_push(
 /// their rows.
 fn measure_copy_baselines(
     lab: &Lab,
+    kind: WalKind,
     segments: &[PathBuf],
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let copies = lab.tmp.subdir("copies")?;
+    let copies = lab.tmp.subdir(&format!("copies-{}", kind.key()))?;
     let mut results = Vec::new();
     for (label, sync) in [("cp", false), ("cp+fsync", true)] {
         let (mut walls, mut cpus) = (Vec::new(), Vec::new());
