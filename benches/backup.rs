@@ -6,7 +6,7 @@
 //! the order rotating each round: Tidemark (lz4) into a fresh repository every time, so nothing
 //! is deduplicated; `pg_basebackup -Ft -Z client-lz4 -X none -c fast` into a fresh directory;
 //! pgBackRest `backup --type=full` into a fresh repository. All three make the data durable
-//! before they finish and checksum every file (Tidemark SHA-256 plus PostgreSQL's CRC-32C
+//! before they finish and checksum every file (Tidemark BLAKE3 chunk names plus PostgreSQL's CRC-32C
 //! manifest, pg_basebackup the CRC-32C manifest, pgBackRest SHA-1). Reports per tool the median
 //! wall time, the CPU time of the client processes and of the server's, the stored bytes,
 //! and the ratios `tidemark / pg_basebackup` and `tidemark / pgbackrest` (below 1: Tidemark is
