@@ -2,7 +2,6 @@
 //! file, written under a temporary name, fsynced, renamed into place (never over a file there)
 //! and its directory fsynced, so a crash leaves the whole file or none.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -52,7 +51,7 @@ fn write_content(pool: &BlobPool<'_>, entry: &ObjectEntry, temporary: &Path) -> 
     for reference in &entry.chunks {
         pool.get_chunk(reference, &mut chunk)
             .with_context(|| format!("read {:?} from the repository", entry.key))?;
-        file.write_all(&chunk)
+        durable::write_in_pieces(&mut file, &chunk)
             .with_context(|| format!("write {}", temporary.display()))?;
     }
     file.sync_all()
