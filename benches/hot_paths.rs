@@ -25,8 +25,9 @@
 //!   2, 8 (the default) and 32, and with prefetch 8 from the encrypted repository. Each
 //!   recovered cluster's data is checked against the original.
 //! * **CPU seconds** beside each drain's and replay's wall time: the server's processes (with
-//!   the archive_command and restore_command calls they reaped) and Tidemark's detached
-//!   work-ahead workers and prefetchers (sampled every 100 ms while they live). The encrypted /
+//!   the archive_command and restore_command calls they reaped), Tidemark's detached
+//!   work-ahead workers and prefetchers, and pgBackRest's detached `:async` processes and their
+//!   `:local` workers (sampled every 100 ms while they live). The encrypted /
 //!   unencrypted ratios of both are printed for the runs the issue sets 1.15 for.
 //! * **Single calls**: wall and CPU time of one `tidemark-archive` for a segment the work-ahead worker
 //!   already pushed, one synchronous push (also into an encrypted repository), one
@@ -611,7 +612,7 @@ impl Bench {
         sync_all()?;
         cluster.configure(&[("archive_command", &command)])?;
         let postmaster = postmaster_pid(&self.run)?;
-        let mut helpers = HelperCpu::new(&pg_wal);
+        let mut helpers = HelperCpu::new(&pg_wal).with_pgbackrest_under(self.tmp());
         let server_before = server_cpu(&postmaster)?;
         let started = Instant::now();
         cluster.query("SELECT pg_reload_conf()")?;
@@ -705,7 +706,8 @@ impl Bench {
         cluster.configure(&settings)?;
         let _ = fs::remove_file(cluster.log_file());
         sync_all()?;
-        let mut helpers = HelperCpu::new(&self.run.join("pg_wal"));
+        let mut helpers =
+            HelperCpu::new(&self.run.join("pg_wal")).with_pgbackrest_under(self.tmp());
         let started = Instant::now();
         cluster.start()?;
         let postmaster = postmaster_pid(&self.run)?;

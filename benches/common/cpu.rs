@@ -120,6 +120,9 @@ pub fn machine_cpu() -> anyhow::Result<(f64, f64)> {
 /// sample and its exit is not counted.
 pub struct HelperCpu {
     pg_wal: PathBuf,
+    /// pgBackRest's detached processes whose command line names a path under this directory
+    /// (its configuration file) are helpers too, when set.
+    pgbackrest_under: Option<PathBuf>,
     /// The last CPU seconds seen of each helper, by pid.
     seen: BTreeMap<i32, f64>,
 }
@@ -128,25 +131,54 @@ impl HelperCpu {
     pub fn new(pg_wal: &Path) -> HelperCpu {
         HelperCpu {
             pg_wal: pg_wal.to_owned(),
+            pgbackrest_under: None,
             seen: BTreeMap::new(),
         }
+    }
+
+    /// Also counts pgBackRest's asynchronous processes (`archive-push:async`,
+    /// `archive-get:async`) and the local workers they start (`…:local`), when their command
+    /// line names a path under `dir`: like Tidemark's helpers they leave the server's process
+    /// tree, so the server's CPU does not hold them.
+    pub fn with_pgbackrest_under(mut self, dir: &Path) -> HelperCpu {
+        self.pgbackrest_under = Some(dir.to_owned());
+        self
     }
 
     /// Reads the CPU of every helper of the `pg_wal` that runs now.
     pub fn sample(&mut self) {
         use testkit::processes::{PREFETCHER, WORK_AHEAD_WORKER, has_flag, processes};
         for (pid, args) in processes() {
-            let helper = [WORK_AHEAD_WORKER, PREFETCHER]
+            let tidemark = [WORK_AHEAD_WORKER, PREFETCHER]
                 .iter()
                 .any(|flag| has_flag(&args, flag, &self.pg_wal));
-            if !helper {
+            let pgbackrest = !tidemark && self.is_pgbackrest_helper(&args);
+            if !tidemark && !pgbackrest {
                 continue;
             }
             if let Some((times, _)) = proc_times(&pid.to_string()) {
-                self.seen
-                    .insert(pid, times.iter().sum::<f64>() / TICKS_PER_SECOND);
+                // A pgBackRest async process reaps its local workers, which are sampled
+                // themselves: its own time only, or theirs would count twice.
+                let ticks = if pgbackrest {
+                    times[0] + times[1]
+                } else {
+                    times.iter().sum::<f64>()
+                };
+                self.seen.insert(pid, ticks / TICKS_PER_SECOND);
             }
         }
+    }
+
+    fn is_pgbackrest_helper(&self, args: &[Vec<u8>]) -> bool {
+        let Some(dir) = &self.pgbackrest_under else {
+            return false;
+        };
+        let dir = dir.as_os_str().as_encoded_bytes();
+        let detached = args
+            .iter()
+            .any(|a| a.ends_with(b":async") || a.ends_with(b":local"));
+        let ours = args.iter().any(|a| a.windows(dir.len()).any(|w| w == dir));
+        detached && ours
     }
 
     /// CPU seconds of every helper seen, at its last sample.
