@@ -23,9 +23,7 @@ pub struct BlobPool<'r> {
 impl Stanza<'_> {
     /// The chunks this stanza's backups share.
     pub fn blobs(&self) -> BlobPool<'_> {
-        // The identity's hash was checked when the stanza was opened.
-        let hash = self.identity().chunk_hash().unwrap_or(ChunkHash::NEW);
-        BlobPool::new(self.repository(), self.name(), hash)
+        BlobPool::new(self.repository(), self.name(), self.chunk_hash())
     }
 }
 

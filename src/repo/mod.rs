@@ -81,6 +81,8 @@ pub struct Stanza<'r> {
     repo: &'r Repository,
     identity: StanzaIdentity,
     expected: ExpectedCluster,
+    /// What names its chunks, as its identity says.
+    chunk_hash: ChunkHash,
 }
 
 impl Repository {
@@ -190,10 +192,12 @@ impl Repository {
             "create it in a new repository",
         )?;
         let expected = identity.expected_cluster()?;
+        let chunk_hash = identity.chunk_hash()?;
         Ok(Stanza {
             repo: self,
             identity,
             expected,
+            chunk_hash,
         })
     }
 }
@@ -277,6 +281,11 @@ impl Stanza<'_> {
 
     pub fn identity(&self) -> &StanzaIdentity {
         &self.identity
+    }
+
+    /// What names this stanza's chunks.
+    pub fn chunk_hash(&self) -> ChunkHash {
+        self.chunk_hash
     }
 
     pub fn name(&self) -> &str {

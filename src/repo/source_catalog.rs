@@ -84,6 +84,8 @@ pub struct SnapshotRecord {
 pub struct SourceArea<'r> {
     repo: &'r Repository,
     identity: SourceIdentity,
+    /// What names its chunks, as its identity says.
+    chunk_hash: ChunkHash,
 }
 
 impl Repository {
@@ -148,7 +150,7 @@ impl Repository {
                 identity.source
             );
         }
-        ChunkHash::from_identity(identity.chunk_hash.as_deref())
+        let chunk_hash = ChunkHash::from_identity(identity.chunk_hash.as_deref())
             .map_err(|why| anyhow::anyhow!("source identity {key} in {location} records {why}"))?;
         self.check_cipher_of(
             "source",
@@ -159,6 +161,7 @@ impl Repository {
         Ok(Some(SourceArea {
             repo: self,
             identity,
+            chunk_hash,
         }))
     }
 
@@ -214,16 +217,7 @@ impl<'r> SourceArea<'r> {
 
     /// The chunks this source's snapshots share.
     pub fn blobs(&self) -> BlobPool<'r> {
-        BlobPool::new(
-            self.repo,
-            &layout::source_owner(self.name()),
-            self.chunk_hash(),
-        )
-    }
-
-    /// The hash that names this source's chunks (checked when the identity was read).
-    pub fn chunk_hash(&self) -> ChunkHash {
-        ChunkHash::from_identity(self.identity.chunk_hash.as_deref()).unwrap_or(ChunkHash::NEW)
+        source_pool(self.repo, self.name(), Some(self))
     }
 
     /// The locks of this source's snapshots and expires.
@@ -379,10 +373,17 @@ impl<'r> SourceArea<'r> {
 /// The chunks source `name`'s snapshots share, named as its identity says; before its first
 /// snapshot is recorded, as a new source's are.
 pub fn source_blobs<'r>(repo: &'r Repository, name: &str) -> anyhow::Result<BlobPool<'r>> {
-    Ok(match repo.open_source(name)? {
-        Some(area) => area.blobs(),
-        None => BlobPool::new(repo, &layout::source_owner(name), ChunkHash::NEW),
-    })
+    Ok(source_pool(repo, name, repo.open_source(name)?.as_ref()))
+}
+
+/// The chunks of source `name` whose area, once its first snapshot is recorded, is `area`.
+pub fn source_pool<'r>(
+    repo: &'r Repository,
+    name: &str,
+    area: Option<&SourceArea<'r>>,
+) -> BlobPool<'r> {
+    let hash = area.map_or(ChunkHash::NEW, |area| area.chunk_hash);
+    BlobPool::new(repo, &layout::source_owner(name), hash)
 }
 
 /// The locks of source `name`'s snapshots and expires.

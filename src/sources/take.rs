@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 
 use super::Source;
 use super::sink::take_snapshot;
-use crate::repo::source_catalog::{SOURCE_FORMAT, SnapshotRecord, source_blobs, source_locks};
+use crate::repo::source_catalog::{SOURCE_FORMAT, SnapshotRecord, source_locks, source_pool};
 use crate::repo::{Repository, layout};
 
 /// Takes a snapshot of `source`, configured as `name` of kind `kind`, into `repo`; returns
@@ -32,11 +32,12 @@ pub fn snapshot_into(
     let lock = source_locks(repo, name).lock_for_backup()?;
     let (started, id) = free_id(repo, name, source.id_letter())?;
     let clock = Instant::now();
-    let previous = match repo.open_source(name)? {
+    let area = repo.open_source(name)?;
+    let previous = match &area {
         Some(area) => area.latest_snapshot()?,
         None => None,
     };
-    let (meta, streams, sizes) = take_snapshot(&source_blobs(repo, name)?, |sink| {
+    let (meta, streams, sizes) = take_snapshot(&source_pool(repo, name, area.as_ref()), |sink| {
         source.snapshot(sink, previous.as_ref())
     })
     .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;

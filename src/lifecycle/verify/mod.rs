@@ -237,6 +237,7 @@ impl Run<'_, '_> {
                 self.scope.records.iter().map(|r| (*r).clone()).collect();
             referenced_blobs(&records)
         });
+        let hash = self.stanza.chunk_hash();
         for (sha256, blob) in stored {
             if in_scope.as_ref().is_some_and(|s| !s.contains(sha256)) {
                 continue;
@@ -245,7 +246,7 @@ impl Run<'_, '_> {
                 key: blob.key.clone(),
                 size: blob.size,
             };
-            let content = Content::ChunkName(sha256.clone(), self.stanza.blobs().chunk_hash());
+            let content = Content::ChunkName(sha256.clone(), hash);
             self.plan(
                 &listed,
                 Length::AtMost(MAX_CHUNK),
