@@ -45,11 +45,12 @@ fn a_stanza_made_before_blake3_keeps_naming_its_chunks_by_sha256_and_restores() 
         serde_json::from_slice(&fs::read(&identity_path).unwrap()).unwrap();
     assert_eq!(identity["chunk_hash"], "blake3", "{identity:#}");
     identity.as_object_mut().unwrap().remove("chunk_hash");
-    fs::write(
-        &identity_path,
-        serde_json::to_vec_pretty(&identity).unwrap(),
-    )
-    .unwrap();
+    // Replaced by a rename, never truncated in place: the cluster's archive_command reads it
+    // meanwhile, and a push that found it empty would fail.
+    let rewritten = identity_path.with_extension("rewritten");
+    let text = serde_json::to_string_pretty(&identity).unwrap();
+    testkit::owner::write_owned_file(&rewritten, &text, 0o640).unwrap();
+    fs::rename(&rewritten, &identity_path).unwrap();
 
     cluster
         .query("CREATE TABLE notes AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g")
