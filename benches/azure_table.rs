@@ -43,12 +43,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use common::azurite_tables::{KEY_SCRIPTS, account_client, base64_of, entities_by_key};
 use common::cpu::{children_cpu, own_cpu, server_cpu};
 use common::{in_rotation, remove_if_present, run_timed, succeeded, sync_all};
 use testkit::servers::azurite::{ACCOUNT, ACCOUNT_KEY, AzuriteServer, start_azurite};
-use tidemark::sources::azure_table::auth::Credentials;
+
 use tidemark::sources::azure_table::batch::{Batch, BatchOutcome, Batcher, WriteMode};
-use tidemark::sources::azure_table::client::{TableClient, TableEndpoint};
+use tidemark::sources::azure_table::client::TableClient;
 use tidemark::sources::azure_table::entity::{Entity, Property};
 
 /// Timed rounds, unless `TIDEMARK_BENCH_ROUNDS` says otherwise.
@@ -77,14 +78,7 @@ const SOURCE: &str = "audit";
 const SERIAL_SOURCE: &str = "audit1";
 
 /// Partition keys' prefixes, in several scripts (one in six partitions each).
-const SCRIPTS: [&str; 6] = [
-    "tenant",
-    "mandant-ü",
-    "租户",
-    "арендатор",
-    "😀-emoji",
-    "it's",
-];
+const SCRIPTS: [&str; 6] = KEY_SCRIPTS;
 
 const ACTIONS: [&str; 8] = [
     "login", "logout", "read", "write", "delete", "grant", "revoke", "export",
@@ -163,22 +157,9 @@ fn entity(table: usize, p: usize, n: usize, rng: &mut fastrand::Rng) -> Entity {
     }
 }
 
-fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// Azurite's account, through Tidemark's own client.
 fn client(endpoint: &str) -> anyhow::Result<TableClient> {
-    TableClient::new(
-        TableEndpoint {
-            url: endpoint.to_owned(),
-            account: ACCOUNT.to_owned(),
-            section: "bench".to_owned(),
-            timeout: Duration::from_secs(120),
-        },
-        Credentials::parse(ACCOUNT_KEY, "the bench's key")?,
-    )
+    account_client(endpoint, "bench", Duration::from_secs(120))
 }
 
 /// Table `index` of [`TABLES`], its entities in transactions of one partition each.
@@ -230,21 +211,6 @@ fn fill(client: &TableClient) -> anyhow::Result<f64> {
         })?;
     }
     Ok(started.elapsed().as_secs_f64())
-}
-
-/// Every entity of `table`, without its Timestamp, as a snapshot line, by keys.
-fn held(client: &TableClient, table: &str) -> anyhow::Result<BTreeMap<(String, String), String>> {
-    let mut held = BTreeMap::new();
-    client.block_on(client.query_entities(table, None, None, |page| {
-        for object in page {
-            let mut entity = Entity::from_service(&object)?;
-            entity.timestamp = None;
-            let keys = (entity.partition_key.clone(), entity.row_key.clone());
-            held.insert(keys, serde_json::to_string(&entity)?);
-        }
-        Ok(())
-    }))?;
-    Ok(held)
 }
 
 /// The baseline: each table scanned by one query stream, one table after another, each entity
@@ -482,7 +448,10 @@ impl Bench {
                 "restore of {name} said: {said}"
             );
             if check {
-                let (restored, original) = (held(&self.client, &into)?, held(&self.client, name)?);
+                let (restored, original) = (
+                    entities_by_key(&self.client, &into)?,
+                    entities_by_key(&self.client, name)?,
+                );
                 ensure!(
                     restored == original,
                     "table {into} holds {} entities that differ from {name}'s {}",

@@ -1,10 +1,13 @@
 //! What the end-to-end benchmarks share: finding (or installing) pgBackRest, sizes of trees,
 //! removing and syncing between runs, medians and pgBackRest's configuration; CPU time from
-//! /proc (`cpu`); the tests' S3 test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server)
+//! /proc (`cpu`); the tests' client of Azurite's tables (`tests/common/azurite_tables.rs`); the
+//! tests' S3 test bucket (`tests/common/s3.rs`, over testkit's `s3s-fs` server)
 //! and their own S3 client of buckets (`tests/common/bucket.rs`).
 
 #![allow(dead_code)] // Each bench uses its own subset.
 
+#[path = "../../tests/common/azurite_tables.rs"]
+pub mod azurite_tables;
 #[path = "../../tests/common/bucket.rs"]
 pub mod bucket;
 pub mod cpu;

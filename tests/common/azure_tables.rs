@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use testkit::servers::azurite::{ACCOUNT, ACCOUNT_KEY};
-use tidemark::sources::azure_table::auth::Credentials;
 use tidemark::sources::azure_table::batch::{BatchOutcome, Batcher, WriteMode};
-use tidemark::sources::azure_table::client::{TableClient, TableEndpoint};
+use tidemark::sources::azure_table::client::TableClient;
 use tidemark::sources::azure_table::entity::{Entity, Property};
 
+pub use super::azurite_tables::base64_of;
+use super::azurite_tables::{KEY_SCRIPTS, account_client, entities_by_key};
 use super::configured::Configured;
 
 /// A repository and a configuration naming source `audit` on `endpoint`.
@@ -83,16 +84,7 @@ pub struct TestTables {
 
 impl TestTables {
     pub fn new(endpoint: &str) -> TestTables {
-        let client = TableClient::new(
-            TableEndpoint {
-                url: endpoint.to_owned(),
-                account: ACCOUNT.to_owned(),
-                section: "test".to_owned(),
-                timeout: Duration::from_secs(60),
-            },
-            Credentials::parse(ACCOUNT_KEY, "test key").unwrap(),
-        )
-        .unwrap();
+        let client = account_client(endpoint, "test", Duration::from_secs(60)).unwrap();
         TestTables { client }
     }
 
@@ -130,19 +122,7 @@ impl TestTables {
     /// Every entity of `table`, without its Timestamp, as a snapshot line (so NaN equals
     /// NaN), by keys.
     pub fn held(&self, table: &str) -> BTreeMap<(String, String), String> {
-        let mut held = BTreeMap::new();
-        self.client
-            .block_on(self.client.query_entities(table, None, None, |page| {
-                for object in page {
-                    let mut entity = Entity::from_service(&object)?;
-                    entity.timestamp = None;
-                    let key = (entity.partition_key.clone(), entity.row_key.clone());
-                    held.insert(key, serde_json::to_string(&entity)?);
-                }
-                Ok(())
-            }))
-            .unwrap();
-        held
+        entities_by_key(&self.client, table).unwrap()
     }
 
     pub fn tables(&self) -> Vec<String> {
@@ -155,14 +135,7 @@ impl TestTables {
 /// Entity `n` of `partitions` partitions: every EDM type, its schema growing with `n` (later
 /// entities have properties earlier ones lack, and some lose ones), keys in several scripts.
 pub fn varied_entity(n: usize, partitions: usize) -> Entity {
-    let scripts = [
-        "tenant",
-        "mandant-ü",
-        "租户",
-        "арендатор",
-        "😀-emoji",
-        "it's",
-    ];
+    let scripts = KEY_SCRIPTS;
     let p = n % partitions;
     let partition_key = format!("{} {p:03}", scripts[p % scripts.len()]);
     let row_key = format!("{n:06}-{}", scripts[n % scripts.len()]);
@@ -239,9 +212,4 @@ pub fn large_entity(partition: &str, n: usize) -> Entity {
         timestamp: None,
         properties,
     }
-}
-
-pub fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -6,6 +6,7 @@
 
 pub mod azure;
 pub mod azure_tables;
+pub mod azurite_tables;
 pub mod backups;
 pub mod bucket;
 pub mod bucket_setup;
