@@ -3,7 +3,10 @@
 //! recovery is exact while the fetcher is killed with SIGKILL again and again; recovery follows a
 //! timeline switch with segments handed over from the spool; a long pause in replay keeps the
 //! spool, and the next call clears what a killed hand-over left in `pg_wal`; and on a small
-//! `pg_wal` the fetcher leaves its reserve free instead of filling the file system.
+//! `pg_wal` the fetcher leaves its reserve free instead of filling the file system. Each
+//! segment is written back (fsynced) by the fetcher before it is offered, so the fsync
+//! PostgreSQL makes of every restored file does not hold up replay (on the system calls of the
+//! whole server under `strace -f`).
 //!
 //! Tests that must act at a given point of a recovery hold PostgreSQL there with the
 //! `restore_command` gate of `restore_gate/` rather than race it.
@@ -15,15 +18,18 @@ mod restore_gate;
 mod tmpfs;
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::strace;
 use restore_gate::{Arrival, Gate};
 use testkit::Lab;
 use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
-use testkit::{ThrowawayCluster, give_to_owner};
+use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
 use tmpfs::Tmpfs;
 
 /// Kills of the fetcher the test insists on.
@@ -192,6 +198,146 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
         !handed_over.is_empty(),
         "no segment came from the spool:\n{log}"
     );
+}
+
+/// PostgreSQL fsyncs every file `restore_command` hands it (`KeepFileRestoredFromArchive`), in
+/// its startup process, while replay waits. The fetcher writes each spooled segment back before
+/// offering it, so that fsync finds nothing left to write: checked on the system calls of the
+/// whole server under `strace -f` from its first process (the `restore_command` calls and the
+/// fetcher they start included): every `.sum` the fetcher writes comes after an fsync of its
+/// segment in the spool.
+#[test]
+fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
+    let (lab, expected, pgdata, _walfs) = restored_workload("tm-prefetch-writeback-", 600);
+    let cluster =
+        ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata.clone()).unwrap();
+    // strace runs as root and the server as its owner (`-u`): Tidemark's processes make
+    // themselves undumpable, so only a tracer with CAP_SYS_PTRACE can read their paths.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test traces the server's processes and must run as root (CI does)"
+    );
+    let trace = lab.tmp.path().join("server.trace");
+    let server_log = fs::File::create(cluster.log_file()).unwrap();
+    let mut traced_server = Command::new(strace::STRACE)
+        .current_dir(lab.tmp.path())
+        .args(["-u", "postgres", "-f", "-y", "-qq", "--seccomp-bpf"])
+        .args(["-e", "signal=none"])
+        .args(["-e", "trace=%file,fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(lab.pg.path("postgres"))
+        .arg("-D")
+        .arg(&pgdata)
+        .stderr(server_log)
+        .spawn()
+        .unwrap();
+    let server = StoppedOnDrop {
+        lab: &lab,
+        pgdata: &pgdata,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pgdata.join("postmaster.pid").exists() {
+        if let Some(status) = traced_server.try_wait().unwrap() {
+            panic!(
+                "strace of the server exited ({status}): {}",
+                cluster.log_tail(10)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster
+        .wait_for_promotion(Duration::from_secs(180))
+        .unwrap();
+    assert_eq!(cluster.query(CONTENT).unwrap(), expected);
+    server.stop().unwrap();
+    // strace returns once the last process it follows is gone: the fetcher leaves when
+    // recovery is over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while traced_server.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "strace still runs a minute after the server stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let calls = strace::read(&fs::read_to_string(&trace).unwrap());
+    let in_spool = |path: &Path| {
+        path.parent()
+            .is_some_and(|dir| dir.ends_with("restore/main"))
+    };
+    let mut offered = Vec::new();
+    for (at, call) in calls.iter().enumerate() {
+        let Some((_, to)) = call.rename_paths().filter(|_| call.succeeded()) else {
+            continue;
+        };
+        let Some(segment) = to
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_suffix(".sum"))
+        else {
+            continue;
+        };
+        if !in_spool(&to) {
+            continue;
+        }
+        let written_back = calls[..at].iter().any(|earlier| {
+            matches!(earlier.name.as_str(), "fsync" | "fdatasync")
+                && earlier.succeeded()
+                && earlier.pid == call.pid
+                && earlier.fd_path().is_some_and(|path| {
+                    in_spool(&path) && path.file_name() == Some(OsStr::new(segment))
+                })
+        });
+        assert!(
+            written_back,
+            "{segment} was offered in the spool before it was fsynced"
+        );
+        offered.push(segment.to_owned());
+    }
+    let handed_over = prefetched(&fs::read_to_string(cluster.log_file()).unwrap());
+    println!(
+        "{} segments offered in the spool, each written back first; {} handed over",
+        offered.len(),
+        handed_over.len()
+    );
+    assert!(!handed_over.is_empty(), "no segment came from the spool");
+    for name in &handed_over {
+        assert!(
+            offered.contains(name),
+            "{name} was handed over but never offered"
+        );
+    }
+}
+
+/// A server started without `pg_ctl`, which `ThrowawayCluster` does not stop: stopped here,
+/// also when a test fails before it stops it itself.
+struct StoppedOnDrop<'a> {
+    lab: &'a Lab,
+    pgdata: &'a Path,
+}
+
+impl StoppedOnDrop<'_> {
+    fn stop(&self) -> anyhow::Result<String> {
+        let args = [OsStr::new("-D"), self.pgdata.as_os_str()]
+            .into_iter()
+            .chain(["-w", "-m", "fast", "stop"].map(OsStr::new))
+            .collect::<Vec<_>>();
+        run_as_owner(&self.lab.pg.path("pg_ctl"), &args, self.lab.tmp.path())
+    }
+}
+
+impl Drop for StoppedOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.pgdata.join("postmaster.pid").exists() {
+            let _ = self.stop();
+        }
+    }
 }
 
 /// The planned segments of a restored data directory, in order.

@@ -560,6 +560,13 @@ fn fetch_one(stanza: &Stanza<'_>, spool: &RestoreSpool, name: SegmentName) -> an
     let fetched =
         get_wal_file(stanza, &text, &spool.segment_path(&text)).and_then(|outcome| match outcome {
             GetOutcome::Restored(header) => {
+                // Not for durability (the spool is checked before use, never trusted): PostgreSQL
+                // fsyncs every file restore_command gives it (`KeepFileRestoredFromArchive`), and
+                // a segment written back here, ahead, leaves its startup process nothing to wait
+                // for. Without its `.sum` a segment that could not be synced is never handed over.
+                let segment = spool.segment_path(&text);
+                durable::fsync_file(&segment)
+                    .with_context(|| format!("fsync {}", segment.display()))?;
                 let sum = SpooledSum {
                     len: header.original_len,
                     crc: header.original_crc,
