@@ -21,9 +21,10 @@
 //! backup needs its WAL in its own stanza), so the server's CPU counts two pushes per segment
 //! for every tool alike.
 //!
-//! Tidemark and `pg_basebackup -X none` both ask the server to wait until the backup's last WAL
-//! segment is archived (PostgreSQL checks once a second, so this costs about 1 s); pgBackRest,
-//! whose own archiving is not set up here, runs with `archive-check=n` and does not wait.
+//! `pg_basebackup -X none` asks the server to wait until the backup's last WAL segment is
+//! archived (PostgreSQL checks once a second); Tidemark asks it not to (`WAIT false`) and looks
+//! for the segment in its own repository every 200 ms; pgBackRest, whose own archiving is not
+//! set up here, runs with `archive-check=n` and does not wait.
 //!
 //! Needs the PostgreSQL 15 server programs and pgBackRest; run as root it installs pgBackRest
 //! with apt-get if missing. Run: `cargo bench --bench backup` (about a minute after the build on

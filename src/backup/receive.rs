@@ -56,15 +56,19 @@ pub(super) fn receive_and_store(
         .enable_all()
         .build()
         .context("start the network runtime")?;
-    let workers = std::thread::available_parallelism()
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
+    // Two per core: each chunk stored waits for an fsync of itself and of its directories,
+    // and another worker compresses meanwhile (on 2 cores, 11% less wall time than one per
+    // core). The queue stays sized by cores, so what is held in memory grows by a third.
+    let workers = cores * 2;
     let stats = StoreStats::default();
     let received_bytes = AtomicU64::new(0);
     let next_chunk_id = AtomicUsize::new(0);
     let blobs = stanza.blobs();
     let (received, entries) = std::thread::scope(|scope| {
-        let (job_sender, job_receiver) = sync_channel(workers * 2);
+        let (job_sender, job_receiver) = sync_channel(cores * 2);
         let job_receiver = Arc::new(Mutex::new(job_receiver));
         let pool: Vec<_> = (0..workers)
             .map(|_| {
