@@ -73,6 +73,7 @@ fn backup_stores_every_file_and_a_second_backup_reuses_unchanged_content() {
     cluster
         .query("CREATE TABLE small (id int); INSERT INTO small VALUES (1)")
         .unwrap();
+    common::backups::wait_for_the_next_second();
     let second = lab.tidemark(&["backup"]).unwrap();
     let (_, second_label) = parse_complete_line(second.trim());
     assert_ne!(first_label, second_label);

@@ -317,6 +317,7 @@ fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
     // that one been killed after a rename and before its fsyncs, only this backup's own fsyncs
     // could make them durable before its record refers to them.
     let config = lab.config_path.to_str().unwrap();
+    common::backups::wait_for_the_next_second();
     let mut second = owner_command(&lab.bin_dir.join("tidemark"), lab.tmp.path());
     second.args(["--config", config, "backup"]);
     let trace_file = lab.tmp.path().join("backup.trace");

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use testkit::{Lab, ThrowawayCluster, run_as_owner};
 use tidemark::repo::compress::Compression;
@@ -16,7 +17,7 @@ use tidemark::repo::object;
 pub fn take_backup(lab: &Lab) -> String {
     let output = match lab.tidemark(&["backup"]) {
         Err(e) if format!("{e:#}").contains("was started in this same second") => {
-            std::thread::sleep(std::time::Duration::from_millis(1100));
+            wait_for_the_next_second();
             lab.tidemark(&["backup"])
         }
         result => result,
@@ -28,6 +29,14 @@ pub fn take_backup(lab: &Lab) -> String {
         .unwrap_or_else(|| panic!("not a backup line: {output}"));
     assert!(output.contains(" complete: "), "{output}");
     label.to_owned()
+}
+
+/// Sleeps into the next whole second of the clock, so that a backup started after it cannot get
+/// the label (the start second) of one started before.
+pub fn wait_for_the_next_second() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into_second = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    std::thread::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(10));
 }
 
 /// Takes a backup, waits until the WAL after it is archived and stops the cluster: a
