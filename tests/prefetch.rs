@@ -18,7 +18,6 @@ mod restore_gate;
 mod tmpfs;
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,7 +28,7 @@ use restore_gate::{Arrival, Gate};
 use testkit::Lab;
 use testkit::steps::start_restored;
 use testkit::steps::{PrimaryOptions, archiving_primary};
-use testkit::{ThrowawayCluster, give_to_owner, run_as_owner};
+use testkit::{ThrowawayCluster, give_to_owner};
 use tmpfs::Tmpfs;
 
 /// Kills of the fetcher the test insists on.
@@ -209,7 +208,7 @@ fn segments_damaged_in_the_spool_are_refetched_and_recovery_is_exact() {
 #[test]
 fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
     let (lab, expected, pgdata, _walfs) = restored_workload("tm-prefetch-writeback-", 600);
-    let cluster =
+    let mut cluster =
         ThrowawayCluster::adopt(&lab.pg, lab.tmp.path(), "restored", pgdata.clone()).unwrap();
     // strace runs as root and the server as its owner (`-u`): Tidemark's processes make
     // themselves undumpable, so only a tracer with CAP_SYS_PTRACE can read their paths.
@@ -233,10 +232,7 @@ fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
         .stderr(server_log)
         .spawn()
         .unwrap();
-    let server = StoppedOnDrop {
-        lab: &lab,
-        pgdata: &pgdata,
-    };
+    cluster.started_elsewhere();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pgdata.join("postmaster.pid").exists() {
         if let Some(status) = traced_server.try_wait().unwrap() {
@@ -255,7 +251,7 @@ fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
         .wait_for_promotion(Duration::from_secs(180))
         .unwrap();
     assert_eq!(cluster.query(CONTENT).unwrap(), expected);
-    server.stop().unwrap();
+    cluster.stop().unwrap();
     // strace returns once the last process it follows is gone: the fetcher leaves when
     // recovery is over.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -268,6 +264,8 @@ fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
     }
 
     let calls = strace::read(&fs::read_to_string(&trace).unwrap());
+    // strace names a descriptor by its real path: `pg_wal` is a link to a tmpfs.
+    let spooled = fs::canonicalize(spool(&pgdata)).unwrap();
     let in_spool = |path: &Path| {
         path.parent()
             .is_some_and(|dir| dir.ends_with("restore/main"))
@@ -286,14 +284,9 @@ fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
         if !in_spool(&to) {
             continue;
         }
-        let written_back = calls[..at].iter().any(|earlier| {
-            matches!(earlier.name.as_str(), "fsync" | "fdatasync")
-                && earlier.succeeded()
-                && earlier.pid == call.pid
-                && earlier.fd_path().is_some_and(|path| {
-                    in_spool(&path) && path.file_name() == Some(OsStr::new(segment))
-                })
-        });
+        let written_back = calls[..at]
+            .iter()
+            .any(|earlier| earlier.pid == call.pid && earlier.is_fsync_of(&spooled.join(segment)));
         assert!(
             written_back,
             "{segment} was offered in the spool before it was fsynced"
@@ -312,31 +305,6 @@ fn the_fetcher_writes_each_segment_back_before_it_offers_it() {
             offered.contains(name),
             "{name} was handed over but never offered"
         );
-    }
-}
-
-/// A server started without `pg_ctl`, which `ThrowawayCluster` does not stop: stopped here,
-/// also when a test fails before it stops it itself.
-struct StoppedOnDrop<'a> {
-    lab: &'a Lab,
-    pgdata: &'a Path,
-}
-
-impl StoppedOnDrop<'_> {
-    fn stop(&self) -> anyhow::Result<String> {
-        let args = [OsStr::new("-D"), self.pgdata.as_os_str()]
-            .into_iter()
-            .chain(["-w", "-m", "fast", "stop"].map(OsStr::new))
-            .collect::<Vec<_>>();
-        run_as_owner(&self.lab.pg.path("pg_ctl"), &args, self.lab.tmp.path())
-    }
-}
-
-impl Drop for StoppedOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.pgdata.join("postmaster.pid").exists() {
-            let _ = self.stop();
-        }
     }
 }
 

@@ -557,26 +557,25 @@ fn fetch_loop(stanza: &Stanza<'_>, settings: &FetcherSettings, shared: &Shared) 
 fn fetch_one(stanza: &Stanza<'_>, spool: &RestoreSpool, name: SegmentName) -> anyhow::Result<bool> {
     let text = name.to_string();
     let marker = spool.fetching_path(&text);
-    let fetched =
-        get_wal_file(stanza, &text, &spool.segment_path(&text)).and_then(|outcome| match outcome {
-            GetOutcome::Restored(header) => {
-                // Not for durability (the spool is checked before use, never trusted): PostgreSQL
-                // fsyncs every file restore_command gives it (`KeepFileRestoredFromArchive`), and
-                // a segment written back here, ahead, leaves its startup process nothing to wait
-                // for. Without its `.sum` a segment that could not be synced is never handed over.
-                let segment = spool.segment_path(&text);
-                durable::fsync_file(&segment)
-                    .with_context(|| format!("fsync {}", segment.display()))?;
-                let sum = SpooledSum {
-                    len: header.original_len,
-                    crc: header.original_crc,
-                };
-                durable::write_whole(&spool.sum_path(&text), sum.to_line().as_bytes())
-                    .with_context(|| format!("write {}", spool.sum_path(&text).display()))?;
-                Ok(true)
-            }
-            GetOutcome::NotArchived => Ok(false),
-        });
+    let segment = spool.segment_path(&text);
+    let fetched = get_wal_file(stanza, &text, &segment).and_then(|outcome| match outcome {
+        GetOutcome::Restored(header) => {
+            // Not for durability (the spool is checked before use, never trusted): PostgreSQL
+            // fsyncs every file restore_command gives it (`KeepFileRestoredFromArchive`), and
+            // a segment written back here, ahead, leaves its startup process nothing to wait
+            // for. Without its `.sum` a segment that could not be synced is never handed over.
+            durable::fsync_file(&segment)
+                .with_context(|| format!("fsync {}", segment.display()))?;
+            let sum = SpooledSum {
+                len: header.original_len,
+                crc: header.original_crc,
+            };
+            durable::write_whole(&spool.sum_path(&text), sum.to_line().as_bytes())
+                .with_context(|| format!("write {}", spool.sum_path(&text).display()))?;
+            Ok(true)
+        }
+        GetOutcome::NotArchived => Ok(false),
+    });
     let _ = fs::remove_file(&marker);
     fetched
 }

@@ -445,6 +445,13 @@ impl ThrowawayCluster {
     }
 
     /// Stops the server (`pg_ctl -w -m fast stop`); does nothing if it is not running.
+    /// Takes charge of a server started without [`start`](Self::start) (a test that runs
+    /// `postgres` itself, under a tracer): [`stop`](Self::stop) and drop stop it as they stop
+    /// one this cluster started.
+    pub fn started_elsewhere(&mut self) {
+        self.running = true;
+    }
+
     pub fn stop(&mut self) -> Result<()> {
         if !self.running {
             return Ok(());
