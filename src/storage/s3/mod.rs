@@ -13,6 +13,7 @@
 //! * `aws_profile.rs` — keys from a named profile of the AWS shared files;
 //! * `credentials.rs` — the one source of the keys, turned into the SDK's provider;
 //! * `retry_log.rs` — a WARN line for each retry the SDK makes;
+//! * `transport.rs` — the HTTP client under the SDK, which acknowledges what it reads at once;
 //! * `bucket.rs` — the settings, the client built from them, and key naming under the prefix;
 //! * `multipart.rs` — uploads of objects larger than one part;
 //! * `store.rs` — [`S3Storage`]'s [`Storage`] operations.
@@ -27,6 +28,7 @@ mod errors;
 mod multipart;
 mod retry_log;
 mod store;
+mod transport;
 
 pub use bucket::{S3Settings, S3Storage};
 pub use credentials::S3Credentials;
