@@ -151,6 +151,10 @@ pub enum BucketListing {
     /// One paged listing of every key: the fewest requests on AWS S3, for buckets of many
     /// folders holding few objects each.
     Flat,
+    /// One paged listing of every version (ListObjectVersions), taking each key's current one
+    /// and reading exactly that version: a versioned bucket's objects as they were listed, even
+    /// if they are overwritten while the snapshot reads.
+    Versions,
 }
 
 /// `type = "redis"`.
@@ -293,8 +297,9 @@ fn bucket_settings(section: &str, written: &SourceSection) -> anyhow::Result<Buc
     let listing = match written.listing.as_deref() {
         None | Some("walk") => BucketListing::Walk,
         Some("flat") => BucketListing::Flat,
+        Some("versions") => BucketListing::Versions,
         Some(other) => bail!(
-            "{section}.listing \"{other}\" is not a way to list: use \"walk\" (a listing per folder, the default) or \"flat\" (one listing of every key)"
+            "{section}.listing \"{other}\" is not a way to list: use \"walk\" (a listing per folder, the default), \"flat\" (one listing of every key) or \"versions\" (the current versions of a versioned bucket)"
         ),
     };
     Ok(BucketSettings {

@@ -906,7 +906,7 @@ fn a_mistake_in_a_source_section_is_refused_when_the_source_is_used_and_only_the
         ),
         (
             "type = \"bucket\"\nbucket = \"b\"\nprofile = \"p\"\nlisting = \"fast\"",
-            "source.cache.listing \"fast\" is not a way to list: use \"walk\" (a listing per folder, the default) or \"flat\" (one listing of every key)",
+            "source.cache.listing \"fast\" is not a way to list: use \"walk\" (a listing per folder, the default), \"flat\" (one listing of every key) or \"versions\" (the current versions of a versioned bucket)",
         ),
         (
             "type = \"redis\"\nurl = \"redis://h/\"\nlisting = \"flat\"",

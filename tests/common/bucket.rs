@@ -77,6 +77,23 @@ impl TestClient {
             .unwrap();
     }
 
+    /// Turns versioning on: every put after it makes a new version, every delete a marker.
+    pub fn enable_versioning(&self, bucket: &str) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        let enabled = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .build();
+        self.runtime
+            .block_on(
+                self.client
+                    .put_bucket_versioning()
+                    .bucket(bucket)
+                    .versioning_configuration(enabled)
+                    .send(),
+            )
+            .unwrap();
+    }
+
     /// Puts every object, `PARALLEL` at a time.
     pub fn put_all(&self, bucket: &str, objects: Vec<NewObject>) {
         let client = self.client.clone();

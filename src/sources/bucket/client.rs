@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use anyhow::{Context, anyhow};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 
@@ -56,6 +57,8 @@ pub struct Listed {
     pub last_modified: Option<String>,
     /// Whole seconds since the epoch, to compare with a read's `Last-Modified` header.
     pub modified_secs: Option<i64>,
+    /// The current version, when the bucket is listed by versions; reads ask for exactly it.
+    pub version_id: Option<String>,
 }
 
 /// What a GET answered, before its body is read.
@@ -65,6 +68,8 @@ pub struct Fetched {
     pub modified_secs: Option<i64>,
     /// RFC 3339, to the second (as the `Last-Modified` header has it).
     pub last_modified: Option<String>,
+    /// The version read, where the server names one.
+    pub version_id: Option<String>,
     pub headers: ObjectHeaders,
     /// Tags the object has (`x-amz-tagging-count`), read with another request if any.
     pub tag_count: i32,
@@ -122,11 +127,12 @@ impl BucketClient {
     }
 
     /// Every object under `prefix`, in key order: ListObjectsV2 a page at a time, one folder
-    /// after another or all at once as the source's `listing` says.
+    /// after another or all at once, or ListObjectVersions, as the source's `listing` says.
     pub fn list(&self, prefix: &str) -> anyhow::Result<Vec<Listed>> {
         let mut listed = match self.listing {
             BucketListing::Flat => self.list_level(prefix, None)?.0,
             BucketListing::Walk => self.walk(prefix)?,
+            BucketListing::Versions => self.list_current_versions(prefix)?,
         };
         // Servers list in key byte order; the manifest relies on it, so it is not left to them.
         listed.sort_by(|a, b| a.key.cmp(&b.key));
@@ -223,18 +229,67 @@ impl BucketClient {
         }
     }
 
-    /// Reads `key`: its headers now, its body as the caller reads on. `None` if it is gone.
-    pub fn get(&self, key: &str) -> anyhow::Result<Option<Fetched>> {
+    /// The current version of every object under `prefix` (ListObjectVersions, every page): a
+    /// key whose current version is a delete marker is not there. A bucket that never had
+    /// versioning lists each object once, as version "null".
+    fn list_current_versions(&self, prefix: &str) -> anyhow::Result<Vec<Listed>> {
+        let mut listed = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let request = self
+                .store
+                .client()
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take());
+            let page = self.store.block_on(request.send()).map_err(|e| {
+                if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("NotImplemented") {
+                    return anyhow!(
+                        "list the versions in {}: the server does not list versions (NotImplemented); set {}.listing = \"walk\"",
+                        self.location(),
+                        self.section
+                    );
+                }
+                self.failure(format!("list the versions in {}", self.location()), &e)
+            })?;
+            listed.extend(
+                page.versions()
+                    .iter()
+                    .filter(|version| version.is_latest() == Some(true))
+                    .filter_map(listed_version),
+            );
+            if page.is_truncated() != Some(true) {
+                return Ok(listed);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                anyhow::bail!(
+                    "list the versions in {}: the server said there is more but gave no key to go on from",
+                    self.location()
+                );
+            }
+        }
+    }
+
+    /// Reads `key` (`version` of it, if given): its headers now, its body as the caller reads
+    /// on. `None` if it is gone.
+    pub fn get(&self, key: &str, version: Option<&str>) -> anyhow::Result<Option<Fetched>> {
         let request = self
             .store
             .client()
             .get_object()
             .bucket(&self.bucket)
-            .key(key);
+            .key(key)
+            .set_version_id(version.map(str::to_owned));
         let doing = format!("read {key:?} from {}", self.location());
         let answer = match self.store.block_on(request.send()) {
             Ok(answer) => answer,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) if is_no_such_version(&e) => return Ok(None),
             Err(e) => return Err(self.failure(doing, &e)),
         };
         let headers = headers_of!(answer);
@@ -245,24 +300,31 @@ impl BucketClient {
             last_modified: answer
                 .last_modified()
                 .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+            version_id: answer.version_id().map(str::to_owned),
             headers,
             tag_count: answer.tag_count().unwrap_or(0),
             body: Box::new(self.store.body_reader(answer.body, doing)),
         }))
     }
 
-    /// The headers of `key` without its body (content type, metadata), and its ETag; `None` if
-    /// it is gone.
-    pub fn head(&self, key: &str) -> anyhow::Result<Option<(Option<String>, ObjectHeaders, i32)>> {
+    /// The headers of `key` (`version` of it, if given) without its body (content type,
+    /// metadata), and its ETag; `None` if it is gone.
+    pub fn head(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<Option<(Option<String>, ObjectHeaders, i32)>> {
         let request = self
             .store
             .client()
             .head_object()
             .bucket(&self.bucket)
-            .key(key);
+            .key(key)
+            .set_version_id(version.map(str::to_owned));
         let answer = match self.store.block_on(request.send()) {
             Ok(answer) => answer,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
+            Err(e) if is_no_such_version(&e) => return Ok(None),
             Err(e) => {
                 return Err(self.failure(format!("look at {key:?} in {}", self.location()), &e));
             }
@@ -275,14 +337,19 @@ impl BucketClient {
         )))
     }
 
-    /// The tags of `key`.
-    pub fn tags(&self, key: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    /// The tags of `key` (`version` of it, if given).
+    pub fn tags(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let request = self
             .store
             .client()
             .get_object_tagging()
             .bucket(&self.bucket)
-            .key(key);
+            .key(key)
+            .set_version_id(version.map(str::to_owned));
         let answer = self.store.block_on(request.send()).map_err(|e| {
             self.failure(
                 format!("read the tags of {key:?} in {}", self.location()),
@@ -476,15 +543,48 @@ impl BucketClient {
 }
 
 fn listed_object(object: &aws_sdk_s3::types::Object) -> Option<Listed> {
-    let key = object.key()?.to_owned();
-    let modified = object.last_modified();
-    Some(Listed {
-        key,
-        size: object.size().unwrap_or(0).max(0) as u64,
-        etag: object.e_tag().map(unquoted),
+    Some(listed(
+        object.key()?,
+        object.size(),
+        object.e_tag(),
+        object.last_modified(),
+        None,
+    ))
+}
+
+fn listed_version(version: &aws_sdk_s3::types::ObjectVersion) -> Option<Listed> {
+    Some(listed(
+        version.key()?,
+        version.size(),
+        version.e_tag(),
+        version.last_modified(),
+        version.version_id(),
+    ))
+}
+
+/// An object as a listing of either kind shows it.
+fn listed(
+    key: &str,
+    size: Option<i64>,
+    etag: Option<&str>,
+    modified: Option<&DateTime>,
+    version_id: Option<&str>,
+) -> Listed {
+    Listed {
+        key: key.to_owned(),
+        size: size.unwrap_or(0).max(0) as u64,
+        etag: etag.map(unquoted),
         last_modified: modified.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
         modified_secs: modified.map(DateTime::secs),
-    })
+        version_id: version_id.map(str::to_owned),
+    }
+}
+
+/// Whether a read failed because the version asked for is gone (deleted since it was listed).
+fn is_no_such_version<E: ProvideErrorMetadata>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    error.as_service_error().and_then(|e| e.code()) == Some("NoSuchVersion")
 }
 
 /// An ETag without the quotes HTTP puts around it.

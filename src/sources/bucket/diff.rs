@@ -2,7 +2,9 @@
 //! objects alone — no request per object: an object listed with the size, ETag and time it had
 //! is kept as it was; one with the same size and ETag but a newer time had only its headers
 //! replaced (a copy onto itself), so only they are read again; anything else is read whole.
-//! Keys the previous snapshot had and the listing lacks were deleted.
+//! Listed by versions, the version decides first: the same version is the same object; another
+//! version with the same size and ETag has only its headers read. Keys the previous snapshot had
+//! and the listing lacks were deleted.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +56,21 @@ pub fn plan(listed: Vec<Listed>, previous: Vec<ObjectEntry>) -> Plan {
 }
 
 fn step_for(listed: Listed, previous: ObjectEntry) -> Step {
+    if let (Some(now), Some(then)) = (&listed.version_id, &previous.version_id) {
+        return if now == then {
+            Step::Keep(previous)
+        } else if listed.size == previous.size
+            && listed.etag.is_some()
+            && listed.etag == previous.etag
+        {
+            Step::Refresh { listed, previous }
+        } else {
+            Step::Fetch {
+                listed,
+                previous: Some(previous),
+            }
+        };
+    }
     let same_size = listed.size == previous.size;
     let same_etag = match (&listed.etag, &previous.etag) {
         (Some(now), Some(then)) => Some(now == then),
@@ -63,7 +80,11 @@ fn step_for(listed: Listed, previous: ObjectEntry) -> Step {
     let same_time =
         listed.last_modified.is_some() && listed.last_modified == previous.last_modified;
     match (same_size, same_etag, same_time) {
-        (true, Some(true) | None, true) => Step::Keep(previous),
+        // A snapshot taken before the bucket was listed by versions learns the version it has.
+        (true, Some(true) | None, true) => Step::Keep(ObjectEntry {
+            version_id: listed.version_id,
+            ..previous
+        }),
         (true, Some(true), false) => Step::Refresh { listed, previous },
         _ => Step::Fetch {
             listed,
@@ -83,6 +104,7 @@ mod tests {
             etag: etag.map(str::to_owned),
             last_modified: Some(time.into()),
             modified_secs: None,
+            version_id: None,
         }
     }
 
@@ -91,6 +113,7 @@ mod tests {
             key: key.into(),
             size,
             etag: etag.map(str::to_owned),
+            version_id: None,
             last_modified: Some(time.into()),
             headers: Default::default(),
             chunks: Vec::new(),
@@ -178,5 +201,46 @@ mod tests {
             kinds(&plan(vec![a, b], previous)),
             vec![("a", "refresh"), ("b", "fetch changed")]
         );
+    }
+
+    #[test]
+    fn listed_by_versions_the_version_decides_first() {
+        let versioned = |mut e: ObjectEntry, v: &str| {
+            e.version_id = Some(v.into());
+            e
+        };
+        let at = |mut l: Listed, v: &str| {
+            l.version_id = Some(v.into());
+            l
+        };
+        let previous = vec![
+            versioned(entry("a", 1, Some("e1"), "t1"), "v1"),
+            versioned(entry("b", 2, Some("e2"), "t1"), "v1"),
+            versioned(entry("c", 3, Some("e3"), "t1"), "v1"),
+            // Taken before the bucket was listed by versions.
+            entry("d", 4, Some("e4"), "t1"),
+        ];
+        let now = vec![
+            // The same version, whatever its listed time says.
+            at(listed("a", 1, Some("e1"), "t9"), "v1"),
+            // A new version of the same bytes, within the same second: its headers read again.
+            at(listed("b", 2, Some("e2"), "t1"), "v2"),
+            at(listed("c", 3, Some("x3"), "t1"), "v2"),
+            at(listed("d", 4, Some("e4"), "t1"), "v7"),
+        ];
+        let plan = plan(now, previous);
+        assert_eq!(
+            kinds(&plan),
+            vec![
+                ("a", "keep"),
+                ("b", "refresh"),
+                ("c", "fetch changed"),
+                ("d", "keep")
+            ]
+        );
+        let Step::Keep(d) = &plan.steps[3] else {
+            unreachable!()
+        };
+        assert_eq!(d.version_id.as_deref(), Some("v7"));
     }
 }

@@ -187,17 +187,19 @@ enum Read {
 impl ObjectReader<'_, '_> {
     /// Reads the headers of an object whose content is known; read whole if it changed meanwhile.
     fn refresh(&mut self, listed: Listed, previous: ObjectEntry) -> anyhow::Result<Outcome> {
-        let Some((etag, mut headers, tag_count)) = self.client.head(&listed.key)? else {
+        let version = listed.version_id.as_deref();
+        let Some((etag, mut headers, tag_count)) = self.client.head(&listed.key, version)? else {
             return Ok(Outcome::Vanished(listed.key));
         };
         if etag != listed.etag {
             return self.fetch(&listed, Some(previous));
         }
         if tag_count > 0 {
-            headers.tags = self.client.tags(&listed.key)?;
+            headers.tags = self.client.tags(&listed.key, version)?;
         }
         let entry = Box::new(ObjectEntry {
             last_modified: listed.last_modified,
+            version_id: listed.version_id,
             headers,
             ..previous.clone()
         });
@@ -245,7 +247,9 @@ impl ObjectReader<'_, '_> {
 
     fn read_once(&mut self, listed: &Listed) -> anyhow::Result<Read> {
         // The SDK has retried the request itself; a failure left is the snapshot's.
-        let Some(fetched) = self.client.get(&listed.key)? else {
+        // Listed by versions, the read is of the version listed, whatever came since.
+        let version = listed.version_id.as_deref();
+        let Some(fetched) = self.client.get(&listed.key, version)? else {
             return Ok(Read::Gone);
         };
         let mut queued = Vec::new();
@@ -272,7 +276,7 @@ impl ObjectReader<'_, '_> {
         }
         let mut headers = fetched.headers;
         if fetched.tag_count > 0 {
-            headers.tags = self.client.tags(&listed.key)?;
+            headers.tags = self.client.tags(&listed.key, version)?;
         }
         // The listing's time is kept (to the millisecond, as the next listing will show it) only
         // when this read is of the object listed; otherwise the read's own.
@@ -286,6 +290,7 @@ impl ObjectReader<'_, '_> {
             key: listed.key.clone(),
             size: fetched.size,
             etag: fetched.etag,
+            version_id: listed.version_id.clone(),
             last_modified: if as_listed {
                 listed.last_modified.clone()
             } else {

@@ -49,6 +49,9 @@ pub struct ObjectEntry {
     /// As the server gave it, without quotes; a multipart upload's is no MD5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The version read, when the source lists versions (`listing = "versions"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// As the listing gave it (RFC 3339): compared, never parsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,

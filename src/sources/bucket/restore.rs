@@ -231,7 +231,7 @@ fn write_all(
 fn write_one(client: &BucketClient, pool: &BlobPool<'_>, job: &Job<'_>) -> anyhow::Result<bool> {
     let entry = job.entry;
     if job.change == Change::MaybeSame && entry.headers.tags.is_empty() {
-        let there = client.head(&job.target_key)?;
+        let there = client.head(&job.target_key, None)?;
         if there.is_some_and(|(etag, headers, _)| etag == entry.etag && headers == entry.headers) {
             return Ok(false);
         }
