@@ -35,7 +35,7 @@
 //! /proc/self/stat's cutime and cstime) and of `s3s-fs`, and the ratios rclone's median time /
 //! Tidemark's (above 1: Tidemark is faster) against the targets. Prints a table per kind,
 //! writes `target/bench-results/bucket_source.json`. Run: `cargo bench --bench bucket_source`
-//! (30 to 45 minutes on 2 cores; 11 GB free: the server's directory is in /tmp, the repository
+//! (about 20 minutes on 2 cores; 11 GB free: the server's directory is in /tmp, the repository
 //! and rclone's copy in /tmp or `TIDEMARK_BENCH_DIR`, all removed before the next kind);
 //! `TIDEMARK_BENCH_ROUNDS=5` for more rounds, `TIDEMARK_BENCH_KINDS=text` for one kind. Needs
 //! `rclone` (`apt-get install rclone`) and `s3s-fs`.
