@@ -6,8 +6,9 @@
 //! so. And with any one fsync made to fail (EIO injected), the push fails, a retry whose fsyncs
 //! all fail fails too, and only a retry that fsynced the object and its chain exits 0.
 //!
-//! A backup that finds chunks of an earlier backup in place fsyncs each of them, and its
-//! chain, before its record refers to them.
+//! A backup fsyncs every chunk it writes before its rename, and every chunk of an earlier
+//! backup it finds in place; the directory chains of both are fsynced (once per directory, after
+//! the last chunk) before its record refers to them.
 //!
 //! Real WAL segments from a real cluster; a history file, whose directory is a sibling of the
 //! segments'; each case in a fresh repository, so every directory is new.
@@ -304,7 +305,7 @@ fn objects(repo: &DirectRepo) -> Vec<PathBuf> {
 }
 
 #[test]
-fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
+fn a_backup_fsyncs_every_chunk_it_stores_or_reuses_before_its_record() {
     let lab = Lab::new("tm-fsync-backup-", &common::binaries()).unwrap();
     let cluster = archiving_primary(&lab, &PrimaryOptions::default()).unwrap();
     cluster
@@ -352,15 +353,19 @@ fn a_backup_fsyncs_every_chunk_it_reuses_before_its_record() {
         .iter()
         .flat_map(|entry| entry.chunks.iter().map(|chunk| chunk.name.as_str()))
         .collect();
+    let before_record = Traced {
+        output: traced.output.clone(),
+        calls: traced.calls[..record_in_place].to_vec(),
+    };
+    // Every chunk it wrote: fsynced before its rename, its directory chain after it and before
+    // the record (a backup owes those fsyncs until its last chunk, and pays them once each).
+    let stored = assert_stored_durably(&before_record, &lab.repo_path);
+    assert!(stored > 0, "the second backup stored no chunk of its own");
     let mut reused = 0;
     for sha256 in chunks {
         let blob = lab
             .repo_path
             .join(tidemark::repo::layout::blob("main", sha256).as_str());
-        let before_record = Traced {
-            output: traced.output.clone(),
-            calls: traced.calls[..record_in_place].to_vec(),
-        };
         let stored_now = stores(&before_record, &lab.repo_path)
             .iter()
             .any(|(_, _, to)| *to == blob);

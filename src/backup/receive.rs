@@ -66,7 +66,9 @@ pub(super) fn receive_and_store(
     let stats = StoreStats::default();
     let received_bytes = AtomicU64::new(0);
     let next_chunk_id = AtomicUsize::new(0);
-    let blobs = stanza.blobs();
+    // The chunks' directories are fsynced once each, after the last chunk and before the
+    // record that refers to them, not once per chunk.
+    let blobs = stanza.blobs().deferring_syncs();
     let (received, entries) = std::thread::scope(|scope| {
         let (job_sender, job_receiver) = sync_channel(cores * 2);
         let job_receiver = Arc::new(Mutex::new(job_receiver));
@@ -94,6 +96,9 @@ pub(super) fn receive_and_store(
             }
         }
         name_chunks(&mut entries, pending, &stats, &mut first_error);
+        if first_error.is_none() && network.is_ok() {
+            first_error = blobs.sync_deferred().err();
+        }
         match (network, first_error) {
             (Ok(received), None) => Ok((received, entries)),
             // The reader's own error says why it stopped.

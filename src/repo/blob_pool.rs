@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use super::catalog::{ChunkRef, MAX_CHUNK};
 use super::gc::StoredBlob;
 use super::{BoundedRead, ChunkHash, Repository, Stanza, layout, object};
-use crate::storage::{Cancel, PutOutcome};
+use crate::storage::{Cancel, DeferredSyncs, PutOutcome};
 
 /// The chunks under `<owner>/blob/`.
 pub struct BlobPool<'r> {
@@ -18,6 +18,9 @@ pub struct BlobPool<'r> {
     owner: String,
     /// What names its chunks.
     hash: ChunkHash,
+    /// Where the directory fsyncs of chunks stored or found are owed, when the writer makes
+    /// them durable once before it reports any (see [`BlobPool::deferring_syncs`]).
+    deferred: Option<DeferredSyncs>,
 }
 
 impl Stanza<'_> {
@@ -33,7 +36,31 @@ impl<'r> BlobPool<'r> {
             repo,
             owner: owner.to_owned(),
             hash,
+            deferred: None,
         }
+    }
+
+    /// This pool, owing the directory fsyncs of the chunks it stores or finds until
+    /// [`BlobPool::sync_deferred`] (each chunk's content is still fsynced before its rename):
+    /// for a writer that refers to none of them before that, as a backup does before its
+    /// record.
+    pub fn deferring_syncs(self) -> BlobPool<'r> {
+        BlobPool {
+            deferred: Some(DeferredSyncs::default()),
+            ..self
+        }
+    }
+
+    /// Makes durable the names of the chunks stored or found since the last call: what a pool
+    /// made by [`BlobPool::deferring_syncs`] needs before anything refers to them.
+    pub fn sync_deferred(&self) -> anyhow::Result<()> {
+        if let Some(deferred) = &self.deferred {
+            self.repo
+                .storage()
+                .sync_deferred(deferred)
+                .context("make the stored chunks durable")?;
+        }
+        Ok(())
     }
 
     /// What names this pool's chunks.
@@ -48,11 +75,13 @@ impl<'r> BlobPool<'r> {
     /// The stored size of a blob, or `None` if it is not stored. A blob found is made durable
     /// first, so a backup may reference it: its writer may have been killed before its fsyncs.
     pub fn size(&self, name: &str) -> anyhow::Result<Option<u64>> {
-        Ok(self
-            .repository()
-            .storage()
-            .head_durable(&layout::blob(&self.owner, name))?
-            .map(|meta| meta.size))
+        let key = layout::blob(&self.owner, name);
+        let storage = self.repository().storage();
+        let meta = match &self.deferred {
+            Some(deferred) => storage.head_durable_deferred(&key, deferred)?,
+            None => storage.head_durable(&key)?,
+        };
+        Ok(meta.map(|meta| meta.size))
     }
 
     /// Stores chunk `bytes` as blob `name` unless it is there; returns the stored size, and
@@ -60,10 +89,11 @@ impl<'r> BlobPool<'r> {
     pub fn put(&self, name: &str, bytes: &[u8]) -> anyhow::Result<(u64, bool)> {
         let key = layout::blob(&self.owner, name);
         let stored = self.repo.codec().encode(&key, bytes)?;
-        let outcome = self
-            .repository()
-            .storage()
-            .put_if_absent(&key, &stored.parts())?;
+        let storage = self.repository().storage();
+        let outcome = match &self.deferred {
+            Some(deferred) => storage.put_if_absent_deferred(&key, &stored.parts(), deferred)?,
+            None => storage.put_if_absent(&key, &stored.parts())?,
+        };
         Ok((stored.len(), outcome == PutOutcome::Created))
     }
 

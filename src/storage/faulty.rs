@@ -24,8 +24,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    ByteRange, Cancel, ListedObject, ObjectKey, ObjectMeta, ObjectReading, PartsReader, PutBody,
-    PutResult, Storage, StorageError,
+    ByteRange, Cancel, DeferredSyncs, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
+    PartsReader, PutBody, PutResult, Storage, StorageError,
 };
 
 /// How a failing stream is cut.
@@ -360,6 +360,28 @@ impl<S: Storage> FaultyStorage<S> {
     }
 }
 
+impl<S: Storage> FaultyStorage<S> {
+    /// A put of `parts` with a fault injected around `put` (the inner store's), or cut midway.
+    fn put_parts(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        put: impl FnOnce() -> PutResult,
+    ) -> PutResult {
+        let fault = self.decide(Operation::Stream);
+        if fault == Fault::Cut {
+            let length = parts.iter().map(|p| p.len() as u64).sum();
+            let body = PutBody {
+                reader: &mut PartsReader::new(parts),
+                length,
+                cancel: &Cancel::never(),
+            };
+            return self.put_cut(key, body);
+        }
+        self.around(fault, || format!("put {key} in {}", self.location()), put)
+    }
+}
+
 impl<S: Storage> Storage for FaultyStorage<S> {
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         self.plain("head", key, || self.inner.head(key))
@@ -416,21 +438,32 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
-        let fault = self.decide(Operation::Stream);
-        if fault == Fault::Cut {
-            let length = parts.iter().map(|p| p.len() as u64).sum();
-            let body = PutBody {
-                reader: &mut PartsReader::new(parts),
-                length,
-                cancel: &Cancel::never(),
-            };
-            return self.put_cut(key, body);
-        }
-        self.around(
-            fault,
-            || format!("put {key} in {}", self.location()),
-            || self.inner.put_if_absent(key, parts),
-        )
+        self.put_parts(key, parts, || self.inner.put_if_absent(key, parts))
+    }
+
+    fn head_durable_deferred(
+        &self,
+        key: &ObjectKey,
+        deferred: &DeferredSyncs,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        self.plain("head", key, || {
+            self.inner.head_durable_deferred(key, deferred)
+        })
+    }
+
+    fn put_if_absent_deferred(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        deferred: &DeferredSyncs,
+    ) -> PutResult {
+        self.put_parts(key, parts, || {
+            self.inner.put_if_absent_deferred(key, parts, deferred)
+        })
+    }
+
+    fn sync_deferred(&self, deferred: &DeferredSyncs) -> Result<(), StorageError> {
+        self.inner.sync_deferred(deferred)
     }
 
     fn list(&self, prefix: &ObjectKey, cancel: &Cancel) -> Result<Vec<ListedObject>, StorageError> {

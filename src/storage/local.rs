@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::durable;
 use super::{
-    ByteRange, Cancel, CancellableReader, ListedObject, ObjectKey, ObjectMeta, ObjectReading,
-    PutBody, PutOutcome, PutResult, Storage, StorageError,
+    ByteRange, Cancel, CancellableReader, DeferredSyncs, ListedObject, ObjectKey, ObjectMeta,
+    ObjectReading, PutBody, PutOutcome, PutResult, Storage, StorageError,
 };
 
 /// A repository in a local directory.
@@ -103,12 +103,13 @@ impl LocalDirectory {
 
     /// Stores what `write` writes into a new file under `key` unless the key is taken: a unique
     /// temporary file, fsynced, renamed into place without replacing anything, directory chain
-    /// fsynced. On any error, including one from `write`, the temporary file is removed. An
-    /// object found under the key is made durable (file and directory chain) before the put
-    /// reports it: its writer may have died before its own fsyncs.
+    /// fsynced (or owed in `deferred`). On any error, including one from `write`, the temporary
+    /// file is removed. An object found under the key is made durable (file and directory
+    /// chain) before the put reports it: its writer may have died before its own fsyncs.
     fn put_with(
         &self,
         key: &ObjectKey,
+        deferred: Option<&DeferredSyncs>,
         write: impl FnOnce(&mut File, &Path) -> Result<(), StorageError>,
     ) -> PutResult {
         let path = self.path_of(key);
@@ -167,9 +168,7 @@ impl LocalDirectory {
         }
         match result {
             Ok(true) => {
-                self.fsync_chain(dir).map_err(|e| {
-                    StorageError::from_io(format!("fsync directory {}", dir.display()), e)
-                })?;
+                self.name_durable(key, dir, deferred)?;
                 Ok(PutOutcome::Created)
             }
             Ok(false) => {
@@ -177,7 +176,7 @@ impl LocalDirectory {
                 if path.is_dir() {
                     return Err(self.conflict(key, "this key is a prefix of other objects' keys"));
                 }
-                self.make_durable(key, &path)?;
+                self.make_durable(key, &path, deferred)?;
                 Ok(PutOutcome::AlreadyExists)
             }
             Err(e) => {
@@ -203,13 +202,55 @@ impl LocalDirectory {
         }
     }
 
-    /// Fsyncs the object at `path` (under `key`), found in place, and its directory chain.
-    fn make_durable(&self, key: &ObjectKey, path: &Path) -> Result<(), StorageError> {
+    /// Fsyncs the object at `path` (under `key`), found in place, and its directory chain (or
+    /// owes that in `deferred`).
+    fn make_durable(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        deferred: Option<&DeferredSyncs>,
+    ) -> Result<(), StorageError> {
         durable::fsync_file(path)
             .map_err(|e| StorageError::from_io(format!("fsync {}", path.display()), e))?;
-        let dir = path.parent().expect("an object path has a parent");
-        self.fsync_chain(dir).map_err(|e| {
-            StorageError::from_io(format!("fsync directory {} of {key}", dir.display()), e)
+        self.name_durable(
+            key,
+            path.parent().expect("an object path has a parent"),
+            deferred,
+        )
+    }
+
+    /// Makes the name of `key`, in `dir`, durable: its directory chain fsynced now, or owed in
+    /// `deferred`.
+    fn name_durable(
+        &self,
+        key: &ObjectKey,
+        dir: &Path,
+        deferred: Option<&DeferredSyncs>,
+    ) -> Result<(), StorageError> {
+        match deferred {
+            Some(deferred) => {
+                deferred.owe(dir.to_path_buf());
+                Ok(())
+            }
+            None => self.fsync_chain(dir).map_err(|e| {
+                StorageError::from_io(format!("fsync directory {} of {key}", dir.display()), e)
+            }),
+        }
+    }
+
+    /// Writes `parts`, already in memory, without a copy through a chunk buffer.
+    fn put_parts(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        deferred: Option<&DeferredSyncs>,
+    ) -> PutResult {
+        self.put_with(key, deferred, |file, temp| {
+            for part in parts {
+                durable::write_in_pieces(file, part)
+                    .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))?;
+            }
+            Ok(())
         })
     }
 }
@@ -228,9 +269,60 @@ impl Storage for LocalDirectory {
     fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         let meta = self.head(key)?;
         if meta.is_some() {
-            self.make_durable(key, &self.path_of(key))?;
+            self.make_durable(key, &self.path_of(key), None)?;
         }
         Ok(meta)
+    }
+
+    fn head_durable_deferred(
+        &self,
+        key: &ObjectKey,
+        deferred: &DeferredSyncs,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        let meta = self.head(key)?;
+        if meta.is_some() {
+            self.make_durable(key, &self.path_of(key), Some(deferred))?;
+        }
+        Ok(meta)
+    }
+
+    fn put_if_absent_deferred(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        deferred: &DeferredSyncs,
+    ) -> PutResult {
+        self.put_parts(key, parts, Some(deferred))
+    }
+
+    /// Each directory owed, and each above it up to the root, fsynced once, then the root's
+    /// entry in its parent, as [`fsync_chain`](LocalDirectory::fsync_chain) does for one put.
+    fn sync_deferred(&self, deferred: &DeferredSyncs) -> Result<(), StorageError> {
+        let owed = deferred.take();
+        if owed.is_empty() {
+            return Ok(());
+        }
+        let mut synced = std::collections::BTreeSet::new();
+        for dir in &owed {
+            for ancestor in dir.ancestors().take_while(|a| a.starts_with(&self.root)) {
+                // Its ancestors were synced with it.
+                if !synced.insert(ancestor) {
+                    break;
+                }
+                fsync_dir_if_present(ancestor).map_err(|e| {
+                    StorageError::from_io(format!("fsync directory {}", ancestor.display()), e)
+                })?;
+            }
+        }
+        match durable::fsync_dir(durable::parent_dir(&self.root)) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
+            result => result.map_err(|e| {
+                StorageError::from_io(
+                    format!("fsync the directory above {}", self.root.display()),
+                    e,
+                )
+            }),
+        }
     }
 
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
@@ -285,7 +377,7 @@ impl Storage for LocalDirectory {
 
     fn put_body_if_absent(&self, key: &ObjectKey, body: PutBody<'_>) -> PutResult {
         let doing = || format!("put {key} in {}", self.location());
-        self.put_with(key, |file, temp| {
+        self.put_with(key, None, |file, temp| {
             body.copy(&doing, |chunk| {
                 durable::write_in_pieces(file, chunk)
                     .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))
@@ -294,15 +386,7 @@ impl Storage for LocalDirectory {
     }
 
     fn put_if_absent(&self, key: &ObjectKey, parts: &[&[u8]]) -> PutResult {
-        // The parts are in memory already: write them as they are, without a copy through a
-        // chunk buffer.
-        self.put_with(key, |file, temp| {
-            for part in parts {
-                durable::write_in_pieces(file, part)
-                    .map_err(|e| StorageError::from_io(format!("write {}", temp.display()), e))?;
-            }
-            Ok(())
-        })
+        self.put_parts(key, parts, None)
     }
 
     /// One `read_dir`; names starting with `.` (temporary files of puts under way) are not
@@ -488,6 +572,48 @@ mod tests {
     use super::*;
     use crate::storage::durable::tests::pid_of_an_exited_process;
     use crate::storage::tests::{key, refuses_keys_that_are_prefixes};
+
+    #[test]
+    fn deferred_puts_owe_their_directories_until_synced_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirectory::new(dir.path().join("repo"));
+        let deferred = DeferredSyncs::default();
+        let (a, b, c) = (key("s/blob/aa/1"), key("s/blob/aa/2"), key("s/blob/bb/3"));
+        for k in [&a, &b, &c] {
+            assert_eq!(
+                store.put_if_absent_deferred(k, &[b"x"], &deferred).unwrap(),
+                PutOutcome::Created
+            );
+        }
+        assert_eq!(
+            store
+                .put_if_absent_deferred(&a, &[b"y"], &deferred)
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(store.get(&a).unwrap(), b"x");
+        let root = dir.path().join("repo");
+        let owed = deferred.take();
+        assert_eq!(
+            owed,
+            [root.join("s/blob/aa"), root.join("s/blob/bb")].into()
+        );
+        // A directory emptied and removed since (its objects deleted) owes nothing.
+        for dir in owed {
+            deferred.owe(dir);
+        }
+        store.delete(&c).unwrap();
+        store.sync_deferred(&deferred).unwrap();
+        assert!(deferred.take().is_empty());
+        assert_eq!(
+            store
+                .head_durable_deferred(&b, &deferred)
+                .unwrap()
+                .map(|m| m.size),
+            Some(1)
+        );
+        assert_eq!(deferred.take(), [root.join("s/blob/aa")].into());
+    }
 
     #[test]
     fn puts_never_replace_and_reads_see_whole_objects() {

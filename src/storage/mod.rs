@@ -20,6 +20,7 @@
 //! durable is written through [`durable`], the one crash-safe file module.
 
 pub mod azure;
+pub mod deferred;
 pub mod durable;
 pub mod faulty;
 pub mod local;
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 pub use azure::{AzureCredentials, AzureSettings, AzureStorage};
+pub use deferred::DeferredSyncs;
 pub use faulty::{Cut, FaultCounts, FaultPlan, FaultyStorage};
 pub use local::LocalDirectory;
 pub use memory::MemoryStorage;
@@ -358,6 +360,38 @@ pub trait Storage: Send + Sync {
         self.head(key)
     }
 
+    /// [`head_durable`](Storage::head_durable), except that a store which makes a name durable
+    /// by fsyncing its directory (a local directory) may owe that fsync in `deferred` until
+    /// [`sync_deferred`](Storage::sync_deferred): for a writer that reports nothing it found or
+    /// stored before it calls that. The object's content is durable when this returns.
+    fn head_durable_deferred(
+        &self,
+        key: &ObjectKey,
+        deferred: &DeferredSyncs,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        let _ = deferred;
+        self.head_durable(key)
+    }
+
+    /// [`put_if_absent`](Storage::put_if_absent), with the directory fsyncs owed in `deferred`
+    /// as in [`head_durable_deferred`](Storage::head_durable_deferred).
+    fn put_if_absent_deferred(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        deferred: &DeferredSyncs,
+    ) -> PutResult {
+        let _ = deferred;
+        self.put_if_absent(key, parts)
+    }
+
+    /// Makes durable every name owed in `deferred`: after it, what the deferred puts and heads
+    /// said is as durable as what the plain ones say.
+    fn sync_deferred(&self, deferred: &DeferredSyncs) -> Result<(), StorageError> {
+        let _ = deferred;
+        Ok(())
+    }
+
     /// A stream of the bytes of `range` of the object under `key`; `NotFound` if there is none.
     /// The reader holds no more than a chunk in memory; its errors carry a [`StorageError`]
     /// that [`StorageError::from_io`] recovers, and it fails with `Cancelled` once `cancel` is.
@@ -490,6 +524,27 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
         (**self).head_durable(key)
+    }
+
+    fn head_durable_deferred(
+        &self,
+        key: &ObjectKey,
+        deferred: &DeferredSyncs,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        (**self).head_durable_deferred(key, deferred)
+    }
+
+    fn put_if_absent_deferred(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        deferred: &DeferredSyncs,
+    ) -> PutResult {
+        (**self).put_if_absent_deferred(key, parts, deferred)
+    }
+
+    fn sync_deferred(&self, deferred: &DeferredSyncs) -> Result<(), StorageError> {
+        (**self).sync_deferred(deferred)
     }
 
     fn get_reader(&self, key: &ObjectKey, range: ByteRange, cancel: &Cancel) -> ObjectReading {
