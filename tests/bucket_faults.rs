@@ -10,17 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::bucket::{NewObject, TestClient, noise, varied_objects};
-use common::bucket_setup::BucketSetup as Setup;
+use common::bucket_setup::{BucketSetup as Setup, snapshot_in_memory, source_settings};
 use common::direct::describe;
-use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
+use common::s3::start_server;
 use testkit::http_relay::HttpRelay;
-use tidemark::config::{BucketListing, BucketSettings};
-use tidemark::repo::source_catalog::source_blobs;
-use tidemark::repo::{Compression, Repository, WriteSettings};
+use tidemark::config::BucketListing;
 use tidemark::sources::bucket::client::BucketClient;
-use tidemark::sources::bucket::{diff, fetch};
-use tidemark::sources::sink::take_snapshot;
-use tidemark::storage::{MemoryStorage, S3Credentials};
 
 #[test]
 fn a_second_snapshot_of_an_unchanged_bucket_reads_no_object_and_stores_nothing_new() {
@@ -107,16 +102,7 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
         metadata: BTreeMap::from([("version".into(), version.into())]),
     };
     client.put_all("src", vec![object(noise(5000, 1), "text/csv", "1")]);
-    let settings = BucketSettings {
-        bucket: "src".into(),
-        prefix: String::new(),
-        endpoint: Some(server.endpoint.clone()),
-        region: "us-east-1".into(),
-        path_style: true,
-        credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
-        concurrency: 2,
-        listing: BucketListing::Walk,
-    };
+    let settings = source_settings(&server.endpoint, BucketListing::Walk);
     let source = BucketClient::connect(&settings, "source.uploads", "src").unwrap();
     let listed = source.list("").unwrap();
     // A second later (the time a listing and a read compare to), another version.
@@ -127,17 +113,7 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
         vec![object(replacement.clone(), "application/json", "2")],
     );
 
-    let repo = Repository::new(
-        Box::new(MemoryStorage::new()),
-        WriteSettings {
-            compression: Compression::Zstd,
-            zstd_level: 1,
-        },
-    );
-    let pool = source_blobs(&repo, "uploads").unwrap();
-    let plan = diff::plan(listed, Vec::new());
-    let (fetched, _, _) =
-        take_snapshot(&pool, |sink| fetch::carry_out(&source, sink, plan.steps, 2)).unwrap();
+    let (fetched, contents) = snapshot_in_memory(&source, listed);
     assert_eq!(fetched.changed_while_read, 1);
     let entry = &fetched.entries["report.csv"];
     assert_eq!(entry.size, 7000);
@@ -146,13 +122,7 @@ fn an_object_replaced_between_the_listing_and_its_read_is_recorded_as_read() {
         Some("application/json")
     );
     assert_eq!(entry.headers.metadata["version"], "2");
-    let mut content = Vec::new();
-    let mut chunk = Vec::new();
-    for reference in &entry.chunks {
-        pool.get_chunk(reference, &mut chunk).unwrap();
-        content.extend_from_slice(&chunk);
-    }
-    assert_eq!(content, replacement);
+    assert_eq!(contents["report.csv"], replacement);
     // The ETag recorded is the read's: the MD5 of what was stored.
     let held = &client.held("src")["report.csv"];
     assert_eq!(held.size, 7000);
@@ -188,16 +158,7 @@ fn a_walk_folder_by_folder_lists_exactly_what_one_flat_listing_does() {
     );
     let relay = HttpRelay::start(&server.endpoint);
     let connect = |listing| {
-        let settings = BucketSettings {
-            bucket: "src".into(),
-            prefix: String::new(),
-            endpoint: Some(relay.endpoint()),
-            region: "us-east-1".into(),
-            path_style: true,
-            credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
-            concurrency: 3,
-            listing,
-        };
+        let settings = source_settings(&relay.endpoint(), listing);
         BucketClient::connect(&settings, "source.uploads", "src").unwrap()
     };
     let (walk, flat) = (connect(BucketListing::Walk), connect(BucketListing::Flat));

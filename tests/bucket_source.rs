@@ -118,18 +118,8 @@ fn each_snapshot_of_a_changing_bucket_restores_exactly_what_it_held() {
         (first, &first_state, "restore-1"),
         (second, &second_state, "restore-2"),
     ] {
-        client.create_bucket(bucket);
         let id = snapshot["id"].as_str().unwrap();
-        setup.ok(&[
-            "source",
-            "restore",
-            "uploads",
-            "--snapshot",
-            id,
-            "--to-bucket",
-            bucket,
-        ]);
-        let restored = client.held(bucket);
+        let restored = setup.restored_into(&client, id, bucket);
         assert_eq!(restored.len(), state.len(), "snapshot {id}");
         for (key, held) in state {
             assert_eq!(restored.get(key), Some(held), "snapshot {id}: {key:?}");

@@ -11,16 +11,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::bucket::{NewObject, TestClient, noise, varied_objects};
-use common::bucket_setup::BucketSetup as Setup;
-use common::s3::{ACCESS_KEY, SECRET_KEY, start_server};
+use common::bucket_setup::{BucketSetup as Setup, snapshot_in_memory, source_settings};
+use common::s3::start_server;
 use testkit::servers::moto::{MotoServer, start_moto};
-use tidemark::config::{BucketListing, BucketSettings};
-use tidemark::repo::source_catalog::source_blobs;
-use tidemark::repo::{Compression, Repository, WriteSettings};
+use tidemark::config::BucketListing;
 use tidemark::sources::bucket::client::BucketClient;
-use tidemark::sources::bucket::{diff, fetch};
-use tidemark::sources::sink::take_snapshot;
-use tidemark::storage::{MemoryStorage, S3Credentials};
 
 const LISTING: &str = "listing = \"versions\"\n";
 
@@ -141,18 +136,12 @@ fn each_snapshot_of_a_versioned_bucket_restores_its_current_versions() {
         (&snapshots[0], &first_state, "restore-1"),
         (&snapshots[1], &second_state, "restore-2"),
     ] {
-        client.create_bucket(bucket);
         let id = snapshot["id"].as_str().unwrap();
-        setup.ok(&[
-            "source",
-            "restore",
-            "uploads",
-            "--snapshot",
-            id,
-            "--to-bucket",
-            bucket,
-        ]);
-        assert_eq!(&client.held(bucket), state, "snapshot {id}");
+        assert_eq!(
+            &setup.restored_into(&client, id, bucket),
+            state,
+            "snapshot {id}"
+        );
     }
 }
 
@@ -161,45 +150,20 @@ fn a_version_overwritten_after_the_listing_is_stored_as_listed() {
     let (server, client) = versioned_source();
     let first = noise(5000, 1);
     client.put_all("src", vec![object("report.csv", first.clone(), "1")]);
-    let settings = BucketSettings {
-        bucket: "src".into(),
-        prefix: String::new(),
-        endpoint: Some(server.endpoint.clone()),
-        region: "us-east-1".into(),
-        path_style: true,
-        credentials: S3Credentials::keys(ACCESS_KEY.into(), SECRET_KEY.into(), None, "test"),
-        concurrency: 2,
-        listing: BucketListing::Versions,
-    };
+    let settings = source_settings(&server.endpoint, BucketListing::Versions);
     let source = BucketClient::connect(&settings, "source.uploads", "src").unwrap();
     let listed = source.list("").unwrap();
     assert_eq!(listed.len(), 1);
     let listed_version = listed[0].version_id.clone().expect("a version listed");
     client.put_all("src", vec![object("report.csv", noise(7000, 2), "2")]);
 
-    let repo = Repository::new(
-        Box::new(MemoryStorage::new()),
-        WriteSettings {
-            compression: Compression::Zstd,
-            zstd_level: 1,
-        },
-    );
-    let pool = source_blobs(&repo, "uploads").unwrap();
-    let plan = diff::plan(listed, Vec::new());
-    let (fetched, _, _) =
-        take_snapshot(&pool, |sink| fetch::carry_out(&source, sink, plan.steps, 2)).unwrap();
+    let (fetched, contents) = snapshot_in_memory(&source, listed);
     assert_eq!(fetched.changed_while_read, 0);
     let entry = &fetched.entries["report.csv"];
     assert_eq!(entry.version_id.as_deref(), Some(listed_version.as_str()));
     assert_eq!(entry.size, 5000);
     assert_eq!(entry.headers.metadata["label"], "1");
-    let mut content = Vec::new();
-    let mut chunk = Vec::new();
-    for reference in &entry.chunks {
-        pool.get_chunk(reference, &mut chunk).unwrap();
-        content.extend_from_slice(&chunk);
-    }
-    assert_eq!(content, first);
+    assert_eq!(contents["report.csv"], first);
 }
 
 #[test]
