@@ -8,7 +8,8 @@
 //!
 //! A backup fsyncs every chunk it writes before its rename, and every chunk of an earlier
 //! backup it finds in place; the directory chains of both are fsynced (once per directory, after
-//! the last chunk) before its record refers to them.
+//! the last chunk) before its record refers to them. So does a source's snapshot (a bucket's)
+//! for the chunks it writes.
 //!
 //! Real WAL segments from a real cluster; a history file, whose directory is a sibling of the
 //! segments'; each case in a fresh repository, so every directory is new.
@@ -82,19 +83,22 @@ fn chain(object: &Path, root: &Path) -> Vec<PathBuf> {
 }
 
 /// Fails unless every directory of `object`'s chain is fsynced by the traced process after
-/// its entries last changed: the object's own directory after call `at` (the rename that put
-/// the object there, or the one that found it taken), each directory above it after the last
-/// directory made in it, or at any time when the process made none there (another process
-/// made it, and may have died before its fsync).
+/// the entry leading to the object last changed: the object's own directory after call `at`
+/// (the rename that put the object there, or the one that found it taken), each directory
+/// above it after the last making of the directory below it on the object's path, or at any
+/// time when the process made none (another process made it, and may have died before its
+/// fsync).
 fn assert_chain_durable(traced: &Traced, at: usize, object: &Path, root: &Path) {
-    for (level, dir) in chain(object, root).iter().enumerate() {
+    let chain = chain(object, root);
+    for (level, dir) in chain.iter().enumerate() {
         let changed = if level == 0 {
             Some(at)
         } else {
+            let below = &chain[level - 1];
             traced.find_before(traced.calls.len(), |c| {
                 c.name.starts_with("mkdir")
                     && c.succeeded()
-                    && c.made_dir().as_deref().and_then(Path::parent) == Some(dir.as_path())
+                    && c.made_dir().as_deref() == Some(below.as_path())
             })
         };
         let after = changed.map_or(0, |i| i + 1);
@@ -127,7 +131,13 @@ fn stores(traced: &Traced, root: &Path) -> Vec<(usize, PathBuf, PathBuf)> {
 /// Every object stored was written and fsynced under its temporary name, renamed without
 /// replacing, and its directory chain fsynced afterwards.
 fn assert_stored_durably(traced: &Traced, root: &Path) -> usize {
-    let stored = stores(traced, root);
+    assert_stored_durably_under(traced, root, root)
+}
+
+/// [`assert_stored_durably`] for the objects stored under `under` (inside `root`) only.
+fn assert_stored_durably_under(traced: &Traced, root: &Path, under: &Path) -> usize {
+    let mut stored = stores(traced, root);
+    stored.retain(|(_, _, object)| object.starts_with(under));
     for (at, temp, object) in &stored {
         let rename = &traced.calls[*at];
         assert!(
@@ -385,6 +395,49 @@ fn a_backup_fsyncs_every_chunk_it_stores_or_reuses_before_its_record() {
     }
     assert!(reused > 0, "the second backup reused no chunk");
     drop(cluster);
+}
+
+#[test]
+fn a_source_snapshot_fsyncs_every_chunk_before_its_record() {
+    let server = common::s3::start_server();
+    let client = common::bucket::TestClient::new(&server.endpoint);
+    client.create_bucket("src");
+    client.put_all("src", common::bucket::varied_objects(60, 1 << 20, 3));
+    let setup = common::bucket_setup::BucketSetup::new(&server.endpoint, "");
+    let mut snapshot =
+        common::direct::direct(common::binaries().tidemark.parent().unwrap(), "tidemark");
+    snapshot
+        .arg("--config")
+        .arg(&setup.config)
+        .args(["source", "backup", "uploads"]);
+    let traced = strace::run(&snapshot, &[], &setup.dir.path().join("snapshot.trace"));
+    assert!(
+        traced.output.status.success(),
+        "{}",
+        describe(&traced.output)
+    );
+    let repo = setup.repo();
+    let record_in_place = traced
+        .find_before(traced.calls.len(), |c| {
+            c.name == "renameat2"
+                && c.succeeded()
+                && c.rename_paths()
+                    .is_some_and(|(_, to)| to.starts_with(&repo) && to.ends_with("snapshot.json"))
+        })
+        .expect("the snapshot stored its record");
+    let before_record = Traced {
+        output: traced.output.clone(),
+        calls: traced.calls[..record_in_place].to_vec(),
+    };
+    // Every chunk (objects' contents and the snapshot's lists): fsynced before its rename, its
+    // directory chain after it and before the record. (The lock, stored before them, was made
+    // durable by its own put; the record's directories are the record's.)
+    let chunks = repo.join("_source/uploads/blob");
+    let stored = assert_stored_durably_under(&before_record, &repo, &chunks);
+    assert!(
+        stored >= 60,
+        "only {stored} chunks stored before the record"
+    );
 }
 
 #[test]

@@ -37,10 +37,13 @@ pub fn snapshot_into(
         Some(area) => area.latest_snapshot()?,
         None => None,
     };
-    let (meta, streams, sizes) = take_snapshot(&source_pool(repo, name, area.as_ref()), |sink| {
-        source.snapshot(sink, previous.as_ref())
-    })
-    .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;
+    // The chunks' directories are fsynced once each, after the last chunk and before the
+    // record, not once per chunk.
+    let pool = source_pool(repo, name, area.as_ref()).deferring_syncs();
+    let (meta, streams, sizes) =
+        take_snapshot(&pool, |sink| source.snapshot(sink, previous.as_ref()))
+            .and_then(|taken| pool.sync_deferred().map(|()| taken))
+            .with_context(|| format!("snapshot of source '{name}' failed; nothing was recorded"))?;
     let record = SnapshotRecord {
         format: SOURCE_FORMAT,
         source: name.to_owned(),
