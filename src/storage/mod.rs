@@ -28,6 +28,7 @@ pub mod memory;
 mod open;
 pub mod probe;
 pub mod s3;
+mod tls;
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};

@@ -2,7 +2,6 @@
 //! client over TLS with the system's roots (aws-lc-rs, as everything else), a bounded wait to
 //! connect and for the answer's head. Retries and authorization are `http.rs`'s.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,23 +26,7 @@ impl Transport {
     /// A client trusting the system's root certificates; `tls` is false for an endpoint that
     /// is `http://` (Azurite), which then needs none.
     pub fn new(tls: bool) -> Result<Transport, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        if tls {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-            if roots.is_empty() {
-                return Err(
-                    "no trusted root certificates on this system: install the ca-certificates package"
-                        .to_owned(),
-                );
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("set up TLS: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::storage::tls::client_config(tls)?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.enforce_http(false);

@@ -50,19 +50,21 @@ impl S3Storage {
             .build()
             .map_err(|e| StorageError::from_io("start the S3 client's runtime", e))?;
         let credentials = credentials_provider(&settings.credentials, &runtime)?;
-        let roots = match &settings.endpoint {
-            Some(endpoint) if endpoint.starts_with("http://") => rustls::RootCertStore::empty(),
-            _ => transport::system_roots().map_err(|reason| StorageError::Io {
+        let plain_http = settings
+            .endpoint
+            .as_ref()
+            .is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let tls =
+            crate::storage::tls::client_config(!plain_http).map_err(|reason| StorageError::Io {
                 doing: format!("reach bucket {} over https", settings.bucket),
                 source: std::io::Error::other(reason),
-            })?,
-        };
+            })?;
         let mut config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
             .credentials_provider(credentials)
             .force_path_style(settings.path_style)
-            .http_client(transport::http_client(roots))
+            .http_client(transport::http_client(tls))
             .retry_config(
                 aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
             )

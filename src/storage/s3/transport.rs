@@ -1,5 +1,5 @@
-//! The S3 client's HTTP transport: hyper's pooled HTTP/1.1 client over rustls (the system's
-//! roots, aws-lc-rs), in place of the SDK's own, for one difference: after every read from a
+//! The S3 client's HTTP transport: hyper's pooled HTTP/1.1 client over rustls (the store's
+//! TLS configuration, `storage::tls`), in place of the SDK's own, for one difference: after every read from a
 //! connection it asks the kernel to acknowledge what arrived at once (`TCP_QUICKACK`).
 //!
 //! Why: on a kept-alive connection Linux delays the acknowledgement of a response's first
@@ -17,7 +17,7 @@
 use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,26 +43,13 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
 /// The SDK's HTTP client: one pooled transport, made on first use with the SDK's connect
 /// timeout and shared by every request after.
-pub fn http_client(roots: rustls::RootCertStore) -> SharedHttpClient {
+pub fn http_client(tls: rustls::ClientConfig) -> SharedHttpClient {
     let transport = OnceLock::new();
     http_client_fn(move |settings, _components| {
         transport
-            .get_or_init(|| SharedHttpConnector::new(Transport::new(roots.clone(), settings)))
+            .get_or_init(|| SharedHttpConnector::new(Transport::new(tls.clone(), settings)))
             .clone()
     })
-}
-
-/// The system's trusted root certificates, or why there are none.
-pub fn system_roots() -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if roots.is_empty() {
-        return Err(
-            "no trusted root certificates on this system: install the ca-certificates package"
-                .to_owned(),
-        );
-    }
-    Ok(roots)
 }
 
 /// hyper's client over connections that acknowledge at once.
@@ -78,13 +65,7 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    fn new(roots: rustls::RootCertStore, settings: &HttpConnectorSettings) -> Transport {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("aws-lc-rs supports rustls' default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    fn new(tls: rustls::ClientConfig, settings: &HttpConnectorSettings) -> Transport {
         let mut tcp = TcpConnector::new();
         tcp.set_connect_timeout(Some(
             settings
