@@ -1,8 +1,8 @@
 //! Directory fsyncs a writer of many objects leaves until it is about to report them: a
 //! backup's chunks (or a source snapshot's) are referred to only by its record, written after
-//! the last of them, so the names of its new chunks need only be durable by then. Each chunk's content is fsynced before
-//! its rename as always; what waits is the fsync of its directory and of every directory above
-//! it, done once per directory when the writer calls
+//! the last of them, so the names of its new chunks need only be durable by then. Each chunk's
+//! content is fsynced before its rename as always; what waits is the fsync of its directory and
+//! of every directory above it, done once per directory when the writer calls
 //! [`Storage::sync_deferred`](super::Storage::sync_deferred) instead of once per chunk. A
 //! writer killed before that reported nothing, and the next one to find a chunk in place makes
 //! it durable again (`head_durable`).

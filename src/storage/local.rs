@@ -86,8 +86,7 @@ impl LocalDirectory {
 
     /// Makes the entries leading to `dir` durable: `dir` and every directory above it up to
     /// the root, and the root's own entry in its parent, since any of them may be new (made by
-    /// this put, or by a writer that died or failed before its fsync). A parent of the root
-    /// this user may not read was not made by Tidemark and cannot be fsynced: it is left.
+    /// this put, or by a writer that died or failed before its fsync).
     fn fsync_chain(&self, dir: &Path) -> io::Result<()> {
         match durable::fsync_dirs_up_to(dir, &self.root) {
             // A delete removed the directory since: the entry the put made is gone with it (a
@@ -95,6 +94,12 @@ impl LocalDirectory {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             result => result?,
         }
+        self.fsync_root_entry()
+    }
+
+    /// Makes the root's own entry in its parent durable. A parent of the root this user may
+    /// not read was not made by Tidemark and cannot be fsynced: it is left.
+    fn fsync_root_entry(&self) -> io::Result<()> {
         match durable::fsync_dir(durable::parent_dir(&self.root)) {
             Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
             result => result,
@@ -238,6 +243,20 @@ impl LocalDirectory {
         }
     }
 
+    /// What [`head`](Storage::head) says, after making the object found durable (its directory
+    /// chain fsynced now, or owed in `deferred`).
+    fn head_made_durable(
+        &self,
+        key: &ObjectKey,
+        deferred: Option<&DeferredSyncs>,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        let meta = self.head(key)?;
+        if meta.is_some() {
+            self.make_durable(key, &self.path_of(key), deferred)?;
+        }
+        Ok(meta)
+    }
+
     /// Writes `parts`, already in memory, without a copy through a chunk buffer.
     fn put_parts(
         &self,
@@ -267,11 +286,7 @@ fn fsync_dir_if_present(dir: &Path) -> io::Result<()> {
 
 impl Storage for LocalDirectory {
     fn head_durable(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        let meta = self.head(key)?;
-        if meta.is_some() {
-            self.make_durable(key, &self.path_of(key), None)?;
-        }
-        Ok(meta)
+        self.head_made_durable(key, None)
     }
 
     fn head_durable_deferred(
@@ -279,11 +294,7 @@ impl Storage for LocalDirectory {
         key: &ObjectKey,
         deferred: &DeferredSyncs,
     ) -> Result<Option<ObjectMeta>, StorageError> {
-        let meta = self.head(key)?;
-        if meta.is_some() {
-            self.make_durable(key, &self.path_of(key), Some(deferred))?;
-        }
-        Ok(meta)
+        self.head_made_durable(key, Some(deferred))
     }
 
     fn put_if_absent_deferred(
@@ -314,15 +325,12 @@ impl Storage for LocalDirectory {
                 })?;
             }
         }
-        match durable::fsync_dir(durable::parent_dir(&self.root)) {
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
-            result => result.map_err(|e| {
-                StorageError::from_io(
-                    format!("fsync the directory above {}", self.root.display()),
-                    e,
-                )
-            }),
-        }
+        self.fsync_root_entry().map_err(|e| {
+            StorageError::from_io(
+                format!("fsync the directory above {}", self.root.display()),
+                e,
+            )
+        })
     }
 
     fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
