@@ -68,8 +68,6 @@ pub struct Fetched {
     pub modified_secs: Option<i64>,
     /// RFC 3339, to the second (as the `Last-Modified` header has it).
     pub last_modified: Option<String>,
-    /// The version read, where the server names one.
-    pub version_id: Option<String>,
     pub headers: ObjectHeaders,
     /// Tags the object has (`x-amz-tagging-count`), read with another request if any.
     pub tag_count: i32,
@@ -300,7 +298,6 @@ impl BucketClient {
             last_modified: answer
                 .last_modified()
                 .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
-            version_id: answer.version_id().map(str::to_owned),
             headers,
             tag_count: answer.tag_count().unwrap_or(0),
             body: Box::new(self.store.body_reader(answer.body, doing)),
