@@ -20,7 +20,10 @@
 //! * **Replay**: per run, a copy of the base backup recovers to the end of the archive; the time
 //!   is from `pg_ctl start` until the server logs that it is ready to accept (read-write)
 //!   connections. The floor has every segment already in `pg_wal` (no `restore_command`);
-//!   the others fetch each segment with `cp` from a directory, pgBackRest `archive-get` (sync,
+//!   the restore_command floor `mv`s each segment from a directory beside `pg_wal` where all
+//!   were copied and synced before the start (what the protocol itself costs: a fork and a
+//!   shell per segment, and PostgreSQL's fsyncs of each file it is handed); the others fetch
+//!   each segment with `cp` from a directory, pgBackRest `archive-get` (sync,
 //!   and async with `process-max=2`), or `tidemark-restore` with `[restore] prefetch` 0 (off),
 //!   2, 8 (the default) and 32, and with prefetch 8 from the encrypted repository. Each
 //!   recovered cluster's data is checked against the original.
@@ -260,6 +263,12 @@ enum Replayer {
     /// Archive recovery (recovery.signal) with every segment in pg_wal and a restore_command
     /// that finds nothing: what recovery costs without fetching.
     InPgWalArchiveRecovery,
+    /// `mv` of each segment from a directory beside `pg_wal`, where every segment was copied
+    /// and synced before the start: the least any restore_command can do (no read, no write,
+    /// nothing beside replay), so its ratio to the floor is what the restore_command protocol
+    /// itself costs — PostgreSQL's fork and shell per segment, and its fsyncs of every file
+    /// it is handed.
+    MvStaged,
     Cp,
     PgBackRestSync,
     PgBackRestAsync,
@@ -272,9 +281,10 @@ enum Replayer {
 
 /// The default prefetch runs again from the encrypted repository, for the encrypted /
 /// unencrypted ratio.
-const REPLAYERS: [Replayer; 10] = [
+const REPLAYERS: [Replayer; 11] = [
     Replayer::InPgWal,
     Replayer::InPgWalArchiveRecovery,
+    Replayer::MvStaged,
     Replayer::Cp,
     Replayer::PgBackRestSync,
     Replayer::PgBackRestAsync,
@@ -313,6 +323,10 @@ impl Replayer {
             Replayer::InPgWalArchiveRecovery => {
                 ("WAL in pg_wal, archive recovery", "floor_archive_recovery")
             }
+            Replayer::MvStaged => (
+                "mv of a segment staged beside pg_wal (restore_command floor)",
+                "mv_staged",
+            ),
             Replayer::Cp => ("cp", "cp"),
             Replayer::PgBackRestSync => ("pgbackrest archive-get sync", "pgbackrest_sync"),
             Replayer::PgBackRestAsync => ("pgbackrest archive-get async", "pgbackrest_async"),
@@ -383,6 +397,20 @@ fn ready_count(pg_wal: &Path) -> anyhow::Result<usize> {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
         .count())
+}
+
+/// Copies the segments in `from` into `to`, owned by the cluster owner.
+fn copy_segments(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("list {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_segment(&name) {
+            let target = to.join(&name);
+            fs::copy(entry.path(), &target)?;
+            give_to_owner(&target)?;
+        }
+    }
+    Ok(())
 }
 
 /// `cp -a`, as the cluster owner, so the copy belongs to it.
@@ -650,25 +678,25 @@ impl Bench {
             ("archive_mode".to_owned(), "off".to_owned()),
             ("recovery_target_action".to_owned(), "promote".to_owned()),
         ];
-        if matches!(
-            replayer,
-            Replayer::InPgWal | Replayer::InPgWalArchiveRecovery
-        ) {
+        let staged = self.run.join("staged");
+        match replayer {
             // Every segment is already where recovery reads it.
-            for entry in fs::read_dir(self.backlog.join("pg_wal"))? {
-                let entry = entry?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if is_segment(&name) {
-                    let target = self.run.join("pg_wal").join(&name);
-                    fs::copy(entry.path(), &target)?;
-                    give_to_owner(&target)?;
-                }
+            Replayer::InPgWal | Replayer::InPgWalArchiveRecovery => {
+                copy_segments(&self.backlog.join("pg_wal"), &self.run.join("pg_wal"))?
             }
+            // Every archived segment waits on pg_wal's file system (synced below, untimed).
+            Replayer::MvStaged => {
+                fs::create_dir(&staged)?;
+                give_to_owner(&staged)?;
+                copy_segments(&self.cp_archive, &staged)?
+            }
+            _ => {}
         }
         let restore_command = match replayer {
             Replayer::InPgWal => None,
             // PostgreSQL reads pg_wal when restore_command finds nothing.
             Replayer::InPgWalArchiveRecovery => Some("false".to_owned()),
+            Replayer::MvStaged => Some(format!("mv {}/%f %p", quoted(&staged))),
             Replayer::Cp => Some(format!("cp {}/%f %p", quoted(&self.cp_archive))),
             Replayer::PgBackRestSync | Replayer::PgBackRestAsync => {
                 let config =
@@ -1571,6 +1599,15 @@ impl Timings {
             (
                 "tidemark prefetch / archive-recovery floor (replay; target <= 1.15)",
                 prefetch / self.replay_median(Replayer::InPgWalArchiveRecovery),
+            ),
+            (
+                "restore_command floor (mv of staged segments) / archive-recovery floor (replay)",
+                self.replay_median(Replayer::MvStaged)
+                    / self.replay_median(Replayer::InPgWalArchiveRecovery),
+            ),
+            (
+                "tidemark prefetch / restore_command floor (replay)",
+                prefetch / self.replay_median(Replayer::MvStaged),
             ),
             (
                 "tidemark prefetch / crash-recovery floor (replay)",
