@@ -1345,6 +1345,19 @@ impl Measured {
         (median(&self.wall[index]), median(&self.cpu[index]))
     }
 
+    /// The median over the rounds of tool `a`'s wall time over tool `b`'s in the same round.
+    /// This machine's speed drifts by up to twice over minutes, which a ratio of the two
+    /// medians takes in whole when the slow minutes fall on one tool's runs more than the
+    /// other's; runs of one round are at most one round apart.
+    fn per_round_ratio(&self, a: usize, b: usize) -> f64 {
+        let ratios: Vec<f64> = self.wall[a]
+            .iter()
+            .zip(&self.wall[b])
+            .map(|(a, b)| a / b)
+            .collect();
+        median(&ratios)
+    }
+
     /// Each tool's runs and medians, by key, for the results file.
     fn json(
         &self,
@@ -1486,6 +1499,12 @@ impl Timings {
         self.replay_medians(r).0
     }
 
+    /// The median of `a`'s replay time over `b`'s, round by round.
+    fn replay_per_round_ratio(&self, a: Replayer, b: Replayer) -> f64 {
+        let index = |r: Replayer| REPLAYERS.iter().position(|x| *x == r).unwrap();
+        self.replays.per_round_ratio(index(a), index(b))
+    }
+
     /// Prints the drain, replay, single-call and S3 tables.
     fn print_tables(&self) {
         let mb_per_s = |seconds: f64| self.wal_bytes as f64 / (1 << 20) as f64 / seconds;
@@ -1577,11 +1596,12 @@ impl Timings {
             repo: Repo::Dir,
             cipher: Cipher::None,
         });
-        let prefetch = self.replay_median(Replayer::Tidemark {
+        let prefetcher = Replayer::Tidemark {
             prefetch: self.s3.prefetch,
             repo: Repo::Dir,
             cipher: Cipher::None,
-        });
+        };
+        let prefetch = self.replay_median(prefetcher);
         let (s3_drain, s3_replay) = (self.s3.drain(), self.s3.replay());
         vec![
             (
@@ -1599,6 +1619,10 @@ impl Timings {
             (
                 "tidemark prefetch / archive-recovery floor (replay; target <= 1.15)",
                 prefetch / self.replay_median(Replayer::InPgWalArchiveRecovery),
+            ),
+            (
+                "tidemark prefetch / archive-recovery floor, median of per-round ratios (replay)",
+                self.replay_per_round_ratio(prefetcher, Replayer::InPgWalArchiveRecovery),
             ),
             (
                 "restore_command floor (mv of staged segments) / archive-recovery floor (replay)",
