@@ -386,6 +386,14 @@ impl Replayer {
     }
 }
 
+/// Where `r`'s runs are kept: its place in [`REPLAYERS`].
+fn replay_index(r: Replayer) -> usize {
+    REPLAYERS
+        .iter()
+        .position(|x| *x == r)
+        .expect("every replayer is in REPLAYERS")
+}
+
 /// Segment file names (24 hex digits).
 fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
@@ -1491,8 +1499,7 @@ impl Timings {
 
     /// Median wall and CPU seconds of the replays by `r`.
     fn replay_medians(&self, r: Replayer) -> (f64, f64) {
-        self.replays
-            .medians(REPLAYERS.iter().position(|x| *x == r).unwrap())
+        self.replays.medians(replay_index(r))
     }
 
     fn replay_median(&self, r: Replayer) -> f64 {
@@ -1501,8 +1508,8 @@ impl Timings {
 
     /// The median of `a`'s replay time over `b`'s, round by round.
     fn replay_per_round_ratio(&self, a: Replayer, b: Replayer) -> f64 {
-        let index = |r: Replayer| REPLAYERS.iter().position(|x| *x == r).unwrap();
-        self.replays.per_round_ratio(index(a), index(b))
+        self.replays
+            .per_round_ratio(replay_index(a), replay_index(b))
     }
 
     /// Prints the drain, replay, single-call and S3 tables.
