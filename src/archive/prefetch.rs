@@ -28,13 +28,14 @@
 //! Everything here is a cache: losing any file only means a segment is fetched directly.
 
 mod space;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -49,10 +50,10 @@ use crate::units;
 
 /// How long the fetcher keeps fetching once PostgreSQL stops asking for new segments.
 const FETCHER_LINGER: Duration = Duration::from_secs(5);
-/// How often the fetcher looks at what PostgreSQL asked for last.
-const FETCHER_POLL: Duration = Duration::from_millis(2);
-/// How often it looks once it has stopped fetching: PostgreSQL may stay away for hours.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How long the fetcher sleeps at most between looks at the recovery, its configuration and the
+/// spool; a call noting a new position wakes it at once (`wake`). Also how long a fetch thread
+/// with nothing to do waits before it looks again at free space and names the archive lacked.
+const FETCHER_RECHECK: Duration = Duration::from_millis(50);
 /// How long a segment the archive does not hold is left alone before it is asked for again.
 const MISSING_RETRY: Duration = Duration::from_secs(1);
 /// How often a call waiting for the fetcher looks for its segment.
@@ -365,14 +366,60 @@ fn window(
 #[derive(Default)]
 struct Shared {
     /// The segments to keep ready, in the order to fetch them; none while idle.
-    wanted: Mutex<Vec<SegmentName>>,
+    wanted: Mutex<Wanted>,
+    /// Signalled when `wanted` changes or the fetcher ends.
+    wanted_changed: Condvar,
     state: Mutex<FetchState>,
     /// Set when the fetcher ends.
     stop: AtomicBool,
-    /// Set while PostgreSQL asks for nothing new.
-    idle: AtomicBool,
     /// Fetches under way.
     busy: AtomicUsize,
+}
+
+/// The segments to keep ready, and how many times the list was set: a fetch thread that found
+/// nothing to do sleeps only if the list is still the one it looked at.
+#[derive(Default)]
+struct Wanted {
+    names: Vec<SegmentName>,
+    generation: u64,
+}
+
+impl Shared {
+    /// Sets the segments to keep ready and wakes the fetch threads.
+    fn set_wanted(&self, names: Vec<SegmentName>) {
+        let mut wanted = self.wanted.lock().expect("not poisoned");
+        if wanted.names != names {
+            wanted.names = names;
+            wanted.generation += 1;
+            self.wanted_changed.notify_all();
+        }
+    }
+
+    /// The segments to keep ready, and the generation of that list.
+    fn wanted(&self) -> (Vec<SegmentName>, u64) {
+        let wanted = self.wanted.lock().expect("not poisoned");
+        (wanted.names.clone(), wanted.generation)
+    }
+
+    /// Sleeps until the wanted list is set anew after `generation`, the fetcher ends, or
+    /// `timeout` passes.
+    fn wait_for_change(&self, generation: u64, timeout: Duration) {
+        let wanted = self.wanted.lock().expect("not poisoned");
+        if wanted.generation != generation || self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = self
+            .wanted_changed
+            .wait_timeout(wanted, timeout)
+            .expect("not poisoned");
+    }
+
+    /// Tells the fetch threads to end, and wakes them.
+    fn stop(&self) {
+        let _wanted = self.wanted.lock().expect("not poisoned");
+        self.stop.store(true, Ordering::SeqCst);
+        self.wanted_changed.notify_all();
+    }
 }
 
 /// The bookkeeping of the fetches.
@@ -444,6 +491,7 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
     let planned_at: HashMap<SegmentName, usize> =
         plan.iter().enumerate().map(|(i, s)| (*s, i)).collect();
     let shared = Shared::default();
+    let watch = wake::SpoolWatch::new(spool.dir());
     std::thread::scope(|scope| {
         for _ in 0..settings.parallel.max(1) {
             scope.spawn(|| fetch_loop(stanza, settings, &shared));
@@ -459,7 +507,6 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
             }
             let was_idle = idle;
             idle = moved_at.elapsed() > FETCHER_LINGER && shared.busy.load(Ordering::SeqCst) == 0;
-            shared.idle.store(idle, Ordering::SeqCst);
             if idle && !was_idle {
                 tracing::info!(
                     "PostgreSQL has asked for no new segment for {} s: fetching stops until it does, and what is fetched stays ready",
@@ -476,8 +523,7 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
                     state.spooled = remove_passed(spool, &names);
                 }
                 names.pop();
-                *shared.wanted.lock().expect("not poisoned") =
-                    if idle { Vec::new() } else { names };
+                shared.set_wanted(if idle { Vec::new() } else { names });
             }
             let leave = if in_recovery(&settings.pg_wal) {
                 reason_to_leave(&settings.config)
@@ -486,10 +532,10 @@ pub fn run_fetcher(stanza: &Stanza<'_>, settings: &FetcherSettings) -> anyhow::R
             };
             if let Some(reason) = leave {
                 tracing::info!("prefetcher leaves: {reason}");
-                shared.stop.store(true, Ordering::SeqCst);
+                shared.stop();
                 break;
             }
-            std::thread::sleep(if idle { IDLE_POLL } else { FETCHER_POLL });
+            watch.wait(FETCHER_RECHECK);
         }
     });
     // Recovery is over, or the server stopped, or a fetcher reading the new configuration takes
@@ -504,7 +550,7 @@ fn fetch_loop(stanza: &Stanza<'_>, settings: &FetcherSettings, shared: &Shared) 
     let spool = &settings.spool;
     let segment_bytes = u64::from(stanza.expected_cluster().segment_size.bytes());
     while !shared.stop.load(Ordering::SeqCst) {
-        let names = shared.wanted.lock().expect("not poisoned").clone();
+        let (names, generation) = shared.wanted();
         let next = {
             let mut state = shared.state.lock().expect("not poisoned");
             let now = Instant::now();
@@ -528,9 +574,7 @@ fn fetch_loop(stanza: &Stanza<'_>, settings: &FetcherSettings, shared: &Shared) 
             }
         };
         let Some(name) = next else {
-            let quiet = shared.idle.load(Ordering::SeqCst)
-                || shared.state.lock().expect("not poisoned").short_of_space;
-            std::thread::sleep(if quiet { IDLE_POLL } else { FETCHER_POLL });
+            shared.wait_for_change(generation, FETCHER_RECHECK);
             continue;
         };
         let fetched = fetch_one(stanza, spool, name);
