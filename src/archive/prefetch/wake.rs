@@ -48,16 +48,15 @@ impl SpoolWatch {
             std::thread::sleep(timeout.min(FALLBACK_POLL));
             return;
         };
-        let limit = Timespec::try_from(timeout).unwrap_or(Timespec {
-            tv_sec: 0,
-            tv_nsec: 50_000_000,
-        });
+        let limit = Timespec {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: timeout.subsec_nanos().into(),
+        };
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&limit)) {
-            Ok(ready) if ready > 0 => drain(fd),
-            Ok(_) => {}
-            // EINTR: a signal; the caller looks again either way.
-            Err(_) => {}
+        // A failed poll (EINTR: a signal) ends the wait as a timeout does: the caller looks
+        // again either way.
+        if rustix::event::poll(&mut fds, Some(&limit)).is_ok_and(|ready| ready > 0) {
+            drain(fd);
         }
     }
 }
